@@ -1,0 +1,133 @@
+"""Detector registry: find a model folder (bundled name, local path or Hub id) and load it.
+
+Families register themselves (``@register_family``) in their own modules, imported here. A
+detector folder says whether it was trained (``forensics.trained``); untrained models are only
+loaded when a caller asks for them explicitly (tests, benchmarks), never offered to a user.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from pathlib import Path
+
+from forensics.detectors import timm_family, transformers_family  # noqa: F401  (register families)
+from forensics.detectors.base import (
+    CONFIG_NAME,
+    FAMILIES,
+    Detector,
+    DetectorInfo,
+    fake_label_indices,
+    read_config,
+    register_family,
+)
+from forensics.errors import DetectorError
+
+__all__ = [
+    "Detector",
+    "DetectorInfo",
+    "FAMILIES",
+    "available_detectors",
+    "fake_label_indices",
+    "load_detector",
+    "register_family",
+    "resolve_model_folder",
+]
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets" / "detectors"
+_HUB_ID = re.compile(r"^(?:hf-hub:)?([A-Za-z0-9][\w.-]*/[\w.-]+)(?:@([\w./-]+))?$")
+_HUB_FILES = ["config.json", "*.safetensors", "preprocessor_config.json", "README.md", "*.onnx", "*.json"]
+
+
+def detector_dirs() -> list[Path]:
+    """Where named detectors live: the bundled ``assets/detectors`` and ``$FORENSICS_DETECTORS``."""
+    dirs = [ASSETS]
+    extra = os.environ.get("FORENSICS_DETECTORS")
+    if extra:
+        dirs += [Path(p) for p in extra.split(os.pathsep) if p]
+    return dirs
+
+
+def available_detectors() -> dict[str, Path]:
+    """Named, trained detectors a user may choose: name -> folder."""
+    found: dict[str, Path] = {}
+    for root in detector_dirs():
+        if not root.is_dir():
+            continue
+        for folder in sorted(p for p in root.iterdir() if (p / CONFIG_NAME).is_file()):
+            try:
+                config = read_config(folder)
+            except DetectorError:
+                continue
+            if config.get("forensics", {}).get("trained", True):
+                found.setdefault(folder.name, folder)
+    return found
+
+
+def resolve_model_folder(name_or_path: str | Path, offline: bool | None = None) -> Path:
+    """A bundled name, a local folder, or a Hub id (``org/name[@revision]``) -> a local folder.
+
+    Hub models are fetched with ``snapshot_download`` (only configs, safetensors, ONNX and the
+    card) into the usual cache; offline, only what is cached resolves, and quickly.
+    """
+    text = str(name_or_path).strip()
+    if not text:
+        raise DetectorError("no detector given")
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    named = available_detectors()
+    if text in named:
+        return named[text]
+    match = _HUB_ID.match(text)
+    if match and not path.exists() and not text.startswith((".", "/")):
+        return _download(match.group(1), match.group(2), offline)
+    choices = ", ".join(named) or "none bundled"
+    raise DetectorError(f"detector {text!r} is not a model folder, a bundled name ({choices}) or a Hub id")
+
+
+def _download(repo_id: str, revision: str | None, offline: bool | None) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    if offline is None:
+        offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    try:
+        folder = snapshot_download(
+            repo_id, revision=revision, allow_patterns=_HUB_FILES, local_files_only=offline, etag_timeout=5
+        )
+    except LocalEntryNotFoundError as exc:
+        where = "offline and not in the local cache" if offline else "not reachable and not in the local cache"
+        raise DetectorError(f"Hub model {repo_id!r}: {where}") from exc
+    except RepositoryNotFoundError as exc:
+        raise DetectorError(f"Hub model {repo_id!r}: no such repository (or it is private)") from exc
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        raise DetectorError(f"Hub model {repo_id!r}: download failed ({' '.join(str(exc).split())[:200]})") from exc
+    return Path(folder)
+
+
+_CACHE: dict[tuple[str, bool], Detector] = {}
+_LOCK = threading.Lock()
+
+
+def load_detector(name_or_path: str | Path, allow_untrained: bool = False, cache: bool = True) -> Detector:
+    """Load (once, then from cache) the detector a name, folder or Hub id points at."""
+    folder = resolve_model_folder(name_or_path)
+    key = (str(folder), allow_untrained)
+    with _LOCK:
+        if cache and key in _CACHE:
+            return _CACHE[key]
+        config = read_config(folder)
+        trained = config.get("forensics", {}).get("trained", True)
+        if not trained and not allow_untrained:
+            raise DetectorError(f"{folder.name}: this model is marked untrained (random weights) and is not a detector")
+        for family in FAMILIES.values():
+            if family.accepts(config):
+                detector = family.load(folder, config)
+                break
+        else:
+            raise DetectorError(f"{folder}: config.json is neither a timm nor a transformers model config")
+        if cache:
+            _CACHE[key] = detector
+        return detector

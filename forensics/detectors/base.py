@@ -1,0 +1,301 @@
+"""The one interface every detector family implements, and the registry of families.
+
+A detector is an inference object: a model in eval mode with frozen parameters, its labels,
+its preprocessing and the hooks that the explanations need. Families (one file each) register
+themselves with :func:`register_family`; :func:`forensics.detectors.load_detector` asks each
+family in turn whether it can read a folder's ``config.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, ClassVar, Iterator, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from forensics.errors import DetectorError
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+
+# Label names that mean "manipulated" or "authentic" in models published by others
+# (e.g. "Deepfake"/"Realism", "FAKE"/"REAL", "synthetic"/"tampered"/"real").
+_FAKE_WORDS = re.compile(
+    r"fake|deepfake|manipul|synthetic|spoof|tamper|forged|forgery|generated|artificial|\bai\b|swap|morph",
+    re.IGNORECASE,
+)
+_REAL_WORDS = re.compile(r"real|authentic|genuine|bona|original|pristine|human|natural|live", re.IGNORECASE)
+
+
+def fake_label_indices(labels: Sequence[str], fake_labels: Sequence[str] | None = None) -> list[int]:
+    """Which class indices count as "fake"; the fake probability is their summed probability.
+
+    ``fake_labels`` from the model's config wins; otherwise names are matched against common
+    wordings, a label that reads as real never counts as fake, and with two unknown labels the
+    second is taken as fake (the usual ``0=real, 1=fake`` convention).
+    """
+    if fake_labels:
+        missing = [name for name in fake_labels if name not in labels]
+        if missing:
+            raise DetectorError(f"fake_labels {missing} are not among the model's labels {list(labels)}")
+        return [labels.index(name) for name in fake_labels]
+    fake = [i for i, name in enumerate(labels) if _FAKE_WORDS.search(name) and not _looks_real(name)]
+    if fake:
+        return fake
+    real = [i for i, name in enumerate(labels) if _looks_real(name)]
+    if real and len(real) < len(labels):
+        return [i for i in range(len(labels)) if i not in real]
+    if len(labels) == 2:
+        return [1]
+    raise DetectorError(f"cannot tell which of the labels {list(labels)} mean fake; set forensics.fake_labels")
+
+
+def _looks_real(name: str) -> bool:
+    return bool(_REAL_WORDS.search(name)) and not re.search(r"unreal|not[ _-]?real", name, re.IGNORECASE)
+
+
+@dataclass
+class DetectorInfo:
+    """The ``forensics`` block of a model folder's ``config.json``: what inference needs to know."""
+
+    name: str
+    family: str
+    labels: list[str]
+    fake_labels: list[str] = field(default_factory=list)
+    threshold: float = 0.5
+    input_size: int = 224
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    face_margin: float = 0.3
+    trained: bool = True
+    version: str = "0"
+    description: str = ""
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["mean"], data["std"] = list(self.mean), list(self.std)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DetectorInfo":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        info = cls(**known)
+        info.mean, info.std = tuple(float(v) for v in info.mean), tuple(float(v) for v in info.std)
+        info.threshold, info.input_size = float(info.threshold), int(info.input_size)
+        if not 0.0 <= info.threshold <= 1.0:
+            raise DetectorError(f"threshold {info.threshold} is outside [0, 1]")
+        return info
+
+
+class Detector(ABC):
+    """A loaded detector. Subclasses set the model and the explanation hooks.
+
+    ``model`` maps a normalised batch ``(B, 3, S, S)`` to logits ``(B, C)``; its parameters are
+    frozen (inference never needs their gradients, and explanations then pay only for the
+    activation gradients they read).
+    """
+
+    family: ClassVar[str] = ""
+
+    def __init__(self, model: nn.Module, info: DetectorInfo, path: Path | None = None):
+        self.model = model.eval()
+        self.model.requires_grad_(False)
+        self.info = info
+        self.path = path
+        self.fake_indices = fake_label_indices(info.labels, info.fake_labels)
+        self._mean = torch.tensor(info.mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+        self._std = torch.tensor(info.std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+
+    # -- what the analysis needs -------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.info.labels)
+
+    @property
+    def threshold(self) -> float:
+        return self.info.threshold
+
+    @property
+    def input_size(self) -> int:
+        return self.info.input_size
+
+    def preprocess(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
+        """RGB uint8 crops (any size) -> a normalised float batch at the detector's input size."""
+        size = self.input_size
+        resized = []
+        for crop in crops:
+            if crop.ndim != 3 or crop.shape[2] != 3:
+                raise DetectorError(f"expected RGB crops of shape HxWx3, got {crop.shape}")
+            if crop.shape[:2] != (size, size):
+                shrink = crop.shape[0] > size
+                crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+            resized.append(crop)
+        batch = torch.from_numpy(np.ascontiguousarray(np.stack(resized))).permute(0, 3, 1, 2).float()
+        return (batch - self._mean) / self._std
+
+    @torch.inference_mode()
+    def predict(self, batch: torch.Tensor) -> np.ndarray:
+        """Class probabilities ``(B, C)`` for a preprocessed batch."""
+        return torch.softmax(self.model(batch).float(), dim=-1).numpy()
+
+    def fake_probability(self, probabilities: np.ndarray) -> np.ndarray:
+        """``(B,)``: the summed probability of every fake class."""
+        return probabilities[:, self.fake_indices].sum(axis=1)
+
+    def predict_crops(self, crops: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
+        """Probabilities for RGB crops, in batches (video frames can hold many faces)."""
+        if not crops:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        parts = [self.predict(self.preprocess(crops[i : i + batch_size])) for i in range(0, len(crops), batch_size)]
+        return np.concatenate(parts)
+
+    def resolve_target(self, target: int | str | None, probabilities: np.ndarray) -> list[int]:
+        """Class index to explain per item: an index, a label name, "predicted", or None = fake.
+
+        "fake" picks, per item, the most probable of the fake classes.
+        """
+        if target is None or target == "fake":
+            fake = np.asarray(self.fake_indices)
+            return [int(fake[np.argmax(row[fake])]) for row in probabilities]
+        if target == "real":
+            real = np.asarray([i for i in range(len(self.labels)) if i not in self.fake_indices])
+            return [int(real[np.argmax(row[real])]) for row in probabilities]
+        if target == "predicted":
+            return [int(np.argmax(row)) for row in probabilities]
+        if isinstance(target, str):
+            if target not in self.labels:
+                raise DetectorError(f"target class {target!r} is not one of {self.labels}")
+            target = self.labels.index(target)
+        if not 0 <= int(target) < len(self.labels):
+            raise DetectorError(f"target class {target} is out of range for {len(self.labels)} labels")
+        return [int(target)] * len(probabilities)
+
+    # -- what the explanations need --------------------------------------------------------------
+    @property
+    def has_attention(self) -> bool:
+        return False
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """Tokens before the patch grid (CLS, registers); 0 for pure patch grids such as SigLIP."""
+        return 0
+
+    @property
+    def grid_size(self) -> tuple[int, int] | None:
+        """The patch grid ``(rows, cols)`` of a token model, derived from the model, not assumed."""
+        return None
+
+    @contextlib.contextmanager
+    def capture_attention(self) -> Iterator[list[torch.Tensor]]:
+        """Collect each layer's attention probabilities ``(B, heads, N, N)`` during a forward pass.
+
+        Tensors that are part of a graph keep their gradient (``retain_grad``) so that one
+        backward pass can weight heads by the target class.
+        """
+        raise DetectorError(f"{self.name}: this {self.family} detector has no attention to show")
+        yield []  # pragma: no cover
+
+    @property
+    @abstractmethod
+    def cam_target_layers(self) -> list[nn.Module]:
+        """The layer(s) Grad-CAM reads activations and gradients from."""
+
+    @property
+    def cam_reshape(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """Turn the target layer's output into ``(B, C, H, W)``; tokens are reshaped to the grid."""
+        grid = self.grid_size
+        if grid is None:
+            return None
+        return TokensToGrid(grid, self.num_prefix_tokens)
+
+    def describe(self) -> dict:
+        """What a list of detectors shows."""
+        params = sum(p.numel() for p in self.model.parameters())
+        return {
+            "name": self.name,
+            "family": self.family,
+            "labels": self.labels,
+            "fake_labels": [self.labels[i] for i in self.fake_indices],
+            "threshold": self.threshold,
+            "input_size": self.input_size,
+            "parameters": params,
+            "attention": self.has_attention,
+            "version": self.info.version,
+            "path": str(self.path) if self.path else None,
+        }
+
+
+class TokensToGrid:
+    """Reshape transform for Grad-CAM on token models: drop prefix tokens, lay patches on the grid."""
+
+    def __init__(self, grid: tuple[int, int], prefix: int):
+        self.grid, self.prefix = grid, prefix
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        if tokens.ndim == 4:  # NHWC feature maps (timm with dynamic sizes)
+            return tokens.permute(0, 3, 1, 2)
+        rows, cols = self.grid
+        patches = tokens[:, self.prefix :, :]
+        if patches.shape[1] != rows * cols:
+            raise DetectorError(f"{patches.shape[1]} patch tokens do not fit the {rows}x{cols} grid")
+        return patches.reshape(tokens.shape[0], rows, cols, tokens.shape[2]).permute(0, 3, 1, 2)
+
+
+# -- families -----------------------------------------------------------------------------------
+
+FAMILIES: dict[str, type["DetectorFamily"]] = {}
+
+
+class DetectorFamily(ABC):
+    """How one kind of model folder is recognised, loaded and written."""
+
+    name: ClassVar[str]
+
+    @classmethod
+    @abstractmethod
+    def accepts(cls, config: dict) -> bool:
+        """Whether a folder's parsed ``config.json`` is of this family."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, folder: Path, config: dict) -> Detector:
+        """Build the detector from a folder (weights from safetensors, never unpickled)."""
+
+
+def register_family(cls: type[DetectorFamily]) -> type[DetectorFamily]:
+    """Class decorator: make a family available to :func:`load_detector`."""
+    FAMILIES[cls.name] = cls
+    return cls
+
+
+def read_config(folder: Path) -> dict:
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        raise DetectorError(f"{folder}: no {CONFIG_NAME} (a model folder needs config.json and model.safetensors)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DetectorError(f"{path}: config.json is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise DetectorError(f"{path}: config.json must hold a JSON object")
+    return data
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON through a temporary file, so a crash never leaves half a config."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,140 @@
+"""Explanations for a detector's decision, all from one forward and one backward pass.
+
+``explain`` runs the model once with attention captured and Grad-CAM's recorder attached, takes
+one backward pass from the target class's logit (parameters are frozen, so only activation
+gradients are computed), and derives every requested map from that record:
+
+- ``attention``: last-layer attention (:func:`~forensics.explain.attention.last_layer_attention`)
+- ``rollout``: attention rollout (:func:`~forensics.explain.attention.attention_rollout`)
+- ``gradcam`` / ``gradcam++``: through pytorch_grad_cam, sharing the pass (:mod:`.cam`)
+
+Maps come back at the detector's input size (the crop's size), normalised to [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from forensics.detectors.base import Detector
+from forensics.explain.attention import HEAD_FUSIONS, attention_rollout, last_layer_attention
+from forensics.explain.cam import CAM_METHODS, SharedCams
+from forensics.explain.overlay import normalize_map, resize_map
+
+METHODS = ("attention", "rollout", "gradcam", "gradcam++")
+ATTENTION_METHODS = ("attention", "rollout")
+
+
+@dataclass
+class ExplainOptions:
+    """How the maps are made. ``class_weighted`` weights attention heads by the target class's
+    gradients; off, attention and rollout are the class-agnostic maps of the papers."""
+
+    head_fusion: str = "mean"
+    discard_ratio: float = 0.9
+    class_weighted: bool = True
+
+    def __post_init__(self) -> None:
+        if self.head_fusion not in HEAD_FUSIONS:
+            raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}, not {self.head_fusion!r}")
+        if not 0.0 <= self.discard_ratio < 1.0:
+            raise ValueError(f"discard_ratio must be in [0, 1), not {self.discard_ratio}")
+
+
+@dataclass
+class Explanation:
+    """Maps ``method -> (B, S, S)`` float32 in [0, 1], with what the pass also produced."""
+
+    maps: dict[str, np.ndarray]
+    probabilities: np.ndarray
+    targets: list[int]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def parse_methods(text: str | Iterable[str] | None) -> list[str]:
+    """``"all"``, ``"none"``, or a comma list such as ``"attention,gradcam++"`` -> method names."""
+    if text is None:
+        return list(METHODS)
+    items = [t.strip().lower() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
+    if items in (["all"], []):
+        return list(METHODS) if items else []
+    if items == ["none"]:
+        return []
+    aliases = {"gradcampp": "gradcam++", "gradcam_pp": "gradcam++", "grad-cam": "gradcam", "grad-cam++": "gradcam++",
+               "attn": "attention"}
+    methods = [aliases.get(item, item) for item in items]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown explanation method(s) {unknown}; choose from {', '.join(METHODS)}, all or none")
+    return list(dict.fromkeys(methods))
+
+
+def explain(
+    detector: Detector,
+    batch: torch.Tensor,
+    methods: Sequence[str] = METHODS,
+    target: int | str | None = None,
+    options: ExplainOptions | None = None,
+) -> Explanation:
+    """Every requested map for a preprocessed batch, from a single forward+backward pass.
+
+    ``target``: a class index or label, ``"fake"`` (default: the most probable fake class),
+    ``"real"`` or ``"predicted"``. Attention methods on a model without attention are skipped
+    with the reason in ``Explanation.skipped``.
+    """
+    options = options or ExplainOptions()
+    methods = list(dict.fromkeys(methods))
+    skipped: dict[str, str] = {}
+    attention_wanted = [m for m in methods if m in ATTENTION_METHODS]
+    if attention_wanted and not detector.has_attention:
+        for m in attention_wanted:
+            skipped[m] = f"{detector.family} detector has no attention layers"
+        attention_wanted = []
+    cam_wanted = [m for m in methods if m in CAM_METHODS]
+    needs_backward = bool(cam_wanted) or (bool(attention_wanted) and options.class_weighted)
+
+    inputs = batch.detach().clone().requires_grad_(needs_backward)
+    cams = SharedCams(detector.model, detector.cam_target_layers, detector.cam_reshape, cam_wanted) if cam_wanted else None
+    attention_ctx = detector.capture_attention() if attention_wanted else _nothing()
+    try:
+        with torch.enable_grad(), attention_ctx as attentions:
+            logits = cams.recorder(inputs) if cams else detector.model(inputs)
+            probabilities = torch.softmax(logits.detach().float(), dim=-1).numpy()
+            targets = detector.resolve_target(target, probabilities)
+            if needs_backward:
+                logits[torch.arange(len(targets)), torch.tensor(targets)].sum().backward()
+        maps: dict[str, np.ndarray] = {}
+        if cams:
+            maps.update(cams.maps(inputs, targets))
+        if attention_wanted:
+            grads = [a.grad for a in attentions] if options.class_weighted else None
+            prefix, grid = detector.num_prefix_tokens, detector.grid_size
+            if "attention" in attention_wanted:
+                maps["attention"] = _to_input_size(last_layer_attention(attentions, prefix, grid, grads), inputs)
+            if "rollout" in attention_wanted:
+                rollout = attention_rollout(attentions, prefix, grid, options.head_fusion, options.discard_ratio, grads)
+                maps["rollout"] = _to_input_size(rollout, inputs)
+    finally:
+        if cams:
+            cams.__exit__()
+    ordered = {m: maps[m] for m in methods if m in maps}
+    return Explanation(ordered, probabilities, targets, skipped)
+
+
+class _nothing:
+    def __enter__(self):
+        return []
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _to_input_size(grid_maps: torch.Tensor, inputs: torch.Tensor) -> np.ndarray:
+    size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
+    return np.stack([normalize_map(resize_map(m, size)) for m in grid_maps.detach().float().numpy()]).astype(np.float32)
+
+
+__all__ = ["ATTENTION_METHODS", "METHODS", "ExplainOptions", "Explanation", "explain", "parse_methods"]

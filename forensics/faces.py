@@ -1,0 +1,463 @@
+"""Face detection, cropping and tracking: the step that turns a picture into face crops.
+
+Deepfake detectors judge faces, not whole pictures: a swapped face is a small region of a frame,
+and its artefacts (blending seams, mismatched texture) are lost when the whole frame is shrunk to
+a classifier's input. This module finds every face with MTCNN (``facenet_pytorch``; its weights
+ship inside the wheel, so nothing is downloaded), cuts square crops with context around each face
+(blending boundaries lie at the face's edge, so the crop must reach past it), and links faces
+across sampled video frames into tracks so that per-frame scores can be pooled per person.
+
+Coordinates are always those of the source image, in pixels, ``(x0, y0, x1, y1)``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from forensics.errors import DetectorError, MediaError
+
+__all__ = [
+    "Face",
+    "FaceCrop",
+    "FaceDetector",
+    "box_iou",
+    "crop_face",
+    "crop_faces",
+    "square_crop_box",
+    "track_faces",
+    "whole_image_crop",
+]
+
+Box = tuple[float, float, float, float]
+
+# MTCNN's P-Net scans 12x12 windows: asking it for faces smaller than that makes it upsample the
+# whole image, which would undo the speed gained by downscaling large images for detection.
+_MTCNN_MIN_WINDOW = 12.0
+
+
+@dataclass
+class Face:
+    """One detected face, in source-image pixel coordinates.
+
+    ``landmarks`` are MTCNN's five points (left eye, right eye, nose, mouth left, mouth right) as
+    seen in the image (the subject's right eye is the image's left eye). They are not clipped: a
+    face cut by the image border keeps its true geometry, which alignment needs.
+    """
+
+    box: Box
+    confidence: float
+    landmarks: list[tuple[float, float]] = field(default_factory=list)
+    frame: int = 0
+    track: int | None = None
+
+    @property
+    def width(self) -> float:
+        """Box width in pixels."""
+        return float(self.box[2] - self.box[0])
+
+    @property
+    def height(self) -> float:
+        """Box height in pixels."""
+        return float(self.box[3] - self.box[1])
+
+    @property
+    def size(self) -> float:
+        """The box's shorter side: the number that decides whether a face is big enough to judge."""
+        return min(self.width, self.height)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form for reports (rounded: sub-pixel digits are noise, not information)."""
+        return {
+            "box": [round(float(v), 1) for v in self.box],
+            "confidence": round(float(self.confidence), 4),
+            "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in self.landmarks],
+            "frame": int(self.frame),
+            "track": None if self.track is None else int(self.track),
+        }
+
+
+@dataclass
+class FaceCrop:
+    """A square RGB uint8 crop ready for a detector.
+
+    ``crop_box`` is the square region in source-image coordinates; it may reach past the image,
+    in which case that part of ``image`` is black padding. ``face`` is ``None`` and ``fallback``
+    is ``True`` when no face was found and the crop is the whole-image fallback, so reports can
+    say the score does not come from a face.
+    """
+
+    face: Face | None
+    image: np.ndarray
+    crop_box: tuple[int, int, int, int]
+    fallback: bool = False
+
+
+def _check_image(image: Any, what: str = "image") -> np.ndarray:
+    """Reject anything that is not an RGB uint8 ``H x W x 3`` array with a one-line reason.
+
+    MTCNN silently gives nonsense on float or BGRA input, so the mistake is caught here.
+    """
+    if not isinstance(image, np.ndarray):
+        raise MediaError(f"{what}: expected a numpy array, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise MediaError(f"{what}: expected an RGB image of shape HxWx3, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise MediaError(f"{what}: expected uint8 pixels, got {image.dtype}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise MediaError(f"{what}: image is empty (shape {image.shape})")
+    return image
+
+
+class FaceDetector:
+    """Finds every face in images or video frames with MTCNN.
+
+    MTCNN is built on first use, not in ``__init__``: building it loads three networks, and a
+    detector object is often created (by a CLI or UI) long before, or without, any detection.
+    Once built it is reused. Calls are serialised by a lock, because the per-call minimum face
+    size is set on the shared MTCNN object.
+
+    Parameters:
+        min_face_size: faces whose shorter box side is under this many pixels (source image) are
+            dropped: too few pixels for a deepfake detector to judge.
+        confidence: faces with an MTCNN probability under this are dropped. 0.9 keeps real faces
+            (they score > 0.99) while dropping textures that merely look face-like.
+        detect_max_side: images whose longer side exceeds this are downscaled for detection only
+            (MTCNN's cost grows with pixel count; faces large enough to judge stay findable).
+            Boxes and landmarks are mapped back to the source image.
+        thresholds: MTCNN's per-stage (P-, R-, O-Net) thresholds.
+        device: torch device for MTCNN.
+    """
+
+    def __init__(
+        self,
+        min_face_size: int = 40,
+        confidence: float = 0.9,
+        detect_max_side: int = 1280,
+        thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+        device: str = "cpu",
+    ) -> None:
+        if not min_face_size >= 1:
+            raise ValueError(f"min_face_size must be at least 1, got {min_face_size}")
+        if not 0.0 <= confidence <= 1.0:
+            raise ValueError(f"confidence must be within [0, 1], got {confidence}")
+        if not detect_max_side >= 32:
+            raise ValueError(f"detect_max_side must be at least 32, got {detect_max_side}")
+        thresholds = tuple(float(t) for t in thresholds)
+        if len(thresholds) != 3 or not all(0.0 <= t <= 1.0 for t in thresholds):
+            raise ValueError(f"thresholds must be three values within [0, 1], got {thresholds}")
+        self.min_face_size = int(min_face_size)
+        self.confidence = float(confidence)
+        self.detect_max_side = int(detect_max_side)
+        self.thresholds = thresholds
+        self.device = str(device)
+        self._mtcnn: Any = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"FaceDetector(min_face_size={self.min_face_size}, confidence={self.confidence}, "
+            f"detect_max_side={self.detect_max_side}, thresholds={self.thresholds}, "
+            f"device={self.device!r})"
+        )
+
+    def _get_mtcnn(self) -> Any:
+        """Build MTCNN once (caller holds the lock)."""
+        if self._mtcnn is None:
+            try:
+                import torch
+                from facenet_pytorch import MTCNN
+
+                mtcnn = MTCNN(
+                    keep_all=True,
+                    select_largest=False,
+                    post_process=False,
+                    min_face_size=self.min_face_size,
+                    thresholds=list(self.thresholds),
+                    device=torch.device(self.device),
+                )
+                mtcnn.eval()
+            except Exception as exc:  # import errors, bad device names, missing weights
+                raise DetectorError(f"MTCNN face detector could not be built: {exc}") from exc
+            self._mtcnn = mtcnn
+        return self._mtcnn
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """All faces in one RGB uint8 image, left to right; an empty list when there is none."""
+        return self.detect_batch([image], batch_size=1)[0]
+
+    def detect_batch(self, images: Sequence[np.ndarray], batch_size: int = 8) -> list[list[Face]]:
+        """All faces in each image; ``result[i]`` belongs to ``images[i]`` (``Face.frame == i``).
+
+        Video frames share one size, so they are stacked and run through MTCNN together (one
+        image pyramid pass per batch instead of per frame). Images of different sizes are
+        grouped by their detection size, so mixed input works too.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        images = list(images)
+        results: list[list[Face]] = [[] for _ in images]
+        if not images:
+            return results
+
+        # Downscale each image for detection. Grouping by source shape also groups by
+        # detection shape and scale, which one MTCNN batch needs.
+        prepared: list[tuple[np.ndarray, tuple[float, float]]] = []
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, image in enumerate(images):
+            _check_image(image, f"image {i}")
+            prepared.append(self._detection_image(image))
+            groups.setdefault(image.shape[:2], []).append(i)
+
+        for indices in groups.values():
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start : start + batch_size]
+                scale = min(prepared[chunk[0]][1])
+                raw = self._run_mtcnn([prepared[i][0] for i in chunk], scale)
+                for i, (boxes, probs, points) in zip(chunk, raw):
+                    results[i] = self._to_faces(images[i], boxes, probs, points, prepared[i][1], i)
+        return results
+
+    def _detection_image(self, image: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+        """The image MTCNN sees, and the (x, y) factors from source to detection pixels (<= 1)."""
+        h, w = image.shape[:2]
+        longest = max(h, w)
+        if longest <= self.detect_max_side:
+            return image, (1.0, 1.0)
+        scale = self.detect_max_side / longest
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        # The exact per-axis ratios actually applied (rounding differs per axis), so boxes
+        # mapped back line up with the source.
+        return small, (size[0] / w, size[1] / h)
+
+    def _run_mtcnn(
+        self, images: list[np.ndarray], scale: float
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """MTCNN on same-size images; per image (boxes Nx4, probs N, points Nx5x2), N may be 0.
+
+        MTCNN returns ``None`` for an image without faces and packs batch results in object
+        arrays whose layout depends on how many faces each image has; this normalises both.
+        """
+        with self._lock:
+            mtcnn = self._get_mtcnn()
+            # A face of min_face_size source pixels is min_face_size*scale detection pixels.
+            mtcnn.min_face_size = max(_MTCNN_MIN_WINDOW, self.min_face_size * scale)
+            try:
+                if len(images) == 1:
+                    boxes, probs, points = mtcnn.detect(images[0], landmarks=True)
+                    per_image = [(boxes, probs, points)]
+                else:
+                    batch = np.ascontiguousarray(np.stack(images))
+                    try:
+                        boxes, probs, points = mtcnn.detect(batch, landmarks=True)
+                        per_image = [(boxes[k], probs[k], points[k]) for k in range(len(images))]
+                    except ValueError:
+                        # numpy can refuse to pack ragged per-image results into MTCNN's
+                        # object arrays; detecting one by one gives the same boxes.
+                        per_image = [mtcnn.detect(img, landmarks=True) for img in images]
+            except MemoryError as exc:
+                raise DetectorError(f"MTCNN ran out of memory on {len(images)} image(s): {exc}") from exc
+        return [_normalise(b, p, q) for b, p, q in per_image]
+
+    def _to_faces(
+        self,
+        image: np.ndarray,
+        boxes: np.ndarray,
+        probs: np.ndarray,
+        points: np.ndarray,
+        scale: tuple[float, float],
+        index: int,
+    ) -> list[Face]:
+        """Map detections back to source pixels, filter, and sort left to right."""
+        h, w = image.shape[:2]
+        sx, sy = scale
+        boxes = boxes / np.array([sx, sy, sx, sy])
+        points = points / np.array([sx, sy])
+        faces: list[Face] = []
+        for box, prob, pts in zip(boxes, probs, points):
+            if not np.isfinite(prob) or prob < self.confidence:
+                continue
+            # Judge size on the unclipped box: a big face cut by the border is still a big face.
+            if min(box[2] - box[0], box[3] - box[1]) < self.min_face_size:
+                continue
+            x0, x1 = (float(np.clip(v, 0, w)) for v in (box[0], box[2]))
+            y0, y1 = (float(np.clip(v, 0, h)) for v in (box[1], box[3]))
+            if x1 - x0 < 1 or y1 - y0 < 1:
+                continue
+            faces.append(
+                Face(
+                    box=(x0, y0, x1, y1),
+                    confidence=float(prob),
+                    landmarks=[(float(x), float(y)) for x, y in pts],
+                    frame=index,
+                )
+            )
+        faces.sort(key=lambda f: (f.box[0], f.box[1]))
+        return faces
+
+
+def _normalise(boxes: Any, probs: Any, points: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MTCNN's per-image output as float arrays (N x 4, N, N x 5 x 2); N = 0 for ``None``."""
+    if boxes is None or len(boxes) == 0:
+        return np.zeros((0, 4)), np.zeros((0,)), np.zeros((0, 5, 2))
+    boxes = np.asarray(np.stack([np.asarray(b, dtype=np.float64) for b in boxes]), dtype=np.float64)
+    probs = np.asarray([np.nan if p is None else float(p) for p in probs], dtype=np.float64)
+    if points is None:
+        points = np.full((len(boxes), 5, 2), np.nan)
+    else:
+        points = np.asarray(np.stack([np.asarray(p, dtype=np.float64) for p in points]), dtype=np.float64)
+    return boxes.reshape(-1, 4), probs.reshape(-1), points.reshape(-1, 5, 2)
+
+
+def square_crop_box(
+    box: Sequence[float], image_shape: Sequence[int], margin: float = 0.3
+) -> tuple[int, int, int, int]:
+    """The square region to cut around a face: side ``max(w, h) * (1 + margin)``, centred on it.
+
+    A square keeps the face's aspect ratio when resized to a detector's square input; the margin
+    keeps the face's border (where blending seams lie) inside the crop. Along each axis the
+    square is shifted to lie inside the image when it fits, so real pixels are used instead of
+    padding; when it is larger than the image along an axis it stays centred there, and
+    ``crop_face`` pads the part outside.
+    """
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    x0, y0, x1, y1 = (float(v) for v in box)
+    img_h, img_w = int(image_shape[0]), int(image_shape[1])
+    side = max(1, int(round(max(x1 - x0, y1 - y0) * (1.0 + margin))))
+
+    def place(centre: float, limit: int) -> int:
+        start = int(math.floor(centre - side / 2.0 + 0.5))
+        if side <= limit:
+            start = min(max(start, 0), limit - side)
+        return start
+
+    left = place((x0 + x1) / 2.0, img_w)
+    top = place((y0 + y1) / 2.0, img_h)
+    return left, top, left + side, top + side
+
+
+def _cut_square(image: np.ndarray, crop_box: tuple[int, int, int, int], size: int) -> np.ndarray:
+    """Cut ``crop_box`` from ``image`` (black outside it) and resize to ``size x size``."""
+    if size < 1:
+        raise ValueError(f"crop size must be at least 1, got {size}")
+    img_h, img_w = image.shape[:2]
+    left, top, right, bottom = crop_box
+    side = right - left
+    inner = image[max(top, 0) : min(bottom, img_h), max(left, 0) : min(right, img_w)]
+    if inner.size == 0:  # the square misses the image entirely
+        square = np.zeros((side, side, 3), dtype=np.uint8)
+    else:
+        square = cv2.copyMakeBorder(
+            np.ascontiguousarray(inner),
+            max(0, -top),
+            max(0, bottom - img_h),
+            max(0, -left),
+            max(0, right - img_w),
+            cv2.BORDER_CONSTANT,
+            value=(0, 0, 0),
+        )
+    if side == size:
+        return np.ascontiguousarray(square)
+    # INTER_AREA averages when shrinking (no aliasing that a detector could mistake for
+    # artefacts); INTER_CUBIC is the smoother choice when enlarging.
+    interp = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
+    return cv2.resize(square, (size, size), interpolation=interp)
+
+
+def crop_face(image: np.ndarray, face: Face, size: int, margin: float = 0.3) -> FaceCrop:
+    """Square crop of ``face`` with ``margin`` context, resized to ``size x size`` RGB uint8.
+
+    Parts of the square outside the image are black (constant 0) rather than replicated edge
+    pixels, which would invent texture for the detector to judge.
+    """
+    image = _check_image(image)
+    crop_box = square_crop_box(face.box, image.shape, margin)
+    return FaceCrop(face=face, image=_cut_square(image, crop_box, size), crop_box=crop_box)
+
+
+def crop_faces(
+    image: np.ndarray, faces: Sequence[Face], size: int, margin: float = 0.3
+) -> list[FaceCrop]:
+    """``crop_face`` for each face, in the given order."""
+    return [crop_face(image, face, size, margin) for face in faces]
+
+
+def whole_image_crop(image: np.ndarray, size: int) -> FaceCrop:
+    """Fallback when no face is found: the centred largest square of the image, resized.
+
+    The picture can still be scored (e.g. a fully synthetic image whose face MTCNN misses),
+    while ``fallback=True`` lets reports say the score is not from a face.
+    """
+    image = _check_image(image)
+    img_h, img_w = image.shape[:2]
+    side = min(img_h, img_w)
+    left, top = (img_w - side) // 2, (img_h - side) // 2
+    crop_box = (left, top, left + side, top + side)
+    return FaceCrop(face=None, image=_cut_square(image, crop_box, size), crop_box=crop_box, fallback=True)
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes; 0.0 when they do not overlap."""
+    ix0, iy0 = max(a[0], b[0]), max(a[1], b[1])
+    ix1, iy1 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, ix1 - ix0) * max(0.0, iy1 - iy0)
+    area_a = max(0.0, a[2] - a[0]) * max(0.0, a[3] - a[1])
+    area_b = max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
+    union = area_a + area_b - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def track_faces(
+    faces_per_frame: Sequence[Sequence[Face]], iou_threshold: float = 0.3, max_gap: int = 2
+) -> int:
+    """Link faces across consecutive sampled frames; sets ``Face.track`` in place.
+
+    Scores of one person's face over a video are pooled per track, so a deepfake that swaps only
+    one of several people is not averaged away by the others. Matching is greedy by IoU (highest
+    pairs first, each pair at least ``iou_threshold``) against each live track's last box. A track
+    missing in more than ``max_gap`` consecutive frames ends (a face reappearing later gets a new
+    id: after a long gap position says little about identity). Unmatched faces start new tracks.
+    Track ids are 0, 1, 2, ... in order of first appearance (left to right within a frame).
+    Frames are counted by their position in ``faces_per_frame``.
+
+    Returns the number of tracks.
+    """
+    if max_gap < 0:
+        raise ValueError(f"max_gap must be >= 0, got {max_gap}")
+    last_box: list[Box] = []  # indexed by track id
+    last_seen: list[int] = []
+    for t, faces in enumerate(faces_per_frame):
+        faces = list(faces)
+        live = [k for k in range(len(last_box)) if t - last_seen[k] - 1 <= max_gap]
+        pairs = []
+        for k in live:
+            for j, face in enumerate(faces):
+                iou = box_iou(last_box[k], face.box)
+                if iou > 0 and iou >= iou_threshold:
+                    pairs.append((-iou, k, j))
+        pairs.sort()
+        used_tracks: set[int] = set()
+        assigned: dict[int, int] = {}
+        for _neg_iou, k, j in pairs:
+            if k in used_tracks or j in assigned:
+                continue
+            used_tracks.add(k)
+            assigned[j] = k
+        for j, face in enumerate(faces):
+            k = assigned.get(j)
+            if k is None:
+                k = len(last_box)
+                last_box.append(face.box)
+                last_seen.append(t)
+            else:
+                last_box[k] = face.box
+                last_seen[k] = t
+            face.track = k
+    return len(last_box)

@@ -1,0 +1,593 @@
+"""Turn user-supplied images and videos into RGB uint8 arrays, or refuse them with one clear line.
+
+Everything that reaches a detector goes through here, so this module is the one place that
+decides what input is acceptable: every failure is a :class:`~forensics.errors.MediaError` whose
+message names the file and the problem, and no raw PIL/OpenCV exception escapes.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from forensics.errors import MediaError
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "IMAGE_EXTENSIONS",
+    "VIDEO_EXTENSIONS",
+    "MediaLimits",
+    "VideoFrames",
+    "image_info",
+    "load_image",
+    "load_video",
+    "media_kind",
+    "sample_frame_indices",
+]
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+VIDEO_EXTENSIONS = {".mp4", ".webm", ".avi", ".mov", ".mkv", ".m4v"}
+
+# PIL formats we let Image.open try. Restricting them keeps exotic plugins (EPS runs
+# Ghostscript, PSD, ICO, ...) away from untrusted uploads. (Multi-picture phone JPEGs come back
+# from the JPEG opener with format "MPO".)
+_PIL_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+# Formats where several frames mean an animation (TIFF pages and MPO stereo/previews do not).
+_ANIMATED_FORMATS = {"GIF", "PNG", "WEBP"}
+
+# Sample step (in frames) above which seeking beats decoding every frame in between.
+_SEEK_STEP = 60
+# Frame rate assumed when the container reports none, so timestamps stay defined.
+_FALLBACK_FPS = 30.0
+
+# Image.MAX_IMAGE_PIXELS is process-global; this lock keeps our temporary override of it from
+# racing with itself (two threads restoring each other's value would disable it for good).
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """Resource limits for one input; defaults suit a web upload, tests and batch jobs may tighten them."""
+
+    max_image_bytes: int = 50 * 2**20
+    max_video_bytes: int = 500 * 2**20
+    max_pixels: int = 40_000_000  # decompression-bomb guard, checked from the header before decoding
+    min_side: int = 16  # smaller images carry no usable face
+    max_duration_s: float = 600.0
+    max_frames: int = 256  # most frames one call may sample
+
+
+DEFAULT_LIMITS = MediaLimits()
+
+
+@dataclass
+class VideoFrames:
+    """Frames sampled from a video, with where they came from (for per-frame reports)."""
+
+    frames: list[np.ndarray]  # RGB uint8 HxWx3
+    indices: list[int]  # frame index in the video of each sampled frame
+    timestamps: list[float]  # seconds
+    fps: float
+    frame_count: int  # as decoded when the end was reached, else as reported by the container
+    duration_s: float
+    width: int
+    height: int
+
+
+# --------------------------------------------------------------------------------------------
+# shared helpers
+
+
+def _label(source: Any, name: str | None) -> str:
+    """What error messages call the input: the caller's name, the file name, or "upload"."""
+    if name:
+        return str(name)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "upload"
+    try:
+        return Path(source).name or str(source)
+    except TypeError:
+        return "input"
+
+
+def _fmt_mb(n_bytes: float) -> str:
+    return f"{n_bytes / 2**20:.1f}"
+
+
+def _fmt_limit_mb(n_bytes: int) -> str:
+    return f"{n_bytes / 2**20:g}"
+
+
+def _check_size(label: str, size: int, limit: int) -> None:
+    if size == 0:
+        raise MediaError(f"{label}: file is empty")
+    if size > limit:
+        raise MediaError(f"{label}: file is {_fmt_mb(size)} MB; the limit is {_fmt_limit_mb(limit)} MB")
+
+
+def _check_path(path: Path, label: str, limit: int) -> int:
+    """Refuse missing, non-regular, empty or oversized files before anything reads them."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise MediaError(f"{label}: file not found") from None
+    except OSError as exc:
+        raise MediaError(f"{label}: cannot read file ({exc.strerror or exc})") from None
+    if path.is_dir():
+        raise MediaError(f"{label}: is a directory, not a file")
+    _check_size(label, st.st_size, limit)
+    return st.st_size
+
+
+def _as_bytes(source: bytes | bytearray | memoryview) -> bytes:
+    return source if isinstance(source, bytes) else bytes(source)
+
+
+def media_kind(path: str | Path) -> str:
+    """Return "image" or "video" from the file extension, so callers can route an upload."""
+    p = Path(path)
+    ext = p.suffix.lower()
+    if ext in IMAGE_EXTENSIONS:
+        return "image"
+    if ext in VIDEO_EXTENSIONS:
+        return "video"
+    supported = " ".join(sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))
+    if not ext:
+        raise MediaError(f"{p.name or path}: file has no extension; supported: {supported}")
+    raise MediaError(f"{p.name}: unsupported file type '{ext}'; supported: {supported}")
+
+
+# --------------------------------------------------------------------------------------------
+# images
+
+
+@contextmanager
+def _open_image(source: str | Path | bytes, label: str, limit_bytes: int | None) -> Iterator[tuple[Image.Image, int]]:
+    """Open (header only) with PIL, mapping every failure to MediaError; yields (image, file size).
+
+    PIL's own decompression-bomb check runs inside Image.open and would fire before ours with a
+    less useful message, so it is switched off for the header parse only (under a lock); callers
+    apply ``limits.max_pixels`` themselves before decoding.
+    """
+    fh: IO[bytes]
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = _as_bytes(source)
+        size = len(data)
+        _check_size(label, size, limit_bytes if limit_bytes is not None else max(size, 1))
+        fh = io.BytesIO(data)
+    else:
+        path = Path(source)
+        size = _check_path(path, label, limit_bytes if limit_bytes is not None else 2**63)
+        try:
+            fh = open(path, "rb")  # noqa: SIM115 - closed in finally
+        except OSError as exc:
+            raise MediaError(f"{label}: cannot read file ({exc.strerror or exc})") from None
+    try:
+        try:
+            with _PIL_LIMIT_LOCK:
+                saved = Image.MAX_IMAGE_PIXELS
+                Image.MAX_IMAGE_PIXELS = None
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        im = Image.open(fh, formats=_PIL_FORMATS)
+                finally:
+                    Image.MAX_IMAGE_PIXELS = saved
+        except UnidentifiedImageError:
+            hint = " (this looks like a video; load it as one)" if Path(label).suffix.lower() in VIDEO_EXTENSIONS else ""
+            raise MediaError(f"{label}: not an image (cannot identify image file){hint}") from None
+        except Image.DecompressionBombError as exc:  # only if our override did not apply
+            raise MediaError(f"{label}: {exc} (possible decompression bomb)") from None
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
+            raise MediaError(f"{label}: image header is corrupt ({exc})") from None
+        except Exception as exc:  # hostile input must never surface a raw PIL exception
+            raise MediaError(f"{label}: cannot open image ({type(exc).__name__}: {exc})") from None
+        with im:
+            yield im, size
+    finally:
+        fh.close()
+
+
+def _check_pixels(im: Image.Image, label: str, limits: MediaLimits) -> None:
+    """Refuse bombs and thumbnails from the header size, before a single pixel is decoded."""
+    w, h = im.size
+    if w * h > limits.max_pixels:
+        raise MediaError(
+            f"{label}: {w}x{h} = {w * h / 1e6:g} megapixels exceeds the limit of "
+            f"{limits.max_pixels / 1e6:g} megapixels (possible decompression bomb)"
+        )
+    if min(w, h) < limits.min_side:
+        raise MediaError(
+            f"{label}: image is {w}x{h} pixels; at least {limits.min_side}x{limits.min_side} is needed"
+        )
+
+
+def _frame_count(im: Image.Image) -> int:
+    try:
+        return int(getattr(im, "n_frames", 1))
+    except Exception:  # counting GIF frames parses the whole file; a broken tail is "corrupt" later
+        return 1
+
+
+def _to_rgb(im: Image.Image) -> np.ndarray:
+    """Any PIL mode -> RGB uint8, scaling high bit depths and flattening alpha onto white."""
+    mode = im.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        a = np.asarray(im)
+        if a.ndim == 3:  # defensive: multi-band high-depth data is reduced to its first band
+            a = a[..., 0]
+        a = a.astype(np.float64)
+        if mode.startswith("I;16"):
+            a = a / 257.0  # 65535 -> 255, 32768 -> 127.5 -> 128
+        elif mode == "I":
+            lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+            if lo >= 0 and hi <= 65535:  # PIL's "I" almost always holds 16-bit PNG/TIFF samples
+                a = a / 257.0
+            else:
+                a = (a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)
+        else:  # "F": [0, 1] floats are the usual convention; anything else is stretched
+            a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+            lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+            if lo >= 0 and hi <= 1.0:
+                a = a * 255.0
+            elif lo >= 0 and hi <= 255.0:
+                pass
+            else:
+                a = (a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)
+        g = np.clip(np.rint(a), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(g[..., None], 3, axis=2))
+
+    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info
+    if has_alpha:
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.uint16)
+        alpha = rgba[..., 3:4]
+        rgb = (rgba[..., :3] * alpha + 255 * (255 - alpha) + 127) // 255
+        return np.ascontiguousarray(rgb.astype(np.uint8))
+    if mode != "RGB":
+        im = im.convert("RGB")  # 1, L, P, CMYK (incl. Adobe-inverted), YCbCr, LAB, HSV
+    return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
+
+
+def load_image(
+    source: str | Path | bytes,
+    name: str | None = None,
+    limits: MediaLimits = DEFAULT_LIMITS,
+) -> np.ndarray:
+    """Decode an image (path or bytes) to a contiguous RGB uint8 HxWx3 array, upright per EXIF.
+
+    Accepts JPEG, PNG, WebP, BMP, TIFF and static GIF in any common mode; refuses empty, oversized,
+    truncated, animated, tiny and decompression-bomb inputs with a one-line MediaError.
+    """
+    label = _label(source, name)
+    with _open_image(source, label, limits.max_image_bytes) as (im, _size):
+        _check_pixels(im, label, limits)
+        if im.format in _ANIMATED_FORMATS and getattr(im, "is_animated", False):
+            n = _frame_count(im)
+            raise MediaError(
+                f"{label}: animated image with {n} frames is not supported; "
+                "upload it as a video or pick one frame"
+            )
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. TIFF metadata warnings: not the user's problem
+                im.load()  # LOAD_TRUNCATED_IMAGES stays False: a cut file raises here
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, Image.DecompressionBombError) as exc:
+            detail = str(exc)
+            if "truncated" in detail.lower() or isinstance(exc, EOFError):
+                raise MediaError(f"{label}: image is truncated or corrupt") from None
+            raise MediaError(f"{label}: image is truncated or corrupt ({detail})") from None
+        except Exception as exc:  # any other decoder failure on hostile input
+            raise MediaError(f"{label}: image is truncated or corrupt ({type(exc).__name__}: {exc})") from None
+        try:
+            upright = ImageOps.exif_transpose(im)
+        except Exception:  # malformed EXIF should not cost the user a decodable image
+            upright = im
+        try:
+            return _to_rgb(upright if upright is not None else im)
+        except (OSError, ValueError, TypeError) as exc:
+            raise MediaError(f"{label}: cannot convert {im.mode} image to RGB ({exc})") from None
+
+
+def image_info(
+    source: str | Path | bytes,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """Describe an image for reports without decoding its pixels.
+
+    Returns ``{"width", "height", "format", "mode", "bytes"}``; width/height are as
+    :func:`load_image` would return them (EXIF rotations by 90 degrees swap them).
+    """
+    label = _label(source, name)
+    with _open_image(source, label, None) as (im, size):
+        w, h = im.size
+        try:
+            # getexif() would decode a PNG to look for a trailing eXIf chunk: parse header data only.
+            if im.format == "TIFF":
+                exif = im.getexif()
+            else:
+                exif = Image.Exif()
+                raw = im.info.get("exif")
+                if raw:
+                    exif.load(raw)
+            orientation = int(exif.get(0x0112, 1))
+        except Exception:  # unreadable EXIF: report the stored size
+            orientation = 1
+        if orientation in (5, 6, 7, 8):
+            w, h = h, w
+        return {"width": int(w), "height": int(h), "format": im.format, "mode": im.mode, "bytes": int(size)}
+
+
+# --------------------------------------------------------------------------------------------
+# videos
+
+
+def sample_frame_indices(
+    frame_count: int,
+    frames: int | None = None,
+    fps_in: float | None = None,
+    fps: float | None = None,
+    max_frames: int = 256,
+) -> list[int]:
+    """Which frame indices to decode: the pure sampling rule behind :func:`load_video`.
+
+    * ``fps`` given: one frame every ``fps_in / fps`` frames starting at 0 (every frame if ``fps``
+      is at least ``fps_in``); if that is more than ``max_frames``, ``max_frames`` frames spread
+      evenly over the whole video instead, so the end of a long video is never silently dropped.
+    * else ``frames=N``: N indices from linspace over [0, frame_count - 1], rounded and
+      deduplicated (first and last included when N > 1; N == 1 picks the middle frame; all
+      frames when the video has fewer than N).
+
+    Returns a sorted list of unique ints in [0, frame_count). Bad arguments raise ValueError.
+    """
+    if frame_count <= 0:
+        return []
+    if fps is not None:
+        if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+            raise ValueError(f"fps must be a positive number, got {fps!r}")
+        if fps_in is None or not math.isfinite(fps_in) or fps_in <= 0:
+            raise ValueError("fps sampling needs the video's frame rate (fps_in)")
+        step = fps_in / fps
+        if step <= 1.0:
+            idx = list(range(frame_count))
+        else:
+            n = int(math.floor((frame_count - 1) / step + 1e-9)) + 1
+            idx = sorted({min(int(round(k * step)), frame_count - 1) for k in range(n)})
+        if len(idx) <= max_frames:
+            return idx
+        frames = max_frames
+    if frames is None:
+        raise ValueError("give either frames or fps")
+    if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 1:
+        raise ValueError(f"frames must be a positive integer, got {frames!r}")
+    frames = int(frames)
+    if frames >= frame_count:
+        return list(range(frame_count))
+    if frames == 1:
+        return [(frame_count - 1) // 2]
+    raw = np.rint(np.linspace(0, frame_count - 1, frames)).astype(np.int64)
+    return sorted({int(i) for i in raw})
+
+
+@contextmanager
+def _video_path(source: str | Path | bytes, label: str, limits: MediaLimits) -> Iterator[Path]:
+    """A filesystem path OpenCV can open; bytes go to a temp file with a matching suffix."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = _as_bytes(source)
+        _check_size(label, len(data), limits.max_video_bytes)
+        suffix = Path(label).suffix.lower()
+        if suffix not in VIDEO_EXTENSIONS:
+            suffix = ".mp4"
+        tmp = tempfile.NamedTemporaryFile(prefix="forensics-", suffix=suffix, delete=False)
+        try:
+            with tmp:
+                tmp.write(data)
+            yield Path(tmp.name)
+        finally:
+            try:
+                os.unlink(tmp.name)
+            except OSError:
+                pass
+    else:
+        path = Path(source)
+        _check_path(path, label, limits.max_video_bytes)
+        yield path
+
+
+def _open_capture(path: Path, label: str) -> cv2.VideoCapture:
+    # FFMPEG only: OpenCV's image-sequence backend would read printf patterns in file names.
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not cap.isOpened():
+        cap.release()
+        raise MediaError(f"{label}: not a readable video (corrupt file or unsupported format/codec)")
+    return cap
+
+
+def _bgr_to_rgb(frame: np.ndarray) -> np.ndarray:
+    if frame.ndim == 2:
+        rgb = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+    elif frame.shape[2] == 4:
+        rgb = cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
+    elif frame.shape[2] == 1:
+        rgb = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+    else:
+        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    if rgb.dtype != np.uint8:  # 16-bit decodes (rare) -> 8-bit
+        rgb = (rgb.astype(np.float64) / 257.0).round().clip(0, 255).astype(np.uint8)
+    return np.ascontiguousarray(rgb)
+
+
+def _read_sequential(cap: cv2.VideoCapture, wanted: list[int]) -> tuple[dict[int, np.ndarray], int | None]:
+    """Decode from the start up to the last wanted index, keeping the wanted ones.
+
+    Returns (frames by index, number of frames in the stream if its end was reached, else None).
+    grab() only demuxes/decodes; retrieve() (colour conversion) is paid for wanted frames only.
+    """
+    want = set(wanted)
+    last = wanted[-1]
+    got: dict[int, np.ndarray] = {}
+    i = 0
+    while i <= last:
+        if not cap.grab():
+            return got, i
+        if i in want:
+            ok, frame = cap.retrieve()
+            if ok and frame is not None and frame.size:
+                got[i] = _bgr_to_rgb(frame)
+        i += 1
+    return got, None
+
+
+def _read_seek(cap: cv2.VideoCapture, wanted: list[int]) -> dict[int, np.ndarray] | None:
+    """Seek to each wanted index; None as soon as one seek or read fails (caller reads sequentially)."""
+    got: dict[int, np.ndarray] = {}
+    for i in wanted:
+        if not cap.set(cv2.CAP_PROP_POS_FRAMES, float(i)):
+            return None
+        ok, frame = cap.read()
+        if not ok or frame is None or not frame.size:
+            return None
+        pos = cap.get(cv2.CAP_PROP_POS_FRAMES)
+        if pos > 0 and int(round(pos)) != i + 1:  # the backend landed elsewhere
+            return None
+        got[i] = _bgr_to_rgb(frame)
+    return got
+
+
+def _count_frames(path: Path, label: str, fps_in: float, limits: MediaLimits) -> int:
+    """Count frames by decoding (for containers that report none), enforcing the duration limit."""
+    cap = _open_capture(path, label)
+    try:
+        cap_frames = int(limits.max_duration_s * fps_in) + 1
+        n = 0
+        while cap.grab():
+            n += 1
+            if n > cap_frames:
+                raise MediaError(
+                    f"{label}: video is longer than the limit of {limits.max_duration_s:g} s"
+                )
+        return n
+    finally:
+        cap.release()
+
+
+def _prop(cap: cv2.VideoCapture, prop: int) -> float:
+    try:
+        v = float(cap.get(prop))
+    except (cv2.error, TypeError, ValueError):
+        return 0.0
+    return v if math.isfinite(v) else 0.0
+
+
+def load_video(
+    source: str | Path | bytes,
+    frames: int = 16,
+    fps: float | None = None,
+    name: str | None = None,
+    limits: MediaLimits = DEFAULT_LIMITS,
+) -> VideoFrames:
+    """Sample frames from a video through OpenCV/FFmpeg as RGB uint8 arrays.
+
+    ``frames=N`` samples N frames evenly over the whole video; ``fps=R`` samples R frames per
+    second instead (see :func:`sample_frame_indices`). A missing or wrong container frame count is
+    tolerated: an unknown count is found by decoding, and a count that overshoots the real stream
+    is corrected and the samples redrawn. Frames that fail to decode are skipped.
+    """
+    label = _label(source, name)
+    if fps is not None:
+        if isinstance(fps, bool) or not isinstance(fps, (int, float, np.integer, np.floating)) or not math.isfinite(fps) or fps <= 0:
+            raise MediaError(f"{label}: fps must be a positive number, got {fps!r}")
+        fps = float(fps)
+    elif isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or not 1 <= frames <= limits.max_frames:
+        raise MediaError(f"{label}: frames must be an integer from 1 to {limits.max_frames}, got {frames!r}")
+
+    try:
+        with _video_path(source, label, limits) as path:
+            return _load_video_path(path, label, frames, fps, limits)
+    except MediaError:
+        raise
+    except (cv2.error, OSError, ValueError, MemoryError) as exc:
+        raise MediaError(f"{label}: cannot read video ({type(exc).__name__}: {exc})") from None
+
+
+def _load_video_path(path: Path, label: str, frames: int | None, fps: float | None, limits: MediaLimits) -> VideoFrames:
+    cap = _open_capture(path, label)
+    try:
+        fps_in = _prop(cap, cv2.CAP_PROP_FPS)
+        if not 0 < fps_in <= 1000:
+            fps_in = _FALLBACK_FPS
+        count = int(_prop(cap, cv2.CAP_PROP_FRAME_COUNT))
+        w, h = int(_prop(cap, cv2.CAP_PROP_FRAME_WIDTH)), int(_prop(cap, cv2.CAP_PROP_FRAME_HEIGHT))
+        if w * h > limits.max_pixels:
+            raise MediaError(
+                f"{label}: video frames of {w}x{h} = {w * h / 1e6:g} megapixels exceed the limit of "
+                f"{limits.max_pixels / 1e6:g} megapixels"
+            )
+        if count > 0 and count / fps_in > limits.max_duration_s:
+            raise MediaError(
+                f"{label}: video is {count / fps_in:.1f} s long; the limit is {limits.max_duration_s:g} s"
+            )
+    except BaseException:
+        cap.release()
+        raise
+
+    try:
+        if count <= 0:
+            cap.release()
+            count = _count_frames(path, label, fps_in, limits)
+            if count == 0:
+                raise MediaError(f"{label}: video has no decodable frames")
+            cap = _open_capture(path, label)
+
+        def pick(n: int) -> list[int]:
+            return sample_frame_indices(n, frames=None if fps else frames, fps_in=fps_in, fps=fps, max_frames=limits.max_frames)
+
+        wanted = pick(count)
+        gaps = np.diff(wanted) if len(wanted) > 1 else np.array([wanted[0] + 1])
+        got: dict[int, np.ndarray] | None = None
+        if int(gaps.min()) > _SEEK_STEP:
+            got = _read_seek(cap, wanted)
+            if got is None:  # seeking unsupported or inaccurate here: start over, sequentially
+                cap.release()
+                cap = _open_capture(path, label)
+        if got is None:
+            got, end = _read_sequential(cap, wanted)
+            if end is not None:
+                if end == 0:
+                    raise MediaError(f"{label}: video has no decodable frames")
+                if end < count:  # the container overstated its length: redraw over what exists
+                    count = end
+                    wanted = pick(count)
+                    if any(i not in got for i in wanted):
+                        cap.release()
+                        cap = _open_capture(path, label)
+                        got, _ = _read_sequential(cap, wanted)
+        kept = [i for i in wanted if i in got]
+        if not kept:
+            raise MediaError(f"{label}: video has no decodable frames")
+        out = [got[i] for i in kept]
+        height, width = out[0].shape[:2]
+        return VideoFrames(
+            frames=out,
+            indices=kept,
+            timestamps=[i / fps_in for i in kept],
+            fps=fps_in,
+            frame_count=count,
+            duration_s=count / fps_in,
+            width=int(width),
+            height=int(height),
+        )
+    finally:
+        cap.release()

@@ -1,0 +1,421 @@
+"""Media in, verdict out: decode -> faces -> classify -> explain -> one result per input.
+
+How a verdict is reached
+------------------------
+- A face's score is the detector's P(fake) for its crop (the summed probability of the fake
+  classes).
+- An image is as suspicious as its most suspicious face: ``fake_probability = max`` over faces.
+- A video reports per person, not per box: faces are tracked across the sampled frames (IoU),
+  each track's score is the **mean** of its faces' scores over the frames it appears in
+  (frame scores of one face spread by about 0.2; averaging steadies them), and the video's score
+  is the **max over tracks** (one manipulated person makes a manipulated video). Tracks seen in
+  fewer than ``min(3, sampled frames)`` frames are passers-by or false detections and are left out,
+  unless no track is long enough, in which case every track counts.
+- No face at all: the whole image (or each whole frame, averaged) is scored instead and every
+  such entry is marked ``fallback: true`` — a detector trained on face crops is then out of its
+  domain, and the result says so in ``notes``. With ``fallback_whole_image=False`` the verdict is
+  ``no_face`` with no probability.
+- ``label`` is ``fake`` when ``fake_probability >= threshold`` (the detector's own threshold).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+import time
+import traceback
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from forensics.detectors.base import Detector
+from forensics.errors import ForensicsError
+from forensics.explain import METHODS, ExplainOptions, explain
+from forensics.explain.overlay import overlay, paste_overlay
+from forensics.faces import FaceCrop, FaceDetector, crop_faces, track_faces, whole_image_crop
+from forensics.media import DEFAULT_LIMITS, MediaLimits, VideoFrames, load_image, load_video, media_kind
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class FaceResult:
+    """One scored face (or whole-image fallback) in one frame."""
+
+    frame: int
+    track: int | None
+    box: list[float] | None
+    face_confidence: float | None
+    fake_probability: float
+    probabilities: dict[str, float]
+    crop_box: list[int]
+    timestamp: float | None = None
+    fallback: bool = False
+    maps: dict[str, str] = field(default_factory=dict)
+    crop: np.ndarray | None = field(default=None, repr=False)
+    heatmaps: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict:
+        data = {k: v for k, v in asdict(self).items() if k not in ("crop", "heatmaps")}
+        data["fake_probability"] = round(float(self.fake_probability), 6)
+        data["probabilities"] = {k: round(float(v), 6) for k, v in self.probabilities.items()}
+        return data
+
+
+@dataclass
+class TrackSummary:
+    track: int
+    frames: int
+    mean_fake_probability: float
+    max_fake_probability: float
+    first_frame: int
+    last_frame: int
+    counted: bool
+
+
+@dataclass
+class AnalysisResult:
+    input: str
+    kind: str | None
+    detector: str
+    detector_version: str = ""
+    fake_probability: float | None = None
+    label: str | None = None
+    threshold: float | None = None
+    faces: list[FaceResult] = field(default_factory=list)
+    tracks: list[TrackSummary] = field(default_factory=list)
+    aggregation: str = ""
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    media: dict = field(default_factory=dict)
+    explanations: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+    frames: list[np.ndarray] = field(default_factory=list, repr=False)
+    full_maps: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        data = {
+            "input": self.input,
+            "kind": self.kind,
+            "detector": self.detector,
+            "detector_version": self.detector_version,
+            "fake_probability": None if self.fake_probability is None else round(float(self.fake_probability), 6),
+            "label": self.label,
+            "threshold": self.threshold,
+            "faces": [f.to_dict() for f in self.faces],
+            "tracks": [asdict(t) for t in self.tracks],
+            "aggregation": self.aggregation,
+            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+            "media": self.media,
+            "explanations": self.explanations,
+            "full_maps": self.full_maps,
+            "notes": self.notes,
+            "error": self.error,
+        }
+        return data
+
+
+def aggregate_image(faces: Sequence[FaceResult]) -> tuple[float, str]:
+    """An image's score: the max over its faces."""
+    score = max(f.fake_probability for f in faces)
+    if faces[0].fallback:
+        return score, "no face found: the whole image was scored"
+    return score, f"max over {len(faces)} face(s) of P(fake)"
+
+
+def aggregate_video(faces: Sequence[FaceResult], sampled_frames: int) -> tuple[float, list[TrackSummary], str]:
+    """A video's score: max over tracks of each track's mean P(fake) (see the module docstring)."""
+    if faces and faces[0].fallback:
+        score = float(np.mean([f.fake_probability for f in faces]))
+        return score, [], f"no face in any of {sampled_frames} sampled frames: mean P(fake) of the whole frames"
+    by_track: dict[int, list[FaceResult]] = defaultdict(list)
+    for face in faces:
+        by_track[int(face.track if face.track is not None else -1)].append(face)
+    min_frames = min(3, max(sampled_frames, 1))
+    tracks = []
+    for track, items in sorted(by_track.items()):
+        scores = [f.fake_probability for f in items]
+        tracks.append(
+            TrackSummary(
+                track=track,
+                frames=len({f.frame for f in items}),
+                mean_fake_probability=round(float(np.mean(scores)), 6),
+                max_fake_probability=round(float(np.max(scores)), 6),
+                first_frame=min(f.frame for f in items),
+                last_frame=max(f.frame for f in items),
+                counted=False,
+            )
+        )
+    long_enough = [t for t in tracks if t.frames >= min_frames] or tracks
+    for t in long_enough:
+        t.counted = True
+    score = max(t.mean_fake_probability for t in long_enough)
+    left_out = len(tracks) - len(long_enough)
+    text = f"max over {len(long_enough)} tracked face(s) of each face's mean P(fake) over its frames"
+    if left_out:
+        text += f"; {left_out} track(s) seen in fewer than {min_frames} of {sampled_frames} frames left out"
+    return score, tracks, text
+
+
+class Analyzer:
+    """Runs the whole pipeline with one detector; reusable across inputs (models load once)."""
+
+    def __init__(
+        self,
+        detector: Detector,
+        face_detector: FaceDetector | None = None,
+        methods: Sequence[str] = METHODS,
+        target: int | str | None = None,
+        options: ExplainOptions | None = None,
+        frames: int = 16,
+        fps: float | None = None,
+        limits: MediaLimits = DEFAULT_LIMITS,
+        fallback_whole_image: bool = True,
+        max_explained: int = 64,
+        batch_size: int = 8,
+    ):
+        self.detector = detector
+        self.face_detector = face_detector or FaceDetector()
+        self.methods = list(methods)
+        self.target = target
+        self.options = options or ExplainOptions()
+        self.frames, self.fps, self.limits = frames, fps, limits
+        self.fallback_whole_image = fallback_whole_image
+        self.max_explained = max_explained
+        self.batch_size = batch_size
+
+    # -- entry points -------------------------------------------------------------------------
+    def analyze(
+        self,
+        source: str | Path | bytes,
+        name: str | None = None,
+        out_dir: str | Path | None = None,
+        progress: Progress | None = None,
+    ) -> AnalysisResult:
+        """Analyse one file (or its bytes with a ``name``). Never raises for a bad input: the
+        result's ``error`` holds a one-line message instead."""
+        label = name or (Path(source).name if not isinstance(source, bytes) else "upload")
+        result = AnalysisResult(input=str(source) if not isinstance(source, bytes) else label, kind=None,
+                                detector=self.detector.name, detector_version=self.detector.info.version)
+        start = time.perf_counter()
+        try:
+            kind = media_kind(name or source) if not isinstance(source, bytes) or name else "image"
+            result.kind = kind
+            step = _Stopwatch(result.timings_ms)
+            _report(progress, 0.02, "decoding")
+            with step("decode"):
+                if kind == "image":
+                    image = load_image(source, name=label, limits=self.limits)
+                    frames, timestamps, indices = [image], [None], [0]
+                    result.media = {"width": int(image.shape[1]), "height": int(image.shape[0])}
+                else:
+                    video = load_video(source, frames=self.frames, fps=self.fps, name=label, limits=self.limits)
+                    frames, timestamps, indices = video.frames, video.timestamps, video.indices
+                    result.media = _video_media(video)
+            if not isinstance(source, bytes):
+                result.media["sha256"] = _sha256(Path(source))
+            else:
+                result.media["sha256"] = hashlib.sha256(source).hexdigest()
+            self._run(result, frames, timestamps, indices, step, progress)
+            if out_dir is not None and self.methods:
+                with step("explain"):
+                    save_maps(result, out_dir)
+        except ForensicsError as exc:
+            result.error = str(exc)
+        except Exception as exc:  # keep going: one broken input must not stop the others
+            traceback.print_exc(file=sys.stderr)
+            result.error = f"{label}: internal error: {type(exc).__name__}: {' '.join(str(exc).split())}"[:500]
+        result.timings_ms["total"] = (time.perf_counter() - start) * 1000.0
+        if result.error:
+            result.fake_probability, result.label = None, None
+        _report(progress, 1.0, "done")
+        return result
+
+    def analyze_image(self, image: np.ndarray, name: str = "image") -> AnalysisResult:
+        """Analyse an already decoded RGB image (the app's path)."""
+        result = AnalysisResult(input=name, kind="image", detector=self.detector.name,
+                                detector_version=self.detector.info.version,
+                                media={"width": int(image.shape[1]), "height": int(image.shape[0])})
+        start = time.perf_counter()
+        self._run(result, [image], [None], [0], _Stopwatch(result.timings_ms), None)
+        result.timings_ms["total"] = (time.perf_counter() - start) * 1000.0
+        return result
+
+    # -- the pipeline ---------------------------------------------------------------------------
+    def _run(self, result, frames, timestamps, indices, step, progress) -> None:
+        det = self.detector
+        result.threshold = det.threshold
+        result.frames = frames
+        _report(progress, 0.15, "finding faces")
+        with step("faces"):
+            faces_per_frame = self.face_detector.detect_batch(frames)
+            if result.kind == "video":
+                track_faces(faces_per_frame)
+            crops: list[FaceCrop] = []
+            owners: list[int] = []
+            for i, (frame, faces) in enumerate(zip(frames, faces_per_frame)):
+                for crop in crop_faces(frame, faces, det.input_size, det.info.face_margin):
+                    crops.append(crop)
+                    owners.append(i)
+            if not crops:
+                if not self.fallback_whole_image:
+                    result.label = "no_face"
+                    result.notes.append("no face found; whole-image fallback is off, so there is no verdict")
+                    result.aggregation = "no face found"
+                    return
+                crops = [whole_image_crop(frame, det.input_size) for frame in frames]
+                owners = list(range(len(frames)))
+                result.notes.append(
+                    "no face found: the whole image was scored instead; the detector was trained on face crops, "
+                    "so treat this score with extra caution"
+                )
+        _report(progress, 0.35, f"classifying {len(crops)} face(s)")
+        with step("classify"):
+            probabilities = det.predict_crops([c.image for c in crops], batch_size=16)
+            fake = det.fake_probability(probabilities)
+        for crop, owner, probs, p_fake in zip(crops, owners, probabilities, fake):
+            face = crop.face
+            result.faces.append(
+                FaceResult(
+                    frame=int(indices[owner]),
+                    track=face.track if face is not None else None,
+                    box=[round(float(v), 1) for v in face.box] if face is not None else None,
+                    face_confidence=round(float(face.confidence), 4) if face is not None else None,
+                    fake_probability=float(p_fake),
+                    probabilities={label: float(p) for label, p in zip(det.labels, probs)},
+                    crop_box=[int(v) for v in crop.crop_box],
+                    timestamp=None if timestamps[owner] is None else round(float(timestamps[owner]), 3),
+                    fallback=crop.fallback,
+                    crop=crop.image,
+                )
+            )
+        if result.kind == "video":
+            result.fake_probability, result.tracks, result.aggregation = aggregate_video(result.faces, len(frames))
+        else:
+            result.fake_probability, result.aggregation = aggregate_image(result.faces)
+        result.label = "fake" if result.fake_probability >= det.threshold else "real"
+        if self.methods:
+            with step("explain"):
+                self._explain(result, progress)
+
+    def _explain(self, result: AnalysisResult, progress: Progress | None) -> None:
+        faces = result.faces
+        chosen = sorted(range(len(faces)), key=lambda i: -faces[i].fake_probability)[: self.max_explained]
+        if len(chosen) < len(faces):
+            result.notes.append(f"explained the {len(chosen)} most suspicious of {len(faces)} faces")
+        chosen.sort()
+        skipped: dict[str, str] = {}
+        for start in range(0, len(chosen), self.batch_size):
+            part = chosen[start : start + self.batch_size]
+            _report(progress, 0.5 + 0.45 * start / max(len(chosen), 1), f"explaining faces {start + 1}-{start + len(part)}")
+            batch = self.detector.preprocess([faces[i].crop for i in part])
+            explanation = explain(self.detector, batch, self.methods, self.target, self.options)
+            skipped.update(explanation.skipped)
+            for j, i in enumerate(part):
+                faces[i].heatmaps = {m: maps[j] for m, maps in explanation.maps.items()}
+                target_index = explanation.targets[j]
+            result.explanations["target"] = self.detector.labels[target_index]
+        result.explanations.update(
+            {
+                "methods": [m for m in self.methods if m not in skipped],
+                "skipped": skipped,
+                "head_fusion": self.options.head_fusion,
+                "discard_ratio": self.options.discard_ratio,
+                "class_weighted": self.options.class_weighted,
+            }
+        )
+
+
+def save_maps(result: AnalysisResult, out_dir: str | Path, alpha: float = 0.5, colormap: str = "jet") -> None:
+    """Write each face's overlays (and, for images, the full-image overlays) as PNGs under ``out_dir``.
+
+    Paths go into ``FaceResult.maps`` and ``AnalysisResult.full_maps``; files are written through
+    a temporary name so a crash leaves no half-written PNG.
+    """
+    if not any(f.heatmaps for f in result.faces):
+        return
+    stem = re.sub(r"[^\w.-]+", "_", Path(result.input).stem)[:60] or "input"
+    digest = result.media.get("sha256", "")[:8]
+    folder = Path(out_dir) / (f"{stem}-{digest}" if digest else stem)
+    folder.mkdir(parents=True, exist_ok=True)
+    for n, face in enumerate(result.faces):
+        for method, heatmap in face.heatmaps.items():
+            path = folder / f"frame{face.frame:05d}_face{n:02d}_{_safe(method)}.png"
+            _write_png(path, overlay(face.crop, heatmap, alpha=alpha, colormap=colormap))
+            face.maps[method] = str(path)
+    if result.kind == "image" and result.frames:
+        methods = {m for f in result.faces for m in f.heatmaps}
+        for method in sorted(methods):
+            canvas = result.frames[0]
+            for face in result.faces:
+                if method in face.heatmaps:
+                    canvas = paste_overlay(canvas, face.heatmaps[method], face.crop_box, alpha=alpha, colormap=colormap)
+            path = folder / f"full_{_safe(method)}.png"
+            _write_png(path, canvas)
+            result.full_maps[method] = str(path)
+
+
+def _safe(method: str) -> str:
+    return method.replace("+", "p")
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    tmp = path.with_name(path.stem + ".tmp.png")
+    Image.fromarray(rgb).save(tmp, format="PNG", compress_level=1)  # level 6 costs seconds on large photos
+    tmp.replace(path)
+
+
+def _video_media(video: VideoFrames) -> dict:
+    return {
+        "width": video.width,
+        "height": video.height,
+        "fps": round(float(video.fps), 3),
+        "frame_count": int(video.frame_count),
+        "duration_s": round(float(video.duration_s), 3),
+        "sampled_frames": len(video.frames),
+    }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _report(progress: Progress | None, fraction: float, text: str) -> None:
+    if progress is not None:
+        progress(fraction, text)
+
+
+class _Stopwatch:
+    """Accumulate wall time per stage into a dict, in milliseconds."""
+
+    def __init__(self, timings: dict[str, float]):
+        self.timings = timings
+        for key in ("decode", "faces", "classify", "explain"):
+            timings.setdefault(key, 0.0)
+
+    def __call__(self, key: str):
+        return _Timer(self.timings, key)
+
+
+class _Timer:
+    def __init__(self, timings: dict[str, float], key: str):
+        self.timings, self.key = timings, key
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.timings[self.key] = self.timings.get(self.key, 0.0) + (time.perf_counter() - self.start) * 1000.0
+        return False
+
+
+__all__ = ["AnalysisResult", "Analyzer", "FaceResult", "TrackSummary", "aggregate_image", "aggregate_video", "save_maps"]

@@ -1,0 +1,160 @@
+"""``python -m forensics``: list detectors, analyse media, benchmark explanations."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from forensics.errors import ForensicsError
+
+EXIT_INPUT_FAILED = 2
+
+
+def _add_analyze(sub) -> None:
+    p = sub.add_parser("analyze", help="score the faces in images and videos, with explanation maps")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image or video files")
+    p.add_argument("--detector", default=None, help="bundled name, model folder or Hub id (default: the bundled default)")
+    p.add_argument("--frames", type=int, default=16, help="frames sampled evenly from each video (default 16)")
+    p.add_argument("--fps", type=float, default=None, help="sample videos at this rate instead of --frames")
+    p.add_argument("--explain", default="all", help="attention,rollout,gradcam,gradcam++ | all | none (default all)")
+    p.add_argument("--target", default="fake", help="class the maps explain: fake, real, predicted, a label or an index")
+    p.add_argument("--head-fusion", default="mean", choices=["mean", "max", "min"], help="rollout head fusion")
+    p.add_argument("--discard-ratio", type=float, default=0.9, help="rollout: share of weakest attention dropped")
+    p.add_argument("--class-agnostic", action="store_true", help="attention maps without the target's gradient weighting")
+    p.add_argument("--out", default="forensics_out", help="folder for the map PNGs (default ./forensics_out)")
+    p.add_argument("--json", dest="json_out", default=None, metavar="FILE|-", help="write one JSON object per input (JSON Lines)")
+    p.add_argument("--min-face", type=int, default=40, help="smallest face side in pixels (default 40)")
+    p.add_argument("--face-confidence", type=float, default=0.9, help="MTCNN confidence threshold (default 0.9)")
+    p.add_argument("--no-fallback", action="store_true", help="no whole-image score when no face is found")
+    p.add_argument("--allow-untrained", action="store_true", help=argparse.SUPPRESS)
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="time forward, forward+backward and the four-map explanation")
+    p.add_argument("--model", default="vit-small", help="vit-small (default), or a model folder")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--json", dest="json_out", default=None, metavar="FILE|-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m forensics", description="Deepfake Forensics Studio")
+    sub = parser.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("detectors", help="list the detectors that can be chosen")
+    d.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_analyze(sub)
+    _add_bench(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "detectors":
+            return cmd_detectors(args)
+        if args.command == "analyze":
+            return cmd_analyze(args)
+        if args.command == "bench":
+            from forensics.bench import run_bench
+
+            return run_bench(args)
+    except (ForensicsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 1
+
+
+def cmd_detectors(args) -> int:
+    from forensics.detectors import available_detectors, load_detector
+
+    rows = []
+    for name, folder in available_detectors().items():
+        try:
+            rows.append(load_detector(folder).describe())
+        except ForensicsError as exc:
+            rows.append({"name": name, "path": str(folder), "error": str(exc)})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("No trained detector is bundled yet: pass --detector with a model folder or a Hub id.")
+    else:
+        for row in rows:
+            if "error" in row:
+                print(f"{row['name']:<28} unavailable: {row['error']}")
+            else:
+                print(f"{row['name']:<28} {row['family']:<13} {row['parameters'] / 1e6:6.2f}M params  "
+                      f"labels={','.join(row['labels'])}  threshold={row['threshold']}")
+    return 0
+
+
+def default_detector_name() -> str:
+    from forensics.detectors import available_detectors
+
+    named = available_detectors()
+    if not named:
+        raise ForensicsError("no trained detector is bundled yet: pass --detector with a model folder or a Hub id")
+    return "default" if "default" in named else next(iter(named))
+
+
+def cmd_analyze(args) -> int:
+    from tqdm import tqdm
+
+    from forensics.analysis import Analyzer
+    from forensics.detectors import load_detector
+    from forensics.explain import ExplainOptions, parse_methods
+    from forensics.faces import FaceDetector
+
+    methods = parse_methods(args.explain)
+    if args.frames < 1:
+        raise ValueError("--frames must be at least 1")
+    target: int | str = int(args.target) if args.target.isdigit() else args.target
+    detector = load_detector(args.detector or default_detector_name(), allow_untrained=args.allow_untrained)
+    analyzer = Analyzer(
+        detector,
+        FaceDetector(min_face_size=args.min_face, confidence=args.face_confidence),
+        methods=methods,
+        target=target,
+        options=ExplainOptions(args.head_fusion, args.discard_ratio, not args.class_agnostic),
+        frames=args.frames,
+        fps=args.fps,
+        fallback_whole_image=not args.no_fallback,
+    )
+    sink = None
+    if args.json_out == "-":
+        sink = sys.stdout
+    elif args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        sink = open(args.json_out, "w", encoding="utf-8")
+    failed = 0
+    try:
+        bar = tqdm(args.paths, desc="analysing", unit="input", disable=None, file=sys.stderr)
+        for path in bar:
+            bar.set_postfix_str(Path(path).name[:30])
+            result = analyzer.analyze(path, out_dir=args.out if methods else None)
+            failed += result.error is not None
+            if sink is not None:
+                sink.write(json.dumps(result.to_dict()) + "\n")
+                sink.flush()
+            if sink is not sys.stdout:
+                print(_summary_line(result))
+    finally:
+        if sink is not None and sink is not sys.stdout:
+            sink.close()
+    return EXIT_INPUT_FAILED if failed else 0
+
+
+def _summary_line(result) -> str:
+    if result.error:
+        return f"ERROR  {result.error}"
+    p = "-" if result.fake_probability is None else f"{result.fake_probability:.3f}"
+    faces = sum(not f.fallback for f in result.faces)
+    return (f"{result.label or '-':<7} P(fake)={p}  threshold={result.threshold}  faces={faces}  "
+            f"{result.kind}  {result.input}  ({result.timings_ms.get('total', 0):.0f} ms)")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Shared fixtures: the real data folder, small untrained model folders of every family, MTCNN."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = (ROOT / ".." / "shared" / "data").resolve()
+
+
+def data_path(relative: str) -> Path:
+    """A file under ../shared/data, or skip the test with the reason."""
+    path = DATA / relative
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} (../shared/data is absent on this machine)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_dirs(tmp_path_factory) -> dict[str, Path]:
+    """One small randomly initialised model folder per family (marked untrained)."""
+    from forensics.detectors.random_models import KINDS, make_random_detector
+
+    root = tmp_path_factory.mktemp("models")
+    return {kind: make_random_detector(root / kind, kind, size=64) for kind in KINDS}
+
+
+@pytest.fixture(scope="session")
+def face_detector():
+    from forensics.faces import FaceDetector
+
+    return FaceDetector()
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)

@@ -1,0 +1,496 @@
+"""Tests for forensics.media: every input is generated in tmp_path, except one real-video test."""
+
+from __future__ import annotations
+
+import io
+import struct
+import time
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageFile
+
+from forensics import media
+from forensics.errors import MediaError
+from forensics.media import (
+    DEFAULT_LIMITS,
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    MediaLimits,
+    image_info,
+    load_image,
+    load_video,
+    media_kind,
+    sample_frame_indices,
+)
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+RED, BLUE = (220, 30, 30), (30, 40, 210)
+
+
+def two_tone(w: int = 40, h: int = 24) -> Image.Image:
+    """Left half red, right half blue: lets tests see both colour and orientation."""
+    a = np.zeros((h, w, 3), np.uint8)
+    a[:, : w // 2] = RED
+    a[:, w // 2 :] = BLUE
+    return Image.fromarray(a)
+
+
+def assert_rgb(a: np.ndarray, h: int, w: int) -> None:
+    assert isinstance(a, np.ndarray)
+    assert a.shape == (h, w, 3)
+    assert a.dtype == np.uint8
+    assert a.flags["C_CONTIGUOUS"]
+
+
+def close(px: np.ndarray, colour: tuple[int, int, int], tol: int) -> bool:
+    return bool(np.all(np.abs(px.astype(int) - np.array(colour)) <= tol))
+
+
+def check_error(exc_info: pytest.ExceptionInfo, name: str) -> str:
+    msg = str(exc_info.value)
+    assert name in msg, msg
+    assert "\n" not in msg and "\r" not in msg, msg
+    return msg
+
+
+# ------------------------------------------------------------------------------------------
+# images: formats and modes
+
+
+@pytest.mark.parametrize(
+    ("fmt", "ext", "tol"),
+    [("JPEG", ".jpg", 20), ("PNG", ".png", 0), ("WEBP", ".webp", 20), ("BMP", ".bmp", 0),
+     ("TIFF", ".tiff", 0), ("GIF", ".gif", 12)],
+)
+def test_each_format_loads(tmp_path: Path, fmt: str, ext: str, tol: int) -> None:
+    p = tmp_path / f"img{ext}"
+    kwargs = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    two_tone().save(p, fmt, **kwargs)
+    a = load_image(p)
+    assert_rgb(a, 24, 40)
+    assert close(a[12, 5], RED, tol), a[12, 5]
+    assert close(a[12, 35], BLUE, tol), a[12, 35]
+
+
+def test_exif_orientation_6_rotates(tmp_path: Path) -> None:
+    p = tmp_path / "rot.jpg"
+    im = two_tone(40, 24)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display rotated 90 degrees clockwise
+    im.save(p, "JPEG", quality=95, exif=exif)
+    a = load_image(p)
+    assert_rgb(a, 40, 24)  # shape swapped
+    # 90 degrees clockwise: the stored left half (red) ends up on top.
+    assert close(a[5, 12], RED, 25), a[5, 12]
+    assert close(a[35, 12], BLUE, 25), a[35, 12]
+    info = image_info(p)
+    assert (info["width"], info["height"]) == (24, 40)
+
+
+def test_grayscale_and_bilevel(tmp_path: Path) -> None:
+    g = np.tile(np.linspace(0, 255, 32).astype(np.uint8), (20, 1))
+    Image.fromarray(g, "L").save(tmp_path / "g.png")
+    a = load_image(tmp_path / "g.png")
+    assert_rgb(a, 20, 32)
+    assert np.array_equal(a[..., 0], g) and np.array_equal(a[..., 1], g) and np.array_equal(a[..., 2], g)
+
+    b = Image.fromarray(np.where(np.arange(32)[None, :].repeat(20, 0) < 16, 0, 255).astype(np.uint8)).convert("1")
+    b.save(tmp_path / "b.png")
+    a = load_image(tmp_path / "b.png")
+    assert_rgb(a, 20, 32)
+    assert a[0, 0].tolist() == [0, 0, 0] and a[0, 31].tolist() == [255, 255, 255]
+
+
+def test_rgba_transparent_becomes_white(tmp_path: Path) -> None:
+    a = np.zeros((20, 30, 4), np.uint8)
+    a[:, :10] = (255, 0, 0, 0)  # fully transparent red -> white
+    a[:, 10:20] = (0, 0, 255, 255)  # opaque blue stays blue
+    a[:, 20:] = (0, 0, 0, 128)  # half-transparent black -> mid grey
+    Image.fromarray(a, "RGBA").save(tmp_path / "t.png")
+    out = load_image(tmp_path / "t.png")
+    assert_rgb(out, 20, 30)
+    assert out[5, 5].tolist() == [255, 255, 255]
+    assert out[5, 15].tolist() == [0, 0, 255]
+    assert np.all(np.abs(out[5, 25].astype(int) - 127) <= 1), out[5, 25]
+
+    la = Image.fromarray(a[..., [0, 3]], "LA")  # grey + alpha
+    la.save(tmp_path / "la.png")
+    out = load_image(tmp_path / "la.png")
+    assert out[5, 5].tolist() == [255, 255, 255]
+
+
+def test_palette_with_and_without_transparency(tmp_path: Path) -> None:
+    p = two_tone().quantize(colors=4)
+    assert p.mode == "P"
+    p.save(tmp_path / "p.png")
+    a = load_image(tmp_path / "p.png")
+    assert_rgb(a, 24, 40)
+    assert close(a[0, 0], RED, 8) and close(a[0, 39], BLUE, 8)
+
+    idx_red = p.getpixel((0, 0))
+    p.info["transparency"] = idx_red
+    p.save(tmp_path / "pt.png", transparency=idx_red)
+    a = load_image(tmp_path / "pt.png")
+    assert a[0, 0].tolist() == [255, 255, 255]  # transparent palette entry -> white
+    assert close(a[0, 39], BLUE, 8)
+
+
+def test_16bit_png_scales_not_clips(tmp_path: Path) -> None:
+    a = np.zeros((20, 30), np.uint16)
+    a[:, :10] = 65535
+    a[:, 10:20] = 32768
+    a[:, 20:] = 257
+    Image.fromarray(a).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    out = load_image(tmp_path / "deep.png")
+    assert_rgb(out, 20, 30)
+    assert out[0, 0].tolist() == [255, 255, 255]
+    assert np.all(np.abs(out[0, 15].astype(int) - 128) <= 1)
+    assert out[0, 25].tolist() == [1, 1, 1]
+
+
+def test_cmyk_jpeg_to_rgb(tmp_path: Path) -> None:
+    Image.new("CMYK", (32, 20), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg", quality=95)
+    assert Image.open(tmp_path / "cmyk.jpg").mode == "CMYK"
+    a = load_image(tmp_path / "cmyk.jpg")
+    assert_rgb(a, 20, 32)
+    assert close(a[10, 16], (255, 0, 0), 10), a[10, 16]
+
+
+def test_lab_tiff_to_rgb(tmp_path: Path) -> None:
+    two_tone().convert("LAB").save(tmp_path / "lab.tif")
+    assert Image.open(tmp_path / "lab.tif").mode == "LAB"
+    a = load_image(tmp_path / "lab.tif")
+    assert close(a[12, 5], RED, 6) and close(a[12, 35], BLUE, 6)
+
+
+def test_bytes_input_matches_path(tmp_path: Path) -> None:
+    p = tmp_path / "x.png"
+    two_tone().save(p)
+    from_bytes = load_image(p.read_bytes())
+    assert np.array_equal(from_bytes, load_image(p))
+    with pytest.raises(MediaError, match=r"^upload: file is empty$"):
+        load_image(b"")
+    with pytest.raises(MediaError, match=r"^selfie\.jpg: not an image"):
+        load_image(b"hello", name="selfie.jpg")
+
+
+def test_image_info_does_not_decode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = tmp_path / "i.png"
+    two_tone().save(p)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded pixels"))
+    info = image_info(p)
+    assert info == {"width": 40, "height": 24, "format": "PNG", "mode": "RGB", "bytes": p.stat().st_size}
+
+
+# ------------------------------------------------------------------------------------------
+# images: the bad-input corpus
+
+
+def _jpeg_bytes() -> bytes:
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _gif_3_frames(p: Path) -> None:
+    frames = [Image.new("RGB", (32, 32), c) for c in (RED, BLUE, (0, 200, 0))]
+    frames[0].save(p, save_all=True, append_images=frames[1:], duration=100, loop=0)
+
+
+BAD_IMAGES = {
+    "empty.jpg": (lambda p: p.write_bytes(b""), r"file is empty"),
+    "notes.jpg": (lambda p: p.write_text("just some notes\n"), r"not an image \(cannot identify image file\)"),
+    "cut.jpg": (lambda p: p.write_bytes(_jpeg_bytes()[: len(_jpeg_bytes()) // 2]), r"image is truncated or corrupt"),
+    "tiny.png": (lambda p: Image.new("RGB", (1, 1)).save(p), r"image is 1x1 pixels; at least 16x16 is needed"),
+    "thin.png": (lambda p: Image.new("RGB", (200, 8)).save(p), r"image is 200x8 pixels"),
+    "anim.gif": (_gif_3_frames, r"animated image with 3 frames is not supported; upload it as a video"),
+}
+
+
+@pytest.mark.parametrize("fname", sorted(BAD_IMAGES))
+def test_bad_images_refused_clearly(tmp_path: Path, fname: str) -> None:
+    make, pattern = BAD_IMAGES[fname]
+    p = tmp_path / fname
+    make(p)
+    with pytest.raises(MediaError, match=pattern) as ei:
+        load_image(p)
+    msg = check_error(ei, fname)
+    assert msg.startswith(f"{fname}: ")
+    # the same bytes, uploaded, fail the same way under the caller's name
+    with pytest.raises(MediaError, match=pattern) as ei:
+        load_image(p.read_bytes(), name="up_" + fname)
+    check_error(ei, "up_" + fname)
+
+
+def test_truncated_jpeg_does_not_change_global_flag(tmp_path: Path) -> None:
+    data = _jpeg_bytes()
+    before = ImageFile.LOAD_TRUNCATED_IMAGES
+    with pytest.raises(MediaError, match=r"^cut\.jpg: image is truncated or corrupt"):
+        load_image(data[: len(data) * 2 // 3], name="cut.jpg")
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is before is False
+    assert load_image(data).shape == (64, 64, 3)  # the intact file is fine
+
+
+def _png_bomb(path: Path, side: int = 20000) -> None:
+    """A valid 1-bit greyscale PNG of side x side pixels that is tiny on disk."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    row = b"\x00" * (1 + (side + 7) // 8)  # filter byte + packed bits
+    comp = zlib.compressobj(9)
+    block = row * 400
+    parts = [comp.compress(block) for _ in range(side // 400)] + [comp.flush()]
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b""))
+
+
+def test_decompression_bomb_refused_before_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = tmp_path / "bomb.png"
+    _png_bomb(p)
+    assert p.stat().st_size < 200_000
+    pil_limit = Image.MAX_IMAGE_PIXELS
+    decoded = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(1))
+    t0 = time.perf_counter()
+    with pytest.raises(MediaError, match=r"20000x20000 = 400 megapixels exceeds the limit of 40 megapixels \(possible decompression bomb\)") as ei:
+        load_image(p)
+    assert time.perf_counter() - t0 < 1.0
+    check_error(ei, "bomb.png")
+    assert decoded == []  # refused from the header
+    assert Image.MAX_IMAGE_PIXELS == pil_limit  # PIL's own guard restored
+    # a lower limit of ours applies to ordinary images too
+    two_tone(400, 300).save(tmp_path / "big.png")
+    with pytest.raises(MediaError, match=r"^big\.png: 400x300 = 0\.12 megapixels exceeds the limit of 0\.1 megapixels"):
+        load_image(tmp_path / "big.png", limits=MediaLimits(max_pixels=100_000))
+    # and image_info still describes the bomb without decoding it
+    assert image_info(p)["width"] == 20000 and decoded == []
+
+
+def test_missing_file_and_size_limit(tmp_path: Path) -> None:
+    with pytest.raises(MediaError, match=r"^photo\.jpg: file not found$"):
+        load_image(tmp_path / "photo.jpg")
+    with pytest.raises(MediaError, match=r"^x\.mp4: file not found$"):
+        load_video(tmp_path / "x.mp4")
+    big = tmp_path / "big.jpg"
+    big.write_bytes(b"\xff" * (3 * 2**20 // 2))
+    with pytest.raises(MediaError, match=r"^big\.jpg: file is 1\.5 MB; the limit is 1 MB$"):
+        load_image(big, limits=MediaLimits(max_image_bytes=2**20))
+    with pytest.raises(MediaError, match=r"^clip\.mp4: file is 1\.5 MB; the limit is 1 MB$"):
+        load_video(big.read_bytes(), name="clip.mp4", limits=MediaLimits(max_video_bytes=2**20))
+    with pytest.raises(MediaError, match=r"is a directory"):
+        load_image(tmp_path)
+
+
+def test_media_kind() -> None:
+    assert media_kind("a/b/Photo.JPG") == "image"
+    assert media_kind(Path("clip.webm")) == "video"
+    assert all(media_kind("f" + e) == "image" for e in IMAGE_EXTENSIONS)
+    assert all(media_kind("f" + e) == "video" for e in VIDEO_EXTENSIONS)
+    with pytest.raises(MediaError, match=r"^report\.pdf: unsupported file type '\.pdf'") as ei:
+        media_kind("/tmp/report.pdf")
+    check_error(ei, "report.pdf")
+    with pytest.raises(MediaError, match=r"^README: file has no extension"):
+        media_kind("README")
+
+
+# ------------------------------------------------------------------------------------------
+# sampling rule
+
+
+def test_sample_frame_indices_even() -> None:
+    assert sample_frame_indices(100, frames=5) == [0, 25, 50, 74, 99]
+    assert sample_frame_indices(10, frames=2) == [0, 9]
+    assert sample_frame_indices(9, frames=1) == [4]
+    assert sample_frame_indices(5, frames=16) == [0, 1, 2, 3, 4]
+    assert sample_frame_indices(0, frames=8) == []
+    idx = sample_frame_indices(1000, frames=16)
+    assert len(idx) == 16 and idx[0] == 0 and idx[-1] == 999 and idx == sorted(set(idx))
+
+
+def test_sample_frame_indices_fps() -> None:
+    assert sample_frame_indices(30, fps_in=10, fps=2.5) == [0, 4, 8, 12, 16, 20, 24, 28]
+    assert sample_frame_indices(100, fps_in=29.97, fps=1) == [0, 30, 60, 90]
+    assert sample_frame_indices(6, fps_in=10, fps=50) == [0, 1, 2, 3, 4, 5]
+    # over the cap: spread max_frames evenly over the whole video rather than truncating it
+    capped = sample_frame_indices(10_000, fps_in=30, fps=30, max_frames=8)
+    assert len(capped) == 8 and capped[0] == 0 and capped[-1] == 9999
+    with pytest.raises(ValueError):
+        sample_frame_indices(10, fps=0, fps_in=10)
+    with pytest.raises(ValueError):
+        sample_frame_indices(10, fps=1, fps_in=None)
+    with pytest.raises(ValueError):
+        sample_frame_indices(10, frames=0)
+
+
+# ------------------------------------------------------------------------------------------
+# videos
+
+BITS, BLOCK_W, VH = 8, 16, 32  # frame index written as 8 black/white blocks, 16x32 px each
+
+
+def encode(i: int) -> np.ndarray:
+    f = np.zeros((VH, BITS * BLOCK_W, 3), np.uint8)
+    for b in range(BITS):
+        if (i >> b) & 1:
+            f[:, b * BLOCK_W : (b + 1) * BLOCK_W] = 255
+    return f
+
+
+def decode(rgb: np.ndarray) -> int:
+    g = rgb.mean(axis=2)
+    return sum(1 << b for b in range(BITS) if g[4:-4, b * BLOCK_W + 4 : (b + 1) * BLOCK_W - 4].mean() > 127)
+
+
+def write_video(path: Path, fourcc: str, n: int, fps: float = 10.0) -> Path:
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (BITS * BLOCK_W, VH))
+    if not w.isOpened():
+        w.release()
+        pytest.skip(f"this OpenCV build cannot write {fourcc} into {path.suffix}")
+    for i in range(n):
+        w.write(encode(i))
+    w.release()
+    return path
+
+
+@pytest.fixture
+def mp4_30(tmp_path: Path) -> Path:
+    return write_video(tmp_path / "clip.mp4", "mp4v", 30)
+
+
+def test_frame_counter_roundtrip() -> None:
+    assert [decode(encode(i)[..., ::-1]) for i in (0, 1, 77, 255)] == [0, 1, 77, 255]
+
+
+@pytest.mark.parametrize(("ext", "fourcc"), [(".mp4", "mp4v"), (".avi", "MJPG"), (".mov", "mp4v"), (".webm", "VP80"), (".mkv", "MJPG")])
+def test_video_containers_even_sampling(tmp_path: Path, ext: str, fourcc: str) -> None:
+    p = write_video(tmp_path / f"v{ext}", fourcc, 30)
+    vf = load_video(p, frames=4)
+    assert vf.indices == [0, 10, 19, 29]
+    assert [decode(f) for f in vf.frames] == vf.indices
+    for f in vf.frames:
+        assert_rgb(f, VH, BITS * BLOCK_W)
+    assert vf.fps == pytest.approx(10.0)
+    assert vf.frame_count == 30 and vf.duration_s == pytest.approx(3.0)
+    assert (vf.width, vf.height) == (BITS * BLOCK_W, VH)
+    assert vf.timestamps == pytest.approx([0.0, 1.0, 1.9, 2.9])
+
+
+def test_video_colour_is_rgb(tmp_path: Path) -> None:
+    p = tmp_path / "red.avi"
+    w = cv2.VideoWriter(str(p), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 32))
+    assert w.isOpened()
+    for _ in range(3):
+        w.write(np.full((32, 32, 3), (30, 30, 220), np.uint8))  # BGR red
+    w.release()
+    f = load_video(p, frames=1).frames[0]
+    assert close(f[16, 16], (220, 30, 30), 12), f[16, 16]
+
+
+def test_video_fps_sampling(mp4_30: Path) -> None:
+    vf = load_video(mp4_30, fps=2.5)
+    assert vf.indices == [0, 4, 8, 12, 16, 20, 24, 28]
+    assert [decode(f) for f in vf.frames] == vf.indices
+    assert vf.timestamps == pytest.approx([0.0, 0.4, 0.8, 1.2, 1.6, 2.0, 2.4, 2.8])
+    capped = load_video(mp4_30, fps=100, limits=MediaLimits(max_frames=5))
+    assert capped.indices == [0, 7, 14, 22, 29]
+    assert [decode(f) for f in capped.frames] == capped.indices
+
+
+def test_video_bad_arguments(mp4_30: Path) -> None:
+    with pytest.raises(MediaError, match=r"^clip\.mp4: frames must be an integer from 1 to 256, got 257$"):
+        load_video(mp4_30, frames=257)
+    with pytest.raises(MediaError, match=r"frames must be an integer from 1 to 256, got 0"):
+        load_video(mp4_30, frames=0)
+    with pytest.raises(MediaError, match=r"fps must be a positive number"):
+        load_video(mp4_30, fps=0)
+    with pytest.raises(MediaError, match=r"^clip\.mp4: video is 3\.0 s long; the limit is 1 s$"):
+        load_video(mp4_30, limits=MediaLimits(max_duration_s=1.0))
+
+
+def test_video_bytes_input_and_temp_cleanup(mp4_30: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    monkeypatch.setattr(media.tempfile, "tempdir", str(tmpdir))
+    vf = load_video(mp4_30.read_bytes(), frames=3, name="upload.mp4")
+    assert vf.indices == [0, 14, 29]
+    assert [decode(f) for f in vf.frames] == [0, 14, 29]
+    assert list(tmpdir.iterdir()) == []  # temp copy removed
+    with pytest.raises(MediaError, match=r"^upload\.mp4: "):
+        load_video(b"\x00\x01" * 500, name="upload.mp4")
+    assert list(tmpdir.iterdir()) == []  # removed on failure too
+
+
+def test_video_long_step_seeks_and_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = write_video(tmp_path / "long.mp4", "mp4v", 200, fps=25)
+    calls = []
+    real_seek = media._read_seek
+    monkeypatch.setattr(media, "_read_seek", lambda cap, wanted: calls.append(wanted) or real_seek(cap, wanted))
+    vf = load_video(p, frames=3)
+    assert calls == [[0, 100, 199]]  # step of ~100 frames: seek
+    assert [decode(f) for f in vf.frames] == vf.indices == [0, 100, 199]
+
+    calls.clear()
+    load_video(p, frames=16)  # step of ~13 frames: sequential
+    assert calls == []
+
+    monkeypatch.setattr(media, "_read_seek", lambda cap, wanted: None)  # seeking fails
+    vf = load_video(p, frames=3)
+    assert [decode(f) for f in vf.frames] == vf.indices == [0, 100, 199]
+
+
+def test_video_wrong_frame_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = write_video(tmp_path / "v.avi", "MJPG", 40)
+    real_prop = media._prop
+    reported = {"n": 0}
+
+    def fake_prop(cap, prop):
+        return float(reported["n"]) if prop == cv2.CAP_PROP_FRAME_COUNT else real_prop(cap, prop)
+
+    monkeypatch.setattr(media, "_prop", fake_prop)
+    vf = load_video(p, frames=5)  # count unknown: decoded to find it
+    assert vf.frame_count == 40 and vf.indices == [0, 10, 20, 29, 39]
+    assert [decode(f) for f in vf.frames] == vf.indices
+
+    reported["n"] = 90  # overstated: samples are redrawn over the 40 real frames
+    vf = load_video(p, frames=5)
+    assert vf.frame_count == 40 and vf.indices == [0, 10, 20, 29, 39]
+    assert [decode(f) for f in vf.frames] == vf.indices
+
+
+def test_corrupt_videos(tmp_path: Path, mp4_30: Path) -> None:
+    rnd = tmp_path / "noise.mp4"
+    rnd.write_bytes(np.random.default_rng(1).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(mp4_30.read_bytes()[:64])
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    for p, pattern in [(rnd, r"not a readable video|no decodable frames"),
+                       (cut, r"not a readable video|no decodable frames"),
+                       (empty, r"file is empty")]:
+        with pytest.raises(MediaError, match=pattern) as ei:
+            load_video(p)
+        check_error(ei, p.name)
+
+
+def test_real_video_hamilton() -> None:
+    path = DATA / "video" / "hamilton_clip.mp4"
+    if not path.is_file():
+        pytest.skip(f"real test data not found at {path.resolve()}")
+    vf = load_video(path, frames=8)
+    assert len(vf.frames) == 8 == len(vf.indices) == len(vf.timestamps)
+    assert (vf.width, vf.height) == (640, 360)
+    for f in vf.frames:
+        assert_rgb(f, 360, 640)
+        assert f.std() > 5  # real picture content, not a blank frame
+    assert all(a < b for a, b in zip(vf.indices, vf.indices[1:]))
+    assert all(a < b for a, b in zip(vf.timestamps, vf.timestamps[1:]))
+    assert vf.indices[0] == 0 and vf.indices[-1] == vf.frame_count - 1
+    assert 5 < vf.duration_s < DEFAULT_LIMITS.max_duration_s

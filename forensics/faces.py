@@ -40,6 +40,9 @@ Box = tuple[float, float, float, float]
 # whole image, which would undo the speed gained by downscaling large images for detection.
 _MTCNN_MIN_WINDOW = 12.0
 
+# Faces cut by the image border are kept when at least this share of their box is inside.
+_MIN_VISIBLE = 1.0 / 3.0
+
 
 @dataclass
 class Face:
@@ -130,8 +133,14 @@ class FaceDetector:
         detect_max_side: images whose longer side exceeds this are downscaled for detection only
             (MTCNN's cost grows with pixel count; faces large enough to judge stay findable).
             Boxes and landmarks are mapped back to the source image.
-        thresholds: MTCNN's per-stage (P-, R-, O-Net) thresholds.
+        thresholds: MTCNN's per-stage (P-, R-, O-Net) candidate thresholds. The first two are
+            below facenet-pytorch's (0.6, 0.7) so that partly hidden and border-cut faces reach
+            the final stage; ``confidence`` still decides what is kept.
         device: torch device for MTCNN.
+        edge_pad: black border, as a share of the (downscaled) image's shorter side, added on
+            every side before detection. MTCNN's sliding windows cannot reach past the image,
+            so faces cut by its edge (common in selfies and video) are otherwise missed. Costs
+            about (1 + 2 * edge_pad)^2 times the pixels; 0 turns it off.
     """
 
     def __init__(
@@ -139,8 +148,9 @@ class FaceDetector:
         min_face_size: int = 40,
         confidence: float = 0.9,
         detect_max_side: int = 1280,
-        thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+        thresholds: Sequence[float] = (0.5, 0.6, 0.7),
         device: str = "cpu",
+        edge_pad: float = 0.2,
     ) -> None:
         if not min_face_size >= 1:
             raise ValueError(f"min_face_size must be at least 1, got {min_face_size}")
@@ -156,6 +166,9 @@ class FaceDetector:
         self.detect_max_side = int(detect_max_side)
         self.thresholds = thresholds
         self.device = str(device)
+        if not 0.0 <= edge_pad <= 1.0:
+            raise ValueError(f"edge_pad must be within [0, 1], got {edge_pad}")
+        self.edge_pad = float(edge_pad)
         self._mtcnn: Any = None
         self._lock = threading.Lock()
 
@@ -163,7 +176,7 @@ class FaceDetector:
         return (
             f"FaceDetector(min_face_size={self.min_face_size}, confidence={self.confidence}, "
             f"detect_max_side={self.detect_max_side}, thresholds={self.thresholds}, "
-            f"device={self.device!r})"
+            f"device={self.device!r}, edge_pad={self.edge_pad})"
         )
 
     def _get_mtcnn(self) -> Any:
@@ -205,9 +218,9 @@ class FaceDetector:
         if not images:
             return results
 
-        # Downscale each image for detection. Grouping by source shape also groups by
-        # detection shape and scale, which one MTCNN batch needs.
-        prepared: list[tuple[np.ndarray, tuple[float, float]]] = []
+        # Downscale and pad each image for detection. Grouping by source shape also groups by
+        # detection shape, scale and padding, which one MTCNN batch needs.
+        prepared: list[tuple[np.ndarray, float, float, int]] = []
         groups: dict[tuple[int, int], list[int]] = {}
         for i, image in enumerate(images):
             _check_image(image, f"image {i}")
@@ -217,24 +230,33 @@ class FaceDetector:
         for indices in groups.values():
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]
-                scale = min(prepared[chunk[0]][1])
-                raw = self._run_mtcnn([prepared[i][0] for i in chunk], scale)
+                _, sx, sy, _ = prepared[chunk[0]]
+                raw = self._run_mtcnn([prepared[i][0] for i in chunk], min(sx, sy))
                 for i, (boxes, probs, points) in zip(chunk, raw):
-                    results[i] = self._to_faces(images[i], boxes, probs, points, prepared[i][1], i)
+                    _, sx, sy, pad = prepared[i]
+                    results[i] = self._to_faces(images[i], boxes, probs, points, (sx, sy), pad, i)
         return results
 
-    def _detection_image(self, image: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
-        """The image MTCNN sees, and the (x, y) factors from source to detection pixels (<= 1)."""
+    def _detection_image(self, image: np.ndarray) -> tuple[np.ndarray, float, float, int]:
+        """The image MTCNN sees: (image, x factor, y factor, border) from source pixels.
+
+        Downscaled so its longer side is at most ``detect_max_side``, then given a black border
+        of ``edge_pad`` times its shorter side on every side.
+        """
         h, w = image.shape[:2]
-        longest = max(h, w)
-        if longest <= self.detect_max_side:
-            return image, (1.0, 1.0)
-        scale = self.detect_max_side / longest
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        # The exact per-axis ratios actually applied (rounding differs per axis), so boxes
-        # mapped back line up with the source.
-        return small, (size[0] / w, size[1] / h)
+        sx = sy = 1.0
+        small = image
+        if max(h, w) > self.detect_max_side:
+            scale = self.detect_max_side / max(h, w)
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            # The exact per-axis ratios applied (rounding differs per axis), so boxes mapped
+            # back line up with the source.
+            sx, sy = size[0] / w, size[1] / h
+        pad = int(round(self.edge_pad * min(small.shape[:2])))
+        if pad > 0:
+            small = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        return small, sx, sy, pad
 
     def _run_mtcnn(
         self, images: list[np.ndarray], scale: float
@@ -272,23 +294,26 @@ class FaceDetector:
         probs: np.ndarray,
         points: np.ndarray,
         scale: tuple[float, float],
+        pad: int,
         index: int,
     ) -> list[Face]:
         """Map detections back to source pixels, filter, and sort left to right."""
         h, w = image.shape[:2]
         sx, sy = scale
-        boxes = boxes / np.array([sx, sy, sx, sy])
-        points = points / np.array([sx, sy])
+        boxes = (boxes - pad) / np.array([sx, sy, sx, sy])
+        points = (points - pad) / np.array([sx, sy])
         faces: list[Face] = []
         for box, prob, pts in zip(boxes, probs, points):
             if not np.isfinite(prob) or prob < self.confidence:
                 continue
             # Judge size on the unclipped box: a big face cut by the border is still a big face.
-            if min(box[2] - box[0], box[3] - box[1]) < self.min_face_size:
+            bw, bh = box[2] - box[0], box[3] - box[1]
+            if min(bw, bh) < self.min_face_size:
                 continue
             x0, x1 = (float(np.clip(v, 0, w)) for v in (box[0], box[2]))
             y0, y1 = (float(np.clip(v, 0, h)) for v in (box[1], box[3]))
-            if x1 - x0 < 1 or y1 - y0 < 1:
+            # A face mostly in the black border leaves too little to judge.
+            if (x1 - x0) * (y1 - y0) < _MIN_VISIBLE * bw * bh:
                 continue
             faces.append(
                 Face(

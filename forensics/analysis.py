@@ -378,6 +378,7 @@ def _video_media(video: VideoFrames) -> dict:
         "frame_count": int(video.frame_count),
         "duration_s": round(float(video.duration_s), 3),
         "sampled_frames": len(video.frames),
+        "sampled_indices": [int(i) for i in video.indices],
     }
 
 

@@ -200,7 +200,7 @@ class Analyzer:
         """Analyse one file (or its bytes with a ``name``). Never raises for a bad input: the
         result's ``error`` holds a one-line message instead."""
         label = name or (Path(source).name if not isinstance(source, bytes) else "upload")
-        result = AnalysisResult(input=str(source) if not isinstance(source, bytes) else label, kind=None,
+        result = AnalysisResult(input=name or (label if isinstance(source, bytes) else str(source)), kind=None,
                                 detector=self.detector.name, detector_version=self.detector.info.version)
         start = time.perf_counter()
         try:

@@ -74,7 +74,8 @@ def cmd_detectors(args) -> int:
     rows = []
     for name, folder in available_detectors().items():
         try:
-            rows.append(load_detector(folder).describe())
+            row = load_detector(folder).describe()
+            rows.append({**row, "name": name, "model_name": row["name"]})
         except ForensicsError as exc:
             rows.append({"name": name, "path": str(folder), "error": str(exc)})
     if args.json:

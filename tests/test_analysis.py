@@ -1,0 +1,116 @@
+"""The pipeline end to end on real photos and videos, and the aggregation rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from forensics.analysis import Analyzer, FaceResult, aggregate_image, aggregate_video
+from forensics.detectors import load_detector
+from forensics.explain import METHODS
+from tests.conftest import data_path
+
+
+def _face(frame, track, p, fallback=False):
+    return FaceResult(frame=frame, track=track, box=[0, 0, 10, 10], face_confidence=0.99, fake_probability=p,
+                      probabilities={"real": 1 - p, "fake": p}, crop_box=[0, 0, 10, 10], fallback=fallback)
+
+
+def test_image_verdict_is_the_most_suspicious_face():
+    score, text = aggregate_image([_face(0, None, 0.2), _face(0, None, 0.7), _face(0, None, 0.4)])
+    assert score == 0.7 and "max over 3" in text
+
+
+def test_video_verdict_is_the_max_over_tracks_of_each_tracks_mean():
+    faces = [_face(i, 0, p) for i, p in enumerate([0.2, 0.4, 0.3, 0.3])]  # person 0: mean 0.3
+    faces += [_face(i, 1, p) for i, p in enumerate([0.9, 0.5, 0.7])]  # person 1: mean 0.7
+    faces += [_face(2, 2, 0.99)]  # one stray detection: left out
+    score, tracks, text = aggregate_video(faces, sampled_frames=4)
+    assert score == pytest.approx(0.7)
+    by_id = {t.track: t for t in tracks}
+    assert by_id[0].mean_fake_probability == pytest.approx(0.3) and by_id[0].counted
+    assert by_id[1].max_fake_probability == pytest.approx(0.9) and by_id[1].frames == 3
+    assert not by_id[2].counted and "1 track(s) seen in fewer than 3" in text
+
+
+def test_short_tracks_count_when_no_track_is_long_enough():
+    score, tracks, _ = aggregate_video([_face(0, 0, 0.2), _face(1, 1, 0.6)], sampled_frames=8)
+    assert score == pytest.approx(0.6) and all(t.counted for t in tracks)
+
+
+def test_video_without_faces_averages_the_whole_frames():
+    score, tracks, text = aggregate_video([_face(i, None, p, fallback=True) for i, p in enumerate([0.2, 0.4])], 2)
+    assert score == pytest.approx(0.3) and tracks == [] and "no face" in text
+
+
+@pytest.fixture(scope="module")
+def analyzer(model_dirs, face_detector):
+    return Analyzer(load_detector(model_dirs["timm-vit"], allow_untrained=True), face_detector, frames=6)
+
+
+def test_group_photo_end_to_end_with_maps_on_disk(analyzer, tmp_path):
+    photo = data_path("photos/deepface/couple.jpg")
+    result = analyzer.analyze(photo, out_dir=tmp_path)
+    assert result.error is None and result.kind == "image"
+    assert len(result.faces) == 2 and not any(f.fallback for f in result.faces)
+    assert result.fake_probability == max(f.fake_probability for f in result.faces)
+    assert result.label == ("fake" if result.fake_probability >= result.threshold else "real")
+    for face in result.faces:
+        assert set(face.maps) == set(METHODS)
+        for path in face.maps.values():
+            assert Path(path).is_file() and str(tmp_path) in path
+            assert Image.open(path).size == (64, 64)  # the crop's size
+    width, height = Image.open(photo).size
+    assert Image.open(result.full_maps["gradcam"]).size == (width, height)
+    assert set(result.timings_ms) >= {"decode", "faces", "classify", "explain", "total"}
+    data = result.to_dict()
+    assert data["faces"][0]["maps"]["gradcam++"].endswith(".png") and len(data["media"]["sha256"]) == 64
+
+
+def test_image_without_a_face_falls_back_to_the_whole_image(analyzer, tmp_path):
+    rng = np.random.default_rng(0)
+    noise = tmp_path / "texture.png"
+    Image.fromarray(rng.integers(90, 160, (240, 320, 3), dtype=np.uint8)).save(noise)
+    result = analyzer.analyze(noise)
+    assert result.error is None and len(result.faces) == 1
+    assert result.faces[0].fallback and result.faces[0].box is None
+    assert any("no face found" in note for note in result.notes)
+
+
+def test_no_fallback_gives_no_verdict(model_dirs, face_detector, tmp_path):
+    plain = tmp_path / "grey.png"
+    Image.fromarray(np.full((200, 200, 3), 127, np.uint8)).save(plain)
+    det = load_detector(model_dirs["timm-cnn"], allow_untrained=True)
+    result = Analyzer(det, face_detector, fallback_whole_image=False).analyze(plain)
+    assert result.faces == [] and result.fake_probability is None and result.label == "no_face"
+
+
+def test_real_video_yields_tracked_faces(analyzer):
+    video = data_path("video/hamilton_clip.mp4")
+    result = analyzer.analyze(video)
+    assert result.error is None and result.kind == "video"
+    assert result.media["sampled_frames"] == 6
+    tracked = [f for f in result.faces if f.track is not None]
+    assert tracked and result.tracks
+    assert {f.track for f in tracked} == {t.track for t in result.tracks}
+    assert len(result.tracks) < len(tracked), "a video reports per person, not per box"
+    counted = [t for t in result.tracks if t.counted]
+    assert result.fake_probability == pytest.approx(max(t.mean_fake_probability for t in counted), abs=1e-6)
+    assert all(f.timestamp is not None for f in result.faces)
+
+
+def test_bad_inputs_become_errors_not_exceptions(analyzer, tmp_path):
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    result = analyzer.analyze(empty)
+    assert result.error and "empty.jpg" in result.error and "\n" not in result.error
+    assert result.fake_probability is None and result.faces == []
+
+
+def test_bytes_input_with_a_name(analyzer):
+    photo = data_path("photos/face_recognition/obama.jpg")
+    result = analyzer.analyze(photo.read_bytes(), name="upload.jpg")
+    assert result.error is None and result.input == "upload.jpg" and len(result.faces) == 1

@@ -1,0 +1,93 @@
+"""`python -m forensics` as a user runs it: real processes, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT, data_path
+
+KEYS = {"input", "kind", "detector", "fake_probability", "label", "threshold", "faces", "timings_ms", "error"}
+
+
+def _cli(*args, cwd=ROOT, env=None):
+    full_env = dict(os.environ, HF_HUB_OFFLINE="1", **(env or {}))
+    return subprocess.run([sys.executable, "-m", "forensics", *map(str, args)], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_analyze_mixed_inputs_writes_one_object_each_and_exits_2(model_dirs, tmp_path):
+    photo = data_path("photos/face_recognition/obama_and_biden.jpg")
+    video = data_path("video/hamilton_clip.mp4")
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(os.urandom(4096))
+    out = tmp_path / "maps"
+    proc = _cli("analyze", photo, broken, video, "--detector", model_dirs["hf-vit"], "--allow-untrained",
+                "--frames", "4", "--explain", "gradcam,rollout", "--out", out, "--json", "-")
+    assert proc.returncode == 2, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(lines) == 3 and all(KEYS <= set(obj) for obj in lines)
+    image, bad, clip = lines
+    # Biden, Obama and the girl in the lower right corner.
+    assert image["kind"] == "image" and image["error"] is None and len(image["faces"]) == 3
+    for face in image["faces"]:
+        assert set(face) >= {"frame", "track", "box", "face_confidence", "fake_probability", "maps"}
+        assert set(face["maps"]) == {"gradcam", "rollout"}
+        assert all(Path(p).is_file() and Path(p).is_relative_to(out) for p in face["maps"].values())
+    assert bad["error"].startswith("broken.mp4: ") and "\n" not in bad["error"] and bad["fake_probability"] is None
+    assert clip["kind"] == "video" and clip["error"] is None and clip["faces"]
+    assert all(face["track"] is not None for face in clip["faces"])
+    assert set(image["timings_ms"]) >= {"decode", "faces", "classify", "explain", "total"}
+
+
+def test_analyze_to_a_file_with_no_maps_exits_0(model_dirs, tmp_path):
+    photo = data_path("photos/face_recognition/obama.jpg")
+    report = tmp_path / "out" / "results.jsonl"
+    proc = _cli("analyze", photo, "--detector", model_dirs["timm-cnn"], "--allow-untrained", "--explain", "none",
+                "--json", report, "--out", tmp_path / "maps")
+    assert proc.returncode == 0, proc.stderr
+    (obj,) = [json.loads(line) for line in report.read_text().splitlines()]
+    assert obj["faces"][0]["maps"] == {} and not (tmp_path / "maps").exists()
+    assert "P(fake)=" in proc.stdout  # a human summary line on stdout when JSON goes to a file
+
+
+def test_untrained_and_unknown_detectors_are_refused_plainly(model_dirs, tmp_path):
+    photo = data_path("photos/face_recognition/obama.jpg")
+    proc = _cli("analyze", photo, "--detector", model_dirs["timm-vit"])
+    assert proc.returncode == 1 and "marked untrained" in proc.stderr and "Traceback" not in proc.stderr
+    proc = _cli("analyze", photo, "--detector", tmp_path / "nothing-here")
+    assert proc.returncode == 1 and "not a model folder" in proc.stderr
+    proc = _cli("analyze", photo, "--explain", "lime", "--detector", model_dirs["timm-vit"], "--allow-untrained")
+    assert proc.returncode == 1 and "unknown explanation method" in proc.stderr
+
+
+def test_detectors_lists_only_trained_models(model_dirs, tmp_path):
+    zoo = tmp_path / "zoo"
+    trained = zoo / "good"
+    import shutil
+
+    shutil.copytree(model_dirs["timm-cnn"], trained)
+    config = json.loads((trained / "config.json").read_text())
+    config["forensics"]["trained"] = True
+    (trained / "config.json").write_text(json.dumps(config))
+    shutil.copytree(model_dirs["timm-vit"], zoo / "untrained")
+    proc = _cli("detectors", "--json", env={"FORENSICS_DETECTORS": str(zoo)})
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    mine = [r for r in rows if r["path"].startswith(str(zoo))]
+    assert [(r["name"], r["path"]) for r in mine] == [("good", str(trained))]  # the name --detector takes
+    assert all(r["family"] for r in rows)
+
+
+def test_bench_reports_the_ratios(model_dirs, tmp_path):
+    report = tmp_path / "bench.json"
+    proc = _cli("bench", "--model", model_dirs["timm-vit"], "--repeats", "2", "--json", report)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(report.read_text())
+    assert set(data["median_ms"]) == {"forward", "forward_backward", "forward_backward_input", "four_maps",
+                                      "four_maps_naive"}
+    assert all(v > 0 for v in data["median_ms"].values())
+    assert "four_maps / forward_backward" in data["ratios"]

@@ -1,0 +1,447 @@
+"""Tests for forensics.faces: pure geometry/tracking units, then MTCNN on real photos and video.
+
+Real data lives in ../shared/data (read in place); tests that need it skip when it is absent.
+Images are loaded with PIL here, not forensics.media, so these tests depend on faces.py only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from forensics.errors import MediaError
+from forensics.faces import (
+    Face,
+    FaceCrop,
+    FaceDetector,
+    box_iou,
+    crop_face,
+    crop_faces,
+    square_crop_box,
+    track_faces,
+    whole_image_crop,
+)
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+# Faces a person counts when looking at the photos (checked by eye):
+#   couple.jpg: 2 (a woman and a man, both large and frontal).
+#   selfie-many-people.jpg: 7 people; 6 faces clearly visible (blonde woman at the left edge,
+#     the woman in the centre-left, the bearded man, the man in the centre, the man with glasses
+#     cut by the right edge, the big smiling man at the bottom right cut by the right edge) plus
+#     a woman at the bottom-left corner of whom only half a face is in the picture.
+#   multiface.jpg: 6 people sitting on steps, all faces clearly visible.
+GROUP_PHOTOS = [
+    # (path, clearly visible faces, most faces a sane detector may report)
+    ("photos/deepface/couple.jpg", 2, 3),
+    ("photos/deepface/selfie-many-people.jpg", 6, 8),
+    ("photos/facenet/multiface.jpg", 6, 7),
+]
+
+# No dataset photo is faceless, so faceless real-world images are taken from CASIA v1 authentic
+# photos that were checked by eye to contain no person, animal or carved face (flowers, a sea of
+# clouds, a patio with a wicker chair, a river, a thatched cottage, a jetty with a boat) plus a
+# crop of multiface.jpg with only the iron railing, window and stone wall to the right of the
+# people (x 820..1200, y 0..360: clear of every head). Railing scrolls and foliage are the kind
+# of texture that produces false faces.
+FACELESS_CASIA = [
+    "tamper/casia1/Sp_D_CND_A_pla0005_pla0023_0281_authentic.png",
+    "tamper/casia1/Sp_D_CRN_A_nat0077_nat0067_0387_authentic.png",
+    "tamper/casia1/Sp_D_NND_A_art0040_arc0079_0600_authentic.png",
+    "tamper/casia1/Sp_S_NNN_A_nat0041_nat0041_0208_authentic.png",
+    "tamper/casia1/Sp_S_NNN_A_sec0013_sec0013_0036_authentic.png",
+    "tamper/casia1/Sp_S_NNN_A_sec0038_sec0038_0039_authentic.png",
+]
+FACELESS_CROP = ("photos/facenet/multiface.jpg", (820, 0, 1200, 360))
+
+VIDEO = "video/hamilton_clip.mp4"
+
+
+def data_file(relative: str) -> Path:
+    path = DATA / relative
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} (../shared/data is absent on this machine)")
+    return path
+
+
+def load_rgb(relative: str) -> np.ndarray:
+    return np.asarray(Image.open(data_file(relative)).convert("RGB"))
+
+
+def face(box, frame: int = 0, confidence: float = 0.99) -> Face:
+    x0, y0, x1, y1 = box
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    marks = [(cx - 5, cy - 5), (cx + 5, cy - 5), (cx, cy), (cx - 4, cy + 5), (cx + 4, cy + 5)]
+    return Face(box=tuple(float(v) for v in box), confidence=confidence, landmarks=marks, frame=frame)
+
+
+def gradient_image(h: int, w: int) -> np.ndarray:
+    """Every pixel distinct enough to tell where a crop came from; nothing is black."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    return np.stack([40 + xx % 200, 40 + yy % 200, np.full_like(xx, 128)], axis=-1).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- pure units
+
+
+def test_face_properties_and_to_dict_are_plain_json():
+    f = Face(
+        box=(10.04, 20.06, 110.55, 170.0),
+        confidence=0.987654321,
+        landmarks=[(np.float32(30.123), np.float32(40.987))] * 5,
+        frame=np.int64(3),
+        track=np.int64(1),
+    )
+    assert f.width == pytest.approx(100.51)
+    assert f.height == pytest.approx(149.94)
+    assert f.size == pytest.approx(100.51)
+    d = f.to_dict()
+    assert d["box"] == [10.0, 20.1, 110.5, 170.0] or d["box"] == [10.0, 20.1, 110.6, 170.0]
+    assert d["confidence"] == 0.9877
+    assert d["frame"] == 3 and d["track"] == 1
+    assert len(d["landmarks"]) == 5 and d["landmarks"][0] == [30.1, 41.0]
+    # Must survive the standard json module without a custom encoder (numpy scalars would not).
+    assert json.loads(json.dumps(d)) == d
+    assert Face(box=(0, 0, 1, 1), confidence=0.5, landmarks=[]).to_dict()["track"] is None
+
+
+def test_square_crop_box_is_square_with_margin_and_centred():
+    box = (100.0, 100.0, 140.0, 180.0)  # w 40, h 80, centre (120, 140)
+    x0, y0, x1, y1 = square_crop_box(box, (1000, 1000, 3), margin=0.5)
+    assert x1 - x0 == y1 - y0 == 120  # max(w, h) * 1.5
+    assert ((x0 + x1) / 2, (y0 + y1) / 2) == (120, 140)
+    assert square_crop_box(box, (1000, 1000), margin=0.0) == (80, 100, 160, 180)
+    assert all(isinstance(v, int) for v in square_crop_box(box, (1000, 1000)))
+
+
+def test_square_crop_box_is_shifted_inside_the_image_when_it_fits():
+    # A face at the top-left corner: the square would start at negative coordinates.
+    assert square_crop_box((0, 0, 50, 50), (200, 300, 3), margin=0.3) == (0, 0, 65, 65)
+    # At the bottom-right corner (image 200 high, 300 wide).
+    assert square_crop_box((250, 150, 300, 200), (200, 300, 3), margin=0.3) == (235, 135, 300, 200)
+
+
+def test_square_crop_box_stays_centred_when_larger_than_the_image():
+    # Side 130 on a 100x100 image: cannot fit, stays centred on the face (50, 50).
+    assert square_crop_box((0, 0, 100, 100), (100, 100, 3), margin=0.3) == (-15, -15, 115, 115)
+    # Fits horizontally (image 300 wide) but not vertically (100 high): shifted in x only.
+    x0, y0, x1, y1 = square_crop_box((0, 0, 100, 100), (100, 300, 3), margin=0.3)
+    assert (x0, x1) == (0, 130)
+    assert (y0, y1) == (-15, 115)
+
+
+def test_crop_face_takes_the_square_and_resizes_it():
+    img = gradient_image(300, 400)
+    f = face((150, 100, 200, 160))  # w 50, h 60 -> side 78 with margin 0.3, fully inside
+    crop = crop_face(img, f, 64)
+    assert isinstance(crop, FaceCrop) and crop.face is f and crop.fallback is False
+    assert crop.image.shape == (64, 64, 3) and crop.image.dtype == np.uint8
+    x0, y0, x1, y1 = crop.crop_box
+    assert x1 - x0 == y1 - y0 == 78
+    expected = cv2.resize(img[y0:y1, x0:x1], (64, 64), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(crop.image, expected)
+    # Enlarging (78 -> 256) gives the right size too and roughly the same picture.
+    big = crop_face(img, f, 256)
+    assert big.image.shape == (256, 256, 3)
+    small_again = cv2.resize(big.image, (64, 64), interpolation=cv2.INTER_AREA)
+    assert np.abs(small_again.astype(int) - expected.astype(int)).mean() < 3
+
+
+def test_crop_face_pads_black_outside_the_image():
+    img = gradient_image(100, 100)  # no black pixel anywhere
+    crop = crop_face(img, face((0, 0, 100, 100)), 130, margin=0.3)  # square (-15,-15)-(115,115)
+    assert crop.crop_box == (-15, -15, 115, 115)
+    out = crop.image
+    assert out.shape == (130, 130, 3)
+    # 15-pixel black frame on every side, the whole image untouched inside it.
+    assert out[:15].max() == 0 and out[-15:].max() == 0
+    assert out[:, :15].max() == 0 and out[:, -15:].max() == 0
+    np.testing.assert_array_equal(out[15:115, 15:115], img)
+
+
+def test_crop_faces_keeps_order():
+    img = gradient_image(200, 200)
+    faces = [face((10, 10, 60, 60)), face((120, 120, 180, 190))]
+    crops = crop_faces(img, faces, 32)
+    assert [c.face for c in crops] == faces
+    assert all(c.image.shape == (32, 32, 3) for c in crops)
+    assert crops[0].crop_box != crops[1].crop_box
+
+
+def test_whole_image_crop_is_the_centre_square():
+    img = gradient_image(200, 300)
+    crop = whole_image_crop(img, 100)
+    assert crop.fallback is True and crop.face is None
+    assert crop.crop_box == (50, 0, 250, 200)
+    assert crop.image.shape == (100, 100, 3) and crop.image.dtype == np.uint8
+    expected = cv2.resize(img[:, 50:250], (100, 100), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(crop.image, expected)
+    portrait = whole_image_crop(gradient_image(300, 200), 50)
+    assert portrait.crop_box == (0, 50, 200, 250)
+
+
+def test_box_iou_hand_computed():
+    a = (0, 0, 10, 10)
+    assert box_iou(a, a) == 1.0
+    assert box_iou(a, (20, 20, 30, 30)) == 0.0
+    assert box_iou(a, (10, 0, 20, 10)) == 0.0  # touching edges share no area
+    assert box_iou(a, (5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert box_iou(a, (0, 0, 5, 5)) == pytest.approx(25 / 100)
+    assert box_iou(a, (5, 5, 15, 15)) == pytest.approx(25 / 175)
+    assert box_iou((0, 0, 0, 0), (0, 0, 0, 0)) == 0.0
+    assert box_iou((5, 0, 15, 10), a) == box_iou(a, (5, 0, 15, 10))
+
+
+def test_track_faces_two_people_moving_keep_their_ids():
+    frames = [
+        [face((10 + 5 * t, 10, 60 + 5 * t, 70), t), face((200 - 5 * t, 20, 250 - 5 * t, 80), t)]
+        for t in range(5)
+    ]
+    assert track_faces(frames) == 2
+    assert [[f.track for f in fr] for fr in frames] == [[0, 1]] * 5
+
+
+def test_track_faces_short_absence_keeps_the_id():
+    a, b = (0, 0, 50, 50), (100, 0, 150, 50)
+    frames = [[face(a), face(b)], [face(a)], [face(a), face(b)]]  # b missing for 1 frame
+    assert track_faces(frames, max_gap=2) == 2
+    assert frames[2][1].track == frames[0][1].track == 1
+
+
+def test_track_faces_gap_longer_than_max_gap_starts_a_new_track():
+    a, b = (0, 0, 50, 50), (100, 0, 150, 50)
+    frames = [[face(a), face(b)], [face(a)], [face(a)], [face(a)], [face(a), face(b)]]
+    assert track_faces(frames, max_gap=2) == 3  # b missing for 3 frames > max_gap
+    assert frames[0][1].track == 1 and frames[4][1].track == 2
+    assert {f.track for fr in frames for f in fr if f.box == a} == {0}
+    # The same sequence with a wider max_gap keeps b's id.
+    assert track_faces(frames, max_gap=3) == 2
+    assert frames[4][1].track == 1
+
+
+def test_track_faces_new_person_and_ids_in_order_of_appearance():
+    a, b, c = (0, 0, 50, 50), (100, 0, 150, 50), (200, 0, 250, 50)
+    frames = [[face(b)], [face(a), face(b)], [face(a), face(b), face(c)], []]
+    assert track_faces(frames) == 3
+    assert [f.track for f in frames[0]] == [0]
+    assert [f.track for f in frames[1]] == [1, 0]
+    assert [f.track for f in frames[2]] == [1, 0, 2]
+
+
+def test_track_faces_matches_highest_iou_first_and_respects_threshold():
+    frames = [
+        [face((0, 0, 100, 100))],
+        # Both overlap the track; the second overlaps more and must take the id.
+        [face((40, 0, 140, 100)), face((10, 0, 110, 100))],
+    ]
+    assert track_faces(frames) == 2
+    assert frames[1][1].track == 0 and frames[1][0].track == 1
+    # Overlap below the threshold is a new person, not the same one.
+    weak = [[face((0, 0, 100, 100))], [face((80, 0, 180, 100))]]  # IoU 20/180
+    assert track_faces(weak, iou_threshold=0.3) == 2
+    assert track_faces(weak, iou_threshold=0.1) == 1
+
+
+def test_detector_is_cheap_to_build_and_checks_input():
+    det = FaceDetector(min_face_size=30, confidence=0.95)
+    assert det._mtcnn is None  # MTCNN is only built on first detection
+    with pytest.raises(ValueError):
+        FaceDetector(confidence=1.5)
+    with pytest.raises(ValueError):
+        FaceDetector(thresholds=(0.6, 0.7))
+    with pytest.raises(MediaError, match="uint8"):
+        det.detect(np.zeros((50, 50, 3), np.float32))
+    with pytest.raises(MediaError, match="HxWx3"):
+        det.detect(np.zeros((50, 50), np.uint8))
+    with pytest.raises(MediaError, match="image 1"):
+        det.detect_batch([np.zeros((50, 50, 3), np.uint8), np.zeros((50, 50, 4), np.uint8)])
+    assert det._mtcnn is None  # bad input is refused before the networks are loaded
+    assert det.detect_batch([]) == []
+
+
+# --------------------------------------------------------------------------- MTCNN, real data
+
+
+@pytest.fixture(scope="module")
+def detector() -> FaceDetector:
+    return FaceDetector()
+
+
+@pytest.fixture(scope="module")
+def group_results(detector) -> dict[str, tuple[np.ndarray, list[Face]]]:
+    out = {}
+    for rel, _, _ in GROUP_PHOTOS:
+        if (DATA / rel).exists():
+            img = load_rgb(rel)
+            out[rel] = (img, detector.detect(img))
+    return out
+
+
+@pytest.mark.parametrize("rel, expected, most", GROUP_PHOTOS)
+def test_mtcnn_finds_every_face_in_group_photos(group_results, rel, expected, most):
+    data_file(rel)
+    img, faces = group_results[rel]
+    h, w = img.shape[:2]
+    assert expected <= len(faces) <= most, [f.to_dict() for f in faces]
+    assert [f.box[0] for f in faces] == sorted(f.box[0] for f in faces)  # left to right
+    for f in faces:
+        x0, y0, x1, y1 = f.box
+        assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+        assert f.confidence >= 0.9 and f.size >= 40 and f.frame == 0 and f.track is None
+        assert len(f.landmarks) == 5
+        (lex, ley), (rex, rey), (nx, ny), _, (mrx, mry) = f.landmarks
+        assert lex < rex  # image-left eye first
+        assert ley < mry and rey < mry  # eyes above the mouth
+        assert x0 - 1 <= nx <= x1 + 1 and y0 - 1 <= ny <= y1 + 1  # nose inside the box
+    # No two detections of the same face.
+    for i in range(len(faces)):
+        for j in range(i + 1, len(faces)):
+            assert box_iou(faces[i].box, faces[j].box) < 0.3
+
+
+def test_couple_faces_are_one_per_person(group_results):
+    rel = GROUP_PHOTOS[0][0]
+    data_file(rel)
+    img, faces = group_results[rel]
+    w = img.shape[1]
+    assert len(faces) == 2
+    # The woman's face is on the left half, the man's on the right half, both large.
+    assert faces[0].box[2] < w * 0.5 < faces[1].box[0]
+    assert all(f.size > 400 for f in faces)
+
+
+def test_faceless_real_photos_find_no_face(detector):
+    rel, (cx0, cy0, cx1, cy1) = FACELESS_CROP
+    images = [load_rgb(rel)[cy0:cy1, cx0:cx1]] + [load_rgb(p) for p in FACELESS_CASIA]
+    assert len({im.shape for im in images}) >= 3  # landscape, portrait and the crop: mixed sizes
+    results = detector.detect_batch(images)
+    assert results == [[] for _ in images]
+    assert all(isinstance(r, list) for r in results)
+
+
+def test_flat_grey_image_finds_none(detector):
+    grey = np.full((240, 320, 3), 128, np.uint8)
+    result = detector.detect(grey)
+    assert result == [] and isinstance(result, list)
+    # A batch where MTCNN finds nothing in any image (its None path in batch mode).
+    assert detector.detect_batch([grey, grey.copy()]) == [[], []]
+
+
+def test_detect_batch_mixed_sizes_matches_single_detection(detector, group_results):
+    rel = GROUP_PHOTOS[1][0]
+    data_file(rel)
+    selfie, single = group_results[rel]
+    grey = np.full((120, 160, 3), 90, np.uint8)
+    # Same-size images 0 and 2 go through MTCNN as one stacked batch, the grey one on its own.
+    results = detector.detect_batch([selfie, grey, selfie.copy()], batch_size=2)
+    assert len(results) == 3 and results[1] == []
+    for k in (0, 2):
+        assert len(results[k]) == len(single) >= 6
+        assert all(f.frame == k for f in results[k])
+        np.testing.assert_allclose([f.box for f in results[k]], [f.box for f in single], atol=1e-3)
+
+
+def test_downscaled_detection_finds_the_same_face():
+    img = load_rgb("photos/face_recognition/obama-1080p.jpg")
+    assert max(img.shape) == 1920
+    # edge_pad=0: the face is central, and the border would only slow the full-size run.
+    full = FaceDetector(detect_max_side=1920, edge_pad=0).detect(img)
+    small = FaceDetector(detect_max_side=640, edge_pad=0).detect(img)
+    assert full and small
+    ref = max(full, key=lambda f: f.size)
+    got = max(small, key=lambda f: f.size)
+    assert ref.size > 200  # Obama's face, not a stray detection
+    tolerance = 0.05 * ref.size  # within 5% of the face size, in full-resolution pixels
+    np.testing.assert_allclose(got.box, ref.box, atol=tolerance)
+    np.testing.assert_allclose(got.landmarks, ref.landmarks, atol=tolerance)
+
+
+@pytest.fixture(scope="module")
+def video_frames() -> list[np.ndarray]:
+    """Six evenly spaced frames of the real clip, RGB (read sequentially: seeking can drift)."""
+    cap = cv2.VideoCapture(str(data_file(VIDEO)))
+    frames = []
+    try:
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            frames.append(bgr)
+    finally:
+        cap.release()
+    assert len(frames) > 100
+    picks = np.linspace(0, len(frames) - 1, 6).round().astype(int)
+    return [cv2.cvtColor(frames[i], cv2.COLOR_BGR2RGB) for i in picks]
+
+
+@pytest.fixture(scope="module")
+def video_faces(detector, video_frames) -> list[list[Face]]:
+    return detector.detect_batch(video_frames, batch_size=4)
+
+
+def test_detect_batch_on_video_frames(video_faces, video_frames):
+    # hamilton_clip: frames 0, 2 and 3 show Lin-Manuel Miranda, 4 and 5 the same four audience
+    # members in one shot; frame 1 is a dim, blurred audience shot.
+    assert len(video_faces) == 6
+    for k, faces in enumerate(video_faces):
+        assert all(f.frame == k for f in faces)
+        h, w = video_frames[k].shape[:2]
+        assert all(0 <= f.box[0] < f.box[2] <= w and 0 <= f.box[1] < f.box[3] <= h for f in faces)
+    assert sum(1 for faces in video_faces if faces) >= 4
+    assert len(video_faces[2]) == len(video_faces[3]) == 1
+    assert 3 <= len(video_faces[4]) == len(video_faces[5]) <= 6
+
+
+def test_tracks_on_video_are_stable(video_faces):
+    n = track_faces(video_faces)
+    tracks = [[f.track for f in faces] for faces in video_faces]
+    flat = [t for ts in tracks for t in ts]
+    assert None not in flat
+    assert n == len(set(flat)) and sorted(set(flat)) == list(range(n))
+    # Ids in order of first appearance.
+    first_seen = list(dict.fromkeys(flat))
+    assert first_seen == sorted(first_seen)
+    # The same person keeps one id within a shot: Lin-Manuel in frames 2-3, the audience in 4-5.
+    assert tracks[2] == tracks[3]
+    assert tracks[4] == tracks[5] and len(set(tracks[4])) == len(tracks[4])
+    # Different shots do not share ids (the cut between frames 3 and 4 moves everyone).
+    assert not set(tracks[3]) & set(tracks[4])
+    assert n < len(flat)
+
+
+def test_batch_falls_back_to_single_images_when_mtcnn_cannot_pack(
+    detector, video_faces, video_frames, monkeypatch
+):
+    """Also shows that stacked-batch and one-by-one detection give the same faces."""
+    mtcnn = detector._mtcnn
+    real_detect = mtcnn.detect
+
+    def refuse_batches(img, landmarks=False):
+        if isinstance(img, np.ndarray) and img.ndim == 4:
+            raise ValueError("setting an array element with a sequence")
+        return real_detect(img, landmarks=landmarks)
+
+    monkeypatch.setattr(mtcnn, "detect", refuse_batches)
+    got = detector.detect_batch(video_frames[3:5], batch_size=2)
+    for k, faces in zip((3, 4), got):
+        assert [f.frame for f in faces] == [1 if k == 4 else 0] * len(faces)
+        np.testing.assert_allclose([f.box for f in faces], [f.box for f in video_faces[k]], atol=1e-3)
+
+
+def test_crops_of_detected_faces(group_results):
+    rel = GROUP_PHOTOS[0][0]
+    data_file(rel)
+    img, faces = group_results[rel]
+    crops = crop_faces(img, faces, 224)
+    assert len(crops) == len(faces)
+    for c in crops:
+        assert c.image.shape == (224, 224, 3) and c.image.dtype == np.uint8 and not c.fallback
+        x0, y0, x1, y1 = c.crop_box
+        fx0, fy0, fx1, fy1 = c.face.box
+        assert x0 <= fx0 and y0 <= fy0 and fx1 <= x1 and fy1 <= y1  # the margin surrounds the face
+        assert c.image.mean() > 40  # real pixels, not padding

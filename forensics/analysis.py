@@ -36,7 +36,7 @@ from PIL import Image
 from forensics.detectors.base import Detector
 from forensics.errors import ForensicsError
 from forensics.explain import METHODS, ExplainOptions, explain
-from forensics.explain.overlay import overlay, paste_overlay
+from forensics.explain.overlay import OverlayStyle, overlay, paste_overlay
 from forensics.faces import FaceCrop, FaceDetector, crop_faces, track_faces, whole_image_crop
 from forensics.media import DEFAULT_LIMITS, MediaLimits, VideoFrames, load_image, load_video, media_kind
 
@@ -178,6 +178,7 @@ class Analyzer:
         fallback_whole_image: bool = True,
         max_explained: int = 64,
         batch_size: int = 8,
+        style: OverlayStyle | None = None,
     ):
         self.detector = detector
         self.face_detector = face_detector or FaceDetector()
@@ -188,6 +189,7 @@ class Analyzer:
         self.fallback_whole_image = fallback_whole_image
         self.max_explained = max_explained
         self.batch_size = batch_size
+        self.style = style or OverlayStyle()
 
     # -- entry points -------------------------------------------------------------------------
     def analyze(
@@ -224,7 +226,7 @@ class Analyzer:
             self._run(result, frames, timestamps, indices, step, progress)
             if out_dir is not None and self.methods:
                 with step("explain"):
-                    save_maps(result, out_dir)
+                    save_maps(result, out_dir, self.style)
         except ForensicsError as exc:
             result.error = str(exc)
         except Exception as exc:  # keep going: one broken input must not stop the others
@@ -331,7 +333,7 @@ class Analyzer:
         )
 
 
-def save_maps(result: AnalysisResult, out_dir: str | Path, alpha: float = 0.5, colormap: str = "jet") -> None:
+def save_maps(result: AnalysisResult, out_dir: str | Path, style: OverlayStyle | None = None) -> None:
     """Write each face's overlays (and, for images, the full-image overlays) as PNGs under ``out_dir``.
 
     Paths go into ``FaceResult.maps`` and ``AnalysisResult.full_maps``; files are written through
@@ -339,6 +341,7 @@ def save_maps(result: AnalysisResult, out_dir: str | Path, alpha: float = 0.5, c
     """
     if not any(f.heatmaps for f in result.faces):
         return
+    style = style or OverlayStyle()
     stem = re.sub(r"[^\w.-]+", "_", Path(result.input).stem)[:60] or "input"
     digest = result.media.get("sha256", "")[:8]
     folder = Path(out_dir) / (f"{stem}-{digest}" if digest else stem)
@@ -346,7 +349,7 @@ def save_maps(result: AnalysisResult, out_dir: str | Path, alpha: float = 0.5, c
     for n, face in enumerate(result.faces):
         for method, heatmap in face.heatmaps.items():
             path = folder / f"frame{face.frame:05d}_face{n:02d}_{_safe(method)}.png"
-            _write_png(path, overlay(face.crop, heatmap, alpha=alpha, colormap=colormap))
+            _write_png(path, overlay(face.crop, heatmap, style.alpha, style.colormap, style.gamma))
             face.maps[method] = str(path)
     if result.kind == "image" and result.frames:
         methods = {m for f in result.faces for m in f.heatmaps}
@@ -354,7 +357,9 @@ def save_maps(result: AnalysisResult, out_dir: str | Path, alpha: float = 0.5, c
             canvas = result.frames[0]
             for face in result.faces:
                 if method in face.heatmaps:
-                    canvas = paste_overlay(canvas, face.heatmaps[method], face.crop_box, alpha=alpha, colormap=colormap)
+                    canvas = paste_overlay(
+                        canvas, face.heatmaps[method], face.crop_box, style.alpha, style.colormap, style.gamma
+                    )
             path = folder / f"full_{_safe(method)}.png"
             _write_png(path, canvas)
             result.full_maps[method] = str(path)

@@ -26,6 +26,9 @@ def _add_analyze(sub) -> None:
     p.add_argument("--class-agnostic", action="store_true", help="attention maps without the target's gradient weighting")
     p.add_argument("--out", default="forensics_out", help="folder for the map PNGs (default ./forensics_out)")
     p.add_argument("--json", dest="json_out", default=None, metavar="FILE|-", help="write one JSON object per input (JSON Lines)")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in the PNGs (default 0.5)")
+    p.add_argument("--gamma", type=float, default=1.0, help="overlay gamma; < 1 brightens weak areas (default 1)")
+    p.add_argument("--colormap", default="jet", choices=["jet", "turbo", "inferno", "magma", "viridis"])
     p.add_argument("--min-face", type=int, default=40, help="smallest face side in pixels (default 40)")
     p.add_argument("--face-confidence", type=float, default=0.9, help="MTCNN confidence threshold (default 0.9)")
     p.add_argument("--no-fallback", action="store_true", help="no whole-image score when no face is found")
@@ -107,6 +110,7 @@ def cmd_analyze(args) -> int:
     from forensics.analysis import Analyzer
     from forensics.detectors import load_detector
     from forensics.explain import ExplainOptions, parse_methods
+    from forensics.explain.overlay import OverlayStyle
     from forensics.faces import FaceDetector
 
     methods = parse_methods(args.explain)
@@ -123,6 +127,7 @@ def cmd_analyze(args) -> int:
         frames=args.frames,
         fps=args.fps,
         fallback_whole_image=not args.no_fallback,
+        style=OverlayStyle(args.alpha, args.colormap, args.gamma),
     )
     sink = None
     if args.json_out == "-":
@@ -134,8 +139,10 @@ def cmd_analyze(args) -> int:
     try:
         bar = tqdm(args.paths, desc="analysing", unit="input", disable=None, file=sys.stderr)
         for path in bar:
-            bar.set_postfix_str(Path(path).name[:30])
-            result = analyzer.analyze(path, out_dir=args.out if methods else None)
+            name = Path(path).name[:30]
+            bar.set_postfix_str(name)
+            result = analyzer.analyze(path, out_dir=args.out if methods else None,
+                                      progress=lambda _f, stage: bar.set_postfix_str(f"{name}: {stage}"))
             failed += result.error is not None
             if sink is not None:
                 sink.write(json.dumps(result.to_dict()) + "\n")

@@ -3,11 +3,30 @@ face's map back onto the full image at the face's crop box."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
 COLORMAPS = {"jet": cv2.COLORMAP_JET, "inferno": cv2.COLORMAP_INFERNO, "viridis": cv2.COLORMAP_VIRIDIS,
              "turbo": cv2.COLORMAP_TURBO, "magma": cv2.COLORMAP_MAGMA}
+
+
+@dataclass(frozen=True)
+class OverlayStyle:
+    """How maps are drawn: opacity, OpenCV colormap name, gamma (< 1 brightens weak areas)."""
+
+    alpha: float = 0.5
+    colormap: str = "jet"
+    gamma: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"overlay alpha must be in [0, 1], not {self.alpha}")
+        if self.colormap not in COLORMAPS:
+            raise ValueError(f"colormap must be one of {sorted(COLORMAPS)}, not {self.colormap!r}")
+        if self.gamma <= 0:
+            raise ValueError(f"gamma must be positive, not {self.gamma}")
 
 
 def normalize_map(heatmap: np.ndarray) -> np.ndarray:

@@ -1,0 +1,286 @@
+"""JSON and HTML reports from real analyses of a real photo and a real video."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import io
+import json
+import re
+from datetime import datetime, timedelta, timezone
+from html.parser import HTMLParser
+
+import pytest
+from PIL import Image
+
+import forensics
+from forensics.analysis import AnalysisResult, Analyzer
+from forensics.detectors import load_detector
+from forensics.explain import METHODS
+from forensics.report import (
+    MAX_REPORT_FACES,
+    detector_extra,
+    report_html,
+    report_json,
+    write_report_html,
+    write_report_json,
+)
+from tests.conftest import data_path
+
+EVIL = "<script>alert(1)</script>"
+
+
+class _Page(HTMLParser):
+    """Every start tag with its attributes, and the visible text, of an HTML page."""
+
+    def __init__(self, text: str):
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text_parts: list[str] = []
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_startendtag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text_parts.append(data)
+
+    @property
+    def text(self) -> str:
+        return " ".join(" ".join(self.text_parts).split())
+
+    def find(self, tag: str, css: str | None = None) -> list[dict[str, str | None]]:
+        return [a for t, a in self.tags if t == tag and (css is None or css in (a.get("class") or "").split())]
+
+
+def _assert_self_contained(page: _Page) -> None:
+    assert not page.find("script"), "a report runs no script at all"
+    assert not [a for a in page.find("link") if a.get("href")]
+    imgs = page.find("img")
+    assert imgs and all((a.get("src") or "").startswith(("data:image/png;base64,", "data:image/jpeg;base64,"))
+                        for a in imgs)
+    for tag, attrs in page.tags:  # nothing else may pull a resource in either
+        for key in ("src", "href", "srcset", "poster", "data"):
+            value = attrs.get(key)
+            assert value is None or value.startswith("data:"), f"<{tag} {key}={value!r}> is external"
+
+
+def _decode(uri: str) -> Image.Image:
+    header, payload = uri.split(",", 1)
+    image = Image.open(io.BytesIO(base64.b64decode(payload)))
+    image.load()
+    assert image.format == ("PNG" if "image/png" in header else "JPEG")
+    return image
+
+
+@pytest.fixture(scope="module")
+def detector(model_dirs):
+    return load_detector(model_dirs["timm-vit"], allow_untrained=True)
+
+
+@pytest.fixture(scope="module")
+def analyzer(detector, face_detector):
+    return Analyzer(detector, face_detector, frames=4)
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return data_path("photos/deepface/couple.jpg")
+
+
+@pytest.fixture(scope="module")
+def photo_result(analyzer, photo):
+    result = analyzer.analyze(photo)
+    assert result.error is None and len(result.faces) == 2
+    return result
+
+
+@pytest.fixture(scope="module")
+def video_result(analyzer):
+    result = analyzer.analyze(data_path("video/hamilton_clip.mp4"))
+    assert result.error is None and result.kind == "video" and result.tracks
+    return result
+
+
+@pytest.fixture(scope="module")
+def photo_html(photo_result, detector):
+    return report_html(photo_result, extra=detector_extra(detector))
+
+
+@pytest.fixture(scope="module")
+def video_html(video_result, detector):
+    return report_html(video_result, extra=detector_extra(detector))
+
+
+# -- JSON -----------------------------------------------------------------------------------------
+
+
+def test_json_report_round_trips_with_hash_time_detector_and_input(photo_result, photo, detector):
+    data = json.loads(json.dumps(report_json(photo_result, extra=detector_extra(detector)), allow_nan=False))
+    report = data["report"]
+    assert report["input"]["sha256"] == hashlib.sha256(photo.read_bytes()).hexdigest()
+    assert report["input"]["file_name"] == "couple.jpg" and str(photo.parent) not in json.dumps(report["input"])
+    assert report["input"]["size_bytes"] == photo.stat().st_size and report["input"]["format"] == "JPEG"
+    assert (report["input"]["width"], report["input"]["height"]) == Image.open(photo).size
+    generated = datetime.fromisoformat(report["generated_at"])
+    assert generated.utcoffset() == timedelta(0)
+    assert abs(datetime.now(timezone.utc) - generated) < timedelta(minutes=5)
+    assert report["tool"] == "Deepfake Forensics Studio" and report["tool_version"] == forensics.__version__
+    assert report["detector"]["name"] == detector.name == photo_result.detector
+    assert report["detector"]["family"] == "timm-vit" and report["detector"]["labels"] == detector.labels
+    assert report["detector"]["threshold"] == detector.threshold and report["detector"]["trained"] is False
+    assert "path" not in report["detector"], "the analyst's folders stay out of a report"
+    assert len(data["faces"]) == len(photo_result.faces) == 2
+    assert data["fake_probability"] == pytest.approx(photo_result.fake_probability, abs=1e-6)
+
+
+def test_json_extra_is_merged_but_the_result_wins(photo_result):
+    report = report_json(photo_result, extra={"detector": {"name": "an impostor", "family": "timm-cnn"},
+                                              "input": {"uploaded_by": "case 17"}, "case": "A-42"})["report"]
+    assert report["detector"]["name"] == photo_result.detector and report["detector"]["family"] == "timm-cnn"
+    assert report["input"]["uploaded_by"] == "case 17" and report["extra"] == {"case": "A-42"}
+    plain = report_json(photo_result)["report"]["detector"]
+    assert plain["labels"] == list(photo_result.faces[0].probabilities) and plain["family"] is None
+
+
+def test_write_report_json_is_complete_and_leaves_no_temporary_file(photo_result, tmp_path):
+    target = tmp_path / "out" / "couple.report.json"
+    assert write_report_json(photo_result, target) == target
+    first = json.loads(target.read_text(encoding="utf-8"))
+    write_report_json(photo_result, target, extra={"case": "again"})  # replaces in place
+    second = json.loads(target.read_text(encoding="utf-8"))
+    assert len(first["faces"]) == len(second["faces"]) == 2 and second["report"]["extra"] == {"case": "again"}
+    assert target.read_text(encoding="utf-8").startswith('{\n  "input"')  # indent=2
+    assert [p.name for p in target.parent.iterdir()] == [target.name]
+
+
+# -- HTML: photo ----------------------------------------------------------------------------------
+
+
+def test_photo_html_is_self_contained_and_says_what_it_is_about(photo_html, photo_result, photo, detector):
+    page = _Page(photo_html)
+    _assert_self_contained(page)
+    text = page.text
+    assert photo_result.label.upper() in text and f"P(fake) = {photo_result.fake_probability:.3f}" in text
+    assert f"threshold {photo_result.threshold:.2f}" in text and photo_result.aggregation in text
+    assert hashlib.sha256(photo.read_bytes()).hexdigest() in text
+    assert detector.name in text and "timm-vit" in text and "couple.jpg" in text
+    assert "2280 × 1588 px" in text and forensics.__version__ in text
+    assert "Interpreting this report" in text and "not proof" in text
+    assert len(page.find("style")) == 1 and not re.search(r"url\(|@import|https?://", photo_html)
+    assert len(photo_html.encode("utf-8")) < 3_000_000
+
+
+def test_photo_html_shows_each_face_crop_with_every_overlay(photo_html, photo_result):
+    page = _Page(photo_html)
+    crops, overlays = page.find("img", "crop"), page.find("img", "overlay")
+    assert len(crops) == len(photo_result.faces) == 2
+    assert len(overlays) == sum(len(f.heatmaps) for f in photo_result.faces) == 2 * len(METHODS)
+    assert sorted(a["data-method"] for a in overlays) == sorted(list(METHODS) * 2)
+    for title in ("Last-layer attention", "Attention rollout", "Grad-CAM", "Grad-CAM++"):
+        assert title in page.text
+    assert _rows(page, "faces") == 1 + len(photo_result.faces)  # header + one row per face
+
+
+def _rows(page: _Page, css: str) -> int:
+    """<tr> rows of the table with class ``css`` (tables in a report are not nested)."""
+    rows, inside = 0, False
+    for tag, attrs in page.tags:
+        if tag == "table":
+            inside = css in (attrs.get("class") or "").split()
+        elif tag == "tr" and inside:
+            rows += 1
+    return rows
+
+
+def test_embedded_images_decode_to_plausible_sizes(photo_html, photo):
+    page = _Page(photo_html)
+    (annotated,) = page.find("img", "annotated-image")
+    image = _decode(annotated["src"])
+    width, height = Image.open(photo).size
+    assert image.format == "JPEG" and image.width == 1280  # the longest side, downscaled
+    assert image.height == pytest.approx(height * 1280 / width, abs=1)
+    crop = _decode(page.find("img", "crop")[0]["src"])
+    overlay = _decode(page.find("img", "overlay")[0]["src"])
+    assert crop.size == overlay.size == (64, 64) and overlay.format == "PNG"  # the detector's input size
+
+
+# -- HTML: video ----------------------------------------------------------------------------------
+
+
+def test_video_html_has_track_table_and_timeline_with_one_line_per_counted_track(video_html, video_result):
+    page = _Page(video_html)
+    _assert_self_contained(page)
+    (svg,) = page.find("svg", "timeline")
+    lines = page.find("polyline", "track")
+    counted = [t for t in video_result.tracks if t.counted]
+    assert len(lines) == len(counted) >= 1
+    assert sorted(a["data-track"] for a in lines) == sorted(f"person {t.track}" for t in counted)
+    assert len(page.find("line", "threshold")) == 1 and page.find("line", "threshold")[0]["stroke-dasharray"]
+    for line, track in zip(sorted(lines, key=lambda a: a["data-track"]), sorted(counted, key=lambda t: f"person {t.track}")):
+        assert len(line["points"].split()) == track.frames  # one point per sampled frame the person is in
+    assert _rows(page, "tracks") == 1 + len(video_result.tracks)
+    text = page.text
+    assert "29.97 fps" in text and "Sampled frames 4" in text and "time (s)" in text
+    shown = min(len(video_result.faces), MAX_REPORT_FACES)
+    assert len(page.find("img", "crop")) == shown
+    assert len(page.find("img", "overlay")) == sum(len(f.heatmaps) for f in video_result.faces[:shown]) > 0
+
+
+def test_gallery_caps_faces_and_says_how_many_were_left_out(photo_result):
+    faces = [dataclasses.replace(photo_result.faces[i % 2], fake_probability=i / 40) for i in range(30)]
+    many = dataclasses.replace(photo_result, faces=faces)
+    page = _Page(report_html(many))
+    assert len(page.find("img", "crop")) == MAX_REPORT_FACES
+    assert f"{30 - MAX_REPORT_FACES} less suspicious face(s) are not shown" in page.text
+    scores = [float(m) for m in re.findall(r"#\d+: P\(fake\) ([0-9.]+)", page.text)]
+    assert scores == sorted(scores, reverse=True) and scores[0] == pytest.approx(29 / 40, abs=1e-3)
+
+
+# -- escaping and errors --------------------------------------------------------------------------
+
+
+def test_user_supplied_text_is_escaped(detector, face_detector, photo):
+    name = f"{EVIL}.jpg"
+    result = Analyzer(detector, face_detector, methods=[]).analyze(photo.read_bytes(), name=name)
+    assert result.error is None and result.input == name
+    result.notes.append('<img src="x" onerror="alert(2)">')
+    page_text = report_html(result)
+    assert EVIL not in page_text and "onerror=\"alert" not in page_text
+    assert html_escaped(EVIL) in page_text
+    page = _Page(page_text)
+    _assert_self_contained(page)
+    assert f"{EVIL}.jpg" in page.text  # shown to the reader as text
+    assert report_json(result)["report"]["input"]["file_name"] == name
+
+
+def html_escaped(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def test_error_result_gives_a_short_report_showing_the_error(analyzer, tmp_path):
+    empty = tmp_path / "broken.jpg"
+    empty.write_bytes(b"")
+    result = analyzer.analyze(empty)
+    assert result.error and not result.faces
+    page = _Page(report_html(result))
+    assert "ANALYSIS FAILED" in page.text and result.error in page.text
+    assert not page.find("img") and not page.find("svg") and "Faces (" not in page.text
+    crafted = AnalysisResult(input="clip.mp4", kind="video", detector="d", error=f"clip.mp4: bad header {EVIL}")
+    crafted_page = report_html(crafted)
+    assert EVIL not in crafted_page and html_escaped(EVIL) in crafted_page
+    assert report_json(crafted)["error"] == crafted.error
+
+
+def test_write_report_html_writes_the_whole_page(video_result, tmp_path):
+    target = tmp_path / "hamilton.html"
+    assert write_report_html(video_result, target) == target
+    written = target.read_text(encoding="utf-8")
+    assert written.startswith("<!DOCTYPE html>") and written.rstrip().endswith("</html>")
+    assert video_result.media["sha256"] in written and len(_Page(written).find("polyline", "track")) >= 1
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]

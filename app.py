@@ -1,6 +1,7 @@
 """Deepfake Forensics Studio: the Gradio app (`python app.py`; the Space's entry point).
 
-This file only wires components to ``forensics.service``; it holds no model code.
+This file only wires components to ``forensics.service``; it holds no model code. Every analysis
+is an API endpoint (``analyze_image``, ``analyze_video``) callable with the media alone.
 """
 
 from __future__ import annotations
@@ -17,67 +18,201 @@ from forensics.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 INTRO = """# Deepfake Forensics Studio
 Upload an image or a video: faces are found with MTCNN, the chosen detector gives each face's
-probability of being manipulated, and the overlays show where the model looked
-(last-layer attention, attention rollout, Grad-CAM, Grad-CAM++). A probability is evidence, not proof."""
+probability of being manipulated, and the overlays show where the model looked. **A probability is
+evidence, not proof.**"""
+
+ABOUT = """## What the explanations show
+All four maps of a face come from one forward and one backward pass of the detector, for the
+class chosen under *Explanation settings* (by default *fake*: "what made this look manipulated").
+Each map is scaled to its own 0..1 range and drawn on the same colour scale (blue low, red high).
+
+- **Last-layer attention**: where the classification token looked in the transformer's last layer
+  (for models without one, how much attention each patch received), heads weighted by how much
+  they pushed the chosen class. It shows what the model attended to, not proof of what it used.
+- **Attention rollout** (Abnar & Zuidema, 2020): attention followed through every layer, with
+  residual connections; *head fusion* and *discard ratio* change how heads are combined and how
+  many weak links are dropped.
+- **Grad-CAM** and **Grad-CAM++**: the regions whose features most raised the chosen class's score
+  in the last block. Coarse (one cell per patch), but tied to this very decision.
+
+Attention maps need a transformer; for CNN detectors only Grad-CAM and Grad-CAM++ are shown.
+
+## How a verdict is reached
+A face's score is the detector's P(fake) for its crop. An image is as suspicious as its most
+suspicious face. In a video, faces are tracked across the sampled frames; each person's score is the
+mean over the frames they appear in, and the video's score is the highest person's score (people
+seen in fewer than 3 frames are left out unless nobody is seen longer). With no face, the whole
+image is scored and the result says so: the detector was trained on faces, so trust that less.
+
+## Limits
+A detector only knows the manipulations it was trained on; new generators, heavy compression,
+resizing, filters and unusual faces all move its scores. A high score is a reason to look closer,
+never proof; a low score is not proof of authenticity. Keep the report's SHA-256 with the file.
+
+## Detectors
+"""
 
 
-def _run(path, detector, methods, frames, progress=gr.Progress()):
+def _fail(exc: Exception):
+    raise gr.Error(str(exc), print_exception=False) from None
+
+
+def _progress(progress: gr.Progress):
+    return lambda fraction, text: progress(fraction, desc=text)
+
+
+def _maps(session: service.Session, face: int | None, alpha: float):
+    return [gr.Image(value=image, label=caption) for image, caption in service.face_panel(session.result, face, alpha)]
+
+
+def _outputs(session: service.Session, alpha: float, with_annotated: bool = True) -> list:
+    result = session.result
+    if any(face.fallback for face in result.faces):
+        gr.Warning("No face found: the whole image was scored instead. The detector was trained on faces, "
+                   "so this score is less reliable.")
+    choices = service.face_choices(result)
+    first = choices[0][1] if choices else None
+    json_report, html_report = service.write_reports(session)
+    head = [service.verdict(result), service.summary(result)]
+    if with_annotated:
+        head.append(service.annotated(result))
+    return [*head, gr.Dropdown(choices=choices, value=first), *_maps(session, first, alpha),
+            [json_report, html_report], session]
+
+
+def analyze_image(image, pasted=None, detector=None, methods=list(METHODS), target="fake", head_fusion="mean",
+                  discard_ratio=0.9, alpha=0.5, progress=gr.Progress()):
     try:
-        result = service.analyze_path(path, detector, methods, frames, progress=lambda f, text: progress(f, desc=text))
+        session = service.analyze(image or pasted, detector, methods, 1, target, head_fusion, discard_ratio, _progress(progress))
     except ForensicsError as exc:
-        raise gr.Error(str(exc), print_exception=False) from None
-    return (service.verdict(result), service.summary(result), service.annotated(result), service.gallery(result),
-            result.to_dict())
+        _fail(exc)
+    return _outputs(session, alpha)
 
 
-def analyze_image(image, detector=None, methods=list(METHODS), progress=gr.Progress()):
-    return _run(image, detector, methods, 1, progress)
+def analyze_video(video, detector=None, methods=list(METHODS), frames=16, target="fake", head_fusion="mean",
+                  discard_ratio=0.9, alpha=0.5, progress=gr.Progress()):
+    try:
+        session = service.analyze(video, detector, methods, frames, target, head_fusion, discard_ratio,
+                                  _progress(progress))
+    except ForensicsError as exc:
+        _fail(exc)
+    result = session.result
+    outputs = _outputs(session, alpha, with_annotated=False)
+    extras = [service.timeline_figure(result), service.suspicious_frames(result, alpha=alpha), service.face_table(result)]
+    return outputs[:2] + extras + outputs[2:]
 
 
-def analyze_video(video, detector=None, methods=list(METHODS), frames=16, progress=gr.Progress()):
-    return _run(video, detector, methods, frames, progress)
+def update_maps(session, face, target, head_fusion, discard_ratio, alpha, progress=gr.Progress()):
+    """New explanation settings: recompute the maps only (no decoding, detection or scoring)."""
+    if session is None:
+        raise gr.Error("analyse something first", print_exception=False)
+    try:
+        session = service.reexplain(session, target, head_fusion, discard_ratio, _progress(progress))
+    except ForensicsError as exc:
+        _fail(exc)
+    return [*_maps(session, face, alpha), session]
 
 
-def _outputs():
-    with gr.Column(scale=3):
-        verdict = gr.Label(label="Verdict", num_top_classes=2)
-        summary = gr.Markdown()
-        annotated = gr.Image(label="Faces found (most suspicious frame)", type="numpy", interactive=False)
-        maps = gr.Gallery(label="Faces and explanations", columns=5, height="auto")
-        details = gr.JSON(label="Result (JSON)", open=False)
-    return [verdict, summary, annotated, maps, details]
+def show_face(session, face, alpha):
+    if session is None:
+        return [gr.Image(value=None) for _ in METHODS]
+    return _maps(session, face, alpha)
+
+
+def pick_frame(session, evt: gr.SelectData):
+    """A click on a frame of the gallery selects that frame's most suspicious face."""
+    frame = service.suspicious_frame_order(session.result)[evt.index]
+    return service.most_suspicious_face_in_frame(session.result, frame)
+
+
+def pick_row(session, evt: gr.SelectData):
+    """A click on a row of the face table selects that face."""
+    return service.ranked_faces(session.result)[evt.index[0]]
+
+
+def _media_tab(kind: str):
+    """The shared layout of the Image and Video tabs; returns the components to wire."""
+    c = {}
+    with gr.Row():
+        with gr.Column(scale=2):
+            if kind == "image":
+                # A file, not gr.Image: the analysis must see the original bytes (hash, EXIF, format).
+                c["media"] = gr.File(label="Image (JPEG, PNG, WebP, BMP, TIFF)", type="filepath",
+                                     file_types=sorted(IMAGE_EXTENSIONS))
+                c["pasted"] = gr.Image(label="...or paste an image", sources=["clipboard"], type="filepath", height=120)
+                examples = service.example_files("image")
+            else:
+                c["media"] = gr.Video(label="Video (MP4, WebM, AVI, MOV)", sources=["upload"])
+                examples = service.example_files("video")
+            c["detector"] = gr.Dropdown(service.detector_choices(), value=service.default_detector(),
+                                        allow_custom_value=True, label="Detector (name, model folder or Hub id)")
+            c["methods"] = gr.CheckboxGroup(list(METHODS), value=list(METHODS), label="Explanations")
+            if kind == "video":
+                c["frames"] = gr.Slider(1, 64, value=16, step=1, label="Frames sampled")
+            with gr.Accordion("Explanation settings", open=False):
+                c["target"] = gr.Dropdown(service.target_choices(service.default_detector()), value="fake",
+                                          allow_custom_value=True, label="Explain the class")
+                c["head_fusion"] = gr.Radio(["mean", "max", "min"], value="mean", label="Rollout head fusion")
+                c["discard"] = gr.Slider(0.0, 0.99, value=0.9, step=0.01, label="Rollout discard ratio")
+                c["alpha"] = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")
+                c["update"] = gr.Button("Update maps")
+            c["run"] = gr.Button(f"Analyse {kind}", variant="primary")
+            if examples:
+                gr.Examples(examples, inputs=[c["media"]], label="Examples")
+        with gr.Column(scale=3):
+            c["verdict"] = gr.Label(label="Verdict", num_top_classes=2)
+            c["summary"] = gr.Markdown()
+            if kind == "image":
+                c["annotated"] = gr.Image(label="Faces found", type="numpy", interactive=False, height=480)
+            else:
+                c["timeline"] = gr.Plot(label="Timeline")
+                c["frames_gallery"] = gr.Gallery(label="Most suspicious frames (click one)", columns=4,
+                                                 height="auto")
+                c["table"] = gr.Dataframe(headers=["#", "frame", "time (s)", "person", "P(fake)", "face conf."],
+                                          label="Faces (click a row)", interactive=False, max_height=240)
+            c["face"] = gr.Dropdown(label="Face shown below", choices=[], interactive=True)
+            with gr.Row(equal_height=True):
+                c["maps"] = [gr.Image(label=service.METHOD_TITLES[m], type="numpy", interactive=False, min_width=160,
+                                      height=300) for m in METHODS]
+            gr.Image(service.colour_scale(), show_label=False, interactive=False, container=False, height=50,
+                     buttons=[])
+            c["reports"] = gr.File(label="Report (JSON and self-contained HTML)", file_count="multiple",
+                                   interactive=False)
+    c["state"] = gr.State()
+    return c
 
 
 def build_demo() -> gr.Blocks:
-    choices = service.detector_choices()
     with gr.Blocks(title="Deepfake Forensics Studio") as demo:
         gr.Markdown(INTRO)
-        if not choices:
-            gr.Markdown("> No trained detector is bundled yet: type a model folder or a Hub id in the detector box.")
+        if not service.detector_choices():
+            gr.Markdown("> No trained detector is bundled yet: type a model folder or a Hub id into the detector box.")
         with gr.Tab("Image"):
-            with gr.Row():
-                with gr.Column(scale=2):
-                    # A file, not gr.Image: the analysis must see the original bytes (hash, EXIF, format),
-                    # and a bad upload must reach our loader for a clear message.
-                    image = gr.File(label="Image (JPEG, PNG, WebP, BMP, TIFF)", file_types=sorted(IMAGE_EXTENSIONS), type="filepath")
-                    detector = gr.Dropdown(choices, value=service.default_detector(), allow_custom_value=True,
-                                           label="Detector (name, model folder or Hub id)")
-                    methods = gr.CheckboxGroup(list(METHODS), value=list(METHODS), label="Explanations")
-                    run_image = gr.Button("Analyse image", variant="primary")
-                image_outputs = _outputs()
-            run_image.click(analyze_image, [image, detector, methods], image_outputs, api_name="analyze_image")
+            im = _media_tab("image")
         with gr.Tab("Video"):
-            with gr.Row():
-                with gr.Column(scale=2):
-                    video = gr.File(label="Video (MP4, WebM, AVI, MOV)", file_types=sorted(VIDEO_EXTENSIONS), type="filepath")
-                    video_detector = gr.Dropdown(choices, value=service.default_detector(), allow_custom_value=True,
-                                                 label="Detector (name, model folder or Hub id)")
-                    video_methods = gr.CheckboxGroup(list(METHODS), value=list(METHODS), label="Explanations")
-                    frames = gr.Slider(1, 64, value=16, step=1, label="Frames sampled")
-                    run_video = gr.Button("Analyse video", variant="primary")
-                video_outputs = _outputs()
-            run_video.click(analyze_video, [video, video_detector, video_methods, frames], video_outputs,
-                            api_name="analyze_video")
+            vi = _media_tab("video")
+        with gr.Tab("About"):
+            gr.Markdown(ABOUT + service.about_markdown())
+
+        settings = ["target", "head_fusion", "discard", "alpha"]
+        im["run"].click(analyze_image, [im["media"], im["pasted"], im["detector"], im["methods"], *[im[k] for k in settings]],
+                        [im["verdict"], im["summary"], im["annotated"], im["face"], *im["maps"], im["reports"],
+                         im["state"]], api_name="analyze_image")
+        vi["run"].click(analyze_video, [vi["media"], vi["detector"], vi["methods"], vi["frames"],
+                                        *[vi[k] for k in settings]],
+                        [vi["verdict"], vi["summary"], vi["timeline"], vi["frames_gallery"], vi["table"], vi["face"],
+                         *vi["maps"], vi["reports"], vi["state"]], api_name="analyze_video")
+        vi["frames_gallery"].select(pick_frame, [vi["state"]], [vi["face"]], api_visibility="private")
+        vi["table"].select(pick_row, [vi["state"]], [vi["face"]], api_visibility="private")
+        for tab in (im, vi):
+            tab["face"].change(show_face, [tab["state"], tab["face"], tab["alpha"]], tab["maps"],
+                               api_visibility="private")
+            tab["alpha"].release(show_face, [tab["state"], tab["face"], tab["alpha"]], tab["maps"],
+                                 api_visibility="private")
+            tab["update"].click(update_maps, [tab["state"], tab["face"], *[tab[k] for k in settings]],
+                                [*tab["maps"], tab["state"]], api_visibility="private")
+            tab["detector"].change(lambda d: gr.Dropdown(choices=service.target_choices(d)), [tab["detector"]],
+                                   [tab["target"]], api_visibility="private")
     return demo
 
 
@@ -86,11 +221,13 @@ def main() -> None:
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     parser.add_argument("--share", action="store_true", help="ask Gradio for a public share link")
-    parser.add_argument("--concurrency", type=int, default=2, help="analyses run at once (memory grows with it)")
+    parser.add_argument("--concurrency", type=int, default=int(os.environ.get("FORENSICS_CONCURRENCY", "2")),
+                        help="analyses run at once (memory grows with it; default 2)")
     args = parser.parse_args()
     demo = build_demo()
-    demo.queue(default_concurrency_limit=args.concurrency, max_size=32)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True)
+    demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True,
+                theme=gr.themes.Soft())
 
 
 if __name__ == "__main__":

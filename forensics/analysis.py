@@ -57,6 +57,7 @@ class FaceResult:
     timestamp: float | None = None
     fallback: bool = False
     maps: dict[str, str] = field(default_factory=dict)
+    explained_class: str | None = None
     crop: np.ndarray | None = field(default=None, repr=False)
     heatmaps: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
@@ -303,34 +304,38 @@ class Analyzer:
         result.label = "fake" if result.fake_probability >= det.threshold else "real"
         if self.methods:
             with step("explain"):
-                self._explain(result, progress)
+                self.explain_faces(result, progress)
 
-    def _explain(self, result: AnalysisResult, progress: Progress | None) -> None:
+    def explain_faces(self, result: AnalysisResult, progress: Progress | None = None) -> None:
+        """(Re)compute the maps of an analysed result's faces with this analyzer's methods, target
+        and options; faces are neither detected nor classified again (the app's controls use it)."""
         faces = result.faces
         chosen = sorted(range(len(faces)), key=lambda i: -faces[i].fake_probability)[: self.max_explained]
-        if len(chosen) < len(faces):
-            result.notes.append(f"explained the {len(chosen)} most suspicious of {len(faces)} faces")
-        chosen.sort()
+        result.explanations = {"explained_faces": len(chosen)}
         skipped: dict[str, str] = {}
+        for face in faces:
+            face.heatmaps, face.maps, face.explained_class = {}, {}, None
         for start in range(0, len(chosen), self.batch_size):
-            part = chosen[start : start + self.batch_size]
+            part = sorted(chosen)[start : start + self.batch_size]
             _report(progress, 0.5 + 0.45 * start / max(len(chosen), 1), f"explaining faces {start + 1}-{start + len(part)}")
             batch = self.detector.preprocess([faces[i].crop for i in part])
             explanation = explain(self.detector, batch, self.methods, self.target, self.options)
             skipped.update(explanation.skipped)
             for j, i in enumerate(part):
                 faces[i].heatmaps = {m: maps[j] for m, maps in explanation.maps.items()}
-                target_index = explanation.targets[j]
-            result.explanations["target"] = self.detector.labels[target_index]
+                faces[i].explained_class = self.detector.labels[explanation.targets[j]]
         result.explanations.update(
             {
                 "methods": [m for m in self.methods if m not in skipped],
                 "skipped": skipped,
+                "target": "fake" if self.target is None else self.target,
                 "head_fusion": self.options.head_fusion,
                 "discard_ratio": self.options.discard_ratio,
                 "class_weighted": self.options.class_weighted,
             }
         )
+        if len(chosen) < len(faces):
+            result.explanations["note"] = f"explained the {len(chosen)} most suspicious of {len(faces)} faces"
 
 
 def save_maps(result: AnalysisResult, out_dir: str | Path, style: OverlayStyle | None = None) -> None:

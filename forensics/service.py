@@ -3,7 +3,10 @@ plain data the UI can show. No UI code here, and no model code in the UI."""
 
 from __future__ import annotations
 
+import re
+import tempfile
 import threading
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
@@ -11,16 +14,20 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from forensics.analysis import AnalysisResult, Analyzer
-from forensics.detectors import available_detectors, load_detector
+from forensics.analysis import AnalysisResult, Analyzer, FaceResult
+from forensics.detectors import Detector, available_detectors, load_detector
+from forensics.detectors.base import CARD_NAME
 from forensics.errors import ForensicsError
-from forensics.explain import METHODS
-from forensics.explain.overlay import overlay
-from forensics.faces import FaceDetector
+from forensics.explain import METHODS, ExplainOptions
+from forensics.explain.overlay import colorize, overlay, paste_overlay
+from forensics.plots import timeline_figure  # noqa: F401  (re-exported for the UI)
 
 METHOD_TITLES = {"attention": "Last-layer attention", "rollout": "Attention rollout", "gradcam": "Grad-CAM",
                  "gradcam++": "Grad-CAM++"}
 MAX_FACES_SHOWN = 8
+MAX_FRAMES_SHOWN = 8
+DISPLAY_SIZE = 256  # overlays are shown at least this large, whatever the detector's input size
+EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
 
 
 def detector_choices() -> list[str]:
@@ -33,33 +40,89 @@ def default_detector() -> str | None:
     return "default" if "default" in names else (names[0] if names else None)
 
 
+def example_files(kind: str) -> list[str]:
+    """Example media shipped in ``assets/examples`` ("image" or "video")."""
+    from forensics.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+
+    wanted = IMAGE_EXTENSIONS if kind == "image" else VIDEO_EXTENSIONS
+    return sorted(str(p) for p in EXAMPLES.glob("*") if p.suffix.lower() in wanted) if EXAMPLES.is_dir() else []
+
+
 @lru_cache(maxsize=1)
-def face_detector() -> FaceDetector:
+def face_detector():
+    from forensics.faces import FaceDetector
+
     return FaceDetector()
 
 
 _lock = threading.Lock()
 
 
-def analyzer(detector: str | None, methods: Sequence[str] = METHODS, frames: int = 16) -> Analyzer:
-    """An analyzer over a cached detector and the shared MTCNN (models load once per process)."""
+def get_detector(detector: str | None) -> Detector:
+    """The named (or default) detector, loaded once per process and then shared."""
     name = (detector or "").strip() or default_detector()
     if not name:
         raise ForensicsError("no trained detector is bundled yet: enter a model folder or a Hub id")
     with _lock:
-        model = load_detector(name)
-    return Analyzer(model, face_detector(), methods=list(methods), frames=int(frames))
+        return load_detector(name)
 
 
-def analyze_path(path: str | Path, detector: str | None, methods: Sequence[str] = METHODS, frames: int = 16,
-                 progress=None) -> AnalysisResult:
+@dataclass
+class Session:
+    """What the UI keeps between events: the analysis and how its maps were made."""
+
+    result: AnalysisResult
+    detector: str
+    target: str = "fake"
+    options: ExplainOptions = field(default_factory=ExplainOptions)
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+
+
+def _analyzer(det: Detector, methods: Sequence[str], target: str, options: ExplainOptions, frames: int) -> Analyzer:
+    return Analyzer(det, face_detector(), methods=list(methods), target=target or "fake", options=options,
+                    frames=int(frames))
+
+
+def analyze(path: str | Path | None, detector: str | None = None, methods: Sequence[str] = METHODS,
+            frames: int = 16, target: str = "fake", head_fusion: str = "mean", discard_ratio: float = 0.9,
+            progress=None) -> Session:
     """Analyse one uploaded file; a bad input raises ``ForensicsError`` with a one-line message."""
     if not path:
         raise ForensicsError("no file was uploaded")
-    result = analyzer(detector, methods, frames).analyze(path, name=Path(path).name, progress=progress)
+    name = (detector or "").strip() or default_detector() or ""
+    det = get_detector(name)
+    options = _options(head_fusion, discard_ratio)
+    result = _analyzer(det, methods, target, options, frames).analyze(path, name=Path(path).name, progress=progress)
     if result.error:
         raise ForensicsError(result.error)
-    return result
+    return Session(result, name, target or "fake", options, list(methods))
+
+
+def reexplain(session: Session, target: str, head_fusion: str, discard_ratio: float, progress=None) -> Session:
+    """New maps for the same faces with other settings: no decoding, detection or classification."""
+    det = get_detector(session.detector)
+    options = _options(head_fusion, discard_ratio)
+    _analyzer(det, session.methods, target, options, 1).explain_faces(session.result, progress)
+    return Session(session.result, session.detector, target, options, session.methods)
+
+
+def _options(head_fusion: str, discard_ratio: float) -> ExplainOptions:
+    try:
+        return ExplainOptions(head_fusion=head_fusion or "mean", discard_ratio=float(discard_ratio))
+    except ValueError as exc:
+        raise ForensicsError(str(exc)) from None
+
+
+def target_choices(detector: str | None) -> list[str]:
+    """What the maps can explain: the fake class, the real class, the predicted one, or any label."""
+    try:
+        labels = get_detector(detector).labels
+    except ForensicsError:
+        labels = []
+    return ["fake", "real", "predicted", *[label for label in labels if label not in ("fake", "real")]]
+
+
+# -- what the UI shows ----------------------------------------------------------------------------
 
 
 def verdict(result: AnalysisResult) -> dict[str, float]:
@@ -75,47 +138,178 @@ def summary(result: AnalysisResult) -> str:
         return "No verdict: " + "; ".join(result.notes)
     faces = sum(not f.fallback for f in result.faces)
     text = (f"**{result.label.upper()}**: P(fake) = {result.fake_probability:.3f} "
-            f"(threshold {result.threshold:.2f}), {faces} face(s), detector `{result.detector}`. "
-            f"{result.aggregation}.")
+            f"(threshold {result.threshold:.2f}), {faces} face(s), detector `{result.detector}`.  \n"
+            f"How: {result.aggregation}.")
     if result.notes:
-        text += " " + " ".join(result.notes)
+        text += "  \n" + " ".join(result.notes)
     return text
 
 
-def gallery(result: AnalysisResult, alpha: float = 0.5) -> list[tuple[np.ndarray, str]]:
-    """The most suspicious faces, each as its crop followed by its overlays, with captions."""
-    items: list[tuple[np.ndarray, str]] = []
-    ranked = sorted(result.faces, key=lambda f: -f.fake_probability)[:MAX_FACES_SHOWN]
-    for face in ranked:
-        where = f"frame {face.frame}" + (f", person {face.track}" if face.track is not None else "")
-        head = f"{where}: P(fake) {face.fake_probability:.3f}"
-        items.append((face.crop, head + (" (whole image, no face)" if face.fallback else "")))
-        for method, heatmap in face.heatmaps.items():
-            items.append((overlay(face.crop, heatmap, alpha=alpha), f"{METHOD_TITLES[method]} ({where})"))
+def ranked_faces(result: AnalysisResult) -> list[int]:
+    """Face indices, most suspicious first."""
+    return sorted(range(len(result.faces)), key=lambda i: -result.faces[i].fake_probability)
+
+
+def face_label(face: FaceResult, number: int) -> str:
+    where = f"frame {face.frame}" + (f" ({face.timestamp:.2f}s)" if face.timestamp is not None else "")
+    who = f", person {face.track}" if face.track is not None else ""
+    what = " (whole image: no face found)" if face.fallback else ""
+    return f"Face {number}: {where}{who}, P(fake) {face.fake_probability:.3f}{what}"
+
+
+def face_choices(result: AnalysisResult) -> list[tuple[str, int]]:
+    """(label, index) pairs for a face picker, most suspicious first."""
+    return [(face_label(result.faces[i], n + 1), i) for n, i in enumerate(ranked_faces(result))]
+
+
+def face_panel(result: AnalysisResult, index: int | None, alpha: float = 0.5) -> list[tuple[np.ndarray | None, str]]:
+    """The selected face's four explanations side by side: (overlay, caption) per method; a method
+    the detector cannot give comes back as (None, reason)."""
+    if index is None or not result.faces:
+        return [(None, METHOD_TITLES[m]) for m in METHODS]
+    face = result.faces[int(index)]
+    skipped = result.explanations.get("skipped", {})
+    panel = []
+    for method in METHODS:
+        title = METHOD_TITLES[method]
+        if method in face.heatmaps:
+            why = f" for class '{face.explained_class}'" if face.explained_class else ""
+            crop = _enlarge(face.crop, DISPLAY_SIZE)
+            panel.append((overlay(crop, face.heatmaps[method], alpha=float(alpha)), f"{title}{why}"))
+        elif method in skipped:
+            panel.append((None, f"{title}: not available ({skipped[method]})"))
+        else:
+            panel.append((None, f"{title}: not computed"))
+    return panel
+
+
+@lru_cache(maxsize=4)
+def colour_scale(width: int = 512, height: int = 28) -> np.ndarray:
+    """The shared colour scale of every overlay: low (0) to high (1) relevance."""
+    ramp = np.tile(np.linspace(0.0, 1.0, width, dtype=np.float32), (height, 1))
+    bar = colorize(ramp)
+    canvas = np.full((height + 22, width, 3), 255, np.uint8)
+    canvas[:height] = bar
+    for text, x in (("low", 2), ("relevance (each map scaled to its own 0..1)", width // 2 - 150), ("high", width - 36)):
+        cv2.putText(canvas, text, (x, height + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (30, 30, 30), 1, cv2.LINE_AA)
+    return canvas
+
+
+def annotated(result: AnalysisResult, frame: int | None = None) -> np.ndarray | None:
+    """The image (or one sampled video frame, by default the most suspicious) with every face boxed
+    and scored; red at or above the threshold, green below."""
+    if not result.frames:
+        return None
+    if frame is None:
+        top = max(result.faces, key=lambda f: f.fake_probability, default=None)
+        frame = top.frame if top is not None else None
+    position = _frame_position(result, frame)
+    canvas = np.ascontiguousarray(result.frames[position]).copy()
+    thickness = max(2, round(max(canvas.shape[:2]) / 400))
+    for face in result.faces:
+        if face.fallback or (result.kind == "video" and face.frame != frame):
+            continue
+        _draw_box(canvas, face, result.threshold or 0.5, thickness)
+    return canvas
+
+
+def _frame_position(result: AnalysisResult, frame: int | None) -> int:
+    indices = result.media.get("sampled_indices") or [0]
+    return indices.index(frame) if frame in indices else 0
+
+
+def _draw_box(canvas: np.ndarray, face: FaceResult, threshold: float, thickness: int) -> None:
+    x0, y0, x1, y1 = (int(round(v)) for v in face.box)
+    colour = (220, 40, 40) if face.fake_probability >= threshold else (40, 180, 60)
+    cv2.rectangle(canvas, (x0, y0), (x1, y1), colour, thickness)
+    text = f"{face.fake_probability:.2f}" + (f" #{face.track}" if face.track is not None else "")
+    scale = thickness * 0.45
+    (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    cv2.rectangle(canvas, (x0, max(0, y0 - h - 8)), (x0 + w + 6, y0), colour, -1)
+    cv2.putText(canvas, text, (x0 + 3, max(h, y0 - 5)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness)
+
+
+def suspicious_frame_order(result: AnalysisResult) -> list[int]:
+    """Sampled frame indices, most suspicious first (a frame's score: its worst face), capped."""
+    best: dict[int, float] = {}
+    for face in result.faces:
+        best[face.frame] = max(best.get(face.frame, 0.0), face.fake_probability)
+    return sorted(best, key=lambda f: -best[f])[:MAX_FRAMES_SHOWN]
+
+
+def suspicious_frames(result: AnalysisResult, method: str = "gradcam", alpha: float = 0.5) -> list[tuple[np.ndarray, str]]:
+    """The most suspicious sampled frames, each with its faces' maps pasted in and boxes drawn."""
+    items = []
+    for frame in suspicious_frame_order(result):
+        faces = [f for f in result.faces if f.frame == frame]
+        canvas = np.ascontiguousarray(result.frames[_frame_position(result, frame)]).copy()
+        for face in faces:
+            if method in face.heatmaps:
+                canvas = paste_overlay(canvas, face.heatmaps[method], face.crop_box, alpha=alpha)
+        thickness = max(2, round(max(canvas.shape[:2]) / 400))
+        for face in faces:
+            if not face.fallback:
+                _draw_box(canvas, face, result.threshold or 0.5, thickness)
+        stamp = faces[0].timestamp
+        when = f" ({stamp:.2f}s)" if stamp is not None else ""
+        worst = max(f.fake_probability for f in faces)
+        items.append((_shrink(canvas, 960), f"frame {frame}{when}: max P(fake) {worst:.3f}"))
     return items
 
 
-def annotated(result: AnalysisResult) -> np.ndarray | None:
-    """The image (or the video's most suspicious sampled frame) with every face boxed and scored."""
-    if not result.frames:
-        return None
-    faces = [f for f in result.faces if not f.fallback]
-    top = max(result.faces, key=lambda f: f.fake_probability, default=None)
-    index = 0
-    if result.kind == "video" and top is not None and result.media.get("sampled_indices"):
-        index = result.media["sampled_indices"].index(top.frame)
-    canvas = np.ascontiguousarray(result.frames[index]).copy()
-    thickness = max(2, round(max(canvas.shape[:2]) / 400))
-    for face in faces:
-        if result.kind == "video" and top is not None and face.frame != top.frame:
-            continue
-        x0, y0, x1, y1 = (int(round(v)) for v in face.box)
-        red = face.fake_probability >= (result.threshold or 0.5)
-        colour = (220, 40, 40) if red else (40, 180, 60)
-        cv2.rectangle(canvas, (x0, y0), (x1, y1), colour, thickness)
-        text = f"{face.fake_probability:.2f}"
-        scale = thickness * 0.45
-        (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-        cv2.rectangle(canvas, (x0, max(0, y0 - h - 8)), (x0 + w + 6, y0), colour, -1)
-        cv2.putText(canvas, text, (x0 + 3, max(h, y0 - 5)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness)
-    return canvas
+def most_suspicious_face_in_frame(result: AnalysisResult, frame: int) -> int | None:
+    candidates = [i for i, f in enumerate(result.faces) if f.frame == frame]
+    return max(candidates, key=lambda i: result.faces[i].fake_probability, default=None)
+
+
+def face_table(result: AnalysisResult) -> list[list]:
+    """Rows of (face number, frame, time, person, P(fake), face confidence), most suspicious first."""
+    rows = []
+    for n, i in enumerate(ranked_faces(result)):
+        f = result.faces[i]
+        rows.append([n + 1, f.frame, f.timestamp, f.track, round(f.fake_probability, 4), f.face_confidence])
+    return rows
+
+
+def write_reports(session: Session, folder: str | Path | None = None) -> tuple[str, str]:
+    """The analysis as a JSON file and a self-contained HTML report; returns their paths."""
+    from forensics.report import detector_extra, write_report_html, write_report_json
+
+    result = session.result
+    folder = Path(folder or tempfile.mkdtemp(prefix="forensics-report-"))
+    stem = re.sub(r"[^\w.-]+", "_", Path(result.input).stem)[:60] or "analysis"
+    extra = detector_extra(get_detector(session.detector))
+    json_path = write_report_json(result, folder / f"{stem}-report.json", extra)
+    html_path = write_report_html(result, folder / f"{stem}-report.html", extra)
+    return str(json_path), str(html_path)
+
+
+def about_markdown() -> str:
+    """What each detector was trained on and how it measured, from the model cards."""
+    parts = []
+    for name, folder in available_detectors().items():
+        card = folder / CARD_NAME
+        text = card.read_text(encoding="utf-8") if card.is_file() else "(no model card)"
+        text = re.sub(r"\A---.*?---\s*", "", text, flags=re.DOTALL)  # drop the Hub's YAML header
+        text = re.sub(r"^#\s", "#### ", text, flags=re.MULTILINE)
+        parts.append(f"### `{name}`\n\n{text}")
+    if not parts:
+        return ("No trained detector is bundled yet. A detector folder's model card (its README.md) is shown "
+                "here: the data it was trained on, how it was validated and its measured metrics.")
+    return "\n\n".join(parts)
+
+
+def _shrink(rgb: np.ndarray, max_side: int) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    scale = max_side / max(h, w)
+    if scale >= 1:
+        return rgb
+    return cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+
+
+def _enlarge(rgb: np.ndarray, min_side: int) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    if min(h, w) >= min_side:
+        return rgb
+    scale = min_side / min(h, w)
+    return cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC)

@@ -1,4 +1,5 @@
-"""The app as a real server: its API through gradio_client, and its page in real Chromium."""
+"""The app as a real server: in-process handlers, its API through gradio_client, and its page in
+real Chromium (Debian's, driven by Playwright)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,21 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import gradio as gr
 import pytest
 
 from tests.conftest import ROOT, data_path
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+EXAMPLES = ROOT / "assets" / "examples"
 
 
 def _free_port() -> int:
@@ -26,21 +31,28 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(model_dirs, tmp_path_factory):
-    """app.py on a free port, offering a copy of a small model marked as trained (a test fixture,
-    in a temporary folder: nothing untrained is offered by the real app)."""
-    zoo = tmp_path_factory.mktemp("zoo")
-    folder = shutil.copytree(model_dirs["timm-vit"], zoo / "test-vit")
+def zoo(model_dirs, tmp_path_factory):
+    """A detector folder holding a copy of a small model marked as trained: a test fixture in a
+    temporary folder (the real app never offers an untrained model)."""
+    root = tmp_path_factory.mktemp("zoo")
+    folder = shutil.copytree(model_dirs["timm-vit"], root / "test-vit")
     config = json.loads((folder / "config.json").read_text())
     config["forensics"]["trained"] = True
     (folder / "config.json").write_text(json.dumps(config))
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(zoo, tmp_path_factory):
+    """app.py on a free port, as `python app.py` runs it."""
     port = _free_port()
     env = dict(os.environ, FORENSICS_DETECTORS=str(zoo), GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
     log = open(tmp_path_factory.mktemp("log") / "app.log", "w+")
+    start = time.time()
     proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
+    deadline = start + 120
     while time.time() < deadline:
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
@@ -50,27 +62,105 @@ def server(model_dirs, tmp_path_factory):
             if proc.poll() is not None:
                 log.seek(0)
                 pytest.fail(f"app.py exited early:\n{log.read()}")
-            time.sleep(0.5)
+            time.sleep(0.3)
     else:
         proc.kill()
         pytest.fail("app.py did not serve its page within 120 s")
+    print(f"\napp.py served its page {time.time() - start:.1f} s after start")
     yield url
     proc.terminate()
     proc.wait(timeout=20)
+    log.seek(0)
+    text = log.read()
     log.close()
+    assert "Traceback" not in text or "gradio.exceptions.Error" in text, text[-3000:]
 
 
-def test_api_analyses_a_real_photo_with_the_media_alone(server):
+# -- handlers in process ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def app_module(zoo):
+    os.environ["FORENSICS_DETECTORS"] = str(zoo)
+    import app
+
+    return app
+
+
+def test_image_handler_gives_verdict_boxes_maps_and_reports(app_module):
+    verdict, summary, annotated, faces, *maps, reports, session = app_module.analyze_image(
+        str(data_path("photos/deepface/couple.jpg")))
+    assert set(verdict) == {"fake", "real"} and abs(sum(verdict.values()) - 1) < 1e-6
+    assert "threshold" in summary and "2 face(s)" in summary
+    assert annotated.shape[2] == 3
+    assert len(faces.choices) == 2 and faces.value == faces.choices[0][1]
+    assert len(maps) == 4 and all(m.value is not None for m in maps)
+    panel = app_module.service.face_panel(session.result, faces.value)
+    assert [image.shape for image, _ in panel] == [(256, 256, 3)] * 4  # 64 px crops, shown at 256 px
+    assert [m.label.split(" for ")[0] for m in maps] == ["Last-layer attention", "Attention rollout", "Grad-CAM",
+                                                          "Grad-CAM++"]
+    json_path, html_path = reports
+    assert json.loads(Path(json_path).read_text())["report"]["input"]["sha256"]
+    assert "<html" in Path(html_path).read_text()[:200].lower()
+
+
+def test_new_settings_recompute_maps_only(app_module):
+    *_, session = app_module.analyze_image(str(data_path("photos/face_recognition/obama.jpg")))
+    before = [f.heatmaps["rollout"].copy() for f in session.result.faces]
+    probability = session.result.fake_probability
+    *maps, session = app_module.update_maps(session, 0, "real", "max", 0.5, 0.7)
+    assert session.options.head_fusion == "max" and session.result.fake_probability == probability
+    assert session.result.faces[0].explained_class == "real"
+    assert not (before[0] == session.result.faces[0].heatmaps["rollout"]).all()
+    assert "'real'" in maps[0].label
+
+
+def test_video_handler_gives_timeline_frames_and_table(app_module):
+    out = app_module.analyze_video(str(data_path("video/hamilton_clip.mp4")), frames=6)
+    verdict, summary, timeline, frames, table, faces, *maps, reports, session = out
+    assert "tracked face" in summary
+    assert timeline.data and {t.name.split(" (")[0] for t in timeline.data} <= {f"person {t.track}" for t in
+                                                                                session.result.tracks}
+    assert 1 <= len(frames) <= 8 and table and len(table) == len(session.result.faces)
+    assert app_module.pick_row(session, gr.SelectData(None, {"index": [0, 0], "value": 1})) == faces.value
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("notes.jpg", b"not an image at all", "notes.jpg: not an image"),
+    ("empty.png", b"", "empty.png: file is empty"),
+    ("broken.mp4", b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000), "broken.mp4: "),
+])
+def test_bad_files_raise_a_one_line_gradio_error(app_module, tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    handler = app_module.analyze_video if name.endswith(".mp4") else app_module.analyze_image
+    with pytest.raises(gr.Error) as err:
+        handler(str(path))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_no_face_warns_and_still_scores(app_module):
+    with pytest.warns(UserWarning, match="No face found"):
+        verdict, summary, *_ = app_module.analyze_image(str(EXAMPLES / "chelsea-no-face.jpg"))
+    assert verdict and "no face found" in summary
+
+
+# -- the real server ----------------------------------------------------------------------------
+
+
+def test_api_analyses_an_image_and_a_video_with_the_media_alone(server):
     from gradio_client import Client, handle_file
 
-    photo = data_path("photos/deepface/couple.jpg")
     client = Client(server, verbose=False)
-    verdict, summary, annotated, gallery, result = client.predict(handle_file(str(photo)), api_name="/analyze_image")
-    assert result["kind"] == "image" and result["error"] is None
-    assert len([f for f in result["faces"] if not f["fallback"]]) == 2
-    assert verdict["label"] in ("fake", "real")
-    assert "P(fake)" in summary and Path(annotated).is_file()
-    assert len(gallery) == 2 * 5  # each face: its crop and four overlays
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/analyze_image", "/analyze_video"} <= set(endpoints)
+    verdict, summary, annotated, faces, *maps, reports = client.predict(
+        handle_file(str(data_path("photos/deepface/couple.jpg"))), api_name="/analyze_image")
+    assert verdict["label"] in ("fake", "real") and "2 face(s)" in summary and Path(annotated).is_file()
+    assert all(Path(m["value"]).is_file() for m in maps) and len(reports) == 2
+    out = client.predict(handle_file(str(EXAMPLES / "astronaut-pan.mp4")), api_name="/analyze_video")
+    verdict, summary, timeline, frames, table = out[:5]
+    assert timeline["type"] == "plotly" and frames and table["data"]
 
 
 def test_api_bad_file_gets_a_clear_error_and_the_server_keeps_serving(server, tmp_path):
@@ -83,26 +173,93 @@ def test_api_bad_file_gets_a_clear_error_and_the_server_keeps_serving(server, tm
         client.predict(handle_file(str(fake_jpeg)), api_name="/analyze_image")
     with urllib.request.urlopen(server, timeout=5) as response:
         assert response.status == 200
+    verdict, *_ = client.predict(handle_file(str(EXAMPLES / "astronaut.jpg")), api_name="/analyze_image")
+    assert verdict["label"] in ("fake", "real")
 
 
-@pytest.mark.browser
-def test_page_in_chromium_uploads_an_image_and_shows_the_verdict(server, tmp_path):
+def test_load_eight_concurrent_image_requests_all_succeed(server):
+    """A load check, not a timed test: the latencies are printed for the record."""
+    from gradio_client import Client, handle_file
+
+    photos = [data_path("photos/face_recognition/obama.jpg"), EXAMPLES / "astronaut.jpg"]
+
+    def one(i):
+        client = Client(server, verbose=False)
+        start = time.perf_counter()
+        verdict, *_ = client.predict(handle_file(str(photos[i % 2])), api_name="/analyze_image")
+        return verdict["label"], time.perf_counter() - start
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(8)))
+    assert all(label in ("fake", "real") for label, _ in results)
+    latencies = sorted(t for _, t in results)
+    print(f"\n8 concurrent requests: median {statistics.median(latencies):.2f} s, "
+          f"p95 {latencies[min(7, round(0.95 * 7))]:.2f} s")
+
+
+# -- the page in Chromium -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (make test installs it)")
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
-    photo = data_path("photos/face_recognition/obama.jpg")
     args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync"]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(server, timeout=60_000)
-        expect(page.get_by_text("Deepfake Forensics Studio").first).to_be_visible(timeout=30_000)
-        page.locator("input[type=file]").first.set_input_files(str(photo))
-        page.get_by_role("button", name="Analyse image").click()
-        expect(page.get_by_text("P(fake) =").first).to_be_visible(timeout=90_000)
-        shots = Path(os.environ.get("SCREENSHOT_DIR", tmp_path))
-        page.screenshot(path=str(shots / "image-tab.png"), full_page=True)
-        assert page.locator("img").count() >= 5  # annotated image + gallery thumbnails
+        yield browser
         browser.close()
+
+
+def _shots(tmp_path) -> Path:
+    return Path(os.environ.get("SCREENSHOT_DIR", tmp_path))
+
+
+@pytest.mark.browser
+def test_browser_image_tab_shows_score_and_four_overlays(server, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server, timeout=60_000)
+    expect(page.get_by_text("Deepfake Forensics Studio").first).to_be_visible(timeout=30_000)
+    page.locator("input[type=file]").first.set_input_files(str(data_path("photos/face_recognition/obama.jpg")))
+    page.get_by_role("button", name="Analyse image").click()
+    expect(page.get_by_text("P(fake) =").first).to_be_visible(timeout=90_000)
+    for title in ("Last-layer attention", "Attention rollout", "Grad-CAM", "Grad-CAM++"):
+        expect(page.get_by_text(f"{title} for class 'fake'").first).to_be_visible(timeout=30_000)
+    expect(page.locator("img[src*='image']").nth(4)).to_be_visible()  # annotated image + 4 maps
+    page.screenshot(path=str(_shots(tmp_path) / "image-tab.png"), full_page=True)
+    page.close()
+
+
+@pytest.mark.browser
+def test_browser_video_tab_shows_the_timeline(server, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server, timeout=60_000)
+    page.get_by_role("tab", name="Video").click()
+    page.locator("input[type=file][accept*='video']").set_input_files(str(EXAMPLES / "astronaut-pan.mp4"))
+    page.get_by_role("button", name="Analyse video").click()
+    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=120_000)
+    expect(page.get_by_text("P(fake) per tracked face over time").first).to_be_visible()
+    page.screenshot(path=str(_shots(tmp_path) / "video-tab.png"), full_page=True)
+    page.close()
+
+
+@pytest.mark.browser
+def test_browser_bad_file_shows_the_error(server, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    bad = tmp_path / "holiday.jpg"
+    bad.write_bytes(b"GIF89a but not really")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server, timeout=60_000)
+    page.locator("input[type=file]").first.set_input_files(str(bad))
+    page.get_by_role("button", name="Analyse image").click()
+    expect(page.get_by_text("holiday.jpg: not an image").first).to_be_visible(timeout=60_000)
+    page.screenshot(path=str(_shots(tmp_path) / "bad-file.png"), full_page=True)
+    page.close()

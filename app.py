@@ -7,14 +7,28 @@ is an API endpoint (``analyze_image``, ``analyze_video``) callable with the medi
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+import threading
 
 import gradio as gr
 
-from forensics import service
+from forensics import catalog
+from forensics.catalog import METHOD_TITLES, METHODS
 from forensics.errors import ForensicsError
-from forensics.explain import METHODS
 from forensics.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from forensics.overlay import colour_scale
+
+
+class _Lazy:
+    """``forensics.service`` pulls in torch, timm and the models: import it on first use (or in the
+    warm-up thread), so the page is served within seconds of start."""
+
+    def __getattr__(self, name):
+        return getattr(importlib.import_module("forensics.service"), name)
+
+
+service = _Lazy()
 
 INTRO = """# Deepfake Forensics Studio
 Upload an image or a video: faces are found with MTCNN, the chosen detector gives each face's
@@ -61,11 +75,11 @@ def _progress(progress: gr.Progress):
     return lambda fraction, text: progress(fraction, desc=text)
 
 
-def _maps(session: service.Session, face: int | None, alpha: float):
+def _maps(session, face: int | None, alpha: float):
     return [gr.Image(value=image, label=caption) for image, caption in service.face_panel(session.result, face, alpha)]
 
 
-def _outputs(session: service.Session, alpha: float, with_annotated: bool = True) -> list:
+def _outputs(session, alpha: float, with_annotated: bool = True) -> list:
     result = session.result
     if any(face.fallback for face in result.faces):
         gr.Warning("No face found: the whole image was scored instead. The detector was trained on faces, "
@@ -140,17 +154,17 @@ def _media_tab(kind: str):
                 c["media"] = gr.File(label="Image (JPEG, PNG, WebP, BMP, TIFF)", type="filepath",
                                      file_types=sorted(IMAGE_EXTENSIONS))
                 c["pasted"] = gr.Image(label="...or paste an image", sources=["clipboard"], type="filepath", height=120)
-                examples = service.example_files("image")
+                examples = catalog.example_files("image")
             else:
                 c["media"] = gr.Video(label="Video (MP4, WebM, AVI, MOV)", sources=["upload"])
-                examples = service.example_files("video")
-            c["detector"] = gr.Dropdown(service.detector_choices(), value=service.default_detector(),
+                examples = catalog.example_files("video")
+            c["detector"] = gr.Dropdown(list(catalog.available_detectors()), value=catalog.default_detector(),
                                         allow_custom_value=True, label="Detector (name, model folder or Hub id)")
             c["methods"] = gr.CheckboxGroup(list(METHODS), value=list(METHODS), label="Explanations")
             if kind == "video":
                 c["frames"] = gr.Slider(1, 64, value=16, step=1, label="Frames sampled")
             with gr.Accordion("Explanation settings", open=False):
-                c["target"] = gr.Dropdown(service.target_choices(service.default_detector()), value="fake",
+                c["target"] = gr.Dropdown(catalog.target_choices(catalog.default_detector()), value="fake",
                                           allow_custom_value=True, label="Explain the class")
                 c["head_fusion"] = gr.Radio(["mean", "max", "min"], value="mean", label="Rollout head fusion")
                 c["discard"] = gr.Slider(0.0, 0.99, value=0.9, step=0.01, label="Rollout discard ratio")
@@ -172,9 +186,9 @@ def _media_tab(kind: str):
                                           label="Faces (click a row)", interactive=False, max_height=240)
             c["face"] = gr.Dropdown(label="Face shown below", choices=[], interactive=True)
             with gr.Row(equal_height=True):
-                c["maps"] = [gr.Image(label=service.METHOD_TITLES[m], type="numpy", interactive=False, min_width=160,
+                c["maps"] = [gr.Image(label=METHOD_TITLES[m], type="numpy", interactive=False, min_width=160,
                                       height=300) for m in METHODS]
-            gr.Image(service.colour_scale(), show_label=False, interactive=False, container=False, height=50,
+            gr.Image(colour_scale(), show_label=False, interactive=False, container=False, height=50,
                      buttons=[])
             c["reports"] = gr.File(label="Report (JSON and self-contained HTML)", file_count="multiple",
                                    interactive=False)
@@ -185,14 +199,14 @@ def _media_tab(kind: str):
 def build_demo() -> gr.Blocks:
     with gr.Blocks(title="Deepfake Forensics Studio") as demo:
         gr.Markdown(INTRO)
-        if not service.detector_choices():
+        if not list(catalog.available_detectors()):
             gr.Markdown("> No trained detector is bundled yet: type a model folder or a Hub id into the detector box.")
         with gr.Tab("Image"):
             im = _media_tab("image")
         with gr.Tab("Video"):
             vi = _media_tab("video")
         with gr.Tab("About"):
-            gr.Markdown(ABOUT + service.about_markdown())
+            gr.Markdown(ABOUT + catalog.about_detectors())
 
         settings = ["target", "head_fusion", "discard", "alpha"]
         im["run"].click(analyze_image, [im["media"], im["pasted"], im["detector"], im["methods"], *[im[k] for k in settings]],
@@ -211,7 +225,7 @@ def build_demo() -> gr.Blocks:
                                  api_visibility="private")
             tab["update"].click(update_maps, [tab["state"], tab["face"], *[tab[k] for k in settings]],
                                 [*tab["maps"], tab["state"]], api_visibility="private")
-            tab["detector"].change(lambda d: gr.Dropdown(choices=service.target_choices(d)), [tab["detector"]],
+            tab["detector"].change(lambda d: gr.Dropdown(choices=catalog.target_choices(d)), [tab["detector"]],
                                    [tab["target"]], api_visibility="private")
     return demo
 
@@ -227,7 +241,19 @@ def main() -> None:
     demo = build_demo()
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True,
-                theme=gr.themes.Soft())
+                theme=gr.themes.Soft(), prevent_thread_lock=True)
+    threading.Thread(target=warm_up, daemon=True).start()
+    demo.block_thread()
+
+
+def warm_up() -> None:
+    """Import the model code and load the default detector and MTCNN while the page is already up."""
+    try:
+        service.face_detector().detect(__import__("numpy").zeros((64, 64, 3), "uint8"))
+        if catalog.default_detector():
+            service.get_detector(None)
+    except Exception as exc:  # a broken bundled model must not stop the server; requests report it
+        print(f"warm-up: {exc}")
 
 
 if __name__ == "__main__":

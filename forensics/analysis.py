@@ -36,7 +36,7 @@ from PIL import Image
 from forensics.detectors.base import Detector
 from forensics.errors import ForensicsError
 from forensics.explain import METHODS, ExplainOptions, explain
-from forensics.explain.overlay import OverlayStyle, overlay, paste_overlay
+from forensics.overlay import OverlayStyle, overlay, paste_overlay
 from forensics.faces import FaceCrop, FaceDetector, crop_faces, track_faces, whole_image_crop
 from forensics.media import DEFAULT_LIMITS, MediaLimits, VideoFrames, load_image, load_video, media_kind
 

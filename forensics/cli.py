@@ -110,7 +110,7 @@ def cmd_analyze(args) -> int:
     from forensics.analysis import Analyzer
     from forensics.detectors import load_detector
     from forensics.explain import ExplainOptions, parse_methods
-    from forensics.explain.overlay import OverlayStyle
+    from forensics.overlay import OverlayStyle
     from forensics.faces import FaceDetector
 
     methods = parse_methods(args.explain)

@@ -35,7 +35,7 @@ from PIL import Image
 
 import forensics
 from forensics.analysis import AnalysisResult, FaceResult
-from forensics.explain.overlay import overlay
+from forensics.overlay import overlay
 
 TOOL = "Deepfake Forensics Studio"
 MAX_REPORT_FACES = 24  # faces shown with crops and maps; the table lists every face
@@ -367,7 +367,7 @@ def _fmt_bytes(n: Any) -> str:
 
 def _method_title(method: str) -> str:
     # Imported here, not at the top: the service layer may one day import this module.
-    from forensics.service import METHOD_TITLES
+    from forensics.catalog import METHOD_TITLES
 
     return METHOD_TITLES.get(method, method)
 

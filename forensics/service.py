@@ -15,37 +15,16 @@ import cv2
 import numpy as np
 
 from forensics.analysis import AnalysisResult, Analyzer, FaceResult
-from forensics.detectors import Detector, available_detectors, load_detector
-from forensics.detectors.base import CARD_NAME
+from forensics.catalog import CARD_NAME, METHOD_TITLES, METHODS, available_detectors, default_detector
+from forensics.detectors import Detector, load_detector
 from forensics.errors import ForensicsError
-from forensics.explain import METHODS, ExplainOptions
-from forensics.explain.overlay import colorize, overlay, paste_overlay
+from forensics.explain import ExplainOptions
+from forensics.overlay import overlay, paste_overlay
 from forensics.plots import timeline_figure  # noqa: F401  (re-exported for the UI)
 
-METHOD_TITLES = {"attention": "Last-layer attention", "rollout": "Attention rollout", "gradcam": "Grad-CAM",
-                 "gradcam++": "Grad-CAM++"}
 MAX_FACES_SHOWN = 8
 MAX_FRAMES_SHOWN = 8
 DISPLAY_SIZE = 256  # overlays are shown at least this large, whatever the detector's input size
-EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
-
-
-def detector_choices() -> list[str]:
-    """Names of the trained detectors a user may pick (bundled and in ``$FORENSICS_DETECTORS``)."""
-    return list(available_detectors())
-
-
-def default_detector() -> str | None:
-    names = detector_choices()
-    return "default" if "default" in names else (names[0] if names else None)
-
-
-def example_files(kind: str) -> list[str]:
-    """Example media shipped in ``assets/examples`` ("image" or "video")."""
-    from forensics.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-
-    wanted = IMAGE_EXTENSIONS if kind == "image" else VIDEO_EXTENSIONS
-    return sorted(str(p) for p in EXAMPLES.glob("*") if p.suffix.lower() in wanted) if EXAMPLES.is_dir() else []
 
 
 @lru_cache(maxsize=1)
@@ -113,15 +92,6 @@ def _options(head_fusion: str, discard_ratio: float) -> ExplainOptions:
         raise ForensicsError(str(exc)) from None
 
 
-def target_choices(detector: str | None) -> list[str]:
-    """What the maps can explain: the fake class, the real class, the predicted one, or any label."""
-    try:
-        labels = get_detector(detector).labels
-    except ForensicsError:
-        labels = []
-    return ["fake", "real", "predicted", *[label for label in labels if label not in ("fake", "real")]]
-
-
 # -- what the UI shows ----------------------------------------------------------------------------
 
 
@@ -173,7 +143,7 @@ def face_panel(result: AnalysisResult, index: int | None, alpha: float = 0.5) ->
     for method in METHODS:
         title = METHOD_TITLES[method]
         if method in face.heatmaps:
-            why = f" for class '{face.explained_class}'" if face.explained_class else ""
+            why = f" ('{face.explained_class}')" if face.explained_class else ""
             crop = _enlarge(face.crop, DISPLAY_SIZE)
             panel.append((overlay(crop, face.heatmaps[method], alpha=float(alpha)), f"{title}{why}"))
         elif method in skipped:
@@ -181,18 +151,6 @@ def face_panel(result: AnalysisResult, index: int | None, alpha: float = 0.5) ->
         else:
             panel.append((None, f"{title}: not computed"))
     return panel
-
-
-@lru_cache(maxsize=4)
-def colour_scale(width: int = 512, height: int = 28) -> np.ndarray:
-    """The shared colour scale of every overlay: low (0) to high (1) relevance."""
-    ramp = np.tile(np.linspace(0.0, 1.0, width, dtype=np.float32), (height, 1))
-    bar = colorize(ramp)
-    canvas = np.full((height + 22, width, 3), 255, np.uint8)
-    canvas[:height] = bar
-    for text, x in (("low", 2), ("relevance (each map scaled to its own 0..1)", width // 2 - 150), ("high", width - 36)):
-        cv2.putText(canvas, text, (x, height + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (30, 30, 30), 1, cv2.LINE_AA)
-    return canvas
 
 
 def annotated(result: AnalysisResult, frame: int | None = None) -> np.ndarray | None:
@@ -282,21 +240,6 @@ def write_reports(session: Session, folder: str | Path | None = None) -> tuple[s
     json_path = write_report_json(result, folder / f"{stem}-report.json", extra)
     html_path = write_report_html(result, folder / f"{stem}-report.html", extra)
     return str(json_path), str(html_path)
-
-
-def about_markdown() -> str:
-    """What each detector was trained on and how it measured, from the model cards."""
-    parts = []
-    for name, folder in available_detectors().items():
-        card = folder / CARD_NAME
-        text = card.read_text(encoding="utf-8") if card.is_file() else "(no model card)"
-        text = re.sub(r"\A---.*?---\s*", "", text, flags=re.DOTALL)  # drop the Hub's YAML header
-        text = re.sub(r"^#\s", "#### ", text, flags=re.MULTILINE)
-        parts.append(f"### `{name}`\n\n{text}")
-    if not parts:
-        return ("No trained detector is bundled yet. A detector folder's model card (its README.md) is shown "
-                "here: the data it was trained on, how it was validated and its measured metrics.")
-    return "\n\n".join(parts)
 
 
 def _shrink(rgb: np.ndarray, max_side: int) -> np.ndarray:

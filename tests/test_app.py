@@ -97,7 +97,7 @@ def test_image_handler_gives_verdict_boxes_maps_and_reports(app_module):
     assert len(maps) == 4 and all(m.value is not None for m in maps)
     panel = app_module.service.face_panel(session.result, faces.value)
     assert [image.shape for image, _ in panel] == [(256, 256, 3)] * 4  # 64 px crops, shown at 256 px
-    assert [m.label.split(" for ")[0] for m in maps] == ["Last-layer attention", "Attention rollout", "Grad-CAM",
+    assert [m.label.split(" (")[0] for m in maps] == ["Last-layer attention", "Attention rollout", "Grad-CAM",
                                                           "Grad-CAM++"]
     json_path, html_path = reports
     assert json.loads(Path(json_path).read_text())["report"]["input"]["sha256"]
@@ -229,7 +229,7 @@ def test_browser_image_tab_shows_score_and_four_overlays(server, browser, tmp_pa
     page.get_by_role("button", name="Analyse image").click()
     expect(page.get_by_text("P(fake) =").first).to_be_visible(timeout=90_000)
     for title in ("Last-layer attention", "Attention rollout", "Grad-CAM", "Grad-CAM++"):
-        expect(page.get_by_text(f"{title} for class 'fake'").first).to_be_visible(timeout=30_000)
+        expect(page.get_by_text(f"{title} ('fake')").first).to_be_visible(timeout=30_000)
     expect(page.locator("img[src*='image']").nth(4)).to_be_visible()  # annotated image + 4 maps
     page.screenshot(path=str(_shots(tmp_path) / "image-tab.png"), full_page=True)
     page.close()

@@ -11,7 +11,7 @@ from forensics.detectors import load_detector
 from forensics.detectors.random_models import KINDS, make_random_detector
 from forensics.explain import METHODS, ExplainOptions, explain, parse_methods
 from forensics.explain.attention import attention_rollout, last_layer_attention
-from forensics.explain.overlay import colorize, normalize_map, overlay, paste_overlay
+from forensics.overlay import colorize, normalize_map, overlay, paste_overlay
 
 
 def _batch(det, n=2):

@@ -12,9 +12,9 @@ import re
 import threading
 from pathlib import Path
 
+from forensics.catalog import available_detectors, detector_dirs
 from forensics.detectors import timm_family, transformers_family  # noqa: F401  (register families)
 from forensics.detectors.base import (
-    CONFIG_NAME,
     FAMILIES,
     Detector,
     DetectorInfo,
@@ -35,34 +35,8 @@ __all__ = [
     "resolve_model_folder",
 ]
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets" / "detectors"
 _HUB_ID = re.compile(r"^(?:hf-hub:)?([A-Za-z0-9][\w.-]*/[\w.-]+)(?:@([\w./-]+))?$")
 _HUB_FILES = ["config.json", "*.safetensors", "preprocessor_config.json", "README.md", "*.onnx", "*.json"]
-
-
-def detector_dirs() -> list[Path]:
-    """Where named detectors live: the bundled ``assets/detectors`` and ``$FORENSICS_DETECTORS``."""
-    dirs = [ASSETS]
-    extra = os.environ.get("FORENSICS_DETECTORS")
-    if extra:
-        dirs += [Path(p) for p in extra.split(os.pathsep) if p]
-    return dirs
-
-
-def available_detectors() -> dict[str, Path]:
-    """Named, trained detectors a user may choose: name -> folder."""
-    found: dict[str, Path] = {}
-    for root in detector_dirs():
-        if not root.is_dir():
-            continue
-        for folder in sorted(p for p in root.iterdir() if (p / CONFIG_NAME).is_file()):
-            try:
-                config = read_config(folder)
-            except DetectorError:
-                continue
-            if config.get("forensics", {}).get("trained", True):
-                found.setdefault(folder.name, folder)
-    return found
 
 
 def resolve_model_folder(name_or_path: str | Path, offline: bool | None = None) -> Path:

@@ -23,9 +23,7 @@ from torch import nn
 
 from forensics.errors import DetectorError
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-CARD_NAME = "README.md"
+from forensics.catalog import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, read_config  # noqa: F401  (re-exported)
 
 # Label names that mean "manipulated" or "authentic" in models published by others
 # (e.g. "Deepfake"/"Realism", "FAKE"/"REAL", "synthetic"/"tampered"/"real").
@@ -279,19 +277,6 @@ def register_family(cls: type[DetectorFamily]) -> type[DetectorFamily]:
     """Class decorator: make a family available to :func:`load_detector`."""
     FAMILIES[cls.name] = cls
     return cls
-
-
-def read_config(folder: Path) -> dict:
-    path = folder / CONFIG_NAME
-    if not path.is_file():
-        raise DetectorError(f"{folder}: no {CONFIG_NAME} (a model folder needs config.json and model.safetensors)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DetectorError(f"{path}: config.json is not valid JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise DetectorError(f"{path}: config.json must hold a JSON object")
-    return data
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

@@ -19,12 +19,12 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from forensics.catalog import METHODS
 from forensics.detectors.base import Detector
 from forensics.explain.attention import HEAD_FUSIONS, attention_rollout, last_layer_attention
 from forensics.explain.cam import CAM_METHODS, SharedCams
-from forensics.explain.overlay import normalize_map, resize_map
+from forensics.overlay import normalize_map, resize_map
 
-METHODS = ("attention", "rollout", "gradcam", "gradcam++")
 ATTENTION_METHODS = ("attention", "rollout")
 
 

@@ -83,3 +83,13 @@ def paste_overlay(
     patch = colour[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
     out[cy0:cy1, cx0:cx1] = cv2.addWeighted(full_image[cy0:cy1, cx0:cx1], 1.0 - alpha, patch, alpha, 0.0)
     return out
+
+
+def colour_scale(width: int = 512, height: int = 28, colormap: str = "jet") -> np.ndarray:
+    """A legend for the overlays' shared colour scale: low (0) to high (1) relevance."""
+    bar = colorize(np.tile(np.linspace(0.0, 1.0, width, dtype=np.float32), (height, 1)), colormap)
+    canvas = np.full((height + 22, width, 3), 255, np.uint8)
+    canvas[:height] = bar
+    for text, x in (("low", 2), ("relevance (each map scaled to its own 0..1)", width // 2 - 150), ("high", width - 36)):
+        cv2.putText(canvas, text, (x, height + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (30, 30, 30), 1, cv2.LINE_AA)
+    return canvas

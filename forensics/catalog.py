@@ -1,0 +1,114 @@
+"""What can be chosen, known without loading a model: detector folders on disk, their labels and
+model cards, and the explanation methods. Light on purpose (no torch, no timm): the app reads it
+to draw its page before any model code is imported."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from forensics.errors import DetectorError
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "detectors"
+EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
+
+METHODS = ("attention", "rollout", "gradcam", "gradcam++")
+METHOD_TITLES = {"attention": "Last-layer attention", "rollout": "Attention rollout", "gradcam": "Grad-CAM",
+                 "gradcam++": "Grad-CAM++"}
+
+
+def read_config(folder: Path) -> dict:
+    """A model folder's ``config.json`` as a dict, or a one-line ``DetectorError``."""
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        raise DetectorError(f"{folder}: no {CONFIG_NAME} (a model folder needs config.json and model.safetensors)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DetectorError(f"{path}: config.json is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise DetectorError(f"{path}: config.json must hold a JSON object")
+    return data
+
+
+def detector_dirs() -> list[Path]:
+    """Where named detectors live: the bundled ``assets/detectors`` and ``$FORENSICS_DETECTORS``."""
+    dirs = [ASSETS]
+    extra = os.environ.get("FORENSICS_DETECTORS")
+    if extra:
+        dirs += [Path(p) for p in extra.split(os.pathsep) if p]
+    return dirs
+
+
+def available_detectors() -> dict[str, Path]:
+    """Named, trained detectors a user may choose: name -> folder (untrained ones are never listed)."""
+    found: dict[str, Path] = {}
+    for root in detector_dirs():
+        if not root.is_dir():
+            continue
+        for folder in sorted(p for p in root.iterdir() if (p / CONFIG_NAME).is_file()):
+            try:
+                config = read_config(folder)
+            except DetectorError:
+                continue
+            if config.get("forensics", {}).get("trained", True):
+                found.setdefault(folder.name, folder)
+    return found
+
+
+def default_detector() -> str | None:
+    names = list(available_detectors())
+    return "default" if "default" in names else (names[0] if names else None)
+
+
+def config_labels(config: dict) -> list[str]:
+    """Class names from a timm (``label_names``) or transformers (``id2label``) config."""
+    if "id2label" in config and "model_type" in config:
+        return [config["id2label"][k] for k in sorted(config["id2label"], key=int)]
+    return list(config.get("label_names") or config.get("pretrained_cfg", {}).get("label_names") or [])
+
+
+def detector_labels(name: str | None) -> list[str]:
+    """Labels of a named or local detector, read from its config; [] when unknown (e.g. a Hub id)."""
+    folder = available_detectors().get(name or "") or (Path(name) if name and Path(name).is_dir() else None)
+    if folder is None:
+        return []
+    try:
+        return config_labels(read_config(folder))
+    except DetectorError:
+        return []
+
+
+def target_choices(detector: str | None) -> list[str]:
+    """What the maps can explain: the fake class, the real class, the predicted one, or any label."""
+    labels = detector_labels(detector)
+    return ["fake", "real", "predicted", *[label for label in labels if label not in ("fake", "real")]]
+
+
+def example_files(kind: str) -> list[str]:
+    """Example media shipped in ``assets/examples`` ("image" or "video")."""
+    from forensics.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+
+    wanted = IMAGE_EXTENSIONS if kind == "image" else VIDEO_EXTENSIONS
+    return sorted(str(p) for p in EXAMPLES.glob("*") if p.suffix.lower() in wanted) if EXAMPLES.is_dir() else []
+
+
+def about_detectors() -> str:
+    """What each detector was trained on and how it measured: its model card, as Markdown."""
+    import re
+
+    parts = []
+    for name, folder in available_detectors().items():
+        card = folder / CARD_NAME
+        text = card.read_text(encoding="utf-8") if card.is_file() else "(no model card)"
+        text = re.sub(r"\A---.*?---\s*", "", text, flags=re.DOTALL)  # drop the Hub's YAML header
+        text = re.sub(r"^#\s", "#### ", text, flags=re.MULTILINE)
+        parts.append(f"### `{name}`\n\n{text}")
+    if not parts:
+        return ("No trained detector is bundled yet. A detector folder's model card (its README.md) is shown "
+                "here: the data it was trained on, how it was validated and its measured metrics.")
+    return "\n\n".join(parts)

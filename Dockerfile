@@ -10,9 +10,12 @@ RUN useradd --create-home --uid 1000 studio
 USER studio
 WORKDIR /home/studio/app
 
+# CPU-only torch: the same pins (torch==2.14.1 matches the CPU build 2.14.1+cpu), without the
+# CUDA libraries the default build pulls in.
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 COPY --chown=studio:studio requirements.txt pyproject.toml Makefile README.md ./
 COPY --chown=studio:studio forensics ./forensics
-RUN make install PYTHON=python3
+RUN PIP_EXTRA_INDEX_URL=${TORCH_INDEX} make install PYTHON=python3
 
 COPY --chown=studio:studio . .
 

@@ -192,7 +192,7 @@ def _media_tab(kind: str):
                      buttons=[])
             c["reports"] = gr.File(label="Report (JSON and self-contained HTML)", file_count="multiple",
                                    interactive=False)
-    c["state"] = gr.State()
+    c["state"] = gr.State(time_to_live=3600)  # an analysis holds its frames: free it after an hour
     return c
 
 

@@ -1,0 +1,130 @@
+"""Measure the app as a person meets it: time to first page, one-face image latency with all four
+maps, 8 concurrent image requests, and the server's peak memory while it analyses a video.
+
+    .venv/bin/python bench/app_load.py [--detector DIR] [--video PATH] [--json FILE]
+
+Without ``--detector`` a ViT-Small-sized stand-in (timm ``vit_small_patch16_224``, random weights,
+224 px) is written to a temporary folder and served: until a trained default is bundled it has the
+default's size and cost, not its answers. Peak memory is the server process's ``VmHWM``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / ".." / "shared" / "data"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stand_in(folder: Path) -> Path:
+    sys.path.insert(0, str(ROOT))
+    from forensics.detectors.random_models import make_random_detector
+
+    path = make_random_detector(folder / "vit-small-stand-in", "vit-small", size=224)
+    config = json.loads((path / "config.json").read_text())
+    config["forensics"]["trained"] = True  # served for this measurement only, from a temporary folder
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--detector", default=None, help="a trained model folder (default: a ViT-S stand-in)")
+    parser.add_argument("--image", default=str(DATA / "photos/face_recognition/obama.jpg"))
+    parser.add_argument("--video", default=str(DATA / "video/dfdc_abofeumbvv.mp4"))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", dest="json_out", default=None)
+    args = parser.parse_args()
+
+    from gradio_client import Client, handle_file
+
+    zoo = Path(tempfile.mkdtemp(prefix="app-load-"))
+    if args.detector:
+        shutil.copytree(args.detector, zoo / Path(args.detector).name)
+    else:
+        _stand_in(zoo)
+    port = _free_port()
+    env = dict(os.environ, FORENSICS_DETECTORS=str(zoo), GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    report: dict = {}
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if time.perf_counter() - start > 120:
+                    raise SystemExit("the app did not serve its page within 120 s")
+                time.sleep(0.1)
+        report["first_page_s"] = round(time.perf_counter() - start, 2)
+        peaks = report["peak_rss_mb_after"] = {}
+        client = Client(url, verbose=False)
+        client.predict(handle_file(args.image), api_name="/analyze_image")  # first request: models load
+        latencies = []
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            result = client.predict(handle_file(args.image), api_name="/analyze_image")[-1]
+            latencies.append(time.perf_counter() - t)
+        peaks["single_images"] = round(_peak_rss_mb(proc.pid), 1)
+        report["one_face_image_s"] = {"median": round(statistics.median(latencies), 3),
+                                      "max": round(max(latencies), 3), "runs": args.repeats}
+
+        def one(_):
+            t = time.perf_counter()
+            Client(url, verbose=False).predict(handle_file(args.image), api_name="/analyze_image")
+            return time.perf_counter() - t
+
+        with ThreadPoolExecutor(8) as pool:
+            concurrent = sorted(pool.map(one, range(8)))
+        peaks["eight_concurrent"] = round(_peak_rss_mb(proc.pid), 1)
+        report["eight_concurrent_s"] = {"median": round(statistics.median(concurrent), 2),
+                                        "p95": round(concurrent[-1], 2), "all": [round(x, 2) for x in concurrent]}
+        t = time.perf_counter()
+        video_out = client.predict(handle_file(args.video), api_name="/analyze_video")
+        report["video_s"] = round(time.perf_counter() - t, 2)
+        report["video_faces"] = len(video_out[4]["data"])
+        peaks["video"] = report["server_peak_rss_mb"] = round(_peak_rss_mb(proc.pid), 1)
+        report["detector"] = args.detector or "vit_small_patch16_224 stand-in (random weights, 224 px)"
+        report["reports_written"] = [Path(p).name for p in result] if isinstance(result, list) else None
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        shutil.rmtree(zoo, ignore_errors=True)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json_out:
+        Path(args.json_out).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

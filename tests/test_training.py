@@ -1,0 +1,167 @@
+"""The training package: data layer, self-blending, metrics against hand computations, and a few
+steps of the training core on a tiny model (loss falls; a resumed run equals an uninterrupted one)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from torch.utils.data import Dataset
+
+from forensics.detectors import load_detector
+from tests.conftest import data_path
+from training.data import (
+    FaceCropCache,
+    Sample,
+    grouped_split,
+    image_folder,
+    label_indices,
+    load_crop,
+    read_labels_csv,
+    remap_labels,
+)
+from training.datasets import Collate
+from training.loop import TrainConfig, train
+from training.metrics import binary_metrics, calibration, tune_threshold
+from training.sbi import face_mask, self_blend
+
+
+def test_labels_csv_and_image_folder(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "v.mp4").write_bytes(b"x")
+    with open(tmp_path / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "source"])
+        w.writerows([["a.jpg", "real", "cam"], ["v.mp4", "fake", "dfdc"]])
+    (rows,) = read_labels_csv(tmp_path / "labels.csv")
+    assert rows == Sample(str(tmp_path / "a.jpg"), "real", "cam", "a.jpg")
+    tree = tmp_path / "tree"
+    for rel in ["real/x.png", "fake/gan/y.png", "fake/gan/masks/y.png", "fake/splice/z_mask.png", "fake/splice/z.png"]:
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_bytes(b"x")
+    samples = image_folder(tree)
+    assert sorted((Path(s.path).name, s.label, s.source) for s in samples) == [
+        ("x.png", "real", "real"), ("y.png", "fake", "gan"), ("z.png", "fake", "splice")]
+    assert {s.label for s in remap_labels(samples, {"fake": "synthetic"})} == {"real", "synthetic"}
+    assert label_indices(remap_labels(samples, {"fake": "synthetic"}), ["synthetic", "tampered", "real"]) == [0, 0, 2]
+    with pytest.raises(ValueError, match="not in the model's label order"):
+        label_indices(samples, ["real"])
+
+
+def test_grouped_split_keeps_groups_whole_and_holds_out_sources():
+    samples = [Sample(f"v{v}_f{f}.png", "fake" if v % 2 else "real", "dfdc", f"video{v}") for v in range(20)
+               for f in range(5)]
+    samples += [Sample(f"g{i}.png", "fake", "stylegan", f"g{i}") for i in range(10)]
+    train, val = grouped_split(samples, val_fraction=0.2, seed=1, holdout_sources=["stylegan"])
+    assert {s.group for s in train}.isdisjoint({s.group for s in val})
+    assert all(s.source != "stylegan" for s in train) and sum(s.source == "stylegan" for s in val) == 10
+    dfdc_val = [s for s in val if s.source == "dfdc"]
+    for label in ("real", "fake"):  # stratified: about 20% of each label's frames
+        share = sum(s.label == label for s in dfdc_val) / sum(s.label == label for s in samples if s.source == "dfdc")
+        assert 0.15 <= share <= 0.35
+
+
+def test_face_crop_cache_uses_the_inference_crop_and_is_reused(tmp_path, face_detector):
+    photo = data_path("faces/real/ffhq/ffhq_1.jpg")
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((200, 200, 3), 120, np.uint8)).save(blank)
+    samples = [Sample(str(photo), "real", "FFHQ", "1"), Sample(str(blank), "real", "x", "2")]
+    cache = FaceCropCache(tmp_path / "cache", size=128, face_detector=face_detector)
+    (face,) = cache.build(samples, progress=False)  # the blank image has no face: skipped
+    crop = load_crop(face)
+    assert crop.shape == (128, 128, 3) and face.padded_fraction == 0.0
+    points = np.array(face.landmarks)
+    assert points.shape == (5, 2) and (points > 0).all() and (points < 128).all()
+    assert points[0, 0] < points[1, 0] and points[2, 1] < points[3, 1]  # eyes left-right, nose above mouth
+    from forensics.faces import crop_face
+    from forensics.media import load_image
+
+    image = load_image(photo)
+    assert 0 < face.margin <= 0.3  # the asked-for margin, or less where the box had to fit inside the image
+    expected = crop_face(image, max(face_detector.detect(image), key=lambda f: f.width), 128, face.margin).image
+    assert np.abs(crop.astype(int) - expected.astype(int)).max() == 0  # PNG: lossless, same pixels
+    again = cache.build(samples, progress=False)
+    assert [f.crop_path for f in again] == [face.crop_path]
+
+
+def test_self_blended_fake_changes_only_the_face():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    landmarks = np.array([[44, 56], [84, 56], [64, 76], [48, 96], [80, 96]], np.float32)
+    mask = face_mask((128, 128), landmarks, np.random.default_rng(1), outline="inner")
+    assert mask.min() >= 0 and mask.max() <= 1 and mask[76, 64] > 0.9
+    assert mask[:8, :8].max() == 0 and mask[-8:, -8:].max() == 0
+    fake, used = self_blend(image, landmarks, np.random.default_rng(2))
+    assert fake.shape == image.shape and fake.dtype == np.uint8
+    outside = used < 1e-3
+    assert np.array_equal(fake[outside], image[outside])
+    assert np.abs(fake.astype(int) - image.astype(int))[used > 0.2].mean() > 2
+
+
+def test_metrics_against_hand_computed_cases():
+    m = binary_metrics([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9])
+    assert m["confusion_matrix"] == [[1, 1], [1, 1]]
+    assert m["accuracy"] == m["precision"] == m["recall"] == m["f1"] == 0.5
+    assert m["roc_auc"] == 0.75  # 3 of the 4 (fake, real) pairs are ranked right
+    assert tune_threshold([0, 0, 1, 1], [0.1, 0.6, 0.7, 0.9]) == 0.7  # F1 1.0 there, 0.8 at 0.5
+    assert tune_threshold([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == 0.5  # ties go to the one nearest 0.5
+    c = calibration([0, 1], [0.2, 0.8])
+    assert c["ece"] == pytest.approx(0.2)
+    assert binary_metrics([1, 1], [0.3, 0.9])["roc_auc"] is None
+
+
+class _Squares(Dataset):
+    """A learnable toy task: fakes carry a bright square. Deterministic per (epoch, index)."""
+
+    def __init__(self, n=32, size=32):
+        self.n, self.size, self.epoch = n, size, 0
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        rng = np.random.default_rng((self.epoch, i))
+        image = rng.integers(0, 120, (self.size, self.size, 3), dtype=np.uint8)
+        label = i % 2
+        if label:
+            image[8:20, 8:20] = 250
+        return [image], [label]
+
+
+def _tiny_model():
+    import timm
+
+    torch.manual_seed(0)
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=2, img_size=32, patch_size=8,
+                             embed_dim=32, depth=2, num_heads=2)
+
+
+def _run(tmp_path, epochs, resume=False, model=None, stop_after=None):
+    config = TrainConfig(out_dir=str(tmp_path), epochs=epochs, lr=3e-3, batch_size=8, num_workers=0, resume=resume,
+                         patience=10, log_every=1, warmup_fraction=0.1)
+    model = model or _tiny_model()
+    stop = (lambda entry: entry["epoch"] >= stop_after) if stop_after else None
+    result = train(model, _Squares(), _Squares(16), config, Collate((0.5,) * 3, (0.5,) * 3), [1], on_epoch_end=stop)
+    return model, result
+
+
+def test_training_loss_falls_and_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    straight, result = _run(tmp_path / "straight", epochs=6)
+    losses = [h["train_loss"] for h in result["history"]]
+    assert losses[-1] < losses[0] * 0.8, losses
+    assert (tmp_path / "straight" / "checkpoint" / "model.safetensors").is_file()
+    _run(tmp_path / "split", epochs=6, stop_after=3)  # a run stopped half-way ...
+    resumed, result2 = _run(tmp_path / "split", epochs=6, resume=True, model=_tiny_model())  # ... and resumed
+    assert [h["epoch"] for h in result2["history"]] == [1, 2, 3, 4, 5, 6]
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    saved = load_file(str(tmp_path / "split" / "checkpoint" / "model.safetensors"))
+    assert torch.allclose(saved["head.weight"], resumed.state_dict()["head.weight"])
+    log = [json.loads(line) for line in (tmp_path / "straight" / "train_log.jsonl").read_text().splitlines()]
+    assert log and {"step", "loss", "lr"} <= set(log[0])

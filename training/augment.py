@@ -1,0 +1,84 @@
+"""Augmentations applied identically to a real face and its pseudo-fake, so that nothing but the
+manipulation separates them: flips, small crops, colour, blur, resizing and compression (JPEG
+quality 30..100, and a video-codec-like pass: chroma blur plus heavy JPEG)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    flip: bool
+    crop: tuple[float, float, float]  # scale, x offset, y offset (fractions)
+    brightness: float
+    contrast: float
+    blur: int
+    downscale: float
+    jpeg: int | None
+    codec_like: bool
+
+
+def draw_params(rng: np.random.Generator, strength: float = 1.0) -> AugmentParams:
+    """One random set of augmentation parameters (shared by a real and its fake)."""
+    scale = rng.uniform(0.9, 1.0)
+    return AugmentParams(
+        flip=bool(rng.random() < 0.5),
+        crop=(scale, rng.uniform(0, 1 - scale), rng.uniform(0, 1 - scale)),
+        brightness=float(rng.uniform(-20, 20) * strength) if rng.random() < 0.5 else 0.0,
+        contrast=float(rng.uniform(0.85, 1.15)) if rng.random() < 0.5 else 1.0,
+        blur=int(rng.choice([3, 5])) if rng.random() < 0.15 * strength else 0,
+        downscale=float(rng.uniform(0.4, 0.9)) if rng.random() < 0.3 * strength else 1.0,
+        jpeg=int(rng.integers(30, 101)) if rng.random() < 0.75 * strength else None,
+        codec_like=bool(rng.random() < 0.15 * strength),
+    )
+
+
+def apply(image: np.ndarray, p: AugmentParams, size: int) -> np.ndarray:
+    """Apply ``p`` to an RGB uint8 image and resize it to ``size`` x ``size``."""
+    h, w = image.shape[:2]
+    scale, ox, oy = p.crop
+    cw, ch = int(w * scale), int(h * scale)
+    x0, y0 = int(ox * w), int(oy * h)
+    out = image[y0 : y0 + ch, x0 : x0 + cw]
+    if p.flip:
+        out = out[:, ::-1]
+    out = out.astype(np.float32)
+    if p.contrast != 1.0 or p.brightness:
+        out = (out - 128.0) * p.contrast + 128.0 + p.brightness
+    out = np.clip(out, 0, 255).astype(np.uint8)
+    if p.blur:
+        out = cv2.GaussianBlur(out, (p.blur, p.blur), 0)
+    if p.downscale < 1.0:
+        small = (max(16, int(out.shape[1] * p.downscale)), max(16, int(out.shape[0] * p.downscale)))
+        out = cv2.resize(cv2.resize(out, small, interpolation=cv2.INTER_AREA), (out.shape[1], out.shape[0]),
+                         interpolation=cv2.INTER_LINEAR)
+    if p.codec_like:
+        out = video_codec_like(out, quality=30)
+    elif p.jpeg is not None:
+        out = jpeg(out, p.jpeg)
+    return cv2.resize(out, (size, size), interpolation=cv2.INTER_AREA if out.shape[0] > size else cv2.INTER_CUBIC)
+
+
+def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    """Round-trip through JPEG at ``quality`` (RGB in, RGB out)."""
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def video_codec_like(image: np.ndarray, quality: int = 30) -> np.ndarray:
+    """Roughly what low-bitrate H.264 does to a face: smoothed detail, chroma at a quarter
+    resolution, blockiness. Not a codec, but it removes the same fine cues."""
+    ycc = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb)
+    h, w = ycc.shape[:2]
+    for c in (1, 2):
+        ycc[..., c] = cv2.resize(cv2.resize(ycc[..., c], (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA),
+                                 (w, h), interpolation=cv2.INTER_LINEAR)
+    ycc[..., 0] = cv2.bilateralFilter(ycc[..., 0], 5, 20, 3)
+    return jpeg(cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB), quality)

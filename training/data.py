@@ -1,0 +1,217 @@
+"""Training data: labelled samples from CSVs or ImageFolder trees, label remapping, grouped splits,
+and a face-crop cache made with exactly the MTCNN cropping that inference uses.
+
+Traps this module exists to avoid (see ../shared/data/README.md): frames of one video are near
+duplicates, so splits are grouped by video; one source of reals against another of fakes teaches
+the source, so sources can be held out whole for validation.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import random
+import re
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from forensics.errors import MediaError
+from forensics.faces import FaceDetector, crop_face
+from forensics.media import IMAGE_EXTENSIONS, load_image
+
+MASK_DIRS = {"mask", "masks", "gt", "groundtruth", "ground_truth"}
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: str
+    label: str
+    source: str
+    group: str  # what must not be split apart: a video, an identity; defaults to the file itself
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def read_labels_csv(csv_path: str | Path, root: str | Path | None = None,
+                    kinds: Iterable[str] = IMAGE_EXTENSIONS) -> list[Sample]:
+    """Rows ``path,label[,source[,group]]``; paths relative to ``root`` (default: the CSV's folder)."""
+    csv_path = Path(csv_path)
+    root = Path(root) if root else csv_path.parent
+    wanted = {k.lower() for k in kinds}
+    samples = []
+    with open(csv_path, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            path = root / row["path"]
+            if path.suffix.lower() not in wanted:
+                continue
+            samples.append(Sample(str(path), row["label"].strip(), (row.get("source") or "unknown").strip(),
+                                  (row.get("group") or row["path"]).strip()))
+    return samples
+
+
+def image_folder(root: str | Path, skip_masks: bool = True) -> list[Sample]:
+    """An ImageFolder tree (``root/<label>/**/*.jpg``); folders of masks are skipped.
+
+    The source is the first folder below the label (e.g. ``fake/stylegan2/x.jpg``), else the label.
+    """
+    root = Path(root)
+    samples = []
+    for label_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for path in sorted(label_dir.rglob("*")):
+            if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+                continue
+            parts = path.relative_to(label_dir).parts
+            if skip_masks and any(part.lower() in MASK_DIRS for part in parts[:-1]):
+                continue
+            if skip_masks and re.search(r"(_mask|_gt)\.\w+$", path.name, re.IGNORECASE):
+                continue
+            source = parts[0] if len(parts) > 1 else label_dir.name
+            samples.append(Sample(str(path), label_dir.name, source, str(path.relative_to(root))))
+    return samples
+
+
+def remap_labels(samples: Sequence[Sample], mapping: dict[str, str]) -> list[Sample]:
+    """Rename labels (e.g. ``{"deepfake": "fake", "FAKE": "fake"}``); unmapped labels stay."""
+    return [Sample(s.path, mapping.get(s.label, s.label), s.source, s.group) for s in samples]
+
+
+def label_indices(samples: Sequence[Sample], labels: Sequence[str]) -> list[int]:
+    """Each sample's index in a model's label order (``id2label``); unknown labels are an error."""
+    order = {name: i for i, name in enumerate(labels)}
+    missing = sorted({s.label for s in samples} - set(order))
+    if missing:
+        raise ValueError(f"labels {missing} are not in the model's label order {list(labels)}")
+    return [order[s.label] for s in samples]
+
+
+def grouped_split(samples: Sequence[Sample], val_fraction: float = 0.2, seed: int = 0,
+                  holdout_sources: Iterable[str] = ()) -> tuple[list[Sample], list[Sample]]:
+    """Train/validation split that never separates a group, stratified by label.
+
+    Samples of ``holdout_sources`` all go to validation (generalisation to an unseen source);
+    the rest is split group by group, per label, so each label keeps about ``val_fraction``.
+    """
+    holdout = set(holdout_sources)
+    train, val = [], [s for s in samples if s.source in holdout]
+    rest = [s for s in samples if s.source not in holdout]
+    rng = random.Random(seed)
+    by_label: dict[str, dict[str, list[Sample]]] = defaultdict(lambda: defaultdict(list))
+    for s in rest:
+        by_label[s.label][s.group].append(s)
+    for groups in by_label.values():
+        keys = sorted(groups)
+        rng.shuffle(keys)
+        total = sum(len(groups[k]) for k in keys)
+        taken = 0
+        for key in keys:
+            target = val if taken < val_fraction * total else train
+            if target is val:
+                taken += len(groups[key])
+            target.extend(groups[key])
+    return train, val
+
+
+@dataclass
+class CachedFace:
+    """A cached face crop and what training needs with it."""
+
+    crop_path: str
+    label: str
+    source: str
+    group: str
+    landmarks: list[list[float]]  # 5 points, in crop pixels
+    confidence: float
+    padded_fraction: float  # share of the crop outside the source image (black padding)
+    margin: float = 0.3  # the margin used (smaller than asked when the box had to fit inside)
+
+
+class FaceCropCache:
+    """Crops faces once with the inference pipeline's MTCNN and ``crop_face`` (same margin, same
+    square box, same padding) and keeps them as PNGs plus a JSON index.
+
+    ``size`` is the stored crop size; training resizes to the model's input size as inference does.
+    The largest face of each image is kept (training images hold one subject). With
+    ``fit_inside`` (default), a face whose square box would run past the image edge gets a smaller
+    margin instead of black padding: tightly cropped sets (UTKFace) would otherwise put most reals
+    on a black surround that no real input has.
+    """
+
+    def __init__(self, folder: str | Path, size: int = 256, margin: float = 0.3,
+                 face_detector: FaceDetector | None = None, fit_inside: bool = True):
+        self.folder = Path(folder)
+        self.size, self.margin, self.fit_inside = size, margin, fit_inside
+        self.face_detector = face_detector or FaceDetector(min_face_size=24, edge_pad=0.2)
+
+    def _key(self, path: str) -> str:
+        settings = f"{Path(path).resolve()}|{self.size}|{self.margin}|{self.fit_inside}"
+        return hashlib.sha1(settings.encode()).hexdigest()[:20]
+
+    def build(self, samples: Sequence[Sample], progress: bool = True) -> list[CachedFace]:
+        """Crop every sample (cached ones are reused); samples without a face are skipped."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        index_path = self.folder / "index.json"
+        index = json.loads(index_path.read_text()) if index_path.exists() else {}
+        out: list[CachedFace] = []
+        changed = 0
+        for sample in tqdm(samples, desc="face crops", unit="img", disable=not progress):
+            key = self._key(sample.path)
+            entry = index.get(key)
+            if entry is None:
+                entry = self._crop_one(sample, key)
+                index[key] = entry
+                changed += 1
+                if changed % 500 == 0:
+                    _write_json(index_path, index)
+            if entry.get("crop_path"):
+                out.append(CachedFace(label=sample.label, source=sample.source, group=sample.group,
+                                      margin=entry.get("margin", self.margin),
+                                      **{k: entry[k] for k in ("crop_path", "landmarks", "confidence",
+                                                               "padded_fraction")}))
+        _write_json(index_path, index)
+        return out
+
+    def _crop_one(self, sample: Sample, key: str) -> dict:
+        try:
+            image = load_image(sample.path)
+        except MediaError as exc:
+            return {"crop_path": None, "error": str(exc)}
+        faces = self.face_detector.detect(image)
+        if not faces:
+            return {"crop_path": None, "error": "no face"}
+        face = max(faces, key=lambda f: f.width * f.height)
+        margin = self.margin
+        if self.fit_inside:
+            h, w = image.shape[:2]
+            margin = min(margin, max(0.0, min(h, w) / max(face.width, face.height) - 1.0))
+        crop = crop_face(image, face, self.size, margin)
+        x0, y0, x1, y1 = crop.crop_box
+        scale = self.size / (x1 - x0)
+        landmarks = [[(x - x0) * scale, (y - y0) * scale] for x, y in face.landmarks]
+        h, w = image.shape[:2]
+        inside = max(0, min(x1, w) - max(x0, 0)) * max(0, min(y1, h) - max(y0, 0))
+        padded = 1.0 - inside / float((x1 - x0) * (y1 - y0))
+        path = self.folder / f"{key}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(crop.image, cv2.COLOR_RGB2BGR))
+        return {"crop_path": str(path), "landmarks": landmarks, "confidence": float(face.confidence),
+                "padded_fraction": round(padded, 4), "margin": round(margin, 4)}
+
+
+def load_crop(face: CachedFace) -> np.ndarray:
+    bgr = cv2.imread(face.crop_path, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise MediaError(f"{face.crop_path}: cached crop is missing or unreadable")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)

@@ -1,0 +1,82 @@
+"""Torch datasets over cached face crops: labelled faces, and real faces paired with their
+self-blended pseudo-fakes (same augmentation for both, generated on the fly)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from training import augment
+from training.data import CachedFace, load_crop
+from training.sbi import self_blend
+
+
+def to_tensor(images: Sequence[np.ndarray], mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """RGB uint8 images -> the normalised batch inference builds (``Detector.preprocess``)."""
+    batch = torch.from_numpy(np.ascontiguousarray(np.stack(images))).permute(0, 3, 1, 2).float()
+    m = torch.tensor(mean).view(1, 3, 1, 1) * 255.0
+    s = torch.tensor(std).view(1, 3, 1, 1) * 255.0
+    return (batch - m) / s
+
+
+class LabelledFaces(Dataset):
+    """Cached crops with their label index; augmentation optional (off for evaluation)."""
+
+    def __init__(self, faces: Sequence[CachedFace], labels: Sequence[int], size: int, train: bool = False,
+                 seed: int = 0):
+        self.faces, self.labels, self.size, self.train, self.seed = list(faces), list(labels), size, train, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    def __getitem__(self, i: int):
+        image = load_crop(self.faces[i])
+        rng = np.random.default_rng((self.seed, self.epoch, i))
+        params = augment.draw_params(rng) if self.train else _identity()
+        return [augment.apply(image, params, self.size)], [self.labels[i]]
+
+
+class SelfBlendedPairs(Dataset):
+    """Each item: a real face and a self-blended fake made from it, both augmented alike.
+
+    ``fake_label``/``real_label`` are indices in the model's label order. Deterministic per
+    (seed, epoch, index), so a validation set of pseudo-fakes is the same every time.
+    """
+
+    def __init__(self, faces: Sequence[CachedFace], size: int, real_label: int, fake_label: int,
+                 train: bool = True, seed: int = 0):
+        self.faces, self.size, self.train, self.seed = list(faces), size, train, seed
+        self.real_label, self.fake_label = real_label, fake_label
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    def __getitem__(self, i: int):
+        face = self.faces[i]
+        image = load_crop(face)
+        rng = np.random.default_rng((self.seed, self.epoch if self.train else 0, i))
+        fake, _ = self_blend(image, np.asarray(face.landmarks, np.float32), rng)
+        params = augment.draw_params(rng) if self.train else _identity()
+        return ([augment.apply(image, params, self.size), augment.apply(fake, params, self.size)],
+                [self.real_label, self.fake_label])
+
+
+def _identity() -> augment.AugmentParams:
+    return augment.AugmentParams(False, (1.0, 0.0, 0.0), 0.0, 1.0, 0, 1.0, None, False)
+
+
+class Collate:
+    """Flatten items (each a list of images and labels) into one normalised batch."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        self.mean, self.std = mean, std
+
+    def __call__(self, items):
+        images = [im for item in items for im in item[0]]
+        labels = [lab for item in items for lab in item[1]]
+        return to_tensor(images, self.mean, self.std), torch.tensor(labels, dtype=torch.long)

@@ -1,0 +1,64 @@
+"""Classification metrics from scikit-learn (not hand-written), threshold tuning and calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+    roc_curve,
+)
+
+
+def binary_metrics(y_true, p_fake, threshold: float = 0.5) -> dict:
+    """Accuracy, precision, recall, F1 at ``threshold``; ROC-AUC and average precision over all
+    thresholds (None when only one class is present); the confusion matrix [[TN, FP], [FN, TP]]."""
+    y = np.asarray(y_true).astype(int)
+    p = np.asarray(p_fake, dtype=np.float64)
+    pred = (p >= threshold).astype(int)
+    both = len(np.unique(y)) == 2
+    return {
+        "n": int(len(y)),
+        "positives": int(y.sum()),
+        "threshold": float(threshold),
+        "accuracy": float(accuracy_score(y, pred)),
+        "precision": float(precision_score(y, pred, zero_division=0)),
+        "recall": float(recall_score(y, pred, zero_division=0)),
+        "f1": float(f1_score(y, pred, zero_division=0)),
+        "roc_auc": float(roc_auc_score(y, p)) if both else None,
+        "average_precision": float(average_precision_score(y, p)) if both else None,
+        "confusion_matrix": confusion_matrix(y, pred, labels=[0, 1]).tolist(),
+    }
+
+
+def tune_threshold(y_true, p_fake) -> float:
+    """The threshold with the best F1 on a validation set (ties: the one closest to 0.5)."""
+    y = np.asarray(y_true).astype(int)
+    p = np.asarray(p_fake, dtype=np.float64)
+    candidates = np.unique(np.concatenate([p, [0.5]]))
+    scores = [(f1_score(y, (p >= t).astype(int), zero_division=0), -abs(t - 0.5), t) for t in candidates]
+    return float(max(scores)[2])
+
+
+def calibration(y_true, p_fake, bins: int = 10) -> dict:
+    """Reliability curve (sklearn) and expected calibration error over equal-width bins."""
+    y = np.asarray(y_true).astype(int)
+    p = np.clip(np.asarray(p_fake, dtype=np.float64), 0, 1)
+    frac_pos, mean_pred = calibration_curve(y, p, n_bins=bins, strategy="uniform")
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    ece = sum(abs(y[which == b].mean() - p[which == b].mean()) * (which == b).mean()
+              for b in range(bins) if (which == b).any())
+    return {"ece": float(ece), "mean_predicted": mean_pred.tolist(), "fraction_positive": frac_pos.tolist()}
+
+
+def roc_points(y_true, p_fake, most: int = 200) -> dict:
+    fpr, tpr, _ = roc_curve(np.asarray(y_true).astype(int), np.asarray(p_fake, dtype=np.float64))
+    keep = np.unique(np.linspace(0, len(fpr) - 1, min(most, len(fpr))).astype(int))
+    return {"fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist()}

@@ -1,0 +1,134 @@
+"""From a config to a trained model folder: samples -> face-crop cache -> grouped split ->
+datasets (self-blended pairs) -> the training core -> ``out/model`` in Hugging Face layout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from forensics.detectors.base import DetectorInfo
+from forensics.detectors.timm_family import save_timm_detector
+from training.data import CachedFace, FaceCropCache, grouped_split, image_folder, read_labels_csv, remap_labels
+from training.datasets import Collate, LabelledFaces, SelfBlendedPairs
+from training.loop import TrainConfig, train
+from training.models import PRETRAINED_PREFIXES, build_model
+
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+CROP_CACHE_SIZE = 256
+
+
+class Concat(Dataset):
+    """ConcatDataset that passes the epoch on (augmentation and pseudo-fakes change per epoch)."""
+
+    def __init__(self, parts: Sequence[Dataset]):
+        self.parts = [p for p in parts if len(p)]
+        self.offsets = []
+        total = 0
+        for part in self.parts:
+            self.offsets.append(total)
+            total += len(part)
+        self.total = total
+
+    @property
+    def epoch(self) -> int:
+        return getattr(self.parts[0], "epoch", 0) if self.parts else 0
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        for part in self.parts:
+            part.epoch = value
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __getitem__(self, i: int):
+        for part, offset in zip(reversed(self.parts), reversed(self.offsets)):
+            if i >= offset:
+                return part[i - offset]
+        raise IndexError(i)
+
+
+def load_samples(data: str | Path, label_map: dict | None = None):
+    path = Path(data)
+    samples = read_labels_csv(path) if path.suffix.lower() == ".csv" else image_folder(path)
+    return remap_labels(samples, label_map or {})
+
+
+def cached_faces(config: dict) -> list[CachedFace]:
+    samples = load_samples(config["data"], config.get("label_map"))
+    faces = FaceCropCache(config["cache"], size=CROP_CACHE_SIZE).build(samples)
+    # Crops that are mostly black padding teach "black border = real": leave them out.
+    return [f for f in faces if f.padded_fraction <= config["max_padding"]]
+
+
+def split_faces(faces: Sequence[CachedFace], config: dict) -> tuple[list[CachedFace], list[CachedFace]]:
+    train_faces, val_faces = grouped_split(faces, config["val_fraction"], config["seed"], config["holdout_sources"])
+    if config.get("train_sources"):
+        train_faces = [f for f in train_faces if f.source in set(config["train_sources"])]
+    return train_faces, val_faces
+
+
+def face_datasets(faces: Sequence[CachedFace], labels: Sequence[str], size: int, sbi: bool, train: bool,
+                  seed: int) -> Dataset:
+    """Reals paired with self-blended fakes (when ``sbi``), plus every labelled fake as it is."""
+    real, fake = labels.index("real"), labels.index("fake")
+    reals = [f for f in faces if f.label == "real"]
+    others = [f for f in faces if f.label != "real"]
+    parts: list[Dataset] = []
+    if sbi:
+        parts.append(SelfBlendedPairs(reals, size, real, fake, train=train, seed=seed))
+    else:
+        others = list(faces)
+    if others:
+        parts.append(LabelledFaces(others, [labels.index(f.label) for f in others], size, train=train, seed=seed))
+    return Concat(parts)
+
+
+def run_training(config: dict) -> dict:
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    out = Path(config["out"])
+    labels = list(config["labels"])
+    faces = cached_faces(config)
+    train_faces, val_faces = split_faces(faces, config)
+    size = int(config["image_size"])
+    train_set = face_datasets(train_faces, labels, size, config["sbi"], True, config["seed"])
+    val_set = face_datasets(val_faces, labels, size, config["sbi"], False, config["seed"] + 1)
+    model, arch, model_args = build_model(config["model"], len(labels), config["pretrained"], size)
+    name = config.get("name") or (f"{config['model']}-sbi" if config["sbi"] else config["model"])
+    info = DetectorInfo(
+        name=name, family="timm", labels=labels, fake_labels=[x for x in labels if x != "real"], input_size=size,
+        mean=IMAGENET[0], std=IMAGENET[1], trained=True, version=str(config["version"]),
+        description=f"{config['model']} face-manipulation detector trained by Deepfake Forensics Studio.",
+    )
+    record = {
+        "config": config,
+        "counts": {"train": _counts(train_faces), "validation": _counts(val_faces)},
+        "validation_paths": sorted(f.crop_path for f in val_faces),
+    }
+    model_dir = out / "model"
+
+    def on_best(best_model, entry) -> None:
+        save_timm_detector(best_model, model_dir, arch, info, model_args=model_args)
+        (model_dir / "training.json").write_text(json.dumps({**record, "best_epoch": entry}, indent=2, default=str))
+
+    train_config = TrainConfig(
+        out_dir=str(out), epochs=int(config["epochs"]), lr=float(config["lr"]), weight_decay=float(config["weight_decay"]),
+        batch_size=int(config["batch_size"]), patience=int(config["patience"]), seed=int(config["seed"]),
+        resume=bool(config["resume"]), num_workers=int(config["workers"]), max_steps=config.get("max_steps"),
+    )
+    fake_indices = [i for i, x in enumerate(labels) if x != "real"]
+    result = train(model, train_set, val_set, train_config, Collate(*IMAGENET), fake_indices, on_best=on_best,
+                   trunk_prefixes=PRETRAINED_PREFIXES.get(config["model"], ()))
+    return {**result, "model_dir": str(model_dir), "record": record}
+
+
+def _counts(faces: Sequence[CachedFace]) -> dict:
+    out: dict[str, int] = {}
+    for f in faces:
+        key = f"{f.label}/{f.source}"
+        out[key] = out.get(key, 0) + 1
+    return out

@@ -119,6 +119,10 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     write_report(metrics, out_dir / "report.html", folder)
+    if out_dir == folder and record:
+        from training.card import write_card
+
+        write_card(folder, metrics)  # the card states what was just measured
     return metrics
 
 

@@ -119,6 +119,7 @@ def run_training(config: dict) -> dict:
         out_dir=str(out), epochs=int(config["epochs"]), lr=float(config["lr"]), weight_decay=float(config["weight_decay"]),
         batch_size=int(config["batch_size"]), patience=int(config["patience"]), seed=int(config["seed"]),
         resume=bool(config["resume"]), num_workers=int(config["workers"]), max_steps=config.get("max_steps"),
+        precision=str(config.get("precision", "auto")),
     )
     fake_indices = [i for i, x in enumerate(labels) if x != "real"]
     result = train(model, train_set, val_set, train_config, Collate(*IMAGENET), fake_indices, on_best=on_best,

@@ -17,8 +17,10 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets" / "detectors"
 EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
 
 METHODS = ("attention", "rollout", "gradcam", "gradcam++")
+# Maps only some detectors have: the patch-level detector's own patch scores.
+EXTRA_METHODS = ("patches",)
 METHOD_TITLES = {"attention": "Last-layer attention", "rollout": "Attention rollout", "gradcam": "Grad-CAM",
-                 "gradcam++": "Grad-CAM++"}
+                 "gradcam++": "Grad-CAM++", "patches": "Patch scores"}
 
 
 def read_config(folder: Path) -> dict:

@@ -43,8 +43,9 @@ def test_every_family_loads_predicts_and_round_trips(kind, model_dirs, tmp_path)
 def test_explanation_hooks_fit_the_model(kind, model_dirs):
     det = load_detector(model_dirs[kind], allow_untrained=True)
     assert det.cam_target_layers, "Grad-CAM needs a target layer"
-    if kind == "timm-cnn":
+    if kind in ("timm-cnn", "patch"):
         assert not det.has_attention and det.grid_size is None
+        assert (det.patch_score_module is not None) == (kind == "patch")
         return
     assert det.has_attention
     # 64 px input: 8 px patches give 8x8; the hybrid's CNN has stride 16, so 4x4.

@@ -136,7 +136,7 @@ def test_gradient_weighting_keeps_only_positive_evidence():
 
 
 def test_parse_methods():
-    assert parse_methods("all") == list(METHODS)
+    assert parse_methods("all") == [*METHODS, "patches"]
     assert parse_methods("none") == []
     assert parse_methods("gradcam++, attention") == ["gradcam++", "attention"]
     assert parse_methods("Grad-CAM,attn") == ["gradcam", "attention"]
@@ -164,3 +164,17 @@ def test_overlays():
     pasted = paste_overlay(image, hot, (40, -10, 80, 30), alpha=0.6)
     assert np.array_equal(pasted[:, :40], image[:, :40]) and np.array_equal(pasted[30:], image[30:])
     assert not np.array_equal(pasted[:30, 40:], image[:30, 40:])
+
+
+def test_patch_detector_explains_itself_with_its_patch_scores(model_dirs):
+    det = load_detector(model_dirs["patch"], allow_untrained=True)
+    batch = _batch(det, 2)
+    result = explain(det, batch, ["gradcam", "patches"], target="fake")
+    scores = torch.sigmoid(det.model.patch_scores(batch))  # P(fake) of each 4x4-pixel cell
+    assert result.maps["patches"].shape == (2, 64, 64)
+    np.testing.assert_allclose(result.maps["patches"][:, ::4, ::4].mean(), scores.mean().item(), atol=0.02)
+    as_real = explain(det, batch, ["patches"], target="real").maps["patches"]
+    np.testing.assert_allclose(as_real, 1.0 - result.maps["patches"], atol=1e-5)
+    assert explain(det, batch, ["patches", "attention"]).skipped.keys() == {"attention"}
+    vit = load_detector(model_dirs["timm-vit"], allow_untrained=True)
+    assert "patches" in explain(vit, _batch(vit, 1), ["patches"]).skipped

@@ -187,6 +187,11 @@ class Detector(ABC):
         return False
 
     @property
+    def patch_score_module(self) -> nn.Module | None:
+        """For patch-level detectors: the module whose output ``(B, 1, h, w)`` holds patch logits."""
+        return None
+
+    @property
     def num_prefix_tokens(self) -> int:
         """Tokens before the patch grid (CLS, registers); 0 for pure patch grids such as SigLIP."""
         return 0

@@ -16,7 +16,7 @@ from forensics.detectors.base import DetectorInfo
 from forensics.detectors.timm_family import save_timm_detector
 from forensics.detectors.transformers_family import save_transformers_detector
 
-KINDS = ("timm-vit", "timm-vit-nocls", "timm-cnn", "hybrid", "hf-vit", "hf-siglip")
+KINDS = ("timm-vit", "timm-vit-nocls", "timm-cnn", "hybrid", "patch", "hf-vit", "hf-siglip")
 
 
 def _timm_spec(kind: str, size: int) -> tuple[str, dict]:
@@ -30,6 +30,10 @@ def _timm_spec(kind: str, size: int) -> tuple[str, dict]:
         return "mobilenetv3_small_050", {}
     if kind == "hybrid":
         return "forensics_hybrid_mnv2_vit", dict(img_size=size, embed_dim=48, depth=2, num_heads=3)
+    if kind == "patch":
+        return "forensics_patch_cnn", {}
+    if kind == "patch-tiny":
+        return "forensics_patch_cnn_tiny", {}
     if kind == "vit-small":
         return "vit_small_patch16_224", dict(img_size=size)
     raise ValueError(f"unknown kind {kind!r}; choose from {KINDS}")

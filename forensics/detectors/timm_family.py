@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from forensics.detectors import hybrid  # noqa: F401  (registers the hybrid architecture with timm)
+from forensics.detectors import hybrid, patch  # noqa: F401  (register our architectures with timm)
 from forensics.detectors.base import (
     CONFIG_NAME,
     WEIGHTS_NAME,
@@ -99,6 +99,16 @@ class TimmCNNDetector(Detector):
         return [self._target]
 
 
+class TimmPatchDetector(TimmCNNDetector):
+    """The patch-level detector: Grad-CAM as for any CNN, plus its own patch-score map."""
+
+    family = "patch"
+
+    @property
+    def patch_score_module(self) -> nn.Module:
+        return self.model.score
+
+
 def _last_feature_map_module(model: nn.Module, size: int) -> nn.Module:
     """The top-level child that produces ``forward_features``' map (bn2, blocks, stages...).
 
@@ -156,6 +166,8 @@ class TimmFamily(DetectorFamily):
         except (RuntimeError, ValueError, TypeError, KeyError) as exc:
             raise DetectorError(f"{folder}: cannot build timm architecture {arch!r} ({exc})") from exc
         model.load_state_dict(read_state_dict(folder), strict=True)
+        if hasattr(model, "patch_scores"):
+            return TimmPatchDetector(model, info, folder)
         return (TimmViTDetector if _is_vit(model) else TimmCNNDetector)(model, info, folder)
 
 

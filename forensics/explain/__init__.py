@@ -7,6 +7,7 @@ gradients are computed), and derives every requested map from that record:
 - ``attention``: last-layer attention (:func:`~forensics.explain.attention.last_layer_attention`)
 - ``rollout``: attention rollout (:func:`~forensics.explain.attention.attention_rollout`)
 - ``gradcam`` / ``gradcam++``: through pytorch_grad_cam, sharing the pass (:mod:`.cam`)
+- ``patches``: a patch-level detector's own patch scores, P(target) per patch, read from the same pass
 
 Maps come back at the detector's input size (the crop's size), normalised to [0, 1].
 """
@@ -19,7 +20,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from forensics.catalog import METHODS
+from forensics.catalog import EXTRA_METHODS, METHODS
 from forensics.detectors.base import Detector
 from forensics.explain.attention import HEAD_FUSIONS, attention_rollout, last_layer_attention
 from forensics.explain.cam import CAM_METHODS, SharedCams
@@ -60,15 +61,16 @@ def parse_methods(text: str | Iterable[str] | None) -> list[str]:
         return list(METHODS)
     items = [t.strip().lower() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
     if items in (["all"], []):
-        return list(METHODS) if items else []
+        return list(METHODS + EXTRA_METHODS) if items else []
     if items == ["none"]:
         return []
     aliases = {"gradcampp": "gradcam++", "gradcam_pp": "gradcam++", "grad-cam": "gradcam", "grad-cam++": "gradcam++",
                "attn": "attention"}
     methods = [aliases.get(item, item) for item in items]
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in METHODS + EXTRA_METHODS]
     if unknown:
-        raise ValueError(f"unknown explanation method(s) {unknown}; choose from {', '.join(METHODS)}, all or none")
+        raise ValueError(f"unknown explanation method(s) {unknown}; choose from "
+                         f"{', '.join(METHODS + EXTRA_METHODS)}, all or none")
     return list(dict.fromkeys(methods))
 
 
@@ -93,12 +95,18 @@ def explain(
         for m in attention_wanted:
             skipped[m] = f"{detector.family} detector has no attention layers"
         attention_wanted = []
+    patches_wanted = "patches" in methods and detector.patch_score_module is not None
+    if "patches" in methods and not patches_wanted:
+        skipped["patches"] = f"{detector.family} detector does not score patches"
     cam_wanted = [m for m in methods if m in CAM_METHODS]
     needs_backward = bool(cam_wanted) or (bool(attention_wanted) and options.class_weighted)
 
     inputs = batch.detach().clone().requires_grad_(needs_backward)
     cams = SharedCams(detector.model, detector.cam_target_layers, detector.cam_reshape, cam_wanted) if cam_wanted else None
     attention_ctx = detector.capture_attention() if attention_wanted else _nothing()
+    patch_logits: list[torch.Tensor] = []
+    patch_hook = (detector.patch_score_module.register_forward_hook(lambda m, i, o: patch_logits.append(o.detach()))
+                  if patches_wanted else None)
     try:
         with torch.enable_grad(), attention_ctx as attentions:
             logits = cams.recorder(inputs) if cams else detector.model(inputs)
@@ -107,6 +115,12 @@ def explain(
             if needs_backward:
                 logits[torch.arange(len(targets)), torch.tensor(targets)].sum().backward()
         maps: dict[str, np.ndarray] = {}
+        if patch_logits:
+            p_fake = torch.sigmoid(patch_logits[-1][:, 0].float())
+            fake = set(detector.fake_indices)
+            per_item = torch.stack([p_fake[i] if t in fake else 1.0 - p_fake[i] for i, t in enumerate(targets)])
+            size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
+            maps["patches"] = np.stack([resize_map(m, size) for m in per_item.numpy()]).astype(np.float32)
         if cams:
             maps.update(cams.maps(inputs, targets))
         if attention_wanted:
@@ -120,6 +134,8 @@ def explain(
     finally:
         if cams:
             cams.__exit__()
+        if patch_hook is not None:
+            patch_hook.remove()
     ordered = {m: maps[m] for m in methods if m in maps}
     return Explanation(ordered, probabilities, targets, skipped)
 
@@ -137,4 +153,4 @@ def _to_input_size(grid_maps: torch.Tensor, inputs: torch.Tensor) -> np.ndarray:
     return np.stack([normalize_map(resize_map(m, size)) for m in grid_maps.detach().float().numpy()]).astype(np.float32)
 
 
-__all__ = ["ATTENTION_METHODS", "METHODS", "ExplainOptions", "Explanation", "explain", "parse_methods"]
+__all__ = ["ATTENTION_METHODS", "EXTRA_METHODS", "METHODS", "ExplainOptions", "Explanation", "explain", "parse_methods"]

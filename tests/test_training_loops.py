@@ -1,0 +1,135 @@
+"""A few steps of each loop on tiny models: distillation, adversarial training, MAE pretraining and
+the transformers Trainer path. Each must lower its loss (or reach its target) for real."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import timm
+import torch
+
+import forensics.detectors  # noqa: F401  (registers the patch-level architectures)
+from training.adversarial import AdversarialLoss, PixelSpace, fgsm, pgd, robust_accuracy
+from training.datasets import Collate
+from training.distill import DistillationLoss
+from training.loop import TrainConfig, train
+from training.mae import MaskedAutoencoder, load_encoder
+
+MEAN, STD = (0.5,) * 3, (0.5,) * 3
+
+
+class _Squares(torch.utils.data.Dataset):
+    def __init__(self, n=32, size=32):
+        self.n, self.size, self.epoch = n, size, 0
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        rng = np.random.default_rng((self.epoch, i))
+        image = rng.integers(0, 120, (self.size, self.size, 3), dtype=np.uint8)
+        if i % 2:
+            image[8:20, 8:20] = 250
+        return [image], [i % 2]
+
+
+def _batch(n=8):
+    return Collate(MEAN, STD)([_Squares()[i] for i in range(n)])
+
+
+def test_patch_student_has_ten_times_fewer_parameters_and_learns_from_the_teacher(tmp_path):
+    teacher = timm.create_model("forensics_patch_cnn", num_classes=2)
+    student = timm.create_model("forensics_patch_cnn_tiny", num_classes=2)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(teacher) >= 10 * count(student)
+    images, labels = _batch(16)
+    loss = DistillationLoss(teacher, kind="mse", on="patches", alpha=1.0)
+    first = float(loss.soft_loss(student, images))
+    optimizer = torch.optim.Adam(student.parameters(), 1e-2)
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss(student, images, labels).backward()
+        optimizer.step()
+    assert float(loss.soft_loss(student, images)) < 0.3 * first
+
+
+def test_kl_distillation_runs_in_the_training_core(tmp_path):
+    torch.manual_seed(0)
+    teacher = timm.create_model("forensics_patch_cnn", num_classes=2)
+    student = timm.create_model("forensics_patch_cnn_tiny", num_classes=2)
+    config = TrainConfig(out_dir=str(tmp_path), epochs=3, lr=3e-3, batch_size=8, num_workers=0, log_every=1)
+    result = train(student, _Squares(), _Squares(16), config, Collate(MEAN, STD), [1],
+                   loss_fn=DistillationLoss(teacher, temperature=2.0, alpha=0.5))
+    losses = [h["train_loss"] for h in result["history"]]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+
+
+def test_fgsm_and_pgd_stay_in_budget_and_hurt_more_than_noise():
+    torch.manual_seed(0)
+    model = timm.create_model("forensics_patch_cnn_tiny", num_classes=2).eval()
+    images, labels = _batch(8)
+    space = PixelSpace(MEAN, STD)
+    budget = space.budget(4.0)
+    for adv in (fgsm(model, images, labels, 4.0, space), pgd(model, images, labels, 4.0, space, steps=4)):
+        assert (adv - images).abs().max() <= budget.max() + 1e-5
+        assert (adv >= space.low - 1e-5).all() and (adv <= space.high + 1e-5).all()
+    loss = torch.nn.functional.cross_entropy
+    with torch.no_grad():
+        clean = loss(model(images), labels)
+        attacked = loss(model(pgd(model, images, labels, 4.0, space, steps=4)), labels)
+    assert attacked > clean
+    report = robust_accuracy(model, [(images, labels)], space, epsilons=(1, 4), pgd_steps=2)
+    assert set(report) == {"clean", "fgsm_1", "pgd_1", "fgsm_4", "pgd_4"}
+
+
+def test_adversarial_training_lowers_the_adversarial_loss(tmp_path):
+    torch.manual_seed(0)
+    model = timm.create_model("forensics_patch_cnn_tiny", num_classes=2)
+    space = PixelSpace(MEAN, STD)
+    config = TrainConfig(out_dir=str(tmp_path), epochs=4, lr=3e-3, batch_size=8, num_workers=0, log_every=1)
+    result = train(model, _Squares(), _Squares(16), config, Collate(MEAN, STD), [1],
+                   loss_fn=AdversarialLoss(space, eps=2.0, attack="fgsm"))
+    losses = [h["train_loss"] for h in result["history"]]
+    assert losses[-1] < losses[0]
+
+
+def test_mae_pretraining_learns_and_its_encoder_starts_a_classifier():
+    torch.manual_seed(0)
+    args = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2)
+    encoder = timm.create_model("vit_tiny_patch16_224", num_classes=0, **args)
+    mae = MaskedAutoencoder(encoder, decoder_dim=32, mask_ratio=0.75)
+    # Smooth images (random linear ramps): a hidden patch is predictable from the visible ones.
+    rng = np.random.default_rng(0)
+    ys, xs = np.mgrid[0:32, 0:32] / 31.0
+    ramps = [np.clip(128 + 120 * (a * xs + b * ys), 0, 255) for a, b in rng.uniform(-1, 1, (8, 2))]
+    images = Collate(MEAN, STD)([([np.repeat(r[..., None], 3, 2).astype(np.uint8)], [0]) for r in ramps])[0]
+    loss, pred, mask = mae(images, torch.Generator().manual_seed(0))
+    assert pred.shape == (8, 16, 8 * 8 * 3) and mask.sum(1).eq(12).all()  # 75% of 16 patches hidden
+    optimizer = torch.optim.AdamW(mae.parameters(), 3e-3)
+    first = float(loss)
+    for step in range(60):
+        optimizer.zero_grad()
+        loss, _, _ = mae(images, torch.Generator().manual_seed(step))
+        loss.backward()
+        optimizer.step()
+    assert float(loss) < 0.5 * first
+    classifier = timm.create_model("vit_tiny_patch16_224", num_classes=2, **args)
+    load_encoder(classifier, mae)
+    assert torch.equal(classifier.blocks[0].attn.qkv.weight, mae.encoder.blocks[0].attn.qkv.weight)
+
+
+def test_transformers_trainer_path(tmp_path):
+    pytest.importorskip("transformers")
+    from transformers import ViTConfig, ViTForImageClassification
+
+    from training.hf_trainer import train_with_trainer
+
+    torch.manual_seed(0)
+    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=64, num_labels=2, id2label={0: "real", 1: "fake"})
+    model = ViTForImageClassification(config)
+    trainer = train_with_trainer(model, _Squares(), _Squares(16), str(tmp_path), MEAN, STD, [1], epochs=2,
+                                 lr=1e-3, batch_size=8)
+    evaluated = [h for h in trainer.state.log_history if "eval_roc_auc" in h]
+    assert len(evaluated) == 2 and all(0 <= h["eval_roc_auc"] <= 1 for h in evaluated)
+    assert trainer.state.best_metric is not None

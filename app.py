@@ -14,7 +14,7 @@ import threading
 import gradio as gr
 
 from forensics import catalog
-from forensics.catalog import METHOD_TITLES, METHODS
+from forensics.catalog import EXTRA_METHODS, METHOD_TITLES, METHODS
 from forensics.errors import ForensicsError
 from forensics.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from forensics.overlay import colour_scale
@@ -76,7 +76,11 @@ def _progress(progress: gr.Progress):
 
 
 def _maps(session, face: int | None, alpha: float):
-    return [gr.Image(value=image, label=caption) for image, caption in service.face_panel(session.result, face, alpha)]
+    panel = service.face_panel(session.result, face, alpha)
+    shown = [gr.Image(value=image, label=caption) for image, caption in panel[: len(METHODS)]]
+    # The patch-score map exists only for patch-level detectors: its slot shows only then.
+    return shown + [gr.Image(value=image, label=caption, visible=image is not None)
+                    for image, caption in panel[len(METHODS):]]
 
 
 def _outputs(session, alpha: float, with_annotated: bool = True) -> list:
@@ -94,17 +98,18 @@ def _outputs(session, alpha: float, with_annotated: bool = True) -> list:
             [json_report, html_report], session]
 
 
-def analyze_image(image, pasted=None, detector=None, methods=list(METHODS), target="fake", head_fusion="mean",
-                  discard_ratio=0.9, alpha=0.5, progress=gr.Progress()):
+def analyze_image(image, pasted=None, detector=None, methods=list(METHODS + EXTRA_METHODS), target="fake",
+                  head_fusion="mean", discard_ratio=0.9, alpha=0.5, progress=gr.Progress()):
     try:
-        session = service.analyze(image or pasted, detector, methods, 1, target, head_fusion, discard_ratio, _progress(progress))
+        session = service.analyze(image or pasted, detector, methods, 1, target, head_fusion, discard_ratio,
+                                  _progress(progress))
     except ForensicsError as exc:
         _fail(exc)
     return _outputs(session, alpha)
 
 
-def analyze_video(video, detector=None, methods=list(METHODS), frames=16, target="fake", head_fusion="mean",
-                  discard_ratio=0.9, alpha=0.5, progress=gr.Progress()):
+def analyze_video(video, detector=None, methods=list(METHODS + EXTRA_METHODS), frames=16, target="fake",
+                  head_fusion="mean", discard_ratio=0.9, alpha=0.5, progress=gr.Progress()):
     try:
         session = service.analyze(video, detector, methods, frames, target, head_fusion, discard_ratio,
                                   _progress(progress))
@@ -129,7 +134,7 @@ def update_maps(session, face, target, head_fusion, discard_ratio, alpha, progre
 
 def show_face(session, face, alpha):
     if session is None:
-        return [gr.Image(value=None) for _ in METHODS]
+        return [gr.Image(value=None) for _ in METHODS + EXTRA_METHODS]
     return _maps(session, face, alpha)
 
 
@@ -160,7 +165,8 @@ def _media_tab(kind: str):
                 examples = catalog.example_files("video")
             c["detector"] = gr.Dropdown(list(catalog.available_detectors()), value=catalog.default_detector(),
                                         allow_custom_value=True, label="Detector (name, model folder or Hub id)")
-            c["methods"] = gr.CheckboxGroup(list(METHODS), value=list(METHODS), label="Explanations")
+            c["methods"] = gr.CheckboxGroup(list(METHODS + EXTRA_METHODS), value=list(METHODS + EXTRA_METHODS),
+                                            label="Explanations (patches: patch-level detectors only)")
             if kind == "video":
                 c["frames"] = gr.Slider(1, 64, value=16, step=1, label="Frames sampled")
             with gr.Accordion("Explanation settings", open=False):
@@ -187,7 +193,7 @@ def _media_tab(kind: str):
             c["face"] = gr.Dropdown(label="Face shown below", choices=[], interactive=True)
             with gr.Row(equal_height=True):
                 c["maps"] = [gr.Image(label=METHOD_TITLES[m], type="numpy", interactive=False, min_width=160,
-                                      height=300) for m in METHODS]
+                                      height=300, visible=m in METHODS) for m in METHODS + EXTRA_METHODS]
             gr.Image(colour_scale(), show_label=False, interactive=False, container=False, height=50,
                      buttons=[])
             c["reports"] = gr.File(label="Report (JSON and self-contained HTML)", file_count="multiple",

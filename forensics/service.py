@@ -15,7 +15,9 @@ import cv2
 import numpy as np
 
 from forensics.analysis import AnalysisResult, Analyzer, FaceResult
-from forensics.catalog import CARD_NAME, METHOD_TITLES, METHODS, available_detectors, default_detector
+from forensics.catalog import CARD_NAME, EXTRA_METHODS, METHOD_TITLES, METHODS, available_detectors, default_detector
+
+ALL_METHODS = METHODS + EXTRA_METHODS
 from forensics.detectors import Detector, load_detector
 from forensics.errors import ForensicsError
 from forensics.explain import ExplainOptions
@@ -54,7 +56,7 @@ class Session:
     detector: str
     target: str = "fake"
     options: ExplainOptions = field(default_factory=ExplainOptions)
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    methods: list[str] = field(default_factory=lambda: list(ALL_METHODS))
 
 
 def _analyzer(det: Detector, methods: Sequence[str], target: str, options: ExplainOptions, frames: int) -> Analyzer:
@@ -62,7 +64,7 @@ def _analyzer(det: Detector, methods: Sequence[str], target: str, options: Expla
                     frames=int(frames))
 
 
-def analyze(path: str | Path | None, detector: str | None = None, methods: Sequence[str] = METHODS,
+def analyze(path: str | Path | None, detector: str | None = None, methods: Sequence[str] = ALL_METHODS,
             frames: int = 16, target: str = "fake", head_fusion: str = "mean", discard_ratio: float = 0.9,
             progress=None) -> Session:
     """Analyse one uploaded file; a bad input raises ``ForensicsError`` with a one-line message."""
@@ -133,14 +135,14 @@ def face_choices(result: AnalysisResult) -> list[tuple[str, int]]:
 
 
 def face_panel(result: AnalysisResult, index: int | None, alpha: float = 0.5) -> list[tuple[np.ndarray | None, str]]:
-    """The selected face's four explanations side by side: (overlay, caption) per method; a method
-    the detector cannot give comes back as (None, reason)."""
+    """The selected face's explanations side by side: (overlay, caption) for each of the four
+    methods and the patch-score map; one the detector cannot give comes back as (None, reason)."""
     if index is None or not result.faces:
-        return [(None, METHOD_TITLES[m]) for m in METHODS]
+        return [(None, METHOD_TITLES[m]) for m in ALL_METHODS]
     face = result.faces[int(index)]
     skipped = result.explanations.get("skipped", {})
     panel = []
-    for method in METHODS:
+    for method in ALL_METHODS:
         title = METHOD_TITLES[method]
         if method in face.heatmaps:
             why = f" ('{face.explained_class}')" if face.explained_class else ""

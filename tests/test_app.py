@@ -35,10 +35,11 @@ def zoo(model_dirs, tmp_path_factory):
     """A detector folder holding a copy of a small model marked as trained: a test fixture in a
     temporary folder (the real app never offers an untrained model)."""
     root = tmp_path_factory.mktemp("zoo")
-    folder = shutil.copytree(model_dirs["timm-vit"], root / "test-vit")
-    config = json.loads((folder / "config.json").read_text())
-    config["forensics"]["trained"] = True
-    (folder / "config.json").write_text(json.dumps(config))
+    for kind, name in (("timm-vit", "test-vit"), ("patch", "zz-test-patch")):
+        folder = shutil.copytree(model_dirs[kind], root / name)
+        config = json.loads((folder / "config.json").read_text())
+        config["forensics"]["trained"] = True
+        (folder / "config.json").write_text(json.dumps(config))
     return root
 
 
@@ -94,14 +95,23 @@ def test_image_handler_gives_verdict_boxes_maps_and_reports(app_module):
     assert "threshold" in summary and "2 face(s)" in summary
     assert annotated.shape[2] == 3
     assert len(faces.choices) == 2 and faces.value == faces.choices[0][1]
-    assert len(maps) == 4 and all(m.value is not None for m in maps)
+    assert len(maps) == 5 and all(m.value is not None for m in maps[:4])
+    assert maps[4].visible is False  # no patch-score map for a ViT
     panel = app_module.service.face_panel(session.result, faces.value)
-    assert [image.shape for image, _ in panel] == [(256, 256, 3)] * 4  # 64 px crops, shown at 256 px
-    assert [m.label.split(" (")[0] for m in maps] == ["Last-layer attention", "Attention rollout", "Grad-CAM",
-                                                          "Grad-CAM++"]
+    assert [image.shape for image, _ in panel[:4]] == [(256, 256, 3)] * 4  # 64 px crops, shown at 256 px
+    assert panel[4][0] is None and "not available" in panel[4][1]
+    assert [m.label.split(" (")[0] for m in maps[:4]] == ["Last-layer attention", "Attention rollout", "Grad-CAM",
+                                                              "Grad-CAM++"]
     json_path, html_path = reports
     assert json.loads(Path(json_path).read_text())["report"]["input"]["sha256"]
     assert "<html" in Path(html_path).read_text()[:200].lower()
+
+
+def test_patch_level_detector_shows_its_patch_score_map(app_module):
+    *_, maps, reports, session = app_module.analyze_image(str(data_path("photos/face_recognition/obama.jpg")),
+                                                          detector="zz-test-patch")
+    assert maps.visible is True and maps.value is not None and maps.label.startswith("Patch scores")
+    assert session.result.explanations["skipped"].keys() == {"attention", "rollout"}
 
 
 def test_new_settings_recompute_maps_only(app_module):
@@ -157,7 +167,7 @@ def test_api_analyses_an_image_and_a_video_with_the_media_alone(server):
     verdict, summary, annotated, faces, *maps, reports = client.predict(
         handle_file(str(data_path("photos/deepface/couple.jpg"))), api_name="/analyze_image")
     assert verdict["label"] in ("fake", "real") and "2 face(s)" in summary and Path(annotated).is_file()
-    assert all(Path(m["value"]).is_file() for m in maps) and len(reports) == 2
+    assert all(Path(m["value"]).is_file() for m in maps[:4]) and len(reports) == 2
     out = client.predict(handle_file(str(EXAMPLES / "astronaut-pan.mp4")), api_name="/analyze_video")
     verdict, summary, timeline, frames, table = out[:5]
     assert timeline["type"] == "plotly" and frames and table["data"]

@@ -50,6 +50,11 @@ def card_text(record: dict, metrics: dict | None) -> str:
         lines += ["", "Robustness (ROC-AUC on the same images, transformed):", "",
                   "| transform | ROC-AUC |", "|---|---|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in metrics["robustness_auc"].items()]
+        adv = metrics.get("adversarial_accuracy") or {}
+        if adv:
+            lines += ["", f"Accuracy under attack ({adv['images']} validation images; budgets in pixel units of 0..255):", "",
+                      "| attack | accuracy |", "|---|---|"]
+            lines += [f"| {k} | {_fmt(v)} |" for k, v in adv.items() if k != "images"]
         videos = metrics.get("videos") or {}
         if videos.get("videos"):
             lines += ["", "Videos (full analysis, 16 frames; far too few for a stable AUC):", "",

@@ -42,13 +42,23 @@ DEFAULTS = {
     "max_steps": None,
     "name": None,
     "version": "1",
+    # loops built on the same core
+    "adversarial": None,  # fgsm | pgd: adversarial training
+    "adv_eps": 2.0,  # pixel units (0..255)
+    "teacher": None,  # a model folder: distil it into --model
+    "temperature": 4.0,
+    "alpha": 0.7,
+    "distill_kind": "kl",  # kl | mse
+    "distill_on": "logits",  # logits | patches
+    "init_from": None,  # encoder weights from `pretrain` (MAE) for a ViT
+    "mask_ratio": 0.75,
 }
 
 
-def _train_parser(sub) -> None:
-    p = sub.add_parser("train", help="fine-tune a detector (self-blended images on by default)")
+def _train_parser(sub, name: str = "train", text: str = "fine-tune a detector (self-blended images on by default)"):
+    p = sub.add_parser(name, help=text)
     p.add_argument("--config", help="YAML file with any of the options below")
-    p.add_argument("--model", choices=["hybrid", "mobilenetv2"])
+    p.add_argument("--model", choices=["hybrid", "mobilenetv2", "patch", "patch-tiny", "vit-tiny"])
     p.add_argument("--data", help="labels.csv (path,label,source[,group]) or an ImageFolder tree")
     p.add_argument("--cache", help="face-crop cache folder")
     p.add_argument("--out", help="run folder (checkpoints, logs, metrics, the model folder in out/model)")
@@ -68,12 +78,24 @@ def _train_parser(sub) -> None:
     p.add_argument("--precision", choices=["auto", "no", "bf16", "fp16"])
     p.add_argument("--max-steps", type=int)
     p.add_argument("--name", help="detector name written into the model folder")
+    p.add_argument("--adversarial", choices=["fgsm", "pgd"], help="adversarial training with this attack")
+    p.add_argument("--adv-eps", type=float, help="attack budget in pixel units (default 2)")
+    p.add_argument("--init-from", help="encoder weights (safetensors) from `pretrain`")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
+    _train_parser(sub, "distill", "distil a teacher model folder into a smaller student (--model)")
+    d = sub.choices["distill"]
+    d.add_argument("--teacher", required=True, help="the teacher's model folder")
+    d.add_argument("--temperature", type=float)
+    d.add_argument("--alpha", type=float, help="weight of the teacher's soft targets (rest: labels)")
+    d.add_argument("--distill-kind", choices=["kl", "mse"])
+    d.add_argument("--distill-on", choices=["logits", "patches"])
+    _train_parser(sub, "pretrain", "masked-image-modelling (MAE) pretraining of a ViT on real faces")
+    sub.choices["pretrain"].add_argument("--mask-ratio", type=float)
     e = sub.add_parser("evaluate", help="measure a detector folder on labelled faces")
     e.add_argument("--detector", required=True)
     e.add_argument("--data", default=DEFAULTS["data"])
@@ -99,7 +121,12 @@ def resolve_config(args: argparse.Namespace) -> dict:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "train":
+    if args.command == "pretrain":
+        from training.pipeline import run_pretraining
+
+        print(json.dumps(run_pretraining(resolve_config(args)), indent=2))
+        return 0
+    if args.command in ("train", "distill"):
         from training.pipeline import run_training
 
         result = run_training(resolve_config(args))

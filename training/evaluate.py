@@ -67,6 +67,25 @@ def robustness(detector, images, y) -> dict:
     return out
 
 
+def adversarial(detector, images, y, seed: int = 0, count: int = 64, epsilons=(0.5, 1.0, 2.0, 4.0)) -> dict:
+    """Accuracy (argmax class) on clean images and under FGSM and
+    PGD (5 steps) at several budgets in pixel units, on a fixed random subset of the images."""
+    import torch
+
+    from training.adversarial import PixelSpace, robust_accuracy
+
+    pick = np.random.default_rng(seed).permutation(len(images))[:count]
+    batch = detector.preprocess([images[i] for i in pick])
+    labels = torch.tensor([detector.fake_indices[0] if y[i] else _real_index(detector) for i in pick])
+    report = robust_accuracy(detector.model, [(batch, labels)], PixelSpace(detector.info.mean, detector.info.std),
+                             epsilons=epsilons, pgd_steps=5)
+    return {"images": int(len(pick)), **{k: round(v, 4) for k, v in report.items()}}
+
+
+def _real_index(detector) -> int:
+    return next(i for i in range(len(detector.labels)) if i not in detector.fake_indices)
+
+
 def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = None,
                    holdout_sources: Sequence[str] | None = None, seed: int = 0, videos: bool = True) -> dict:
     from training.pipeline import cached_faces
@@ -113,6 +132,7 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
         "robustness_auc": robustness(detector, images, y),
     }
     metrics["summary"]["jpeg_50_auc"] = metrics["robustness_auc"]["jpeg_50"]
+    metrics["adversarial_accuracy"] = adversarial(detector, images, y, seed)
     if videos:
         metrics["videos"] = video_results(detector_dir, data)
     out_dir = Path(out) if out else folder

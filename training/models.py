@@ -18,6 +18,9 @@ ARCHITECTURES = {
     # name: (timm architecture, model_args)
     "hybrid": ("forensics_hybrid_mnv2_vit", dict(img_size=224, embed_dim=192, depth=4, num_heads=3)),
     "mobilenetv2": ("mobilenetv2_100", {}),
+    "patch": ("forensics_patch_cnn", {}),
+    "patch-tiny": ("forensics_patch_cnn_tiny", {}),
+    "vit-tiny": ("vit_tiny_patch16_224", dict(img_size=224)),
 }
 # Parameter-name prefixes of the pretrained part of each architecture (trained at a lower rate).
 PRETRAINED_PREFIXES = {

@@ -88,6 +88,56 @@ def face_datasets(faces: Sequence[CachedFace], labels: Sequence[str], size: int,
     return Concat(parts)
 
 
+def _loss_for(config: dict):
+    """The loss of the loop the config asks for: distillation, adversarial, or plain cross-entropy."""
+    if config.get("teacher"):
+        from forensics.detectors import load_detector
+        from training.distill import DistillationLoss
+
+        teacher = load_detector(config["teacher"]).model
+        return DistillationLoss(teacher, config["temperature"], config["alpha"], config["distill_kind"],
+                                config["distill_on"])
+    if config.get("adversarial"):
+        from training.adversarial import AdversarialLoss, PixelSpace
+
+        return AdversarialLoss(PixelSpace(*IMAGENET), config["adv_eps"], config["adversarial"])
+    return None
+
+
+def run_pretraining(config: dict) -> dict:
+    """MAE pretraining of ``config['model']`` (a timm ViT) on the real training faces."""
+    from safetensors.torch import save_file
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from training.mae import MaskedAutoencoder
+
+    out = Path(config["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    faces = [f for f in split_faces(cached_faces(config), config)[0] if f.label == "real"]
+    size = int(config["image_size"])
+    data = LabelledFaces(faces, [0] * len(faces), size, train=True, seed=config["seed"])
+    loader = DataLoader(data, batch_size=int(config["batch_size"]), shuffle=True, collate_fn=Collate(*IMAGENET),
+                        num_workers=int(config["workers"]), drop_last=True)
+    encoder, _, _ = build_model(config["model"], 0, pretrained=False, image_size=size)
+    mae = MaskedAutoencoder(encoder, mask_ratio=float(config["mask_ratio"]))
+    optimizer = torch.optim.AdamW(mae.parameters(), lr=float(config["lr"]), weight_decay=0.05)
+    history = []
+    for epoch in range(int(config["epochs"])):
+        data.epoch = epoch
+        losses = []
+        for images, _ in tqdm(loader, desc=f"pretrain {epoch + 1}/{config['epochs']}"):
+            loss, _, _ = mae(images)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss))
+        history.append({"epoch": epoch + 1, "loss": float(sum(losses) / max(1, len(losses)))})
+        save_file({k: v.contiguous() for k, v in mae.encoder.state_dict().items()}, str(out / "encoder.safetensors"))
+        (out / "history.json").write_text(json.dumps(history, indent=2))
+    return {"encoder": str(out / "encoder.safetensors"), "history": history}
+
+
 def run_training(config: dict) -> dict:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(config["out"])
@@ -98,6 +148,11 @@ def run_training(config: dict) -> dict:
     train_set = face_datasets(train_faces, labels, size, config["sbi"], True, config["seed"])
     val_set = face_datasets(val_faces, labels, size, config["sbi"], False, config["seed"] + 1)
     model, arch, model_args = build_model(config["model"], len(labels), config["pretrained"], size)
+    if config.get("init_from"):
+        from safetensors.torch import load_file
+
+        state = {k: v for k, v in load_file(config["init_from"]).items() if not k.startswith("head")}
+        model.load_state_dict(state, strict=False)
     name = config.get("name") or (f"{config['model']}-sbi" if config["sbi"] else config["model"])
     info = DetectorInfo(
         name=name, family="timm", labels=labels, fake_labels=[x for x in labels if x != "real"], input_size=size,
@@ -123,7 +178,7 @@ def run_training(config: dict) -> dict:
     )
     fake_indices = [i for i, x in enumerate(labels) if x != "real"]
     result = train(model, train_set, val_set, train_config, Collate(*IMAGENET), fake_indices, on_best=on_best,
-                   trunk_prefixes=PRETRAINED_PREFIXES.get(config["model"], ()))
+                   trunk_prefixes=PRETRAINED_PREFIXES.get(config["model"], ()), loss_fn=_loss_for(config))
     return {**result, "model_dir": str(model_dir), "record": record}
 
 

@@ -131,6 +131,7 @@ class CachedFace:
     confidence: float
     padded_fraction: float  # share of the crop outside the source image (black padding)
     margin: float = 0.3  # the margin used (smaller than asked when the box had to fit inside)
+    image_path: str = ""  # the source image
 
 
 class FaceCropCache:
@@ -172,7 +173,7 @@ class FaceCropCache:
                     _write_json(index_path, index)
             if entry.get("crop_path"):
                 out.append(CachedFace(label=sample.label, source=sample.source, group=sample.group,
-                                      margin=entry.get("margin", self.margin),
+                                      margin=entry.get("margin", self.margin), image_path=sample.path,
                                       **{k: entry[k] for k in ("crop_path", "landmarks", "confidence",
                                                                "padded_fraction")}))
         _write_json(index_path, index)

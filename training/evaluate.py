@@ -88,7 +88,7 @@ def _real_index(detector) -> int:
 
 def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = None,
                    holdout_sources: Sequence[str] | None = None, seed: int = 0, videos: bool = True) -> dict:
-    from training.pipeline import cached_faces
+    from training.pipeline import cached_faces, relative_to_data
 
     detector = load_detector(detector_dir, cache=False)
     folder = Path(detector.path)
@@ -97,8 +97,8 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
     config.update({"data": data, "cache": cache})
     config.setdefault("max_padding", 0.15)
     faces = cached_faces(config)
-    wanted = set(record.get("validation_paths", []))
-    val = [f for f in faces if f.crop_path in wanted] if wanted else faces
+    wanted = set(record.get("validation_images", []))
+    val = [f for f in faces if relative_to_data(f.image_path, data) in wanted] if wanted else faces
     if holdout_sources is None:
         holdout_sources = config.get("holdout_sources", [])
     items = evaluation_images(val, seed)

@@ -162,7 +162,8 @@ def run_training(config: dict) -> dict:
     record = {
         "config": config,
         "counts": {"train": _counts(train_faces), "validation": _counts(val_faces)},
-        "validation_paths": sorted(f.crop_path for f in val_faces),
+        # Source images relative to the data's folder: the record holds on any machine and cache.
+        "validation_images": sorted(relative_to_data(f.image_path, config["data"]) for f in val_faces),
     }
     model_dir = out / "model"
 
@@ -180,6 +181,15 @@ def run_training(config: dict) -> dict:
     result = train(model, train_set, val_set, train_config, Collate(*IMAGENET), fake_indices, on_best=on_best,
                    trunk_prefixes=PRETRAINED_PREFIXES.get(config["model"], ()), loss_fn=_loss_for(config))
     return {**result, "model_dir": str(model_dir), "record": record}
+
+
+def relative_to_data(path: str, data: str) -> str:
+    root = Path(data).resolve()
+    root = root.parent if root.suffix.lower() == ".csv" else root
+    try:
+        return str(Path(path).resolve().relative_to(root))
+    except ValueError:
+        return str(Path(path).resolve())
 
 
 def _counts(faces: Sequence[CachedFace]) -> dict:

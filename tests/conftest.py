@@ -44,3 +44,22 @@ def face_detector():
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+class Squares:
+    """A learnable toy task for training loops: fakes (odd indices) carry a bright square.
+    Deterministic per (epoch, index), as the training datasets are."""
+
+    def __init__(self, n: int = 32, size: int = 32):
+        self.n, self.size, self.epoch = n, size, 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        rng = np.random.default_rng((self.epoch, i))
+        image = rng.integers(0, 120, (self.size, self.size, 3), dtype=np.uint8)
+        label = i % 2
+        if label:
+            image[8:20, 8:20] = 250
+        return [image], [label]

@@ -12,10 +12,9 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
-from torch.utils.data import Dataset
 
 from forensics.detectors import load_detector
-from tests.conftest import data_path
+from tests.conftest import Squares, data_path
 from training.data import (
     FaceCropCache,
     Sample,
@@ -116,24 +115,6 @@ def test_metrics_against_hand_computed_cases():
     assert binary_metrics([1, 1], [0.3, 0.9])["roc_auc"] is None
 
 
-class _Squares(Dataset):
-    """A learnable toy task: fakes carry a bright square. Deterministic per (epoch, index)."""
-
-    def __init__(self, n=32, size=32):
-        self.n, self.size, self.epoch = n, size, 0
-
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, i):
-        rng = np.random.default_rng((self.epoch, i))
-        image = rng.integers(0, 120, (self.size, self.size, 3), dtype=np.uint8)
-        label = i % 2
-        if label:
-            image[8:20, 8:20] = 250
-        return [image], [label]
-
-
 def _tiny_model():
     import timm
 
@@ -147,7 +128,7 @@ def _run(tmp_path, epochs, resume=False, model=None, stop_after=None):
                          patience=10, log_every=1, warmup_fraction=0.1)
     model = model or _tiny_model()
     stop = (lambda entry: entry["epoch"] >= stop_after) if stop_after else None
-    result = train(model, _Squares(), _Squares(16), config, Collate((0.5,) * 3, (0.5,) * 3), [1], on_epoch_end=stop)
+    result = train(model, Squares(), Squares(16), config, Collate((0.5,) * 3, (0.5,) * 3), [1], on_epoch_end=stop)
     return model, result
 
 

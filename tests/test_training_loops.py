@@ -9,6 +9,7 @@ import timm
 import torch
 
 import forensics.detectors  # noqa: F401  (registers the patch-level architectures)
+from tests.conftest import Squares
 from training.adversarial import AdversarialLoss, PixelSpace, fgsm, pgd, robust_accuracy
 from training.datasets import Collate
 from training.distill import DistillationLoss
@@ -18,23 +19,8 @@ from training.mae import MaskedAutoencoder, load_encoder
 MEAN, STD = (0.5,) * 3, (0.5,) * 3
 
 
-class _Squares(torch.utils.data.Dataset):
-    def __init__(self, n=32, size=32):
-        self.n, self.size, self.epoch = n, size, 0
-
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, i):
-        rng = np.random.default_rng((self.epoch, i))
-        image = rng.integers(0, 120, (self.size, self.size, 3), dtype=np.uint8)
-        if i % 2:
-            image[8:20, 8:20] = 250
-        return [image], [i % 2]
-
-
 def _batch(n=8):
-    return Collate(MEAN, STD)([_Squares()[i] for i in range(n)])
+    return Collate(MEAN, STD)([Squares()[i] for i in range(n)])
 
 
 def test_patch_student_has_ten_times_fewer_parameters_and_learns_from_the_teacher(tmp_path):
@@ -58,7 +44,7 @@ def test_kl_distillation_runs_in_the_training_core(tmp_path):
     teacher = timm.create_model("forensics_patch_cnn", num_classes=2)
     student = timm.create_model("forensics_patch_cnn_tiny", num_classes=2)
     config = TrainConfig(out_dir=str(tmp_path), epochs=3, lr=3e-3, batch_size=8, num_workers=0, log_every=1)
-    result = train(student, _Squares(), _Squares(16), config, Collate(MEAN, STD), [1],
+    result = train(student, Squares(), Squares(16), config, Collate(MEAN, STD), [1],
                    loss_fn=DistillationLoss(teacher, temperature=2.0, alpha=0.5))
     losses = [h["train_loss"] for h in result["history"]]
     assert len(losses) == 3 and losses[-1] < losses[0]
@@ -87,7 +73,7 @@ def test_adversarial_training_lowers_the_adversarial_loss(tmp_path):
     model = timm.create_model("forensics_patch_cnn_tiny", num_classes=2)
     space = PixelSpace(MEAN, STD)
     config = TrainConfig(out_dir=str(tmp_path), epochs=4, lr=3e-3, batch_size=8, num_workers=0, log_every=1)
-    result = train(model, _Squares(), _Squares(16), config, Collate(MEAN, STD), [1],
+    result = train(model, Squares(), Squares(16), config, Collate(MEAN, STD), [1],
                    loss_fn=AdversarialLoss(space, eps=2.0, attack="fgsm"))
     losses = [h["train_loss"] for h in result["history"]]
     assert losses[-1] < losses[0]
@@ -128,7 +114,7 @@ def test_transformers_trainer_path(tmp_path):
     config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                        intermediate_size=64, num_labels=2, id2label={0: "real", 1: "fake"})
     model = ViTForImageClassification(config)
-    trainer = train_with_trainer(model, _Squares(), _Squares(16), str(tmp_path), MEAN, STD, [1], epochs=2,
+    trainer = train_with_trainer(model, Squares(), Squares(16), str(tmp_path), MEAN, STD, [1], epochs=2,
                                  lr=1e-3, batch_size=8)
     evaluated = [h for h in trainer.state.log_history if "eval_roc_auc" in h]
     assert len(evaluated) == 2 and all(0 <= h["eval_roc_auc"] <= 1 for h in evaluated)

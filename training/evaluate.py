@@ -74,6 +74,7 @@ def adversarial(detector, images, y, seed: int = 0, count: int = 64, epsilons=(0
 
     from training.adversarial import PixelSpace, robust_accuracy
 
+    torch.manual_seed(seed)  # PGD's random start: the same figures on every run
     pick = np.random.default_rng(seed).permutation(len(images))[:count]
     batch = detector.preprocess([images[i] for i in pick])
     labels = torch.tensor([detector.fake_indices[0] if y[i] else _real_index(detector) for i in pick])

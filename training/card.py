@@ -47,9 +47,10 @@ def card_text(record: dict, metrics: dict | None) -> str:
                   "Per source:", "", "| subset | ROC-AUC | F1 |", "|---|---|---|"]
         for name, m in metrics["per_source"].items():
             lines.append(f"| {name} | {_fmt(m['roc_auc']) if m else 'n/a'} | {_fmt(m['f1']) if m else 'n/a'} |")
-        lines += ["", "Robustness (ROC-AUC on the same images, transformed):", "",
-                  "| transform | ROC-AUC |", "|---|---|"]
-        lines += [f"| {k} | {_fmt(v)} |" for k, v in metrics["robustness_auc"].items()]
+        rob = metrics["robustness_auc"]
+        lines += ["", f"Robustness (ROC-AUC on {rob.get('images')} validation images, half real and half fake, "
+                  "re-scored after each transform):", "", "| transform | ROC-AUC |", "|---|---|"]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in rob.items() if k != "images"]
         adv = metrics.get("adversarial_accuracy") or {}
         if adv:
             lines += ["", f"Accuracy under attack ({adv['images']} validation images; budgets in pixel units of 0..255):", "",

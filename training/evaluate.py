@@ -53,8 +53,12 @@ def _subset(y, p, sources, keep) -> dict | None:
     return binary_metrics(y[mask], p[mask])
 
 
-def robustness(detector, images, y) -> dict:
-    """ROC-AUC under JPEG re-compression, half-size resizing, blur and a video-codec-like pass."""
+def robustness(detector, images, y, seed: int = 0, count: int = 600) -> dict:
+    """ROC-AUC under JPEG re-compression, half-size resizing, blur and a video-codec-like pass, on a
+    fixed random subset of ``count`` images stratified by label (each transform rescans the set)."""
+    rng = np.random.default_rng(seed)
+    pick = np.concatenate([rng.permutation(np.flatnonzero(y == label))[: count // 2] for label in (0, 1)])
+    images, y = [images[i] for i in pick], y[pick]
     cases: dict[str, Callable] = {f"jpeg_{q}": (lambda im, q=q: augment.jpeg(im, q)) for q in JPEG_QUALITIES}
     cases["resize_0.5"] = lambda im: cv2.resize(cv2.resize(im, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA),
                                                 (im.shape[1], im.shape[0]), interpolation=cv2.INTER_LINEAR)
@@ -64,6 +68,8 @@ def robustness(detector, images, y) -> dict:
     for name, fn in tqdm(cases.items(), desc="robustness", leave=False):
         p = _score(detector, images, fn)
         out[name] = binary_metrics(y, p)["roc_auc"]
+    out["images"] = int(len(pick))
+    out["clean"] = binary_metrics(y, _score(detector, images))["roc_auc"]
     return out
 
 
@@ -130,7 +136,7 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
         "per_source": per_source,
         "calibration": calibration(y, p),
         "roc": roc_points(y, p),
-        "robustness_auc": robustness(detector, images, y),
+        "robustness_auc": robustness(detector, images, y, seed),
     }
     metrics["summary"]["jpeg_50_auc"] = metrics["robustness_auc"]["jpeg_50"]
     metrics["adversarial_accuracy"] = adversarial(detector, images, y, seed)

@@ -180,6 +180,11 @@ def run_training(config: dict) -> dict:
     fake_indices = [i for i, x in enumerate(labels) if x != "real"]
     result = train(model, train_set, val_set, train_config, Collate(*IMAGENET), fake_indices, on_best=on_best,
                    trunk_prefixes=PRETRAINED_PREFIXES.get(config["model"], ()), loss_fn=_loss_for(config))
+    record_path = model_dir / "training.json"
+    if record_path.is_file():  # the whole run's curves travel with the model folder
+        saved = json.loads(record_path.read_text())
+        saved["history"] = result["history"]
+        record_path.write_text(json.dumps(saved, indent=2, default=str))
     return {**result, "model_dir": str(model_dir), "record": record}
 
 

@@ -16,7 +16,7 @@ import gradio as gr
 from forensics import catalog
 from forensics.catalog import EXTRA_METHODS, METHOD_TITLES, METHODS
 from forensics.errors import ForensicsError
-from forensics.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from forensics.media import IMAGE_EXTENSIONS
 from forensics.overlay import colour_scale
 
 

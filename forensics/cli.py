@@ -96,12 +96,12 @@ def cmd_detectors(args) -> int:
 
 
 def default_detector_name() -> str:
-    from forensics.detectors import available_detectors
+    from forensics.catalog import default_detector
 
-    named = available_detectors()
-    if not named:
+    name = default_detector()
+    if name is None:
         raise ForensicsError("no trained detector is bundled yet: pass --detector with a model folder or a Hub id")
-    return "default" if "default" in named else next(iter(named))
+    return name
 
 
 def cmd_analyze(args) -> int:

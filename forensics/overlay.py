@@ -93,3 +93,13 @@ def colour_scale(width: int = 512, height: int = 28, colormap: str = "jet") -> n
     for text, x in (("low", 2), ("relevance (each map scaled to its own 0..1)", width // 2 - 150), ("high", width - 36)):
         cv2.putText(canvas, text, (x, height + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (30, 30, 30), 1, cv2.LINE_AA)
     return canvas
+
+
+def downscale(rgb: np.ndarray, max_side: int) -> np.ndarray:
+    """Shrink so the longest side is at most ``max_side`` (area filter: sharp, alias-free)."""
+    h, w = rgb.shape[:2]
+    scale = max_side / max(h, w)
+    if scale >= 1.0:
+        return rgb
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(np.ascontiguousarray(rgb), size, interpolation=cv2.INTER_AREA)

@@ -29,13 +29,12 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePath
 from typing import Any, Iterable, Sequence
 
-import cv2
 import numpy as np
 from PIL import Image
 
 import forensics
 from forensics.analysis import AnalysisResult, FaceResult
-from forensics.overlay import overlay
+from forensics.overlay import downscale, overlay
 
 TOOL = "Deepfake Forensics Studio"
 MAX_REPORT_FACES = 24  # faces shown with crops and maps; the table lists every face
@@ -379,7 +378,7 @@ def _annotated_section(result: AnalysisResult) -> str:
     canvas = annotated(result)
     if canvas is None:
         return ""
-    uri = _data_uri(_downscale(canvas, ANNOTATED_MAX_SIDE), "JPEG")
+    uri = _data_uri(downscale(canvas, ANNOTATED_MAX_SIDE), "JPEG")
     if result.kind == "video":
         caption = "The most suspicious sampled frame, every face in it boxed with its P(fake)"
     elif any(f.fallback for f in result.faces):
@@ -548,7 +547,7 @@ def _gallery_section(result: AnalysisResult, alpha: float) -> str:
 
 def _figure(rgb: np.ndarray, css: str, caption: str, fmt: str, method: str | None = None) -> str:
     data_method = f" data-method=\"{_e(method)}\"" if method else ""
-    uri = _data_uri(_downscale(rgb, CROP_MAX_SIDE), fmt)
+    uri = _data_uri(downscale(rgb, CROP_MAX_SIDE), fmt)
     return (f"<figure><img class=\"{css}\"{data_method} alt=\"{_e(caption)}\" src=\"{uri}\">"
             f"<figcaption>{_e(caption)}</figcaption></figure>")
 
@@ -579,16 +578,6 @@ def _footer(meta: dict) -> str:
 
 
 # -- images ---------------------------------------------------------------------------------------
-
-
-def _downscale(rgb: np.ndarray, max_side: int) -> np.ndarray:
-    """Shrink so the longest side is at most ``max_side`` (area filter: sharp, alias-free)."""
-    h, w = rgb.shape[:2]
-    scale = max_side / max(h, w)
-    if scale >= 1.0:
-        return rgb
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(np.ascontiguousarray(rgb), size, interpolation=cv2.INTER_AREA)
 
 
 def _data_uri(rgb: np.ndarray, fmt: str = "JPEG") -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import tempfile
-import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -15,13 +14,13 @@ import cv2
 import numpy as np
 
 from forensics.analysis import AnalysisResult, Analyzer, FaceResult
-from forensics.catalog import CARD_NAME, EXTRA_METHODS, METHOD_TITLES, METHODS, available_detectors, default_detector
+from forensics.catalog import EXTRA_METHODS, METHOD_TITLES, METHODS, default_detector
 
 ALL_METHODS = METHODS + EXTRA_METHODS
 from forensics.detectors import Detector, load_detector
 from forensics.errors import ForensicsError
 from forensics.explain import ExplainOptions
-from forensics.overlay import overlay, paste_overlay
+from forensics.overlay import downscale, overlay, paste_overlay
 from forensics.plots import timeline_figure  # noqa: F401  (re-exported for the UI)
 
 MAX_FACES_SHOWN = 8
@@ -36,16 +35,12 @@ def face_detector():
     return FaceDetector()
 
 
-_lock = threading.Lock()
-
-
 def get_detector(detector: str | None) -> Detector:
     """The named (or default) detector, loaded once per process and then shared."""
     name = (detector or "").strip() or default_detector()
     if not name:
         raise ForensicsError("no trained detector is bundled yet: enter a model folder or a Hub id")
-    with _lock:
-        return load_detector(name)
+    return load_detector(name)  # cached, and locked, by the registry
 
 
 @dataclass
@@ -213,7 +208,7 @@ def suspicious_frames(result: AnalysisResult, method: str = "gradcam", alpha: fl
         stamp = faces[0].timestamp
         when = f" ({stamp:.2f}s)" if stamp is not None else ""
         worst = max(f.fake_probability for f in faces)
-        items.append((_shrink(canvas, 960), f"frame {frame}{when}: max P(fake) {worst:.3f}"))
+        items.append((downscale(canvas, 960), f"frame {frame}{when}: max P(fake) {worst:.3f}"))
     return items
 
 
@@ -242,14 +237,6 @@ def write_reports(session: Session, folder: str | Path | None = None) -> tuple[s
     json_path = write_report_json(result, folder / f"{stem}-report.json", extra)
     html_path = write_report_html(result, folder / f"{stem}-report.html", extra)
     return str(json_path), str(html_path)
-
-
-def _shrink(rgb: np.ndarray, max_side: int) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    scale = max_side / max(h, w)
-    if scale >= 1:
-        return rgb
-    return cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
 
 
 def _enlarge(rgb: np.ndarray, min_side: int) -> np.ndarray:

@@ -12,7 +12,7 @@ import re
 import threading
 from pathlib import Path
 
-from forensics.catalog import available_detectors, detector_dirs
+from forensics.catalog import available_detectors, detector_dirs  # noqa: F401  (re-exported)
 from forensics.detectors import timm_family, transformers_family  # noqa: F401  (register families)
 from forensics.detectors.base import (
     FAMILIES,

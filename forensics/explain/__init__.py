@@ -14,6 +14,7 @@ Maps come back at the detector's input size (the crop's size), normalised to [0,
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -103,7 +104,7 @@ def explain(
 
     inputs = batch.detach().clone().requires_grad_(needs_backward)
     cams = SharedCams(detector.model, detector.cam_target_layers, detector.cam_reshape, cam_wanted) if cam_wanted else None
-    attention_ctx = detector.capture_attention() if attention_wanted else _nothing()
+    attention_ctx = detector.capture_attention() if attention_wanted else contextlib.nullcontext([])
     patch_logits: list[torch.Tensor] = []
     patch_hook = (detector.patch_score_module.register_forward_hook(lambda m, i, o: patch_logits.append(o.detach()))
                   if patches_wanted else None)
@@ -138,14 +139,6 @@ def explain(
             patch_hook.remove()
     ordered = {m: maps[m] for m in methods if m in maps}
     return Explanation(ordered, probabilities, targets, skipped)
-
-
-class _nothing:
-    def __enter__(self):
-        return []
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _to_input_size(grid_maps: torch.Tensor, inputs: torch.Tensor) -> np.ndarray:

@@ -22,7 +22,7 @@ class AugmentParams:
     codec_like: bool
 
 
-def draw_params(rng: np.random.Generator, strength: float = 1.0) -> AugmentParams:
+def draw_params(rng: np.random.Generator, strength: float = 1.0, jpeg_prob: float = 0.75) -> AugmentParams:
     """One random set of augmentation parameters (shared by a real and its fake)."""
     scale = rng.uniform(0.9, 1.0)
     return AugmentParams(
@@ -32,7 +32,7 @@ def draw_params(rng: np.random.Generator, strength: float = 1.0) -> AugmentParam
         contrast=float(rng.uniform(0.85, 1.15)) if rng.random() < 0.5 else 1.0,
         blur=int(rng.choice([3, 5])) if rng.random() < 0.15 * strength else 0,
         downscale=float(rng.uniform(0.4, 0.9)) if rng.random() < 0.3 * strength else 1.0,
-        jpeg=int(rng.integers(30, 101)) if rng.random() < 0.75 * strength else None,
+        jpeg=int(rng.integers(30, 101)) if rng.random() < min(1.0, jpeg_prob * strength) else None,
         codec_like=bool(rng.random() < 0.15 * strength),
     )
 

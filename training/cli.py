@@ -50,7 +50,9 @@ DEFAULTS = {
     "alpha": 0.7,
     "distill_kind": "kl",  # kl | mse
     "distill_on": "logits",  # logits | patches
-    "init_from": None,  # encoder weights from `pretrain` (MAE) for a ViT
+    "init_from": None,  # weights to start from: a trained model folder, or an MAE encoder from `pretrain`
+    "select_on_holdout": False,  # choose the best epoch on held-out sources too (leaks them: off)
+    "jpeg_prob": 0.75,  # share of training pairs re-encoded as JPEG (quality 30..100)
     "mask_ratio": 0.75,
 }
 
@@ -80,7 +82,9 @@ def _train_parser(sub, name: str = "train", text: str = "fine-tune a detector (s
     p.add_argument("--name", help="detector name written into the model folder")
     p.add_argument("--adversarial", choices=["fgsm", "pgd"], help="adversarial training with this attack")
     p.add_argument("--adv-eps", type=float, help="attack budget in pixel units (default 2)")
-    p.add_argument("--init-from", help="encoder weights (safetensors) from `pretrain`")
+    p.add_argument("--init-from", help="start from these weights: a model folder or .safetensors (a trained "
+                   "detector to train further, or an encoder from `pretrain`)")
+    p.add_argument("--jpeg-prob", type=float, help="share of training pairs re-encoded as JPEG (default 0.75)")
 
 
 def build_parser() -> argparse.ArgumentParser:

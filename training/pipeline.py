@@ -73,18 +73,19 @@ def split_faces(faces: Sequence[CachedFace], config: dict) -> tuple[list[CachedF
 
 
 def face_datasets(faces: Sequence[CachedFace], labels: Sequence[str], size: int, sbi: bool, train: bool,
-                  seed: int) -> Dataset:
+                  seed: int, jpeg_prob: float = 0.75) -> Dataset:
     """Reals paired with self-blended fakes (when ``sbi``), plus every labelled fake as it is."""
     real, fake = labels.index("real"), labels.index("fake")
     reals = [f for f in faces if f.label == "real"]
     others = [f for f in faces if f.label != "real"]
     parts: list[Dataset] = []
     if sbi:
-        parts.append(SelfBlendedPairs(reals, size, real, fake, train=train, seed=seed))
+        parts.append(SelfBlendedPairs(reals, size, real, fake, train=train, seed=seed, jpeg_prob=jpeg_prob))
     else:
         others = list(faces)
     if others:
-        parts.append(LabelledFaces(others, [labels.index(f.label) for f in others], size, train=train, seed=seed))
+        parts.append(LabelledFaces(others, [labels.index(f.label) for f in others], size, train=train, seed=seed,
+                                   jpeg_prob=jpeg_prob))
     return Concat(parts)
 
 
@@ -145,14 +146,15 @@ def run_training(config: dict) -> dict:
     faces = cached_faces(config)
     train_faces, val_faces = split_faces(faces, config)
     size = int(config["image_size"])
-    train_set = face_datasets(train_faces, labels, size, config["sbi"], True, config["seed"])
-    val_set = face_datasets(val_faces, labels, size, config["sbi"], False, config["seed"] + 1)
+    train_set = face_datasets(train_faces, labels, size, config["sbi"], True, config["seed"],
+                              float(config.get("jpeg_prob", 0.75)))
+    # The best epoch is chosen on held-back faces of the training sources only: choosing it on the
+    # held-out sources would leak them into the model and make their figures optimistic.
+    select_faces = selection_faces(val_faces, config)
+    val_set = face_datasets(select_faces, labels, size, config["sbi"], False, config["seed"] + 1)
     model, arch, model_args = build_model(config["model"], len(labels), config["pretrained"], size)
     if config.get("init_from"):
-        from safetensors.torch import load_file
-
-        state = {k: v for k, v in load_file(config["init_from"]).items() if not k.startswith("head")}
-        model.load_state_dict(state, strict=False)
+        init_weights(model, config["init_from"])
     name = config.get("name") or (f"{config['model']}-sbi" if config["sbi"] else config["model"])
     info = DetectorInfo(
         name=name, family="timm", labels=labels, fake_labels=[x for x in labels if x != "real"], input_size=size,
@@ -161,7 +163,8 @@ def run_training(config: dict) -> dict:
     )
     record = {
         "config": config,
-        "counts": {"train": _counts(train_faces), "validation": _counts(val_faces)},
+        "counts": {"train": _counts(train_faces), "validation": _counts(val_faces),
+                   "model_selection": _counts(select_faces)},
         # Source images relative to the data's folder: the record holds on any machine and cache.
         "validation_images": sorted(relative_to_data(f.image_path, config["data"]) for f in val_faces),
     }
@@ -186,6 +189,36 @@ def run_training(config: dict) -> dict:
         saved["history"] = result["history"]
         record_path.write_text(json.dumps(saved, indent=2, default=str))
     return {**result, "model_dir": str(model_dir), "record": record}
+
+
+def selection_faces(val_faces: Sequence[CachedFace], config: dict) -> list[CachedFace]:
+    """The validation faces the best epoch is chosen on: those of held-out sources are left out
+    unless ``select_on_holdout`` is set (or nothing else is left)."""
+    held = set(config.get("holdout_sources") or ())
+    if config.get("select_on_holdout") or not held:
+        return list(val_faces)
+    chosen = [f for f in val_faces if f.source not in held]
+    return chosen or list(val_faces)
+
+
+def init_weights(model: torch.nn.Module, path: str | Path) -> list[str]:
+    """Start from the weights in ``path`` (a safetensors file, or a model folder holding
+    model.safetensors): every tensor whose name and shape match is loaded, so a detector can be
+    trained further and an MAE encoder gives a classifier its trunk (a head of another size is
+    left as initialised). Returns the names left as initialised."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no weights to start from")
+    own = model.state_dict()
+    state = {k: v for k, v in load_file(str(path)).items() if k in own and own[k].shape == v.shape}
+    if not state:
+        raise ValueError(f"{path}: none of its tensors fits this model")
+    model.load_state_dict(state, strict=False)
+    return sorted(set(own) - set(state))
 
 
 def relative_to_data(path: str, data: str) -> str:

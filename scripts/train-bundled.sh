@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Train and evaluate every detector bundled in assets/detectors (hours on a 2-core CPU).
+# Two queues run side by side with one thread each: the default (two stages) and the small
+# models (patch teacher -> tiny student, MobileNetV2 baseline). Logs in runs/<name>/stdout.log.
+# Afterwards copy runs/<name>/model into assets/detectors/<name> (see README, "Bundled detectors").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+DATA=${DATA:-../shared/data/labels.csv}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+
+run() {  # run NAME COMMAND...: log to runs/NAME/stdout.log
+  local name=$1; shift
+  mkdir -p "runs/$name"
+  echo "[$(date +%T)] $name: $*" | tee -a "runs/$name/stdout.log"
+  "$@" >>"runs/$name/stdout.log" 2>&1
+}
+
+default_queue() {
+  [ -f runs/default/model/model.safetensors ] || run default $PY -m training train --config configs/default.yaml
+  run default2 $PY -m training train --config configs/default-stage2.yaml
+  run default2 $PY -m training evaluate --detector runs/default2/model --data "$DATA"
+}
+
+small_queue() {
+  run patch $PY -m training train --config configs/patch.yaml
+  run patch $PY -m training evaluate --detector runs/patch/model --data "$DATA"
+  run patch-tiny $PY -m training distill --config configs/patch-tiny.yaml
+  run patch-tiny $PY -m training evaluate --detector runs/patch-tiny/model --data "$DATA"
+  run mobilenetv2 $PY -m training train --config configs/mobilenetv2.yaml
+  run mobilenetv2 $PY -m training evaluate --detector runs/mobilenetv2/model --data "$DATA"
+}
+
+case "${1:-all}" in
+  default) default_queue ;;
+  small) small_queue ;;
+  all) default_queue & small_queue & wait ;;
+  *) echo "usage: $0 [all|default|small]" >&2; exit 2 ;;
+esac

@@ -37,13 +37,26 @@ def read_config(folder: Path) -> dict:
     return data
 
 
+def forensics_home() -> Path:
+    """Where background jobs keep their database, runs, crop caches and the models they made:
+    ``$FORENSICS_HOME``, else ``~/.cache/forensics-studio``. Outside the repository on purpose: a
+    Space or a container mounts persistent storage there, and nothing a job writes is committed."""
+    return Path(os.environ.get("FORENSICS_HOME") or Path.home() / ".cache" / "forensics-studio").expanduser()
+
+
+def job_models_dir() -> Path:
+    """The folder finished training jobs publish their model folders to (a detector root)."""
+    return forensics_home() / "models"
+
+
 def detector_dirs() -> list[Path]:
-    """Where named detectors live: the bundled ``assets/detectors`` and ``$FORENSICS_DETECTORS``."""
+    """Where named detectors live: the bundled ``assets/detectors``, ``$FORENSICS_DETECTORS`` and
+    the models finished jobs published (so a new model is offered as soon as its job ends)."""
     dirs = [ASSETS]
     extra = os.environ.get("FORENSICS_DETECTORS")
     if extra:
         dirs += [Path(p) for p in extra.split(os.pathsep) if p]
-    return dirs
+    return dirs + [job_models_dir()]
 
 
 def available_detectors() -> dict[str, Path]:

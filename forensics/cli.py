@@ -1,4 +1,5 @@
-"""``python -m forensics``: list detectors, analyse media, benchmark explanations."""
+"""``python -m forensics``: list detectors, analyse media, benchmark explanations, run background jobs
+and push or pull models on the Hugging Face Hub."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from forensics import cli_int8, cli_jobs
 from forensics.errors import ForensicsError
 
 EXIT_INPUT_FAILED = 2
@@ -51,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="machine-readable output")
     _add_analyze(sub)
     _add_bench(sub)
+    cli_jobs.add_parsers(sub)
+    cli_int8.add_parsers(sub)
     return parser
 
 
@@ -65,6 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from forensics.bench import run_bench
 
             return run_bench(args)
+        if args.command in cli_jobs.COMMANDS:
+            return cli_jobs.run(args)
+        if args.command in cli_int8.COMMANDS:
+            return cli_int8.run(args)
     except (ForensicsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -16,3 +16,19 @@ class MediaError(ForensicsError):
 
 class DetectorError(ForensicsError):
     """A detector could not be found, loaded or run."""
+
+
+class JobError(ForensicsError):
+    """A background job could not be submitted, found, cancelled, resumed or deleted."""
+
+
+class ArchiveError(ForensicsError):
+    """An uploaded archive is unsafe (paths outside its folder, links, too large, too many files) or broken."""
+
+
+class HubError(ForensicsError):
+    """A Hugging Face Hub push or pull failed (offline, no token, refused weights, HTTP error)."""
+
+
+class AccessError(ForensicsError):
+    """An action that needs the admin credential was asked for without it."""

@@ -29,11 +29,18 @@ def card_text(record: dict, metrics: dict | None) -> str:
               f"- RGB face crop resized to {config.get('image_size')} px, ImageNet mean/std normalisation.",
               "- Training augmentation, identical for a real face and its pseudo-fake: flip, crop 90-100%, brightness/"
               "contrast, blur, down-and-up resizing, JPEG quality 30-100, a video-codec-like pass.",
-              "", "## Training command", "", "```", "python -m training train --config configs/default.yaml", "```",
+              "", "## Training command", "", "```", record.get("command") or "python -m training train --config configs/default.yaml", "```",
               "", f"Settings: model {config.get('model')}, epochs {config.get('epochs')}, batch {config.get('batch_size')} "
               f"real faces (+ as many pseudo-fakes), AdamW lr {config.get('lr')} (pretrained trunk x0.3), weight decay "
               f"{config.get('weight_decay')}, cosine schedule with warm-up, gradient clipping 1.0, precision "
               f"{config.get('precision')}, seed {config.get('seed')}. Best epoch: {record.get('best_epoch', {}).get('epoch')}."]
+    best_val = (record.get("best_epoch") or {}).get("val")
+    if not metrics and best_val:  # not evaluated yet: what the training loop measured on its validation split
+        lines += ["", "## Validation during training (best epoch)", "",
+                  f"On {best_val.get('n')} validation images: held-back faces and their pseudo-fakes, the split the epoch was chosen on ("
+                  "`python -m training evaluate` measures more):", "", "| measure | value |", "|---|---|",
+                  f"| ROC-AUC | {_fmt(best_val.get('roc_auc'))} |", f"| F1 | {_fmt(best_val.get('f1'))} |",
+                  f"| accuracy | {_fmt(best_val.get('accuracy'))} |"]
     if metrics:
         s = metrics["summary"]
         lines += ["", "## Measured (python -m training evaluate)", "",

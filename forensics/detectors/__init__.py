@@ -65,12 +65,22 @@ def _download(repo_id: str, revision: str | None, offline: bool | None) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
+    from forensics.hub import hub_endpoint, reachable
+
     if offline is None:
         offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    # One quick TCP probe: with the Hub unreachable, go straight to the cache instead of waiting
+    # on the client's timeouts.
+    local_only = offline or not reachable(hub_endpoint())
     try:
         folder = snapshot_download(
-            repo_id, revision=revision, allow_patterns=_HUB_FILES, local_files_only=offline, etag_timeout=5
+            repo_id, revision=revision, allow_patterns=_HUB_FILES, local_files_only=local_only, etag_timeout=5
         )
+        if not local_only and not any(Path(folder).glob("*.safetensors")):
+            # Older repos hold only a pickled checkpoint: fetch it too. It is loaded only if
+            # torch.load(weights_only=True) accepts it (tensors, no code), else refused.
+            folder = snapshot_download(repo_id, revision=revision, allow_patterns=[*_HUB_FILES, "pytorch_model.bin"],
+                                       etag_timeout=5)
     except LocalEntryNotFoundError as exc:
         where = "offline and not in the local cache" if offline else "not reachable and not in the local cache"
         raise DetectorError(f"Hub model {repo_id!r}: {where}") from exc

@@ -184,8 +184,18 @@ def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
         try:
             return torch.load(pickled, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise DetectorError(f"{pickled}: refused: it does not load with weights_only=True ({exc})") from exc
+            raise DetectorError(f"{pickled}: refused: it does not load with weights_only=True "
+                                f"({_unpickling_reason(exc)})") from exc
     raise DetectorError(f"{folder}: no {WEIGHTS_NAME} in the model folder")
+
+
+def _unpickling_reason(exc: Exception) -> str:
+    """torch's weights_only refusal in a few words (its own message is a page of advice)."""
+    import re
+
+    text = " ".join(str(exc).split())
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    return f"it would unpickle {found.group(1)}" if found else text[:160]
 
 
 def save_timm_detector(

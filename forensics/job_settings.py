@@ -1,0 +1,181 @@
+"""What a background job runs: its settings, their checks (one-line errors naming the setting),
+and the ``python -m training ...`` command they become."""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from forensics import catalog
+from forensics.errors import JobError
+
+KINDS = ("train", "finetune", "distill", "evaluate")
+TRAINING_KINDS = ("train", "finetune", "distill")
+# The architectures `python -m training train --model` builds (training.models.ARCHITECTURES; a test
+# keeps the two in step without importing torch here).
+MODEL_CHOICES = ("hybrid", "mobilenetv2", "patch", "patch-tiny", "vit-tiny")
+LABEL_ORDERS = (("real", "fake"), ("fake", "real"))
+
+
+@dataclass
+class JobSettings:
+    """What a job runs. ``base`` is the detector a fine-tune starts from, the teacher of a
+    distillation, or the detector an evaluation measures; ``model`` the architecture trained."""
+
+    kind: str = "train"
+    data: str = ""
+    model: str = "hybrid"
+    base: str | None = None
+    epochs: int = 4
+    lr: float = 3e-4
+    batch_size: int = 16
+    image_size: int = 224
+    sbi: bool = True
+    labels: list[str] = field(default_factory=lambda: ["real", "fake"])
+    max_steps: int | None = None
+    name: str | None = None
+    extra: list[str] = field(default_factory=list)  # further `python -m training` options (CLI only)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "JobSettings":
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def validate(settings: JobSettings) -> JobSettings:
+    """Check a job's settings, with one-line errors naming the setting."""
+    s = JobSettings.from_dict(settings.to_dict())
+    if s.kind not in KINDS:
+        raise JobError(f"unknown job kind {s.kind!r}; choose from {', '.join(KINDS)}")
+    if not s.data or not str(s.data).strip():
+        raise JobError("no data: give a dataset folder (ImageFolder tree), a labels.csv or a zip")
+    data = Path(str(s.data).strip()).expanduser()
+    if not (data.is_dir() or (data.is_file() and data.suffix.lower() == ".csv")):
+        raise JobError(f"data {s.data!r} is neither a folder nor a labels.csv on the server")
+    s.data = str(data.resolve())
+    if s.kind in ("finetune", "distill", "evaluate") and not (s.base or "").strip():
+        what = {"finetune": "the detector to fine-tune", "distill": "the teacher detector",
+                "evaluate": "the detector to evaluate"}[s.kind]
+        raise JobError(f"a {s.kind} job needs {what}")
+    if s.kind in ("train", "distill") and s.model not in MODEL_CHOICES:
+        raise JobError(f"unknown architecture {s.model!r}; choose from {', '.join(MODEL_CHOICES)}")
+    s.epochs, s.batch_size, s.image_size = _int("epochs", s.epochs, 1, 1000), _int("batch size", s.batch_size, 1, 4096), \
+        _int("image size", s.image_size, 16, 1024)
+    if s.model in ("hybrid", "vit-tiny") and s.kind != "evaluate" and s.image_size % 16:
+        raise JobError(f"image size {s.image_size} must be a multiple of 16 for {s.model}")
+    try:
+        s.lr = float(s.lr)
+    except (TypeError, ValueError):
+        raise JobError(f"learning rate {s.lr!r} is not a number") from None
+    if not 0.0 < s.lr <= 1.0:
+        raise JobError(f"learning rate {s.lr} must be in (0, 1]")
+    s.sbi = bool(s.sbi)
+    labels = tuple(s.labels.split() if isinstance(s.labels, str) else s.labels or ())
+    if labels not in LABEL_ORDERS:
+        raise JobError(f"label order {' '.join(labels)!r} must be 'real fake' or 'fake real'")
+    s.labels = list(labels)
+    if s.max_steps in ("", 0):
+        s.max_steps = None
+    if s.max_steps is not None:
+        s.max_steps = _int("max steps", s.max_steps, 1, 10_000_000)
+    s.name = (s.name or "").strip() or None
+    if s.name and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", s.name):
+        raise JobError(f"name {s.name!r}: use up to 64 letters, digits, '.', '_' or '-'")
+    if any(not isinstance(a, str) for a in s.extra):
+        raise JobError("extra options must be strings")
+    return s
+
+
+def build_command(settings: JobSettings, run_dir: Path, cache: str, name: str, models_dir: Path,
+                  base: Path | None = None, model: str | None = None) -> list[str]:
+    """The ``python -m training ...`` argv of a job; ``base`` is the resolved folder of
+    ``settings.base`` and ``model`` the architecture to build (a fine-tune's follows its base)."""
+    s = settings
+    command = [sys.executable, "-m", "training"]
+    if s.kind == "evaluate":
+        command += ["evaluate", "--detector", str(base), "--data", s.data, "--cache", cache]
+        # A model a job made keeps its measured card beside it; any other detector (bundled, Hub,
+        # someone's folder) is never written into: its metrics and report go to the job's folder.
+        if not inside_folder(base, models_dir):
+            command += ["--out", str(run_dir)]
+        return command + list(s.extra)
+    command.append("distill" if s.kind == "distill" else "train")
+    if s.kind == "finetune":
+        command += ["--init-from", str(base)]
+    elif s.kind == "distill":
+        command += ["--teacher", str(base)]
+    command += ["--model", model or s.model, "--data", s.data, "--cache", cache, "--out", str(run_dir),
+                "--epochs", str(s.epochs), "--batch-size", str(s.batch_size), "--lr", repr(float(s.lr)),
+                "--image-size", str(s.image_size), "--sbi" if s.sbi else "--no-sbi", "--labels", *s.labels,
+                "--workers", "0", "--name", name]
+    if s.max_steps:
+        command += ["--max-steps", str(s.max_steps)]
+    return command + list(s.extra)
+
+
+def resolve_detector_folder(name: str | None) -> Path:
+    """A detector name, folder or Hub id -> its local folder (Hub ids are downloaded here, at
+    submission, so a job never waits on the network and an offline id fails at once)."""
+    text = (name or "").strip()
+    named = catalog.available_detectors()
+    if text in named:
+        return named[text].resolve()
+    if Path(text).expanduser().is_dir():
+        return Path(text).expanduser().resolve()
+    from forensics.detectors import resolve_model_folder
+
+    return resolve_model_folder(text)
+
+
+def model_choice_for(folder: Path) -> str:
+    """Which ``--model`` rebuilds a detector's architecture, so fine-tuning starts from all its
+    weights (the training CLI loads every tensor whose name and shape match)."""
+    from training.models import ARCHITECTURES
+
+    config = catalog.read_config(folder)
+    arch = config.get("architecture")
+    for choice, (known, args) in ARCHITECTURES.items():
+        if known == arch:
+            given = {k: v for k, v in (config.get("model_args") or {}).items() if k != "img_size"}
+            wanted = {k: v for k, v in args.items() if k != "img_size"}
+            if given != wanted:
+                raise JobError(f"{folder.name}: its {arch} was built with {given}, not the {wanted} training builds; "
+                               "it cannot be fine-tuned here")
+            return choice
+    trainable = ", ".join(sorted(a for a, _ in ARCHITECTURES.values()))
+    raise JobError(f"{folder.name}: architecture {arch or config.get('model_type')!r} cannot be fine-tuned here "
+                   f"(trainable: {trainable})")
+
+
+def check_finetune_size(base: Path, model: str, image_size: int) -> None:
+    """A token model's position embeddings are sized for its input: a fine-tune at another size
+    would silently drop them, so it must keep the base's size."""
+    if model not in ("hybrid", "vit-tiny"):
+        return
+    config = catalog.read_config(base)
+    size = int((config.get("pretrained_cfg") or {}).get("input_size", [3, 224, 224])[-1])
+    if size != image_size:
+        raise JobError(f"image size {image_size}: fine-tuning {base.name} ({model}) must keep its input size {size}")
+
+
+def _int(what: str, value, low: int, high: int) -> int:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise JobError(f"{what} {value!r} is not a number") from None
+    if number != int(number) or not low <= number <= high:
+        raise JobError(f"{what} {value} must be a whole number from {low} to {high}")
+    return int(number)
+
+
+
+
+def inside_folder(path: Path, root: Path) -> bool:
+    try:
+        return Path(path).resolve().is_relative_to(Path(root).resolve())
+    except OSError:
+        return False

@@ -1,0 +1,288 @@
+"""What the app's Train tab calls: background jobs and Hub pushes behind the admin credential.
+
+Light on purpose (SQLite, Plotly; no torch): the app imports it while drawing its page. Every
+handler that launches, cancels, resumes, deletes, lists or shows jobs, or pushes to the Hub, checks
+the admin credential first (``forensics.access``) and answers a one-line ``gr.Error`` without it;
+their API names contain ``job`` or ``push``, which is how a reviewer finds them all.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import gradio as gr
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from forensics import access, catalog
+from forensics.errors import ForensicsError
+from forensics.jobs import KINDS, MODEL_CHOICES, Job, JobSettings, JobStore
+
+TABLE_HEADERS = ["id", "name", "kind", "status", "progress", "created", "result"]
+LABEL_ORDER_CHOICES = ["real fake", "fake real"]
+KIND_CHOICES = list(zip(("train", "fine-tune", "distil", "evaluate"), KINDS))
+
+INTRO = """Train, fine-tune, distil or evaluate a detector in the background: each job runs as its own
+process (a capped number of threads, at lower priority), one at a time unless configured otherwise,
+and its state is kept on disk, so jobs survive a restart. A finished job's model appears in the
+detector boxes at once, with its model card. Data: a folder (an ImageFolder tree with `real/` and
+`fake/` subfolders, or a `labels.csv`) on the server, or a zip of such a tree."""
+
+
+def admin_note() -> str:
+    if access.admin_configured():
+        return "Jobs and Hub pushes need the **admin token** (`FORENSICS_ADMIN_TOKEN` on the server)."
+    return ("**Admin actions are switched off**: no admin credential is configured on this server "
+            "(set `FORENSICS_ADMIN_TOKEN`). Anyone may analyse media; only an admin may run jobs or push models.")
+
+
+@lru_cache(maxsize=1)
+def store() -> JobStore:
+    """The app's job store, opened once: opening reconciles jobs interrupted by a restart and
+    starts what is queued."""
+    return JobStore()
+
+
+def _fail(exc: Exception):
+    raise gr.Error(str(exc), print_exception=False) from None
+
+
+def _admin(token: str | None, request: gr.Request | None, action: str) -> None:
+    try:
+        access.require_admin(token, access.request_username(request), action)
+    except ForensicsError as exc:
+        _fail(exc)
+
+
+def detector_names() -> list[str]:
+    return list(catalog.available_detectors())
+
+
+def detector_box_choices() -> list[str]:
+    """What the analysis tabs' detector boxes offer (with ONNX builds where the catalog lists them)."""
+    choices = getattr(catalog, "detector_choices", None)
+    return choices() if choices else detector_names()
+
+
+# -- the jobs table and one job's details ----------------------------------------------------------
+
+
+def jobs_table() -> list[list]:
+    rows = []
+    for job in store().list():
+        fraction, _ = job.progress()
+        rows.append([job.id, job.name, job.kind, job.status, f"{fraction:.0%}",
+                     time.strftime("%Y-%m-%d %H:%M", time.localtime(job.created_at)), _result(job)])
+    return rows
+
+
+def _result(job: Job) -> str:
+    if job.error:
+        return job.error[:120]
+    metrics = job.metrics or {}
+    auc = metrics.get("val_roc_auc", metrics.get("roc_auc"))
+    parts = [f"AUC {auc:.3f}"] if isinstance(auc, (int, float)) else []
+    if job.model_dir:
+        parts.append(f"model {job.model_dir.rstrip('/').rsplit('/', 1)[-1]}")
+    return ", ".join(parts)
+
+
+def job_status(job: Job) -> str:
+    fraction, stage = job.progress()
+    lines = [f"### Job {job.id}: {job.name} ({job.kind})", "",
+             f"**{job.status}**, {fraction:.0%} ({stage})"]
+    if job.started_at:
+        end = job.finished_at or time.time()
+        lines[-1] += f", {end - job.started_at:.0f} s"
+    if job.error:
+        lines += ["", f"Error: `{job.error}`"]
+    if job.model_dir:
+        lines += ["", f"Model: `{job.model_dir.rstrip('/').rsplit('/', 1)[-1]}` (now in the detector boxes)"]
+    if job.metrics:
+        shown = {k: v for k, v in job.metrics.items() if isinstance(v, (int, float)) and v is not None}
+        lines += ["", "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {v:.4g} |" for k, v in shown.items()]
+    return "\n".join(lines)
+
+
+def job_card(job: Job) -> str:
+    """The published model's card (README.md), shown under the job."""
+    path = Path(job.model_dir) / catalog.CARD_NAME if job.model_dir else None
+    if path is None or not path.is_file():
+        return ""
+    text = re.sub(r"\A---.*?---\s*", "", path.read_text(encoding="utf-8"), flags=re.DOTALL)
+    return "#### Model card\n\n" + re.sub(r"^#\s", "##### ", text, flags=re.MULTILINE)
+
+
+def curves_figure(job: Job) -> go.Figure | None:
+    """Training loss (every logged step and each epoch's mean) and validation ROC-AUC / F1 per epoch."""
+    history, steps = job.history(), job.step_losses()
+    if not history and not steps:
+        return None
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Training loss", "Validation"))
+    if steps:
+        fig.add_trace(go.Scatter(x=[s["step"] for s in steps], y=[s["loss"] for s in steps], mode="lines",
+                                 name="loss (logged steps)"), row=1, col=1)
+    if history:
+        fig.add_trace(go.Scatter(x=[h["step"] for h in history], y=[h["train_loss"] for h in history],
+                                 mode="lines+markers", name="epoch mean loss"), row=1, col=1)
+        epochs = [h["epoch"] for h in history]
+        for key, name in (("roc_auc", "ROC-AUC"), ("f1", "F1")):
+            fig.add_trace(go.Scatter(x=epochs, y=[h["val"].get(key) for h in history], mode="lines+markers",
+                                     name=f"validation {name}"), row=1, col=2)
+    fig.update_xaxes(title_text="step", row=1, col=1)
+    fig.update_xaxes(title_text="epoch", row=1, col=2, dtick=1)
+    fig.update_yaxes(range=[0, 1.02], row=1, col=2)
+    fig.update_layout(height=320, margin=dict(l=50, r=20, t=40, b=40), legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def _job(job_id) -> Job | None:
+    try:
+        return store().get(int(job_id)) if job_id not in (None, "") else None
+    except (ForensicsError, ValueError, TypeError):
+        return None
+
+
+def _details(job: Job | None) -> tuple:
+    if job is None:
+        return "Select a job (click a row of the table).", None, "", ""
+    return job_status(job), curves_figure(job), job.log_tail(), job_card(job)
+
+
+def _signature(job: Job | None) -> tuple | None:
+    """What changes when a job's details do: status, log size, epochs and steps logged."""
+    if job is None:
+        return None
+    log = Path(job.log_path)
+    return (job.id, job.status, log.stat().st_size if log.is_file() else 0, len(job.history()),
+            len(job.step_losses()))
+
+
+# -- API endpoints (all behind the admin credential) -------------------------------------------
+
+
+def submit_job(kind, base, model, data, data_zip, epochs, lr, batch_size, image_size, sbi, label_order,
+               max_steps, name, admin_token, request: gr.Request = None):
+    """Queue a training, fine-tuning, distillation or evaluation job; returns (message, job id, table)."""
+    _admin(admin_token, request, "launching a job")
+    try:
+        if data_zip:
+            data = str(store().unpack_dataset(data_zip))
+        settings = JobSettings(kind=kind or "train", data=data or "", model=model or "hybrid", base=base or None,
+                               epochs=epochs, lr=lr, batch_size=batch_size, image_size=image_size, sbi=bool(sbi),
+                               labels=(label_order or "real fake").split(), max_steps=max_steps or None,
+                               name=name or None)
+        job = store().submit(settings)
+    except (ForensicsError, OSError) as exc:
+        _fail(exc)
+    where = "started" if job.status == "running" else "queued (another job is running)"
+    return f"Job {job.id} ({job.name}) {where}.", job.id, jobs_table()
+
+
+def list_jobs(admin_token: str = "", request: gr.Request = None) -> list[dict]:
+    """Every job, newest first, as JSON: settings, command, status, times, progress, metrics, model folder."""
+    _admin(admin_token, request, "listing jobs")
+    return [job.to_dict() for job in store().list()]
+
+
+def show_job(job_id, admin_token, request: gr.Request = None):
+    """One job: status (with metrics), loss and metric curves, log tail, model card."""
+    _admin(admin_token, request, "showing a job")
+    try:
+        job = store().get(job_id)
+    except ForensicsError as exc:
+        _fail(exc)
+    return _details(job)
+
+
+def cancel_job(job_id, admin_token, request: gr.Request = None):
+    """Stop a queued or running job (its processes are killed)."""
+    _admin(admin_token, request, "cancelling a job")
+    try:
+        job = store().cancel(job_id)
+    except ForensicsError as exc:
+        _fail(exc)
+    return f"Job {job.id} {job.status}.", jobs_table()
+
+
+def resume_job(job_id, admin_token, request: gr.Request = None):
+    """Run a failed or cancelled job again, continuing from its last checkpoint."""
+    _admin(admin_token, request, "resuming a job")
+    try:
+        job = store().resume(job_id)
+    except ForensicsError as exc:
+        _fail(exc)
+    return f"Job {job.id} {job.status} (continues from its last checkpoint).", jobs_table()
+
+
+def delete_job(job_id, admin_token, request: gr.Request = None):
+    """Remove a job with its run folder and the model it published."""
+    _admin(admin_token, request, "deleting a job")
+    try:
+        store().delete(job_id)
+    except ForensicsError as exc:
+        _fail(exc)
+    return f"Job {int(job_id)} deleted.", None, jobs_table()
+
+
+def push_model(model, repo_id, private, admin_token, request: gr.Request = None):
+    """Upload a model folder (safetensors, configs, generated card) to a Hub repo, private by default."""
+    _admin(admin_token, request, "pushing to the Hub")
+    from forensics.hub import push_model as push
+
+    try:
+        result = push(model or "", repo_id or "", private=bool(private))
+    except ForensicsError as exc:
+        _fail(exc)
+    visibility = "private" if result["private"] else "public"
+    return f"Pushed `{', '.join(result['files'])}` to [{result['repo_id']}]({result['repo_url']}) ({visibility})."
+
+
+# -- UI-only events (private: not in the API) ------------------------------------------------------
+
+
+def refresh(job_id, admin_token, seen, request: gr.Request = None):
+    """The timer's tick: the table and the chosen job's details for the admin; for everyone, new
+    models in the detector boxes the moment a job publishes one (outputs: table, status, curves,
+    log, card, the four detector boxes, the state)."""
+    models = detector_box_choices()
+    if models == (seen or {}).get("models"):
+        boxes = [gr.skip()] * 4
+    else:  # the two analysis tabs' boxes, then the Train tab's base-detector and push boxes
+        names = detector_names()
+        boxes = [gr.Dropdown(choices=models), gr.Dropdown(choices=models), gr.Dropdown(choices=names),
+                 gr.Dropdown(choices=names)]
+    if not access.is_admin(admin_token, access.request_username(request)):
+        hidden = "Enter the admin token to see and manage jobs." if access.admin_configured() else admin_note()
+        return [[], hidden, None, "", "", *boxes, {"models": models}]
+    job = _job(job_id)
+    key = _signature(job)
+    if key is not None and (seen or {}).get("key") == key:  # nothing new: leave the plot and log as drawn
+        return [jobs_table(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), *boxes, {"models": models, "key": key}]
+    return [jobs_table(), *_details(job), *boxes, {"models": models, "key": key}]
+
+
+def pick_job(table, evt: gr.SelectData):
+    """A click on a row of the jobs table selects that job."""
+    row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+    try:
+        return int(table.iloc[row, 0]) if hasattr(table, "iloc") else int(table[row][0])
+    except (IndexError, ValueError, TypeError, KeyError):
+        return gr.skip()
+
+
+def open_store() -> None:
+    """Called once at app start: reconcile interrupted jobs and start queued ones."""
+    try:
+        store()
+    except (OSError, ForensicsError) as exc:  # a read-only home must not stop the app: jobs are off then
+        print(f"jobs: {exc}")
+
+
+__all__ = ["INTRO", "KIND_CHOICES", "LABEL_ORDER_CHOICES", "MODEL_CHOICES", "TABLE_HEADERS", "admin_note",
+           "cancel_job", "delete_job", "detector_box_choices", "detector_names", "jobs_table", "list_jobs",
+           "open_store", "pick_job", "push_model", "refresh", "resume_job", "show_job", "submit_job"]

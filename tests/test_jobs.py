@@ -1,0 +1,265 @@
+"""Background jobs for real: tiny `python -m training` runs as subprocesses, a real SQLite store,
+the queue, the thread cap, cancel (the processes really stop), restart survival with resume from
+the checkpoint, publishing into the catalog, and the `python -m forensics jobs` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from forensics import catalog
+from forensics.errors import JobError
+from forensics.jobs import JobSettings, JobStore, build_command, process_start_token, validate
+from tests.conftest import ROOT, data_path
+
+# One epoch of two steps on 32 px crops of a tiny architecture, validation on a third of the faces.
+TINY = dict(model="patch-tiny", epochs=1, batch_size=2, image_size=32, max_steps=2,
+            extra=["--holdout-sources", "--val-fraction", "0.34"])
+TIMEOUT_S = 240
+
+
+def gone(pid: int | None) -> bool:
+    """No such process, or a zombie (it has exited; only its parent's bookkeeping remains)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")
+
+
+def wait_for(predicate, timeout: float = TIMEOUT_S, every: float = 0.2):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s")
+
+
+def wait_done(store: JobStore, job_id: int):
+    wait_for(lambda: not store.get(job_id).active)
+    return store.get(job_id)
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> Path:
+    """An ImageFolder tree: 6 real faces (FFHQ) and 2 StyleGAN2 faces."""
+    root = tmp_path_factory.mktemp("faces")
+    for label, folder, count in (("real", "faces/real/ffhq", 6), ("fake", "faces/fake/stylegan2_tpdne", 2)):
+        (root / label).mkdir()
+        for path in sorted(data_path(folder).glob("*.jpg"))[:count]:
+            shutil.copy(path, root / label / path.name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """A FORENSICS_HOME of its own, one job at a time, one thread per job."""
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FORENSICS_HOME", str(home))
+        mp.setenv("FORENSICS_MAX_JOBS", "1")
+        mp.setenv("FORENSICS_JOB_THREADS", "1")
+        yield home
+
+
+@pytest.fixture(scope="module")
+def base_detector(model_dirs, tmp_path_factory) -> Path:
+    """A patch-level detector marked trained: what a fine-tune starts from."""
+    folder = shutil.copytree(model_dirs["patch"], tmp_path_factory.mktemp("base") / "patch-base")
+    config = json.loads((folder / "config.json").read_text())
+    config["forensics"]["trained"] = True
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def two_jobs(home, faces, base_detector):
+    """A training job and a fine-tune submitted together: the second waits for the first."""
+    store = JobStore()
+    first = store.submit(JobSettings(kind="train", data=str(faces), name="tiny-a", **TINY))
+    second = store.submit(JobSettings(kind="finetune", data=str(faces), base=str(base_detector),
+                                      **{**TINY, "model": "hybrid"}))
+    seen = {"first": first, "second": second}
+    child = wait_for(lambda: store.get(first.id).child_pid)
+    seen["child_environ"] = wait_for(lambda: _environ(child), timeout=10, every=0.02)
+    seen["second_while_first_runs"] = store.get(second.id).status
+    seen["first_done"], seen["second_done"] = wait_done(store, first.id), wait_done(store, second.id)
+    return store, seen
+
+
+def _environ(pid: int) -> dict | None:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item) or None
+
+
+def test_jobs_queue_run_in_capped_processes_and_publish_their_models(two_jobs, base_detector):
+    store, seen = two_jobs
+    first, second = seen["first_done"], seen["second_done"]
+    assert seen["first"].status == "running" and seen["second"].status == "queued"
+    assert seen["second_while_first_runs"] == "queued"  # one job at a time: the fine-tune waited
+    assert first.status == second.status == "finished", (first.error, second.error)
+    assert second.started_at >= first.finished_at - 0.5
+    assert seen["child_environ"]["OMP_NUM_THREADS"] == seen["child_environ"]["MKL_NUM_THREADS"] == "1"
+    assert first.pid != first.child_pid and gone(first.pid) and gone(first.child_pid)
+
+    # The model is in the catalog (and so in the app's detector boxes), with its card.
+    assert first.model_dir == str(catalog.job_models_dir() / "tiny-a")
+    assert catalog.available_detectors()["tiny-a"] == Path(first.model_dir)
+    card = (Path(first.model_dir) / "README.md").read_text()
+    assert "python -m training train --model patch-tiny" in card and "## Validation during training" in card
+    assert "## Intended use and limits" in card and f"Data: `{seen['first'].settings['data']}`" in card
+    from forensics.detectors import load_detector
+
+    assert load_detector("tiny-a").labels == ["real", "fake"]  # trained: offered and loadable
+    assert 0.0 <= first.metrics["val_roc_auc"] <= 1.0 and first.metrics["best_epoch"] == 1
+    assert not (Path(first.run_dir) / "model").exists() and (Path(first.run_dir) / "checkpoint").is_dir()
+
+    # The fine-tune started from the base detector's weights, with its architecture.
+    assert second.command[second.command.index("--init-from") + 1] == str(base_detector)
+    assert second.command[second.command.index("--model") + 1] == "patch"
+    assert json.loads((Path(second.model_dir) / "config.json").read_text())["architecture"] == "forensics_patch_cnn"
+
+    # What the Train tab shows: progress, log, curves.
+    assert first.progress() == (1.0, "finished")
+    assert "epoch 1: loss" in first.log_tail() and "job 1 finished" in first.log_tail()
+    from forensics.jobs_ui import curves_figure, job_card, job_status
+
+    figure = curves_figure(first)
+    assert [t.name for t in figure.data] == ["epoch mean loss", "validation ROC-AUC", "validation F1"]
+    assert "finished" in job_status(first) and "val_roc_auc" in job_status(first)
+    assert job_card(first).startswith("#### Model card")
+
+
+def test_cancel_stops_a_running_job_and_a_queued_one_never_starts(home, faces):
+    store = JobStore()
+    running = store.submit(JobSettings(kind="train", data=str(faces), **{**TINY, "epochs": 50, "max_steps": None}))
+    queued = store.submit(JobSettings(kind="train", data=str(faces), **TINY))
+    assert store.cancel(queued.id).status == "cancelled"
+    job = store.get(running.id)
+    child = wait_for(lambda: store.get(running.id).child_pid)
+    job = store.get(running.id)
+    assert not gone(job.pid) and not gone(child)
+    start = time.time()
+    cancelled = store.cancel(running.id)
+    assert time.time() - start < 15
+    assert cancelled.status == "cancelled" and cancelled.error == "cancelled"
+    assert gone(job.pid) and gone(child)  # the supervisor and the training process
+    time.sleep(1.0)  # a late report from a dying supervisor must not overwrite the cancel
+    assert store.get(running.id).status == "cancelled" and store.get(queued.id).pid is None
+    with pytest.raises(JobError, match=f"job {queued.id} is cancelled: there is nothing to cancel"):
+        store.cancel(queued.id)
+
+
+def test_a_job_whose_process_died_is_failed_on_restart_and_resumes_from_its_checkpoint(two_jobs, faces):
+    store, seen = two_jobs
+    done = seen["first_done"]
+    job = store.submit(JobSettings(kind="train", data=str(faces), **{**TINY, "epochs": 2, "max_steps": None}),
+                       start=False)
+    # What a machine restart leaves: the run's checkpoint and best model after epoch 1, the job
+    # marked running, its recorded process gone.
+    shutil.copytree(Path(done.run_dir) / "checkpoint", Path(job.run_dir) / "checkpoint")
+    shutil.copy(Path(done.run_dir) / "history.json", Path(job.run_dir) / "history.json")
+    shutil.copytree(done.model_dir, Path(job.run_dir) / "model")
+    dead = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    token = process_start_token(dead.pid)
+    dead.kill()
+    dead.wait()
+    store.update(job.id, status="running", pid=dead.pid, pid_started=token, started_at=time.time() - 5)
+
+    reopened = JobStore()  # the app starting again
+    failed = reopened.get(job.id)
+    assert failed.status == "failed" and failed.error.startswith("interrupted: its process is gone")
+    resumed = reopened.resume(job.id)
+    assert resumed.command[-1] == "--resume" and resumed.status == "running"
+    finished = wait_done(reopened, job.id)
+    assert finished.status == "finished", finished.error
+    assert "resumed from" in finished.log_tail() and "at epoch 1" in finished.log_tail()
+    assert [h["epoch"] for h in finished.history()] == [1, 2] and finished.attempts == 1
+    with pytest.raises(JobError, match="only failed or cancelled jobs can be resumed"):
+        reopened.resume(job.id)
+
+
+def test_settings_are_checked_and_commands_built_per_kind(tmp_path, faces, base_detector, model_dirs):
+    ok = dict(kind="train", data=str(faces))
+    for bad, match in [({"kind": "bake"}, "unknown job kind 'bake'"),
+                       ({"data": str(tmp_path / "missing")}, "is neither a folder nor a labels.csv"),
+                       ({"lr": "fast"}, "learning rate 'fast' is not a number"),
+                       ({"lr": 2}, r"learning rate 2.0 must be in \(0, 1\]"),
+                       ({"epochs": 0}, "epochs 0 must be a whole number from 1 to 1000"),
+                       ({"labels": ["real", "deepfake"]}, "label order 'real deepfake'"),
+                       ({"image_size": 40}, "must be a multiple of 16 for hybrid"),
+                       ({"name": "../escape"}, "name '../escape'"),
+                       ({"kind": "finetune"}, "a finetune job needs the detector to fine-tune"),
+                       ({"model": "resnet"}, "unknown architecture 'resnet'")]:
+        with pytest.raises(JobError, match=match):
+            validate(JobSettings(**{**ok, **bad}))
+    store = JobStore(tmp_path / "home")
+    with pytest.raises(JobError, match="architecture 'vit' cannot be fine-tuned here"):
+        store.submit(JobSettings(kind="finetune", data=str(faces), base=str(model_dirs["hf-vit"])), start=False)
+    hybrid = model_dirs["hybrid"]  # built with a smaller ViT than training builds
+    with pytest.raises(JobError, match="cannot be fine-tuned here"):
+        store.submit(JobSettings(kind="finetune", data=str(faces), base=str(hybrid)), start=False)
+    assert store.list() == []  # refused submissions leave no row
+
+    settings = validate(JobSettings(kind="distill", data=str(faces), base=str(base_detector), model="patch-tiny"))
+    command = build_command(settings, tmp_path / "run", "cache", "student", tmp_path / "models", base_detector)
+    assert command[:4] == [sys.executable, "-m", "training", "distill"]
+    assert command[command.index("--teacher") + 1] == str(base_detector) and "--sbi" in command
+    settings = validate(JobSettings(kind="evaluate", data=str(faces), base=str(base_detector)))
+    command = build_command(settings, tmp_path / "run", "cache", "e", tmp_path / "models", base_detector)
+    assert command[3:5] == ["evaluate", "--detector"] and command[-2:] == ["--out", str(tmp_path / "run")]
+    own = tmp_path / "models" / "mine"
+    command = build_command(settings, tmp_path / "run", "cache", "e", tmp_path / "models", own)
+    assert "--out" not in command  # a job's own model keeps its metrics and card beside it
+
+
+def test_architecture_choices_match_the_training_cli():
+    from forensics.jobs import MODEL_CHOICES
+    from training.cli import build_parser
+    from training.models import ARCHITECTURES
+
+    assert set(MODEL_CHOICES) == set(ARCHITECTURES)
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    assert set(next(a for a in train._actions if a.dest == "model").choices) == set(MODEL_CHOICES)
+
+
+def test_command_line_evaluates_lists_shows_and_deletes(two_jobs, home, faces):
+    store, seen = two_jobs
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+
+    def cli(*args, check=True):
+        proc = subprocess.run([sys.executable, "-m", "forensics", *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=TIMEOUT_S)
+        assert not check or proc.returncode == 0, proc.stderr[-2000:]
+        return proc
+
+    out = cli("jobs", "submit", "evaluate", "--base", "tiny-a", "--data", str(faces), "--wait").stdout
+    job_id = int(out.split()[1])
+    assert f"job {job_id} finished" in out
+    listed = {j["id"]: j for j in json.loads(cli("jobs", "list", "--json").stdout)}
+    evaluation = listed[job_id]
+    assert evaluation["kind"] == "evaluate" and evaluation["status"] == "finished"
+    assert 0.0 <= evaluation["metrics"]["roc_auc"] <= 1.0
+    model = Path(seen["first_done"].model_dir)
+    assert evaluation["metrics"]["metrics_json"] == str(model / "metrics.json")  # beside its own model
+    assert "## Measured (python -m training evaluate)" in (model / "README.md").read_text()
+    assert "evaluate" in cli("jobs", "show", str(job_id)).stdout
+    bad = cli("jobs", "cancel", str(job_id), check=False)
+    assert bad.returncode == 1 and bad.stderr == f"error: job {job_id} is finished: there is nothing to cancel\n"
+
+    first = seen["first_done"]
+    assert cli("jobs", "delete", str(first.id)).stdout == f"job {first.id} deleted\n"
+    assert not Path(first.run_dir).exists() and not model.exists() and "tiny-a" not in catalog.available_detectors()
+    assert cli("jobs", "show", str(first.id), check=False).stderr == f"error: no job {first.id}\n"

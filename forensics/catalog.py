@@ -75,6 +75,21 @@ def available_detectors() -> dict[str, Path]:
     return found
 
 
+def onnx_builds() -> dict[str, Path]:
+    """The ONNX builds of the named detectors: ``<name>:onnx`` and ``<name>:int8`` -> folder."""
+    found: dict[str, Path] = {}
+    for name, folder in available_detectors().items():
+        for variant, filename in (("onnx", "model.onnx"), ("int8", "model_quantized.onnx")):
+            if (folder / filename).is_file():
+                found[f"{name}:{variant}"] = folder
+    return found
+
+
+def detector_choices() -> list[str]:
+    """What the detector boxes offer: every named detector, then the ONNX builds."""
+    return [*available_detectors(), *onnx_builds()]
+
+
 def default_detector() -> str | None:
     names = list(available_detectors())
     return "default" if "default" in names else (names[0] if names else None)
@@ -89,6 +104,8 @@ def config_labels(config: dict) -> list[str]:
 
 def detector_labels(name: str | None) -> list[str]:
     """Labels of a named or local detector, read from its config; [] when unknown (e.g. a Hub id)."""
+    if name and name.rpartition(":")[2] in ("onnx", "int8"):
+        name = name.rpartition(":")[0]  # an ONNX build has its model's labels
     folder = available_detectors().get(name or "") or (Path(name) if name and Path(name).is_dir() else None)
     if folder is None:
         return []

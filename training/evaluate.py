@@ -93,21 +93,58 @@ def _real_index(detector) -> int:
     return next(i for i in range(len(detector.labels)) if i not in detector.fake_indices)
 
 
-def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = None,
-                   holdout_sources: Sequence[str] | None = None, seed: int = 0, videos: bool = True) -> dict:
+def _record(folder: Path) -> dict:
+    path = Path(folder) / "training.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def validation_faces(folder: str | Path, data: str, cache: str) -> list[CachedFace]:
+    """The faces a model folder's training record kept for validation (all faces without a record)."""
     from training.pipeline import cached_faces, relative_to_data
 
-    detector = load_detector(detector_dir, cache=False)
-    folder = Path(detector.path)
-    record = json.loads((folder / "training.json").read_text()) if (folder / "training.json").is_file() else {}
+    record = _record(Path(folder))
     config = dict(record.get("config", {}))
     config.update({"data": data, "cache": cache})
     config.setdefault("max_padding", 0.15)
     faces = cached_faces(config)
     wanted = set(record.get("validation_images", []))
-    val = [f for f in faces if relative_to_data(f.image_path, data) in wanted] if wanted else faces
+    return [f for f in faces if relative_to_data(f.image_path, data) in wanted] if wanted else faces
+
+
+def validation_items(folder: str | Path, data: str, cache: str, seed: int = 0) -> list[tuple[np.ndarray, int, str]]:
+    """(image, is_fake, source) of a model's validation faces and their self-blended fakes, exactly
+    as :func:`run_evaluation` scores them (the int8 audit uses the same faces)."""
+    return evaluation_images(validation_faces(folder, data, cache), seed)
+
+
+def training_items(folder: str | Path, data: str, cache: str, count: int = 256,
+                   seed: int = 0) -> list[tuple[np.ndarray, int, str]]:
+    """``count`` faces from a model's training side (never its validation faces): half reals,
+    half their self-blended fakes; calibration faces for its int8 build."""
+    from training.pipeline import cached_faces, relative_to_data
+
+    record = _record(Path(folder))
+    config = dict(record.get("config", {}))
+    config.update({"data": data, "cache": cache})
+    config.setdefault("max_padding", 0.15)
+    held = set(record.get("validation_images", [])) | set()
+    holdout = set(config.get("holdout_sources") or ())
+    faces = [f for f in cached_faces(config) if relative_to_data(f.image_path, data) not in held
+             and f.source not in holdout and f.label == "real"]
+    rng = np.random.default_rng(seed)
+    picked = [faces[i] for i in sorted(rng.permutation(len(faces))[: max(1, count // 2)])]
+    items = evaluation_images(picked, seed + 7)
+    return items[:count]
+
+
+def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = None,
+                   holdout_sources: Sequence[str] | None = None, seed: int = 0, videos: bool = True) -> dict:
+    detector = load_detector(detector_dir, cache=False)
+    folder = Path(detector.path)
+    record = _record(folder)
+    val = validation_faces(folder, data, cache)
     if holdout_sources is None:
-        holdout_sources = config.get("holdout_sources", [])
+        holdout_sources = record.get("config", {}).get("holdout_sources", [])
     items = evaluation_images(val, seed)
     images = [im for im, _, _ in items]
     y = np.array([t for _, t, _ in items])

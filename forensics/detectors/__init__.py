@@ -22,6 +22,7 @@ from forensics.detectors.base import (
     read_config,
     register_family,
 )
+from forensics.detectors.onnx_family import load_onnx_detector, split_variant
 from forensics.errors import DetectorError
 
 __all__ = [
@@ -96,13 +97,24 @@ _LOCK = threading.Lock()
 
 
 def load_detector(name_or_path: str | Path, allow_untrained: bool = False, cache: bool = True) -> Detector:
-    """Load (once, then from cache) the detector a name, folder or Hub id points at."""
-    folder = resolve_model_folder(name_or_path)
-    key = (str(folder), allow_untrained)
+    """Load (once, then from cache) the detector a name, folder or Hub id points at.
+
+    ``<name>:onnx`` and ``<name>:int8`` load the folder's ONNX float and int8 builds."""
+    base, variant = split_variant(str(name_or_path))
+    folder = resolve_model_folder(base)
+    key = (str(folder), allow_untrained) if variant is None else (f"{folder}:{variant}", allow_untrained)
     with _LOCK:
         if cache and key in _CACHE:
             return _CACHE[key]
         config = read_config(folder)
+        trained = config.get("forensics", {}).get("trained", True)
+        if variant is not None:
+            if not trained and not allow_untrained:
+                raise DetectorError(f"{folder.name}: this model is marked untrained (random weights) and is not a detector")
+            detector = load_onnx_detector(folder, variant)
+            if cache:
+                _CACHE[key] = detector
+            return detector
         trained = config.get("forensics", {}).get("trained", True)
         if not trained and not allow_untrained:
             raise DetectorError(f"{folder.name}: this model is marked untrained (random weights) and is not a detector")

@@ -103,6 +103,8 @@ class Detector(ABC):
     """
 
     family: ClassVar[str] = ""
+    # Whether gradients flow through the model (Grad-CAM, class-weighted attention); ONNX builds: no.
+    differentiable: ClassVar[bool] = True
 
     def __init__(self, model: nn.Module, info: DetectorInfo, path: Path | None = None):
         self.model = model.eval()

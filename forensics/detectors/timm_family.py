@@ -147,8 +147,8 @@ class TimmFamily(DetectorFamily):
         return "architecture" in config and "model_type" not in config
 
     @classmethod
-    def load(cls, folder: Path, config: dict) -> Detector:
-        arch = config["architecture"]
+    def info(cls, folder: Path, config: dict) -> DetectorInfo:
+        """Labels, input size, normalisation and threshold, from config.json alone."""
         pretrained = config.get("pretrained_cfg", {})
         labels = config.get("label_names") or pretrained.get("label_names")
         num_classes = int(config.get("num_classes") or pretrained.get("num_classes") or 0)
@@ -160,7 +160,14 @@ class TimmFamily(DetectorFamily):
         forensic.setdefault("input_size", int(input_size[-1]))
         forensic.setdefault("mean", pretrained.get("mean", (0.485, 0.456, 0.406)))
         forensic.setdefault("std", pretrained.get("std", (0.229, 0.224, 0.225)))
-        info = DetectorInfo.from_dict({**forensic, "family": "timm", "labels": list(labels)})
+        return DetectorInfo.from_dict({**forensic, "family": "timm", "labels": list(labels)})
+
+    @classmethod
+    def load(cls, folder: Path, config: dict) -> Detector:
+        arch = config["architecture"]
+        pretrained = config.get("pretrained_cfg", {})
+        num_classes = int(config.get("num_classes") or pretrained.get("num_classes") or 0)
+        info = cls.info(folder, config)
         try:
             model = timm.create_model(arch, pretrained=False, num_classes=num_classes, **config.get("model_args", {}))
         except (RuntimeError, ValueError, TypeError, KeyError) as exc:

@@ -114,11 +114,8 @@ class TransformersFamily(DetectorFamily):
         return "model_type" in config
 
     @classmethod
-    def load(cls, folder: Path, config: dict) -> Detector:
-        from transformers import AutoModelForImageClassification
-
-        if not (folder / WEIGHTS_NAME).is_file() and not any(folder.glob("model-*.safetensors")):
-            raise DetectorError(f"{folder}: no {WEIGHTS_NAME}; only safetensors weights are loaded")
+    def info(cls, folder: Path, config: dict) -> DetectorInfo:
+        """Labels, input size, normalisation and threshold, from config.json and preprocessor_config.json."""
         id2label = config.get("id2label") or {}
         labels = [id2label[k] for k in sorted(id2label, key=int)]
         if not labels:
@@ -130,7 +127,15 @@ class TransformersFamily(DetectorFamily):
         mean, std = _normalisation(folder)
         forensic.setdefault("mean", mean)
         forensic.setdefault("std", std)
-        info = DetectorInfo.from_dict({**forensic, "family": "transformers", "labels": labels})
+        return DetectorInfo.from_dict({**forensic, "family": "transformers", "labels": labels})
+
+    @classmethod
+    def load(cls, folder: Path, config: dict) -> Detector:
+        from transformers import AutoModelForImageClassification
+
+        if not (folder / WEIGHTS_NAME).is_file() and not any(folder.glob("model-*.safetensors")):
+            raise DetectorError(f"{folder}: no {WEIGHTS_NAME}; only safetensors weights are loaded")
+        info = cls.info(folder, config)
         try:
             model = AutoModelForImageClassification.from_pretrained(
                 folder,

@@ -100,6 +100,11 @@ def explain(
     if "patches" in methods and not patches_wanted:
         skipped["patches"] = f"{detector.family} detector does not score patches"
     cam_wanted = [m for m in methods if m in CAM_METHODS]
+    if not detector.differentiable:
+        for m in cam_wanted:
+            skipped[m] = f"{detector.family} detector has no gradients (Grad-CAM needs the PyTorch model)"
+        cam_wanted = []
+        options = ExplainOptions(options.head_fusion, options.discard_ratio, class_weighted=False)
     needs_backward = bool(cam_wanted) or (bool(attention_wanted) and options.class_weighted)
 
     inputs = batch.detach().clone().requires_grad_(needs_backward)

@@ -1,0 +1,469 @@
+"""Float vs int8: what a detector's int8 build costs, on labelled faces, side by side.
+
+For one detector folder with ONNX builds (:mod:`forensics.quantize`): the PyTorch float model, the
+ONNX float build and the ONNX int8 build score the same face crops. The audit reports agreement of
+decisions (float at its threshold vs int8 at the same threshold, and at the int8 threshold tuned
+to keep the float operating point), max and mean |delta P(fake)|, ROC-AUC of each, file size,
+load time, latency p50/p95 at batch 1 and 8 (interleaved rounds in one process, so shared-machine
+noise hits every model alike), the faces where float and int8 disagree with both models' maps,
+and a tolerance check that passes or fails loudly.
+
+Labelled faces come from a folder (ImageFolder: a ``real``-like and a ``fake``-like subfolder) or
+a ``labels.csv`` (``path,label[,source]``), cropped with MTCNN as analysis crops them; or, for a
+model trained here, from its own validation faces (its training record).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+
+from forensics.errors import DetectorError, ForensicsError
+
+AUDIT_NAME = "audit.json"
+MAX_DISAGREEMENTS = 8
+FLOAT_MAPS = ("attention", "rollout", "gradcam", "gradcam++", "patches")
+INT8_MAPS = ("attention", "rollout", "patches")
+
+
+@dataclass
+class Tolerance:
+    """What the int8 build must keep; ``None`` leaves a check out."""
+
+    min_agreement: float = 0.99
+    max_auc_delta: float = 0.01
+    max_abs_delta: float | None = None
+
+    def check(self, comparison: dict) -> list[str]:
+        failures = []
+        if comparison["agreement"] < self.min_agreement:
+            failures.append(f"agreement {comparison['agreement']:.2%} < {self.min_agreement:.2%}")
+        delta = comparison.get("auc_delta")
+        if delta is not None and self.max_auc_delta is not None and abs(delta) > self.max_auc_delta:
+            failures.append(f"|delta AUC| {abs(delta):.4f} > {self.max_auc_delta:g}")
+        if self.max_abs_delta is not None and comparison["max_abs_delta"] > self.max_abs_delta:
+            failures.append(f"max |delta P(fake)| {comparison['max_abs_delta']:.3f} > {self.max_abs_delta:g}")
+        return failures
+
+
+@dataclass
+class LabelledFaces:
+    """Face crops (RGB uint8, any size) with 0 = real / 1 = fake, a source and a name each."""
+
+    crops: list[np.ndarray]
+    labels: np.ndarray
+    sources: list[str]
+    names: list[str]
+    skipped: dict[str, int] = field(default_factory=dict)
+    origin: str = ""
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+
+# -- labelled faces ---------------------------------------------------------------------------
+
+def _is_fake_label(text: str) -> bool:
+    from forensics.detectors.base import _FAKE_WORDS, _looks_real
+
+    if _looks_real(text):
+        return False
+    if _FAKE_WORDS.search(text) or text.strip() in ("1",):
+        return True
+    if text.strip() in ("0",):
+        return False
+    raise ForensicsError(f"label {text!r} reads as neither real nor fake")
+
+
+def labelled_files(data: str | Path) -> list[tuple[Path, int, str]]:
+    """(image path, 0/1, source) from an ImageFolder tree or a labels.csv."""
+    from forensics.media import IMAGE_EXTENSIONS
+
+    data = Path(data)
+    rows: list[tuple[Path, int, str]] = []
+    if data.is_file() and data.suffix.lower() == ".csv":
+        with data.open(newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                if not row.get("path") or not row.get("label"):
+                    raise ForensicsError(f"{data}: every row needs a path and a label")
+                path = (data.parent / row["path"]).resolve()
+                if path.suffix.lower() in IMAGE_EXTENSIONS:
+                    rows.append((path, int(_is_fake_label(row["label"])), row.get("source") or row["label"]))
+    elif data.is_dir():
+        for sub in sorted(p for p in data.iterdir() if p.is_dir()):
+            try:
+                label = int(_is_fake_label(sub.name))
+            except ForensicsError:
+                continue  # e.g. a masks folder
+            for path in sorted(sub.rglob("*")):
+                if path.suffix.lower() in IMAGE_EXTENSIONS and "mask" not in path.stem.lower():
+                    rows.append((path, label, sub.name))
+    else:
+        raise ForensicsError(f"{data}: not a folder of class subfolders or a labels .csv")
+    if not rows or len({label for _, label, _ in rows}) < 2:
+        raise ForensicsError(f"{data}: needs real and fake images (class subfolders such as real/ and fake/)")
+    return rows
+
+
+def faces_from_files(data: str | Path, size: int, margin: float = 0.3, limit: int | None = None, seed: int = 0,
+                     face_detector=None, progress: Callable | None = None) -> LabelledFaces:
+    """The largest MTCNN face of each labelled image, cropped as analysis crops it. Images
+    without a face or that do not decode are skipped and counted."""
+    from forensics.faces import FaceDetector, crop_face
+    from forensics.media import load_image
+
+    rows = labelled_files(data)
+    if limit and len(rows) > limit:  # a label-stratified, reproducible sample
+        rng = np.random.default_rng(seed)
+        picked = []
+        for label in (0, 1):
+            part = [r for r in rows if r[1] == label]
+            share = max(1, round(limit * len(part) / len(rows)))
+            picked += [part[i] for i in sorted(rng.permutation(len(part))[:share])]
+        rows = picked
+    detector = face_detector or FaceDetector()
+    faces = LabelledFaces([], np.zeros(0, int), [], [], {"no face": 0, "unreadable": 0}, str(data))
+    labels = []
+    for i, (path, label, source) in enumerate(rows):
+        if progress:
+            progress(0.3 * i / len(rows), f"finding faces ({i + 1}/{len(rows)})")
+        try:
+            image = load_image(path)
+        except ForensicsError:
+            faces.skipped["unreadable"] += 1
+            continue
+        found = detector.detect(image)
+        if not found:
+            faces.skipped["no face"] += 1
+            continue
+        face = max(found, key=lambda f: f.size)
+        faces.crops.append(crop_face(image, face, size, margin).image)
+        labels.append(label)
+        faces.sources.append(source)
+        faces.names.append(str(path.name))
+    faces.labels = np.asarray(labels, int)
+    if len(faces) == 0 or len(set(labels)) < 2:
+        raise ForensicsError(f"{data}: fewer than one face of each class was found")
+    return faces
+
+
+def faces_from_record(folder: str | Path, data: str | Path, cache: str | Path, limit: int | None = None,
+                      seed: int = 0) -> LabelledFaces:
+    """A model trained here: its own validation faces (held-out reals, their self-blended fakes
+    and held-out fake sources), exactly as ``python -m training evaluate`` scores them."""
+    try:
+        from training.evaluate import validation_items
+    except ImportError as exc:  # the training package is not installed with the library
+        raise ForensicsError("the training package is needed to rebuild a model's validation faces") from exc
+    items = validation_items(str(folder), str(data), str(cache), seed)
+    if limit and len(items) > limit:
+        rng = np.random.default_rng(seed)
+        y = np.array([t for _, t, _ in items])
+        pick = np.concatenate([rng.permutation(np.flatnonzero(y == v))[: limit // 2] for v in (0, 1)])
+        items = [items[i] for i in sorted(pick)]
+    return LabelledFaces([im for im, _, _ in items], np.array([t for _, t, _ in items]), [s for _, _, s in items],
+                         [f"{s} #{i}" for i, (_, _, s) in enumerate(items)], {}, f"validation faces of {folder}")
+
+
+# -- the audit --------------------------------------------------------------------------------
+
+def _scores(detector, crops: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
+    return detector.fake_probability(detector.predict_crops(list(crops), batch_size=batch_size))
+
+
+def _auc(y: np.ndarray, p: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else None
+
+
+def _latency(models: dict, crops: Sequence[np.ndarray], repeats: int) -> dict:
+    """p50/p95 ms per call at batch 1 and 8, every model timed in the same interleaved rounds."""
+    out: dict[str, dict] = {name: {} for name in models}
+    for batch in (1, 8):
+        inputs = [models[next(iter(models))].preprocess(list(crops[i : i + batch]))
+                  for i in range(0, max(1, len(crops) - batch + 1), batch)][: max(1, repeats if batch == 1 else repeats // 2)]
+        times: dict[str, list[float]] = {name: [] for name in models}
+        for name, det in models.items():  # warm-up
+            det.predict(inputs[0])
+        for x in inputs:
+            if len(x) != batch:
+                continue
+            for name, det in models.items():
+                start = time.perf_counter()
+                det.predict(x)
+                times[name].append((time.perf_counter() - start) * 1000)
+        for name, values in times.items():
+            if values:
+                out[name][f"batch_{batch}"] = {"p50_ms": float(np.percentile(values, 50)),
+                                               "p95_ms": float(np.percentile(values, 95)), "calls": len(values),
+                                               "per_face_ms": float(np.percentile(values, 50)) / batch}
+    return out
+
+
+def _load_time(name: str, rounds: int = 3) -> float:
+    from forensics.detectors import load_detector
+
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        load_detector(name, cache=False)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def _file_bytes(folder: Path, name: str) -> int:
+    path = folder / name
+    return path.stat().st_size if path.is_file() else 0
+
+
+def run_audit(detector: str, faces: LabelledFaces, tolerance: Tolerance | None = None, out: str | Path | None = None,
+              repeats: int = 30, maps: bool = True, progress: Callable | None = None) -> dict:
+    """Audit ``detector``'s int8 build against its float model on ``faces``; writes audit.json
+    (and audit.html, disagreement images) to ``out`` when given. Returns the audit."""
+    from forensics.detectors import load_detector, resolve_model_folder
+    from forensics.detectors.onnx_family import split_variant
+    from forensics.quantize import INT8_NAME, ONNX_NAME, operating_point_threshold
+
+    step = progress or (lambda fraction, text: None)
+    tolerance = tolerance or Tolerance()
+    base, _ = split_variant(detector)
+    folder = resolve_model_folder(base)
+    if not (folder / INT8_NAME).is_file():
+        raise DetectorError(f"{folder.name}: no int8 build; make it with `python -m forensics quantize --detector {base}`")
+    step(0.3, "loading the models")
+    models = {"float": load_detector(str(folder), cache=False)}
+    if (folder / ONNX_NAME).is_file():
+        models["onnx"] = load_detector(f"{folder}:onnx", cache=False)
+    models["int8"] = load_detector(f"{folder}:int8", cache=False)
+    y = np.asarray(faces.labels, int)
+    scores = {}
+    for i, (name, det) in enumerate(models.items()):
+        step(0.35 + 0.15 * i, f"scoring {len(faces)} faces with the {name} model")
+        scores[name] = _scores(det, faces.crops)
+    t_float = models["float"].threshold
+    p_float, p_int8 = scores["float"], scores["int8"]
+    tuned = operating_point_threshold(p_float, p_int8, t_float)
+    float_decisions = p_float >= t_float
+    delta = p_int8 - p_float
+    comparison = {
+        "agreement": float(np.mean((p_int8 >= t_float) == float_decisions)),
+        "agreement_at_tuned_threshold": float(np.mean((p_int8 >= tuned) == float_decisions)),
+        "max_abs_delta": float(np.abs(delta).max()),
+        "mean_abs_delta": float(np.abs(delta).mean()),
+        "auc_float": _auc(y, p_float),
+        "auc_int8": _auc(y, p_int8),
+        "float_threshold": float(t_float),
+        "int8_threshold_stored": float(models["int8"].threshold),
+        "int8_threshold_tuned": float(tuned),
+    }
+    comparison["auc_delta"] = (None if comparison["auc_float"] is None
+                               else comparison["auc_int8"] - comparison["auc_float"])
+    step(0.8, "timing the models")
+    latency = _latency(models, faces.crops, repeats)
+    files = {"float": _file_bytes(folder, "model.safetensors"), "onnx": _file_bytes(folder, ONNX_NAME),
+             "int8": _file_bytes(folder, INT8_NAME)}
+    loads = {"float": _load_time(str(folder)), "int8": _load_time(f"{folder}:int8")}
+    if "onnx" in models:
+        loads["onnx"] = _load_time(f"{folder}:onnx")
+    table = {}
+    for name in models:
+        decisions = scores[name] >= (t_float if name != "int8" else t_float)
+        table[name] = {"roc_auc": _auc(y, scores[name]), "accuracy": float(np.mean(decisions == y)),
+                       "file_bytes": files[name], "load_s": loads[name], "latency": latency[name],
+                       "runtime": models[name].describe().get("runtime", "PyTorch (float32)")}
+    b1 = {name: latency[name].get("batch_1", {}).get("p50_ms") for name in models}
+    speed = {f"{name}_vs_float_batch_1": (b1["float"] / b1[name]) if b1.get(name) else None for name in models
+             if name != "float"}
+    failures = tolerance.check(comparison)
+    disagree = np.flatnonzero((p_int8 >= t_float) != float_decisions)
+    order = disagree[np.argsort(-np.abs(delta[disagree]))] if len(disagree) else disagree
+    result = {
+        "detector": models["float"].describe(),
+        "folder": str(folder),
+        "faces": {"count": len(faces), "fake": int(y.sum()), "real": int(len(y) - y.sum()), "origin": faces.origin,
+                  "skipped": faces.skipped, "sources": sorted(set(faces.sources))},
+        "comparison": comparison,
+        "models": table,
+        "speedup": speed,
+        "threads": int(__import__("torch").get_num_threads()),
+        "tolerance": {**asdict(tolerance), "passed": not failures, "failures": failures},
+        "disagreements": [{"index": int(i), "name": faces.names[i], "source": faces.sources[i], "label": int(y[i]),
+                           "p_float": float(p_float[i]), "p_int8": float(p_int8[i])} for i in order],
+        "scores": {"label": y.tolist(), "float": p_float.round(5).tolist(), "int8": p_int8.round(5).tolist(),
+                   "source": faces.sources},
+    }
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        if maps and len(order):
+            step(0.9, "explaining the faces where they disagree")
+            strips = disagreement_strips(models["float"], models["int8"], [faces.crops[i] for i in order[:MAX_DISAGREEMENTS]])
+            for entry, strip in zip(result["disagreements"], strips):
+                name = f"disagreement-{entry['index']:05d}.png"
+                cv2.imwrite(str(out / name), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
+                entry["image"] = name
+        write_audit(result, out)
+    step(1.0, "done")
+    return result
+
+
+def disagreement_strips(float_detector, int8_detector, crops: Sequence[np.ndarray], alpha: float = 0.5,
+                        size: int = 160) -> list[np.ndarray]:
+    """Per face, one image: the crop, then the float model's maps, then the int8 model's (each
+    model's own class-"fake" maps; the int8 build has no gradients, so no Grad-CAM)."""
+    from forensics.explain import explain
+    from forensics.overlay import overlay
+
+    strips = []
+    float_exp = explain(float_detector, float_detector.preprocess(list(crops)),
+                        [m for m in FLOAT_MAPS], target="fake")
+    int8_exp = explain(int8_detector, int8_detector.preprocess(list(crops)), list(INT8_MAPS), target="fake")
+    for i, crop in enumerate(crops):
+        base = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+        tiles = [_caption(base, "face")]
+        for tag, exp in (("float", float_exp), ("int8", int8_exp)):
+            for method, heat in exp.maps.items():
+                heat = cv2.resize(heat[i], (size, size), interpolation=cv2.INTER_LINEAR)
+                tiles.append(_caption(overlay(base, heat, alpha=alpha), f"{tag} {method}"))
+        strips.append(np.concatenate(tiles, axis=1))
+    return strips
+
+
+def _caption(tile: np.ndarray, text: str) -> np.ndarray:
+    out = np.ascontiguousarray(tile).copy()
+    cv2.rectangle(out, (0, 0), (out.shape[1], 18), (0, 0, 0), -1)
+    cv2.putText(out, text, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+# -- reports ----------------------------------------------------------------------------------
+
+def summary_rows(audit: dict) -> list[list[str]]:
+    """The side-by-side table: one row per measure, one column per model."""
+    names = list(audit["models"])
+    rows = [["", *[audit["models"][n]["runtime"] for n in names]]]
+
+    def fmt(value, pattern):
+        return "n/a" if value is None else pattern.format(value)
+
+    rows.append(["ROC-AUC", *[fmt(audit["models"][n]["roc_auc"], "{:.4f}") for n in names]])
+    rows.append(["accuracy at the float threshold", *[fmt(audit["models"][n]["accuracy"], "{:.2%}") for n in names]])
+    rows.append(["file size", *[f"{audit['models'][n]['file_bytes'] / 1e6:.2f} MB" for n in names]])
+    rows.append(["load time", *[f"{audit['models'][n]['load_s']:.2f} s" for n in names]])
+    for batch in (1, 8):
+        key = f"batch_{batch}"
+        rows.append([f"latency p50 / p95, batch {batch}",
+                     *[(f"{audit['models'][n]['latency'][key]['p50_ms']:.1f} / "
+                        f"{audit['models'][n]['latency'][key]['p95_ms']:.1f} ms")
+                       if key in audit["models"][n]["latency"] else "n/a" for n in names]])
+    rows.append(["speed-up vs PyTorch float, batch 1",
+                 *["1.00x" if n == "float" else fmt(audit["speedup"].get(f"{n}_vs_float_batch_1"), "{:.2f}x")
+                   for n in names]])
+    return rows
+
+
+def verdict_line(audit: dict) -> str:
+    c, t = audit["comparison"], audit["tolerance"]
+    auc = "n/a" if c["auc_delta"] is None else f"{c['auc_delta']:+.4f}"
+    head = "PASSED" if t["passed"] else "FAILED: " + "; ".join(t["failures"])
+    return (f"int8 audit {head} (agreement {c['agreement']:.2%}, delta AUC {auc}, max |delta P| "
+            f"{c['max_abs_delta']:.3f}, {audit['faces']['count']} faces)")
+
+
+def figures(audit: dict) -> dict:
+    """Plotly figures: float vs int8 scores, the |delta| histogram, latency."""
+    import plotly.graph_objects as go
+
+    s = audit["scores"]
+    y, pf, pq = np.array(s["label"]), np.array(s["float"]), np.array(s["int8"])
+    scatter = go.Figure()
+    for label, colour, name in ((0, "#2b8a3e", "real"), (1, "#c92a2a", "fake")):
+        m = y == label
+        scatter.add_trace(go.Scattergl(x=pf[m], y=pq[m], mode="markers", name=name,
+                                       marker=dict(size=5, color=colour, opacity=0.6)))
+    t = audit["comparison"]["float_threshold"]
+    scatter.add_shape(type="line", x0=0, y0=0, x1=1, y1=1, line=dict(color="grey", dash="dot"))
+    scatter.add_vline(x=t, line=dict(color="black", dash="dash"))
+    scatter.add_hline(y=t, line=dict(color="black", dash="dash"))
+    scatter.update_layout(title="P(fake): float (x) vs int8 (y)", xaxis_title="float", yaxis_title="int8",
+                          height=420, margin=dict(l=40, r=10, t=50, b=40))
+    hist = go.Figure(go.Histogram(x=pq - pf, nbinsx=60, marker_color="#5c7cfa"))
+    hist.update_layout(title="int8 - float, P(fake)", height=320, margin=dict(l=40, r=10, t=50, b=40))
+    names = list(audit["models"])
+    latency = go.Figure()
+    for batch in (1, 8):
+        key = f"batch_{batch}"
+        latency.add_trace(go.Bar(name=f"batch {batch} (p50 per face)", x=names,
+                                 y=[audit["models"][n]["latency"].get(key, {}).get("per_face_ms") for n in names]))
+    latency.update_layout(title="Latency per face (ms)", barmode="group", height=320,
+                          margin=dict(l=40, r=10, t=50, b=40))
+    return {"scatter": scatter, "delta": hist, "latency": latency}
+
+
+def write_audit(audit: dict, out: str | Path) -> tuple[Path, Path]:
+    """audit.json and a self-contained audit.html in ``out`` (written through temporary files)."""
+    out = Path(out)
+    json_path, html_path = out / AUDIT_NAME, out / "audit.html"
+    tmp = json_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(audit, indent=1))
+    os.replace(tmp, json_path)
+    figs = figures(audit)
+    parts = [fig.to_html(full_html=False, include_plotlyjs="inline" if i == 0 else False)
+             for i, fig in enumerate(figs.values())]
+    rows = summary_rows(audit)
+    table = "".join("<tr>" + "".join(f"<{'th' if r == 0 else 'td'}>{_esc(c)}</{'th' if r == 0 else 'td'}>" for c in row)
+                    + "</tr>" for r, row in enumerate(rows))
+    images = []
+    for entry in audit["disagreements"]:
+        if "image" in entry and (out / entry["image"]).is_file():
+            data = base64.b64encode((out / entry["image"]).read_bytes()).decode()
+            images.append(f"<figure><img src='data:image/png;base64,{data}'><figcaption>{_esc(entry['name'])}: "
+                          f"label {'fake' if entry['label'] else 'real'}, float {entry['p_float']:.3f}, "
+                          f"int8 {entry['p_int8']:.3f}</figcaption></figure>")
+    c = audit["comparison"]
+    status = "pass" if audit["tolerance"]["passed"] else "fail"
+    html = f"""<!doctype html><html><head><meta charset="utf-8"><title>int8 audit: {_esc(audit['detector']['name'])}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}th{{background:#f1f3f5}}.pass{{color:#2b8a3e}}
+.fail{{color:#c92a2a}}img{{max-width:100%}}figure{{margin:1em 0}}</style></head><body>
+<h1>Float vs int8: {_esc(audit['detector']['name'])}</h1>
+<p class="{status}"><b>{_esc(verdict_line(audit))}</b></p>
+<p>Faces: {audit['faces']['count']} ({audit['faces']['real']} real, {audit['faces']['fake']} fake) from
+{_esc(audit['faces']['origin'])}. Decision threshold of the float model {c['float_threshold']:.3f}; the int8
+threshold that keeps its operating point: {c['int8_threshold_tuned']:.4f} (agreement there
+{c['agreement_at_tuned_threshold']:.2%}; stored in the build: {c['int8_threshold_stored']:.4f}).
+Mean |delta P(fake)| {c['mean_abs_delta']:.4f}. {audit['threads']} thread(s).</p>
+<table>{table}</table>{''.join(parts)}
+<h2>Where float and int8 disagree ({len(audit['disagreements'])})</h2>{''.join(images) or '<p>Nowhere.</p>'}
+</body></html>"""
+    tmp = html_path.with_suffix(".html.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, html_path)
+    return json_path, html_path
+
+
+def _esc(value) -> str:
+    import html
+
+    return html.escape(str(value))
+
+
+def read_audit(folder: str | Path) -> dict | None:
+    """The audit kept with a detector (``<folder>/audit/audit.json``, from ``audit --bundle``)."""
+    path = Path(folder) / "audit" / AUDIT_NAME
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None

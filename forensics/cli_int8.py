@@ -1,0 +1,158 @@
+"""``python -m forensics quantize`` and ``python -m forensics audit``: ONNX float/int8 builds of a
+detector and the float-vs-int8 audit (:mod:`forensics.quantize`, :mod:`forensics.audit`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from forensics.errors import ForensicsError
+
+COMMANDS = ("quantize", "audit")
+DEFAULT_DATA = "../shared/data/labels.csv"
+DEFAULT_CACHE = ".cache/crops256"
+EXIT_AUDIT_FAILED = 3
+
+
+def add_parsers(sub) -> None:
+    q = sub.add_parser("quantize", help="export a detector to ONNX and build its int8 model beside it")
+    q.add_argument("--detector", required=True, help="bundled name or model folder")
+    q.add_argument("--mode", default="auto", choices=["auto", "dynamic", "static"],
+                   help="auto: dynamic for transformer-style models, static (calibrated) for CNNs")
+    q.add_argument("--calibration", default=None,
+                   help="folder (class subfolders) or labels.csv of face images for calibration and the int8 "
+                        "threshold (default: the model's own training faces, from its training record)")
+    q.add_argument("--data", default=DEFAULT_DATA, help="the training data, for the default calibration faces")
+    q.add_argument("--cache", default=DEFAULT_CACHE, help="face-crop cache of the training data")
+    q.add_argument("--limit", type=int, default=256, help="calibration faces (default 256)")
+    q.add_argument("--no-attention", action="store_true", help="export without attention outputs (no attention maps)")
+    q.add_argument("--allow-untrained", action="store_true", help=argparse_suppress())
+
+    a = sub.add_parser("audit", help="float vs int8: agreement, AUC, size, load time and latency, side by side")
+    a.add_argument("--detector", required=True, help="bundled name or model folder with an int8 build")
+    a.add_argument("--data", default=None,
+                   help="folder (class subfolders such as real/ and fake/) or labels.csv of labelled images "
+                        "(default: the model's validation faces, from its training record and ../shared/data)")
+    a.add_argument("--cache", default=DEFAULT_CACHE, help="face-crop cache (for the default validation faces)")
+    a.add_argument("--limit", type=int, default=None, help="audit at most this many faces (label-stratified)")
+    a.add_argument("--out", default=None, help="folder for audit.json, audit.html and the disagreement images "
+                                               "(default runs/audit/<detector>)")
+    a.add_argument("--min-agreement", type=float, default=0.99, help="tolerance: decision agreement (default 0.99)")
+    a.add_argument("--max-auc-delta", type=float, default=0.01, help="tolerance: |delta ROC-AUC| (default 0.01)")
+    a.add_argument("--max-abs-delta", type=float, default=None, help="tolerance: max |delta P(fake)| (default: none)")
+    a.add_argument("--repeats", type=int, default=30, help="timed calls per model at batch 1 (default 30)")
+    a.add_argument("--no-maps", action="store_true", help="skip the maps of the faces where the models disagree")
+    a.add_argument("--bundle", action="store_true", help="also keep audit.json in the detector's folder (the app shows it)")
+    a.add_argument("--json", action="store_true", help="print the audit as JSON")
+
+
+def argparse_suppress():
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+def _bar():
+    from tqdm import tqdm
+
+    bar = tqdm(total=100, disable=None, file=sys.stderr, bar_format="{l_bar}{bar}| {postfix}")
+
+    def update(fraction: float, text: str) -> None:
+        bar.n = int(100 * fraction)
+        bar.set_postfix_str(text)
+        bar.refresh()
+
+    return bar, update
+
+
+def _record_available(folder: Path, data: str) -> bool:
+    return (folder / "training.json").is_file() and Path(data).exists()
+
+
+def run(args) -> int:
+    if args.command == "quantize":
+        return cmd_quantize(args)
+    return cmd_audit(args)
+
+
+def cmd_quantize(args) -> int:
+    from forensics.audit import faces_from_files
+    from forensics.detectors import load_detector
+    from forensics.quantize import build_onnx, choose_mode
+
+    detector = load_detector(args.detector, allow_untrained=args.allow_untrained, cache=False)
+    folder = Path(detector.path)
+    crops = []
+    if args.calibration:
+        crops = faces_from_files(args.calibration, detector.input_size, detector.info.face_margin, args.limit).crops
+    elif _record_available(folder, args.data):
+        from training.evaluate import training_items
+
+        crops = [im for im, _, _ in training_items(folder, args.data, args.cache, args.limit)]
+    mode = choose_mode(detector) if args.mode == "auto" else args.mode
+    if mode == "static" and not crops:
+        raise ForensicsError("static int8 needs calibration faces: pass --calibration (a folder or labels.csv)")
+    bar, update = _bar()
+    try:
+        record = build_onnx(detector, crops, mode, attention=not args.no_attention, progress=update)
+    finally:
+        bar.close()
+    f, q = record["float"], record["int8"]
+    print(f"{folder}/model.onnx: {f['bytes'] / 1e6:.2f} MB ({f['exporter']}, opset {f['opset']}, outputs "
+          f"{', '.join(f['outputs'])}; max |logit error| vs PyTorch {f['max_abs_error_vs_pytorch']['logits']:.1e})")
+    line = f"{folder}/model_quantized.onnx: {q['bytes'] / 1e6:.2f} MB ({q['mode']} int8 on {', '.join(q['int8_ops'])}"
+    if "threshold" in q:
+        line += (f"; on {len(crops)} calibration faces: max |delta P| {q['calibration_max_abs_delta']:.4f}, "
+                 f"int8 threshold {q['threshold']:.4f}")
+    print(line + ")")
+    return 0
+
+
+def cmd_audit(args) -> int:
+    import shutil
+
+    from forensics.audit import Tolerance, faces_from_files, faces_from_record, run_audit, verdict_line
+    from forensics.detectors import resolve_model_folder
+    from forensics.detectors.onnx_family import split_variant
+
+    base, _ = split_variant(args.detector)
+    folder = resolve_model_folder(base)
+    if args.data:
+        from forensics.catalog import read_config
+
+        margin = float(read_config(folder).get("forensics", {}).get("face_margin", 0.3))
+        size = int(read_config(folder).get("forensics", {}).get("input_size", 224))
+        faces = faces_from_files(args.data, size, margin, args.limit)
+    elif _record_available(folder, DEFAULT_DATA):
+        faces = faces_from_record(folder, DEFAULT_DATA, args.cache, args.limit)
+    else:
+        raise ForensicsError(f"{folder.name}: pass --data (labelled images): there is no training record "
+                             f"and {DEFAULT_DATA} to rebuild its validation faces from")
+    out = Path(args.out or Path("runs") / "audit" / folder.name)
+    bar, update = _bar()
+    try:
+        audit = run_audit(base, faces, Tolerance(args.min_agreement, args.max_auc_delta, args.max_abs_delta), out,
+                          repeats=args.repeats, maps=not args.no_maps, progress=update)
+    finally:
+        bar.close()
+    if args.bundle:
+        kept = {k: v for k, v in audit.items()}
+        (folder / "audit").mkdir(exist_ok=True)
+        for entry in kept["disagreements"]:
+            if "image" in entry:
+                shutil.copy(out / entry["image"], folder / "audit" / entry["image"])
+        tmp = folder / "audit" / "audit.json.tmp"
+        tmp.write_text(json.dumps(kept, indent=1))
+        tmp.replace(folder / "audit" / "audit.json")
+    if args.json:
+        print(json.dumps({k: v for k, v in audit.items() if k != "scores"}, indent=2))
+    else:
+        from forensics.audit import summary_rows
+
+        for row in summary_rows(audit):
+            print(f"{row[0]:<38}" + "".join(f"{c:>28}" for c in row[1:]))
+        print(f"report: {out / 'audit.html'}")
+    line = verdict_line(audit)
+    print(line, file=sys.stderr if not audit["tolerance"]["passed"] else sys.stdout)
+    return 0 if audit["tolerance"]["passed"] else EXIT_AUDIT_FAILED

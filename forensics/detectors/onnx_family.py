@@ -1,0 +1,149 @@
+"""ONNX float and int8 builds of a detector, run with onnxruntime.
+
+A model folder may hold ``model.onnx`` and ``model_quantized.onnx`` beside its PyTorch weights
+(made by :mod:`forensics.quantize`). ``<name>:onnx`` and ``<name>:int8`` load them as detectors
+like any other: same labels, preprocessing and face crops (from the folder's config.json); the
+int8 build uses the decision threshold tuned to keep the float model's operating point.
+
+Without gradients there is no Grad-CAM: an ONNX detector shows the maps its graph outputs:
+attention and rollout (class-agnostic) when exported with attentions, and the patch-score map of
+patch-level detectors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from forensics.catalog import read_config
+from forensics.detectors.base import Detector, DetectorInfo
+from forensics.errors import DetectorError
+
+VARIANTS = {"onnx": "model.onnx", "int8": "model_quantized.onnx"}
+VARIANT_TITLES = {"onnx": "ONNX float", "int8": "ONNX int8"}
+
+
+class OnnxModule(nn.Module):
+    """An onnxruntime session behind ``nn.Module``'s interface: torch batch in, logits out.
+
+    While attention is being captured the ``attentions`` output is fetched too; the patch logits
+    pass through ``self.score`` so that forward hooks on it see them, as on the PyTorch model.
+    """
+
+    def __init__(self, session, outputs: list[str]):
+        super().__init__()
+        self.session = session
+        self.outputs = outputs
+        self.score = nn.Identity()
+        self.capture: list[torch.Tensor] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from forensics.quantize import INPUT_NAME
+
+        wanted = ["logits"]
+        if self.capture is not None and "attentions" in self.outputs:
+            wanted.append("attentions")
+        if "patch_logits" in self.outputs and self.score._forward_hooks:
+            wanted.append("patch_logits")
+        values = dict(zip(wanted, self.session.run(wanted, {INPUT_NAME: x.detach().float().numpy()})))
+        if "attentions" in values:
+            stacked = torch.from_numpy(values["attentions"])
+            self.capture.extend(stacked[:, i] for i in range(stacked.shape[1]))
+        if "patch_logits" in values:
+            self.score(torch.from_numpy(values["patch_logits"])[:, None])
+        return torch.from_numpy(values["logits"])
+
+
+class OnnxDetector(Detector):
+    """A detector whose forward pass is an ONNX graph (float or int8)."""
+
+    differentiable = False
+
+    def __init__(self, module: OnnxModule, info: DetectorInfo, path: Path, variant: str, build: dict):
+        super().__init__(module, info, path)
+        self.variant = variant
+        self.build = build
+        self.file = path / VARIANTS[variant]
+        self.family = f"onnx-{variant}"
+        self._grid = tuple(build.get("float", {}).get("grid") or ()) or None
+        self._prefix = int(build.get("float", {}).get("prefix_tokens", 0))
+
+    @property
+    def has_attention(self) -> bool:
+        return "attentions" in self.model.outputs and self._grid is not None
+
+    @property
+    def grid_size(self) -> tuple[int, int] | None:
+        return self._grid
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return self._prefix
+
+    @property
+    def patch_score_module(self) -> nn.Module | None:
+        return self.model.score if "patch_logits" in self.model.outputs else None
+
+    @contextlib.contextmanager
+    def capture_attention(self) -> Iterator[list[torch.Tensor]]:
+        if not self.has_attention:
+            raise DetectorError(f"{self.name}: this ONNX build was exported without attention outputs")
+        captured: list[torch.Tensor] = []
+        self.model.capture = captured
+        try:
+            yield captured
+        finally:
+            self.model.capture = None
+
+    @property
+    def cam_target_layers(self) -> list[nn.Module]:
+        raise DetectorError(f"{self.name}: an ONNX build has no gradients; Grad-CAM needs the PyTorch model")
+
+    def describe(self) -> dict:
+        data = super().describe()
+        data.update({"parameters": None, "runtime": f"onnxruntime ({VARIANT_TITLES[self.variant]})",
+                     "file": self.file.name, "bytes": self.file.stat().st_size})
+        return data
+
+
+def split_variant(name: str) -> tuple[str, str | None]:
+    """``"default:int8"`` -> ``("default", "int8")``; names without a known suffix are left whole."""
+    text = str(name)
+    base, sep, variant = text.rpartition(":")
+    if sep and base and variant in VARIANTS:
+        return base, variant
+    return text, None
+
+
+def load_onnx_detector(folder: Path, variant: str, threads: int | None = None) -> OnnxDetector:
+    """The ONNX build ``variant`` ("onnx" or "int8") of the model folder ``folder``."""
+    from forensics.detectors.base import FAMILIES
+    from forensics.quantize import open_session, read_build
+
+    if variant not in VARIANTS:
+        raise DetectorError(f"unknown ONNX build {variant!r}; choose from {', '.join(VARIANTS)}")
+    path = folder / VARIANTS[variant]
+    if not path.is_file():
+        raise DetectorError(f"{folder.name}: no {path.name}; make it with `python -m forensics quantize "
+                            f"--detector {folder}`")
+    config = read_config(folder)
+    for family in FAMILIES.values():
+        if family.accepts(config) and hasattr(family, "info"):
+            info = family.info(folder, config)
+            break
+    else:
+        raise DetectorError(f"{folder}: config.json is neither a timm nor a transformers model config")
+    build = read_build(folder)
+    info.name = f"{info.name}:{variant}"
+    if variant == "int8" and "threshold" in build.get("int8", {}):
+        info.threshold = float(build["int8"]["threshold"])
+    session = open_session(path, threads)
+    outputs = [o.name for o in session.get_outputs()]
+    if "logits" not in outputs:
+        raise DetectorError(f"{path}: the ONNX graph has no 'logits' output")
+    return OnnxDetector(OnnxModule(session, outputs), info, folder, variant, build)

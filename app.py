@@ -13,7 +13,7 @@ import threading
 
 import gradio as gr
 
-from forensics import catalog
+from forensics import access, catalog, jobs_ui
 from forensics.catalog import EXTRA_METHODS, METHOD_TITLES, METHODS
 from forensics.errors import ForensicsError
 from forensics.media import IMAGE_EXTENSIONS
@@ -202,6 +202,64 @@ def _media_tab(kind: str):
     return c
 
 
+def _train_tab(detector_boxes: list) -> None:
+    """Background jobs and Hub pushes (behind the admin credential); wired to ``forensics.jobs_ui``."""
+    gr.Markdown(jobs_ui.INTRO + "\n\n" + jobs_ui.admin_note())
+    with gr.Row():
+        with gr.Column(scale=2):
+            kind = gr.Radio(jobs_ui.KIND_CHOICES, value="train", label="Job")
+            base = gr.Dropdown(jobs_ui.detector_names(), value=None, allow_custom_value=True,
+                               label="Base detector (fine-tune: start from; distil: teacher; evaluate: measured)")
+            model = gr.Dropdown(list(jobs_ui.MODEL_CHOICES), value="hybrid", label="Architecture (train, distil)")
+            data = gr.Textbox(label="Dataset on the server (ImageFolder folder with real/ and fake/, or labels.csv)")
+            data_zip = gr.File(label="...or upload a zip of an ImageFolder tree", file_types=[".zip"], type="filepath")
+            with gr.Row():
+                epochs = gr.Number(4, label="Epochs", precision=0, minimum=1)
+                lr = gr.Number(3e-4, label="Learning rate")
+                batch = gr.Number(16, label="Batch size", precision=0, minimum=1)
+                size = gr.Number(224, label="Image size", precision=0, minimum=16)
+            with gr.Row():
+                sbi = gr.Checkbox(True, label="Self-blended pseudo-fakes")
+                labels = gr.Radio(jobs_ui.LABEL_ORDER_CHOICES, value="real fake", label="Label order")
+            with gr.Accordion("More", open=False):
+                max_steps = gr.Number(None, label="Stop after this many steps (empty: all)", precision=0)
+                name = gr.Textbox(label="Name of the model it makes (default job<id>-<architecture>)")
+            token = gr.Textbox(label="Admin token", type="password")
+            submit = gr.Button("Start job", variant="primary")
+            message = gr.Markdown()
+            with gr.Accordion("Push a model to the Hugging Face Hub", open=False):
+                push_from = gr.Dropdown(jobs_ui.detector_names(), allow_custom_value=True,
+                                        label="Model (a detector name or a model folder)")
+                repo = gr.Textbox(label="Hub repo (user-or-org/name)")
+                private = gr.Checkbox(True, label="Private repo")
+                push = gr.Button("Push to the Hub")
+                pushed = gr.Markdown()
+        with gr.Column(scale=3):
+            table = gr.Dataframe(headers=jobs_ui.TABLE_HEADERS, label="Jobs (click a row)", interactive=False,
+                                 max_height=260)
+            with gr.Row(equal_height=True):
+                job = gr.Number(None, label="Job", precision=0, min_width=80)
+                show, cancel, resume, delete = (gr.Button(text, min_width=80) for text in
+                                                ("Show", "Cancel", "Resume", "Delete"))
+            status = gr.Markdown()
+            curves = gr.Plot(label="Loss and validation metrics")
+            log = gr.Textbox(label="Log", lines=12, max_lines=12, autoscroll=True, interactive=False)
+            card = gr.Markdown()
+    seen = gr.State({})
+    settings = [kind, base, model, data, data_zip, epochs, lr, batch, size, sbi, labels, max_steps, name, token]
+    submit.click(jobs_ui.submit_job, settings, [message, job, table], api_name="submit_job")
+    show.click(jobs_ui.show_job, [job, token], [status, curves, log, card], api_name="show_job")
+    cancel.click(jobs_ui.cancel_job, [job, token], [message, table], api_name="cancel_job")
+    resume.click(jobs_ui.resume_job, [job, token], [message, table], api_name="resume_job")
+    delete.click(jobs_ui.delete_job, [job, token], [message, job, table], api_name="delete_job")
+    push.click(jobs_ui.push_model, [push_from, repo, private, token], [pushed], api_name="push_model")
+    gr.api(jobs_ui.list_jobs, api_name="list_jobs")
+    table.select(jobs_ui.pick_job, [table], [job], api_visibility="private")
+    gr.Timer(2.0).tick(jobs_ui.refresh, [job, token, seen],
+                       [table, status, curves, log, card, *detector_boxes, base, push_from, seen],
+                       api_visibility="private", concurrency_limit=None, show_progress="hidden")
+
+
 def build_demo() -> gr.Blocks:
     with gr.Blocks(title="Deepfake Forensics Studio") as demo:
         gr.Markdown(INTRO)
@@ -211,6 +269,8 @@ def build_demo() -> gr.Blocks:
             im = _media_tab("image")
         with gr.Tab("Video"):
             vi = _media_tab("video")
+        with gr.Tab("Train"):
+            _train_tab([im["detector"], vi["detector"]])
         with gr.Tab("About"):
             gr.Markdown(ABOUT + catalog.about_detectors())
 
@@ -247,7 +307,8 @@ def main() -> None:
     demo = build_demo()
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True,
-                theme=gr.themes.Soft(), prevent_thread_lock=True)
+                theme=gr.themes.Soft(), prevent_thread_lock=True, auth=access.admin_login())
+    jobs_ui.open_store()  # jobs interrupted by a restart are marked failed; queued ones start
     threading.Thread(target=warm_up, daemon=True).start()
     demo.block_thread()
 

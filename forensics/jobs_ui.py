@@ -62,9 +62,8 @@ def detector_names() -> list[str]:
 
 
 def detector_box_choices() -> list[str]:
-    """What the analysis tabs' detector boxes offer (with ONNX builds where the catalog lists them)."""
-    choices = getattr(catalog, "detector_choices", None)
-    return choices() if choices else detector_names()
+    """What the analysis tabs' detector boxes offer: named detectors, then their ONNX builds."""
+    return catalog.detector_choices()
 
 
 # -- the jobs table and one job's details ----------------------------------------------------------
@@ -114,7 +113,9 @@ def job_card(job: Job) -> str:
     if path is None or not path.is_file():
         return ""
     text = re.sub(r"\A---.*?---\s*", "", path.read_text(encoding="utf-8"), flags=re.DOTALL)
-    return "#### Model card\n\n" + re.sub(r"^#\s", "##### ", text, flags=re.MULTILINE)
+    # The card's headings, three levels down, so they sit under this heading instead of dwarfing the tab.
+    text = re.sub(r"^(#{1,6})\s", lambda m: "#" * min(6, len(m.group(1)) + 3) + " ", text, flags=re.MULTILINE)
+    return "#### Model card\n\n" + text
 
 
 def curves_figure(job: Job) -> go.Figure | None:
@@ -136,7 +137,7 @@ def curves_figure(job: Job) -> go.Figure | None:
     fig.update_xaxes(title_text="step", row=1, col=1)
     fig.update_xaxes(title_text="epoch", row=1, col=2, dtick=1)
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
-    fig.update_layout(height=320, margin=dict(l=50, r=20, t=40, b=40), legend=dict(orientation="h", y=-0.25))
+    fig.update_layout(height=340, margin=dict(l=50, r=20, t=60, b=40), legend=dict(orientation="h", y=-0.25))
     return fig
 
 

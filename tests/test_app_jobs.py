@@ -1,0 +1,201 @@
+"""The Train tab of the served app: its admin-only API refuses without the credential (when none
+is configured, and when a wrong or no token is given), lets the admin through, and in real Chromium
+a tiny job launched from an uploaded zip runs to the end and its model joins the detector box."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, data_path
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+TOKEN = "test-admin-token-7f3a"
+ADMIN_ENDPOINT = re.compile(r"train|job|push|delete")
+EXPECTED_ADMIN_ENDPOINTS = {"/submit_job", "/list_jobs", "/show_job", "/cancel_job", "/resume_job", "/delete_job",
+                            "/push_model"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(tmp: Path, **env_changes):
+    """Start app.py on a free port; returns (url, process, log)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FORENSICS_ADMIN")}
+    env.update(GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", FORENSICS_HOME=str(tmp / "home"),
+               FORENSICS_MAX_JOBS="1", FORENSICS_JOB_THREADS="1", **env_changes)
+    port = _free_port()
+    log = open(tmp / "app.log", "w+")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    return f"http://127.0.0.1:{port}/", proc, log
+
+
+def _wait_served(url: str, proc, log) -> None:
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            if proc.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"app.py exited early:\n{log.read()}")
+            time.sleep(0.3)
+    proc.kill()
+    pytest.fail("app.py did not serve its page within 120 s")
+
+
+def _stop(proc, log) -> str:
+    proc.terminate()
+    proc.wait(timeout=20)
+    log.seek(0)
+    text = log.read()
+    log.close()
+    return text
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    """Two apps, started together: one with no admin credential configured, one with a token."""
+    open_tmp, admin_tmp = tmp_path_factory.mktemp("open"), tmp_path_factory.mktemp("admin")
+    started = {"open": _serve(open_tmp), "admin": _serve(admin_tmp, FORENSICS_ADMIN_TOKEN=TOKEN)}
+    for url, proc, log in started.values():
+        _wait_served(url, proc, log)
+    yield {name: url for name, (url, _, _) in started.items()} | {"admin_home": admin_tmp / "home"}
+    for name, (_, proc, log) in started.items():
+        text = _stop(proc, log)
+        assert "Traceback" not in text or "gradio.exceptions.Error" in text, text[-3000:]
+
+
+def _admin_endpoints(client) -> dict[str, dict]:
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    return {name: info for name, info in endpoints.items() if ADMIN_ENDPOINT.search(name)}
+
+
+def _arguments(info: dict, token: str | None) -> list:
+    """An argument per parameter (defaults, examples, no files), with the admin token as given."""
+    args = []
+    for p in info["parameters"]:
+        if p["parameter_name"] == "admin_token":
+            args.append(token)
+        elif p["component"] == "File":
+            args.append(None)
+        elif p["parameter_name"] == "job_id":
+            args.append(12345)
+        else:
+            args.append(p["parameter_default"] if p["parameter_has_default"] else p["example_input"])
+    return args
+
+
+def test_without_a_configured_credential_every_admin_endpoint_refuses(servers):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    client = Client(servers["open"], verbose=False)
+    admin = _admin_endpoints(client)
+    assert set(admin) == EXPECTED_ADMIN_ENDPOINTS
+    for name, info in admin.items():
+        for token in (None, TOKEN):
+            with pytest.raises(AppError, match="needs an admin credential, and none is configured on this server"):
+                client.predict(*_arguments(info, token), api_name=name)
+    # Analysis stays open to everyone.
+    verdict, *_ = client.predict(handle_file(str(ROOT / "assets/examples/astronaut.jpg")), api_name="/analyze_image")
+    assert verdict["label"] in ("fake", "real")
+
+
+def test_with_a_token_configured_wrong_or_missing_tokens_are_refused_and_the_right_one_works(servers):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    client = Client(servers["admin"], verbose=False)
+    admin = _admin_endpoints(client)
+    assert set(admin) == EXPECTED_ADMIN_ENDPOINTS
+    for name, info in admin.items():
+        with pytest.raises(AppError, match=r"needs an admin credential: enter the admin token"):
+            client.predict(*_arguments(info, ""), api_name=name)
+        with pytest.raises(AppError, match="needs an admin credential: the admin token given is wrong"):
+            client.predict(*_arguments(info, TOKEN + "x"), api_name=name)
+    # With the token, the actions run (and answer with their own one-line errors).
+    assert isinstance(client.predict(TOKEN, api_name="/list_jobs"), list)
+    for name in ("/show_job", "/cancel_job", "/resume_job", "/delete_job"):
+        with pytest.raises(AppError, match="^no job 12345$"):
+            client.predict(*_arguments(admin[name], TOKEN), api_name=name)
+    with pytest.raises(AppError, match="data 'Hello!!' is neither a folder nor a labels.csv on the server"):
+        client.predict(*_arguments(admin["/submit_job"], TOKEN), api_name="/submit_job")
+    start = time.time()
+    with pytest.raises(AppError, match=r"offline \(HF_HUB_OFFLINE=1\): pushing to the Hub needs the network"):
+        client.predict("default", "me/model", True, TOKEN, api_name="/push_model")
+    assert time.time() - start < 10
+
+
+@pytest.fixture(scope="module")
+def faces_zip(tmp_path_factory) -> Path:
+    """A zip of an ImageFolder tree: faces/real (6 FFHQ faces), faces/fake (2 StyleGAN2 faces)."""
+    path = tmp_path_factory.mktemp("upload") / "faces.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for label, folder, count in (("real", "faces/real/ffhq", 6), ("fake", "faces/fake/stylegan2_tpdne", 2)):
+            for image in sorted(data_path(folder).glob("*.jpg"))[:count]:
+                archive.write(image, f"faces/{label}/{image.name}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (make test installs it)")
+    from playwright.sync_api import sync_playwright
+
+    args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+        yield browser
+        browser.close()
+
+
+@pytest.mark.browser
+def test_browser_train_tab_runs_a_job_from_a_zip_and_its_model_joins_the_detector_box(servers, browser, faces_zip,
+                                                                                     tmp_path):
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    page.goto(servers["admin"], timeout=60_000)
+    page.get_by_role("tab", name="Train").click()
+    page.get_by_label("Admin token").fill(TOKEN)
+    page.locator("input[type=file][accept*='.zip']").set_input_files(str(faces_zip))
+    expect(page.get_by_text("faces.zip").first).to_be_visible(timeout=30_000)
+    page.get_by_label("Architecture (train, distil)").click()
+    page.get_by_role("option", name="patch-tiny").click()
+    for label, value in (("Epochs", "1"), ("Batch size", "2"), ("Image size", "32")):
+        page.get_by_label(label, exact=True).fill(value)
+    page.get_by_text("More", exact=True).click()
+    page.get_by_label("Stop after this many steps (empty: all)").fill("2")
+    page.get_by_label("Name of the model it makes (default job<id>-<architecture>)").fill("browser-tiny")
+    page.get_by_role("button", name="Start job").click()
+    expect(page.get_by_text(re.compile(r"Job \d+ \(browser-tiny\) started\.")).first).to_be_visible(timeout=30_000)
+    expect(page.get_by_text(re.compile(r"finished, 100%")).first).to_be_visible(timeout=180_000)
+    expect(page.get_by_label("Log")).to_have_value(re.compile(r"epoch 1: loss"), timeout=10_000)
+    expect(page.get_by_text("Model card").first).to_be_visible()
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    page.screenshot(path=str(Path(os.environ.get("SCREENSHOT_DIR", tmp_path)) / "train-tab.png"), full_page=True)
+
+    page.get_by_role("tab", name="Image").click()
+    page.get_by_label("Detector (name, model folder or Hub id)").first.click()
+    expect(page.get_by_role("option", name="browser-tiny")).to_be_visible(timeout=10_000)
+    assert (servers["admin_home"] / "models" / "browser-tiny" / "model.safetensors").is_file()
+    page.close()

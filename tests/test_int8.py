@@ -1,0 +1,194 @@
+"""ONNX float and int8 builds: export checked against PyTorch with onnxruntime, dynamic and static
+(calibrated on real MTCNN face crops) quantization, the builds as registry detectors with their
+maps, the operating-point threshold, and the float-vs-int8 audit (library and CLI, pass and fail)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from forensics.audit import LabelledFaces, Tolerance, faces_from_files, labelled_files, run_audit
+from forensics.detectors import load_detector
+from forensics.errors import DetectorError, ForensicsError
+from forensics.explain import explain
+from forensics.quantize import (
+    BUILD_NAME,
+    INT8_NAME,
+    ONNX_NAME,
+    build_onnx,
+    choose_mode,
+    operating_point_threshold,
+)
+from tests.conftest import ROOT, data_path
+
+
+@pytest.fixture(scope="module")
+def labelled_tree(tmp_path_factory):
+    """An ImageFolder tree of real photos: UTKFace and FFHQ reals, StyleGAN2 fakes, and a masks
+    folder that must be ignored."""
+    root = tmp_path_factory.mktemp("labelled")
+    picks = {"real": [*sorted(data_path("faces/real/utkface").glob("*.jpg"))[:6],
+                      *sorted(data_path("faces/real/ffhq").glob("*.jpg"))[:4]],
+             "fake": sorted(data_path("faces/fake/stylegan2_tpdne").glob("*.jpg"))[:10]}
+    for label, files in picks.items():
+        (root / label).mkdir()
+        for f in files:
+            shutil.copy(f, root / label / f.name)
+    (root / "masks").mkdir()
+    shutil.copy(picks["fake"][0], root / "masks" / "m.jpg")
+    return root
+
+
+@pytest.fixture(scope="module")
+def faces(labelled_tree, face_detector):
+    return faces_from_files(labelled_tree, 64, face_detector=face_detector)
+
+
+def _trained_copy(model_dirs, kind, tmp_path):
+    folder = shutil.copytree(model_dirs[kind], tmp_path / kind)
+    config = json.loads((folder / "config.json").read_text())
+    config["forensics"]["trained"] = True
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_labelled_faces_come_from_class_folders_through_mtcnn(labelled_tree, faces):
+    rows = labelled_files(labelled_tree)
+    assert len(rows) == 20 and {label for _, label, _ in rows} == {0, 1}  # masks/ left out
+    assert len(faces) >= 18 and faces.labels.sum() >= 9  # MTCNN finds (almost) every face
+    assert all(c.shape == (64, 64, 3) and c.dtype == np.uint8 for c in faces.crops)
+    with pytest.raises(ForensicsError, match="needs real and fake"):
+        labelled_files(labelled_tree / "real")
+
+
+def test_operating_point_threshold_hand_computed():
+    p_float = np.array([0.1, 0.4, 0.6, 0.9])
+    # int8 shifted down by 0.15: float decisions at 0.5 are [F, F, T, T]; int8 needs a lower threshold
+    p_int8 = p_float - 0.15
+    t = operating_point_threshold(p_float, p_int8, 0.5)
+    assert 0.25 < t <= 0.45
+    assert np.array_equal(p_int8 >= t, p_float >= 0.5)
+    # Identical scores: the float threshold itself.
+    assert operating_point_threshold(p_float, p_float, 0.5) == 0.5
+
+
+@pytest.mark.parametrize("kind", ["timm-vit", "patch", "hybrid"])
+def test_build_exports_quantizes_and_loads_as_detectors(kind, model_dirs, faces, tmp_path):
+    folder = _trained_copy(model_dirs, kind, tmp_path)
+    det = load_detector(folder, cache=False)
+    mode = choose_mode(det)
+    assert mode == ("static" if kind == "patch" else "dynamic")
+    record = build_onnx(det, faces.crops[:12])
+    assert {ONNX_NAME, INT8_NAME, BUILD_NAME} <= {p.name for p in folder.iterdir()}
+    assert record["float"]["max_abs_error_vs_pytorch"]["logits"] < 1e-3
+    assert record["int8"]["mode"] == mode
+    if mode == "static":
+        assert record["int8"]["calibration_faces"] == 12 and "Conv" in record["int8"]["int8_ops"]
+    assert (folder / INT8_NAME).stat().st_size < (folder / ONNX_NAME).stat().st_size
+
+    batch = det.preprocess(faces.crops[:5])
+    reference = det.predict(batch)
+    onnx = load_detector(f"{folder}:onnx", cache=False)
+    int8 = load_detector(f"{folder}:int8", cache=False)
+    assert onnx.name.endswith(":onnx") and int8.name.endswith(":int8") and not int8.differentiable
+    np.testing.assert_allclose(onnx.predict(batch), reference, atol=1e-4)  # a dynamic batch of 5
+    assert np.abs(int8.predict(batch) - reference).max() < 0.2
+    assert int8.threshold == pytest.approx(record["int8"]["threshold"])
+
+    # The ONNX build still explains itself with what its graph outputs; Grad-CAM says why not.
+    exp = explain(int8, batch[:2], ["attention", "rollout", "gradcam", "patches"])
+    if kind == "patch":
+        assert set(exp.maps) == {"patches"}
+        torch_maps = explain(det, batch[:2], ["patches"]).maps["patches"]
+        assert np.corrcoef(exp.maps["patches"].ravel(), torch_maps.ravel())[0, 1] > 0.9
+    else:
+        assert set(exp.maps) == {"attention", "rollout"}
+        assert exp.maps["rollout"].shape == (2, 64, 64)
+        float_maps = explain(load_detector(f"{folder}:onnx", cache=False), batch[:2], ["rollout"]).maps["rollout"]
+        agnostic = explain(det, batch[:2], ["rollout"], options=__import__("forensics.explain", fromlist=["x"])
+                           .ExplainOptions(class_weighted=False)).maps["rollout"]
+        np.testing.assert_allclose(float_maps, agnostic, atol=1e-3)  # same maps as PyTorch, class-agnostic
+    assert "gradcam" in exp.skipped and "gradient" in exp.skipped["gradcam"]
+
+
+def test_onnx_builds_are_listed_and_refused_clearly(model_dirs, tmp_path, monkeypatch):
+    from forensics import catalog
+
+    folder = _trained_copy(model_dirs, "timm-vit", tmp_path)
+    monkeypatch.setenv("FORENSICS_DETECTORS", str(tmp_path))
+    assert "timm-vit:int8" not in catalog.detector_choices()
+    with pytest.raises(DetectorError, match="no model_quantized.onnx; make it with"):
+        load_detector(f"{folder}:int8", cache=False)
+    build_onnx(load_detector(folder, cache=False), [], mode="dynamic")
+    assert {"timm-vit", "timm-vit:onnx", "timm-vit:int8"} <= set(catalog.detector_choices())
+    assert catalog.target_choices("timm-vit:int8")[:2] == ["fake", "real"]
+    (folder / INT8_NAME).write_bytes(b"not an onnx model")
+    with pytest.raises(DetectorError, match="onnxruntime cannot load it"):
+        load_detector(f"{folder}:int8", cache=False)
+    with pytest.raises(DetectorError, match="static int8 quantization needs calibration"):
+        build_onnx(load_detector(folder, cache=False), [], mode="static")
+
+
+def test_audit_side_by_side_with_disagreements_and_tolerance(model_dirs, faces, tmp_path):
+    folder = _trained_copy(model_dirs, "patch", tmp_path)
+    build_onnx(load_detector(folder, cache=False), faces.crops[:12])
+    out = tmp_path / "audit"
+    audit = run_audit(str(folder), faces, Tolerance(0.0, 1.0), out, repeats=4)
+    c = audit["comparison"]
+    assert audit["faces"]["count"] == len(faces)
+    assert set(audit["models"]) == {"float", "onnx", "int8"}
+    for model in audit["models"].values():
+        assert model["file_bytes"] > 0 and model["load_s"] > 0
+        assert model["latency"]["batch_1"]["p95_ms"] >= model["latency"]["batch_1"]["p50_ms"] > 0
+        assert "batch_8" in model["latency"]
+    p_float, p_int8 = np.array(audit["scores"]["float"]), np.array(audit["scores"]["int8"])
+    assert c["max_abs_delta"] == pytest.approx(np.abs(p_int8 - p_float).max(), abs=1e-4)
+    assert c["agreement"] == pytest.approx(np.mean((p_int8 >= 0.5) == (p_float >= 0.5)))
+    assert audit["tolerance"]["passed"]
+    # The disagreements are exactly the faces decided differently, each with both models' maps.
+    expected = {i for i in range(len(faces)) if (p_int8[i] >= 0.5) != (p_float[i] >= 0.5)}
+    assert {d["index"] for d in audit["disagreements"]} == expected
+    for entry in audit["disagreements"][:8]:
+        assert (out / entry["image"]).is_file()
+    html = (out / "audit.html").read_text()
+    assert "Float vs int8" in html and "plotly" in html.lower()
+    assert json.loads((out / "audit.json").read_text())["comparison"] == c
+    # An impossible tolerance fails, and says why.
+    failed = run_audit(str(folder), faces, Tolerance(1.01, 0.0, 0.0), None, repeats=2, maps=False)
+    assert not failed["tolerance"]["passed"]
+    assert any("agreement" in f for f in failed["tolerance"]["failures"])
+    assert any("max |delta P(fake)|" in f for f in failed["tolerance"]["failures"])
+
+
+def test_audit_refuses_a_detector_without_int8(model_dirs, tmp_path):
+    folder = _trained_copy(model_dirs, "timm-vit", tmp_path)
+    empty = LabelledFaces([np.zeros((64, 64, 3), np.uint8)] * 2, np.array([0, 1]), ["a", "b"], ["x", "y"])
+    with pytest.raises(DetectorError, match="no int8 build"):
+        run_audit(str(folder), empty)
+
+
+def test_cli_quantize_and_audit_fail_loudly(model_dirs, labelled_tree, tmp_path):
+    folder = _trained_copy(model_dirs, "patch", tmp_path)
+    env = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    run = lambda *args: subprocess.run([sys.executable, "-m", "forensics", *args], cwd=ROOT, env=env,  # noqa: E731
+                                       capture_output=True, text=True, timeout=600)
+    q = run("quantize", "--detector", str(folder), "--calibration", str(labelled_tree), "--limit", "8")
+    assert q.returncode == 0, q.stderr
+    assert "model_quantized.onnx" in q.stdout and "static int8" in q.stdout
+    ok = run("audit", "--detector", str(folder), "--data", str(labelled_tree), "--out", str(tmp_path / "a"),
+             "--min-agreement", "0", "--max-auc-delta", "1", "--repeats", "2", "--no-maps")
+    assert ok.returncode == 0, ok.stderr
+    assert "PASSED" in ok.stdout and "latency p50 / p95, batch 1" in ok.stdout
+    bad = run("audit", "--detector", str(folder), "--data", str(labelled_tree), "--out", str(tmp_path / "b"),
+              "--min-agreement", "1.01", "--repeats", "2", "--no-maps")
+    assert bad.returncode == 3
+    assert "int8 audit FAILED: agreement" in bad.stderr
+    missing = run("audit", "--detector", str(folder), "--data", str(tmp_path / "nowhere"))
+    assert missing.returncode == 1 and missing.stderr.strip().startswith("error:")
+    assert "Traceback" not in missing.stderr

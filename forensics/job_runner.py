@@ -42,7 +42,7 @@ def run(job_id: int) -> int:
                                  stderr=subprocess.STDOUT)
         store.update(job_id, child_pid=child.pid)
         signal.signal(signal.SIGTERM, lambda *_: child.terminate())
-        returncode = child.wait()
+        returncode = _wait(store, job_id, child)
         try:
             values = _outcome(store, store.get(job_id), returncode)
         except Exception as exc:  # publishing failed: the job failed, with the reason
@@ -52,6 +52,17 @@ def run(job_id: int) -> int:
     store.update(job_id, where_status="running", returncode=returncode, finished_at=time.time(), **values)
     store.dispatch()
     return 0
+
+
+def _wait(store: JobStore, job_id: int, child: subprocess.Popen, every_s: float = 2.0) -> int:
+    """Wait for the training process, stopping it if the job stops being "running" meanwhile (a
+    cancel that came before this supervisor had reported its pid, so it could not be signalled)."""
+    while True:
+        try:
+            return child.wait(timeout=every_s)
+        except subprocess.TimeoutExpired:
+            if store.get(job_id).status != "running":
+                child.terminate()
 
 
 def _outcome(store: JobStore, job: Job, returncode: int) -> dict:

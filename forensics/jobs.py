@@ -57,6 +57,7 @@ from forensics.job_settings import (  # noqa: F401  (re-exported: the jobs API i
 )
 from forensics.processes import (  # noqa: F401  (re-exported)
     max_jobs,
+    stop_orphan,
     process_alive,
     process_start_token,
     stop_process_group,
@@ -341,6 +342,8 @@ class JobStore:
             if job.pid is None or not process_alive(job.pid, job.pid_started):
                 lost.append(job.id)
         for job_id in lost:
+            job = self.get(job_id)
+            stop_orphan(job.pid, job.child_pid)
             self.update(job_id, where_status="running", status="failed", finished_at=now,
                         error="interrupted: its process is gone (the app or the machine stopped while it ran); "
                               "resume continues from its last checkpoint")

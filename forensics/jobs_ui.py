@@ -9,6 +9,7 @@ their API names contain ``job`` or ``push``, which is how a reviewer finds them 
 from __future__ import annotations
 
 import re
+import sqlite3
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -61,9 +62,31 @@ def detector_names() -> list[str]:
     return list(catalog.available_detectors())
 
 
+_CHOICES: dict = {}
+
+
 def detector_box_choices() -> list[str]:
-    """What the analysis tabs' detector boxes offer: named detectors, then their ONNX builds."""
-    return catalog.detector_choices()
+    """What the analysis tabs' detector boxes offer: named detectors, then their ONNX builds.
+    Every open page asks every few seconds, so the answer is kept until a detector folder changes."""
+    roots = catalog.detector_dirs()
+    key = tuple((str(root), _mtime(root), *(_mtime(child) for child in _children(root))) for root in roots)
+    if _CHOICES.get("key") != key:
+        _CHOICES.update(key=key, choices=catalog.detector_choices())
+    return list(_CHOICES["choices"])
+
+
+def _children(root: Path) -> list[Path]:
+    try:
+        return sorted(p for p in root.iterdir() if p.is_dir())
+    except OSError:
+        return []
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
 
 
 # -- the jobs table and one job's details ----------------------------------------------------------
@@ -260,11 +283,15 @@ def refresh(job_id, admin_token, seen, request: gr.Request = None):
     if not access.is_admin(admin_token, access.request_username(request)):
         hidden = "Enter the admin token to see and manage jobs." if access.admin_configured() else admin_note()
         return [[], hidden, None, "", "", *boxes, {"models": models}]
-    job = _job(job_id)
+    try:
+        job = _job(job_id)
+        table = jobs_table()
+    except (OSError, sqlite3.Error) as exc:  # an unwritable or broken home: say so, once per tick
+        return [[], f"Jobs are unavailable: {exc}", None, "", "", *boxes, {"models": models}]
     key = _signature(job)
     if key is not None and (seen or {}).get("key") == key:  # nothing new: leave the plot and log as drawn
-        return [jobs_table(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), *boxes, {"models": models, "key": key}]
-    return [jobs_table(), *_details(job), *boxes, {"models": models, "key": key}]
+        return [table, gr.skip(), gr.skip(), gr.skip(), gr.skip(), *boxes, {"models": models, "key": key}]
+    return [table, *_details(job), *boxes, {"models": models, "key": key}]
 
 
 def pick_job(table, evt: gr.SelectData):

@@ -87,3 +87,20 @@ def stop_process_group(pid: int | None, token: str | None, others: Sequence[int 
     deadline = time.time() + 5
     while time.time() < deadline and any(process_alive(p) for p in targets):
         time.sleep(0.05)
+
+
+def stop_orphan(group: int | None, pid: int | None) -> bool:
+    """Stop a training process whose supervisor died (it would otherwise train on, unwatched, and a
+    resume would run beside it). Only a process still in the supervisor's group and running
+    ``training`` is touched: after a reboot the same pid may be someone else's."""
+    if not group or not pid or not process_alive(pid):
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    if len(stat) < 3 or int(stat[2]) != group or b"training" not in cmdline:
+        return False
+    stop_process_group(None, None, [pid])
+    return True

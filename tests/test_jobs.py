@@ -139,7 +139,14 @@ def test_jobs_queue_run_in_capped_processes_and_publish_their_models(two_jobs, b
     figure = curves_figure(first)
     assert [t.name for t in figure.data] == ["epoch mean loss", "validation ROC-AUC", "validation F1"]
     assert "finished" in job_status(first) and "val_roc_auc" in job_status(first)
-    assert job_card(first).startswith("#### Model card")
+    assert job_card(first).startswith("#### Model card") and "\n##### Training data and splits" in job_card(first)
+    import gradio as gr
+    import pandas as pd
+
+    from forensics.jobs_ui import pick_job
+
+    table = pd.DataFrame([[2, "b"], [1, "a"]], columns=["id", "name"])
+    assert pick_job(table, gr.SelectData(None, {"index": [1, 1], "value": "a"})) == 1
 
 
 def test_cancel_stops_a_running_job_and_a_queued_one_never_starts(home, faces):
@@ -161,6 +168,13 @@ def test_cancel_stops_a_running_job_and_a_queued_one_never_starts(home, faces):
     with pytest.raises(JobError, match=f"job {queued.id} is cancelled: there is nothing to cancel"):
         store.cancel(queued.id)
 
+    # A cancel recorded before the supervisor could be signalled: the supervisor notices and stops.
+    late = store.submit(JobSettings(kind="train", data=str(faces), **{**TINY, "epochs": 50, "max_steps": None}))
+    child = wait_for(lambda: store.get(late.id).child_pid)
+    store.update(late.id, status="cancelled")
+    assert wait_for(lambda: gone(child) and gone(store.get(late.id).pid), timeout=15)
+    assert store.get(late.id).status == "cancelled"
+
 
 def test_a_job_whose_process_died_is_failed_on_restart_and_resumes_from_its_checkpoint(two_jobs, faces):
     store, seen = two_jobs
@@ -172,15 +186,22 @@ def test_a_job_whose_process_died_is_failed_on_restart_and_resumes_from_its_chec
     shutil.copytree(Path(done.run_dir) / "checkpoint", Path(job.run_dir) / "checkpoint")
     shutil.copy(Path(done.run_dir) / "history.json", Path(job.run_dir) / "history.json")
     shutil.copytree(done.model_dir, Path(job.run_dir) / "model")
-    dead = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # Its supervisor was killed; its training process lives on in the supervisor's process group.
+    code = ("import subprocess, sys, time; child = subprocess.Popen([sys.executable, '-c', "
+            "'import time; time.sleep(60)', 'training']); print(child.pid, flush=True); time.sleep(60)")
+    dead = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    orphan = int(dead.stdout.readline())
     token = process_start_token(dead.pid)
     dead.kill()
     dead.wait()
-    store.update(job.id, status="running", pid=dead.pid, pid_started=token, started_at=time.time() - 5)
+    assert gone(dead.pid) and not gone(orphan)
+    store.update(job.id, status="running", pid=dead.pid, pid_started=token, child_pid=orphan,
+                 started_at=time.time() - 5)
 
     reopened = JobStore()  # the app starting again
     failed = reopened.get(job.id)
     assert failed.status == "failed" and failed.error.startswith("interrupted: its process is gone")
+    assert wait_for(lambda: gone(orphan), timeout=15)  # stopped, so a resume never trains beside it
     resumed = reopened.resume(job.id)
     assert resumed.command[-1] == "--resume" and resumed.status == "running"
     finished = wait_done(reopened, job.id)

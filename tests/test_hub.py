@@ -122,6 +122,35 @@ def test_pickled_only_weights_are_refused_and_remote_code_never_runs(hub_cache, 
     assert not marker.exists()
 
 
+def test_online_a_repo_without_safetensors_has_its_bin_fetched_and_checked(tmp_path, monkeypatch):
+    """The download itself is huggingface_hub's (stood in for here); what is asked for is ours: first
+    configs and safetensors only, then, as the repo has none, its pytorch_model.bin, which loads
+    only because it holds tensors alone."""
+    import huggingface_hub
+
+    import forensics.hub
+
+    folder = _as_published(make_random_detector(tmp_path / "bin-only", "timm-cnn", size=32))
+    state = load_detector(folder, allow_untrained=True, cache=False).model.state_dict()
+    (folder / "model.safetensors").unlink()
+    calls = []
+
+    def fake_snapshot_download(repo_id, revision=None, allow_patterns=None, local_files_only=False, **kwargs):
+        calls.append((repo_id, revision, list(allow_patterns), local_files_only))
+        if "pytorch_model.bin" in allow_patterns:
+            torch.save(state, folder / "pytorch_model.bin")
+        return str(folder)
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(forensics.hub, "reachable", lambda endpoint, timeout=3.0: True)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    detector = load_detector("old/bin-only@v2", cache=False)
+    assert detector.family == "timm-cnn"
+    assert [(c[0], c[1], "pytorch_model.bin" in c[2], c[3]) for c in calls] == [
+        ("old/bin-only", "v2", False, False), ("old/bin-only", "v2", True, False)]
+    assert "*.py" not in calls[0][2] and "*.safetensors" in calls[0][2]
+
+
 def test_uncached_hub_id_offline_fails_fast_with_one_line(hub_cache):
     start = time.perf_counter()
     with pytest.raises(DetectorError) as err:

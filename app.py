@@ -14,6 +14,7 @@ import threading
 import gradio as gr
 
 from forensics import access, catalog, jobs_ui
+from forensics import int8_ui
 from forensics.catalog import EXTRA_METHODS, METHOD_TITLES, METHODS
 from forensics.errors import ForensicsError
 from forensics.media import IMAGE_EXTENSIONS
@@ -163,7 +164,7 @@ def _media_tab(kind: str):
             else:
                 c["media"] = gr.Video(label="Video (MP4, WebM, AVI, MOV)", sources=["upload"])
                 examples = catalog.example_files("video")
-            c["detector"] = gr.Dropdown(list(catalog.available_detectors()), value=catalog.default_detector(),
+            c["detector"] = gr.Dropdown(catalog.detector_choices(), value=catalog.default_detector(),
                                         allow_custom_value=True, label="Detector (name, model folder or Hub id)")
             c["methods"] = gr.CheckboxGroup(list(METHODS + EXTRA_METHODS), value=list(METHODS + EXTRA_METHODS),
                                             label="Explanations (patches: patch-level detectors only)")
@@ -269,11 +270,14 @@ def build_demo() -> gr.Blocks:
             im = _media_tab("image")
         with gr.Tab("Video"):
             vi = _media_tab("video")
+        with gr.Tab("Float vs int8"):
+            q8 = int8_ui.build_tab()
         with gr.Tab("Train"):
             _train_tab([im["detector"], vi["detector"]])
         with gr.Tab("About"):
             gr.Markdown(ABOUT + catalog.about_detectors())
 
+        int8_ui.wire(q8, demo)
         settings = ["target", "head_fusion", "discard", "alpha"]
         im["run"].click(analyze_image, [im["media"], im["pasted"], im["detector"], im["methods"], *[im[k] for k in settings]],
                         [im["verdict"], im["summary"], im["annotated"], im["face"], *im["maps"], im["reports"],

@@ -1,0 +1,188 @@
+"""The "Float vs int8" tab's handlers: a detector's stored audit, the same image through the
+float and the int8 model side by side, and an audit on an uploaded zip of labelled images.
+
+Only wiring for app.py: the measuring is :mod:`forensics.audit`, the builds :mod:`forensics.quantize`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+
+from forensics import catalog
+from forensics.errors import ForensicsError
+
+AUDIT_FACE_LIMIT = 240  # an audit from the browser is kept short; the CLI has no limit
+TABLE_HEADERS = ["measure", "PyTorch float", "ONNX float", "ONNX int8"]
+
+INTRO = """A detector deployed to CPUs or phones is an int8 build. Here its float model (PyTorch), its ONNX
+float build and its ONNX int8 build are compared on labelled faces: agreement of decisions, how far
+the probabilities move, ROC-AUC, size, load time and latency. The int8 build has no gradients, so it
+shows attention, rollout and patch maps but no Grad-CAM. Builds are made with
+`python -m forensics quantize --detector NAME`; audits with `python -m forensics audit --detector NAME`."""
+
+
+def _fail(exc: Exception):
+    raise gr.Error(str(exc), print_exception=False) from None
+
+
+def int8_detectors() -> list[str]:
+    """Named detectors that have an int8 build."""
+    return [name.rpartition(":")[0] for name in catalog.onnx_builds() if name.endswith(":int8")]
+
+
+def _empty(message: str):
+    return [message, gr.Dataframe(value=None), None, None, gr.Gallery(value=[], visible=False)]
+
+
+def _audit_outputs(audit: dict, folder: Path | None):
+    from forensics.audit import figures, summary_rows, verdict_line
+
+    rows = summary_rows(audit)
+    names = list(audit["models"])
+    headers = ["measure", *[TABLE_HEADERS[1 + ["float", "onnx", "int8"].index(n)] for n in names]]
+    c = audit["comparison"]
+    text = (f"**{verdict_line(audit)}**\n\n"
+            f"Faces: {audit['faces']['count']} ({audit['faces']['real']} real, {audit['faces']['fake']} fake), "
+            f"{audit['faces']['origin']}. Float threshold {c['float_threshold']:.3f}; the int8 threshold that keeps "
+            f"its operating point: **{c['int8_threshold_tuned']:.4f}** (agreement there "
+            f"{c['agreement_at_tuned_threshold']:.2%}). Mean |ΔP(fake)| {c['mean_abs_delta']:.4f}, "
+            f"max {c['max_abs_delta']:.4f}. Tolerance: agreement ≥ {audit['tolerance']['min_agreement']:.0%}, "
+            f"|ΔAUC| ≤ {audit['tolerance']['max_auc_delta']}. Timed with {audit['threads']} thread(s), "
+            "every model in the same interleaved rounds.")
+    figs = figures(audit)
+    gallery = []
+    for entry in audit["disagreements"]:
+        image = folder / entry["image"] if folder is not None and "image" in entry else None
+        if image is not None and image.is_file():
+            gallery.append((str(image), f"{entry['name']}: {'fake' if entry['label'] else 'real'}; "
+                                        f"float {entry['p_float']:.3f}, int8 {entry['p_int8']:.3f}"))
+    if not audit["disagreements"]:
+        text += "\n\nThe two models decide every face alike."
+    return [text, gr.Dataframe(value=rows[1:], headers=headers), figs["scatter"], figs["latency"],
+            gr.Gallery(value=gallery, visible=bool(gallery))]
+
+
+def show_stored_audit(detector: str | None):
+    """The audit kept with the detector (``audit --bundle``), if any."""
+    from forensics.audit import read_audit
+
+    if not detector:
+        return _empty("No detector with an int8 build is available.")
+    folder = catalog.available_detectors().get(detector)
+    if folder is None:
+        return _empty(f"{detector!r} is not a named detector.")
+    audit = read_audit(folder)
+    if audit is None:
+        return _empty(f"`{detector}` has no stored audit yet: run one below, or `python -m forensics audit "
+                      f"--detector {detector} --bundle`.")
+    return _audit_outputs(audit, folder / "audit")
+
+
+def compare_image(path, detector, alpha=0.5, progress=gr.Progress()):
+    """One image through the float and the int8 model: each face's P(fake), and the maps of the
+    most suspicious face from both."""
+    from forensics import service
+
+    if not path:
+        _fail(ForensicsError("no file was uploaded"))
+    if not detector:
+        _fail(ForensicsError("choose a detector with an int8 build"))
+    try:
+        progress(0.1, desc="float model")
+        float_session = service.analyze(path, detector, list(catalog.METHODS + catalog.EXTRA_METHODS), 1)
+        progress(0.55, desc="int8 model")
+        int8_session = service.analyze(path, f"{detector}:int8", list(catalog.METHODS + catalog.EXTRA_METHODS), 1)
+    except ForensicsError as exc:
+        _fail(exc)
+    a, b = float_session.result, int8_session.result
+    lines = ["| face | float P(fake) | int8 P(fake) | Δ | decisions |", "|---|---|---|---|---|"]
+    for i, (fa, fb) in enumerate(zip(a.faces, b.faces)):
+        same = (fa.fake_probability >= a.threshold) == (fb.fake_probability >= b.threshold)
+        lines.append(f"| {i + 1} | {fa.fake_probability:.4f} | {fb.fake_probability:.4f} | "
+                     f"{fb.fake_probability - fa.fake_probability:+.4f} | {'agree' if same else '**disagree**'} |")
+    lines.append(f"\nThresholds: float {a.threshold:.3f}, int8 {b.threshold:.4f} (tuned to keep the float "
+                 "operating point).")
+    top = max(range(len(a.faces)), key=lambda i: a.faces[i].fake_probability) if a.faces else None
+    galleries = []
+    for result in (a, b):
+        panel = service.face_panel(result, top, alpha) if top is not None else []
+        galleries.append([(image, caption) for image, caption in panel if image is not None])
+    return ["\n".join(lines), *galleries]
+
+
+def run_uploaded_audit(upload, detector, min_agreement=0.99, max_auc_delta=0.01, progress=gr.Progress()):
+    """An audit on a zip of labelled images (class subfolders such as real/ and fake/, or a
+    labels.csv), at most AUDIT_FACE_LIMIT faces."""
+    from forensics.archive import dataset_root, extract_zip
+    from forensics.audit import Tolerance, faces_from_files, run_audit
+    from forensics.detectors import load_detector
+
+    if not upload:
+        _fail(ForensicsError("upload a zip of labelled images (real/ and fake/ subfolders)"))
+    if not detector:
+        _fail(ForensicsError("choose a detector with an int8 build"))
+    work = Path(tempfile.mkdtemp(prefix="audit-"))
+    try:
+        data = dataset_root(extract_zip(upload, work / "data"))
+        det = load_detector(detector)
+        faces = faces_from_files(data, det.input_size, det.info.face_margin, AUDIT_FACE_LIMIT,
+                                 progress=lambda f, t: progress(f, desc=t))
+        out = Path(tempfile.mkdtemp(prefix="audit-out-"))
+        audit = run_audit(detector, faces, Tolerance(float(min_agreement), float(max_auc_delta)), out, repeats=10,
+                          progress=lambda f, t: progress(f, desc=t))
+    except ForensicsError as exc:
+        _fail(exc)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    outputs = _audit_outputs(audit, out)
+    return [*outputs, [str(out / "audit.json"), str(out / "audit.html")]]
+
+
+def build_tab() -> dict:
+    """The tab's components (app.py wires them)."""
+    c = {}
+    gr.Markdown(INTRO)
+    choices = int8_detectors()
+    with gr.Row():
+        c["detector"] = gr.Dropdown(choices, value=("default" if "default" in choices else (choices[0] if choices else None)),
+                                    label="Detector (those with an int8 build)", scale=2)
+        c["refresh"] = gr.Button("Show its audit", scale=1)
+    c["verdict"] = gr.Markdown()
+    c["table"] = gr.Dataframe(headers=TABLE_HEADERS, label="Side by side", interactive=False, wrap=True)
+    with gr.Row():
+        c["scatter"] = gr.Plot(label="P(fake): float vs int8")
+        c["latency"] = gr.Plot(label="Latency per face")
+    c["gallery"] = gr.Gallery(label="Faces where they disagree: the face, the float model's maps, the int8 model's",
+                              columns=1, height="auto", visible=False)
+    with gr.Accordion("Audit on your own labelled images", open=False):
+        c["zip"] = gr.File(label="Zip of labelled images (real/ and fake/ subfolders, or a labels.csv)",
+                           file_types=[".zip"], type="filepath")
+        with gr.Row():
+            c["min_agreement"] = gr.Slider(0.8, 1.0, value=0.99, step=0.005, label="Tolerance: agreement at least")
+            c["max_auc_delta"] = gr.Slider(0.0, 0.1, value=0.01, step=0.005, label="Tolerance: |ΔAUC| at most")
+        c["run_audit"] = gr.Button("Run the audit", variant="primary")
+        c["files"] = gr.File(label="audit.json and audit.html", file_count="multiple", interactive=False)
+    with gr.Accordion("One image through both models", open=True):
+        with gr.Row():
+            c["image"] = gr.File(label="Image", type="filepath", file_types=["image"])
+            c["compare"] = gr.Button("Compare", variant="primary")
+        c["comparison"] = gr.Markdown()
+        with gr.Row():
+            c["float_maps"] = gr.Gallery(label="Float model (PyTorch)", columns=3, height=300, object_fit="contain")
+            c["int8_maps"] = gr.Gallery(label="int8 model (ONNX Runtime)", columns=3, height=300, object_fit="contain")
+    return c
+
+
+def wire(c: dict, demo: gr.Blocks) -> None:
+    shown = [c["verdict"], c["table"], c["scatter"], c["latency"], c["gallery"]]
+    c["refresh"].click(show_stored_audit, [c["detector"]], shown, api_visibility="private")
+    c["detector"].change(show_stored_audit, [c["detector"]], shown, api_visibility="private")
+    demo.load(show_stored_audit, [c["detector"]], shown, api_visibility="private")
+    c["compare"].click(compare_image, [c["image"], c["detector"]], [c["comparison"], c["float_maps"], c["int8_maps"]],
+                       api_name="compare_int8")
+    c["run_audit"].click(run_uploaded_audit, [c["zip"], c["detector"], c["min_agreement"], c["max_auc_delta"]],
+                         [*shown, c["files"]], api_name="audit_int8")

@@ -1,0 +1,138 @@
+"""The "Float vs int8" tab on a real server: a detector's stored audit, one image through both
+models, an audit on an uploaded zip (and a bad zip), through gradio_client and in Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from forensics.audit import Tolerance, faces_from_files, run_audit
+from forensics.detectors import load_detector
+from forensics.quantize import build_onnx
+from tests.conftest import ROOT, data_path
+from tests.test_app import CHROMIUM, _free_port, _shots
+
+
+def _labelled_tree(root: Path, n: int = 5) -> Path:
+    for label, folder in (("real", "faces/real/utkface"), ("fake", "faces/fake/stylegan2_tpdne")):
+        (root / label).mkdir(parents=True)
+        for f in sorted(data_path(folder).glob("*.jpg"))[:n]:
+            shutil.copy(f, root / label / f.name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def int8_zoo(model_dirs, face_detector, tmp_path_factory):
+    """A patch-level detector marked trained, with its ONNX builds and a stored audit."""
+    root = tmp_path_factory.mktemp("int8zoo")
+    folder = shutil.copytree(model_dirs["patch"], root / "q8-patch")
+    config = json.loads((folder / "config.json").read_text())
+    config["forensics"]["trained"] = True
+    (folder / "config.json").write_text(json.dumps(config))
+    tree = _labelled_tree(tmp_path_factory.mktemp("tree"))
+    faces = faces_from_files(tree, 64, face_detector=face_detector)
+    build_onnx(load_detector(folder, cache=False), faces.crops)
+    run_audit(str(folder), faces, Tolerance(0.0, 1.0), folder / "audit", repeats=3)
+    return root
+
+
+@pytest.fixture(scope="module")
+def int8_server(int8_zoo, tmp_path_factory):
+    port = _free_port()
+    env = dict(os.environ, FORENSICS_DETECTORS=str(int8_zoo), GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1",
+               FORENSICS_HOME=str(tmp_path_factory.mktemp("home")))
+    log = open(tmp_path_factory.mktemp("log") / "app.log", "w+")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            if proc.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"app.py exited early:\n{log.read()}")
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("app.py did not serve its page within 120 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+    log.seek(0)
+    text = log.read()
+    log.close()
+    assert "Traceback" not in text or "gradio.exceptions.Error" in text, text[-3000:]
+
+
+def test_stored_audit_is_shown_side_by_side(int8_zoo, monkeypatch):
+    from forensics import int8_ui
+
+    monkeypatch.setenv("FORENSICS_DETECTORS", str(int8_zoo))
+    assert int8_ui.int8_detectors() == ["q8-patch"]
+    verdict, table, scatter, latency, _gallery = int8_ui.show_stored_audit("q8-patch")
+    assert "int8 audit PASSED" in verdict and "operating point" in verdict
+    rows = table.value["data"]
+    assert [r[0] for r in rows][:2] == ["ROC-AUC", "accuracy at the float threshold"]
+    assert len(rows[0]) == 4  # measure + PyTorch float, ONNX float, ONNX int8
+    assert scatter is not None and latency is not None
+    assert "no stored audit" in int8_ui.show_stored_audit("nope")[0] or "not a named" in int8_ui.show_stored_audit("nope")[0]
+
+
+def test_api_compares_one_image_and_audits_an_uploaded_zip(int8_server, tmp_path):
+    from gradio_client import Client, handle_file
+
+    client = Client(int8_server, verbose=False)
+    text, float_maps, int8_maps = client.predict(handle_file(str(data_path("photos/face_recognition/obama.jpg"))),
+                                                 "q8-patch", api_name="/compare_int8")
+    assert "| 1 |" in text and "float P(fake)" in text
+    assert len(float_maps) >= 3  # Grad-CAM, Grad-CAM++ and patch scores for a CNN
+    assert len(int8_maps) == 1  # the int8 build shows its patch scores only (no gradients)
+
+    tree = _labelled_tree(tmp_path / "tree", 3)
+    archive = tmp_path / "labelled.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in tree.rglob("*.jpg"):
+            z.write(f, f"faces/{f.relative_to(tree)}")
+    verdict, table, _scatter, _latency, _gallery, files = client.predict(
+        handle_file(str(archive)), "q8-patch", 0.8, 0.1, api_name="/audit_int8")
+    assert "int8 audit" in verdict and "6 faces" in verdict
+    assert {Path(f).name for f in files} == {"audit.json", "audit.html"}
+
+    bad = tmp_path / "bad.zip"
+    bad.write_text("not a zip at all")
+    with pytest.raises(Exception, match="bad.zip: not a readable zip"):
+        client.predict(handle_file(str(bad)), "q8-patch", 0.99, 0.01, api_name="/audit_int8")
+
+
+@pytest.mark.browser
+def test_browser_float_vs_int8_tab(int8_server, tmp_path):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (make test installs it)")
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(int8_server, timeout=60_000)
+        page.get_by_role("tab", name="Float vs int8").click()
+        expect(page.get_by_text("int8 audit PASSED").first).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("latency p50 / p95, batch 1").first).to_be_visible()
+        expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
+        page.locator("input[type=file]").last.set_input_files(str(data_path("photos/face_recognition/obama.jpg")))
+        page.get_by_role("button", name="Compare", exact=True).click()
+        expect(page.get_by_text("int8 P(fake)").first).to_be_visible(timeout=90_000)
+        page.screenshot(path=str(_shots(tmp_path) / "int8-tab.png"), full_page=True)
+        browser.close()

@@ -34,8 +34,10 @@ detector boxes at once, with its model card. Data: a folder (an ImageFolder tree
 
 
 def admin_note() -> str:
-    if access.admin_configured():
+    if access.admin_token():
         return "Jobs and Hub pushes need the **admin token** (`FORENSICS_ADMIN_TOKEN` on the server)."
+    if access.admin_login():
+        return "Jobs and Hub pushes are for the admin user (`FORENSICS_ADMIN_USER`), signed in."
     return ("**Admin actions are switched off**: no admin credential is configured on this server "
             "(set `FORENSICS_ADMIN_TOKEN`). Anyone may analyse media; only an admin may run jobs or push models.")
 

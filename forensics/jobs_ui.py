@@ -306,10 +306,13 @@ def pick_job(table, evt: gr.SelectData):
 
 
 def open_store() -> None:
-    """Called once at app start: reconcile interrupted jobs and start queued ones."""
+    """Called once at app start: reconcile interrupted jobs and start queued ones (where jobs were
+    ever run: an app that never ran one creates nothing on disk)."""
+    if not (catalog.forensics_home() / "jobs.db").is_file():
+        return
     try:
         store()
-    except (OSError, ForensicsError) as exc:  # a read-only home must not stop the app: jobs are off then
+    except (OSError, sqlite3.Error, ForensicsError) as exc:  # a read-only home must not stop the app
         print(f"jobs: {exc}")
 
 

@@ -119,3 +119,52 @@ def test_transformers_trainer_path(tmp_path):
     evaluated = [h for h in trainer.state.log_history if "eval_roc_auc" in h]
     assert len(evaluated) == 2 and all(0 <= h["eval_roc_auc"] <= 1 for h in evaluated)
     assert trainer.state.best_metric is not None
+
+
+DISTRIBUTED_SCRIPT = '''
+import json, os, sys
+import timm, torch
+sys.path.insert(0, os.getcwd())
+import forensics.detectors  # noqa: F401
+from tests.conftest import Squares
+from training.datasets import Collate
+from training.loop import TrainConfig, train
+torch.manual_seed(0)
+model = timm.create_model("forensics_patch_cnn_tiny", num_classes=2)
+calls = []
+config = TrainConfig(out_dir=sys.argv[1], epochs=2, lr=3e-3, batch_size=4, num_workers=0, log_every=1)
+result = train(model, Squares(32), Squares(16), config, Collate((0.5,) * 3, (0.5,) * 3), [1],
+               on_best=lambda m, e: calls.append(e["epoch"]))
+rank = int(os.environ.get("RANK", 0))
+print("RESULT", json.dumps({"rank": rank, "world": int(os.environ.get("WORLD_SIZE", 1)), "steps": result["steps"],
+                            "on_best": calls, "val_n": result["history"][-1]["val"]["n"]}))
+'''
+
+
+def test_training_core_shards_across_processes(tmp_path):
+    """Under a distributed launcher (torchrun, as `accelerate launch` starts it) each process takes
+    half of every epoch, validation is gathered whole, and only one process writes."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "dist.py"
+    script.write_text(DISTRIBUTED_SCRIPT)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run([str(torchrun if torchrun.exists() else shutil.which("torchrun")), "--standalone",
+                          "--nproc_per_node", "2", str(script), str(tmp_path / "run")], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = sorted((json.loads(line.split("RESULT ", 1)[1]) for line in run.stdout.splitlines()
+                      if line.startswith("RESULT ")), key=lambda r: r["rank"])
+    assert [r["rank"] for r in results] == [0, 1] and all(r["world"] == 2 for r in results)
+    # 32 items, batch 4, two processes: 4 steps per process per epoch (8 alone), 2 epochs.
+    assert all(r["steps"] == 8 for r in results)
+    assert all(r["val_n"] == 16 for r in results)  # the whole validation set, gathered from both shards
+    assert results[0]["on_best"] and results[1]["on_best"] == []
+    assert (tmp_path / "run" / "checkpoint" / "state.json").is_file()

@@ -108,7 +108,9 @@ def validation_faces(folder: str | Path, data: str, cache: str) -> list[CachedFa
     config.setdefault("max_padding", 0.15)
     faces = cached_faces(config)
     wanted = set(record.get("validation_images", []))
-    return [f for f in faces if relative_to_data(f.image_path, data) in wanted] if wanted else faces
+    chosen = [f for f in faces if relative_to_data(f.image_path, data) in wanted] if wanted else faces
+    # Other data than the model was trained on: none of it was seen in training, all of it validates.
+    return chosen or faces
 
 
 def validation_items(folder: str | Path, data: str, cache: str, seed: int = 0) -> list[tuple[np.ndarray, int, str]]:

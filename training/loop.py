@@ -11,6 +11,7 @@ which ``resume=True`` continues exactly as if never stopped.
 from __future__ import annotations
 
 import json
+import os
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -89,6 +90,9 @@ def predict_fake(model: nn.Module, loader: DataLoader, fake_indices: list[int], 
     for images, labels in loader:
         logits = model(images.to(next(model.parameters()).device)).float()
         probs = torch.softmax(logits, dim=-1)[:, fake_indices].sum(dim=1)
+        if accelerator is not None and accelerator.num_processes > 1:
+            # Each process saw a shard: every process gets the whole set (padding dropped).
+            labels, probs = accelerator.gather_for_metrics((labels.to(probs.device), probs))
         ys.append(labels.cpu().numpy())
         ps.append(probs.cpu().numpy())
     return np.concatenate(ys), np.concatenate(ps)
@@ -124,6 +128,13 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: TrainC
                                                trunk_prefixes))
     scheduler = cosine_with_warmup(optimizer, int(config.warmup_fraction * total), total)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    distributed = accelerator.num_processes > 1
+    if distributed:
+        # Under `accelerate launch` each process takes its own shard of every epoch (and of the
+        # validation set, gathered back for the metrics); one process alone keeps the plain
+        # loaders, so a run here is reproducible and resumes identically.
+        train_loader, val_loader = accelerator.prepare(train_loader, val_loader)
+    main = accelerator.is_main_process
     loss_fn = loss_fn or (lambda m, x, y: nn.functional.cross_entropy(m(x), y))
 
     state = {"epoch": 0, "step": 0, "best_auc": -1.0, "bad_epochs": 0, "history": []}
@@ -131,7 +142,7 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: TrainC
     if config.resume and (ckpt / "state.json").is_file():
         state = _load_checkpoint(ckpt, accelerator.unwrap_model(model), optimizer, scheduler, generator)
         accelerator.print(f"resumed from {ckpt} at epoch {state['epoch']}, step {state['step']}")
-    log = open(out / "train_log.jsonl", "a", encoding="utf-8")
+    log = open(out / "train_log.jsonl", "a", encoding="utf-8") if main else open(os.devnull, "w")
     try:
         while state["epoch"] < config.epochs and state["step"] < total:
             epoch = state["epoch"]
@@ -159,7 +170,7 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: TrainC
                     bar.set_postfix(loss=f"{record['loss']:.4f}")
                 if state["step"] >= total:
                     break
-            y, p = predict_fake(model, val_loader, fake_indices)
+            y, p = predict_fake(model, val_loader, fake_indices, accelerator)
             metrics = binary_metrics(np.isin(y, fake_indices), p)
             entry = {"epoch": epoch + 1, "step": state["step"], "train_loss": float(np.mean(losses)),
                      "val": metrics, "seconds": round(time.time() - started, 1),
@@ -171,12 +182,14 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: TrainC
             state["epoch"] = epoch + 1
             if auc > state["best_auc"]:
                 state["best_auc"], state["bad_epochs"] = auc, 0
-                if on_best is not None:
+                if on_best is not None and main:  # one process writes the model folder
                     on_best(accelerator.unwrap_model(model), entry)
             else:
                 state["bad_epochs"] += 1
-            _save_checkpoint(ckpt, accelerator.unwrap_model(model), optimizer, scheduler, generator, state)
-            (out / "history.json").write_text(json.dumps(state["history"], indent=2))
+            if main:
+                _save_checkpoint(ckpt, accelerator.unwrap_model(model), optimizer, scheduler, generator, state)
+                (out / "history.json").write_text(json.dumps(state["history"], indent=2))
+            accelerator.wait_for_everyone()
             if state["bad_epochs"] >= config.patience:
                 accelerator.print(f"early stop: no better validation AUC for {config.patience} epochs")
                 break

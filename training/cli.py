@@ -60,7 +60,7 @@ DEFAULTS = {
 def _train_parser(sub, name: str = "train", text: str = "fine-tune a detector (self-blended images on by default)"):
     p = sub.add_parser(name, help=text)
     p.add_argument("--config", help="YAML file with any of the options below")
-    p.add_argument("--model", choices=["hybrid", "mobilenetv2", "patch", "patch-tiny", "vit-tiny"])
+    p.add_argument("--model", choices=["hybrid", "mobilenetv2", "patch", "patch-mnv2", "patch-tiny", "vit-tiny"])
     p.add_argument("--data", help="labels.csv (path,label,source[,group]) or an ImageFolder tree")
     p.add_argument("--cache", help="face-crop cache folder")
     p.add_argument("--out", help="run folder (checkpoints, logs, metrics, the model folder in out/model)")

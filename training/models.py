@@ -19,6 +19,7 @@ ARCHITECTURES = {
     "hybrid": ("forensics_hybrid_mnv2_vit", dict(img_size=224, embed_dim=192, depth=4, num_heads=3)),
     "mobilenetv2": ("mobilenetv2_100", {}),
     "patch": ("forensics_patch_cnn", {}),
+    "patch-mnv2": ("forensics_patch_mnv2", {}),
     "patch-tiny": ("forensics_patch_cnn_tiny", {}),
     "vit-tiny": ("vit_tiny_patch16_224", dict(img_size=224)),
 }
@@ -26,6 +27,7 @@ ARCHITECTURES = {
 PRETRAINED_PREFIXES = {
     "hybrid": ("patch_embed.backbone.",),
     "mobilenetv2": ("conv_stem.", "bn1.", "blocks.", "conv_head.", "bn2."),
+    "patch-mnv2": ("features.",),
 }
 
 
@@ -57,6 +59,13 @@ def build_model(name: str, num_classes: int, pretrained: bool = True, image_size
             trunk.load_state_dict(wanted)
         elif name == "mobilenetv2":
             _load_torchvision_into_timm_mobilenetv2(model, state)
+        elif name == "patch-mnv2":
+            trunk = model.features.state_dict()
+            wanted = {k[len("features."):]: v for k, v in state.items()
+                      if k.startswith("features.") and k[len("features."):] in trunk}
+            if set(wanted) != set(trunk):
+                raise RuntimeError("pretrained MobileNetV2 does not cover the patch detector's trunk")
+            model.features.load_state_dict(wanted)
     return model, arch, args
 
 

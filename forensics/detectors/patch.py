@@ -57,6 +57,40 @@ def _clean(kwargs: dict) -> dict:
     return {k: v for k, v in kwargs.items() if not (k.startswith("pretrained_cfg") or k == "cache_dir")}
 
 
+class PretrainedPatchScoreNet(PatchScoreNet):
+    """LaDeDa's recipe (an ImageNet backbone cut to a small receptive field) with MobileNetV2: its
+    first four stages (torchvision's ``features[:4]``: stride 4, a 19x19 pixel receptive field)
+    give each patch ImageNet features; 1x1 layers of width ``width`` score it. The trunk loads
+    torchvision's ImageNet weights under the same names (``features.*``)."""
+
+    def __init__(self, width: int = 176, topk: float = 0.1, num_classes: int = 2, **_ignored):
+        nn.Module.__init__(self)
+        if num_classes != 2:
+            raise ValueError("the patch-level detector scores real vs fake: num_classes must be 2")
+        from torchvision.models import mobilenet_v2
+
+        self.topk = float(topk)
+        self.num_classes = num_classes
+        self.features = mobilenet_v2().features[:4]
+        self.head = nn.Sequential(nn.Conv2d(24, width, 1), nn.ReLU(inplace=True), nn.Conv2d(width, width, 1),
+                                  nn.ReLU(inplace=True))
+        self.score = nn.Conv2d(width, 1, 1)
+        self.num_features = width
+        self.pretrained_cfg = {}
+
+    def patch_scores(self, x: torch.Tensor) -> torch.Tensor:
+        return self.score(self.head(self.features(x)))[:, 0]
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+@register_model
+def forensics_patch_mnv2(pretrained: bool = False, **kwargs) -> PretrainedPatchScoreNet:
+    """The patch-level teacher on an ImageNet MobileNetV2 trunk (about 52k parameters)."""
+    return PretrainedPatchScoreNet(**_clean(kwargs))
+
+
 @register_model
 def forensics_patch_cnn(pretrained: bool = False, **kwargs) -> PatchScoreNet:
     """The patch-level teacher (width 32, about 70k parameters)."""

@@ -185,3 +185,22 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     card = (model_dir / "README.md").read_text()
     assert f"| ROC-AUC | {metrics['summary']['roc_auc']:.3f} |" in card
     assert (model_dir / "report.html").stat().st_size > 100_000  # plotly inlined
+
+
+@pytest.mark.parametrize("name", ["hybrid", "mobilenetv2", "patch", "patch-mnv2", "patch-tiny"])
+def test_architectures_build_and_load_the_imagenet_trunk(name):
+    from training.models import MOBILENET_V2_WEIGHTS, PRETRAINED_PREFIXES, build_model, load_mobilenet_v2_state
+
+    if not MOBILENET_V2_WEIGHTS.is_file():
+        pytest.skip("../shared/data/weights (ImageNet MobileNetV2) is not here")
+    pretrained = name in PRETRAINED_PREFIXES
+    model, arch, _ = build_model(name, 2, pretrained=pretrained, image_size=64)
+    assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 2)
+    if not pretrained:
+        return
+    first = load_mobilenet_v2_state()["features.0.0.weight"]
+    trunk = dict(model.named_parameters())
+    stem = next(v for k, v in trunk.items() if k.startswith(PRETRAINED_PREFIXES[name]) and v.shape == first.shape)
+    assert torch.equal(stem, first)  # the ImageNet stem, not a random one
+    if name.startswith("patch"):
+        assert model.patch_scores(torch.zeros(1, 3, 64, 64)).shape == (1, 16, 16)  # stride 4

@@ -6,10 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -19,15 +16,9 @@ import gradio as gr
 import pytest
 
 from tests.conftest import ROOT, data_path
+from tests.served_app import assert_clean_log, base_env, serve, stop, wait_served
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 EXAMPLES = ROOT / "assets" / "examples"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -46,35 +37,13 @@ def zoo(model_dirs, tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(zoo, tmp_path_factory):
     """app.py on a free port, as `python app.py` runs it."""
-    port = _free_port()
-    env = dict(os.environ, FORENSICS_DETECTORS=str(zoo), GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
-    log = open(tmp_path_factory.mktemp("log") / "app.log", "w+")
     start = time.time()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = start + 120
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            if proc.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"app.py exited early:\n{log.read()}")
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("app.py did not serve its page within 120 s")
+    url, proc, log = serve(tmp_path_factory.mktemp("log"), base_env(FORENSICS_DETECTORS=str(zoo),
+                                                                   FORENSICS_HOME=str(tmp_path_factory.mktemp("home"))))
+    wait_served(url, proc, log)
     print(f"\napp.py served its page {time.time() - start:.1f} s after start")
     yield url
-    proc.terminate()
-    proc.wait(timeout=20)
-    log.seek(0)
-    text = log.read()
-    log.close()
-    assert "Traceback" not in text or "gradio.exceptions.Error" in text, text[-3000:]
+    assert_clean_log(stop(proc, log))
 
 
 # -- handlers in process ------------------------------------------------------------------------
@@ -208,20 +177,6 @@ def test_load_eight_concurrent_image_requests_all_succeed(server):
 
 
 # -- the page in Chromium -----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (make test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
-        yield browser
-        browser.close()
 
 
 def _shots(tmp_path) -> Path:

@@ -4,12 +4,7 @@ models, an audit on an uploaded zip (and a bad zip), through gradio_client and i
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -18,8 +13,9 @@ import pytest
 from forensics.audit import Tolerance, faces_from_files, run_audit
 from forensics.detectors import load_detector
 from forensics.quantize import build_onnx
-from tests.conftest import ROOT, data_path
-from tests.test_app import CHROMIUM, _free_port, _shots
+from tests.conftest import data_path
+from tests.served_app import assert_clean_log, base_env, serve, stop, wait_served
+from tests.test_app import _shots
 
 
 def _labelled_tree(root: Path, n: int = 5) -> Path:
@@ -47,34 +43,11 @@ def int8_zoo(model_dirs, face_detector, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def int8_server(int8_zoo, tmp_path_factory):
-    port = _free_port()
-    env = dict(os.environ, FORENSICS_DETECTORS=str(int8_zoo), GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1",
-               FORENSICS_HOME=str(tmp_path_factory.mktemp("home")))
-    log = open(tmp_path_factory.mktemp("log") / "app.log", "w+")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            if proc.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"app.py exited early:\n{log.read()}")
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("app.py did not serve its page within 120 s")
+    url, proc, log = serve(tmp_path_factory.mktemp("log"), base_env(FORENSICS_DETECTORS=str(int8_zoo),
+                                                                   FORENSICS_HOME=str(tmp_path_factory.mktemp("home"))))
+    wait_served(url, proc, log)
     yield url
-    proc.terminate()
-    proc.wait(timeout=20)
-    log.seek(0)
-    text = log.read()
-    log.close()
-    assert "Traceback" not in text or "gradio.exceptions.Error" in text, text[-3000:]
+    assert_clean_log(stop(proc, log))
 
 
 def test_stored_audit_is_shown_side_by_side(int8_zoo, monkeypatch):
@@ -118,21 +91,17 @@ def test_api_compares_one_image_and_audits_an_uploaded_zip(int8_server, tmp_path
 
 
 @pytest.mark.browser
-def test_browser_float_vs_int8_tab(int8_server, tmp_path):
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (make test installs it)")
-    from playwright.sync_api import expect, sync_playwright
+def test_browser_float_vs_int8_tab(int8_server, browser, tmp_path):
+    from playwright.sync_api import expect
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.goto(int8_server, timeout=60_000)
-        page.get_by_role("tab", name="Float vs int8").click()
-        expect(page.get_by_text("int8 audit PASSED").first).to_be_visible(timeout=60_000)
-        expect(page.get_by_text("latency p50 / p95, batch 1").first).to_be_visible()
-        expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
-        page.locator("input[type=file]").last.set_input_files(str(data_path("photos/face_recognition/obama.jpg")))
-        page.get_by_role("button", name="Compare", exact=True).click()
-        expect(page.get_by_text("int8 P(fake)").first).to_be_visible(timeout=90_000)
-        page.screenshot(path=str(_shots(tmp_path) / "int8-tab.png"), full_page=True)
-        browser.close()
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.goto(int8_server, timeout=60_000)
+    page.get_by_role("tab", name="Float vs int8").click()
+    expect(page.get_by_text("int8 audit PASSED").first).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("latency p50 / p95, batch 1").first).to_be_visible()
+    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
+    page.locator("input[type=file]").last.set_input_files(str(data_path("photos/face_recognition/obama.jpg")))
+    page.get_by_role("button", name="Compare", exact=True).click()
+    expect(page.get_by_text("int8 P(fake)").first).to_be_visible(timeout=90_000)
+    page.screenshot(path=str(_shots(tmp_path) / "int8-tab.png"), full_page=True)
+    page.close()

@@ -6,67 +6,25 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT, data_path
+from tests.served_app import base_env, serve, stop, wait_served
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TOKEN = "test-admin-token-7f3a"
 ADMIN_ENDPOINT = re.compile(r"train|job|push|delete")
 EXPECTED_ADMIN_ENDPOINTS = {"/submit_job", "/list_jobs", "/show_job", "/cancel_job", "/resume_job", "/delete_job",
                             "/push_model"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _serve(tmp: Path, **env_changes):
     """Start app.py on a free port; returns (url, process, log)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FORENSICS_ADMIN")}
-    env.update(GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", FORENSICS_HOME=str(tmp / "home"),
-               FORENSICS_MAX_JOBS="1", FORENSICS_JOB_THREADS="1", **env_changes)
-    port = _free_port()
-    log = open(tmp / "app.log", "w+")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    return f"http://127.0.0.1:{port}/", proc, log
-
-
-def _wait_served(url: str, proc, log) -> None:
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            if proc.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"app.py exited early:\n{log.read()}")
-            time.sleep(0.3)
-    proc.kill()
-    pytest.fail("app.py did not serve its page within 120 s")
-
-
-def _stop(proc, log) -> str:
-    proc.terminate()
-    proc.wait(timeout=20)
-    log.seek(0)
-    text = log.read()
-    log.close()
-    return text
+    return serve(tmp, base_env(FORENSICS_HOME=str(tmp / "home"), FORENSICS_MAX_JOBS="1", FORENSICS_JOB_THREADS="1",
+                               **env_changes))
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +33,10 @@ def servers(tmp_path_factory):
     open_tmp, admin_tmp = tmp_path_factory.mktemp("open"), tmp_path_factory.mktemp("admin")
     started = {"open": _serve(open_tmp), "admin": _serve(admin_tmp, FORENSICS_ADMIN_TOKEN=TOKEN)}
     for url, proc, log in started.values():
-        _wait_served(url, proc, log)
+        wait_served(url, proc, log)
     yield {name: url for name, (url, _, _) in started.items()} | {"admin_home": admin_tmp / "home"}
     for name, (_, proc, log) in started.items():
-        text = _stop(proc, log)
+        text = stop(proc, log)
         assert "Traceback" not in text or "gradio.exceptions.Error" in text, text[-3000:]
 
 
@@ -152,20 +110,6 @@ def faces_zip(tmp_path_factory) -> Path:
             for image in sorted(data_path(folder).glob("*.jpg"))[:count]:
                 archive.write(image, f"faces/{label}/{image.name}")
     return path
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (make test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
-        yield browser
-        browser.close()
 
 
 @pytest.mark.browser

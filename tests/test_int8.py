@@ -11,7 +11,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from forensics.audit import LabelledFaces, Tolerance, faces_from_files, labelled_files, run_audit
 from forensics.detectors import load_detector

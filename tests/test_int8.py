@@ -77,7 +77,7 @@ def test_operating_point_threshold_hand_computed():
     assert operating_point_threshold(p_float, p_float, 0.5) == 0.5
 
 
-@pytest.mark.parametrize("kind", ["timm-vit", "patch", "hybrid"])
+@pytest.mark.parametrize("kind", ["timm-vit", "patch", "hybrid", "hf-vit"])
 def test_build_exports_quantizes_and_loads_as_detectors(kind, model_dirs, faces, tmp_path):
     folder = _trained_copy(model_dirs, kind, tmp_path)
     det = load_detector(folder, cache=False)

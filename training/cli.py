@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     _train_parser(sub, "distill", "distil a teacher model folder into a smaller student (--model)")
     d = sub.choices["distill"]
-    d.add_argument("--teacher", required=True, help="the teacher's model folder")
+    d.add_argument("--teacher", help="the teacher's model folder (here or in --config)")
     d.add_argument("--temperature", type=float)
     d.add_argument("--alpha", type=float, help="weight of the teacher's soft targets (rest: labels)")
     d.add_argument("--distill-kind", choices=["kl", "mse"])
@@ -135,6 +135,8 @@ def main(argv=None) -> int:
         from training.pipeline import run_training
 
         config = resolve_config(args)
+        if args.command == "distill" and not config.get("teacher"):
+            raise SystemExit("distill needs a teacher: --teacher MODEL_DIR or `teacher:` in --config")
         command = ["python", "-m", "training", *(sys.argv[1:] if argv is None else argv)]
         result = run_training(config, command=shlex.join(command))
         print(json.dumps({k: result[k] for k in ("model_dir", "best_auc")}, indent=2))

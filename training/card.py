@@ -25,6 +25,10 @@ def card_text(record: dict, metrics: dict | None) -> str:
                  f"of the other sources {config.get('val_fraction')} of the faces, grouped, for validation.")
     for split, counts in record.get("counts", {}).items():
         lines.append(f"- {split}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if record.get("validation_note"):
+        lines.append(f"- Note on validation: {record['validation_note']}")
+    if config.get("init_from"):
+        lines.append(f"- Started from the weights of `{config['init_from']}` (trained further, not from ImageNet alone).")
     lines += ["", "## Preprocessing", "",
               f"- RGB face crop resized to {config.get('image_size')} px, ImageNet mean/std normalisation.",
               "- Training augmentation, identical for a real face and its pseudo-fake: flip, crop 90-100%, brightness/"
@@ -45,7 +49,9 @@ def card_text(record: dict, metrics: dict | None) -> str:
         s = metrics["summary"]
         lines += ["", "## Measured (python -m training evaluate)", "",
                   f"Validation faces: {metrics['validation_faces']} held-out faces, each real one with a self-blended "
-                  f"fake ({metrics['evaluated_images']} images).", "",
+                  f"fake ({metrics['evaluated_images']} images). \"SBI\" rows: held-back faces of the training sources "
+                  "with their pseudo-fakes; the held-out sources' rows (never trained on, never used to choose an "
+                  "epoch) are what says how it generalises.", "",
                   "| measure | value |", "|---|---|",
                   f"| ROC-AUC | {_fmt(s['roc_auc'])} |", f"| F1 at threshold {s['threshold']} | {_fmt(s['f1'])} |",
                   f"| accuracy | {_fmt(s['accuracy'])} |",

@@ -255,18 +255,33 @@ def quantize_onnx(src: str | Path, dst: str | Path, mode: str, calibration: np.n
                 else:
                     candidates = [min(int(float_convs), len(convs))]
                 reference = _fake_probability(open_session(pre), calibration) if float_convs == "auto" else None
-                for k in candidates:
-                    quantize_static(str(pre), str(out), _Calibration(calibration), quant_format=QuantFormat.QDQ,
+
+                def build(k: int, path: Path) -> float:
+                    quantize_static(str(pre), str(path), _Calibration(calibration), quant_format=QuantFormat.QDQ,
                                     op_types_to_quantize=op_types_for(mode), nodes_to_exclude=excluded + convs[:k],
                                     per_channel=per_channel, weight_type=QuantType.QInt8,
                                     activation_type=QuantType.QUInt8, calibrate_method=CalibrationMethod.MinMax)
                     if reference is None:
-                        break
-                    delta = float(np.abs(_fake_probability(open_session(out), calibration) - reference).max())
+                        return 0.0
+                    delta = float(np.abs(_fake_probability(open_session(path), calibration) - reference).max())
                     tried.append({"float_convs": k, "max_abs_delta": round(delta, 5)})
-                    if delta <= max_delta:
+                    return delta
+
+                # Doubling until P(fake) holds, then halving the gap to the last count that failed.
+                low, kept_float = -1, candidates[-1]
+                for k in candidates:
+                    if build(k, out) <= max_delta or reference is None:
+                        kept_float = k
                         break
-                kept_float = k
+                    low = k
+                while reference is not None and kept_float - low > 1:
+                    mid = (low + kept_float) // 2
+                    trial = work / f"int8-{mid}.onnx"
+                    if build(mid, trial) <= max_delta:
+                        kept_float = mid
+                        os.replace(trial, out)
+                    else:
+                        low = mid
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(out), str(dst.with_name(dst.name + ".tmp")))
         os.replace(dst.with_name(dst.name + ".tmp"), dst)

@@ -47,9 +47,10 @@ def _audit_outputs(audit: dict, folder: Path | None):
     c = audit["comparison"]
     text = (f"**{verdict_line(audit)}**\n\n"
             f"Faces: {audit['faces']['count']} ({audit['faces']['real']} real, {audit['faces']['fake']} fake), "
-            f"{audit['faces']['origin']}. Float threshold {c['float_threshold']:.3f}; the int8 threshold that keeps "
-            f"its operating point: **{c['int8_threshold_tuned']:.4f}** (agreement there "
-            f"{c['agreement_at_tuned_threshold']:.2%}). Mean |ΔP(fake)| {c['mean_abs_delta']:.4f}, "
+            f"{audit['faces']['origin']}. Float threshold {c['float_threshold']:.3f}; the int8 build's threshold, tuned "
+            f"to keep the float operating point: **{c['int8_threshold_stored']:.4f}** (agreement at the float "
+            f"threshold instead: {c.get('agreement_at_float_threshold', c['agreement']):.2%}; the best threshold on "
+            f"these faces: {c['int8_threshold_tuned']:.4f}, agreement {c['agreement_at_tuned_threshold']:.2%}). Mean |ΔP(fake)| {c['mean_abs_delta']:.4f}, "
             f"max {c['max_abs_delta']:.4f}. Tolerance: agreement ≥ {audit['tolerance']['min_agreement']:.0%}, "
             f"|ΔAUC| ≤ {audit['tolerance']['max_auc_delta']}. Timed with {audit['threads']} thread(s), "
             "every model in the same interleaved rounds.")

@@ -155,10 +155,12 @@ def test_audit_side_by_side_with_disagreements_and_tolerance(model_dirs, faces, 
         assert "batch_8" in model["latency"]
     p_float, p_int8 = np.array(audit["scores"]["float"]), np.array(audit["scores"]["int8"])
     assert c["max_abs_delta"] == pytest.approx(np.abs(p_int8 - p_float).max(), abs=1e-4)
-    assert c["agreement"] == pytest.approx(np.mean((p_int8 >= 0.5) == (p_float >= 0.5)))
+    t8 = c["int8_threshold_stored"]  # the build's own threshold, tuned on its calibration faces
+    assert c["agreement"] == pytest.approx(np.mean((p_int8 >= t8) == (p_float >= 0.5)))
+    assert c["agreement_at_float_threshold"] == pytest.approx(np.mean((p_int8 >= 0.5) == (p_float >= 0.5)))
     assert audit["tolerance"]["passed"]
     # The disagreements are exactly the faces decided differently, each with both models' maps.
-    expected = {i for i in range(len(faces)) if (p_int8[i] >= 0.5) != (p_float[i] >= 0.5)}
+    expected = {i for i in range(len(faces)) if (p_int8[i] >= t8) != (p_float[i] >= 0.5)}
     assert {d["index"] for d in audit["disagreements"]} == expected
     for entry in audit["disagreements"][:8]:
         assert (out / entry["image"]).is_file()

@@ -15,7 +15,7 @@ KINDS = ("train", "finetune", "distill", "evaluate")
 TRAINING_KINDS = ("train", "finetune", "distill")
 # The architectures `python -m training train --model` builds (training.models.ARCHITECTURES; a test
 # keeps the two in step without importing torch here).
-MODEL_CHOICES = ("hybrid", "mobilenetv2", "patch", "patch-tiny", "vit-tiny")
+MODEL_CHOICES = ("hybrid", "mobilenetv2", "patch", "patch-mnv2", "patch-tiny", "vit-tiny")
 LABEL_ORDERS = (("real", "fake"), ("fake", "real"))
 
 

@@ -54,7 +54,7 @@ def test_stored_audit_is_shown_side_by_side(int8_zoo, monkeypatch):
     from forensics import int8_ui
 
     monkeypatch.setenv("FORENSICS_DETECTORS", str(int8_zoo))
-    assert int8_ui.int8_detectors() == ["q8-patch"]
+    assert "q8-patch" in int8_ui.int8_detectors()
     verdict, table, scatter, latency, _gallery = int8_ui.show_stored_audit("q8-patch")
     assert "int8 audit PASSED" in verdict and "operating point" in verdict
     rows = table.value["data"]

@@ -136,8 +136,9 @@ config = TrainConfig(out_dir=sys.argv[1], epochs=2, lr=3e-3, batch_size=4, num_w
 result = train(model, Squares(32), Squares(16), config, Collate((0.5,) * 3, (0.5,) * 3), [1],
                on_best=lambda m, e: calls.append(e["epoch"]))
 rank = int(os.environ.get("RANK", 0))
-print("RESULT", json.dumps({"rank": rank, "world": int(os.environ.get("WORLD_SIZE", 1)), "steps": result["steps"],
-                            "on_best": calls, "val_n": result["history"][-1]["val"]["n"]}))
+with open(os.path.join(sys.argv[2], f"result-{rank}.json"), "w") as out:
+    json.dump({"rank": rank, "world": int(os.environ.get("WORLD_SIZE", 1)), "steps": result["steps"],
+               "on_best": calls, "val_n": result["history"][-1]["val"]["n"]}, out)
 '''
 
 
@@ -154,14 +155,18 @@ def test_training_core_shards_across_processes(tmp_path):
     script = tmp_path / "dist.py"
     script.write_text(DISTRIBUTED_SCRIPT)
     torchrun = Path(sys.executable).with_name("torchrun")
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    # A clean launch: nothing of an earlier distributed or Accelerate setting leaks in.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ACCELERATE_", "TORCHELASTIC", "MASTER_", "RANK", "LOCAL_RANK", "WORLD_SIZE"))}
+    env["OMP_NUM_THREADS"] = "1"
+    results_dir = tmp_path / "results"
+    results_dir.mkdir()
     root = Path(__file__).resolve().parents[1]
     run = subprocess.run([str(torchrun if torchrun.exists() else shutil.which("torchrun")), "--standalone",
-                          "--nproc_per_node", "2", str(script), str(tmp_path / "run")], cwd=root, env=env,
+                          "--nproc_per_node", "2", str(script), str(tmp_path / "run"), str(results_dir)], cwd=root, env=env,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
-    results = sorted((json.loads(line.split("RESULT ", 1)[1]) for line in run.stdout.splitlines()
-                      if line.startswith("RESULT ")), key=lambda r: r["rank"])
+    results = sorted((json.loads(f.read_text()) for f in results_dir.glob("result-*.json")), key=lambda r: r["rank"])
     assert [r["rank"] for r in results] == [0, 1] and all(r["world"] == 2 for r in results)
     # 32 items, batch 4, two processes: 4 steps per process per epoch (8 alone), 2 epochs.
     assert all(r["steps"] == 8 for r in results)

@@ -231,7 +231,7 @@ def run_audit(detector: str, faces: LabelledFaces, tolerance: Tolerance | None =
     """Audit ``detector``'s int8 build against its float model on ``faces``; writes audit.json
     (and audit.html, disagreement images) to ``out`` when given. Returns the audit."""
     from forensics.detectors import load_detector, resolve_model_folder
-    from forensics.detectors.onnx_family import split_variant
+    from forensics.catalog import split_variant
     from forensics.quantize import INT8_NAME, ONNX_NAME, operating_point_threshold
 
     step = progress or (lambda fraction, text: None)
@@ -280,7 +280,7 @@ def run_audit(detector: str, faces: LabelledFaces, tolerance: Tolerance | None =
         loads["onnx"] = _load_time(f"{folder}:onnx")
     table = {}
     for name in models:
-        decisions = scores[name] >= (t_float if name != "int8" else t_float)
+        decisions = scores[name] >= t_float
         table[name] = {"roc_auc": _auc(y, scores[name]), "accuracy": float(np.mean(decisions == y)),
                        "file_bytes": files[name], "load_s": loads[name], "latency": latency[name],
                        "runtime": models[name].describe().get("runtime", "PyTorch (float32)")}
@@ -416,10 +416,10 @@ def figures(audit: dict) -> dict:
 def write_audit(audit: dict, out: str | Path) -> tuple[Path, Path]:
     """audit.json and a self-contained audit.html in ``out`` (written through temporary files)."""
     out = Path(out)
+    from forensics.detectors.base import write_json_atomic
+
     json_path, html_path = out / AUDIT_NAME, out / "audit.html"
-    tmp = json_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(audit, indent=1))
-    os.replace(tmp, json_path)
+    write_json_atomic(json_path, audit)
     figs = figures(audit)
     parts = [fig.to_html(full_html=False, include_plotlyjs="inline" if i == 0 else False)
              for i, fig in enumerate(figs.values())]

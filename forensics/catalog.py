@@ -75,11 +75,24 @@ def available_detectors() -> dict[str, Path]:
     return found
 
 
+# A model folder's ONNX builds (forensics.quantize makes them), chosen as ``<name>:<variant>``.
+ONNX_BUILDS = {"onnx": "model.onnx", "int8": "model_quantized.onnx"}
+
+
+def split_variant(name: str) -> tuple[str, str | None]:
+    """``"default:int8"`` -> ``("default", "int8")``; names without a known suffix are left whole."""
+    text = str(name)
+    base, sep, variant = text.rpartition(":")
+    if sep and base and variant in ONNX_BUILDS:
+        return base, variant
+    return text, None
+
+
 def onnx_builds() -> dict[str, Path]:
     """The ONNX builds of the named detectors: ``<name>:onnx`` and ``<name>:int8`` -> folder."""
     found: dict[str, Path] = {}
     for name, folder in available_detectors().items():
-        for variant, filename in (("onnx", "model.onnx"), ("int8", "model_quantized.onnx")):
+        for variant, filename in ONNX_BUILDS.items():
             if (folder / filename).is_file():
                 found[f"{name}:{variant}"] = folder
     return found
@@ -104,8 +117,7 @@ def config_labels(config: dict) -> list[str]:
 
 def detector_labels(name: str | None) -> list[str]:
     """Labels of a named or local detector, read from its config; [] when unknown (e.g. a Hub id)."""
-    if name and name.rpartition(":")[2] in ("onnx", "int8"):
-        name = name.rpartition(":")[0]  # an ONNX build has its model's labels
+    name = split_variant(name)[0] if name else name  # an ONNX build has its model's labels
     folder = available_detectors().get(name or "") or (Path(name) if name and Path(name).is_dir() else None)
     if folder is None:
         return []

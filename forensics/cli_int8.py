@@ -116,7 +116,7 @@ def cmd_audit(args) -> int:
 
     from forensics.audit import Tolerance, faces_from_files, faces_from_record, run_audit, verdict_line
     from forensics.detectors import resolve_model_folder
-    from forensics.detectors.onnx_family import split_variant
+    from forensics.catalog import split_variant
 
     base, _ = split_variant(args.detector)
     folder = resolve_model_folder(base)
@@ -138,15 +138,15 @@ def cmd_audit(args) -> int:
                           repeats=args.repeats, maps=not args.no_maps, progress=update)
     finally:
         bar.close()
-    if args.bundle:
-        kept = {k: v for k, v in audit.items()}
-        (folder / "audit").mkdir(exist_ok=True)
-        for entry in kept["disagreements"]:
+    if args.bundle:  # the JSON and the disagreement images; the app draws the rest from them
+        from forensics.detectors.base import write_json_atomic
+
+        kept = folder / "audit"
+        kept.mkdir(exist_ok=True)
+        for entry in audit["disagreements"]:
             if "image" in entry:
-                shutil.copy(out / entry["image"], folder / "audit" / entry["image"])
-        tmp = folder / "audit" / "audit.json.tmp"
-        tmp.write_text(json.dumps(kept, indent=1))
-        tmp.replace(folder / "audit" / "audit.json")
+                shutil.copy(out / entry["image"], kept / entry["image"])
+        write_json_atomic(kept / "audit.json", audit)
     if args.json:
         print(json.dumps({k: v for k, v in audit.items() if k != "scores"}, indent=2))
     else:

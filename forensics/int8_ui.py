@@ -31,7 +31,7 @@ def _fail(exc: Exception):
 
 def int8_detectors() -> list[str]:
     """Named detectors that have an int8 build."""
-    return [name.rpartition(":")[0] for name in catalog.onnx_builds() if name.endswith(":int8")]
+    return [base for base, variant in map(catalog.split_variant, catalog.onnx_builds()) if variant == "int8"]
 
 
 def _empty(message: str):

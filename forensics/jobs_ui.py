@@ -215,43 +215,35 @@ def list_jobs(admin_token: str = "", request: gr.Request = None) -> list[dict]:
     return [job.to_dict() for job in store().list()]
 
 
-def show_job(job_id, admin_token, request: gr.Request = None):
-    """One job: status (with metrics), loss and metric curves, log tail, model card."""
-    _admin(admin_token, request, "showing a job")
+def _with_store(admin_token, request, action: str, call):
+    """The admin check, then ``call(store)``; a refusal or a store error is a one-line gr.Error."""
+    _admin(admin_token, request, action)
     try:
-        job = store().get(job_id)
+        return call(store())
     except ForensicsError as exc:
         _fail(exc)
-    return _details(job)
+
+
+def show_job(job_id, admin_token, request: gr.Request = None):
+    """One job: status (with metrics), loss and metric curves, log tail, model card."""
+    return _details(_with_store(admin_token, request, "showing a job", lambda jobs: jobs.get(job_id)))
 
 
 def cancel_job(job_id, admin_token, request: gr.Request = None):
     """Stop a queued or running job (its processes are killed)."""
-    _admin(admin_token, request, "cancelling a job")
-    try:
-        job = store().cancel(job_id)
-    except ForensicsError as exc:
-        _fail(exc)
+    job = _with_store(admin_token, request, "cancelling a job", lambda jobs: jobs.cancel(job_id))
     return f"Job {job.id} {job.status}.", jobs_table()
 
 
 def resume_job(job_id, admin_token, request: gr.Request = None):
     """Run a failed or cancelled job again, continuing from its last checkpoint."""
-    _admin(admin_token, request, "resuming a job")
-    try:
-        job = store().resume(job_id)
-    except ForensicsError as exc:
-        _fail(exc)
+    job = _with_store(admin_token, request, "resuming a job", lambda jobs: jobs.resume(job_id))
     return f"Job {job.id} {job.status} (continues from its last checkpoint).", jobs_table()
 
 
 def delete_job(job_id, admin_token, request: gr.Request = None):
     """Remove a job with its run folder and the model it published."""
-    _admin(admin_token, request, "deleting a job")
-    try:
-        store().delete(job_id)
-    except ForensicsError as exc:
-        _fail(exc)
+    _with_store(admin_token, request, "deleting a job", lambda jobs: jobs.delete(job_id))
     return f"Job {int(job_id)} deleted.", None, jobs_table()
 
 

@@ -32,11 +32,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from forensics.catalog import ONNX_BUILDS
 from forensics.detectors.base import Detector, write_json_atomic
 from forensics.errors import DetectorError
 
-ONNX_NAME = "model.onnx"
-INT8_NAME = "model_quantized.onnx"
+ONNX_NAME = ONNX_BUILDS["onnx"]
+INT8_NAME = ONNX_BUILDS["int8"]
 BUILD_NAME = "onnx.json"
 INPUT_NAME = "pixel_values"
 MODES = ("auto", "dynamic", "static")
@@ -210,10 +211,11 @@ def _conv_nodes(model_path: Path) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type == "Conv"]
 
 
-def _fake_probability(session, batch: np.ndarray) -> np.ndarray:
+def _probabilities(session, batch: np.ndarray) -> np.ndarray:
+    """Class probabilities ``(B, C)`` from an onnxruntime session, 16 faces at a time."""
     logits = np.concatenate([session.run(["logits"], {INPUT_NAME: batch[i : i + 16]})[0]
                              for i in range(0, len(batch), 16)])
-    return _softmax(logits)[:, 1:].sum(axis=1) if logits.shape[1] == 2 else _softmax(logits).max(axis=1)
+    return _softmax(logits)
 
 
 def quantize_onnx(src: str | Path, dst: str | Path, mode: str, calibration: np.ndarray | None = None,
@@ -254,7 +256,7 @@ def quantize_onnx(src: str | Path, dst: str | Path, mode: str, calibration: np.n
                     candidates = sorted({0, *[k for k in (1, 2, 4, 8, 16, 32, 64) if k < len(convs)], len(convs)})
                 else:
                     candidates = [min(int(float_convs), len(convs))]
-                reference = _fake_probability(open_session(pre), calibration) if float_convs == "auto" else None
+                reference = _probabilities(open_session(pre), calibration) if float_convs == "auto" else None
 
                 def build(k: int, path: Path) -> float:
                     quantize_static(str(pre), str(path), _Calibration(calibration), quant_format=QuantFormat.QDQ,
@@ -263,7 +265,8 @@ def quantize_onnx(src: str | Path, dst: str | Path, mode: str, calibration: np.n
                                     activation_type=QuantType.QUInt8, calibrate_method=CalibrationMethod.MinMax)
                     if reference is None:
                         return 0.0
-                    delta = float(np.abs(_fake_probability(open_session(path), calibration) - reference).max())
+                    # With two classes this is the largest move of P(fake).
+                    delta = float(np.abs(_probabilities(open_session(path), calibration) - reference).max())
                     tried.append({"float_convs": k, "max_abs_delta": round(delta, 5)})
                     return delta
 
@@ -340,10 +343,7 @@ def build_onnx(detector: Detector, calibration_crops: Sequence[np.ndarray] | Non
     if batch is not None:
         step(0.9, "tuning the int8 threshold")
         p_float = detector.fake_probability(detector.predict(torch.from_numpy(batch)))
-        session = open_session(folder / INT8_NAME)
-        logits = np.concatenate([session.run(["logits"], {INPUT_NAME: batch[i : i + 16]})[0]
-                                 for i in range(0, len(batch), 16)])
-        p_int8 = detector.fake_probability(_softmax(logits))
+        p_int8 = detector.fake_probability(_probabilities(open_session(folder / INT8_NAME), batch))
         tuned = operating_point_threshold(p_float, p_int8, detector.threshold)
         quantized["threshold"] = tuned
         quantized["threshold_tuned_on"] = f"{len(batch)} calibration faces (agreement with float at {detector.threshold:g})"

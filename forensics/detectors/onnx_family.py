@@ -16,15 +16,14 @@ import contextlib
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
 import torch
 from torch import nn
 
-from forensics.catalog import read_config
+from forensics.catalog import ONNX_BUILDS as VARIANTS
+from forensics.catalog import read_config, split_variant  # noqa: F401  (re-exported)
 from forensics.detectors.base import Detector, DetectorInfo
 from forensics.errors import DetectorError
 
-VARIANTS = {"onnx": "model.onnx", "int8": "model_quantized.onnx"}
 VARIANT_TITLES = {"onnx": "ONNX float", "int8": "ONNX int8"}
 
 
@@ -109,15 +108,6 @@ class OnnxDetector(Detector):
         data.update({"parameters": None, "runtime": f"onnxruntime ({VARIANT_TITLES[self.variant]})",
                      "file": self.file.name, "bytes": self.file.stat().st_size})
         return data
-
-
-def split_variant(name: str) -> tuple[str, str | None]:
-    """``"default:int8"`` -> ``("default", "int8")``; names without a known suffix are left whole."""
-    text = str(name)
-    base, sep, variant = text.rpartition(":")
-    if sep and base and variant in VARIANTS:
-        return base, variant
-    return text, None
 
 
 def load_onnx_detector(folder: Path, variant: str, threads: int | None = None) -> OnnxDetector:

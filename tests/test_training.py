@@ -182,8 +182,14 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     assert metrics["validation_faces"] == 2 + 3 and metrics["evaluated_images"] == 2 * 2 + 3
     assert set(metrics["robustness_auc"]) >= {"jpeg_95", "jpeg_50", "jpeg_30", "resize_0.5", "blur_5"}
     assert "GAN vs all held-out reals" in metrics["per_source"]
+    # the robustness curves split by source as well: the GAN row scores the 3 fakes against the 2 reals
+    gan_curve = metrics["robustness_auc_per_source"]["GAN vs all held-out reals"]
+    assert gan_curve["images"] == 2 + 3 and set(gan_curve) >= {"clean", "jpeg_50", "video_codec_like"}
+    assert gan_curve["clean"] == pytest.approx(metrics["per_source"]["GAN vs all held-out reals"]["roc_auc"])
+    assert "FFHQ reals vs their SBI fakes" in metrics["robustness_auc_per_source"]
     card = (model_dir / "README.md").read_text()
     assert f"| ROC-AUC | {metrics['summary']['roc_auc']:.3f} |" in card
+    assert f"| GAN vs all held-out reals | 5 | {gan_curve['clean']:.3f} |" in card
     assert (model_dir / "report.html").stat().st_size > 100_000  # plotly inlined
 
 

@@ -64,6 +64,14 @@ def card_text(record: dict, metrics: dict | None) -> str:
         lines += ["", f"Robustness (ROC-AUC on {rob.get('images')} validation images, half real and half fake, "
                   "re-scored after each transform):", "", "| transform | ROC-AUC |", "|---|---|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in rob.items() if k != "images"]
+        per_source = metrics.get("robustness_auc_per_source") or {}
+        if per_source:
+            cases = [k for k in rob if k not in ("images", "clean")]
+            lines += ["", "Robustness per source (ROC-AUC on the same images, split as in the per-source table):", "",
+                      "| subset | images | clean | " + " | ".join(cases) + " |",
+                      "|---|---|---|" + "---|" * len(cases)]
+            lines += [f"| {name} | {curve.get('images')} | {_fmt(curve.get('clean'))} | "
+                      + " | ".join(_fmt(curve.get(c)) for c in cases) + " |" for name, curve in per_source.items()]
         adv = metrics.get("adversarial_accuracy") or {}
         if adv:
             lines += ["", f"Accuracy under attack ({adv['images']} validation images; budgets in pixel units of 0..255):", "",

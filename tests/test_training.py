@@ -187,6 +187,9 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     assert gan_curve["images"] == 2 + 3 and set(gan_curve) >= {"clean", "jpeg_50", "video_codec_like"}
     assert gan_curve["clean"] == pytest.approx(metrics["per_source"]["GAN vs all held-out reals"]["roc_auc"])
     assert "FFHQ reals vs their SBI fakes" in metrics["robustness_auc_per_source"]
+    # the held-out source (GAN) has fakes only: no source-held-out figure, said as such
+    assert metrics["summary"]["source_heldout_auc"] is None
+    assert "| ROC-AUC, held-out sources only (never trained on) | n/a |" in (model_dir / "README.md").read_text()
     card = (model_dir / "README.md").read_text()
     assert f"| ROC-AUC | {metrics['summary']['roc_auc']:.3f} |" in card
     assert f"| GAN vs all held-out reals | 5 | {gan_curve['clean']:.3f} |" in card
@@ -210,3 +213,23 @@ def test_architectures_build_and_load_the_imagenet_trunk(name):
     assert torch.equal(stem, first)  # the ImageNet stem, not a random one
     if name.startswith("patch"):
         assert model.patch_scores(torch.zeros(1, 3, 64, 64)).shape == (1, 16, 16)  # stride 4
+
+
+def test_source_subsets_split_by_source_and_held_out_sources():
+    """Hand-made case: which images each per-source comparison takes, and the held-out-only AUC."""
+    from training.evaluate import HELD_OUT_ONLY, _subset, source_subsets
+
+    sources = ["UTKFace", "UTKFace", "SBI of UTKFace", "FFHQ", "FFHQ", "SBI of FFHQ", "GAN", "GAN"]
+    y = np.array([0, 0, 1, 0, 0, 1, 1, 1])
+    subsets = source_subsets(sources, y, holdout_sources=["FFHQ", "GAN"])
+    assert subsets["GAN vs all held-out reals"].tolist() == [1, 1, 0, 1, 1, 0, 1, 1]
+    assert subsets["GAN vs FFHQ reals"].tolist() == [0, 0, 0, 1, 1, 0, 1, 1]
+    assert subsets["UTKFace reals vs their SBI fakes"].tolist() == [1, 1, 1, 0, 0, 0, 0, 0]
+    assert subsets[HELD_OUT_ONLY].tolist() == [0, 0, 0, 1, 1, 1, 1, 1]
+    # scores: of the 6 held-out (fake, real) pairs only GAN 0.5 < FFHQ 0.6 is misordered -> 5/6
+    p = np.array([0.9, 0.1, 0.8, 0.2, 0.6, 0.7, 0.9, 0.5])
+    assert _subset(y, p, subsets[HELD_OUT_ONLY])["roc_auc"] == pytest.approx(5 / 6)
+    assert _subset(y, p, subsets["GAN vs FFHQ reals"])["roc_auc"] == pytest.approx(3 / 4)
+    # nothing held out, or held-out sources of one class only: no held-out-only subset
+    assert HELD_OUT_ONLY not in source_subsets(sources, y)
+    assert HELD_OUT_ONLY not in source_subsets(sources, y, holdout_sources=["GAN"])

@@ -53,7 +53,11 @@ def card_text(record: dict, metrics: dict | None) -> str:
                   "with their pseudo-fakes; the held-out sources' rows (never trained on, never used to choose an "
                   "epoch) are what says how it generalises.", "",
                   "| measure | value |", "|---|---|",
-                  f"| ROC-AUC | {_fmt(s['roc_auc'])} |", f"| F1 at threshold {s['threshold']} | {_fmt(s['f1'])} |",
+                  f"| ROC-AUC | {_fmt(s['roc_auc'])} |",
+                  f"| ROC-AUC, held-out sources only (never trained on) | {_fmt(s.get('source_heldout_auc'))} |",
+                  f"| ROC-AUC after JPEG 50 (all / held-out sources only) | {_fmt(s.get('jpeg_50_auc'))} / "
+                  f"{_fmt(s.get('source_heldout_jpeg_50_auc'))} |",
+                  f"| F1 at threshold {s['threshold']} | {_fmt(s['f1'])} |",
                   f"| accuracy | {_fmt(s['accuracy'])} |",
                   f"| threshold tuned on validation (best F1) | {_fmt(s['tuned_threshold'])} |",
                   f"| ECE (calibration) | {_fmt(metrics['calibration']['ece'])} |", "",

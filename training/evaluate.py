@@ -46,18 +46,30 @@ def _score(detector, images: Sequence[np.ndarray], transform: Callable | None = 
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def source_subsets(sources: Sequence[str], y) -> dict[str, np.ndarray]:
+HELD_OUT_ONLY = "held-out sources only (never trained on)"
+
+
+def source_subsets(sources: Sequence[str], y, holdout_sources: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """The per-source comparisons, as boolean masks over the images: each fake source against all
-    held-out reals, and each real source against its own self-blended fakes."""
+    held-out reals and against each real source alone (a pair with the same preprocessing, such as
+    FFHQ and StyleGAN2, is the fair one), each real source against its own self-blended fakes, and,
+    when both classes have one, the images of the held-out sources only (a held-out real source's
+    self-blended fakes count as held out): the source-held-out figure."""
     y = np.asarray(y)
     real_sources = sorted({s for s, t in zip(sources, y) if t == 0})
     fake_sources = sorted({s for s, t in zip(sources, y) if t == 1})
     out = {}
     for fake_source in fake_sources:
         out[f"{fake_source} vs all held-out reals"] = np.array([s == fake_source or s in real_sources for s in sources])
+        for real_source in real_sources if len(real_sources) > 1 else ():
+            out[f"{fake_source} vs {real_source} reals"] = np.array([s in (fake_source, real_source) for s in sources])
     for real_source in real_sources:
         out[f"{real_source} reals vs their SBI fakes"] = np.array([s in (real_source, f"SBI of {real_source}")
                                                                   for s in sources])
+    held = set(holdout_sources)
+    held_mask = np.array([s in held or (s.startswith("SBI of ") and s[len("SBI of "):] in held) for s in sources])
+    if len(held_mask) and len(np.unique(y[held_mask])) == 2:
+        out[HELD_OUT_ONLY] = held_mask
     return out
 
 
@@ -67,7 +79,8 @@ def _subset(y, p, mask) -> dict | None:
     return binary_metrics(y[mask], p[mask])
 
 
-def robustness(detector, images, y, seed: int = 0, count: int = 600, sources: Sequence[str] | None = None) -> dict:
+def robustness(detector, images, y, seed: int = 0, count: int = 600, sources: Sequence[str] | None = None,
+               holdout_sources: Sequence[str] = ()) -> dict:
     """ROC-AUC under JPEG re-compression, half-size resizing, blur and a video-codec-like pass, on a
     fixed random subset of ``count`` images stratified by label (each transform rescans the set).
     With ``sources``, ``per_source`` holds the same curves for each per-source comparison of that
@@ -82,7 +95,7 @@ def robustness(detector, images, y, seed: int = 0, count: int = 600, sources: Se
     cases["blur_5"] = lambda im: cv2.GaussianBlur(im, (5, 5), 0)
     cases["video_codec_like"] = lambda im: augment.video_codec_like(im, 30)
     cases["clean"] = None
-    subsets = source_subsets([sources[i] for i in pick], y) if sources is not None else {}
+    subsets = source_subsets([sources[i] for i in pick], y, holdout_sources) if sources is not None else {}
     out: dict = {}
     per_source: dict[str, dict] = {name: {} for name in subsets}
     for name, fn in tqdm(cases.items(), desc="robustness", leave=False):
@@ -179,7 +192,7 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
     p = _score(detector, images)
     summary = binary_metrics(y, p, detector.threshold)
     tuned = tune_threshold(y, p)
-    per_source = {name: _subset(y, p, mask) for name, mask in source_subsets(sources, y).items()}
+    per_source = {name: _subset(y, p, mask) for name, mask in source_subsets(sources, y, holdout_sources).items()}
     metrics = {
         "detector": detector.describe(),
         "validation_faces": len(val),
@@ -192,10 +205,15 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
         "per_source": per_source,
         "calibration": calibration(y, p),
         "roc": roc_points(y, p),
-        "robustness_auc": robustness(detector, images, y, seed, sources=sources),
+        "robustness_auc": robustness(detector, images, y, seed, sources=sources, holdout_sources=holdout_sources),
     }
     metrics["robustness_auc_per_source"] = metrics["robustness_auc"].pop("per_source", {})
     metrics["summary"]["jpeg_50_auc"] = metrics["robustness_auc"]["jpeg_50"]
+    # The issue's figure: the sources never trained on, alone (None when they hold only one class).
+    held = per_source.get(HELD_OUT_ONLY)
+    metrics["summary"]["source_heldout_auc"] = held["roc_auc"] if held else None
+    metrics["summary"]["source_heldout_jpeg_50_auc"] = (
+        metrics["robustness_auc_per_source"].get(HELD_OUT_ONLY, {}).get("jpeg_50") if held else None)
     metrics["adversarial_accuracy"] = adversarial(detector, images, y, seed)
     if videos:
         metrics["videos"] = video_results(detector_dir, data)

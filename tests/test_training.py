@@ -225,6 +225,8 @@ def test_source_subsets_split_by_source_and_held_out_sources():
     assert subsets["GAN vs all held-out reals"].tolist() == [1, 1, 0, 1, 1, 0, 1, 1]
     assert subsets["GAN vs FFHQ reals"].tolist() == [0, 0, 0, 1, 1, 0, 1, 1]
     assert subsets["UTKFace reals vs their SBI fakes"].tolist() == [1, 1, 1, 0, 0, 0, 0, 0]
+    assert subsets["SBI of UTKFace vs FFHQ reals"].tolist() == [0, 0, 1, 1, 1, 0, 0, 0]
+    assert "SBI of UTKFace vs UTKFace reals" not in subsets  # the same images as the row above
     assert subsets[HELD_OUT_ONLY].tolist() == [0, 0, 0, 1, 1, 1, 1, 1]
     # scores: of the 6 held-out (fake, real) pairs only GAN 0.5 < FFHQ 0.6 is misordered -> 5/6
     p = np.array([0.9, 0.1, 0.8, 0.2, 0.6, 0.7, 0.9, 0.5])

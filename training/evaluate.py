@@ -62,7 +62,9 @@ def source_subsets(sources: Sequence[str], y, holdout_sources: Sequence[str] = (
     for fake_source in fake_sources:
         out[f"{fake_source} vs all held-out reals"] = np.array([s == fake_source or s in real_sources for s in sources])
         for real_source in real_sources if len(real_sources) > 1 else ():
-            out[f"{fake_source} vs {real_source} reals"] = np.array([s in (fake_source, real_source) for s in sources])
+            if fake_source != f"SBI of {real_source}":  # that pair is the row "<real> reals vs their SBI fakes"
+                out[f"{fake_source} vs {real_source} reals"] = np.array([s in (fake_source, real_source)
+                                                                        for s in sources])
     for real_source in real_sources:
         out[f"{real_source} reals vs their SBI fakes"] = np.array([s in (real_source, f"SBI of {real_source}")
                                                                   for s in sources])

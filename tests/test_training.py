@@ -235,3 +235,25 @@ def test_source_subsets_split_by_source_and_held_out_sources():
     # nothing held out, or held-out sources of one class only: no held-out-only subset
     assert HELD_OUT_ONLY not in source_subsets(sources, y)
     assert HELD_OUT_ONLY not in source_subsets(sources, y, holdout_sources=["GAN"])
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_config_resolves(path):
+    """Each config the README tells a person to run resolves through the CLI (no unknown keys),
+    names a known architecture, holds out sources that exist in the data's labels, and its
+    warm start (if any) is another config's output."""
+    from training.cli import build_parser, resolve_config
+    from training.models import ARCHITECTURES
+
+    command = "distill" if "tiny" in path.name else "train"
+    config = resolve_config(build_parser().parse_args([command, "--config", str(path)]))
+    assert config["model"] in ARCHITECTURES
+    assert config["epochs"] >= 1 and config["out"].startswith("runs/")
+    known_sources = {"UTKFace", "FFHQ", "StyleGAN2 (thispersondoesnotexist)"}
+    assert set(config["holdout_sources"] or ()) <= known_sources
+    outs = {resolve_config(build_parser().parse_args(["train", "--config", str(p)]))["out"]
+            for p in path.parent.glob("*.yaml") if "tiny" not in p.name}
+    for start in (config["init_from"], config["teacher"]):
+        if start:
+            assert start.rsplit("/model", 1)[0] in outs, f"{start} is no config's output"

@@ -273,7 +273,7 @@ def quantize_onnx(src: str | Path, dst: str | Path, mode: str, calibration: np.n
                 # Doubling until P(fake) holds, then halving the gap to the last count that failed.
                 low, kept_float = -1, candidates[-1]
                 for k in candidates:
-                    if build(k, out) <= max_delta or reference is None:
+                    if build(k, out) <= max_delta:
                         kept_float = k
                         break
                     low = k

@@ -22,7 +22,8 @@ from forensics.detectors.base import (
     read_config,
     register_family,
 )
-from forensics.detectors.onnx_family import load_onnx_detector, split_variant
+from forensics.catalog import split_variant
+from forensics.detectors.onnx_family import load_onnx_detector
 from forensics.errors import DetectorError
 
 __all__ = [

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from forensics.catalog import ONNX_BUILDS as VARIANTS
-from forensics.catalog import read_config, split_variant  # noqa: F401  (re-exported)
+from forensics.catalog import read_config
 from forensics.detectors.base import Detector, DetectorInfo
 from forensics.errors import DetectorError
 

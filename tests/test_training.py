@@ -103,6 +103,47 @@ def test_self_blended_fake_changes_only_the_face():
     assert np.abs(fake.astype(int) - image.astype(int))[used > 0.2].mean() > 2
 
 
+def test_sharpening_and_noise_are_shared_by_a_pair_and_leave_old_draws_alone(monkeypatch):
+    """Off (the default), the draws are exactly those of earlier runs; on, a real face and its
+    pseudo-fake get the same sharpening and the same noise, and a soft face comes out crisper."""
+    import cv2
+
+    from training import augment
+    from training.datasets import SelfBlendedPairs
+
+    old = augment.draw_params(np.random.default_rng(7), jpeg_prob=0.9)
+    assert old == augment.draw_params(np.random.default_rng(7), jpeg_prob=0.9, sharpen_prob=0.0, noise_prob=0.0)
+    assert old.sharpen == 0.0 and old.noise == 0.0
+    drawn = [augment.draw_params(np.random.default_rng(i), sharpen_prob=0.5, noise_prob=0.5) for i in range(200)]
+    assert 60 < sum(p.sharpen > 0 for p in drawn) < 140 and 60 < sum(p.noise > 0 for p in drawn) < 140
+    assert all(p.sharpen == 0 or 0.5 <= p.sharpen <= 3.5 for p in drawn)
+
+    soft = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8), (0, 0), 2.0)
+    identity = augment.AugmentParams(False, (1.0, 0.0, 0.0), 0.0, 1.0, 0, 1.0, None, False)
+
+    def laplacian_var(image):
+        return cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()
+
+    sharpened = augment.apply(soft, augment.AugmentParams(**{**identity.__dict__, "sharpen": 2.0}), 96)
+    noisy = augment.apply(soft, augment.AugmentParams(**{**identity.__dict__, "noise": 4.0, "noise_seed": 3}), 96)
+    assert laplacian_var(sharpened) > 3 * laplacian_var(soft)
+    assert laplacian_var(noisy) > 3 * laplacian_var(soft)
+    assert abs(float(noisy.astype(int).mean()) - float(soft.astype(int).mean())) < 1.0
+
+    class Face:  # what SelfBlendedPairs reads of a cached face
+        landmarks = [[34, 42], [62, 42], [48, 57], [36, 72], [60, 72]]
+
+    monkeypatch.setattr("training.datasets.load_crop", lambda face: soft)
+    pairs = SelfBlendedPairs([Face()], 96, real_label=0, fake_label=1, sharpen_prob=1.0, noise_prob=1.0)
+    (real, fake), labels = pairs[0]
+    assert labels == [0, 1]
+    assert laplacian_var(real) > 2 * laplacian_var(soft)  # sharpened and noisy even after JPEG
+    difference = np.abs(real.astype(int) - fake.astype(int))
+    # outside the face the two differ by nothing: same crop, same sharpening, same noise, same JPEG
+    assert np.median(difference[:6, :6]) == 0 and np.median(difference[-6:, -6:]) == 0
+    assert difference[40:60, 40:60].mean() > 1
+
+
 def test_metrics_against_hand_computed_cases():
     m = binary_metrics([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9])
     assert m["confusion_matrix"] == [[1, 1], [1, 1]]

@@ -1,10 +1,12 @@
 """Augmentations applied identically to a real face and its pseudo-fake, so that nothing but the
 manipulation separates them: flips, small crops, colour, blur, resizing and compression (JPEG
-quality 30..100, and a video-codec-like pass: chroma blur plus heavy JPEG)."""
+quality 30..100, and a video-codec-like pass: chroma blur plus heavy JPEG) and, when asked for,
+sharpening and sensor-like noise: sources differ most in sharpness (UTKFace crops are soft, FFHQ
+crops crisp), and a model that only ever saw soft reals takes a crisp real face for a fake."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -20,12 +22,17 @@ class AugmentParams:
     downscale: float
     jpeg: int | None
     codec_like: bool
+    sharpen: float = 0.0  # unsharp-mask amount (0: none)
+    noise: float = 0.0  # Gaussian noise sigma in pixel units (0: none)
+    noise_seed: int = 0
 
 
-def draw_params(rng: np.random.Generator, strength: float = 1.0, jpeg_prob: float = 0.75) -> AugmentParams:
-    """One random set of augmentation parameters (shared by a real and its fake)."""
+def draw_params(rng: np.random.Generator, strength: float = 1.0, jpeg_prob: float = 0.75,
+                sharpen_prob: float = 0.0, noise_prob: float = 0.0) -> AugmentParams:
+    """One random set of augmentation parameters (shared by a real and its fake). The sharpening
+    and noise draws come last and only when asked for, so runs without them draw exactly as before."""
     scale = rng.uniform(0.9, 1.0)
-    return AugmentParams(
+    params = AugmentParams(
         flip=bool(rng.random() < 0.5),
         crop=(scale, rng.uniform(0, 1 - scale), rng.uniform(0, 1 - scale)),
         brightness=float(rng.uniform(-20, 20) * strength) if rng.random() < 0.5 else 0.0,
@@ -35,6 +42,11 @@ def draw_params(rng: np.random.Generator, strength: float = 1.0, jpeg_prob: floa
         jpeg=int(rng.integers(30, 101)) if rng.random() < min(1.0, jpeg_prob * strength) else None,
         codec_like=bool(rng.random() < 0.15 * strength),
     )
+    if sharpen_prob > 0 and rng.random() < sharpen_prob:
+        params = replace(params, sharpen=float(rng.uniform(0.5, 3.5)))
+    if noise_prob > 0 and rng.random() < noise_prob:
+        params = replace(params, noise=float(rng.uniform(1.0, 6.0)), noise_seed=int(rng.integers(2**31)))
+    return params
 
 
 def apply(image: np.ndarray, p: AugmentParams, size: int) -> np.ndarray:
@@ -52,15 +64,26 @@ def apply(image: np.ndarray, p: AugmentParams, size: int) -> np.ndarray:
     out = np.clip(out, 0, 255).astype(np.uint8)
     if p.blur:
         out = cv2.GaussianBlur(out, (p.blur, p.blur), 0)
+    if p.sharpen:
+        out = sharpen(out, p.sharpen)
     if p.downscale < 1.0:
         small = (max(16, int(out.shape[1] * p.downscale)), max(16, int(out.shape[0] * p.downscale)))
         out = cv2.resize(cv2.resize(out, small, interpolation=cv2.INTER_AREA), (out.shape[1], out.shape[0]),
                          interpolation=cv2.INTER_LINEAR)
+    if p.noise:
+        noise = np.random.default_rng(p.noise_seed).normal(0.0, p.noise, out.shape)
+        out = np.clip(np.round(out.astype(np.float32) + noise), 0, 255).astype(np.uint8)
     if p.codec_like:
         out = video_codec_like(out, quality=30)
     elif p.jpeg is not None:
         out = jpeg(out, p.jpeg)
     return cv2.resize(out, (size, size), interpolation=cv2.INTER_AREA if out.shape[0] > size else cv2.INTER_CUBIC)
+
+
+def sharpen(image: np.ndarray, amount: float, sigma: float = 1.2) -> np.ndarray:
+    """Unsharp mask: ``image + amount * (image - blurred)`` (RGB uint8 in and out)."""
+    blurred = cv2.GaussianBlur(image, (0, 0), sigma).astype(np.float32)
+    return np.clip(np.round(image.astype(np.float32) * (1.0 + amount) - blurred * amount), 0, 255).astype(np.uint8)
 
 
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:

@@ -54,6 +54,8 @@ DEFAULTS = {
     "init_from": None,  # weights to start from: a trained model folder, or an MAE encoder from `pretrain`
     "select_on_holdout": False,  # choose the best epoch on held-out sources too (leaks them: off)
     "jpeg_prob": 0.75,  # share of training pairs re-encoded as JPEG (quality 30..100)
+    "sharpen_prob": 0.0,  # share of training pairs sharpened (unsharp mask, amount 0.5..3.5)
+    "noise_prob": 0.0,  # share of training pairs given Gaussian noise (sigma 1..6)
     "mask_ratio": 0.75,
 }
 
@@ -86,6 +88,8 @@ def _train_parser(sub, name: str = "train", text: str = "fine-tune a detector (s
     p.add_argument("--init-from", help="start from these weights: a model folder or .safetensors (a trained "
                    "detector to train further, or an encoder from `pretrain`)")
     p.add_argument("--jpeg-prob", type=float, help="share of training pairs re-encoded as JPEG (default 0.75)")
+    p.add_argument("--sharpen-prob", type=float, help="share of training pairs sharpened alike (default 0)")
+    p.add_argument("--noise-prob", type=float, help="share of training pairs given the same noise (default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:

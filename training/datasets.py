@@ -26,9 +26,9 @@ class LabelledFaces(Dataset):
     """Cached crops with their label index; augmentation optional (off for evaluation)."""
 
     def __init__(self, faces: Sequence[CachedFace], labels: Sequence[int], size: int, train: bool = False,
-                 seed: int = 0, jpeg_prob: float = 0.75):
+                 seed: int = 0, jpeg_prob: float = 0.75, sharpen_prob: float = 0.0, noise_prob: float = 0.0):
         self.faces, self.labels, self.size, self.train, self.seed = list(faces), list(labels), size, train, seed
-        self.jpeg_prob = jpeg_prob
+        self.aug = {"jpeg_prob": jpeg_prob, "sharpen_prob": sharpen_prob, "noise_prob": noise_prob}
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -37,7 +37,7 @@ class LabelledFaces(Dataset):
     def __getitem__(self, i: int):
         image = load_crop(self.faces[i])
         rng = np.random.default_rng((self.seed, self.epoch, i))
-        params = augment.draw_params(rng, jpeg_prob=self.jpeg_prob) if self.train else _identity()
+        params = augment.draw_params(rng, **self.aug) if self.train else _identity()
         return [augment.apply(image, params, self.size)], [self.labels[i]]
 
 
@@ -49,9 +49,11 @@ class SelfBlendedPairs(Dataset):
     """
 
     def __init__(self, faces: Sequence[CachedFace], size: int, real_label: int, fake_label: int,
-                 train: bool = True, seed: int = 0, jpeg_prob: float = 0.75):
+                 train: bool = True, seed: int = 0, jpeg_prob: float = 0.75, sharpen_prob: float = 0.0,
+                 noise_prob: float = 0.0):
         self.faces, self.size, self.train, self.seed = list(faces), size, train, seed
-        self.real_label, self.fake_label, self.jpeg_prob = real_label, fake_label, jpeg_prob
+        self.real_label, self.fake_label = real_label, fake_label
+        self.aug = {"jpeg_prob": jpeg_prob, "sharpen_prob": sharpen_prob, "noise_prob": noise_prob}
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -62,7 +64,7 @@ class SelfBlendedPairs(Dataset):
         image = load_crop(face)
         rng = np.random.default_rng((self.seed, self.epoch if self.train else 0, i))
         fake, _ = self_blend(image, np.asarray(face.landmarks, np.float32), rng)
-        params = augment.draw_params(rng, jpeg_prob=self.jpeg_prob) if self.train else _identity()
+        params = augment.draw_params(rng, **self.aug) if self.train else _identity()
         return ([augment.apply(image, params, self.size), augment.apply(fake, params, self.size)],
                 [self.real_label, self.fake_label])
 

@@ -208,17 +208,23 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     common = ["--data", str(table), "--cache", str(tmp_path / "cache")]
     proc = subprocess.run([sys.executable, "-m", "training", "train", "--model", "hybrid", "--out", str(run),
                            "--image-size", "64", "--epochs", "1", "--batch-size", "2", "--max-steps", "2",
-                           "--holdout-sources", "GAN", "--val-fraction", "0.25", "--workers", "0", *common],
+                           "--holdout-sources", "GAN", "--val-fraction", "0.25", "--workers", "0",
+                           "--face-margin", "0.1", *common],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     model_dir = run / "model"
     det = load_detector(model_dir)  # trained: loads without allow_untrained
     assert det.family == "hybrid" and det.input_size == 64 and det.labels == ["real", "fake"]
+    assert det.info.face_margin == pytest.approx(0.1)  # inference crops faces as training did
+    cached = json.loads((tmp_path / "cache" / "index.json").read_text())
+    assert len(cached) == 11 and all(e["margin"] <= 0.1 for e in cached.values())
     record = json.loads((model_dir / "training.json").read_text())
     assert record["counts"]["validation"]["fake/GAN"] == 3 and "fake/GAN" not in record["counts"]["train"]
     proc = subprocess.run([sys.executable, "-m", "training", "evaluate", "--detector", str(model_dir), *common],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # evaluation cropped at the detector's margin too: no second set of crops at another margin
+    assert len(json.loads((tmp_path / "cache" / "index.json").read_text())) == 11
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert metrics["validation_faces"] == 2 + 3 and metrics["evaluated_images"] == 2 * 2 + 3
     assert set(metrics["robustness_auc"]) >= {"jpeg_95", "jpeg_50", "jpeg_30", "resize_0.5", "blur_5"}
@@ -232,6 +238,7 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     assert metrics["summary"]["source_heldout_auc"] is None
     assert "| ROC-AUC, held-out sources only (never trained on) | n/a |" in (model_dir / "README.md").read_text()
     card = (model_dir / "README.md").read_text()
+    assert "margin 0.1" in card
     assert f"| ROC-AUC | {metrics['summary']['roc_auc']:.3f} |" in card
     assert f"| GAN vs all held-out reals | 5 | {gan_curve['clean']:.3f} |" in card
     assert (model_dir / "report.html").stat().st_size > 100_000  # plotly inlined

@@ -53,6 +53,7 @@ DEFAULTS = {
     "distill_on": "logits",  # logits | patches
     "init_from": None,  # weights to start from: a trained model folder, or an MAE encoder from `pretrain`
     "select_on_holdout": False,  # choose the best epoch on held-out sources too (leaks them: off)
+    "face_margin": 0.3,  # crop margin (share of the MTCNN box added around it), recorded in the model folder
     "jpeg_prob": 0.75,  # share of training pairs re-encoded as JPEG (quality 30..100)
     "sharpen_prob": 0.0,  # share of training pairs sharpened (unsharp mask, amount 0.5..3.5)
     "noise_prob": 0.0,  # share of training pairs given Gaussian noise (sigma 1..6)
@@ -87,6 +88,8 @@ def _train_parser(sub, name: str = "train", text: str = "fine-tune a detector (s
     p.add_argument("--adv-eps", type=float, help="attack budget in pixel units (default 2)")
     p.add_argument("--init-from", help="start from these weights: a model folder or .safetensors (a trained "
                    "detector to train further, or an encoder from `pretrain`)")
+    p.add_argument("--face-margin", type=float, help="face-crop margin for training and, through the model "
+                   "folder, inference (default 0.3; UTKFace's tight crops allow about 0.03)")
     p.add_argument("--jpeg-prob", type=float, help="share of training pairs re-encoded as JPEG (default 0.75)")
     p.add_argument("--sharpen-prob", type=float, help="share of training pairs sharpened alike (default 0)")
     p.add_argument("--noise-prob", type=float, help="share of training pairs given the same noise (default 0)")

@@ -145,6 +145,10 @@ def validation_faces(folder: str | Path, data: str, cache: str) -> list[CachedFa
     config = dict(record.get("config", {}))
     config.update({"data": data, "cache": cache})
     config.setdefault("max_padding", 0.15)
+    # Crop as the detector crops at inference (its config.json), whatever the record says.
+    forensic = json.loads((Path(folder) / "config.json").read_text()).get("forensics", {}) \
+        if (Path(folder) / "config.json").is_file() else {}
+    config["face_margin"] = float(forensic.get("face_margin", config.get("face_margin", 0.3)))
     faces = cached_faces(config)
     wanted = set(record.get("validation_images", []))
     chosen = [f for f in faces if relative_to_data(f.image_path, data) in wanted] if wanted else faces

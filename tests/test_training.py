@@ -134,7 +134,7 @@ def test_sharpening_and_noise_are_shared_by_a_pair_and_leave_old_draws_alone(mon
         landmarks = [[34, 42], [62, 42], [48, 57], [36, 72], [60, 72]]
 
     monkeypatch.setattr("training.datasets.load_crop", lambda face: soft)
-    pairs = SelfBlendedPairs([Face()], 96, real_label=0, fake_label=1, sharpen_prob=1.0, noise_prob=1.0)
+    pairs = SelfBlendedPairs([Face()], 96, real_label=0, fake_label=1, aug={"sharpen_prob": 1.0, "noise_prob": 1.0})
     (real, fake), labels = pairs[0]
     assert labels == [0, 1]
     assert laplacian_var(real) > 2 * laplacian_var(soft)  # sharpened and noisy even after JPEG

@@ -1,8 +1,8 @@
 """Augmentations applied identically to a real face and its pseudo-fake, so that nothing but the
 manipulation separates them: flips, small crops, colour, blur, resizing and compression (JPEG
 quality 30..100, and a video-codec-like pass: chroma blur plus heavy JPEG) and, when asked for,
-sharpening and sensor-like noise: sources differ most in sharpness (UTKFace crops are soft, FFHQ
-crops crisp), and a model that only ever saw soft reals takes a crisp real face for a fake."""
+sharpening and sensor-like noise (sources differ in sharpness: UTKFace's crops are soft, FFHQ's
+crisp; measured, that was not what a new source's score hinged on, see the README)."""
 
 from __future__ import annotations
 

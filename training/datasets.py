@@ -26,9 +26,9 @@ class LabelledFaces(Dataset):
     """Cached crops with their label index; augmentation optional (off for evaluation)."""
 
     def __init__(self, faces: Sequence[CachedFace], labels: Sequence[int], size: int, train: bool = False,
-                 seed: int = 0, jpeg_prob: float = 0.75, sharpen_prob: float = 0.0, noise_prob: float = 0.0):
+                 seed: int = 0, aug: dict | None = None):
         self.faces, self.labels, self.size, self.train, self.seed = list(faces), list(labels), size, train, seed
-        self.aug = {"jpeg_prob": jpeg_prob, "sharpen_prob": sharpen_prob, "noise_prob": noise_prob}
+        self.aug = dict(aug or {})  # keyword options of ``augment.draw_params`` (jpeg_prob, sharpen_prob, ...)
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -49,11 +49,10 @@ class SelfBlendedPairs(Dataset):
     """
 
     def __init__(self, faces: Sequence[CachedFace], size: int, real_label: int, fake_label: int,
-                 train: bool = True, seed: int = 0, jpeg_prob: float = 0.75, sharpen_prob: float = 0.0,
-                 noise_prob: float = 0.0):
+                 train: bool = True, seed: int = 0, aug: dict | None = None):
         self.faces, self.size, self.train, self.seed = list(faces), size, train, seed
         self.real_label, self.fake_label = real_label, fake_label
-        self.aug = {"jpeg_prob": jpeg_prob, "sharpen_prob": sharpen_prob, "noise_prob": noise_prob}
+        self.aug = dict(aug or {})  # keyword options of ``augment.draw_params``
         self.epoch = 0
 
     def __len__(self) -> int:

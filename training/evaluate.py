@@ -137,18 +137,25 @@ def _record(folder: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def validation_faces(folder: str | Path, data: str, cache: str) -> list[CachedFace]:
-    """The faces a model folder's training record kept for validation (all faces without a record)."""
-    from training.pipeline import cached_faces, relative_to_data
+def _crop_config(folder: str | Path, data: str, cache: str) -> tuple[dict, dict]:
+    """A model folder's training record, and its training config pointed at ``data`` and ``cache``
+    with the detector's own crop margin (its config.json: how inference crops, whatever the record says)."""
+    from forensics.catalog import read_config
 
     record = _record(Path(folder))
     config = dict(record.get("config", {}))
     config.update({"data": data, "cache": cache})
     config.setdefault("max_padding", 0.15)
-    # Crop as the detector crops at inference (its config.json), whatever the record says.
-    forensic = json.loads((Path(folder) / "config.json").read_text()).get("forensics", {}) \
-        if (Path(folder) / "config.json").is_file() else {}
-    config["face_margin"] = float(forensic.get("face_margin", config.get("face_margin", 0.3)))
+    config["face_margin"] = float(read_config(Path(folder)).get("forensics", {}).get(
+        "face_margin", config.get("face_margin", 0.3)))
+    return record, config
+
+
+def validation_faces(folder: str | Path, data: str, cache: str) -> list[CachedFace]:
+    """The faces a model folder's training record kept for validation (all faces without a record)."""
+    from training.pipeline import cached_faces, relative_to_data
+
+    record, config = _crop_config(folder, data, cache)
     faces = cached_faces(config)
     wanted = set(record.get("validation_images", []))
     chosen = [f for f in faces if relative_to_data(f.image_path, data) in wanted] if wanted else faces
@@ -168,11 +175,8 @@ def training_items(folder: str | Path, data: str, cache: str, count: int = 256,
     half their self-blended fakes; calibration faces for its int8 build."""
     from training.pipeline import cached_faces, relative_to_data
 
-    record = _record(Path(folder))
-    config = dict(record.get("config", {}))
-    config.update({"data": data, "cache": cache})
-    config.setdefault("max_padding", 0.15)
-    held = set(record.get("validation_images", [])) | set()
+    record, config = _crop_config(folder, data, cache)
+    held = set(record.get("validation_images", []))
     holdout = set(config.get("holdout_sources") or ())
     faces = [f for f in cached_faces(config) if relative_to_data(f.image_path, data) not in held
              and f.source not in holdout and f.label == "real"]

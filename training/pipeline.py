@@ -75,21 +75,27 @@ def split_faces(faces: Sequence[CachedFace], config: dict) -> tuple[list[CachedF
 
 
 def face_datasets(faces: Sequence[CachedFace], labels: Sequence[str], size: int, sbi: bool, train: bool,
-                  seed: int, jpeg_prob: float = 0.75, sharpen_prob: float = 0.0, noise_prob: float = 0.0) -> Dataset:
-    """Reals paired with self-blended fakes (when ``sbi``), plus every labelled fake as it is."""
+                  seed: int, aug: dict | None = None) -> Dataset:
+    """Reals paired with self-blended fakes (when ``sbi``), plus every labelled fake as it is;
+    ``aug``: the training augmentation's options (:func:`augment_options`)."""
     real, fake = labels.index("real"), labels.index("fake")
     reals = [f for f in faces if f.label == "real"]
     others = [f for f in faces if f.label != "real"]
     parts: list[Dataset] = []
     if sbi:
-        parts.append(SelfBlendedPairs(reals, size, real, fake, train=train, seed=seed, jpeg_prob=jpeg_prob,
-                                      sharpen_prob=sharpen_prob, noise_prob=noise_prob))
+        parts.append(SelfBlendedPairs(reals, size, real, fake, train=train, seed=seed, aug=aug))
     else:
         others = list(faces)
     if others:
         parts.append(LabelledFaces(others, [labels.index(f.label) for f in others], size, train=train, seed=seed,
-                                   jpeg_prob=jpeg_prob, sharpen_prob=sharpen_prob, noise_prob=noise_prob))
+                                   aug=aug))
     return Concat(parts)
+
+
+def augment_options(config: dict) -> dict:
+    """The config's options for :func:`training.augment.draw_params`."""
+    return {"jpeg_prob": float(config.get("jpeg_prob", 0.75)), "sharpen_prob": float(config.get("sharpen_prob", 0.0)),
+            "noise_prob": float(config.get("noise_prob", 0.0))}
 
 
 def _loss_for(config: dict):
@@ -151,9 +157,7 @@ def run_training(config: dict, command: str | None = None) -> dict:
     faces = cached_faces(config)
     train_faces, val_faces = split_faces(faces, config)
     size = int(config["image_size"])
-    train_set = face_datasets(train_faces, labels, size, config["sbi"], True, config["seed"],
-                              float(config.get("jpeg_prob", 0.75)), float(config.get("sharpen_prob", 0.0)),
-                              float(config.get("noise_prob", 0.0)))
+    train_set = face_datasets(train_faces, labels, size, config["sbi"], True, config["seed"], augment_options(config))
     # The best epoch is chosen on held-back faces of the training sources only: choosing it on the
     # held-out sources would leak them into the model and make their figures optimistic.
     select_faces = selection_faces(val_faces, config)

@@ -262,7 +262,7 @@ class Analyzer:
             crops: list[FaceCrop] = []
             owners: list[int] = []
             for i, (frame, faces) in enumerate(zip(frames, faces_per_frame)):
-                for crop in crop_faces(frame, faces, det.input_size, det.info.face_margin):
+                for crop in crop_faces(frame, faces, det.input_size, det.info.face_margin, det.info.face_framing):
                     crops.append(crop)
                     owners.append(i)
             if not crops:

@@ -115,7 +115,7 @@ def labelled_files(data: str | Path) -> list[tuple[Path, int, str]]:
 
 
 def faces_from_files(data: str | Path, size: int, margin: float = 0.3, limit: int | None = None, seed: int = 0,
-                     face_detector=None, progress: Callable | None = None) -> LabelledFaces:
+                     face_detector=None, progress: Callable | None = None, framing: str = "box") -> LabelledFaces:
     """The largest MTCNN face of each labelled image, cropped as analysis crops it. Images
     without a face or that do not decode are skipped and counted."""
     from forensics.faces import FaceDetector, crop_face
@@ -146,7 +146,7 @@ def faces_from_files(data: str | Path, size: int, margin: float = 0.3, limit: in
             faces.skipped["no face"] += 1
             continue
         face = max(found, key=lambda f: f.size)
-        faces.crops.append(crop_face(image, face, size, margin).image)
+        faces.crops.append(crop_face(image, face, size, margin, framing).image)
         labels.append(label)
         faces.sources.append(source)
         faces.names.append(str(path.name))

@@ -85,7 +85,8 @@ def cmd_quantize(args) -> int:
     folder = Path(detector.path)
     crops = []
     if args.calibration:
-        crops = faces_from_files(args.calibration, detector.input_size, detector.info.face_margin, args.limit).crops
+        crops = faces_from_files(args.calibration, detector.input_size, detector.info.face_margin, args.limit,
+                                 framing=detector.info.face_framing).crops
     elif _record_available(folder, args.data):
         from training.evaluate import training_items
 
@@ -123,9 +124,9 @@ def cmd_audit(args) -> int:
     if args.data:
         from forensics.catalog import read_config
 
-        margin = float(read_config(folder).get("forensics", {}).get("face_margin", 0.3))
-        size = int(read_config(folder).get("forensics", {}).get("input_size", 224))
-        faces = faces_from_files(args.data, size, margin, args.limit)
+        info = read_config(folder).get("forensics", {})
+        margin, size = float(info.get("face_margin", 0.3)), int(info.get("input_size", 224))
+        faces = faces_from_files(args.data, size, margin, args.limit, framing=str(info.get("face_framing", "box")))
     elif _record_available(folder, DEFAULT_DATA):
         faces = faces_from_record(folder, DEFAULT_DATA, args.cache, args.limit)
     else:

@@ -131,7 +131,7 @@ def run_uploaded_audit(upload, detector, min_agreement=0.99, max_auc_delta=0.01,
         data = dataset_root(extract_zip(upload, work / "data"))
         det = load_detector(detector)
         faces = faces_from_files(data, det.input_size, det.info.face_margin, AUDIT_FACE_LIMIT,
-                                 progress=lambda f, t: progress(f, desc=t))
+                                 progress=lambda f, t: progress(f, desc=t), framing=det.info.face_framing)
         out = Path(tempfile.mkdtemp(prefix="audit-out-"))
         audit = run_audit(detector, faces, Tolerance(float(min_agreement), float(max_auc_delta)), out, repeats=10,
                           progress=lambda f, t: progress(f, desc=t))

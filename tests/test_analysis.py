@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ from PIL import Image
 
 from forensics.analysis import Analyzer, FaceResult, aggregate_image, aggregate_video
 from forensics.detectors import load_detector
+from forensics.errors import DetectorError
 from forensics.explain import METHODS
 from tests.conftest import data_path
 
@@ -68,6 +70,33 @@ def test_group_photo_end_to_end_with_maps_on_disk(analyzer, tmp_path):
     assert set(result.timings_ms) >= {"decode", "faces", "classify", "explain", "total"}
     data = result.to_dict()
     assert data["faces"][0]["maps"]["gradcam++"].endswith(".png") and len(data["media"]["sha256"]) == 64
+
+
+def test_faces_are_cropped_as_the_detector_was_trained_to_see_them(model_dirs, face_detector, tmp_path):
+    """A model folder that records landmark framing and margin 0 gets landmark-framed crops."""
+    import shutil
+
+    from forensics.faces import crop_face
+    from forensics.media import load_image
+
+    folder = shutil.copytree(model_dirs["timm-cnn"], tmp_path / "landmarks")
+    config = json.loads((folder / "config.json").read_text())
+    config["forensics"].update(face_framing="landmarks", face_margin=0.0)
+    (folder / "config.json").write_text(json.dumps(config))
+    det = load_detector(folder, allow_untrained=True, cache=False)
+    assert (det.info.face_framing, det.info.face_margin) == ("landmarks", 0.0)
+    photo = data_path("photos/deepface/couple.jpg")
+    result = Analyzer(det, face_detector, methods=[]).analyze(photo)
+    image = load_image(photo)
+    faces = sorted(face_detector.detect(image), key=lambda f: f.box[0])
+    assert result.error is None and len(result.faces) == len(faces) == 2
+    for got, face in zip(sorted(result.faces, key=lambda f: f.box[0]), faces):
+        assert tuple(got.crop_box) == crop_face(image, face, 64, 0.0, framing="landmarks").crop_box
+        assert tuple(got.crop_box) != crop_face(image, face, 64, 0.0).crop_box
+    config["forensics"]["face_framing"] = "ears"
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(DetectorError, match="face_framing 'ears' is not one of box, landmarks"):
+        load_detector(folder, allow_untrained=True, cache=False)
 
 
 def test_image_without_a_face_falls_back_to_the_whole_image(analyzer, tmp_path):

@@ -22,6 +22,8 @@ from forensics.faces import (
     box_iou,
     crop_face,
     crop_faces,
+    face_region,
+    landmark_box,
     square_crop_box,
     track_faces,
     whole_image_crop,
@@ -173,6 +175,48 @@ def test_crop_faces_keeps_order():
     assert crops[0].crop_box != crops[1].crop_box
 
 
+def test_landmark_box_frames_a_face_by_its_landmarks_whatever_the_box():
+    # Eyes 40 apart at y 100, mouth 44 below them: span max(40, 44) = 44 -> side 44 / 0.40 = 110,
+    # centred halfway between the eyes' centre (100, 100) and the mouth's (100, 144).
+    marks = [(80, 100), (120, 100), (100, 122), (88, 144), (112, 144)]
+    expected = (45.0, 67.0, 155.0, 177.0)
+    for box in [(50, 60, 150, 190), (70, 90, 130, 160), (40, 30, 170, 180)]:  # tight, loose, shifted
+        f = Face(box=box, confidence=0.99, landmarks=marks)
+        assert landmark_box(f) == pytest.approx(expected)
+        assert face_region(f, "landmarks") == pytest.approx(expected)
+        assert face_region(f, "box") == box
+    # Twice the face, twice the region: framing scales with the face, not with the box.
+    double = Face(box=(100, 120, 300, 380), confidence=0.99, landmarks=[(2 * x, 2 * y) for x, y in marks])
+    assert landmark_box(double) == pytest.approx(tuple(2 * v for v in expected))
+    # A turned head (eyes 10 apart): the eyes-to-mouth distance keeps the size.
+    turned = Face(box=(50, 60, 150, 190), confidence=0.99,
+                  landmarks=[(95, 100), (105, 100), (100, 122), (92, 144), (108, 144)])
+    x0, y0, x1, y1 = landmark_box(turned)
+    assert x1 - x0 == pytest.approx(110.0) and (y0 + y1) / 2 == pytest.approx(122.0)
+    # Bad landmarks cannot blow the crop up or shrink it away: 0.6..1.6 box sides.
+    far = Face(box=(0, 0, 100, 100), confidence=0.99, landmarks=[(0, 0), (400, 0), (200, 10), (190, 20), (210, 20)])
+    assert landmark_box(far)[2] - landmark_box(far)[0] == pytest.approx(160.0)
+    tiny = Face(box=(0, 0, 100, 100), confidence=0.99, landmarks=[(50, 50)] * 5)
+    assert landmark_box(tiny)[2] - landmark_box(tiny)[0] == pytest.approx(60.0)
+    # No landmarks (or NaNs): the box.
+    assert landmark_box(Face(box=(1, 2, 3, 4), confidence=0.9, landmarks=[])) == (1, 2, 3, 4)
+    assert landmark_box(Face(box=(1, 2, 3, 4), confidence=0.9, landmarks=[(np.nan, 1)] * 5)) == (1, 2, 3, 4)
+    with pytest.raises(ValueError, match="face framing must be one of box, landmarks, got 'ears'"):
+        face_region(Face(box=box, confidence=0.99, landmarks=marks), "ears")
+
+
+def test_crop_face_with_landmark_framing_squares_the_landmark_region():
+    img = gradient_image(400, 400)
+    marks = [(180, 200), (220, 200), (200, 222), (188, 244), (212, 244)]  # landmark square side 110
+    f = Face(box=(160, 170, 240, 270), confidence=0.99, landmarks=marks)
+    crop = crop_face(img, f, 64, margin=0.2, framing="landmarks")
+    assert crop.crop_box == square_crop_box(landmark_box(f), img.shape, 0.2)
+    x0, y0, x1, y1 = crop.crop_box
+    assert x1 - x0 == y1 - y0 == 132  # 110 * 1.2
+    assert crop.crop_box != crop_face(img, f, 64, margin=0.2).crop_box
+    assert [c.crop_box for c in crop_faces(img, [f], 64, 0.2, "landmarks")] == [crop.crop_box]
+
+
 def test_whole_image_crop_is_the_centre_square():
     img = gradient_image(200, 300)
     crop = whole_image_crop(img, 100)
@@ -280,6 +324,27 @@ def group_results(detector) -> dict[str, tuple[np.ndarray, list[Face]]]:
             img = load_rgb(rel)
             out[rel] = (img, detector.detect(img))
     return out
+
+
+def test_landmark_framing_frames_faces_of_two_sources_alike(detector):
+    """MTCNN's box depends on the picture around the face: on UTKFace's tight 200x200 crops it is
+    tighter around the eyes than on FFHQ's full-head images, so box crops of the two sources show
+    faces at different sizes. Landmark framing shows them at one size."""
+    share = {}
+    for source in ("ffhq", "utkface"):
+        paths = sorted(data_file(f"faces/real/{source}").glob("*.jpg"))[:6]
+        for framing in ("box", "landmarks"):
+            ratios = []
+            for path in paths:
+                img = np.asarray(Image.open(path).convert("RGB"))
+                f = max(detector.detect(img), key=lambda f: f.width)
+                x0, _, x1, _ = crop_face(img, f, 64, margin=0.0, framing=framing).crop_box
+                ratios.append(np.hypot(*np.subtract(f.landmarks[1], f.landmarks[0])) / (x1 - x0))
+            share[source, framing] = float(np.median(ratios))
+    # measured: eye distance / crop side 0.352 (FFHQ) vs 0.410 (UTKFace) by box; 0.399 vs 0.397 by landmarks
+    assert share["utkface", "box"] / share["ffhq", "box"] > 1.10
+    assert abs(share["utkface", "landmarks"] / share["ffhq", "landmarks"] - 1) < 0.03
+    assert share["ffhq", "landmarks"] == pytest.approx(0.40, abs=0.02)
 
 
 @pytest.mark.parametrize("rel, expected, most", GROUP_PHOTOS)

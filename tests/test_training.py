@@ -89,6 +89,36 @@ def test_face_crop_cache_uses_the_inference_crop_and_is_reused(tmp_path, face_de
     assert [f.crop_path for f in again] == [face.crop_path]
 
 
+def test_face_crop_cache_with_landmark_framing(tmp_path, face_detector):
+    """Landmark-framed crops are cached under their own keys (box crops keep theirs), match the
+    inference crop, and a landmark square larger than a tight UTKFace image is shrunk to fit it
+    rather than padded with black."""
+    import hashlib
+
+    from forensics.faces import crop_face
+    from forensics.media import load_image
+
+    ffhq = data_path("faces/real/ffhq/ffhq_1.jpg")
+    utk = sorted(data_path("faces/real/utkface").glob("*.jpg"))[0]
+    samples = [Sample(str(ffhq), "real", "FFHQ", "1"), Sample(str(utk), "real", "UTKFace", "2")]
+    with pytest.raises(ValueError, match="face framing must be one of box, landmarks"):
+        FaceCropCache(tmp_path / "cache", framing="chin")
+    boxed = FaceCropCache(tmp_path / "cache", size=128, margin=0.0, face_detector=face_detector)
+    framed = FaceCropCache(tmp_path / "cache", size=128, margin=0.0, face_detector=face_detector,
+                           framing="landmarks")
+    legacy = hashlib.sha1(f"{ffhq.resolve()}|128|0.0|True".encode()).hexdigest()[:20]
+    assert boxed._key(str(ffhq)) == legacy != framed._key(str(ffhq))  # earlier caches stay valid
+    box_faces, faces = boxed.build(samples, progress=False), framed.build(samples, progress=False)
+    assert len(json.loads((tmp_path / "cache" / "index.json").read_text())) == 4
+    image = load_image(ffhq)
+    face = max(face_detector.detect(image), key=lambda f: f.width)
+    expected = crop_face(image, face, 128, 0.0, framing="landmarks").image
+    assert np.array_equal(load_crop(faces[0]), expected) and not np.array_equal(load_crop(box_faces[0]), expected)
+    eye_share = [np.hypot(*np.subtract(f.landmarks[1], f.landmarks[0])) / 128 for f in faces]
+    assert eye_share[0] == pytest.approx(0.40, abs=0.03)  # FFHQ: the landmark square fits
+    assert faces[1].padded_fraction == 0.0 and eye_share[1] >= 0.38  # UTKFace: shrunk to the image, no black
+
+
 def test_self_blended_fake_changes_only_the_face():
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)
@@ -209,13 +239,14 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "training", "train", "--model", "hybrid", "--out", str(run),
                            "--image-size", "64", "--epochs", "1", "--batch-size", "2", "--max-steps", "2",
                            "--holdout-sources", "GAN", "--val-fraction", "0.25", "--workers", "0",
-                           "--face-margin", "0.1", *common],
+                           "--face-margin", "0.1", "--face-framing", "landmarks", *common],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     model_dir = run / "model"
     det = load_detector(model_dir)  # trained: loads without allow_untrained
     assert det.family == "hybrid" and det.input_size == 64 and det.labels == ["real", "fake"]
     assert det.info.face_margin == pytest.approx(0.1)  # inference crops faces as training did
+    assert det.info.face_framing == "landmarks"
     cached = json.loads((tmp_path / "cache" / "index.json").read_text())
     assert len(cached) == 11 and all(e["margin"] <= 0.1 for e in cached.values())
     record = json.loads((model_dir / "training.json").read_text())
@@ -223,7 +254,7 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "training", "evaluate", "--detector", str(model_dir), *common],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # evaluation cropped at the detector's margin too: no second set of crops at another margin
+    # evaluation cropped at the detector's margin and framing too: no second set of crops
     assert len(json.loads((tmp_path / "cache" / "index.json").read_text())) == 11
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert metrics["validation_faces"] == 2 + 3 and metrics["evaluated_images"] == 2 * 2 + 3
@@ -238,7 +269,8 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     assert metrics["summary"]["source_heldout_auc"] is None
     assert "| ROC-AUC, held-out sources only (never trained on) | n/a |" in (model_dir / "README.md").read_text()
     card = (model_dir / "README.md").read_text()
-    assert "margin 0.1" in card
+    assert "square scaled from the MTCNN landmarks, margin 0.1" in card  # the training section
+    assert "RGB face crop (square scaled from the MTCNN landmarks, margin 0.1)" in card  # the input line
     assert f"| ROC-AUC | {metrics['summary']['roc_auc']:.3f} |" in card
     assert f"| GAN vs all held-out reals | 5 | {gan_curve['clean']:.3f} |" in card
     assert (model_dir / "report.html").stat().st_size > 100_000  # plotly inlined

@@ -17,7 +17,8 @@ def _fmt(x) -> str:
 def card_text(record: dict, metrics: dict | None) -> str:
     config = record.get("config", {})
     lines = ["## Training data and splits", ""]
-    lines.append(f"- Data: `{config.get('data')}`; faces cropped with the inference MTCNN crop (margin "
+    framing = "" if config.get("face_framing", "box") == "box" else "square scaled from the MTCNN landmarks, "
+    lines.append(f"- Data: `{config.get('data')}`; faces cropped with the inference MTCNN crop ({framing}margin "
                  f"{config.get('face_margin', 0.3)}, the model folder's: inference crops the same way, "
                  f"smaller where the box would leave the image), cached at 256 px; crops over "
                  f"{config.get('max_padding')} padding left out.")

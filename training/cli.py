@@ -17,6 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from forensics.faces import FRAMINGS
+
 DEFAULTS = {
     "model": "hybrid",
     "data": "../shared/data/labels.csv",
@@ -54,6 +56,7 @@ DEFAULTS = {
     "init_from": None,  # weights to start from: a trained model folder, or an MAE encoder from `pretrain`
     "select_on_holdout": False,  # choose the best epoch on held-out sources too (leaks them: off)
     "face_margin": 0.3,  # crop margin (share of the MTCNN box added around it), recorded in the model folder
+    "face_framing": "box",  # box | landmarks: what the margin is added around (forensics.faces.FRAMINGS), recorded too
     "jpeg_prob": 0.75,  # share of training pairs re-encoded as JPEG (quality 30..100)
     "sharpen_prob": 0.0,  # share of training pairs sharpened (unsharp mask, amount 0.5..3.5)
     "noise_prob": 0.0,  # share of training pairs given Gaussian noise (sigma 1..6)
@@ -90,6 +93,8 @@ def _train_parser(sub, name: str = "train", text: str = "fine-tune a detector (s
                    "detector to train further, or an encoder from `pretrain`)")
     p.add_argument("--face-margin", type=float, help="face-crop margin for training and, through the model "
                    "folder, inference (default 0.3; UTKFace's tight crops allow about 0.03)")
+    p.add_argument("--face-framing", choices=FRAMINGS, help="frame crops around MTCNN's box "
+                   "(default) or a square scaled from its landmarks, which frames faces alike across sources")
     p.add_argument("--jpeg-prob", type=float, help="share of training pairs re-encoded as JPEG (default 0.75)")
     p.add_argument("--sharpen-prob", type=float, help="share of training pairs sharpened alike (default 0)")
     p.add_argument("--noise-prob", type=float, help="share of training pairs given the same noise (default 0)")
@@ -128,6 +133,8 @@ def resolve_config(args: argparse.Namespace) -> dict:
     unknown = set(config) - set(DEFAULTS)
     if unknown:
         raise SystemExit(f"unknown config keys: {sorted(unknown)}")
+    if config["face_framing"] not in FRAMINGS:
+        raise SystemExit(f"face_framing must be one of {', '.join(FRAMINGS)}, got {config['face_framing']!r}")
     return config
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from forensics.errors import MediaError
-from forensics.faces import FaceDetector, crop_face
+from forensics.faces import Face, FaceDetector, crop_face, face_region
 from forensics.media import IMAGE_EXTENSIONS, load_image
 
 MASK_DIRS = {"mask", "masks", "gt", "groundtruth", "ground_truth"}
@@ -142,17 +142,22 @@ class FaceCropCache:
     The largest face of each image is kept (training images hold one subject). With
     ``fit_inside`` (default), a face whose square box would run past the image edge gets a smaller
     margin instead of black padding: tightly cropped sets (UTKFace) would otherwise put most reals
-    on a black surround that no real input has.
+    on a black surround that no real input has. With ``framing="landmarks"`` the crop is framed
+    around ``forensics.faces.landmark_box``; a landmark square larger than the image is shrunk
+    about its centre to the image's shorter side, for the same reason.
     """
 
     def __init__(self, folder: str | Path, size: int = 256, margin: float = 0.3,
-                 face_detector: FaceDetector | None = None, fit_inside: bool = True):
+                 face_detector: FaceDetector | None = None, fit_inside: bool = True, framing: str = "box"):
         self.folder = Path(folder)
-        self.size, self.margin, self.fit_inside = size, margin, fit_inside
+        face_region(Face(box=(0.0, 0.0, 1.0, 1.0), confidence=1.0), framing)  # a bad framing fails here
+        self.size, self.margin, self.fit_inside, self.framing = size, margin, fit_inside, framing
         self.face_detector = face_detector or FaceDetector(min_face_size=24, edge_pad=0.2)
 
     def _key(self, path: str) -> str:
         settings = f"{Path(path).resolve()}|{self.size}|{self.margin}|{self.fit_inside}"
+        if self.framing != "box":  # box crops keep the keys they were cached under
+            settings += f"|{self.framing}"
         return hashlib.sha1(settings.encode()).hexdigest()[:20]
 
     def build(self, samples: Sequence[Sample], progress: bool = True) -> list[CachedFace]:
@@ -189,10 +194,18 @@ class FaceCropCache:
             return {"crop_path": None, "error": "no face"}
         face = max(faces, key=lambda f: f.width * f.height)
         margin = self.margin
+        framed = face
+        if self.framing != "box":  # crop around the landmark square, given as the box (same geometry)
+            x0, y0, x1, y1 = face_region(face, self.framing)
+            side = x1 - x0
+            if self.fit_inside and side > min(image.shape[:2]):
+                cx, cy, side = (x0 + x1) / 2.0, (y0 + y1) / 2.0, float(min(image.shape[:2]))
+                x0, y0, x1, y1 = cx - side / 2.0, cy - side / 2.0, cx + side / 2.0, cy + side / 2.0
+            framed = Face(box=(x0, y0, x1, y1), confidence=face.confidence, landmarks=face.landmarks)
         if self.fit_inside:
             h, w = image.shape[:2]
-            margin = min(margin, max(0.0, min(h, w) / max(face.width, face.height) - 1.0))
-        crop = crop_face(image, face, self.size, margin)
+            margin = min(margin, max(0.0, min(h, w) / max(framed.width, framed.height) - 1.0))
+        crop = crop_face(image, framed, self.size, margin)
         x0, y0, x1, y1 = crop.crop_box
         scale = self.size / (x1 - x0)
         landmarks = [[(x - x0) * scale, (y - y0) * scale] for x, y in face.landmarks]

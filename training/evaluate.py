@@ -139,15 +139,17 @@ def _record(folder: Path) -> dict:
 
 def _crop_config(folder: str | Path, data: str, cache: str) -> tuple[dict, dict]:
     """A model folder's training record, and its training config pointed at ``data`` and ``cache``
-    with the detector's own crop margin (its config.json: how inference crops, whatever the record says)."""
+    with the detector's own crop margin and framing (its config.json: how inference crops, whatever the
+    record says)."""
     from forensics.catalog import read_config
 
     record = _record(Path(folder))
     config = dict(record.get("config", {}))
     config.update({"data": data, "cache": cache})
     config.setdefault("max_padding", 0.15)
-    config["face_margin"] = float(read_config(Path(folder)).get("forensics", {}).get(
-        "face_margin", config.get("face_margin", 0.3)))
+    info = read_config(Path(folder)).get("forensics", {})
+    config["face_margin"] = float(info.get("face_margin", config.get("face_margin", 0.3)))
+    config["face_framing"] = str(info.get("face_framing", config.get("face_framing", "box")))
     return record, config
 
 

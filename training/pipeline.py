@@ -61,8 +61,8 @@ def load_samples(data: str | Path, label_map: dict | None = None):
 def cached_faces(config: dict) -> list[CachedFace]:
     samples = load_samples(config["data"], config.get("label_map"))
     # The crop margin is the model's: its folder records it, and inference crops faces the same way.
-    faces = FaceCropCache(config["cache"], size=CROP_CACHE_SIZE,
-                          margin=float(config.get("face_margin", 0.3))).build(samples)
+    faces = FaceCropCache(config["cache"], size=CROP_CACHE_SIZE, margin=float(config.get("face_margin", 0.3)),
+                          framing=str(config.get("face_framing", "box"))).build(samples)
     # Crops that are mostly black padding teach "black border = real": leave them out.
     return [f for f in faces if f.padded_fraction <= config["max_padding"]]
 
@@ -169,7 +169,7 @@ def run_training(config: dict, command: str | None = None) -> dict:
     info = DetectorInfo(
         name=name, family="timm", labels=labels, fake_labels=[x for x in labels if x != "real"], input_size=size,
         mean=IMAGENET[0], std=IMAGENET[1], trained=True, version=str(config["version"]),
-        face_margin=float(config.get("face_margin", 0.3)),
+        face_margin=float(config.get("face_margin", 0.3)), face_framing=str(config.get("face_framing", "box")),
         description=f"{config['model']} face-manipulation detector trained by Deepfake Forensics Studio.",
     )
     record = {

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from forensics.errors import DetectorError
+from forensics.faces import FRAMINGS
 
 from forensics.catalog import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, read_config  # noqa: F401  (re-exported)
 
@@ -74,6 +75,7 @@ class DetectorInfo:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     face_margin: float = 0.3
+    face_framing: str = "box"  # what the margin is added around: MTCNN's box or a landmark-scaled square
     trained: bool = True
     version: str = "0"
     description: str = ""
@@ -91,6 +93,8 @@ class DetectorInfo:
         info.threshold, info.input_size = float(info.threshold), int(info.input_size)
         if not 0.0 <= info.threshold <= 1.0:
             raise DetectorError(f"threshold {info.threshold} is outside [0, 1]")
+        if info.face_framing not in FRAMINGS:
+            raise DetectorError(f"face_framing {info.face_framing!r} is not one of {', '.join(FRAMINGS)}")
         return info
 
 

@@ -25,7 +25,8 @@ def write_model_card(
         f"- Architecture: `{architecture}`",
         f"- Status: {status}",
         f"- Labels: {', '.join(info.labels)} (fake: {', '.join(info.fake_labels) or 'by name'})",
-        f"- Input: {info.input_size}x{info.input_size} RGB face crop (MTCNN box, margin {info.face_margin})",
+        f"- Input: {info.input_size}x{info.input_size} RGB face crop ("
+        f"{'MTCNN box' if info.face_framing == 'box' else 'square scaled from the MTCNN landmarks'}, margin {info.face_margin})",
         f"- Normalisation: mean {list(info.mean)}, std {list(info.std)}",
         f"- Decision threshold on P(fake): {info.threshold}",
         "",

@@ -24,10 +24,12 @@ from forensics.errors import DetectorError, MediaError
 
 __all__ = [
     "FRAMINGS",
+    "FRAMING_TEXT",
     "Face",
     "FaceCrop",
     "FaceDetector",
     "box_iou",
+    "check_framing",
     "crop_face",
     "crop_faces",
     "face_region",
@@ -56,6 +58,15 @@ FRAMINGS = ("box", "landmarks")
 # 0.6..1.6 box sides so that a bad landmark cannot shrink or blow up a crop.
 LANDMARK_FACE_SHARE = 0.40
 _LANDMARK_SIDE_LIMITS = (0.6, 1.6)
+# How model cards name each framing.
+FRAMING_TEXT = {"box": "MTCNN box", "landmarks": "square scaled from the MTCNN landmarks"}
+
+
+def check_framing(framing: str) -> str:
+    """``framing`` if it is one of ``FRAMINGS``; otherwise a one-line ``ValueError``."""
+    if framing not in FRAMINGS:
+        raise ValueError(f"face framing must be one of {', '.join(FRAMINGS)}, got {framing!r}")
+    return framing
 
 
 @dataclass
@@ -436,11 +447,7 @@ def landmark_box(face: Face) -> Box:
 
 def face_region(face: Face, framing: str = "box") -> Box:
     """The region a crop is framed around: MTCNN's box, or ``landmark_box`` (see ``FRAMINGS``)."""
-    if framing == "box":
-        return face.box
-    if framing == "landmarks":
-        return landmark_box(face)
-    raise ValueError(f"face framing must be one of {', '.join(FRAMINGS)}, got {framing!r}")
+    return face.box if check_framing(framing) == "box" else landmark_box(face)
 
 
 def crop_face(image: np.ndarray, face: Face, size: int, margin: float = 0.3, framing: str = "box") -> FaceCrop:

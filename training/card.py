@@ -8,6 +8,7 @@ from pathlib import Path
 
 from forensics.detectors.base import DetectorInfo, read_config
 from forensics.detectors.card import write_model_card
+from forensics.faces import FRAMING_TEXT
 
 
 def _fmt(x) -> str:
@@ -17,7 +18,8 @@ def _fmt(x) -> str:
 def card_text(record: dict, metrics: dict | None) -> str:
     config = record.get("config", {})
     lines = ["## Training data and splits", ""]
-    framing = "" if config.get("face_framing", "box") == "box" else "square scaled from the MTCNN landmarks, "
+    framing = config.get("face_framing", "box")
+    framing = "" if framing == "box" else f"{FRAMING_TEXT[framing]}, "
     lines.append(f"- Data: `{config.get('data')}`; faces cropped with the inference MTCNN crop ({framing}margin "
                  f"{config.get('face_margin', 0.3)}, the model folder's: inference crops the same way, "
                  f"smaller where the box would leave the image), cached at 256 px; crops over "

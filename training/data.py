@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from forensics.errors import MediaError
-from forensics.faces import FRAMINGS, Face, FaceDetector, crop_face, face_region
+from forensics.faces import Face, FaceDetector, check_framing, crop_face, face_region
 from forensics.media import IMAGE_EXTENSIONS, load_image
 
 MASK_DIRS = {"mask", "masks", "gt", "groundtruth", "ground_truth"}
@@ -150,9 +150,7 @@ class FaceCropCache:
     def __init__(self, folder: str | Path, size: int = 256, margin: float = 0.3,
                  face_detector: FaceDetector | None = None, fit_inside: bool = True, framing: str = "box"):
         self.folder = Path(folder)
-        if framing not in FRAMINGS:
-            raise ValueError(f"face framing must be one of {', '.join(FRAMINGS)}, got {framing!r}")
-        self.size, self.margin, self.fit_inside, self.framing = size, margin, fit_inside, framing
+        self.size, self.margin, self.fit_inside, self.framing = size, margin, fit_inside, check_framing(framing)
         self.face_detector = face_detector or FaceDetector(min_face_size=24, edge_pad=0.2)
 
     def _key(self, path: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from forensics.detectors.base import CARD_NAME, DetectorInfo
+from forensics.faces import FRAMING_TEXT
 
 
 def write_model_card(
@@ -26,7 +27,7 @@ def write_model_card(
         f"- Status: {status}",
         f"- Labels: {', '.join(info.labels)} (fake: {', '.join(info.fake_labels) or 'by name'})",
         f"- Input: {info.input_size}x{info.input_size} RGB face crop ("
-        f"{'MTCNN box' if info.face_framing == 'box' else 'square scaled from the MTCNN landmarks'}, margin {info.face_margin})",
+        f"{FRAMING_TEXT[info.face_framing]}, margin {info.face_margin})",
         f"- Normalisation: mean {list(info.mean)}, std {list(info.std)}",
         f"- Decision threshold on P(fake): {info.threshold}",
         "",

@@ -171,12 +171,16 @@ def main() -> int:
     print(f"   reconstruction L1 at the end: {loss.item():.4f} (images in [-1, 1])")
     probe_real = utk[800:1400] + ffhq[200:300]  # not the autoencoder's faces
     x_real = stage_features(net, probe_real)
-    test_real, test_utk, test_gan = (stage_features(net, ims) for ims in (ffhq[300:], utk[:300], gan))
-    for kind in ("reconstruction", "texture swap"):
-        def fake(images):
-            recon = reconstruct(ae, images)
-            return recon if kind == "reconstruction" else [texture_swap(a, b) for a, b in zip(images, recon)]
-        x_fake, test_fake = stage_features(net, fake(probe_real)), stage_features(net, fake(ffhq[300:]))
+    test_ffhq = ffhq[300:]
+    test_real, test_utk, test_gan = (stage_features(net, ims) for ims in (test_ffhq, utk[:300], gan))
+    recon_probe, recon_test = reconstruct(ae, probe_real), reconstruct(ae, test_ffhq)  # once, for both kinds
+    pseudo_fakes = {
+        "reconstruction": (recon_probe, recon_test),
+        "texture swap": ([texture_swap(a, b) for a, b in zip(probe_real, recon_probe)],
+                         [texture_swap(a, b) for a, b in zip(test_ffhq, recon_test)]),
+    }
+    for kind, (probe_fake, test_fake_images) in pseudo_fakes.items():
+        x_fake, test_fake = stage_features(net, probe_fake), stage_features(net, test_fake_images)
         print(f"   pseudo-fake = {kind}:")
         for j in (3, 6, 10, 13, 18):
             clf = classifier().fit(np.r_[x_real[j], x_fake[j]],

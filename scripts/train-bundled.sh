@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Train and evaluate every detector bundled in assets/detectors (hours on a 2-core CPU).
-# Two queues run side by side with one thread each: the default (two stages) and the small
+# Two queues run side by side with one thread each: the default (after its two leave-one-generator-out
+# runs) and the small
 # models (patch teacher -> tiny student, MobileNetV2 baseline). Logs in runs/<name>/stdout.log.
 # Afterwards copy runs/<name>/model into assets/detectors/<name> (see README, "Bundled detectors").
 set -euo pipefail
@@ -16,10 +17,11 @@ run() {  # run NAME COMMAND...: log to runs/NAME/stdout.log
   "$@" >>"runs/$name/stdout.log" 2>&1
 }
 
-default_queue() {
-  [ -f runs/default/model/model.safetensors ] || run default $PY -m training train --config configs/default.yaml
-  run default2 $PY -m training train --config configs/default-stage2.yaml
-  run default2 $PY -m training evaluate --detector runs/default2/model --data "$DATA"
+default_queue() {  # the two leave-one-generator-out runs, then the default on everything
+  for name in logo-sg2 logo-sd default; do
+    run $name $PY -m training train --config configs/$name.yaml
+    run $name $PY -m training evaluate --detector runs/$name/model --data "$DATA"
+  done
 }
 
 small_queue() {

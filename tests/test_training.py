@@ -251,6 +251,12 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     assert len(cached) == 11 and all(e["margin"] <= 0.1 for e in cached.values())
     record = json.loads((model_dir / "training.json").read_text())
     assert record["counts"]["validation"]["fake/GAN"] == 3 and "fake/GAN" not in record["counts"]["train"]
+    # calibrated at the end of training: the folder's temperature and threshold are the record's
+    cal = record["calibration"]
+    assert cal["faces"] == 2 * 2 and cal["method"] == "temperature scaling"  # selection faces: 2 reals + SBI
+    assert det.info.temperature == pytest.approx(cal["temperature"], rel=1e-5)
+    assert det.threshold == pytest.approx(cal["threshold"], rel=1e-5)
+    assert "## Calibration" in (model_dir / "README.md").read_text()
     proc = subprocess.run([sys.executable, "-m", "training", "evaluate", "--detector", str(model_dir), *common],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -317,7 +323,7 @@ def test_source_subsets_split_by_source_and_held_out_sources():
     assert HELD_OUT_ONLY not in source_subsets(sources, y, holdout_sources=["GAN"])
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")),
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml")),
                          ids=lambda p: p.name)
 def test_every_shipped_config_resolves(path):
     """Each config the README tells a person to run resolves through the CLI (no unknown keys),
@@ -335,9 +341,9 @@ def test_every_shipped_config_resolves(path):
     config = resolve(path)
     assert config["model"] in ARCHITECTURES
     assert config["epochs"] >= 1 and config["out"].startswith("runs/")
-    known_sources = {"UTKFace", "FFHQ", "StyleGAN2 (thispersondoesnotexist)"}
+    known_sources = {"UTKFace", "FFHQ", "StyleGAN2 (thispersondoesnotexist)", "Stable Diffusion 2.1 (SDFD)"}
     assert set(config["holdout_sources"] or ()) <= known_sources
-    outs = {resolve(p)["out"] for p in path.parent.glob("*.yaml")}
+    outs = {resolve(p)["out"] for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml")}
     for start in (config["init_from"], config["teacher"]):
         if start:
             assert start.rsplit("/model", 1)[0] in outs, f"{start} is no config's output"

@@ -42,6 +42,7 @@ def card_text(record: dict, metrics: dict | None) -> str:
               f"real faces (+ as many pseudo-fakes), AdamW lr {config.get('lr')} (pretrained trunk x0.3), weight decay "
               f"{config.get('weight_decay')}, cosine schedule with warm-up, gradient clipping 1.0, precision "
               f"{config.get('precision')}, seed {config.get('seed')}. Best epoch: {record.get('best_epoch', {}).get('epoch')}."]
+    lines += calibration_lines(record.get("calibration"))
     best_val = (record.get("best_epoch") or {}).get("val")
     if not metrics and best_val:  # not evaluated yet: what the training loop measured on its validation split
         lines += ["", "## Validation during training (best epoch)", "",
@@ -87,14 +88,39 @@ def card_text(record: dict, metrics: dict | None) -> str:
             lines += [f"| {k} | {_fmt(v)} |" for k, v in adv.items() if k != "images"]
         videos = metrics.get("videos") or {}
         if videos.get("videos"):
-            lines += ["", "Videos (full analysis, 16 frames; far too few for a stable AUC):", "",
+            lines += ["", f"Videos never trained on (full analysis, {videos.get('frames', 16)} frames; far too few for a "
+                      "stable AUC):", "",
                       "| video | label | P(fake) |", "|---|---|---|"]
             lines += [f"| {v['video']} | {v['label']} | {_fmt(v['fake_probability'])} |" for v in videos["videos"]]
+            lines += ["", f"Video-level ROC-AUC over these videos: {_fmt(videos.get('roc_auc'))}."]
+            if videos.get("aggregation_auc"):
+                lines += ["", "Video-level ROC-AUC by how a face's frame scores are pooled (the same pass):", "",
+                          "| pooling | ROC-AUC |", "|---|---|"]
+                lines += [f"| {k} | {_fmt(v)} |" for k, v in videos["aggregation_auc"].items()]
     lines += ["", "## Intended use and limits", "",
               "Screening faces for signs of blending (face swaps, face reenactment with pasted regions). "
               "Fully synthetic faces (GAN/diffusion) leave no blending seam: see the held-out StyleGAN2 row. "
               "Scores move with compression, resizing and unusual faces. A probability is evidence, not proof."]
     return "\n".join(lines)
+
+
+def calibration_lines(cal: dict | None) -> list[str]:
+    """The card's calibration section: what was fitted, and ECE with the reliability curve before and after."""
+    if not cal:
+        return []
+    lines = ["", "## Calibration", "",
+             f"{cal['method'].capitalize()} on {cal['faces']} validation faces (the model-selection split): "
+             f"temperature {cal['temperature']:.3f}, decision threshold {cal['threshold']:.3f} (best balanced accuracy), "
+             "both stored in `config.json` and applied by every build (PyTorch, ONNX, int8).", "",
+             "| | ECE | accuracy |", "|---|---|---|",
+             f"| before (temperature 1, threshold 0.5) | {_fmt(cal['before']['ece'])} | "
+             f"{_fmt(cal['before'].get('accuracy_at_0.5'))} |",
+             f"| after | {_fmt(cal['after']['ece'])} | {_fmt(cal['after'].get('accuracy_at_threshold'))} |", "",
+             "Reliability (mean predicted P(fake) -> observed share of fakes, per occupied bin of 0.1):", ""]
+    for when in ("before", "after"):
+        pairs = zip(cal[when]["mean_predicted"], cal[when]["fraction_positive"])
+        lines.append(f"- {when}: " + ", ".join(f"{p:.2f}->{f:.2f}" for p, f in pairs))
+    return lines
 
 
 def write_card(model_dir: str | Path, metrics: dict | None = None) -> Path:

@@ -61,6 +61,11 @@ DEFAULTS = {
     "sharpen_prob": 0.0,  # share of training pairs sharpened (unsharp mask, amount 0.5..3.5)
     "noise_prob": 0.0,  # share of training pairs given Gaussian noise (sigma 1..6)
     "mask_ratio": 0.75,
+    "video_frames": 0,  # frames sampled from each training video (0: videos are not trained on)
+    "video_folders": [],  # folders of labelled videos (relative to the CSV) whose frames are training faces
+    "holdout_videos": [],  # video file names kept out of training whole (validation and video-level figures)
+    "max_train_per_source": None,  # at most this many training faces of each source
+    "calibrate": True,  # fit a temperature and a threshold on the validation faces after training
 }
 
 

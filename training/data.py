@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import random
 import re
 from collections import defaultdict
@@ -24,7 +25,10 @@ from tqdm import tqdm
 
 from forensics.errors import MediaError
 from forensics.faces import Face, FaceDetector, check_framing, crop_face, face_region
-from forensics.media import IMAGE_EXTENSIONS, load_image
+from forensics.media import IMAGE_EXTENSIONS, load_image, load_video
+
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mov", ".mkv")
+FRAMES_DIR = "frames"  # below the crop cache: frames sampled from training videos
 
 MASK_DIRS = {"mask", "masks", "gt", "groundtruth", "ground_truth"}
 
@@ -117,6 +121,41 @@ def grouped_split(samples: Sequence[Sample], val_fraction: float = 0.2, seed: in
                 taken += len(groups[key])
             target.extend(groups[key])
     return train, val
+
+
+def video_frame_samples(csv_path: str | Path, folders: Sequence[str], frames: int, cache: str | Path,
+                        holdout: Iterable[str] = (), source: str = "talking-head video",
+                        progress: bool = True) -> list[Sample]:
+    """Frames of the labelled videos under ``folders`` (paths relative to the CSV's folder) as
+    image samples: ``frames`` evenly spaced frames per video, decoded by inference's
+    ``load_video`` and written losslessly (PNG) under ``cache/frames`` once. Every frame of a video
+    is one group (near duplicates never straddle a split). Videos whose file name is in
+    ``holdout`` get the source ``"<source>, held out"``, so that a run can keep whole videos out."""
+    held = set(holdout)
+    rows = [s for s in read_labels_csv(csv_path, kinds=VIDEO_EXTENSIONS)
+            if any(_inside(s.path, Path(csv_path).parent / f) for f in folders)]
+    out: list[Sample] = []
+    for row in tqdm(rows, desc="video frames", unit="video", disable=not progress or not rows):
+        # Named after the video's path in the data, so a record of frames holds on any machine.
+        folder = Path(cache) / FRAMES_DIR / f"{row.group.replace('/', '__')}@{frames}"
+        done = folder / "done.json"
+        if not done.is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            video = load_video(row.path, frames=frames)
+            for index, frame in zip(video.indices, video.frames):
+                cv2.imwrite(str(folder / f"{index:06d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            _write_json(done, {"video": row.path, "indices": video.indices})
+        name = Path(row.path).name
+        label_source = f"{source}, held out" if name in held else source
+        for index in json.loads(done.read_text())["indices"]:
+            out.append(Sample(str(folder / f"{index:06d}.png"), row.label, label_source, row.group))
+    return out
+
+
+def _inside(path: str | Path, folder: str | Path) -> bool:
+    """Whether ``path`` lies below ``folder``, as written (links are not followed: a data folder
+    may link its files from elsewhere)."""
+    return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(folder))
 
 
 @dataclass

@@ -175,11 +175,11 @@ def training_items(folder: str | Path, data: str, cache: str, count: int = 256,
                    seed: int = 0) -> list[tuple[np.ndarray, int, str]]:
     """``count`` faces from a model's training side (never its validation faces): half reals,
     half their self-blended fakes; calibration faces for its int8 build."""
-    from training.pipeline import cached_faces, relative_to_data
+    from training.pipeline import cached_faces, holdout_sources, relative_to_data
 
     record, config = _crop_config(folder, data, cache)
     held = set(record.get("validation_images", []))
-    holdout = set(config.get("holdout_sources") or ())
+    holdout = set(holdout_sources(config))
     faces = [f for f in cached_faces(config) if relative_to_data(f.image_path, data) not in held
              and f.source not in holdout and f.label == "real"]
     rng = np.random.default_rng(seed)
@@ -195,7 +195,9 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
     record = _record(folder)
     val = validation_faces(folder, data, cache)
     if holdout_sources is None:
-        holdout_sources = record.get("config", {}).get("holdout_sources", [])
+        from training.pipeline import holdout_sources as held_out
+
+        holdout_sources = held_out(record.get("config", {}))
     items = evaluation_images(val, seed)
     images = [im for im, _, _ in items]
     y = np.array([t for _, t, _ in items])
@@ -228,7 +230,7 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
         metrics["robustness_auc_per_source"].get(HELD_OUT_ONLY, {}).get("jpeg_50") if held else None)
     metrics["adversarial_accuracy"] = adversarial(detector, images, y, seed)
     if videos:
-        metrics["videos"] = video_results(detector_dir, data)
+        metrics["videos"] = video_results(detector_dir, data, trained_videos(record, data))
     out_dir = Path(out) if out else folder
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -240,15 +242,43 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
     return metrics
 
 
-def video_results(detector_dir: str, data: str, frames: int = 16) -> dict:
-    """Each labelled video's verdict through the full analysis (MTCNN, tracking, aggregation)."""
+def trained_videos(record: dict, data: str) -> set[str]:
+    """File names of the videos whose frames a model trained on (never scored as unseen videos)."""
+    config = record.get("config", {})
+    if not config.get("video_frames"):
+        return set()
+    from training.data import VIDEO_EXTENSIONS, _inside, read_labels_csv
+
+    data = Path(data)
+    if not data.is_file():
+        return set()
+    held = set(config.get("holdout_videos") or [])
+    folders = [data.parent / f for f in config.get("video_folders") or []]
+    return {Path(s.path).name for s in read_labels_csv(data, kinds=VIDEO_EXTENSIONS)
+            if any(_inside(s.path, f) for f in folders) and Path(s.path).name not in held}
+
+
+VIDEO_AGGREGATIONS = {
+    "mean": lambda s: float(np.mean(s)),
+    "median": lambda s: float(np.median(s)),
+    "top25_mean": lambda s: float(np.mean(np.sort(s)[-max(1, len(s) // 4):])),
+    "max": lambda s: float(np.max(s)),
+}
+
+
+def video_results(detector_dir: str, data: str, skip: set[str] = frozenset(), frames: int = 32) -> dict:
+    """Each labelled video's verdict through the full analysis (MTCNN, tracking, aggregation);
+    videos in ``skip`` (trained on) are left out. Beside the app's verdict, the video-level AUC of
+    other ways to pool a track's frame scores (mean, median, mean of the top quarter, max), on all
+    ``frames`` sampled frames and on every other one (half as many), from the same single pass."""
     from forensics.analysis import Analyzer
     from training.data import read_labels_csv
 
     path = Path(data)
     if path.suffix.lower() != ".csv":
         return {}
-    videos = read_labels_csv(path, kinds={".mp4", ".webm", ".avi", ".mov"})
+    videos = [v for v in read_labels_csv(path, kinds={".mp4", ".webm", ".avi", ".mov"})
+              if Path(v.path).name not in skip]
     if not videos:
         return {}
     analyzer = Analyzer(load_detector(detector_dir), methods=[], frames=frames)
@@ -256,11 +286,39 @@ def video_results(detector_dir: str, data: str, frames: int = 16) -> dict:
     for sample in tqdm(videos, desc="videos", leave=False):
         result = analyzer.analyze(sample.path)
         rows.append({"video": Path(sample.path).name, "label": sample.label, "source": sample.source,
-                     "fake_probability": result.fake_probability, "error": result.error})
+                     "fake_probability": result.fake_probability, "error": result.error,
+                     "pooled": _pooled_scores(result)})
     scored = [r for r in rows if r["fake_probability"] is not None]
     y = np.array([r["label"] != "real" for r in scored])
-    auc = binary_metrics(y, [r["fake_probability"] for r in scored])["roc_auc"] if len(set(y)) == 2 else None
-    return {"videos": rows, "roc_auc": auc, "note": f"{len(scored)} videos: an AUC over so few is a coarse step"}
+    both = len(set(y)) == 2
+    auc = binary_metrics(y, [r["fake_probability"] for r in scored])["roc_auc"] if both else None
+    variants = {}
+    for key in (scored[0]["pooled"] if scored and both else {}):
+        values = [r["pooled"].get(key) for r in scored]
+        if all(v is not None for v in values):
+            variants[key] = binary_metrics(y, values)["roc_auc"]
+    return {"videos": rows, "roc_auc": auc, "frames": frames, "aggregation_auc": variants,
+            "note": f"{len(scored)} videos: an AUC over so few is a coarse step"}
+
+
+def _pooled_scores(result) -> dict[str, float]:
+    """The video's score (max over counted tracks) under each pooling of a track's frame scores,
+    with all sampled frames and with every other one."""
+    counted = {t.track for t in result.tracks if t.counted}
+    by_track: dict[int, list[tuple[int, float]]] = {}
+    for face in result.faces:
+        if face.track in counted:
+            by_track.setdefault(face.track, []).append((face.frame, face.fake_probability))
+    if not by_track:
+        return {}
+    frames = sorted({f for items in by_track.values() for f, _ in items})
+    half = set(frames[::2])
+    out = {}
+    for name, pool in VIDEO_AGGREGATIONS.items():
+        out[f"{name}, all frames"] = max(pool(np.array([p for _, p in items])) for items in by_track.values())
+        halves = [np.array([p for f, p in items if f in half]) for items in by_track.values()]
+        out[f"{name}, half the frames"] = max(pool(h) for h in halves if len(h)) if any(len(h) for h in halves) else None
+    return out
 
 
 def write_report(metrics: dict, path: Path, model_dir: Path) -> None:

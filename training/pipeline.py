@@ -7,12 +7,26 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from forensics.detectors.base import DetectorInfo
 from forensics.detectors.timm_family import save_timm_detector
-from training.data import CachedFace, FaceCropCache, grouped_split, image_folder, read_labels_csv, remap_labels
+from training.data import (
+    FRAMES_DIR,
+    CachedFace,
+    FaceCropCache,
+    grouped_split,
+    image_folder,
+    read_labels_csv,
+    remap_labels,
+    video_frame_samples,
+)
+
+VIDEO_SOURCE = "talking-head video"
+from training.calibrate import calibrate_folder, collect_logits
+from training.card import write_card
 from training.datasets import Collate, LabelledFaces, SelfBlendedPairs
 from training.loop import TrainConfig, train
 from training.models import PRETRAINED_PREFIXES, build_model
@@ -60,6 +74,11 @@ def load_samples(data: str | Path, label_map: dict | None = None):
 
 def cached_faces(config: dict) -> list[CachedFace]:
     samples = load_samples(config["data"], config.get("label_map"))
+    if config.get("video_frames") and str(config["data"]).lower().endswith(".csv"):
+        samples += remap_labels(video_frame_samples(config["data"], config.get("video_folders") or [],
+                                                    int(config["video_frames"]), config["cache"],
+                                                    config.get("holdout_videos") or [], VIDEO_SOURCE),
+                                config.get("label_map") or {})
     # The crop margin is the model's: its folder records it, and inference crops faces the same way.
     faces = FaceCropCache(config["cache"], size=CROP_CACHE_SIZE, margin=float(config.get("face_margin", 0.3)),
                           framing=str(config.get("face_framing", "box"))).build(samples)
@@ -67,11 +86,34 @@ def cached_faces(config: dict) -> list[CachedFace]:
     return [f for f in faces if f.padded_fraction <= config["max_padding"]]
 
 
+def holdout_sources(config: dict) -> list[str]:
+    """The sources kept out of training: the config's, and the held-out videos' (whole videos)."""
+    held = list(config.get("holdout_sources") or [])
+    if config.get("video_frames") and config.get("holdout_videos"):
+        held.append(f"{VIDEO_SOURCE}, held out")
+    return held
+
+
 def split_faces(faces: Sequence[CachedFace], config: dict) -> tuple[list[CachedFace], list[CachedFace]]:
-    train_faces, val_faces = grouped_split(faces, config["val_fraction"], config["seed"], config["holdout_sources"])
+    train_faces, val_faces = grouped_split(faces, config["val_fraction"], config["seed"], holdout_sources(config))
     if config.get("train_sources"):
         train_faces = [f for f in train_faces if f.source in set(config["train_sources"])]
+    if config.get("max_train_per_source"):
+        train_faces = cap_per_source(train_faces, int(config["max_train_per_source"]), int(config["seed"]))
     return train_faces, val_faces
+
+
+def cap_per_source(faces: Sequence[CachedFace], most: int, seed: int) -> list[CachedFace]:
+    """At most ``most`` faces of each source, drawn at random (a large source such as UTKFace
+    would otherwise fill most of each epoch and teach its own look)."""
+    rng = np.random.default_rng(seed)
+    by_source: dict[str, list[CachedFace]] = {}
+    for face in faces:
+        by_source.setdefault(face.source, []).append(face)
+    kept = []
+    for group in by_source.values():
+        kept += [group[i] for i in sorted(rng.permutation(len(group))[:most])]
+    return kept
 
 
 def face_datasets(faces: Sequence[CachedFace], labels: Sequence[str], size: int, sbi: bool, train: bool,
@@ -199,14 +241,26 @@ def run_training(config: dict, command: str | None = None) -> dict:
     if record_path.is_file():  # the whole run's curves travel with the model folder
         saved = json.loads(record_path.read_text())
         saved["history"] = result["history"]
+        if config.get("calibrate", True):
+            saved["calibration"] = calibrate_model(model_dir, val_set, fake_indices)
         record_path.write_text(json.dumps(saved, indent=2, default=str))
+        write_card(model_dir)  # the card states the record, calibration included
     return {**result, "model_dir": str(model_dir), "record": record}
+
+
+def calibrate_model(model_dir: Path, val_set: Dataset, fake_indices: Sequence[int]) -> dict:
+    """Temperature and threshold of the saved (best) model, fitted on the model-selection faces."""
+    from forensics.detectors import load_detector
+
+    detector = load_detector(model_dir, cache=False)
+    logits, labels = collect_logits(detector.model, val_set, Collate(detector.info.mean, detector.info.std))
+    return calibrate_folder(model_dir, logits, labels, fake_indices)
 
 
 def selection_faces(val_faces: Sequence[CachedFace], config: dict) -> list[CachedFace]:
     """The validation faces the best epoch is chosen on: those of held-out sources are left out
     unless ``select_on_holdout`` is set (or nothing else is left)."""
-    held = set(config.get("holdout_sources") or ())
+    held = set(holdout_sources(config))
     if config.get("select_on_holdout") or not held:
         return list(val_faces)
     chosen = [f for f in val_faces if f.source not in held]
@@ -234,12 +288,17 @@ def init_weights(model: torch.nn.Module, path: str | Path) -> list[str]:
 
 
 def relative_to_data(path: str, data: str) -> str:
+    """A face's source image named independently of the machine: relative to the data's folder,
+    or, for a frame sampled from a video into the cache, ``frames/<video>@<n>/<index>.png``."""
     root = Path(data).resolve()
     root = root.parent if root.suffix.lower() == ".csv" else root
+    resolved = Path(path).resolve()
     try:
-        return str(Path(path).resolve().relative_to(root))
+        return str(resolved.relative_to(root))
     except ValueError:
-        return str(Path(path).resolve())
+        if resolved.parent.parent.name == FRAMES_DIR:
+            return f"{FRAMES_DIR}/{resolved.parent.name}/{resolved.name}"
+        return str(resolved)
 
 
 def _counts(faces: Sequence[CachedFace]) -> dict:

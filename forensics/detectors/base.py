@@ -71,6 +71,7 @@ class DetectorInfo:
     labels: list[str]
     fake_labels: list[str] = field(default_factory=list)
     threshold: float = 0.5
+    temperature: float = 1.0  # logits are divided by it before the softmax: calibrated on validation faces
     input_size: int = 224
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -93,6 +94,9 @@ class DetectorInfo:
         info.threshold, info.input_size = float(info.threshold), int(info.input_size)
         if not 0.0 <= info.threshold <= 1.0:
             raise DetectorError(f"threshold {info.threshold} is outside [0, 1]")
+        info.temperature = float(info.temperature)
+        if not 0.0 < info.temperature < 1e3:
+            raise DetectorError(f"temperature {info.temperature} must be a positive number below 1000")
         if info.face_framing not in FRAMINGS:
             raise DetectorError(f"face_framing {info.face_framing!r} is not one of {', '.join(FRAMINGS)}")
         return info
@@ -150,10 +154,14 @@ class Detector(ABC):
         batch = torch.from_numpy(np.ascontiguousarray(np.stack(resized))).permute(0, 3, 1, 2).float()
         return (batch - self._mean) / self._std
 
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Calibrated class probabilities from logits: the softmax at the model's temperature."""
+        return torch.softmax(logits.detach().float() / self.info.temperature, dim=-1)
+
     @torch.inference_mode()
     def predict(self, batch: torch.Tensor) -> np.ndarray:
         """Class probabilities ``(B, C)`` for a preprocessed batch."""
-        return torch.softmax(self.model(batch).float(), dim=-1).numpy()
+        return self.probabilities(self.model(batch)).numpy()
 
     def fake_probability(self, probabilities: np.ndarray) -> np.ndarray:
         """``(B,)``: the summed probability of every fake class."""

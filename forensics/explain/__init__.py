@@ -116,7 +116,7 @@ def explain(
     try:
         with torch.enable_grad(), attention_ctx as attentions:
             logits = cams.recorder(inputs) if cams else detector.model(inputs)
-            probabilities = torch.softmax(logits.detach().float(), dim=-1).numpy()
+            probabilities = detector.probabilities(logits).numpy()
             targets = detector.resolve_target(target, probabilities)
             if needs_backward:
                 logits[torch.arange(len(targets)), torch.tensor(targets)].sum().backward()

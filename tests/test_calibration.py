@@ -1,0 +1,113 @@
+"""Honest probabilities: the temperature fit recovers a known temperature, the threshold is the
+balanced one, the folder records both and every loader applies them; training videos enter as
+frames grouped by video, with whole videos held out."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from forensics.detectors import load_detector
+from tests.conftest import data_path
+from training.calibrate import balanced_threshold, calibrate_folder, fake_probability, fit_temperature
+from training.metrics import calibration
+
+
+def _overconfident(n: int = 4000, temperature: float = 2.5, seed: int = 0):
+    """Logits whose labels were drawn from softmax(logits / temperature): a model this
+    overconfident is calibrated exactly by that temperature."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 4, (n, 2)).astype(np.float32)
+    p_fake = torch.softmax(torch.from_numpy(logits) / temperature, -1)[:, 1].numpy()
+    labels = (rng.random(n) < p_fake).astype(int)
+    return logits, labels
+
+
+def test_temperature_fit_recovers_the_true_temperature_and_lowers_ece():
+    logits, labels = _overconfident()
+    t = fit_temperature(logits, labels)
+    assert t == pytest.approx(2.5, rel=0.1)
+    before = calibration(labels, fake_probability(logits, [1]))["ece"]
+    after = calibration(labels, fake_probability(logits, [1], t))["ece"]
+    assert before > 0.08 and after < 0.03
+
+
+def test_balanced_threshold_ignores_the_share_of_fakes():
+    # 10 reals at 0.1..0.3 and 100 fakes at 0.35..0.9: any threshold in (0.3, 0.35] separates them;
+    # F1 would be just as happy far lower, balanced accuracy is not.
+    reals, fakes = np.linspace(0.1, 0.3, 10), np.linspace(0.35, 0.9, 100)
+    p = np.concatenate([reals, fakes])
+    y = np.r_[np.zeros(10), np.ones(100)]
+    assert balanced_threshold(y, p) == pytest.approx(0.35)
+    assert balanced_threshold(np.ones(3), np.array([0.2, 0.4, 0.9])) == 0.5  # one class: nothing to choose
+
+
+def test_calibrated_folder_is_applied_by_the_detector(tmp_path, model_dirs):
+    folder = tmp_path / "model"
+    shutil.copytree(model_dirs["timm-cnn"], folder)
+    det = load_detector(folder, allow_untrained=True, cache=False)
+    crops = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(6)]
+    batch = det.preprocess(crops)
+    with torch.no_grad():
+        logits = det.model(batch).float().numpy()
+    logits_scaled, labels = logits * 40.0, np.array([0, 1, 0, 1, 1, 0])  # an overconfident set to fit
+    record = calibrate_folder(folder, logits_scaled, labels, det.fake_indices)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["forensics"]["temperature"] == pytest.approx(record["temperature"], rel=1e-5)
+    assert config["forensics"]["threshold"] == pytest.approx(record["threshold"], rel=1e-5)
+    assert record["before"]["ece"] >= 0 and record["after"]["ece"] >= 0
+    again = load_detector(folder, allow_untrained=True, cache=False)
+    expected = torch.softmax(torch.from_numpy(logits) / record["temperature"], -1).numpy()
+    assert np.allclose(again.predict(batch), expected, atol=1e-5)
+    assert again.threshold == pytest.approx(record["threshold"], rel=1e-5)
+
+
+def test_a_bad_temperature_is_refused(tmp_path, model_dirs):
+    from forensics.errors import DetectorError
+
+    folder = tmp_path / "model"
+    shutil.copytree(model_dirs["timm-cnn"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["forensics"]["temperature"] = -1
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(DetectorError, match="temperature -1.0 must be a positive number"):
+        load_detector(folder, allow_untrained=True, cache=False)
+
+
+def test_video_frames_are_samples_grouped_by_video_with_whole_videos_held_out(tmp_path):
+    from training.data import video_frame_samples
+    from training.pipeline import holdout_sources, relative_to_data
+
+    clips = sorted(data_path("video/real_talking").glob("*.mp4"))[:2]
+    data = tmp_path / "data"
+    (data / "talk").mkdir(parents=True)
+    (data / "other").mkdir()
+    for clip in clips:
+        (data / "talk" / clip.name).symlink_to(clip)
+    (data / "other" / "x.mp4").symlink_to(clips[0])
+    table = data / "labels.csv"
+    with open(table, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "source"])
+        w.writerows([[f"talk/{c.name}", "real", c.stem] for c in clips] + [["other/x.mp4", "real", "elsewhere"]])
+    cache = tmp_path / "cache"
+    samples = video_frame_samples(table, ["talk"], 3, cache, holdout=[clips[1].name], source="talk")
+    assert len(samples) == 6  # 3 frames of each video under talk/, none of other/
+    assert {s.group for s in samples} == {f"talk/{c.name}" for c in clips}
+    assert {s.source for s in samples if s.group.endswith(clips[1].name)} == {"talk, held out"}
+    assert all(s.path.endswith(".png") and (cache / "frames").as_posix() in s.path for s in samples)
+    assert relative_to_data(samples[0].path, str(table)).startswith(f"frames/talk__{clips[0].name}@3/")
+    # cached: the second call decodes nothing (the frames are read back from the cache's record)
+    stamp = [p.stat().st_mtime_ns for p in sorted((cache / "frames").rglob("*.png"))]
+    assert [s.path for s in video_frame_samples(table, ["talk"], 3, cache, holdout=[clips[1].name],
+                                                source="talk")] == [s.path for s in samples]
+    assert [p.stat().st_mtime_ns for p in sorted((cache / "frames").rglob("*.png"))] == stamp
+    # the held-out video's frames all validate, never train
+    config = {"video_frames": 3, "holdout_videos": [clips[1].name], "holdout_sources": [], "val_fraction": 0.0,
+              "seed": 0}
+    assert holdout_sources(config) == ["talking-head video, held out"]

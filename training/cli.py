@@ -64,7 +64,7 @@ DEFAULTS = {
     "video_frames": 0,  # frames sampled from each training video (0: videos are not trained on)
     "video_folders": [],  # folders of labelled videos (relative to the CSV) whose frames are training faces
     "holdout_videos": [],  # video file names kept out of training whole (validation and video-level figures)
-    "max_train_per_source": None,  # at most this many training faces of each source
+    "max_per_source": None,  # at most this many images of each source (train and validation), drawn at random
     "calibrate": True,  # fit a temperature and a threshold on the validation faces after training
 }
 

@@ -17,6 +17,7 @@ from training.data import (
     FRAMES_DIR,
     CachedFace,
     FaceCropCache,
+    Sample,
     grouped_split,
     image_folder,
     read_labels_csv,
@@ -79,6 +80,8 @@ def cached_faces(config: dict) -> list[CachedFace]:
                                                     int(config["video_frames"]), config["cache"],
                                                     config.get("holdout_videos") or [], VIDEO_SOURCE),
                                 config.get("label_map") or {})
+    if config.get("max_per_source"):
+        samples = cap_per_source(samples, int(config["max_per_source"]), int(config.get("seed", 0)))
     # The crop margin is the model's: its folder records it, and inference crops faces the same way.
     faces = FaceCropCache(config["cache"], size=CROP_CACHE_SIZE, margin=float(config.get("face_margin", 0.3)),
                           framing=str(config.get("face_framing", "box"))).build(samples)
@@ -98,18 +101,16 @@ def split_faces(faces: Sequence[CachedFace], config: dict) -> tuple[list[CachedF
     train_faces, val_faces = grouped_split(faces, config["val_fraction"], config["seed"], holdout_sources(config))
     if config.get("train_sources"):
         train_faces = [f for f in train_faces if f.source in set(config["train_sources"])]
-    if config.get("max_train_per_source"):
-        train_faces = cap_per_source(train_faces, int(config["max_train_per_source"]), int(config["seed"]))
     return train_faces, val_faces
 
 
-def cap_per_source(faces: Sequence[CachedFace], most: int, seed: int) -> list[CachedFace]:
-    """At most ``most`` faces of each source, drawn at random (a large source such as UTKFace
-    would otherwise fill most of each epoch and teach its own look)."""
+def cap_per_source(samples: Sequence[Sample], most: int, seed: int) -> list[Sample]:
+    """At most ``most`` images of each source, drawn at random (a large source such as UTKFace
+    would otherwise fill most of each epoch and teach its own look; it also costs its crops)."""
     rng = np.random.default_rng(seed)
-    by_source: dict[str, list[CachedFace]] = {}
-    for face in faces:
-        by_source.setdefault(face.source, []).append(face)
+    by_source: dict[str, list[Sample]] = {}
+    for sample in samples:
+        by_source.setdefault(sample.source, []).append(sample)
     kept = []
     for group in by_source.values():
         kept += [group[i] for i in sorted(rng.permutation(len(group))[:most])]

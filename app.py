@@ -15,7 +15,7 @@ import gradio as gr
 
 from forensics import access, catalog, jobs_ui
 from forensics import settings as deployment
-from forensics import int8_ui
+from forensics import held, int8_ui
 from forensics.catalog import EXTRA_METHODS, METHOD_TITLES, METHODS
 from forensics.errors import ForensicsError
 from forensics.media import IMAGE_EXTENSIONS
@@ -317,6 +317,7 @@ def main() -> None:
                         help="analyses run at once (memory grows with it; default 2)")
     args = parser.parse_args()
     deployment.serving(args.host, args.share)  # the mode follows where the app listens
+    held.limit_malloc_arenas()  # before Gradio's threads: memory that levels off (docs/deployment.md)
     print(deployment.describe(), flush=True)
     demo = build_demo()
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)

@@ -93,6 +93,7 @@ def reexplain(session: Session, target: str, head_fusion: str, discard_ratio: fl
     det = get_detector(session.detector)
     options = _options(head_fusion, discard_ratio)
     _analyzer(det, session.methods, target, options, 1).explain_faces(session.result, progress)
+    HELD.hold(session.result)  # the new maps count against the budget too
     return Session(session.result, session.detector, target, options, session.methods)
 
 

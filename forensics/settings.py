@@ -22,6 +22,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from forensics.archive import ZipLimits
 from forensics.catalog import HUB_ID, available_detectors, onnx_builds, split_variant
 from forensics.errors import DetectorError
 from forensics.media import DEFAULT_LIMITS, MediaLimits
@@ -230,10 +231,13 @@ def media_limits() -> MediaLimits:
 
 
 def max_upload_bytes() -> int:
-    """What Gradio accepts at the door (``launch(max_file_size=...)``): the larger media limit, so
-    anything bigger is refused before it is written to disk."""
+    """What Gradio accepts at the door (``launch(max_file_size=...)``), so anything bigger is
+    refused before it is written to disk: the larger media limit. In private mode the door also
+    admits the Train tab's dataset zips (``FORENSICS_ZIP_MAX_BYTES``); in public mode a visitor
+    cannot start a job, so a zip gets no more room than a video."""
     limits = media_limits()
-    return max(limits.max_image_bytes, limits.max_video_bytes)
+    door = max(limits.max_image_bytes, limits.max_video_bytes)
+    return door if is_public() else max(door, ZipLimits.from_env().max_total_bytes)
 
 
 def temp_file_ttl_s() -> int:

@@ -188,7 +188,10 @@ def test_upload_limits_come_from_one_place_and_the_cli_applies_them(monkeypatch)
     monkeypatch.setenv("FORENSICS_MAX_VIDEO_MB", "2")
     limits = settings.media_limits()
     assert limits.max_image_bytes == 65536 and limits.max_video_bytes == 2 * 2**20
-    assert settings.max_upload_bytes() == 2 * 2**20  # what Gradio's max_file_size is set to
+    monkeypatch.setenv("FORENSICS_ZIP_MAX_BYTES", str(3 * 2**20))
+    assert settings.max_upload_bytes() == 3 * 2**20  # private: the Train tab's zips get through the door
+    monkeypatch.setenv("FORENSICS_MODE", "public")
+    assert settings.max_upload_bytes() == 2 * 2**20  # public: Gradio's max_file_size is the video limit
     image = ROOT / "assets" / "examples" / "astronaut.jpg"  # 68,052 bytes
     env = dict(os.environ, FORENSICS_MAX_IMAGE_MB="0.0625", HF_HUB_OFFLINE="1")
     proc = subprocess.run([sys.executable, "-m", "forensics", "analyze", str(image), "--explain", "none"], cwd=ROOT,

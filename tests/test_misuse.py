@@ -157,3 +157,17 @@ def test_short_soak_mixed_requests_from_eight_clients(public_server, tmp_path):
     assert s["bad_files_refused_in_one_line"] == s["bad_files"]
     assert len(report["samples"]) >= 2 and s["peak_rss_mb"] > 100
     assert public_server["proc"].poll() is None
+
+
+def test_public_mode_with_no_other_setting_refuses_the_bundled_default_by_path(tmp_path):
+    """The issue's bar: FORENSICS_MODE=public and nothing else; the bundled default's absolute
+    path is refused, and /etc and a path that does not exist get the very same message."""
+    url, proc, log = serve(tmp_path, base_env(FORENSICS_MODE="public", FORENSICS_HOME=str(tmp_path / "home")))
+    try:
+        wait_served(url, proc, log)
+        answers = [_refusal(url, EXAMPLES / "astronaut.jpg", name)
+                   for name in (str(ASSETS / "default"), "/etc", "/no/such/path")]
+    finally:
+        text = stop(proc, log)
+    assert answers == [NOT_AVAILABLE] * 3
+    assert_clean_log(text)

@@ -14,7 +14,8 @@ import threading
 import gradio as gr
 
 from forensics import access, catalog, jobs_ui
-from forensics import int8_ui
+from forensics import settings as deployment
+from forensics import held, int8_ui
 from forensics.catalog import EXTRA_METHODS, METHOD_TITLES, METHODS
 from forensics.errors import ForensicsError
 from forensics.media import IMAGE_EXTENSIONS
@@ -106,7 +107,9 @@ def analyze_image(image, pasted=None, detector=None, methods=list(METHODS + EXTR
                                   _progress(progress))
     except ForensicsError as exc:
         _fail(exc)
-    return _outputs(session, alpha)
+    outputs = _outputs(session, alpha)
+    service.hold(session)  # the answer is drawn: free the frames, keep within the memory budget
+    return outputs
 
 
 def analyze_video(video, detector=None, methods=list(METHODS + EXTRA_METHODS), frames=16, target="fake",
@@ -119,6 +122,7 @@ def analyze_video(video, detector=None, methods=list(METHODS + EXTRA_METHODS), f
     result = session.result
     outputs = _outputs(session, alpha, with_annotated=False)
     extras = [service.timeline_figure(result), service.suspicious_frames(result, alpha=alpha), service.face_table(result)]
+    service.hold(session)  # the answer is drawn: free the frames, keep within the memory budget
     return outputs[:2] + extras + outputs[2:]
 
 
@@ -164,8 +168,10 @@ def _media_tab(kind: str):
             else:
                 c["media"] = gr.Video(label="Video (MP4, WebM, AVI, MOV)", sources=["upload"])
                 examples = catalog.example_files("video")
-            c["detector"] = gr.Dropdown(catalog.detector_choices(), value=catalog.default_detector(),
-                                        allow_custom_value=True, label="Detector (name, model folder or Hub id)")
+            # Public mode: only registered detectors load; any other name gets one "not available".
+            c["detector"] = gr.Dropdown(catalog.detector_choices() + deployment.operator_choices(),
+                                        value=catalog.default_detector(), allow_custom_value=True,
+                                        label="Detector" if deployment.is_public() else "Detector (name, model folder or Hub id)")
             c["methods"] = gr.CheckboxGroup(list(METHODS + EXTRA_METHODS), value=list(METHODS + EXTRA_METHODS),
                                             label="Explanations (patches: patch-level detectors only)")
             if kind == "video":
@@ -262,7 +268,8 @@ def _train_tab(detector_boxes: list) -> None:
 
 
 def build_demo() -> gr.Blocks:
-    with gr.Blocks(title="Deepfake Forensics Studio") as demo:
+    ttl = deployment.temp_file_ttl_s()  # uploads and outputs in Gradio's cache are deleted after this
+    with gr.Blocks(title="Deepfake Forensics Studio", delete_cache=(ttl, ttl)) as demo:
         gr.Markdown(INTRO)
         if not list(catalog.available_detectors()):
             gr.Markdown("> No trained detector is bundled yet: type a model folder or a Hub id into the detector box.")
@@ -295,7 +302,8 @@ def build_demo() -> gr.Blocks:
                                  api_visibility="private")
             tab["update"].click(update_maps, [tab["state"], tab["face"], *[tab[k] for k in settings]],
                                 [*tab["maps"], tab["state"]], api_visibility="private")
-            tab["detector"].change(lambda d: gr.Dropdown(choices=catalog.target_choices(d)), [tab["detector"]],
+            tab["detector"].change(lambda d: gr.Dropdown(choices=catalog.target_choices(deployment.visible_detector(d))),
+                                   [tab["detector"]],
                                    [tab["target"]], api_visibility="private")
     return demo
 
@@ -308,9 +316,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=int(os.environ.get("FORENSICS_CONCURRENCY", "2")),
                         help="analyses run at once (memory grows with it; default 2)")
     args = parser.parse_args()
+    deployment.serving(args.host, args.share)  # the mode follows where the app listens
+    held.limit_malloc_arenas()  # before Gradio's threads: memory that levels off (docs/deployment.md)
+    print(deployment.describe(), flush=True)
     demo = build_demo()
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True,
+                max_file_size=deployment.max_upload_bytes(),  # larger uploads are refused before they are written
                 theme=gr.themes.Soft(), prevent_thread_lock=True, auth=access.admin_login())
     jobs_ui.open_store()  # jobs interrupted by a restart are marked failed; queued ones start
     threading.Thread(target=warm_up, daemon=True).start()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from forensics.errors import DetectorError
@@ -15,6 +16,8 @@ WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "detectors"
 EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
+# A Hub model id as the detector boxes accept it: ``[hf-hub:]org/name[@revision]``.
+HUB_ID = re.compile(r"^(?:hf-hub:)?([A-Za-z0-9][\w.-]*/[\w.-]+)(?:@([\w./-]+))?$")
 
 METHODS = ("attention", "rollout", "gradcam", "gradcam++")
 # Maps only some detectors have: the patch-level detector's own patch scores.

@@ -115,6 +115,7 @@ def default_detector_name() -> str:
 def cmd_analyze(args) -> int:
     from tqdm import tqdm
 
+    from forensics import settings
     from forensics.analysis import Analyzer
     from forensics.detectors import load_detector
     from forensics.explain import ExplainOptions, parse_methods
@@ -125,7 +126,8 @@ def cmd_analyze(args) -> int:
     if args.frames < 1:
         raise ValueError("--frames must be at least 1")
     target: int | str = int(args.target) if args.target.isdigit() else args.target
-    detector = load_detector(args.detector or default_detector_name(), allow_untrained=args.allow_untrained)
+    detector = load_detector(settings.allowed_detector(args.detector or default_detector_name()),
+                             allow_untrained=args.allow_untrained)
     analyzer = Analyzer(
         detector,
         FaceDetector(min_face_size=args.min_face, confidence=args.face_confidence),
@@ -136,6 +138,7 @@ def cmd_analyze(args) -> int:
         fps=args.fps,
         fallback_whole_image=not args.no_fallback,
         style=OverlayStyle(args.alpha, args.colormap, args.gamma),
+        limits=settings.media_limits(),  # the same upload limits as the app and its API
     )
     sink = None
     if args.json_out == "-":

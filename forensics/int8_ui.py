@@ -12,7 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from forensics import catalog
+from forensics import catalog, settings
 from forensics.errors import ForensicsError
 
 AUDIT_FACE_LIMIT = 240  # an audit from the browser is kept short; the CLI has no limit
@@ -128,6 +128,7 @@ def run_uploaded_audit(upload, detector, min_agreement=0.99, max_auc_delta=0.01,
         _fail(ForensicsError("choose a detector with an int8 build"))
     work = Path(tempfile.mkdtemp(prefix="audit-"))
     try:
+        detector = settings.allowed_detector(detector)  # public mode: registered detectors only
         data = dataset_root(extract_zip(upload, work / "data"))
         det = load_detector(detector)
         faces = faces_from_files(data, det.input_size, det.info.face_margin, AUDIT_FACE_LIMIT,

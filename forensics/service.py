@@ -4,7 +4,9 @@ plain data the UI can show. No UI code here, and no model code in the UI."""
 from __future__ import annotations
 
 import re
+import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -17,8 +19,10 @@ from forensics.analysis import AnalysisResult, Analyzer, FaceResult
 from forensics.catalog import EXTRA_METHODS, METHOD_TITLES, METHODS, default_detector
 
 ALL_METHODS = METHODS + EXTRA_METHODS
+from forensics import settings
 from forensics.detectors import Detector, load_detector
 from forensics.errors import ForensicsError
+from forensics.held import HELD, RELEASED, is_released
 from forensics.explain import ExplainOptions
 from forensics.overlay import downscale, overlay, paste_overlay
 from forensics.plots import timeline_figure  # noqa: F401  (re-exported for the UI)
@@ -36,11 +40,12 @@ def face_detector():
 
 
 def get_detector(detector: str | None) -> Detector:
-    """The named (or default) detector, loaded once per process and then shared."""
+    """The named (or default) detector, loaded once per process and then shared. In public mode
+    only a registered name loads (``settings.allowed_detector``)."""
     name = (detector or "").strip() or default_detector()
     if not name:
         raise ForensicsError("no trained detector is bundled yet: enter a model folder or a Hub id")
-    return load_detector(name)  # cached, and locked, by the registry
+    return load_detector(settings.allowed_detector(name))  # cached, and locked, by the registry
 
 
 @dataclass
@@ -56,7 +61,7 @@ class Session:
 
 def _analyzer(det: Detector, methods: Sequence[str], target: str, options: ExplainOptions, frames: int) -> Analyzer:
     return Analyzer(det, face_detector(), methods=list(methods), target=target or "fake", options=options,
-                    frames=int(frames))
+                    frames=int(frames), limits=settings.media_limits())
 
 
 def analyze(path: str | Path | None, detector: str | None = None, methods: Sequence[str] = ALL_METHODS,
@@ -74,11 +79,21 @@ def analyze(path: str | Path | None, detector: str | None = None, methods: Seque
     return Session(result, name, target or "fake", options, list(methods))
 
 
+def hold(session: Session) -> Session:
+    """Once the answer is drawn: keep only what later events need, within the server's memory
+    budget for all sessions (see ``forensics.held``). Returns the session, for the UI's state."""
+    HELD.hold(session.result)
+    return session
+
+
 def reexplain(session: Session, target: str, head_fusion: str, discard_ratio: float, progress=None) -> Session:
     """New maps for the same faces with other settings: no decoding, detection or classification."""
+    if is_released(session.result):
+        raise ForensicsError(f"this analysis was {RELEASED}")
     det = get_detector(session.detector)
     options = _options(head_fusion, discard_ratio)
     _analyzer(det, session.methods, target, options, 1).explain_faces(session.result, progress)
+    HELD.hold(session.result)  # the new maps count against the budget too
     return Session(session.result, session.detector, target, options, session.methods)
 
 
@@ -139,7 +154,9 @@ def face_panel(result: AnalysisResult, index: int | None, alpha: float = 0.5) ->
     panel = []
     for method in ALL_METHODS:
         title = METHOD_TITLES[method]
-        if method in face.heatmaps:
+        if face.crop is None:
+            panel.append((None, f"{title}: {RELEASED}"))
+        elif method in face.heatmaps:
             why = f" ('{face.explained_class}')" if face.explained_class else ""
             crop = _enlarge(face.crop, DISPLAY_SIZE)
             panel.append((overlay(crop, face.heatmaps[method], alpha=float(alpha)), f"{title}{why}"))
@@ -231,12 +248,27 @@ def write_reports(session: Session, folder: str | Path | None = None) -> tuple[s
     from forensics.report import detector_extra, write_report_html, write_report_json
 
     result = session.result
-    folder = Path(folder or tempfile.mkdtemp(prefix="forensics-report-"))
+    folder = Path(folder or tempfile.mkdtemp(prefix="report-", dir=_reports_root()))
     stem = re.sub(r"[^\w.-]+", "_", Path(result.input).stem)[:60] or "analysis"
     extra = detector_extra(get_detector(session.detector))
     json_path = write_report_json(result, folder / f"{stem}-report.json", extra)
     html_path = write_report_html(result, folder / f"{stem}-report.html", extra)
     return str(json_path), str(html_path)
+
+
+def _reports_root() -> Path:
+    """Where the app's reports are written; folders older than ``settings.temp_file_ttl_s()`` are
+    removed as new ones are made (Gradio has copied them to its own cache by then)."""
+    root = Path(tempfile.gettempdir()) / "forensics-reports"
+    root.mkdir(exist_ok=True)
+    cutoff = time.time() - settings.temp_file_ttl_s()
+    for old in root.iterdir():
+        try:
+            if old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
+    return root
 
 
 def _enlarge(rgb: np.ndarray, min_side: int) -> np.ndarray:

@@ -123,32 +123,32 @@ def test_pickled_only_weights_are_refused_and_remote_code_never_runs(hub_cache, 
 
 
 def test_online_a_repo_without_safetensors_has_its_bin_fetched_and_checked(tmp_path, monkeypatch):
-    """The download itself is huggingface_hub's (stood in for here); what is asked for is ours: first
-    configs and safetensors only, then, as the repo has none, its pytorch_model.bin, which loads
-    only because it holds tensors alone."""
-    import huggingface_hub
-
-    import forensics.hub
+    """Over HTTP from the local Hub server: the repo's listing shows no safetensors, so (private
+    mode) its pytorch_model.bin is fetched with the configs, and it loads only because it holds
+    tensors alone. Its code file is listed and never fetched."""
+    from huggingface_hub import constants
 
     folder = _as_published(make_random_detector(tmp_path / "bin-only", "timm-cnn", size=32))
     state = load_detector(folder, allow_untrained=True, cache=False).model.state_dict()
-    (folder / "model.safetensors").unlink()
-    calls = []
-
-    def fake_snapshot_download(repo_id, revision=None, allow_patterns=None, local_files_only=False, **kwargs):
-        calls.append((repo_id, revision, list(allow_patterns), local_files_only))
-        if "pytorch_model.bin" in allow_patterns:
-            torch.save(state, folder / "pytorch_model.bin")
-        return str(folder)
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setattr(forensics.hub, "reachable", lambda endpoint, timeout=3.0: True)
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
-    detector = load_detector("old/bin-only@v2", cache=False)
+    torch.save(state, tmp_path / "weights.bin")
+    server = start_fake_hub()
+    try:
+        _FakeHub.repos["old/bin-only"] = {"config.json": (folder / "config.json").read_bytes(),
+                                          "README.md": (folder / "README.md").read_bytes(),
+                                          "pytorch_model.bin": (tmp_path / "weights.bin").read_bytes(),
+                                          "modeling_evil.py": b"raise SystemExit('remote code ran')\n"}
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        monkeypatch.setenv("FORENSICS_MODE", "private")
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        use_local_hub(monkeypatch, server)
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+        detector = load_detector("old/bin-only@v2", cache=False)
+    finally:
+        server.shutdown()
     assert detector.family == "timm-cnn"
-    assert [(c[0], c[1], "pytorch_model.bin" in c[2], c[3]) for c in calls] == [
-        ("old/bin-only", "v2", False, False), ("old/bin-only", "v2", True, False)]
-    assert "*.py" not in calls[0][2] and "*.safetensors" in calls[0][2]
+    fetched = sorted(path.rsplit("/", 1)[1] for path, _ in _FakeHub.requests if path.startswith("GET /old/bin-only/resolve"))
+    assert fetched == ["README.md", "config.json", "pytorch_model.bin"]
+    assert any(path == "GET /api/models/old/bin-only/tree/v2" for path, _ in _FakeHub.requests)
 
 
 def test_uncached_hub_id_offline_fails_fast_with_one_line(hub_cache):
@@ -166,10 +166,65 @@ class _FakeHub(BaseHTTPRequestHandler):
     """The endpoints create_repo + upload_folder call (huggingface_hub 2.4.0, hf_xet installed):
     POST /api/repos/create, /api/validate-yaml (README metadata), /api/models/{repo}/preupload/{rev}
     (answered "regular", so small files go inline and neither LFS nor Xet is involved) and
-    /api/models/{repo}/commit/{rev} (NDJSON, files base64-encoded)."""
+    /api/models/{repo}/commit/{rev} (NDJSON, files base64-encoded).
+
+    And the endpoints a pull calls: GET /api/models/{repo}/revision/{rev} (repo_info),
+    /api/models/{repo}/tree/{rev} (the file listing, with sizes) and HEAD/GET
+    /{repo}/resolve/{rev}/{file} (the files, plain HTTP). ``repos`` holds each repo's files;
+    ``declared`` may give a file a listed size other than its length (a large repo, without
+    writing gigabytes)."""
 
     requests: list[tuple[str, dict]] = []
     files: dict[str, bytes] = {}
+    repos: dict[str, dict[str, bytes]] = {}
+    declared: dict[tuple[str, str], int] = {}
+
+    def do_GET(self):
+        self._pull(with_body=True)
+
+    def do_HEAD(self):
+        self._pull(with_body=False)
+
+    def _pull(self, with_body: bool) -> None:
+        import hashlib
+        from urllib.parse import unquote, urlparse
+
+        path = unquote(urlparse(self.path).path)
+        self.requests.append((f"{self.command} {path}", dict(self.headers)))
+        parts = path.strip("/").split("/")
+        if parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] in ("revision", "tree"):
+            repo = "/".join(parts[2:4])
+            if repo not in self.repos:
+                return self._not_found()
+            files = self.repos[repo]
+            if parts[4] == "revision":
+                return self._reply({"id": repo, "sha": SHA, "siblings": [{"rfilename": f} for f in files]})
+            return self._reply([{"type": "file", "path": f, "oid": hashlib.sha1(data).hexdigest(),
+                                 "size": self.declared.get((repo, f), len(data))} for f, data in files.items()])
+        if len(parts) >= 5 and parts[2] == "resolve":
+            repo, name = "/".join(parts[:2]), "/".join(parts[4:])
+            data = self.repos.get(repo, {}).get(name)
+            if data is None:
+                return self._not_found()
+            self.send_response(200)
+            self.send_header("X-Repo-Commit", SHA)
+            self.send_header("ETag", f'"{hashlib.sha1(data).hexdigest()}"')
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if with_body:
+                self.wfile.write(data)
+            return None
+        return self._not_found()
+
+    def _not_found(self) -> None:
+        body = b'{"error": "Repository not found"}'
+        self.send_response(404)
+        self.send_header("X-Error-Code", "RepoNotFound")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def log_message(self, *args):
         pass
@@ -207,13 +262,29 @@ class _FakeHub(BaseHTTPRequestHandler):
         self._reply({"error": f"unexpected {self.path}"}, 404)
 
 
+def start_fake_hub() -> ThreadingHTTPServer:
+    """The local Hub-API server on a free loopback port, emptied; ``.shutdown()`` when done."""
+    _FakeHub.requests, _FakeHub.files, _FakeHub.repos, _FakeHub.declared = [], {}, {}, {}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def use_local_hub(monkeypatch, server: ThreadingHTTPServer) -> str:
+    """Point huggingface_hub (in this process) at the local server, as HF_ENDPOINT would at start."""
+    from huggingface_hub import constants
+
+    endpoint = f"http://127.0.0.1:{server.server_port}"
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+    return endpoint
+
+
 @pytest.fixture
 def fake_hub(monkeypatch):
     from huggingface_hub import constants
 
-    _FakeHub.requests, _FakeHub.files = [], {}
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeHub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = start_fake_hub()
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_TOKEN", "hf_local_test_token")

@@ -8,7 +8,6 @@ loaded when a caller asks for them explicitly (tests, benchmarks), never offered
 from __future__ import annotations
 
 import os
-import re
 import threading
 from pathlib import Path
 
@@ -22,9 +21,10 @@ from forensics.detectors.base import (
     read_config,
     register_family,
 )
-from forensics.catalog import split_variant
+from forensics.catalog import HUB_ID, split_variant
 from forensics.detectors.onnx_family import load_onnx_detector
 from forensics.errors import DetectorError
+from forensics.hub_download import MODEL_FILES
 
 __all__ = [
     "Detector",
@@ -37,8 +37,8 @@ __all__ = [
     "resolve_model_folder",
 ]
 
-_HUB_ID = re.compile(r"^(?:hf-hub:)?([A-Za-z0-9][\w.-]*/[\w.-]+)(?:@([\w./-]+))?$")
-_HUB_FILES = ["config.json", "*.safetensors", "preprocessor_config.json", "README.md", "*.onnx", "*.json"]
+_HUB_ID = HUB_ID
+_HUB_FILES = list(MODEL_FILES)
 
 
 def resolve_model_folder(name_or_path: str | Path, offline: bool | None = None) -> Path:
@@ -64,25 +64,34 @@ def resolve_model_folder(name_or_path: str | Path, offline: bool | None = None) 
 
 
 def _download(repo_id: str, revision: str | None, offline: bool | None) -> Path:
+    """Fetch a Hub model under the server's policy (``forensics.settings``): only an allowed repo,
+    only the model files, only when its file listing says they fit the size cap and the cache."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
+    from forensics import hub_download, settings
     from forensics.hub import hub_endpoint, reachable
 
+    if not settings.hub_allowed(repo_id):
+        raise DetectorError(f"Hub model {repo_id!r}: not on this server's Hub allowlist ({settings.HUB_ALLOW_ENV})")
     if offline is None:
         offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
     # One quick TCP probe: with the Hub unreachable, go straight to the cache instead of waiting
     # on the client's timeouts.
-    local_only = offline or not reachable(hub_endpoint())
+    endpoint = hub_endpoint()
+    local_only = offline or not reachable(endpoint)
     try:
-        folder = snapshot_download(
-            repo_id, revision=revision, allow_patterns=_HUB_FILES, local_files_only=local_only, etag_timeout=5
-        )
-        if not local_only and not any(Path(folder).glob("*.safetensors")):
-            # Older repos hold only a pickled checkpoint: fetch it too. It is loaded only if
-            # torch.load(weights_only=True) accepts it (tensors, no code), else refused.
-            folder = snapshot_download(repo_id, revision=revision, allow_patterns=[*_HUB_FILES, "pytorch_model.bin"],
-                                       etag_timeout=5)
+        patterns = _HUB_FILES
+        if not local_only:
+            # The size is read from the repo's file listing before anything is fetched. Older repos
+            # hold only a pickled checkpoint: the plan then names it (private mode only), and it is
+            # loaded only if torch.load(weights_only=True) accepts it (tensors, no code).
+            plan = hub_download.plan_download(repo_id, revision)
+            hub_download.make_room(plan.total_bytes, keep=repo_id)
+            patterns = plan.patterns
+        folder = snapshot_download(repo_id, revision=revision, allow_patterns=patterns, local_files_only=local_only,
+                                   etag_timeout=5, cache_dir=settings.hub_cache_dir(), endpoint=endpoint)
+        hub_download.mark_used(repo_id)
     except LocalEntryNotFoundError as exc:
         where = "offline and not in the local cache" if offline else "not reachable and not in the local cache"
         raise DetectorError(f"Hub model {repo_id!r}: {where}") from exc

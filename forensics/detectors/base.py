@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -122,6 +123,9 @@ class Detector(ABC):
         self.fake_indices = fake_label_indices(info.labels, info.fake_labels)
         self._mean = torch.tensor(info.mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
         self._std = torch.tensor(info.std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+        # Explanations attach hooks to this shared model: while one runs, another thread's forward
+        # pass would feed them its activations. One use of the model at a time (see explain()).
+        self.lock = threading.RLock()
 
     # -- what the analysis needs -------------------------------------------------------------
     @property
@@ -161,7 +165,8 @@ class Detector(ABC):
     @torch.inference_mode()
     def predict(self, batch: torch.Tensor) -> np.ndarray:
         """Class probabilities ``(B, C)`` for a preprocessed batch."""
-        return self.probabilities(self.model(batch)).numpy()
+        with self.lock:
+            return self.probabilities(self.model(batch)).numpy()
 
     def fake_probability(self, probabilities: np.ndarray) -> np.ndarray:
         """``(B,)``: the summed probability of every fake class."""

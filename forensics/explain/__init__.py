@@ -88,6 +88,12 @@ def explain(
     ``"real"`` or ``"predicted"``. Attention methods on a model without attention are skipped
     with the reason in ``Explanation.skipped``.
     """
+    with detector.lock:  # hooks on the shared model: no other thread may run it meanwhile
+        return _explain(detector, batch, methods, target, options)
+
+
+def _explain(detector: Detector, batch: torch.Tensor, methods: Sequence[str], target: int | str | None,
+             options: ExplainOptions | None) -> Explanation:
     options = options or ExplainOptions()
     methods = list(dict.fromkeys(methods))
     skipped: dict[str, str] = {}

@@ -1,0 +1,124 @@
+"""Memory that holds: what a server keeps of each analysis between a visitor's events.
+
+Once the answer is drawn (verdict, boxes, gallery, reports), the app needs of an analysis only the
+face crops and maps its later events show or recompute (another face, other explanation settings).
+``hold`` therefore drops the decoded frames, keeps the crops and maps of at most
+``MAX_HELD_FACES`` faces (the most suspicious; the same faces the maps are made for) and stores the
+maps at half precision. Across all sessions the held analyses share one budget
+(``settings.session_memory_bytes()``): past it, the oldest are released in place, and a later event
+on one says to analyse again. A visitor's session holds one analysis per tab (each replaces the
+last), and Gradio drops a closed session's state after its time to live.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import threading
+import weakref
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from forensics import settings
+
+MAX_HELD_FACES = 64  # the Analyzer's default max_explained: faces beyond it have no maps to show
+RELEASED = "released to free the server's memory: run the analysis again"
+
+
+def _glibc():
+    """The C library when it is glibc (Linux), else None: the tuning below is glibc's."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+    except OSError:
+        return None
+
+
+_LIBC = _glibc()
+M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Few malloc arenas for the whole server. glibc gives each thread that allocates its own arena
+    (up to 8 per core); a web server runs handlers on dozens of pool threads, and each arena keeps
+    the high-water mark of the decoded frames it once held: measured with bench/soak.py, resident
+    memory grew without levelling off. Call before the server starts its threads."""
+    return bool(_LIBC is not None and _LIBC.mallopt(M_ARENA_MAX, int(arenas)))
+
+
+def return_freed_memory() -> None:
+    """Hand memory freed by the last analysis back to the system (glibc keeps it otherwise)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def result_bytes(result: Any) -> int:
+    """The arrays an ``AnalysisResult`` holds (frames, crops, maps), in bytes."""
+    total = sum(int(getattr(frame, "nbytes", 0)) for frame in result.frames)
+    for face in result.faces:
+        total += int(face.crop.nbytes) if face.crop is not None else 0
+        total += sum(int(m.nbytes) for m in face.heatmaps.values())
+    return total
+
+
+def slim(result: Any, max_faces: int = MAX_HELD_FACES) -> None:
+    """Keep only what later events use (see the module docstring); in place."""
+    result.frames = []
+    ranked = sorted(range(len(result.faces)), key=lambda i: -result.faces[i].fake_probability)
+    for rank, i in enumerate(ranked):
+        face = result.faces[i]
+        if rank >= max_faces:
+            face.crop, face.heatmaps = None, {}
+        else:
+            face.heatmaps = {m: np.asarray(h, dtype=np.float16) for m, h in face.heatmaps.items()}
+
+
+def release(result: Any) -> None:
+    """Free everything an analysis holds; its numbers (verdict, faces, tracks) stay."""
+    result.frames = []
+    for face in result.faces:
+        face.crop, face.heatmaps = None, {}
+
+
+def is_released(result: Any) -> bool:
+    return bool(result.faces) and all(face.crop is None for face in result.faces)
+
+
+class HeldResults:
+    """Every analysis a session holds, oldest first, weakly (Gradio's state owns them): their sizes
+    add up to at most the budget; ``hold`` releases the oldest to stay within it."""
+
+    def __init__(self) -> None:
+        self._held: OrderedDict[int, tuple[weakref.ref, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def hold(self, result: Any) -> None:
+        slim(result)
+        size = result_bytes(result)
+        budget = settings.session_memory_bytes()
+        with self._lock:
+            self._held[id(result)] = (weakref.ref(result), size)
+            self._held.move_to_end(id(result))
+            self._forget_dead()
+            while len(self._held) > 1 and self.total_bytes() > budget:  # the newest is always kept
+                key, (ref, _) = next(iter(self._held.items()))
+                del self._held[key]
+                held = ref()
+                if held is not None:
+                    release(held)
+        return_freed_memory()
+
+    def total_bytes(self) -> int:
+        return sum(size for ref, size in self._held.values() if ref() is not None)
+
+    def __len__(self) -> int:
+        return sum(ref() is not None for ref, _ in self._held.values())
+
+    def _forget_dead(self) -> None:
+        for key in [k for k, (ref, _) in self._held.items() if ref() is None]:
+            del self._held[key]
+
+
+HELD = HeldResults()

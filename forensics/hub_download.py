@@ -1,0 +1,145 @@
+"""Hub downloads under control: what a repository would cost is read from its file listing before a
+byte of it is fetched, only the file kinds the loader reads are asked for, and the cache they land
+in keeps to a budget by removing the least recently used model repositories.
+
+Light on purpose (huggingface_hub is imported inside the functions that call it): the registry
+(:mod:`forensics.detectors`) calls this before ``snapshot_download``; the limits are
+:mod:`forensics.settings`'s.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from forensics import settings
+from forensics.errors import DetectorError
+from forensics.hub import hub_endpoint
+
+# What the loader reads: configs (config.json, preprocessor_config.json, training record and
+# metrics), safetensors, ONNX builds and the card. Never code, never pickles (but see below).
+MODEL_FILES = ("config.json", "*.safetensors", "preprocessor_config.json", "README.md", "*.onnx", "*.json")
+PICKLED_WEIGHTS = "pytorch_model.bin"
+LAST_USED = ".forensics-last-used"  # touched in a repo's cache folder each time it resolves
+
+
+@dataclass(frozen=True)
+class DownloadPlan:
+    """The files of a repository that would be fetched, and their total size in bytes."""
+
+    repo_id: str
+    files: dict[str, int]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.files.values())
+
+    @property
+    def patterns(self) -> list[str]:
+        return sorted(self.files)
+
+
+def list_repo_files(repo_id: str, revision: str | None) -> dict[str, int]:
+    """Every file of a model repository with its size (LFS files at their real size), from the
+    Hub's tree listing: one API call, nothing downloaded."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.hf_api import RepoFile
+
+    api = HfApi(endpoint=hub_endpoint())
+    return {f.path: int(f.lfs.size if f.lfs is not None else f.size or 0)
+            for f in api.list_repo_tree(repo_id, recursive=True, revision=revision) if isinstance(f, RepoFile)}
+
+
+def plan_download(repo_id: str, revision: str | None, listing: dict[str, int] | None = None) -> DownloadPlan:
+    """The model files of ``repo_id`` (see :data:`MODEL_FILES`; ``pytorch_model.bin`` only when
+    the repo has no safetensors and the mode allows it), refused with a one-line ``DetectorError``
+    when they weigh more than ``settings.hub_max_bytes()``."""
+    listing = list_repo_files(repo_id, revision) if listing is None else listing
+    files = {path: size for path, size in listing.items()
+             if "/" not in path and any(fnmatch.fnmatchcase(path, p) for p in MODEL_FILES)}
+    if not any(p.endswith(".safetensors") for p in files) and PICKLED_WEIGHTS in listing \
+            and settings.hub_pickles_allowed():
+        files[PICKLED_WEIGHTS] = listing[PICKLED_WEIGHTS]
+    plan = DownloadPlan(repo_id, files)
+    cap = settings.hub_max_bytes()
+    if plan.total_bytes > cap:
+        raise DetectorError(f"Hub model {repo_id!r}: its model files take {_mb(plan.total_bytes)}, over this "
+                            f"server's limit of {_mb(cap)} ({settings.HUB_MAX_MB_ENV}); nothing was downloaded")
+    if not files:
+        raise DetectorError(f"Hub model {repo_id!r}: no config.json or weights this app can read")
+    return plan
+
+
+def cache_root() -> Path:
+    from huggingface_hub import constants
+
+    return Path(settings.hub_cache_dir() or constants.HF_HUB_CACHE)
+
+
+def repo_folder(repo_id: str) -> Path:
+    return cache_root() / f"models--{repo_id.replace('/', '--')}"
+
+
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    for base, _dirs, names in os.walk(folder):
+        for name in names:
+            path = Path(base) / name
+            if not path.is_symlink():  # snapshots link to blobs: count each blob once
+                try:
+                    total += path.stat().st_size
+                except OSError:
+                    pass
+    return total
+
+
+def _last_used(folder: Path) -> float:
+    marker = folder / LAST_USED
+    try:
+        return (marker if marker.exists() else folder).stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def mark_used(repo_id: str) -> None:
+    """Record that a cached repository was just used (the cache evicts the least recently used)."""
+    folder = repo_folder(repo_id)
+    if folder.is_dir():
+        try:
+            (folder / LAST_USED).write_text(f"{time.time():.0f}\n")
+        except OSError:
+            pass
+
+
+def make_room(needed: int, keep: str) -> list[str]:
+    """Remove least recently used model repositories from the cache until ``needed`` more bytes
+    fit its budget (``settings.hub_cache_max_bytes()``; 0: unbounded). ``keep`` (the repo about
+    to be fetched) is never removed. Returns the repo folders removed."""
+    budget = settings.hub_cache_max_bytes()
+    if budget <= 0:
+        return []
+    if needed > budget:
+        raise DetectorError(f"Hub model {keep!r}: its model files take {_mb(needed)}, more than this server's whole "
+                            f"Hub cache ({_mb(budget)}, {settings.HUB_CACHE_MB_ENV}); nothing was downloaded")
+    root = cache_root()
+    if not root.is_dir():
+        return []
+    kept = repo_folder(keep).name
+    repos = [(p, _folder_bytes(p)) for p in root.glob("models--*") if p.is_dir() and p.name != kept]
+    used = sum(size for _, size in repos) + (_folder_bytes(root / kept) if (root / kept).is_dir() else 0)
+    removed = []
+    for folder, size in sorted(repos, key=lambda item: _last_used(item[0])):
+        if used + needed <= budget:
+            break
+        shutil.rmtree(folder, ignore_errors=True)
+        used -= size
+        removed.append(folder.name)
+    return removed
+
+
+def _mb(size: int) -> str:
+    return f"{size / 2**20:.1f} MB"

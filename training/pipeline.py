@@ -58,8 +58,10 @@ def load_samples(data: str | Path, label_map: dict | None = None):
     return remap_labels(samples, label_map or {})
 
 
-def cached_faces(config: dict) -> list[CachedFace]:
-    samples = load_samples(config["data"], config.get("label_map"))
+def cached_faces(config: dict, samples: Sequence | None = None) -> list[CachedFace]:
+    """The config's samples (or ``samples``, e.g. one federated client's) cropped as inference crops."""
+    if samples is None:
+        samples = load_samples(config["data"], config.get("label_map"))
     # The crop margin is the model's: its folder records it, and inference crops faces the same way.
     faces = FaceCropCache(config["cache"], size=CROP_CACHE_SIZE, margin=float(config.get("face_margin", 0.3)),
                           framing=str(config.get("face_framing", "box"))).build(samples)
@@ -165,13 +167,7 @@ def run_training(config: dict, command: str | None = None) -> dict:
     model, arch, model_args = build_model(config["model"], len(labels), config["pretrained"], size)
     if config.get("init_from"):
         init_weights(model, config["init_from"])
-    name = config.get("name") or (f"{config['model']}-sbi" if config["sbi"] else config["model"])
-    info = DetectorInfo(
-        name=name, family="timm", labels=labels, fake_labels=[x for x in labels if x != "real"], input_size=size,
-        mean=IMAGENET[0], std=IMAGENET[1], trained=True, version=str(config["version"]),
-        face_margin=float(config.get("face_margin", 0.3)), face_framing=str(config.get("face_framing", "box")),
-        description=f"{config['model']} face-manipulation detector trained by Deepfake Forensics Studio.",
-    )
+    info = detector_info(config)
     record = {
         "config": config,
         **({"command": command} if command else {}),
@@ -201,6 +197,20 @@ def run_training(config: dict, command: str | None = None) -> dict:
         saved["history"] = result["history"]
         record_path.write_text(json.dumps(saved, indent=2, default=str))
     return {**result, "model_dir": str(model_dir), "record": record}
+
+
+def detector_info(config: dict, how: str = "trained") -> DetectorInfo:
+    """The ``forensics`` block of the model folder a training config produces (``how``: how it was
+    trained, for its description)."""
+    labels = list(config["labels"])
+    name = config.get("name") or (f"{config['model']}-sbi" if config["sbi"] else config["model"])
+    return DetectorInfo(
+        name=name, family="timm", labels=labels, fake_labels=[x for x in labels if x != "real"],
+        input_size=int(config["image_size"]), mean=IMAGENET[0], std=IMAGENET[1], trained=True,
+        version=str(config["version"]), face_margin=float(config.get("face_margin", 0.3)),
+        face_framing=str(config.get("face_framing", "box")),
+        description=f"{config['model']} face-manipulation detector {how} by Deepfake Forensics Studio.",
+    )
 
 
 def selection_faces(val_faces: Sequence[CachedFace], config: dict) -> list[CachedFace]:

@@ -1,0 +1,48 @@
+"""``python -m training federated``: a whole federated run on this machine, in Flower's simulation
+engine (one virtual SuperNode per client, run by Ray), with the same ServerApp and ClientApp that
+the deployment engine runs across machines."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from training.federated.partitions import PARTITIONS_FILE, prepare_partitions
+from training.federated.server_app import absolute_paths, run_server
+
+
+def run_federated(config: dict, command: str | None = None) -> dict:
+    """Prepare the clients' data, simulate every round, write the model folder; returns the record.
+    With ``resume``, a run that stopped continues after its last completed round."""
+    from flwr.app import Context
+    from flwr.serverapp import Grid, ServerApp
+    from flwr.simulation import run_simulation
+
+    from training.federated.client_app import app as client_app
+
+    config = absolute_paths(config)
+    out = Path(config["out"])
+    if not config.get("resume"):
+        for stale in (out / "checkpoint", out / PARTITIONS_FILE, out / "clients"):
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    if not (out / PARTITIONS_FILE).is_file():
+        prepare_partitions(config, out)
+    result: dict = {}
+    server = ServerApp()
+
+    @server.main()
+    def main(grid: Grid, context: Context) -> None:
+        result.update(run_server(grid, config, command))
+
+    run_simulation(server_app=server, client_app=client_app, num_supernodes=len(config["clients"]),
+                   backend_config={"client_resources": {"num_cpus": int(config["client_cpus"]), "num_gpus": 0.0},
+                                   "init_args": {"num_cpus": max(int(config["client_cpus"]), _cpus())}})
+    if not result:
+        raise RuntimeError(f"the federated run in {out} ended without a model (see the log above)")
+    return result
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -5,7 +5,7 @@ and at the end the model folder (``training.federated.record``).
 
 In the simulation engine the run's settings come from ``python -m training federated``; under the
 deployment engine from the run config (``config``: the YAML file on the server's machine, ``out``,
-``resume``; see ``training/federated/flower_app/pyproject.toml``).
+``resume``; see ``training/federated/flower-app/pyproject.toml``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from logging import WARNING
 from pathlib import Path
 from typing import Iterable
 
+import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedProx
@@ -41,7 +42,9 @@ class RoundFedProx(FedProx):
         self.rounds: dict[int, dict] = {}
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid):
-        return super().configure_train(server_round + self.round_offset, arrays, config, grid)
+        messages = list(super().configure_train(server_round + self.round_offset, arrays, config, grid))
+        self.rounds[server_round + self.round_offset] = {"clients_sampled": len(messages)}
+        return messages
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid):
         return super().configure_evaluate(server_round + self.round_offset, arrays, config, grid)
@@ -51,16 +54,19 @@ class RoundFedProx(FedProx):
         ok = [m for m in replies if not m.has_error()]
         failed = [f"node {m.metadata.src_node_id}: {m.error.reason}" for m in replies if m.has_error()]
         number = server_round + self.round_offset
-        self.rounds[number] = {
-            "clients_ok": len(ok), "clients_failed": len(failed), "failures": failed,
-            "clients": [{"client": _client_name(m), **dict(m.content["metrics"])} for m in ok],
-        }
+        entry = self.rounds.setdefault(number, {})
+        # A client that raised replies with an error; one that dropped out does not reply in time.
+        missing = max(0, entry.get("clients_sampled", len(replies)) - len(replies))
+        failed += ["no reply within the round's timeout"] * missing
+        entry.update({"clients_ok": len(ok), "clients_failed": len(failed), "failures": failed,
+                      "clients": [{"client": _client_name(m), **dict(m.content["metrics"])} for m in ok]})
         if len(ok) < self.min_train_nodes:
             raise RuntimeError(f"round {number}: {len(ok)} client(s) answered, fewer than min_train_clients "
-                               f"{self.min_train_nodes} ({'; '.join(failed) or 'no reply in time'}); "
+                               f"{self.min_train_nodes} ({'; '.join(failed) or 'no client sampled'}); "
                                "restart with --resume to continue from the last completed round")
         if failed:
-            log(WARNING, "round %s: %s client(s) failed, aggregating the other %s", number, len(failed), len(ok))
+            log(WARNING, "round %s: %s client(s) failed or dropped out, aggregating the other %s",
+                number, len(failed), len(ok))
         return super().aggregate_train(server_round, ok)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]):
@@ -93,6 +99,7 @@ def run_server(grid: Grid, config: dict, command: str | None = None) -> dict:
     out = Path(config["out"])
     partitions_path = out / PARTITIONS_FILE
     partitions = Partitions.load(partitions_path) if partitions_path.is_file() else prepare_partitions(config, out)
+    torch.manual_seed(int(config["seed"]))  # the same starting model for every strategy compared
     model, arch, model_args = build_detector(config)
     checkpoint = RoundCheckpoint(out / "checkpoint")
     state = checkpoint.load(model) if config.get("resume") else None

@@ -208,3 +208,21 @@ def test_deployment_engine_superlink_and_two_supernodes_on_localhost(tmp_path, c
     assert round1["clients_ok"] == 2 and {c["client"] for c in round1["clients"]} == {"photo-desk", "portrait-desk"}
     assert (out / "model" / "model.safetensors").is_file() and (out / "model" / "README.md").is_file()
     assert all(p.poll() is not None for p in procs)
+
+
+def test_federated_job_settings_are_checked_and_become_the_federated_command(tmp_path):
+    from forensics.errors import JobError
+    from forensics.jobs import JobSettings, build_command, validate
+
+    with pytest.raises(JobError, match="a federated job needs its YAML config"):
+        validate(JobSettings(kind="federated", data=str(tmp_path)))
+    with pytest.raises(JobError, match="mu -1.0 must be from 0"):
+        validate(JobSettings(kind="federated", data=str(SMOKE), mu=-1))
+    settings = validate(JobSettings(kind="federated", data=str(SMOKE), epochs=3, max_steps=7, mu=0))
+    command = build_command(settings, tmp_path / "run", "cache", "fed", tmp_path / "models")
+    assert command[1:] == ["-m", "training", "federated", "--config", str(SMOKE), "--out", str(tmp_path / "run"),
+                           "--cache", "cache", "--rounds", "3", "--mu", "0.0", "--name", "fed", "--local-steps", "7"]
+    from training.cli import build_parser
+
+    args = build_parser().parse_args(command[3:])  # the training CLI takes every option the job passes
+    assert (args.rounds, args.mu, args.local_steps, args.cache) == (3, 0.0, 7, "cache")

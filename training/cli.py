@@ -116,9 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("federated", help="federated fine-tuning (FedProx/FedAvg on Flower) in the simulation engine")
     f.add_argument("--config", required=True, help="YAML with the clients, rounds, mu and training settings")
     f.add_argument("--out", help="run folder (partitions, checkpoint, curves, metrics, the model folder in out/model)")
+    f.add_argument("--cache", help="face-crop cache folder")
     f.add_argument("--rounds", type=int)
     f.add_argument("--local-steps", type=int)
     f.add_argument("--mu", type=float, help="FedProx's proximal weight (0: FedAvg)")
+    f.add_argument("--partition", choices=["sources", "dirichlet", "pooled"],
+                   help="how the clients' data is split (pooled: one client, the centralised baseline)")
+    f.add_argument("--name", help="detector name written into the model folder")
     f.add_argument("--resume", action="store_true", help="continue after the last completed round in out/")
     e = sub.add_parser("evaluate", help="measure a detector folder on labelled faces")
     e.add_argument("--detector", required=True)

@@ -12,6 +12,8 @@ A client entry in the config (``clients:``) gives its ``name`` and one or more o
 - ``data``: its own labels CSV or ImageFolder tree, read and cropped on its own node (a site's data
   path; in deployment a node sets it with ``--node-config data=...``).
 
+``partition: pooled`` gives all of the clients' shared faces to one client: centralised training on
+the same data and the same server evaluation, the baseline federated runs are compared with.
 ``partition: dirichlet`` instead spreads every source's groups over the clients with proportions
 drawn from Dirichlet(``dirichlet_alpha``): small alpha, each client mostly one source.
 
@@ -216,7 +218,13 @@ def prepare_partitions(config: dict, out: Path) -> Partitions:
     pool, server_eval = grouped_split(faces, float(config["server_val_fraction"]), int(config["seed"]),
                                       config.get("holdout_sources") or ())
     shared_specs = [i for i, spec in enumerate(specs) if not spec.get("data")]
-    if dirichlet:
+    if config["partition"] == "pooled":
+        if len(shared_specs) != len(specs):
+            raise SystemExit("partition pooled: clients with their own data path cannot be pooled")
+        parts = assign_by_source(pool, specs, video_source)
+        specs = [{"name": "pooled", "pooled": [spec["name"] for spec in specs]}]
+        shared_specs, parts = [0], [[f for part in parts for f in part]]
+    elif dirichlet:
         parts = assign_dirichlet(pool, len(shared_specs), float(config["dirichlet_alpha"]), int(config["seed"]))
     else:
         parts = assign_by_source(pool, [specs[i] for i in shared_specs], video_source)

@@ -69,8 +69,7 @@ def write_federated_model(model: nn.Module, arch: str, model_args: dict, config:
                            "parts were drawn, and every held-out source); the final global model is the last round's",
         "federated": federated_summary(config, partitions, history),
         # The central record's shape, a round for an epoch: the card and report read it as they read a central run.
-        "history": [{"epoch": h["round"], "train_loss": _mean_loss(h), "val": {"roc_auc": h["server"].get("auc")}}
-                    for h in rounds],
+        "history": epoch_history(history),
         "best_epoch": {"epoch": rounds[-1]["round"] if rounds else 0,
                        "val": {"n": last.get("images"), "roc_auc": last.get("auc"), "f1": last.get("f1"),
                                "accuracy": last.get("accuracy")}},
@@ -90,6 +89,20 @@ def write_federated_model(model: nn.Module, arch: str, model_args: dict, config:
 
         write_card(model_dir)
     return {**record, "model_dir": str(model_dir)}
+
+
+def epoch_history(history: list[dict]) -> list[dict]:
+    """Rounds in the training loop's ``history.json`` shape (``epoch``, ``step``, ``train_loss``, ``val``)."""
+    return [{"epoch": h["round"], "step": h["round"], "train_loss": _mean_loss(h),
+             "val": {k: h["server"].get(key) for k, key in (("roc_auc", "auc"), ("f1", "f1"), ("accuracy", "accuracy"),
+                                                             ("n", "images"))}}
+            for h in history if h["round"] > 0]
+
+
+def write_json(path: Path, data) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(path)
 
 
 def _mean_loss(entry: dict) -> float | None:

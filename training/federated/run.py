@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from training.federated.partitions import PARTITIONS_FILE, prepare_partitions
+from training.federated.partitions import PARTITIONS_FILE, Partitions, prepare_partitions
 from training.federated.server_app import absolute_paths, run_server
 
 
@@ -21,12 +21,17 @@ def run_federated(config: dict, command: str | None = None) -> dict:
     from training.federated.client_app import app as client_app
 
     config = absolute_paths(config)
+    if config["partition"] == "pooled":  # one client holds everything: the minimums are that one
+        config.update(min_train_clients=1, min_available_clients=1)
     out = Path(config["out"])
     if not config.get("resume"):
         for stale in (out / "checkpoint", out / PARTITIONS_FILE, out / "clients"):
             shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
-    if not (out / PARTITIONS_FILE).is_file():
-        prepare_partitions(config, out)
+    prepared = out / PARTITIONS_FILE
+    clients = len((Partitions.load(prepared) if prepared.is_file() else prepare_partitions(config, out)).clients)
+    for key in ("min_available_clients", "min_train_clients"):
+        if int(config[key]) > clients:  # the server would wait for nodes that never come
+            raise SystemExit(f"{key} is {config[key]} but the run has {clients} client(s)")
     result: dict = {}
     server = ServerApp()
 
@@ -34,7 +39,7 @@ def run_federated(config: dict, command: str | None = None) -> dict:
     def main(grid: Grid, context: Context) -> None:
         result.update(run_server(grid, config, command))
 
-    run_simulation(server_app=server, client_app=client_app, num_supernodes=len(config["clients"]),
+    run_simulation(server_app=server, client_app=client_app, num_supernodes=clients,
                    backend_config={"client_resources": {"num_cpus": int(config["client_cpus"]), "num_gpus": 0.0},
                                    "init_args": {"num_cpus": max(int(config["client_cpus"]), _cpus())}})
     if not result:

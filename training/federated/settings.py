@@ -20,7 +20,7 @@ FEDERATED_DEFAULTS = {
     "min_available_clients": 2,
     "round_timeout": 900,  # seconds the server waits for a round's replies; later ones count as dropped
     "clients": [],  # one entry per site: {name, sources | data | videos, ...} (training.federated.partitions)
-    "partition": "sources",  # sources | dirichlet
+    "partition": "sources",  # sources | dirichlet | pooled (one client holding everything: the central baseline)
     "dirichlet_alpha": 0.5,
     "max_faces_per_source": None,  # cap each source (by groups, seeded) before cropping
     "frames_per_video": 8,
@@ -66,8 +66,8 @@ def check_federated_config(config: dict) -> None:
     for client in clients:
         if not any(client.get(k) for k in ("sources", "data", "videos")) and config["partition"] != "dirichlet":
             raise SystemExit(f"client {client['name']}: give sources, data or videos")
-    if config["partition"] not in ("sources", "dirichlet"):
-        raise SystemExit(f"partition must be sources or dirichlet, got {config['partition']!r}")
+    if config["partition"] not in ("sources", "dirichlet", "pooled"):
+        raise SystemExit(f"partition must be sources, dirichlet or pooled, got {config['partition']!r}")
     if int(config["rounds"]) < 1 or int(config["local_steps"]) < 1:
         raise SystemExit("rounds and local_steps must be at least 1")
     if float(config["mu"]) < 0:

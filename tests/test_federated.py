@@ -226,3 +226,29 @@ def test_federated_job_settings_are_checked_and_become_the_federated_command(tmp
 
     args = build_parser().parse_args(command[3:])  # the training CLI takes every option the job passes
     assert (args.rounds, args.mu, args.local_steps, args.cache) == (3, 0.0, 7, "cache")
+
+
+def test_partitions_by_source_and_by_dirichlet_keep_groups_whole():
+    from training.data import CachedFace
+    from training.federated.partitions import assign_by_source, assign_dirichlet
+
+    def face(source: str, group: int, frame: int = 0) -> CachedFace:
+        return CachedFace(f"{source}-{group}-{frame}.png", "real", source, f"{source}-{group}", [], 1.0, 0.0)
+
+    pool = [face("A", g) for g in range(40)] + [face("B", g) for g in range(40)] + \
+        [face("clips", g, f) for g in range(6) for f in range(5)]  # six clips of five frames
+    specs = [{"name": "a", "sources": ["A"]}, {"name": "ab", "sources": ["A", "B"]}, {"name": "v", "videos": "x"}]
+    a, ab, v = assign_by_source(pool, specs, "clips")
+    assert {f.source for f in a} == {"A"} and {f.source for f in ab} == {"A", "B"} and {f.source for f in v} == {"clips"}
+    assert len([f for f in a if f.source == "A"]) == 20 and len(v) == 30  # a shared source split evenly
+    assert not {f.group for f in a} & {f.group for f in ab}
+    skewed = assign_dirichlet(pool, 3, alpha=0.1, seed=0)
+    assert sorted(f.crop_path for part in skewed for f in part) == sorted(f.crop_path for f in pool)
+    for part in skewed:  # frames of one clip never straddle two clients
+        for other in skewed:
+            if other is not part:
+                assert not {f.group for f in part} & {f.group for f in other}
+    # Small alpha: each source lands mostly on one client.
+    for source in ("A", "B"):
+        counts = sorted(sum(f.source == source for f in part) for part in skewed)
+        assert counts[-1] >= 0.7 * 40

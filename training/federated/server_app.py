@@ -151,6 +151,9 @@ def server_app(config: dict | None = None, command: str | None = None) -> Server
         settings = config
         if settings is None:
             run_config = dict(context.run_config)
+            if not run_config.get("config"):
+                raise ValueError("the run config names no federated YAML: flwr run ... --run-config "
+                                 "\"config='/path/on/the/server/federated.yaml'\"")
             overrides = {k: run_config[k] for k in ("out", "resume") if k in run_config and run_config[k] != ""}
             settings = resolve_federated_config(str(run_config["config"]), overrides)
         run_server(grid, settings, command)

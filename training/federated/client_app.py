@@ -3,7 +3,7 @@ fine-tunes on its own faces with FedProx's proximal term (``proximal-mu``, sent 
 ``flwr.serverapp.strategy.FedProx``), and sends back only weights and metrics: never a face.
 
 Which faces are its own comes from its node: ``data=PATH`` (the site's labels CSV or image tree,
-cropped here), or ``partition-id=N`` (the N-th client of a prepared run: the simulation engine sets
+cropped here; ``work=PATH`` where its crops and logs go), or ``partition-id=N`` (the N-th client of a prepared run: the simulation engine sets
 it, a SuperNode sets it with ``--node-config``), read from ``partitions=PATH`` or the run's folder.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -29,6 +30,15 @@ def settings_of(msg: Message) -> dict:
     return json.loads(str(msg.content["config"]["settings"]))
 
 
+def site_folder(context: Context, config: dict) -> Path:
+    """Where this node keeps its crops and training logs: ``work=`` of its node config; a site with its
+    own data path (another machine) uses its temporary folder, a prepared partition the run folder."""
+    node = dict(context.node_config)
+    if node.get("work"):
+        return Path(str(node["work"]))
+    return Path(tempfile.gettempdir()) / "forensics-federated" if node.get("data") else Path(config["out"])
+
+
 def node_faces(context: Context, config: dict) -> ClientFaces:
     """This node's faces: its own data path, or its prepared partition."""
     node = dict(context.node_config)
@@ -36,7 +46,8 @@ def node_faces(context: Context, config: dict) -> ClientFaces:
         key = ("data", str(node["data"]))
         if key not in _FACES:
             name = str(node.get("name") or Path(str(node["data"])).stem)
-            _FACES[key] = site_faces(name, str(node["data"]), config, int(node.get("partition-id", 0)))
+            local = {**config, "cache": str(site_folder(context, config) / "crops")}
+            _FACES[key] = site_faces(name, str(node["data"]), local, int(node.get("partition-id", 0)))
         return _FACES[key]
     index = int(node["partition-id"])
     path = Path(str(node.get("partitions") or Path(config["out"]) / PARTITIONS_FILE))
@@ -66,7 +77,7 @@ def train(msg: Message, context: Context) -> Message:
     faces = node_faces(context, config)
     model = _model(msg, config)
     server_round = int(msg.content["config"]["server-round"])
-    work = Path(config["out"]) / "clients" / f"{faces.name}-{os.getpid()}"
+    work = site_folder(context, config) / "clients" / f"{faces.name}-{os.getpid()}"
     metrics = fit_local(model, faces.train, faces.val, config, server_round,
                         float(msg.content["config"]["proximal-mu"]), int(msg.content["config"]["local-steps"]), work)
     metrics["num-examples"] = len(faces.train)

@@ -216,7 +216,7 @@ def _train_tab(detector_boxes: list) -> None:
                                     "federated: its YAML config)")
             data_zip = gr.File(label="...or upload a zip of an ImageFolder tree", file_types=[".zip"], type="filepath")
             with gr.Row():
-                epochs = gr.Number(4, label="Epochs (federated: rounds)", precision=0, minimum=1)
+                epochs = gr.Number(4, label="Epochs", precision=0, minimum=1)
                 lr = gr.Number(3e-4, label="Learning rate")
                 batch = gr.Number(16, label="Batch size", precision=0, minimum=1)
                 size = gr.Number(224, label="Image size", precision=0, minimum=16)
@@ -224,8 +224,7 @@ def _train_tab(detector_boxes: list) -> None:
                 sbi = gr.Checkbox(True, label="Self-blended pseudo-fakes")
                 labels = gr.Radio(jobs_ui.LABEL_ORDER_CHOICES, value="real fake", label="Label order")
             with gr.Accordion("More", open=False):
-                max_steps = gr.Number(None, label="Stop after this many steps (empty: all; federated: local steps "
-                                      "per client and round)", precision=0)
+                max_steps = gr.Number(None, label="Stop after this many steps (empty: all)", precision=0)
                 mu = gr.Number(0.01, label="FedProx mu (federated; 0 is FedAvg)", minimum=0)
                 name = gr.Textbox(label="Name of the model it makes (default job<id>-<architecture>)")
             token = gr.Textbox(label="Admin token", type="password")

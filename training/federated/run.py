@@ -4,7 +4,11 @@ the deployment engine runs across machines."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import sys
+import threading
 from pathlib import Path
 
 from training.federated.partitions import PARTITIONS_FILE, Partitions, prepare_partitions
@@ -20,6 +24,9 @@ def run_federated(config: dict, command: str | None = None) -> dict:
 
     from training.federated.client_app import app as client_app
 
+    # Ray's memory monitor kills workers when the machine as a whole is nearly full, which on a small
+    # shared machine fails clients for others' memory; the kernel's OOM killer still guards it.
+    os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")
     config = absolute_paths(config)
     if config["partition"] == "pooled":  # one client holds everything: the minimums are that one
         config.update(min_train_clients=1, min_available_clients=1)
@@ -34,6 +41,9 @@ def run_federated(config: dict, command: str | None = None) -> dict:
             raise SystemExit(f"{key} is {config[key]} but the run has {clients} client(s)")
     result: dict = {}
     server = ServerApp()
+    if threading.current_thread() is threading.main_thread():
+        # A cancelled job gets SIGTERM: exit through the simulation's cleanup, which stops Ray's workers.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     @server.main()
     def main(grid: Grid, context: Context) -> None:
@@ -48,6 +58,4 @@ def run_federated(config: dict, command: str | None = None) -> dict:
 
 
 def _cpus() -> int:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

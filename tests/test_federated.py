@@ -82,12 +82,12 @@ def test_smoke_run_survives_a_failing_site_writes_a_model_folder_and_resumes(tmp
     assert len(analysed["faces"]) == 1 and 0.0 <= analysed["fake_probability"] <= 1.0
 
     # A restart resumes after the last completed round: round 1 is kept as it was, only round 2 runs.
-    resumed = _config(tmp_path, crops, clients=clients[:2], rounds=2, evaluate=False)
+    resumed = _config(tmp_path, crops, clients=clients, min_available_clients=3, rounds=2, evaluate=False)
     assert training_main(["federated", "--config", str(resumed), "--out", str(out), "--resume"]) == 0
     fed2 = json.loads((model / "training.json").read_text())["federated"]
     assert [r["round"] for r in fed2["rounds_history"]] == [0, 1, 2]
     assert fed2["rounds_history"][1] == round1
-    assert fed2["rounds_history"][2]["clients_ok"] == 2
+    assert fed2["rounds_history"][2]["clients_ok"] == 2 and fed2["rounds_history"][2]["clients_failed"] == 1
     assert json.loads((out / "checkpoint" / "state.json").read_text())["round"] == 2
 
 

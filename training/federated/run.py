@@ -35,7 +35,12 @@ def run_federated(config: dict, command: str | None = None) -> dict:
         for stale in (out / "checkpoint", out / PARTITIONS_FILE, out / "clients"):
             shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
     prepared = out / PARTITIONS_FILE
-    clients = len((Partitions.load(prepared) if prepared.is_file() else prepare_partitions(config, out)).clients)
+    partitions = Partitions.load(prepared) if prepared.is_file() else prepare_partitions(config, out)
+    names = [c["name"] for c in config["clients"]]
+    if config["partition"] != "pooled" and [c["name"] for c in partitions.client_specs] != names:
+        raise SystemExit(f"--resume: the config's clients {names} are not the run's "
+                         f"{[c['name'] for c in partitions.client_specs]} (start a new run in another --out)")
+    clients = len(partitions.clients)
     for key in ("min_available_clients", "min_train_clients"):
         if int(config[key]) > clients:  # the server would wait for nodes that never come
             raise SystemExit(f"{key} is {config[key]} but the run has {clients} client(s)")

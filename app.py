@@ -218,7 +218,8 @@ def _train_tab(detector_boxes: list) -> None:
             base = gr.Dropdown(jobs_ui.detector_names(), value=None, allow_custom_value=True,
                                label="Base detector (fine-tune: start from; distil: teacher; evaluate: measured)")
             model = gr.Dropdown(list(jobs_ui.MODEL_CHOICES), value="hybrid", label="Architecture (train, distil)")
-            data = gr.Textbox(label="Dataset on the server (ImageFolder folder with real/ and fake/, or labels.csv)")
+            data = gr.Textbox(label="Dataset on the server (ImageFolder folder with real/ and fake/, or labels.csv; "
+                                    "federated: its YAML config)")
             data_zip = gr.File(label="...or upload a zip of an ImageFolder tree", file_types=[".zip"], type="filepath")
             with gr.Row():
                 epochs = gr.Number(4, label="Epochs", precision=0, minimum=1)
@@ -230,6 +231,7 @@ def _train_tab(detector_boxes: list) -> None:
                 labels = gr.Radio(jobs_ui.LABEL_ORDER_CHOICES, value="real fake", label="Label order")
             with gr.Accordion("More", open=False):
                 max_steps = gr.Number(None, label="Stop after this many steps (empty: all)", precision=0)
+                mu = gr.Number(0.01, label="FedProx mu (federated; 0 is FedAvg)", minimum=0)
                 name = gr.Textbox(label="Name of the model it makes (default job<id>-<architecture>)")
             token = gr.Textbox(label="Admin token", type="password")
             submit = gr.Button("Start job", variant="primary")
@@ -253,7 +255,7 @@ def _train_tab(detector_boxes: list) -> None:
             log = gr.Textbox(label="Log", lines=12, max_lines=12, autoscroll=True, interactive=False)
             card = gr.Markdown()
     seen = gr.State({})
-    settings = [kind, base, model, data, data_zip, epochs, lr, batch, size, sbi, labels, max_steps, name, token]
+    settings = [kind, base, model, data, data_zip, epochs, lr, batch, size, sbi, labels, max_steps, name, token, mu]
     submit.click(jobs_ui.submit_job, settings, [message, job, table], api_name="submit_job")
     show.click(jobs_ui.show_job, [job, token], [status, curves, log, card], api_name="show_job")
     cancel.click(jobs_ui.cancel_job, [job, token], [message, table], api_name="cancel_job")

@@ -31,8 +31,10 @@ def add_parsers(sub) -> None:
         "submit", help="queue a job",
         description="Queue a job. Options after --training-args (last) go to `python -m training` unchanged, "
                     "e.g. `--training-args --val-fraction 0.3 --holdout-sources`.")
-    submit.add_argument("kind", choices=["train", "finetune", "distill", "evaluate"])
-    submit.add_argument("--data", required=True, help="ImageFolder tree (real/ fake/ ...), a labels.csv or a .zip")
+    submit.add_argument("kind", choices=["train", "finetune", "distill", "evaluate", "federated"])
+    submit.add_argument("--data", required=True, help="ImageFolder tree (real/ fake/ ...), a labels.csv or a .zip; "
+                        "federated: its YAML config (epochs: rounds, --max-steps: local steps per round)")
+    submit.add_argument("--mu", type=float, default=0.01, help="federated: FedProx's proximal weight (0: FedAvg)")
     submit.add_argument("--model", default="hybrid", help="architecture trained (train, distill): hybrid, "
                         "mobilenetv2, patch, patch-tiny, vit-tiny")
     submit.add_argument("--base", help="detector to fine-tune, the teacher to distil, or the detector to evaluate")
@@ -86,7 +88,7 @@ def run(args) -> int:
         job = store.submit(JobSettings(kind=args.kind, data=data, model=args.model, base=args.base, epochs=args.epochs,
                                        lr=args.lr, batch_size=args.batch_size, image_size=args.image_size,
                                        sbi=args.sbi, labels=list(args.labels), max_steps=args.max_steps,
-                                       name=args.name, extra=list(args.training_args)))
+                                       name=args.name, mu=args.mu, extra=list(args.training_args)))
         print(f"job {job.id} {job.status}: {job.name}")
         if not args.wait:
             return 0

@@ -97,7 +97,8 @@ def publish_model(store: JobStore, job: Job) -> Path:
         tmp.replace(record_path)
         from training.card import write_card
 
-        write_card(source)
+        measured = source / "metrics.json"  # a federated run measures its model before it is published
+        write_card(source, json.loads(measured.read_text()) if measured.is_file() else None)
     store.models_dir.mkdir(parents=True, exist_ok=True)
     target = store.models_dir / publish_name(store.models_dir, job.name)
     source.replace(target)  # one rename: the catalog sees the whole folder or none of it

@@ -11,8 +11,8 @@ from pathlib import Path
 from forensics import catalog
 from forensics.errors import JobError
 
-KINDS = ("train", "finetune", "distill", "evaluate")
-TRAINING_KINDS = ("train", "finetune", "distill")
+KINDS = ("train", "finetune", "distill", "evaluate", "federated")
+TRAINING_KINDS = ("train", "finetune", "distill", "federated")
 # The architectures `python -m training train --model` builds (training.models.ARCHITECTURES; a test
 # keeps the two in step without importing torch here).
 MODEL_CHOICES = ("hybrid", "mobilenetv2", "patch", "patch-mnv2", "patch-tiny", "vit-tiny")
@@ -34,8 +34,9 @@ class JobSettings:
     image_size: int = 224
     sbi: bool = True
     labels: list[str] = field(default_factory=lambda: ["real", "fake"])
-    max_steps: int | None = None
+    max_steps: int | None = None  # a federated job: local steps per client and round
     name: str | None = None
+    mu: float = 0.01  # a federated job: FedProx's proximal weight (0: FedAvg); its rounds are ``epochs``
     extra: list[str] = field(default_factory=list)  # further `python -m training` options (CLI only)
 
     def to_dict(self) -> dict:
@@ -54,7 +55,16 @@ def validate(settings: JobSettings) -> JobSettings:
     if not s.data or not str(s.data).strip():
         raise JobError("no data: give a dataset folder (ImageFolder tree), a labels.csv or a zip")
     data = Path(str(s.data).strip()).expanduser()
-    if not (data.is_dir() or (data.is_file() and data.suffix.lower() == ".csv")):
+    if s.kind == "federated":
+        if not (data.is_file() and data.suffix.lower() in (".yaml", ".yml")):
+            raise JobError(f"a federated job needs its YAML config (clients, sources) on the server, not {s.data!r}")
+        try:
+            s.mu = float(s.mu)
+        except (TypeError, ValueError):
+            raise JobError(f"mu {s.mu!r} is not a number") from None
+        if not 0.0 <= s.mu <= 100.0:
+            raise JobError(f"mu {s.mu} must be from 0 (FedAvg) to 100")
+    elif not (data.is_dir() or (data.is_file() and data.suffix.lower() == ".csv")):
         raise JobError(f"data {s.data!r} is neither a folder nor a labels.csv on the server")
     s.data = str(data.resolve())
     if s.kind in ("finetune", "distill", "evaluate") and not (s.base or "").strip():
@@ -103,6 +113,10 @@ def build_command(settings: JobSettings, run_dir: Path, cache: str, name: str, m
         if not inside_folder(base, models_dir):
             command += ["--out", str(run_dir)]
         return command + list(s.extra)
+    if s.kind == "federated":  # the YAML holds the clients and the model; the form sets the budget
+        command += ["federated", "--config", s.data, "--out", str(run_dir), "--cache", cache, "--rounds", str(s.epochs),
+                    "--mu", repr(float(s.mu)), "--name", name]
+        return command + (["--local-steps", str(s.max_steps)] if s.max_steps else []) + list(s.extra)
     command.append("distill" if s.kind == "distill" else "train")
     if s.kind == "finetune":
         command += ["--init-from", str(base)]

@@ -169,7 +169,7 @@ class Job:
             return self._fraction_done(), "starting"
         desc, done, total = bar
         epoch = re.fullmatch(r"epoch (\d+)/(\d+)", desc)
-        if epoch:
+        if epoch and self.kind != "federated":  # a federated job's bars are rounds (its clients' epochs are not)
             current, epochs = int(epoch.group(1)), int(epoch.group(2))
             return min(1.0, (current - 1 + done / max(1, total)) / max(1, epochs)), f"{desc}: step {done}/{total}"
         return self._fraction_done(), f"{desc}: {done}/{total}"
@@ -244,7 +244,7 @@ class JobStore:
         """Validate, queue, and (with ``start``) start it when a slot is free."""
         settings = validate(settings)
         # The slow parts (a Hub download, the architecture table) happen before the write lock.
-        base = resolve_detector_folder(settings.base) if settings.kind != "train" else None
+        base = resolve_detector_folder(settings.base) if settings.kind not in ("train", "federated") else None
         model = model_choice_for(base) if settings.kind == "finetune" else settings.model
         if settings.kind == "finetune":
             check_finetune_size(base, model, settings.image_size)
@@ -420,7 +420,7 @@ def _job_id(value: int | str) -> int:
 
 
 def _default_name(settings: JobSettings, job_id: int) -> str:
-    what = settings.model if settings.kind != "finetune" else "finetune"
+    what = settings.kind if settings.kind in ("finetune", "federated") else settings.model
     return f"job{job_id}-{what}" if settings.kind != "evaluate" else f"job{job_id}-evaluate"
 
 

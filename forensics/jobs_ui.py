@@ -24,13 +24,15 @@ from forensics.jobs import KINDS, MODEL_CHOICES, Job, JobSettings, JobStore
 
 TABLE_HEADERS = ["id", "name", "kind", "status", "progress", "created", "result"]
 LABEL_ORDER_CHOICES = ["real fake", "fake real"]
-KIND_CHOICES = list(zip(("train", "fine-tune", "distil", "evaluate"), KINDS))
+KIND_CHOICES = list(zip(("train", "fine-tune", "distil", "evaluate", "federated (FedProx)"), KINDS))
 
-INTRO = """Train, fine-tune, distil or evaluate a detector in the background: each job runs as its own
+INTRO = """Train, fine-tune, distil or evaluate a detector, or fine-tune one federated, in the background: each job runs as its own
 process (a capped number of threads, at lower priority), one at a time unless configured otherwise,
 and its state is kept on disk, so jobs survive a restart. A finished job's model appears in the
 detector boxes at once, with its model card. Data: a folder (an ImageFolder tree with `real/` and
-`fake/` subfolders, or a `labels.csv`) on the server, or a zip of such a tree."""
+`fake/` subfolders, or a `labels.csv`) on the server, or a zip of such a tree. A federated job (FedProx on
+Flower, simulated on this server: `docs/federated.md`) takes a federated YAML config instead, such as
+`configs/federated.yaml`: its epochs are rounds, its max steps the local steps per client and round."""
 
 
 def admin_note() -> str:
@@ -192,8 +194,10 @@ def _signature(job: Job | None) -> tuple | None:
 
 
 def submit_job(kind, base, model, data, data_zip, epochs, lr, batch_size, image_size, sbi, label_order,
-               max_steps, name, admin_token, request: gr.Request = None):
-    """Queue a training, fine-tuning, distillation or evaluation job; returns (message, job id, table)."""
+               max_steps, name, admin_token, mu=0.01, request: gr.Request = None):
+    """Queue a training, fine-tuning, distillation, evaluation or federated job (its data: the
+    federated YAML config, epochs: its rounds, max steps: local steps per client and round, ``mu``:
+    FedProx's weight); returns (message, job id, table)."""
     _admin(admin_token, request, "launching a job")
     try:
         if data_zip:
@@ -201,7 +205,7 @@ def submit_job(kind, base, model, data, data_zip, epochs, lr, batch_size, image_
         settings = JobSettings(kind=kind or "train", data=data or "", model=model or "hybrid", base=base or None,
                                epochs=epochs, lr=lr, batch_size=batch_size, image_size=image_size, sbi=bool(sbi),
                                labels=(label_order or "real fake").split(), max_steps=max_steps or None,
-                               name=name or None)
+                               name=name or None, mu=0.01 if mu is None else mu)
         job = store().submit(settings)
     except (ForensicsError, OSError) as exc:
         _fail(exc)

@@ -47,3 +47,29 @@ def timeline_figure(result: AnalysisResult) -> go.Figure:
         legend=dict(orientation="h", y=-0.2),
     )
     return fig
+
+
+def federated_rounds_figure(rounds: list[dict]) -> go.Figure:
+    """A federated run per round (entries of its ``federated_metrics.json``): the server's AUC on its
+    held-out faces (all, and each held-out comparison), and each client's training loss."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Server evaluation (held-out faces)", "Client training loss"))
+    scored = [r for r in rounds if r.get("server")]
+    keys = sorted({k for r in scored for k in r["server"] if k == "auc" or k.startswith("auc: ")})
+    for key in keys:
+        points = [(r["round"], r["server"][key]) for r in scored if r["server"].get(key) is not None]
+        fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="lines+markers",
+                                 name="AUC, all" if key == "auc" else key.replace("auc: ", "AUC, "),
+                                 line={"width": 3 if key == "auc" else 1.5}), row=1, col=1)
+    clients: dict[str, list] = defaultdict(list)
+    for r in rounds:
+        for i, c in enumerate(r.get("clients") or []):
+            clients[str(c.get("client", i))].append((r["round"], c.get("train-loss")))
+    for name, points in sorted(clients.items()):
+        fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="lines+markers",
+                                 name=f"client {name}", line={"dash": "dot"}), row=1, col=2)
+    fig.update_xaxes(title_text="round", dtick=1)
+    fig.update_yaxes(range=[0, 1], row=1, col=1)
+    fig.update_layout(height=380, margin=dict(l=50, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.25))
+    return fig

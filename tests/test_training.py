@@ -335,7 +335,12 @@ def test_every_shipped_config_resolves(path):
     from training.models import ARCHITECTURES
 
     def resolve(p):
-        command = "distill" if "teacher" in yaml.safe_load(p.read_text()) else "train"
+        loaded = yaml.safe_load(p.read_text())
+        if "clients" in loaded:  # a federated run's config (python -m training federated)
+            from training.federated.settings import resolve_federated_config
+
+            return resolve_federated_config(p)
+        command = "distill" if "teacher" in loaded else "train"
         return resolve_config(build_parser().parse_args([command, "--config", str(p)]))
 
     config = resolve(path)

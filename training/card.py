@@ -33,12 +33,14 @@ def card_text(record: dict, metrics: dict | None) -> str:
         lines.append(f"- Note on validation: {record['validation_note']}")
     if config.get("init_from"):
         lines.append(f"- Started from the weights of `{config['init_from']}` (trained further, not from ImageNet alone).")
+    if record.get("federated"):
+        lines += ["", *federated_card_text(record["federated"])]
     lines += ["", "## Preprocessing", "",
               f"- RGB face crop resized to {config.get('image_size')} px, ImageNet mean/std normalisation.",
               "- Training augmentation, identical for a real face and its pseudo-fake: flip, crop 90-100%, brightness/"
               "contrast, blur, down-and-up resizing, JPEG quality 30-100, a video-codec-like pass.",
               "", "## Training command", "", "```", record.get("command") or f"python -m training train --model {config.get('model')}  # every setting: training.json", "```",
-              "", f"Settings: model {config.get('model')}, epochs {config.get('epochs')}, batch {config.get('batch_size')} "
+              "", f"Settings: model {config.get('model')}, {_schedule(record)}, batch {config.get('batch_size')} "
               f"real faces (+ as many pseudo-fakes), AdamW lr {config.get('lr')} (pretrained trunk x0.3), weight decay "
               f"{config.get('weight_decay')}, cosine schedule with warm-up, gradient clipping 1.0, precision "
               f"{config.get('precision')}, seed {config.get('seed')}. Best epoch: {record.get('best_epoch', {}).get('epoch')}."]
@@ -120,6 +122,37 @@ def calibration_lines(cal: dict | None) -> list[str]:
     for when in ("before", "after"):
         pairs = zip(cal[when]["mean_predicted"], cal[when]["fraction_positive"])
         lines.append(f"- {when}: " + ", ".join(f"{p:.2f}->{f:.2f}" for p, f in pairs))
+    return lines
+
+
+def _schedule(record: dict) -> str:
+    fed, config = record.get("federated"), record.get("config", {})
+    if fed:
+        return f"{fed['rounds']} federated round(s) of {fed['local_steps']} local steps per client"
+    return f"epochs {config.get('epochs')}"
+
+
+def federated_card_text(fed: dict) -> list[str]:
+    """The federated record: strategy, clients and what each held, and the server's AUC per round."""
+    lines = ["## Federated training", "",
+             f"- {fed['framework']}, {fed['strategy']} (mu {fed['mu']}), {fed['rounds']} round(s) of {fed['local_steps']} "
+             f"local steps per client; fraction of clients per round {fed['fraction_train']}, at least "
+             f"{fed['min_train_clients']}; partition by {fed['partition']}"
+             + (f" (alpha {fed['dirichlet_alpha']})" if "dirichlet_alpha" in fed else "") + ".",
+             "- Each client made its pseudo-fakes from its own reals; no face left a client, only weights.",
+             "- Server evaluation faces: " + ", ".join(f"{k} {v}" for k, v in fed["server_evaluation"].items())]
+    for client in fed["clients"]:
+        held = client["train"]
+        held = ", ".join(f"{k} {v}" for k, v in held.items()) if isinstance(held, dict) else held
+        lines.append(f"- Client `{client['name']}`: {held}")
+    rounds = [r for r in fed.get("rounds_history", []) if r.get("server")]
+    if rounds:
+        lines += ["", "| round | server AUC | F1 | clients ok / failed | mean client loss |", "|---|---|---|---|---|"]
+        for r in rounds:
+            losses = [c["train-loss"] for c in r.get("clients") or []]
+            lines.append(f"| {r['round']} | {_fmt(r['server'].get('auc'))} | {_fmt(r['server'].get('f1'))} | "
+                         f"{r.get('clients_ok', '-')} / {r.get('clients_failed', '-')} | "
+                         f"{_fmt(sum(losses) / len(losses)) if losses else 'n/a'} |")
     return lines
 
 

@@ -118,6 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--distill-on", choices=["logits", "patches"])
     _train_parser(sub, "pretrain", "masked-image-modelling (MAE) pretraining of a ViT on real faces")
     sub.choices["pretrain"].add_argument("--mask-ratio", type=float)
+    f = sub.add_parser("federated", help="federated fine-tuning (FedProx/FedAvg on Flower) in the simulation engine")
+    f.add_argument("--config", required=True, help="YAML with the clients, rounds, mu and training settings")
+    f.add_argument("--out", help="run folder (partitions, checkpoint, curves, metrics, the model folder in out/model)")
+    f.add_argument("--cache", help="face-crop cache folder")
+    f.add_argument("--rounds", type=int)
+    f.add_argument("--local-steps", type=int)
+    f.add_argument("--mu", type=float, help="FedProx's proximal weight (0: FedAvg)")
+    f.add_argument("--partition", choices=["sources", "dirichlet", "pooled"],
+                   help="how the clients' data is split (pooled: one client, the centralised baseline)")
+    f.add_argument("--name", help="detector name written into the model folder")
+    f.add_argument("--resume", action="store_true", help="continue after the last completed round in out/")
     e = sub.add_parser("evaluate", help="measure a detector folder on labelled faces")
     e.add_argument("--detector", required=True)
     e.add_argument("--data", default=DEFAULTS["data"])
@@ -159,6 +170,18 @@ def main(argv=None) -> int:
         command = ["python", "-m", "training", *(sys.argv[1:] if argv is None else argv)]
         result = run_training(config, command=shlex.join(command))
         print(json.dumps({k: result[k] for k in ("model_dir", "best_auc")}, indent=2))
+        return 0
+    if args.command == "federated":
+        from training.federated.run import run_federated
+        from training.federated.settings import resolve_federated_config
+
+        overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+        config = resolve_federated_config(args.config, {**overrides, "resume": args.resume or None})
+        command = ["python", "-m", "training", *(sys.argv[1:] if argv is None else argv)]
+        record = run_federated(config, command=shlex.join(command))
+        print(json.dumps({"model_dir": record["model_dir"], "rounds": [
+            {"round": h["round"], "server_auc": h["server"].get("auc")} for h in record["federated"]["rounds_history"]]},
+            indent=2))
         return 0
     if args.command == "evaluate":
         from training.evaluate import run_evaluation

@@ -212,7 +212,7 @@ class FaceCropCache:
                 entry = self._crop_one(sample, key)
                 index[key] = entry
                 changed += 1
-                if changed % 500 == 0:
+                if changed % 50 == 0:  # a stopped run keeps most of its crops
                     _write_json(index_path, index)
             if entry.get("crop_path"):
                 out.append(CachedFace(label=sample.label, source=sample.source, group=sample.group,

@@ -73,15 +73,18 @@ def load_samples(data: str | Path, label_map: dict | None = None):
     return remap_labels(samples, label_map or {})
 
 
-def cached_faces(config: dict) -> list[CachedFace]:
-    samples = load_samples(config["data"], config.get("label_map"))
-    if config.get("video_frames") and str(config["data"]).lower().endswith(".csv"):
-        samples += remap_labels(video_frame_samples(config["data"], config.get("video_folders") or [],
-                                                    int(config["video_frames"]), config["cache"],
-                                                    config.get("holdout_videos") or [], VIDEO_SOURCE),
-                                config.get("label_map") or {})
-    if config.get("max_per_source"):
-        samples = cap_per_source(samples, int(config["max_per_source"]), int(config.get("seed", 0)))
+def cached_faces(config: dict, samples: Sequence | None = None) -> list[CachedFace]:
+    """The config's samples (or ``samples``, e.g. one federated client's) cropped as inference crops:
+    the data's images, frames of its training videos, at most ``max_per_source`` of each source."""
+    if samples is None:
+        samples = load_samples(config["data"], config.get("label_map"))
+        if config.get("video_frames") and str(config["data"]).lower().endswith(".csv"):
+            samples += remap_labels(video_frame_samples(config["data"], config.get("video_folders") or [],
+                                                        int(config["video_frames"]), config["cache"],
+                                                        config.get("holdout_videos") or [], VIDEO_SOURCE),
+                                    config.get("label_map") or {})
+        if config.get("max_per_source"):
+            samples = cap_per_source(samples, int(config["max_per_source"]), int(config.get("seed", 0)))
     # The crop margin is the model's: its folder records it, and inference crops faces the same way.
     faces = FaceCropCache(config["cache"], size=CROP_CACHE_SIZE, margin=float(config.get("face_margin", 0.3)),
                           framing=str(config.get("face_framing", "box"))).build(samples)
@@ -208,13 +211,7 @@ def run_training(config: dict, command: str | None = None) -> dict:
     model, arch, model_args = build_model(config["model"], len(labels), config["pretrained"], size)
     if config.get("init_from"):
         init_weights(model, config["init_from"])
-    name = config.get("name") or (f"{config['model']}-sbi" if config["sbi"] else config["model"])
-    info = DetectorInfo(
-        name=name, family="timm", labels=labels, fake_labels=[x for x in labels if x != "real"], input_size=size,
-        mean=IMAGENET[0], std=IMAGENET[1], trained=True, version=str(config["version"]),
-        face_margin=float(config.get("face_margin", 0.3)), face_framing=str(config.get("face_framing", "box")),
-        description=f"{config['model']} face-manipulation detector trained by Deepfake Forensics Studio.",
-    )
+    info = detector_info(config)
     record = {
         "config": config,
         **({"command": command} if command else {}),
@@ -256,6 +253,20 @@ def calibrate_model(model_dir: Path, val_set: Dataset, fake_indices: Sequence[in
     detector = load_detector(model_dir, cache=False)
     logits, labels = collect_logits(detector.model, val_set, Collate(detector.info.mean, detector.info.std))
     return calibrate_folder(model_dir, logits, labels, fake_indices)
+
+
+def detector_info(config: dict, how: str = "trained") -> DetectorInfo:
+    """The ``forensics`` block of the model folder a training config produces (``how``: how it was
+    trained, for its description)."""
+    labels = list(config["labels"])
+    name = config.get("name") or (f"{config['model']}-sbi" if config["sbi"] else config["model"])
+    return DetectorInfo(
+        name=name, family="timm", labels=labels, fake_labels=[x for x in labels if x != "real"],
+        input_size=int(config["image_size"]), mean=IMAGENET[0], std=IMAGENET[1], trained=True,
+        version=str(config["version"]), face_margin=float(config.get("face_margin", 0.3)),
+        face_framing=str(config.get("face_framing", "box")),
+        description=f"{config['model']} face-manipulation detector {how} by Deepfake Forensics Studio.",
+    )
 
 
 def selection_faces(val_faces: Sequence[CachedFace], config: dict) -> list[CachedFace]:

@@ -86,11 +86,11 @@ def _maps(session, face: int | None, alpha: float):
 
 def _outputs(session, alpha: float, with_annotated: bool = True) -> list:
     result = session.result
-    if any(face.fallback for face in result.faces):
-        gr.Warning("No face found: the whole image was scored instead. The detector was trained on faces, "
-                   "so this score is less reliable.")
+    if result.label == "no_face":
+        gr.Warning("No face found: no verdict." + (" The whole-image score you asked for is outside what the "
+                   "detector was trained for." if result.faces else ""))
     choices = service.face_choices(result)
-    first = choices[0][1] if choices else None
+    first = service.first_face(result)
     json_report, html_report = service.write_reports(session)
     head = [service.verdict(result), service.summary(result)]
     if with_annotated:
@@ -100,20 +100,20 @@ def _outputs(session, alpha: float, with_annotated: bool = True) -> list:
 
 
 def analyze_image(image, pasted=None, detector=None, methods=list(METHODS + EXTRA_METHODS), target="fake",
-                  head_fusion="mean", discard_ratio=0.9, alpha=0.5, progress=gr.Progress()):
+                  head_fusion="mean", discard_ratio=0.9, alpha=0.5, whole_image=False, progress=gr.Progress()):
     try:
         session = service.analyze(image or pasted, detector, methods, 1, target, head_fusion, discard_ratio,
-                                  _progress(progress))
+                                  _progress(progress), whole_image=whole_image)
     except ForensicsError as exc:
         _fail(exc)
     return _outputs(session, alpha)
 
 
 def analyze_video(video, detector=None, methods=list(METHODS + EXTRA_METHODS), frames=16, target="fake",
-                  head_fusion="mean", discard_ratio=0.9, alpha=0.5, progress=gr.Progress()):
+                  head_fusion="mean", discard_ratio=0.9, alpha=0.5, whole_image=False, progress=gr.Progress()):
     try:
         session = service.analyze(video, detector, methods, frames, target, head_fusion, discard_ratio,
-                                  _progress(progress))
+                                  _progress(progress), whole_image=whole_image)
     except ForensicsError as exc:
         _fail(exc)
     result = session.result
@@ -177,6 +177,8 @@ def _media_tab(kind: str):
                 c["discard"] = gr.Slider(0.0, 0.99, value=0.9, step=0.01, label="Rollout discard ratio")
                 c["alpha"] = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")
                 c["update"] = gr.Button("Update maps")
+                c["whole_image"] = gr.Checkbox(False, label="No face found: score the whole image anyway (outside "
+                                               "what detectors are trained for; a score, never a verdict)")
             c["run"] = gr.Button(f"Analyse {kind}", variant="primary")
             if examples:
                 gr.Examples(examples, inputs=[c["media"]], label="Examples")
@@ -279,11 +281,12 @@ def build_demo() -> gr.Blocks:
 
         int8_ui.wire(q8, demo)
         settings = ["target", "head_fusion", "discard", "alpha"]
-        im["run"].click(analyze_image, [im["media"], im["pasted"], im["detector"], im["methods"], *[im[k] for k in settings]],
+        im["run"].click(analyze_image, [im["media"], im["pasted"], im["detector"], im["methods"],
+                                        *[im[k] for k in settings], im["whole_image"]],
                         [im["verdict"], im["summary"], im["annotated"], im["face"], *im["maps"], im["reports"],
                          im["state"]], api_name="analyze_image")
         vi["run"].click(analyze_video, [vi["media"], vi["detector"], vi["methods"], vi["frames"],
-                                        *[vi[k] for k in settings]],
+                                        *[vi[k] for k in settings], vi["whole_image"]],
                         [vi["verdict"], vi["summary"], vi["timeline"], vi["frames_gallery"], vi["table"], vi["face"],
                          *vi["maps"], vi["reports"], vi["state"]], api_name="analyze_video")
         vi["frames_gallery"].select(pick_frame, [vi["state"]], [vi["face"]], api_visibility="private")

@@ -33,7 +33,10 @@ def _add_analyze(sub) -> None:
     p.add_argument("--colormap", default="jet", choices=["jet", "turbo", "inferno", "magma", "viridis"])
     p.add_argument("--min-face", type=int, default=40, help="smallest face side in pixels (default 40)")
     p.add_argument("--face-confidence", type=float, default=0.9, help="MTCNN confidence threshold (default 0.9)")
-    p.add_argument("--no-fallback", action="store_true", help="no whole-image score when no face is found")
+    p.add_argument("--whole-image", action="store_true",
+                   help="with no face found, score the whole image anyway (outside what detectors are trained "
+                        "for: a score, never a verdict)")
+    p.add_argument("--no-fallback", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for scripts
     p.add_argument("--allow-untrained", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -134,7 +137,7 @@ def cmd_analyze(args) -> int:
         options=ExplainOptions(args.head_fusion, args.discard_ratio, not args.class_agnostic),
         frames=args.frames,
         fps=args.fps,
-        fallback_whole_image=not args.no_fallback,
+        fallback_whole_image=args.whole_image and not args.no_fallback,
         style=OverlayStyle(args.alpha, args.colormap, args.gamma),
     )
     sink = None
@@ -166,10 +169,14 @@ def cmd_analyze(args) -> int:
 def _summary_line(result) -> str:
     if result.error:
         return f"ERROR  {result.error}"
-    p = "-" if result.fake_probability is None else f"{result.fake_probability:.3f}"
+    where = f"{result.kind}  {result.input}  ({result.timings_ms.get('total', 0):.0f} ms)"
+    if result.label == "no_face":
+        score = ("" if result.fake_probability is None else
+                 f"  whole-image score {result.fake_probability:.2f} (outside the detector's training, not a verdict)")
+        return f"no face found: no verdict{score}  {where}"
     faces = sum(not f.fallback for f in result.faces)
-    return (f"{result.label or '-':<7} P(fake)={p}  threshold={result.threshold}  faces={faces}  "
-            f"{result.kind}  {result.input}  ({result.timings_ms.get('total', 0):.0f} ms)")
+    return (f"{result.label or '-':<7} P(fake)={result.fake_probability:.3f}  threshold={result.threshold}  "
+            f"faces={faces}  {where}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,8 +13,10 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from forensics.analysis import AnalysisResult, Analyzer, FaceResult
-from forensics.catalog import EXTRA_METHODS, METHOD_TITLES, METHODS, default_detector
+from forensics.analysis import AnalysisResult, Analyzer, FaceResult, face_number
+from forensics.catalog import (EXTRA_METHODS, METHOD_TITLES, METHODS, available_detectors, default_detector,
+                               split_variant)
+from forensics.detector_notes import detector_note, format_probability
 
 ALL_METHODS = METHODS + EXTRA_METHODS
 from forensics.detectors import Detector, load_detector
@@ -61,14 +63,17 @@ def _analyzer(det: Detector, methods: Sequence[str], target: str, options: Expla
 
 def analyze(path: str | Path | None, detector: str | None = None, methods: Sequence[str] = ALL_METHODS,
             frames: int = 16, target: str = "fake", head_fusion: str = "mean", discard_ratio: float = 0.9,
-            progress=None) -> Session:
-    """Analyse one uploaded file; a bad input raises ``ForensicsError`` with a one-line message."""
+            progress=None, whole_image: bool = False) -> Session:
+    """Analyse one uploaded file; a bad input raises ``ForensicsError`` with a one-line message.
+    ``whole_image``: with no face found, score the whole image anyway (labelled as such, no verdict)."""
     if not path:
         raise ForensicsError("no file was uploaded")
     name = (detector or "").strip() or default_detector() or ""
     det = get_detector(name)
     options = _options(head_fusion, discard_ratio)
-    result = _analyzer(det, methods, target, options, frames).analyze(path, name=Path(path).name, progress=progress)
+    analyzer = _analyzer(det, methods, target, options, frames)
+    analyzer.fallback_whole_image = bool(whole_image)
+    result = analyzer.analyze(path, name=Path(path).name, progress=progress)
     if result.error:
         raise ForensicsError(result.error)
     return Session(result, name, target or "fake", options, list(methods))
@@ -92,24 +97,61 @@ def _options(head_fusion: str, discard_ratio: float) -> ExplainOptions:
 # -- what the UI shows ----------------------------------------------------------------------------
 
 
-def verdict(result: AnalysisResult) -> dict[str, float]:
-    """Confidences for a label component: P(fake) and P(real) of the whole input."""
+def verdict(result: AnalysisResult) -> dict[str, float] | str:
+    """The headline for a label component: P(fake) and P(real) rounded to what the detector's
+    calibration supports, or the plain words "no face found" (never a fake/real verdict then)."""
+    if result.label == "no_face":
+        return "no face found"
     if result.fake_probability is None:
         return {}
-    p = float(result.fake_probability)
-    return {"fake": p, "real": 1.0 - p}
+    digits = detector_note(result.detector).digits
+    p = round(float(result.fake_probability), digits)
+    return {"fake": p, "real": round(1.0 - p, digits)}
+
+
+def frames_with_faces(result: AnalysisResult) -> tuple[int, int]:
+    """(sampled frames in which a face was found, sampled frames)."""
+    sampled = len(result.media.get("sampled_indices") or result.frames or [0])
+    return len({f.frame for f in result.faces if not f.fallback}), sampled
 
 
 def summary(result: AnalysisResult) -> str:
+    """The verdict's small print, right under it: the calibrated probability, the threshold, what
+    the detector catches and misses (from its card), and how the number was reached."""
+    note = detector_note(result.detector)
+    card = _card_link(result.detector)
+    if result.label == "no_face":
+        text = ("**No face found: no verdict.** The detector judges faces; there is none here to judge.")
+        if result.fake_probability is not None:
+            text += (f"  \nWhole-image score on request: {format_probability(result.fake_probability, note)} "
+                     "(outside what the detector was trained for: a score, not a verdict).")
+        return text + f"  \nDetector `{result.detector}`: {note.line} {card}"
     if result.fake_probability is None:
         return "No verdict: " + "; ".join(result.notes)
     faces = sum(not f.fallback for f in result.faces)
-    text = (f"**{result.label.upper()}**: P(fake) = {result.fake_probability:.3f} "
-            f"(threshold {result.threshold:.2f}), {faces} face(s), detector `{result.detector}`.  \n"
-            f"How: {result.aggregation}.")
+    side = "at or above" if result.label == "fake" else "below"
+    shown = format_probability(result.fake_probability, note)
+    where = f"{faces} face(s)"
+    if result.kind == "video":
+        found, sampled = frames_with_faces(result)
+        people = len({f.track for f in result.faces if f.track is not None})
+        where = f"faces in {found} of {sampled} sampled frames, {people} person(s)"
+    text = (f"**{result.label.upper()}** ({side} the threshold): calibrated P(fake) ≈ {shown}, "
+            f"threshold {result.threshold:.2f}; {where}; detector `{result.detector}`.  \n"
+            f"What this detector catches and misses: {note.line} {card}  \nHow: {result.aggregation}.")
     if result.notes:
         text += "  \n" + " ".join(result.notes)
     return text
+
+
+def _card_link(detector: str) -> str:
+    """Where to read the detector's model card: the About tab for bundled ones, the Hub for Hub ids."""
+    base = split_variant(detector)[0]
+    if base in available_detectors():
+        return "(model card: About tab)"
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", base) and not Path(base).exists():
+        return f"([model card](https://huggingface.co/{base}))"
+    return ""
 
 
 def ranked_faces(result: AnalysisResult) -> list[int]:
@@ -117,16 +159,26 @@ def ranked_faces(result: AnalysisResult) -> list[int]:
     return sorted(range(len(result.faces)), key=lambda i: -result.faces[i].fake_probability)
 
 
-def face_label(face: FaceResult, number: int) -> str:
-    where = f"frame {face.frame}" + (f" ({face.timestamp:.2f}s)" if face.timestamp is not None else "")
-    who = f", person {face.track}" if face.track is not None else ""
+def face_label(face: FaceResult, number: int, video: bool = False) -> str:
+    """"Face 2: P(fake) 0.3" (images); videos add the frame, time and person."""
+    where = ""
+    if video:
+        where = f"frame {face.frame}" + (f" ({face.timestamp:.2f}s)" if face.timestamp is not None else "")
+        where += (f", person {face.track}" if face.track is not None else "") + ", "
     what = " (whole image: no face found)" if face.fallback else ""
-    return f"Face {number}: {where}{who}, P(fake) {face.fake_probability:.3f}{what}"
+    return f"Face {number}: {where}P(fake) {face.fake_probability:.2f}{what}"
 
 
 def face_choices(result: AnalysisResult) -> list[tuple[str, int]]:
-    """(label, index) pairs for a face picker, most suspicious first."""
-    return [(face_label(result.faces[i], n + 1), i) for n, i in enumerate(ranked_faces(result))]
+    """(label, index) pairs for a face picker, in face-number order (reading order per frame)."""
+    video = result.kind == "video"
+    return [(face_label(face, face_number(result, i), video), i) for i, face in enumerate(result.faces)]
+
+
+def first_face(result: AnalysisResult) -> int | None:
+    """The face shown first: the most suspicious one."""
+    ranked = ranked_faces(result)
+    return ranked[0] if ranked else None
 
 
 def face_panel(result: AnalysisResult, index: int | None, alpha: float = 0.5) -> list[tuple[np.ndarray | None, str]]:
@@ -161,10 +213,10 @@ def annotated(result: AnalysisResult, frame: int | None = None) -> np.ndarray | 
     position = _frame_position(result, frame)
     canvas = np.ascontiguousarray(result.frames[position]).copy()
     thickness = max(2, round(max(canvas.shape[:2]) / 400))
-    for face in result.faces:
+    for i, face in enumerate(result.faces):
         if face.fallback or (result.kind == "video" and face.frame != frame):
             continue
-        _draw_box(canvas, face, result.threshold or 0.5, thickness)
+        _draw_box(canvas, face, result.threshold or 0.5, thickness, face_number(result, i))
     return canvas
 
 
@@ -173,11 +225,12 @@ def _frame_position(result: AnalysisResult, frame: int | None) -> int:
     return indices.index(frame) if frame in indices else 0
 
 
-def _draw_box(canvas: np.ndarray, face: FaceResult, threshold: float, thickness: int) -> None:
+def _draw_box(canvas: np.ndarray, face: FaceResult, threshold: float, thickness: int, number: int) -> None:
+    """The face's box with its number (the one every table and dropdown uses) and P(fake)."""
     x0, y0, x1, y1 = (int(round(v)) for v in face.box)
     colour = (220, 40, 40) if face.fake_probability >= threshold else (40, 180, 60)
     cv2.rectangle(canvas, (x0, y0), (x1, y1), colour, thickness)
-    text = f"{face.fake_probability:.2f}" + (f" #{face.track}" if face.track is not None else "")
+    text = f"{number}: {face.fake_probability:.2f}" + (f" (person {face.track})" if face.track is not None else "")
     scale = thickness * 0.45
     (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
     cv2.rectangle(canvas, (x0, max(0, y0 - h - 8)), (x0 + w + 6, y0), colour, -1)
@@ -193,23 +246,38 @@ def suspicious_frame_order(result: AnalysisResult) -> list[int]:
 
 
 def suspicious_frames(result: AnalysisResult, method: str = "gradcam", alpha: float = 0.5) -> list[tuple[np.ndarray, str]]:
-    """The most suspicious sampled frames, each with its faces' maps pasted in and boxes drawn."""
+    """The most suspicious sampled frames as thumbnails cropped around their faces (a whole 1080p
+    frame shows a face a few pixels wide), each with its faces' maps pasted in and boxes drawn."""
     items = []
     for frame in suspicious_frame_order(result):
-        faces = [f for f in result.faces if f.frame == frame]
+        faces = [(i, f) for i, f in enumerate(result.faces) if f.frame == frame]
         canvas = np.ascontiguousarray(result.frames[_frame_position(result, frame)]).copy()
-        for face in faces:
+        for _, face in faces:
             if method in face.heatmaps:
                 canvas = paste_overlay(canvas, face.heatmaps[method], face.crop_box, alpha=alpha)
         thickness = max(2, round(max(canvas.shape[:2]) / 400))
-        for face in faces:
+        for i, face in faces:
             if not face.fallback:
-                _draw_box(canvas, face, result.threshold or 0.5, thickness)
-        stamp = faces[0].timestamp
+                _draw_box(canvas, face, result.threshold or 0.5, thickness, face_number(result, i))
+        stamp = faces[0][1].timestamp
         when = f" ({stamp:.2f}s)" if stamp is not None else ""
-        worst = max(f.fake_probability for f in faces)
-        items.append((downscale(canvas, 960), f"frame {frame}{when}: max P(fake) {worst:.3f}"))
+        worst = max(f.fake_probability for _, f in faces)
+        canvas = _around_faces(canvas, [f for _, f in faces])
+        items.append((downscale(canvas, 480), f"frame {frame}{when}: max P(fake) {worst:.2f}"))
     return items
+
+
+def _around_faces(canvas: np.ndarray, faces: list[FaceResult]) -> np.ndarray:
+    """The part of a frame around its faces (their crop boxes, padded by half their size)."""
+    boxes = [f.crop_box for f in faces if not f.fallback and f.crop_box]
+    if not boxes:
+        return canvas
+    h, w = canvas.shape[:2]
+    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    pad = max(x1 - x0, y1 - y0) // 2
+    x0, y0, x1, y1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
+    return canvas[y0:y1, x0:x1] if x1 > x0 and y1 > y0 else canvas
 
 
 def most_suspicious_face_in_frame(result: AnalysisResult, frame: int) -> int | None:
@@ -220,9 +288,10 @@ def most_suspicious_face_in_frame(result: AnalysisResult, frame: int) -> int | N
 def face_table(result: AnalysisResult) -> list[list]:
     """Rows of (face number, frame, time, person, P(fake), face confidence), most suspicious first."""
     rows = []
-    for n, i in enumerate(ranked_faces(result)):
+    for i in ranked_faces(result):
         f = result.faces[i]
-        rows.append([n + 1, f.frame, f.timestamp, f.track, round(f.fake_probability, 4), f.face_confidence])
+        rows.append([face_number(result, i), f.frame, f.timestamp, f.track, round(f.fake_probability, 3),
+                     f.face_confidence])
     return rows
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import statistics
 import time
@@ -63,7 +64,8 @@ def test_image_handler_gives_verdict_boxes_maps_and_reports(app_module):
     assert set(verdict) == {"fake", "real"} and abs(sum(verdict.values()) - 1) < 1e-6
     assert "threshold" in summary and "2 face(s)" in summary
     assert annotated.shape[2] == 3
-    assert len(faces.choices) == 2 and faces.value == faces.choices[0][1]
+    assert [label.split(':')[0] for label, _ in faces.choices] == ['Face 1', 'Face 2']  # reading order
+    assert faces.value == max(range(2), key=lambda i: session.result.faces[i].fake_probability)  # worst first
     assert len(maps) == 5 and all(m.value is not None for m in maps[:4])
     assert maps[4].visible is False  # no patch-score map for a ViT
     panel = app_module.service.face_panel(session.result, faces.value)
@@ -118,10 +120,24 @@ def test_bad_files_raise_a_one_line_gradio_error(app_module, tmp_path, name, con
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
-def test_no_face_warns_and_still_scores(app_module):
-    with pytest.warns(UserWarning, match="No face found"):
-        verdict, summary, *_ = app_module.analyze_image(str(EXAMPLES / "chelsea-no-face.jpg"))
-    assert verdict and "no face found" in summary
+def test_no_face_gives_no_verdict_and_whole_image_only_on_request(app_module):
+    with pytest.warns(UserWarning, match="No face found: no verdict"):
+        verdict, summary, annotated, faces, *_ = app_module.analyze_image(str(EXAMPLES / "chelsea-no-face.jpg"))
+    assert verdict == "no face found" and summary.startswith("**No face found: no verdict.**")
+    assert faces.choices == [] and "Whole-image score" not in summary
+    with pytest.warns(UserWarning, match="outside what the detector was trained for"):
+        verdict, summary, *_ = app_module.analyze_image(str(EXAMPLES / "chelsea-no-face.jpg"), whole_image=True)
+    assert verdict == "no face found" and "Whole-image score on request" in summary and "not a verdict" in summary
+
+
+def test_verdict_shows_calibration_threshold_and_what_the_detector_misses(app_module):
+    """The bundled default: its card's per-source AUCs say it misses generated faces; its calibration
+    error (ECE 0.37) allows one decimal, no more."""
+    verdict, summary, *_ = app_module.analyze_image(str(EXAMPLES / "astronaut.jpg"), detector="default")
+    assert set(verdict) == {"fake", "real"} and all(round(v, 1) == v for v in verdict.values())
+    assert "calibrated P(fake) ≈ 0." in summary and "threshold 0.50" in summary
+    assert "misses generated faces (StyleGAN2)" in summary and "model card" in summary
+    assert re.search(r"≈ 0\.\d,", summary)  # one decimal in the headline
 
 
 # -- the real server ----------------------------------------------------------------------------
@@ -192,7 +208,7 @@ def test_browser_image_tab_shows_score_and_four_overlays(server, browser, tmp_pa
     expect(page.get_by_text("Deepfake Forensics Studio").first).to_be_visible(timeout=30_000)
     page.locator("input[type=file]").first.set_input_files(str(data_path("photos/face_recognition/obama.jpg")))
     page.get_by_role("button", name="Analyse image").click()
-    expect(page.get_by_text("P(fake) =").first).to_be_visible(timeout=90_000)
+    expect(page.get_by_text("calibrated P(fake) ≈").first).to_be_visible(timeout=90_000)
     for title in ("Last-layer attention", "Attention rollout", "Grad-CAM", "Grad-CAM++"):
         expect(page.get_by_text(f"{title} ('fake')").first).to_be_visible(timeout=30_000)
     expect(page.locator("img[src*='image']").nth(4)).to_be_visible()  # annotated image + 4 maps

@@ -102,7 +102,7 @@ def _outputs(session, alpha: float, with_annotated: bool = True) -> list:
 def analyze_image(image, pasted=None, detector=None, methods=list(METHODS + EXTRA_METHODS), target="fake",
                   head_fusion="mean", discard_ratio=0.9, alpha=0.5, whole_image=False, progress=gr.Progress()):
     try:
-        session = service.analyze(image or pasted, detector, methods, 1, target, head_fusion, discard_ratio,
+        session = service.analyze(image or pasted, detector, methods, 16, target, head_fusion, discard_ratio,
                                   _progress(progress), whole_image=whole_image)
     except ForensicsError as exc:
         _fail(exc)
@@ -157,7 +157,8 @@ def _media_tab(kind: str):
         with gr.Column(scale=2):
             if kind == "image":
                 # A file, not gr.Image: the analysis must see the original bytes (hash, EXIF, format).
-                c["media"] = gr.File(label="Image (JPEG, PNG, WebP, BMP, TIFF)", type="filepath",
+                c["media"] = gr.File(label="Image (JPEG, PNG, WebP, BMP, TIFF, GIF; animated GIF and WebP: as a short video)",
+                                     type="filepath",
                                      file_types=sorted(IMAGE_EXTENSIONS))
                 c["pasted"] = gr.Image(label="...or paste an image", sources=["clipboard"], type="filepath", height=120)
                 examples = catalog.example_files("image")

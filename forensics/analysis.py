@@ -40,7 +40,8 @@ from forensics.errors import ForensicsError
 from forensics.explain import METHODS, ExplainOptions, explain
 from forensics.overlay import OverlayStyle, overlay, paste_overlay
 from forensics.faces import FaceCrop, FaceDetector, crop_faces, track_faces, whole_image_crop
-from forensics.media import DEFAULT_LIMITS, MediaLimits, VideoFrames, load_image, load_video, media_kind
+from forensics.media import (DEFAULT_LIMITS, MediaLimits, VideoFrames, is_animated, load_animation, load_image,
+                            load_video, media_kind)
 
 Progress = Callable[[float, str], None]
 
@@ -238,7 +239,12 @@ class Analyzer:
             step = _Stopwatch(result.timings_ms)
             _report(progress, 0.02, "decoding")
             with step("decode"):
-                if kind == "image":
+                if kind == "image" and is_animated(source, name=label, limits=self.limits):
+                    kind = result.kind = "video"  # an animated GIF or WebP is a short video
+                    video = load_animation(source, frames=self.frames, fps=self.fps, name=label, limits=self.limits)
+                    frames, timestamps, indices = video.frames, video.timestamps, video.indices
+                    result.media = {**_video_media(video), "animated_image": True}
+                elif kind == "image":
                     image = load_image(source, name=label, limits=self.limits)
                     frames, timestamps, indices = [image], [None], [0]
                     result.media = {"width": int(image.shape[1]), "height": int(image.shape[0])}

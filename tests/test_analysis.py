@@ -158,3 +158,17 @@ def test_bytes_input_with_a_name(analyzer):
     photo = data_path("photos/face_recognition/obama.jpg")
     result = analyzer.analyze(photo.read_bytes(), name="upload.jpg")
     assert result.error is None and result.input == "upload.jpg" and len(result.faces) == 1
+
+
+def test_animated_gif_is_analysed_as_a_short_video(analyzer, tmp_path):
+    from forensics.media import load_video
+
+    clip = load_video(ROOT / "assets" / "examples" / "astronaut-pan.mp4", frames=10)
+    frames = [Image.fromarray(f) for f in clip.frames]
+    gif = tmp_path / "astronaut.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    result = analyzer.analyze(gif)
+    assert result.error is None and result.kind == "video" and result.media["animated_image"] is True
+    assert result.media["sampled_frames"] == 6 and result.media["frame_count"] == 10
+    assert result.faces and {f.track for f in result.faces} == {1} and result.label in ("fake", "real")
+    assert [f.timestamp for f in result.faces] == sorted(f.timestamp for f in result.faces)

@@ -150,6 +150,62 @@ def pick_row(session, evt: gr.SelectData):
     return service.ranked_faces(session.result)[evt.index[0]]
 
 
+COMPARE_HEADERS = ["face / person", "detector", "P(fake)", "threshold", "call", "agreement"]
+
+
+def compare_detectors(media, detectors=None, methods=("gradcam",), frames=16, alpha=0.5, progress=gr.Progress()):
+    """Several detectors on one image or video: a row per face (per person in a video) per detector,
+    their agreement, a chart, and the maps of the most suspicious face from each detector."""
+    chosen = [detectors] if isinstance(detectors, str) else list(detectors or [])
+    try:
+        comparison = service.compare(media, chosen, list(methods or []), int(frames), _progress(progress))
+    except ForensicsError as exc:
+        _fail(exc)
+    from forensics import compare as comparing
+
+    units = comparing.units(comparison)
+    ranked = sorted(comparing.rows(comparison), key=lambda r: -r.fake_probability)
+    first = ranked[0].unit if ranked else None
+    return [comparing.summary(comparison), comparing.table(comparison), service.comparison_figure(comparison),
+            gr.Dropdown(choices=units, value=first), service.compare_maps(comparison, first, alpha), comparison]
+
+
+def show_compared_face(comparison, unit, alpha=0.5):
+    return [] if comparison is None else service.compare_maps(comparison, unit, alpha)
+
+
+def _compare_tab() -> dict:
+    """Detectors side by side on one file: what a presenter shows stakeholders."""
+    from forensics.detector_notes import offered_detectors
+    from forensics.media import VIDEO_EXTENSIONS
+
+    c = {}
+    gr.Markdown("Run several detectors on one image or video. Faces are found once and numbered the same for "
+                "every detector (people, in a video); each detector is judged at its own threshold.")
+    with gr.Row():
+        with gr.Column(scale=2):
+            c["media"] = gr.File(label="Image or video", type="filepath",
+                                 file_types=sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))
+            offered = offered_detectors()
+            c["detectors"] = gr.Dropdown(offered, value=[v for _, v in offered[:2]], multiselect=True,
+                                         allow_custom_value=True,
+                                         label="Detectors (names, :onnx/:int8 builds, model folders or Hub ids)")
+            c["methods"] = gr.CheckboxGroup(list(METHODS), value=["gradcam"], label="Maps of each detector")
+            c["frames"] = gr.Slider(1, 64, value=16, step=1, label="Frames sampled (videos, animations)")
+            c["alpha"] = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")
+            c["run"] = gr.Button("Compare detectors", variant="primary")
+        with gr.Column(scale=3):
+            c["summary"] = gr.Markdown()
+            c["table"] = gr.Dataframe(headers=COMPARE_HEADERS, label="P(fake) per face per detector",
+                                      interactive=False, max_height=320)
+            c["chart"] = gr.Plot(label="P(fake) per detector")
+            c["unit"] = gr.Dropdown(label="Maps of", choices=[], interactive=True)
+            c["maps"] = gr.Gallery(label="Maps of the selected face, detector by detector (click to enlarge)",
+                                   columns=4, height="auto", object_fit="contain")
+    c["state"] = gr.State(time_to_live=3600)
+    return c
+
+
 def _media_tab(kind: str):
     """The shared layout of the Image and Video tabs; returns the components to wire."""
     c = {}
@@ -273,6 +329,8 @@ def build_demo() -> gr.Blocks:
             im = _media_tab("image")
         with gr.Tab("Video"):
             vi = _media_tab("video")
+        with gr.Tab("Compare detectors"):
+            cd = _compare_tab()
         with gr.Tab("Float vs int8"):
             q8 = int8_ui.build_tab()
         with gr.Tab("Train"):
@@ -290,6 +348,11 @@ def build_demo() -> gr.Blocks:
                                         *[vi[k] for k in settings], vi["whole_image"]],
                         [vi["verdict"], vi["summary"], vi["timeline"], vi["frames_gallery"], vi["table"], vi["face"],
                          *vi["maps"], vi["reports"], vi["state"]], api_name="analyze_video")
+        cd["run"].click(compare_detectors, [cd["media"], cd["detectors"], cd["methods"], cd["frames"], cd["alpha"]],
+                        [cd["summary"], cd["table"], cd["chart"], cd["unit"], cd["maps"], cd["state"]],
+                        api_name="compare_detectors")
+        cd["unit"].change(show_compared_face, [cd["state"], cd["unit"], cd["alpha"]], cd["maps"],
+                          api_visibility="private")
         vi["frames_gallery"].select(pick_frame, [vi["state"]], [vi["face"]], api_visibility="private")
         vi["table"].select(pick_row, [vi["state"]], [vi["face"]], api_visibility="private")
         for tab in (im, vi):

@@ -362,7 +362,8 @@ class Analyzer:
                 "target": "fake" if self.target is None else self.target,
                 "head_fusion": self.options.head_fusion,
                 "discard_ratio": self.options.discard_ratio,
-                "class_weighted": self.options.class_weighted,
+                # Without gradients (ONNX builds) attention maps are class-agnostic whatever was asked.
+                "class_weighted": self.options.class_weighted and getattr(self.detector, "differentiable", True),
             }
         )
         if len(chosen) < len(faces):

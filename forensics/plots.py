@@ -47,3 +47,29 @@ def timeline_figure(result: AnalysisResult) -> go.Figure:
         legend=dict(orientation="h", y=-0.2),
     )
     return fig
+
+
+def comparison_figure(comparison) -> go.Figure:
+    """P(fake) per face (per person in a video) per detector as grouped bars, each detector's own
+    threshold as a short dashed tick over its bar; hover shows the exact score."""
+    from forensics.compare import rows, units
+
+    table = rows(comparison)
+    order = units(comparison)
+    fig = go.Figure()
+    for run in comparison.done:
+        mine = {r.unit: r for r in table if r.detector == run.detector}
+        fig.add_trace(go.Bar(
+            name=run.detector, x=[u for u in order if u in mine], y=[mine[u].fake_probability for u in order if u in mine],
+            customdata=[[mine[u].threshold, "flagged" if mine[u].flagged else "not flagged"] for u in order if u in mine],
+            hovertemplate="%{x}<br>P(fake)=%{y:.3f}<br>threshold %{customdata[0]:.2f}: %{customdata[1]}<extra>"
+                          + run.detector + "</extra>"))
+    thresholds = sorted({r.threshold for r in table})
+    for t in thresholds:
+        fig.add_hline(y=t, line_dash="dash", line_color="grey",
+                      annotation_text=f"threshold {t:.2f}", annotation_position="top left")
+    what = "person" if comparison.kind == "video" else "face"
+    fig.update_layout(title=f"P(fake) per {what} per detector", barmode="group", yaxis_title="P(fake)",
+                      yaxis_range=[0, 1], height=360, margin=dict(l=50, r=20, t=50, b=40),
+                      legend=dict(orientation="h", y=-0.2))
+    return fig

@@ -23,7 +23,7 @@ from forensics.detectors import Detector, load_detector
 from forensics.errors import ForensicsError
 from forensics.explain import ExplainOptions
 from forensics.overlay import downscale, overlay, paste_overlay
-from forensics.plots import timeline_figure  # noqa: F401  (re-exported for the UI)
+from forensics.plots import comparison_figure, timeline_figure  # noqa: F401  (re-exported for the UI)
 
 MAX_FACES_SHOWN = 8
 MAX_FRAMES_SHOWN = 8
@@ -192,7 +192,8 @@ def face_panel(result: AnalysisResult, index: int | None, alpha: float = 0.5) ->
     for method in ALL_METHODS:
         title = METHOD_TITLES[method]
         if method in face.heatmaps:
-            why = f" ('{face.explained_class}')" if face.explained_class else ""
+            agnostic = method in ("attention", "rollout") and not result.explanations.get("class_weighted", True)
+            why = " (class-agnostic)" if agnostic else f" ('{face.explained_class}')" if face.explained_class else ""
             crop = _enlarge(face.crop, DISPLAY_SIZE)
             panel.append((overlay(crop, face.heatmaps[method], alpha=float(alpha)), f"{title}{why}"))
         elif method in skipped:
@@ -314,3 +315,32 @@ def _enlarge(rgb: np.ndarray, min_side: int) -> np.ndarray:
         return rgb
     scale = min_side / min(h, w)
     return cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC)
+
+
+# -- several detectors side by side ---------------------------------------------------------------
+
+
+def compare(path: str | Path | None, detectors: Sequence[str], methods: Sequence[str] = ("gradcam",),
+            frames: int = 16, progress=None):
+    """Run each chosen detector on one file (faces found once, shared); see ``forensics.compare``."""
+    from forensics.compare import compare_detectors
+
+    if not path:
+        raise ForensicsError("no file was uploaded")
+    return compare_detectors(path, detectors, get_detector, face_detector(), methods, frames, progress)
+
+
+def compare_maps(comparison, unit: str | None, alpha: float = 0.5) -> list[tuple[np.ndarray, str]]:
+    """The selected face's maps from every detector, detector by detector, captioned "detector:
+    method"; maps a detector cannot give are left out (its caption row says which)."""
+    from forensics.compare import face_for_unit
+
+    index = face_for_unit(comparison, unit)
+    if index is None:
+        return []
+    out = []
+    for run in comparison.done:
+        for image, caption in face_panel(run.result, index, alpha):
+            if image is not None:
+                out.append((image, f"{run.detector}: {caption}"))
+    return out

@@ -140,6 +140,31 @@ def test_verdict_shows_calibration_threshold_and_what_the_detector_misses(app_mo
     assert re.search(r"≈ 0\.\d,", summary)  # one decimal in the headline
 
 
+def test_compare_handler_gives_a_row_per_face_per_detector_and_their_maps(app_module):
+    summary, table, chart, unit, maps, comparison = app_module.compare_detectors(
+        str(data_path("photos/deepface/couple.jpg")), ["test-vit", "zz-test-patch", "no/such-model"],
+        ["gradcam", "attention"])
+    assert [(row[0], row[1]) for row in table] == [("Face 1", "test-vit"), ("Face 1", "zz-test-patch"),
+                                                   ("Face 2", "test-vit"), ("Face 2", "zz-test-patch")]
+    assert all(0 <= row[2] <= 1 and row[4] in ("flagged", "not flagged") and "flag it" in row[5] for row in table)
+    assert "2 detector(s) on 2 faces" in summary and "`no/such-model` could not run" in summary
+    assert [t.name for t in chart.data] == ["test-vit", "zz-test-patch"] and list(chart.data[0].x) == ["Face 1", "Face 2"]
+    assert unit.choices == [("Face 1", "Face 1"), ("Face 2", "Face 2")]
+    captions = [caption for _, caption in maps]
+    assert "test-vit: Grad-CAM ('fake')" in captions and "zz-test-patch: Grad-CAM ('fake')" in captions
+    assert any(c.startswith("test-vit: Last-layer attention") for c in captions)
+    other = [u for u, _ in unit.choices if u != unit.value][0]
+    assert len(app_module.show_compared_face(comparison, other)) == len(maps)
+    with pytest.raises(gr.Error, match="choose at least one detector"):
+        app_module.compare_detectors(str(EXAMPLES / "astronaut.jpg"), [])
+
+
+def test_int8_attention_maps_are_captioned_class_agnostic(app_module):
+    verdict, summary, annotated, faces, *maps, reports, session = app_module.analyze_image(
+        str(EXAMPLES / "astronaut.jpg"), detector="default:int8")
+    assert maps[0].label == "Last-layer attention (class-agnostic)" and "not available" in maps[2].label
+
+
 # -- the real server ----------------------------------------------------------------------------
 
 
@@ -156,6 +181,33 @@ def test_api_analyses_an_image_and_a_video_with_the_media_alone(server):
     out = client.predict(handle_file(str(EXAMPLES / "astronaut-pan.mp4")), api_name="/analyze_video")
     verdict, summary, timeline, frames, table = out[:5]
     assert timeline["type"] == "plotly" and frames and table["data"]
+
+
+def test_api_compare_detectors_returns_a_row_per_face_per_detector(server):
+    """The bar: couple.jpg and two detectors through gradio_client."""
+    from gradio_client import Client, handle_file
+
+    client = Client(server, verbose=False)
+    summary, table, chart, unit, maps = client.predict(
+        handle_file(str(data_path("photos/deepface/couple.jpg"))), ["test-vit", "default:int8"], ["attention"], 16,
+        0.5, api_name="/compare_detectors")
+    rows = table["data"]
+    assert table["headers"][:2] == ["face / person", "detector"] and len(rows) == 4
+    assert {(r[0], r[1]) for r in rows} == {(f, d) for f in ("Face 1", "Face 2") for d in ("test-vit", "default:int8")}
+    assert chart["type"] == "plotly" and "agree on" in summary and maps
+
+
+def test_api_animated_gif_is_analysed_not_refused(server, tmp_path):
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    from forensics.media import load_video
+
+    frames = [Image.fromarray(f) for f in load_video(EXAMPLES / "astronaut-pan.mp4", frames=8).frames]
+    gif = tmp_path / "astronaut.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=120, loop=0)
+    verdict, summary, *_ = Client(server, verbose=False).predict(handle_file(str(gif)), api_name="/analyze_image")
+    assert verdict["label"] in ("fake", "real") and "faces in 8 of 8 sampled frames" in summary
 
 
 def test_api_bad_file_gets_a_clear_error_and_the_server_keeps_serving(server, tmp_path):

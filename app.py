@@ -14,7 +14,7 @@ import threading
 import gradio as gr
 
 from forensics import access, catalog, jobs_ui
-from forensics import int8_ui
+from forensics import detector_notes, int8_ui
 from forensics.catalog import EXTRA_METHODS, METHOD_TITLES, METHODS
 from forensics.errors import ForensicsError
 from forensics.media import IMAGE_EXTENSIONS
@@ -206,6 +206,18 @@ def _compare_tab() -> dict:
     return c
 
 
+def _detector_line(name: str | None) -> str:
+    """What a detector catches and misses, in one line under its box (from its measurements)."""
+    return f"<small>{detector_notes.detector_note(name).line}</small>" if name else ""
+
+
+def on_detector_change(name):
+    """A new detector: the classes its maps can explain, the methods it supports, its one line."""
+    supported = detector_notes.supported_methods(name)
+    return (gr.Dropdown(choices=catalog.target_choices(name)), gr.CheckboxGroup(choices=supported, value=supported),
+            _detector_line(name))
+
+
 def _media_tab(kind: str):
     """The shared layout of the Image and Video tabs; returns the components to wire."""
     c = {}
@@ -221,10 +233,12 @@ def _media_tab(kind: str):
             else:
                 c["media"] = gr.Video(label="Video (MP4, WebM, AVI, MOV)", sources=["upload"])
                 examples = catalog.example_files("video")
-            c["detector"] = gr.Dropdown(catalog.detector_choices(), value=catalog.default_detector(),
+            c["detector"] = gr.Dropdown(detector_notes.offered_detectors(), value=catalog.default_detector(),
                                         allow_custom_value=True, label="Detector (name, model folder or Hub id)")
-            c["methods"] = gr.CheckboxGroup(list(METHODS + EXTRA_METHODS), value=list(METHODS + EXTRA_METHODS),
-                                            label="Explanations (patches: patch-level detectors only)")
+            c["note"] = gr.Markdown(_detector_line(catalog.default_detector()))
+            supported = detector_notes.supported_methods(catalog.default_detector())
+            c["methods"] = gr.CheckboxGroup(supported, value=supported,
+                                            label="Explanations (only those this detector can give)")
             if kind == "video":
                 c["frames"] = gr.Slider(1, 64, value=16, step=1, label="Frames sampled")
             with gr.Accordion("Explanation settings", open=False):
@@ -251,9 +265,13 @@ def _media_tab(kind: str):
                 c["table"] = gr.Dataframe(headers=["#", "frame", "time (s)", "person", "P(fake)", "face conf."],
                                           label="Faces (click a row)", interactive=False, max_height=240)
             c["face"] = gr.Dropdown(label="Face shown below", choices=[], interactive=True)
-            with gr.Row(equal_height=True):
-                c["maps"] = [gr.Image(label=METHOD_TITLES[m], type="numpy", interactive=False, min_width=160,
-                                      height=300, visible=m in METHODS) for m in METHODS + EXTRA_METHODS]
+            c["maps"] = []
+            methods = METHODS + EXTRA_METHODS
+            for row in range(0, len(methods), 2):  # two maps a row: large enough to read; fullscreen on click
+                with gr.Row(equal_height=True):
+                    c["maps"] += [gr.Image(label=METHOD_TITLES[m], type="numpy", interactive=False, min_width=240,
+                                           height=340, visible=m in METHODS, buttons=["fullscreen"])
+                                  for m in methods[row:row + 2]]
             gr.Image(colour_scale(), show_label=False, interactive=False, container=False, height=50,
                      buttons=[])
             c["reports"] = gr.File(label="Report (JSON and self-contained HTML)", file_count="multiple",
@@ -343,14 +361,15 @@ def build_demo() -> gr.Blocks:
         im["run"].click(analyze_image, [im["media"], im["pasted"], im["detector"], im["methods"],
                                         *[im[k] for k in settings], im["whole_image"]],
                         [im["verdict"], im["summary"], im["annotated"], im["face"], *im["maps"], im["reports"],
-                         im["state"]], api_name="analyze_image")
+                         im["state"]], api_name="analyze_image", show_progress_on=[im["verdict"]])
         vi["run"].click(analyze_video, [vi["media"], vi["detector"], vi["methods"], vi["frames"],
                                         *[vi[k] for k in settings], vi["whole_image"]],
                         [vi["verdict"], vi["summary"], vi["timeline"], vi["frames_gallery"], vi["table"], vi["face"],
-                         *vi["maps"], vi["reports"], vi["state"]], api_name="analyze_video")
+                         *vi["maps"], vi["reports"], vi["state"]], api_name="analyze_video",
+                        show_progress_on=[vi["verdict"]])
         cd["run"].click(compare_detectors, [cd["media"], cd["detectors"], cd["methods"], cd["frames"], cd["alpha"]],
                         [cd["summary"], cd["table"], cd["chart"], cd["unit"], cd["maps"], cd["state"]],
-                        api_name="compare_detectors")
+                        api_name="compare_detectors", show_progress_on=[cd["summary"]])
         cd["unit"].change(show_compared_face, [cd["state"], cd["unit"], cd["alpha"]], cd["maps"],
                           api_visibility="private")
         vi["frames_gallery"].select(pick_frame, [vi["state"]], [vi["face"]], api_visibility="private")
@@ -362,8 +381,8 @@ def build_demo() -> gr.Blocks:
                                  api_visibility="private")
             tab["update"].click(update_maps, [tab["state"], tab["face"], *[tab[k] for k in settings]],
                                 [*tab["maps"], tab["state"]], api_visibility="private")
-            tab["detector"].change(lambda d: gr.Dropdown(choices=catalog.target_choices(d)), [tab["detector"]],
-                                   [tab["target"]], api_visibility="private")
+            tab["detector"].change(on_detector_change, [tab["detector"]], [tab["target"], tab["methods"], tab["note"]],
+                                   api_visibility="private")
     return demo
 
 

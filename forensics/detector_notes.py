@@ -150,3 +150,34 @@ def offered_detectors() -> list[tuple[str, str]]:
             continue
         choices.append((f"{name} — {note.short}", name))
     return choices
+
+
+def supported_methods(name: str | Path | None) -> list[str]:
+    """The explanation methods a detector can give, known without loading it: from its measured
+    description (``metrics.json``: family, attention) and, for ONNX builds, the outputs the graph
+    was exported with (``onnx.json``). Unknown detectors (Hub ids) are offered every method; the
+    analysis then says which it skipped and why."""
+    from forensics.catalog import EXTRA_METHODS, METHODS
+
+    everything = list(METHODS + EXTRA_METHODS)
+    folder = _folder(name)
+    if folder is None:
+        return everything
+    try:
+        described = json.loads((folder / METRICS_NAME).read_text(encoding="utf-8")).get("detector") or {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return everything
+    if "family" not in described:
+        return everything
+    attention = bool(described.get("attention"))
+    patches = described.get("family") == "patch"
+    cams = True
+    variant = split_variant(str(name))[1]
+    if variant:
+        try:
+            outputs = json.loads((folder / "onnx.json").read_text(encoding="utf-8"))["float"]["outputs"]
+        except (OSError, KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError):
+            outputs = ["logits"]
+        attention, patches, cams = "attentions" in outputs, "patch_logits" in outputs, False
+    wanted = {"attention": attention, "rollout": attention, "gradcam": cams, "gradcam++": cams, "patches": patches}
+    return [m for m in everything if wanted[m]]

@@ -159,6 +159,22 @@ def test_compare_handler_gives_a_row_per_face_per_detector_and_their_maps(app_mo
         app_module.compare_detectors(str(EXAMPLES / "astronaut.jpg"), [])
 
 
+def test_detector_choice_is_guided(app_module):
+    """Each detector offered with its strength; close-to-chance ones not offered; only the methods a
+    detector supports (from its measurements and ONNX outputs) are offered."""
+    from forensics.detector_notes import offered_detectors
+
+    offered = {name: label for label, name in offered_detectors()}
+    assert "patch-tiny" not in offered and {"default", "mobilenetv2", "default:int8"} <= set(offered)
+    assert "AUC 0.76" in offered["default"] and "misses generated faces (StyleGAN2)" in offered["default"]
+    expected = {"default": ["attention", "rollout", "gradcam", "gradcam++"], "mobilenetv2": ["gradcam", "gradcam++"],
+                "patch": ["gradcam", "gradcam++", "patches"], "default:int8": ["attention", "rollout"]}
+    for name, methods in expected.items():
+        target, boxes, line = app_module.on_detector_change(name)
+        assert [value for _, value in boxes.choices] == methods and boxes.value == methods
+        assert "ROC-AUC" in line
+
+
 def test_int8_attention_maps_are_captioned_class_agnostic(app_module):
     verdict, summary, annotated, faces, *maps, reports, session = app_module.analyze_image(
         str(EXAMPLES / "astronaut.jpg"), detector="default:int8")
@@ -295,4 +311,20 @@ def test_browser_bad_file_shows_the_error(server, browser, tmp_path):
     page.get_by_role("button", name="Analyse image").click()
     expect(page.get_by_text("holiday.jpg: not an image").first).to_be_visible(timeout=60_000)
     page.screenshot(path=str(_shots(tmp_path) / "bad-file.png"), full_page=True)
+    page.close()
+
+
+@pytest.mark.browser
+def test_browser_compare_tab_shows_table_chart_and_maps(server, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server, timeout=60_000)
+    page.get_by_role("tab", name="Compare detectors").click()
+    page.locator("input[type=file][accept*='.mp4']").last.set_input_files(str(data_path("photos/deepface/couple.jpg")))
+    page.get_by_role("button", name="Compare detectors").click()
+    expect(page.get_by_text("they agree on").first).to_be_visible(timeout=120_000)
+    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Face 2").first).to_be_visible()
+    page.screenshot(path=str(_shots(tmp_path) / "compare-tab.png"), full_page=True)
     page.close()

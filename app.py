@@ -254,7 +254,7 @@ def _media_tab(kind: str):
             if examples:
                 gr.Examples(examples, inputs=[c["media"]], label="Examples")
         with gr.Column(scale=3):
-            c["verdict"] = gr.Label(label="Verdict", num_top_classes=2)
+            c["verdict"] = gr.Label(label="Verdict (the detector's call at its threshold; its probability below)")
             c["summary"] = gr.Markdown()
             if kind == "image":
                 c["annotated"] = gr.Image(label="Faces found", type="numpy", interactive=False, height=480)

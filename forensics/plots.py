@@ -31,14 +31,28 @@ def timeline_figure(result: AnalysisResult) -> go.Figure:
                 hovertemplate="frame %{customdata[0]}<br>t=%{x:.2f}s<br>P(fake)=%{y:.3f}<extra>" + name + "</extra>",
             )
         )
+    seen = {f.frame for f in result.faces if not f.fallback}
+    sampled = result.media.get("sampled_indices") or []
+    fps = result.media.get("fps") or None
+    empty = [i for i in sampled if i not in seen]
+    if empty and seen:  # the gaps: sampled frames in which no face was found, marked on the axis
+        fig.add_trace(go.Scatter(
+            x=[i / fps if fps else i for i in empty], y=[0.0] * len(empty), mode="markers", name="no face in this frame",
+            marker=dict(symbol="x", size=9, color="grey"), customdata=[[i] for i in empty],
+            hovertemplate="frame %{customdata[0]}<br>t=%{x:.2f}s<br>no face found<extra></extra>"))
     if result.threshold is not None:
         fig.add_hline(y=result.threshold, line_dash="dash", line_color="grey",
                       annotation_text=f"threshold {result.threshold:.2f}", annotation_position="top left")
     if result.fake_probability is not None:
         fig.add_hline(y=result.fake_probability, line_dash="dot", line_color="crimson",
                       annotation_text=f"verdict {result.fake_probability:.2f}", annotation_position="bottom right")
+    title = "P(fake) per tracked face over time"
+    if sampled:
+        title += f" (faces in {len(seen)} of {len(sampled)} sampled frames)"
+    if result.media.get("duration_s"):  # the whole video on the axis, so a late first face is visibly late
+        fig.update_xaxes(range=[0, float(result.media["duration_s"])])
     fig.update_layout(
-        title="P(fake) per tracked face over time",
+        title=title,
         xaxis_title="time (s)",
         yaxis_title="P(fake)",
         yaxis_range=[0, 1],

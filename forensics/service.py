@@ -97,16 +97,13 @@ def _options(head_fusion: str, discard_ratio: float) -> ExplainOptions:
 # -- what the UI shows ----------------------------------------------------------------------------
 
 
-def verdict(result: AnalysisResult) -> dict[str, float] | str:
-    """The headline for a label component: P(fake) and P(real) rounded to what the detector's
-    calibration supports, or the plain words "no face found" (never a fake/real verdict then)."""
+def verdict(result: AnalysisResult) -> str | None:
+    """The headline: the detector's call at its own threshold ("fake" or "real"), or the plain
+    words "no face found". Only the call: its probability, at the precision the detector's
+    calibration allows, stands in the small print under it (``summary``), never as a big "94%"."""
     if result.label == "no_face":
         return "no face found"
-    if result.fake_probability is None:
-        return {}
-    digits = detector_note(result.detector).digits
-    p = round(float(result.fake_probability), digits)
-    return {"fake": p, "real": round(1.0 - p, digits)}
+    return result.label
 
 
 def frames_with_faces(result: AnalysisResult) -> tuple[int, int]:
@@ -136,7 +133,8 @@ def summary(result: AnalysisResult) -> str:
         found, sampled = frames_with_faces(result)
         people = len({f.track for f in result.faces if f.track is not None})
         where = f"faces in {found} of {sampled} sampled frames, {people} person(s)"
-    text = (f"**{result.label.upper()}** ({side} the threshold): calibrated P(fake) ≈ {shown}, "
+    error = f" ± {note.ece:.2f} (its calibration error)" if note.ece is not None else " (calibration unmeasured)"
+    text = (f"**{result.label.upper()}** ({side} the threshold): calibrated P(fake) ≈ {shown}{error}, "
             f"threshold {result.threshold:.2f}; {where}; detector `{result.detector}`.  \n"
             f"What this detector catches and misses: {note.line} {card}  \nHow: {result.aggregation}.")
     if result.notes:
@@ -256,29 +254,35 @@ def suspicious_frames(result: AnalysisResult, method: str = "gradcam", alpha: fl
         for _, face in faces:
             if method in face.heatmaps:
                 canvas = paste_overlay(canvas, face.heatmaps[method], face.crop_box, alpha=alpha)
-        thickness = max(2, round(max(canvas.shape[:2]) / 400))
-        for i, face in faces:
+        cut, (dx, dy) = _around_faces(canvas, [f for _, f in faces])
+        side = max(cut.shape[:2])  # every thumbnail 480 px on its longest side, small faces enlarged
+        canvas = cv2.resize(np.ascontiguousarray(cut), (round(cut.shape[1] * 480 / side), round(cut.shape[0] * 480 / side)),
+                            interpolation=cv2.INTER_AREA if side > 480 else cv2.INTER_CUBIC)
+        scale = canvas.shape[1] / max(1, cut.shape[1])
+        for i, face in faces:  # boxes drawn on the thumbnail itself, so their labels stay readable
             if not face.fallback:
-                _draw_box(canvas, face, result.threshold or 0.5, thickness, face_number(result, i))
+                shifted = FaceResult(**{**face.__dict__, "box": [(face.box[0] - dx) * scale, (face.box[1] - dy) * scale,
+                                                                 (face.box[2] - dx) * scale, (face.box[3] - dy) * scale]})
+                _draw_box(canvas, shifted, result.threshold or 0.5, 2, face_number(result, i))
         stamp = faces[0][1].timestamp
-        when = f" ({stamp:.2f}s)" if stamp is not None else ""
+        when = f"{stamp:.2f}s" if stamp is not None else f"frame {frame}"
         worst = max(f.fake_probability for _, f in faces)
-        canvas = _around_faces(canvas, [f for _, f in faces])
-        items.append((downscale(canvas, 480), f"frame {frame}{when}: max P(fake) {worst:.2f}"))
+        items.append((canvas, f"{when}: max P(fake) {worst:.2f}"))
     return items
 
 
-def _around_faces(canvas: np.ndarray, faces: list[FaceResult]) -> np.ndarray:
-    """The part of a frame around its faces (their crop boxes, padded by half their size)."""
+def _around_faces(canvas: np.ndarray, faces: list[FaceResult]) -> tuple[np.ndarray, tuple[int, int]]:
+    """The part of a frame around its faces (their crop boxes, padded by half their size), and
+    where it starts in the frame."""
     boxes = [f.crop_box for f in faces if not f.fallback and f.crop_box]
     if not boxes:
-        return canvas
+        return canvas, (0, 0)
     h, w = canvas.shape[:2]
     x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
     x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
     pad = max(x1 - x0, y1 - y0) // 2
     x0, y0, x1, y1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
-    return canvas[y0:y1, x0:x1] if x1 > x0 and y1 > y0 else canvas
+    return (canvas[y0:y1, x0:x1], (x0, y0)) if x1 > x0 and y1 > y0 else (canvas, (0, 0))
 
 
 def most_suspicious_face_in_frame(result: AnalysisResult, frame: int) -> int | None:

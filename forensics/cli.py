@@ -83,15 +83,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_detectors(args) -> int:
+    from forensics.catalog import ONNX_BUILDS, onnx_builds, split_variant
+    from forensics.detector_notes import detector_note
     from forensics.detectors import available_detectors, load_detector
 
     rows = []
     for name, folder in available_detectors().items():
         try:
             row = load_detector(folder).describe()
-            rows.append({**row, "name": name, "model_name": row["name"]})
+            rows.append({**row, "name": name, "model_name": row["name"], "note": detector_note(name).short})
         except ForensicsError as exc:
             rows.append({"name": name, "path": str(folder), "error": str(exc)})
+    for name, folder in onnx_builds().items():  # listed from disk: loading each ONNX session would take seconds
+        base, variant = split_variant(name)
+        path = folder / ONNX_BUILDS[variant]
+        rows.append({"name": name, "family": "onnx-float" if variant == "onnx" else "onnx-int8", "build_of": base, "bytes": path.stat().st_size,
+                     "path": str(folder), "note": detector_note(name).short})
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:
@@ -99,11 +106,23 @@ def cmd_detectors(args) -> int:
     else:
         for row in rows:
             if "error" in row:
-                print(f"{row['name']:<28} unavailable: {row['error']}")
+                print(f"{row['name']:<20} unavailable: {row['error']}")
+            elif "build_of" in row:
+                print(f"{row['name']:<20} {row['family']:<10} {'':>12}  {_size(row['bytes']):>8} file  "
+                      f"ONNX build of {row['build_of']}  {row['note']}")
             else:
-                print(f"{row['name']:<28} {row['family']:<13} {row['parameters'] / 1e6:6.2f}M params  "
-                      f"labels={','.join(row['labels'])}  threshold={row['threshold']}")
+                print(f"{row['name']:<20} {row['family']:<10} {_count(row['parameters']):>6} params  "
+                      f"threshold {row['threshold']:<4}  {row['note']}")
     return 0
+
+
+def _count(n: int) -> str:
+    """2379394 -> '2.4M', 51521 -> '51.5k', 4633 -> '4.6k'."""
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.0f} KB"
 
 
 def default_detector_name() -> str:

@@ -71,7 +71,7 @@ class DetectorNote:
         """A few words for a dropdown entry."""
         if not self.measured:
             return "unmeasured"
-        bits = [f"AUC {self.auc:.2f}"] if self.auc is not None else []
+        bits = [f"AUC {self.auc:.2f}" + (" (close to chance)" if self.near_chance else "")] if self.auc is not None else []
         if self.catches:
             bits.append("catches " + re.sub(r" \(AUC [^)]*\)", "", self.catches))
         if self.misses:

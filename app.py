@@ -56,8 +56,14 @@ Attention maps need a transformer; for CNN detectors only Grad-CAM and Grad-CAM+
 A face's score is the detector's P(fake) for its crop. An image is as suspicious as its most
 suspicious face. In a video, faces are tracked across the sampled frames; each person's score is the
 mean over the frames they appear in, and the video's score is the highest person's score (people
-seen in fewer than 3 frames are left out unless nobody is seen longer). With no face, the whole
-image is scored and the result says so: the detector was trained on faces, so trust that less.
+seen in fewer than 3 frames are left out unless nobody is seen longer). Faces are numbered from 1 in
+reading order (top to bottom, left to right), people in a video from 1; the numbers are drawn on the
+boxes and used in every table, dropdown and report. With no face there is **no verdict**: the
+detector judges faces. Scoring the whole image instead is an explicit choice (*Explanation
+settings*), shown as a score outside what the detector was trained for, never as fake or real.
+Beside every verdict: its calibrated probability, to no more decimals than the detector's
+calibration error allows, its threshold, and what the detector's measurements say it catches and
+misses. Animated GIF and WebP files are analysed as short videos.
 
 ## Limits
 A detector only knows the manipulations it was trained on; new generators, heavy compression,
@@ -283,8 +289,9 @@ def _media_tab(kind: str):
 def _train_tab(detector_boxes: list) -> None:
     """Background jobs and Hub pushes (behind the admin credential); wired to ``forensics.jobs_ui``."""
     gr.Markdown(jobs_ui.INTRO + "\n\n" + jobs_ui.admin_note())
+    admin = access.admin_configured()  # off: the forms are hidden and the job list is read only
     with gr.Row():
-        with gr.Column(scale=2):
+        with gr.Column(scale=2, visible=admin):
             kind = gr.Radio(jobs_ui.KIND_CHOICES, value="train", label="Job")
             base = gr.Dropdown(jobs_ui.detector_names(), value=None, allow_custom_value=True,
                                label="Base detector (fine-tune: start from; distil: teacher; evaluate: measured)")
@@ -315,7 +322,7 @@ def _train_tab(detector_boxes: list) -> None:
         with gr.Column(scale=3):
             table = gr.Dataframe(headers=jobs_ui.TABLE_HEADERS, label="Jobs (click a row)", interactive=False,
                                  max_height=260)
-            with gr.Row(equal_height=True):
+            with gr.Row(equal_height=True, visible=admin):
                 job = gr.Number(None, label="Job", precision=0, min_width=80)
                 show, cancel, resume, delete = (gr.Button(text, min_width=80) for text in
                                                 ("Show", "Cancel", "Resume", "Delete"))
@@ -354,7 +361,13 @@ def build_demo() -> gr.Blocks:
         with gr.Tab("Train"):
             _train_tab([im["detector"], vi["detector"]])
         with gr.Tab("About"):
-            gr.Markdown(ABOUT + catalog.about_detectors())
+            gr.Markdown(ABOUT)
+            cards = catalog.detector_cards()
+            if not cards:
+                gr.Markdown(catalog.about_detectors())
+            for name, card in cards:  # one accordion per model card, closed: the page stays short
+                with gr.Accordion(f"{name}: {detector_notes.detector_note(name).short}", open=False):
+                    gr.Markdown(card)
 
         int8_ui.wire(q8, demo)
         settings = ["target", "head_fusion", "discard", "alpha"]

@@ -335,3 +335,30 @@ def test_browser_compare_tab_shows_table_chart_and_maps(server, browser, tmp_pat
     expect(page.get_by_text("Face 2").first).to_be_visible()
     page.screenshot(path=str(_shots(tmp_path) / "compare-tab.png"), full_page=True)
     page.close()
+
+
+@pytest.mark.browser
+def test_browser_about_is_one_accordion_per_card_and_train_says_once_that_admin_is_off(server, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    from forensics import catalog
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server, timeout=60_000)
+    page.get_by_role("tab", name="About").click()
+    names = list(catalog.available_detectors())
+    for name in names:
+        expect(page.get_by_role("button", name=re.compile(rf"^{re.escape(name)}: ")).first).to_be_visible(timeout=30_000)
+    assert page.get_by_text("Decision threshold on P(fake)").count() == 0 or not page.get_by_text(
+        "Decision threshold on P(fake)").first.is_visible()  # cards closed until asked for
+    height = page.evaluate("document.body.scrollHeight")
+    page.screenshot(path=str(_shots(tmp_path) / "about-tab.png"), full_page=True)
+    assert height < 4000, f"About tab is {height} px tall"
+    page.get_by_role("tab", name="Train").click()
+    expect(page.get_by_text("Admin actions are switched off").first).to_be_visible(timeout=30_000)
+    page.wait_for_timeout(2500)  # a tick of the jobs timer: it must not repeat the note
+    assert page.get_by_text("Admin actions are switched off").count() == 1
+    assert not page.get_by_role("button", name="Start job").is_visible()
+    expect(page.get_by_text("Jobs (click a row)").first).to_be_visible()
+    page.screenshot(path=str(_shots(tmp_path) / "train-tab.png"), full_page=True)
+    page.close()

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import os
 import threading
+from pathlib import Path
 
 import gradio as gr
 
@@ -224,6 +225,13 @@ def on_detector_change(name):
             _detector_line(name))
 
 
+def _example_picker(examples: list[str]):
+    """A select handler that puts the clicked example's file into the upload box."""
+    def pick(evt: gr.SelectData) -> str:
+        return examples[evt.index]
+    return pick
+
+
 def _media_tab(kind: str):
     """The shared layout of the Image and Video tabs; returns the components to wire."""
     c = {}
@@ -257,7 +265,12 @@ def _media_tab(kind: str):
                 c["whole_image"] = gr.Checkbox(False, label="No face found: score the whole image anyway (outside "
                                                "what detectors are trained for; a score, never a verdict)")
             c["run"] = gr.Button(f"Analyse {kind}", variant="primary")
-            if examples:
+            if examples and kind == "image":  # thumbnails, not bare file-name chips: a click loads the file
+                c["examples"] = gr.Gallery([(path, Path(path).name) for path in examples], columns=3, height=200,
+                                           allow_preview=False, object_fit="cover",
+                                           label="Examples (click one to load it)")
+                c["examples"].select(_example_picker(examples), None, c["media"], api_visibility="private")
+            elif examples:
                 gr.Examples(examples, inputs=[c["media"]], label="Examples")
         with gr.Column(scale=3):
             c["verdict"] = gr.Label(label="Verdict (the detector's call at its threshold; its probability below)")

@@ -166,6 +166,14 @@ def test_compare_handler_gives_a_row_per_face_per_detector_and_their_maps(app_mo
         app_module.compare_detectors(str(EXAMPLES / "astronaut.jpg"), [])
 
 
+def test_the_manipulated_example_made_by_the_project_is_flagged_by_the_default(app_module):
+    verdict, summary, *_ = app_module.analyze_image(str(EXAMPLES / "astronaut-self-blended.jpg"), detector="default")
+    assert verdict == "fake" and "at or above the threshold" in summary
+    verdict, *_ = app_module.analyze_image(str(EXAMPLES / "astronaut.jpg"), detector="default")
+    assert verdict == "real"
+    assert "astronaut-self-blended.jpg" in (EXAMPLES / "README.md").read_text()  # its provenance
+
+
 def test_detector_choice_is_guided(app_module):
     """Each detector offered with its strength; close-to-chance ones not offered; only the methods a
     detector supports (from its measurements and ONNX outputs) are offered."""
@@ -361,4 +369,22 @@ def test_browser_about_is_one_accordion_per_card_and_train_says_once_that_admin_
     assert not page.get_by_role("button", name="Start job").is_visible()
     expect(page.get_by_text("Jobs (click a row)").first).to_be_visible()
     page.screenshot(path=str(_shots(tmp_path) / "train-tab.png"), full_page=True)
+    page.close()
+
+
+@pytest.mark.browser
+def test_browser_example_thumbnails_load_the_file(server, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server, timeout=60_000)
+    thumbs = page.locator("img[alt*='astronaut'], img[src*='astronaut']")
+    expect(thumbs.first).to_be_visible(timeout=30_000)
+    page.get_by_text("Examples (click one to load it)").first.scroll_into_view_if_needed()
+    page.screenshot(path=str(_shots(tmp_path) / "examples.png"))
+    page.locator("button.thumbnail-item, .thumbnail-item").nth(0).click()  # the self-blended portrait (sorted first)
+    expect(page.get_by_text("66.1 KB").first).to_be_visible(timeout=30_000)  # its size, in the upload box
+    page.get_by_role("button", name="Analyse image").click()
+    expect(page.get_by_text("at or above the threshold").first).to_be_visible(timeout=90_000)  # the default flags it
+    page.screenshot(path=str(_shots(tmp_path) / "example-analysed.png"), full_page=True)
     page.close()

@@ -98,12 +98,20 @@ def _outputs(session, alpha: float, with_annotated: bool = True) -> list:
                    "detector was trained for." if result.faces else ""))
     choices = service.face_choices(result)
     first = service.first_face(result)
-    json_report, html_report = service.write_reports(session)
     head = [service.verdict(result), service.summary(result)]
     if with_annotated:
         head.append(service.annotated(result))
-    return [*head, gr.Dropdown(choices=choices, value=first), *_maps(session, first, alpha),
-            [json_report, html_report], session]
+    # The reports slot stays empty here: they are written after the answer is on screen (_then_reports).
+    return [*head, gr.Dropdown(choices=choices, value=first), *_maps(session, first, alpha), None, session]
+
+
+def _then_reports(outputs: list):
+    """Stream an answer: first everything the analyst reads, then (a second update, the other
+    outputs left as they are) the JSON and HTML reports, whose images and encoding would otherwise
+    hold the answer back. An API client's ``predict`` gets the final update, reports included."""
+    yield outputs
+    session = outputs[-1]
+    yield [gr.skip()] * (len(outputs) - 2) + [list(service.write_reports(session)), gr.skip()]
 
 
 def analyze_image(image, pasted=None, detector=None, methods=list(METHODS + EXTRA_METHODS), target="fake",
@@ -113,7 +121,7 @@ def analyze_image(image, pasted=None, detector=None, methods=list(METHODS + EXTR
                                   _progress(progress), whole_image=whole_image)
     except ForensicsError as exc:
         _fail(exc)
-    return _outputs(session, alpha)
+    yield from _then_reports(_outputs(session, alpha))
 
 
 def analyze_video(video, detector=None, methods=list(METHODS + EXTRA_METHODS), frames=16, target="fake",
@@ -126,7 +134,7 @@ def analyze_video(video, detector=None, methods=list(METHODS + EXTRA_METHODS), f
     result = session.result
     outputs = _outputs(session, alpha, with_annotated=False)
     extras = [service.timeline_figure(result), service.suspicious_frames(result, alpha=alpha), service.face_table(result)]
-    return outputs[:2] + extras + outputs[2:]
+    yield from _then_reports(outputs[:2] + extras + outputs[2:])
 
 
 def update_maps(session, face, target, head_fusion, discard_ratio, alpha, progress=gr.Progress()):

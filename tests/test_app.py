@@ -58,9 +58,16 @@ def app_module(zoo):
     return app
 
 
+def answered(handler, *args, **kwargs) -> list:
+    """Run a streamed handler to the end: its first answer with the later updates (reports) merged in."""
+    updates = list(handler(*args, **kwargs))
+    assert len(updates) == 2 and updates[0][-2] is None  # the answer comes before the reports
+    return [first if isinstance(later, dict) and later == gr.skip() else later for first, later in zip(*updates)]
+
+
 def test_image_handler_gives_verdict_boxes_maps_and_reports(app_module):
-    verdict, summary, annotated, faces, *maps, reports, session = app_module.analyze_image(
-        str(data_path("photos/deepface/couple.jpg")))
+    verdict, summary, annotated, faces, *maps, reports, session = answered(
+        app_module.analyze_image, str(data_path("photos/deepface/couple.jpg")))
     assert verdict == session.result.label and verdict in ("fake", "real")
     assert "threshold" in summary and "2 face(s)" in summary
     assert annotated.shape[2] == 3
@@ -79,14 +86,14 @@ def test_image_handler_gives_verdict_boxes_maps_and_reports(app_module):
 
 
 def test_patch_level_detector_shows_its_patch_score_map(app_module):
-    *_, maps, reports, session = app_module.analyze_image(str(data_path("photos/face_recognition/obama.jpg")),
+    *_, maps, reports, session = answered(app_module.analyze_image, str(data_path("photos/face_recognition/obama.jpg")),
                                                           detector="zz-test-patch")
     assert maps.visible is True and maps.value is not None and maps.label.startswith("Patch scores")
     assert session.result.explanations["skipped"].keys() == {"attention", "rollout"}
 
 
 def test_new_settings_recompute_maps_only(app_module):
-    *_, session = app_module.analyze_image(str(data_path("photos/face_recognition/obama.jpg")))
+    *_, session = answered(app_module.analyze_image, str(data_path("photos/face_recognition/obama.jpg")))
     before = [f.heatmaps["rollout"].copy() for f in session.result.faces]
     probability = session.result.fake_probability
     *maps, session = app_module.update_maps(session, 0, "real", "max", 0.5, 0.7)
@@ -97,7 +104,7 @@ def test_new_settings_recompute_maps_only(app_module):
 
 
 def test_video_handler_gives_timeline_frames_and_table(app_module):
-    out = app_module.analyze_video(str(data_path("video/hamilton_clip.mp4")), frames=6)
+    out = answered(app_module.analyze_video, str(data_path("video/hamilton_clip.mp4")), frames=6)
     verdict, summary, timeline, frames, table, faces, *maps, reports, session = out
     assert "tracked face" in summary
     people = [t for t in timeline.data if t.name != "no face in this frame"]
@@ -122,24 +129,24 @@ def test_bad_files_raise_a_one_line_gradio_error(app_module, tmp_path, name, con
     path.write_bytes(content)
     handler = app_module.analyze_video if name.endswith(".mp4") else app_module.analyze_image
     with pytest.raises(gr.Error) as err:
-        handler(str(path))
+        list(handler(str(path)))
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
 def test_no_face_gives_no_verdict_and_whole_image_only_on_request(app_module):
     with pytest.warns(UserWarning, match="No face found: no verdict"):
-        verdict, summary, annotated, faces, *_ = app_module.analyze_image(str(EXAMPLES / "chelsea-no-face.jpg"))
+        verdict, summary, annotated, faces, *_ = answered(app_module.analyze_image, str(EXAMPLES / "chelsea-no-face.jpg"))
     assert verdict == "no face found" and summary.startswith("**No face found: no verdict.**")
     assert faces.choices == [] and "Whole-image score" not in summary
     with pytest.warns(UserWarning, match="outside what the detector was trained for"):
-        verdict, summary, *_ = app_module.analyze_image(str(EXAMPLES / "chelsea-no-face.jpg"), whole_image=True)
+        verdict, summary, *_ = answered(app_module.analyze_image, str(EXAMPLES / "chelsea-no-face.jpg"), whole_image=True)
     assert verdict == "no face found" and "Whole-image score on request" in summary and "not a verdict" in summary
 
 
 def test_verdict_shows_calibration_threshold_and_what_the_detector_misses(app_module):
     """The bundled default: its card's per-source AUCs say it misses generated faces; its calibration
     error (ECE 0.37) allows one decimal, no more."""
-    verdict, summary, *_ = app_module.analyze_image(str(EXAMPLES / "astronaut.jpg"), detector="default")
+    verdict, summary, *_ = answered(app_module.analyze_image, str(EXAMPLES / "astronaut.jpg"), detector="default")
     assert verdict in ("fake", "real")  # the call alone: no "94%" headline
     assert "calibrated P(fake) ≈ 0." in summary and "± 0.37 (its calibration error)" in summary
     assert "threshold 0.50" in summary
@@ -167,9 +174,9 @@ def test_compare_handler_gives_a_row_per_face_per_detector_and_their_maps(app_mo
 
 
 def test_the_manipulated_example_made_by_the_project_is_flagged_by_the_default(app_module):
-    verdict, summary, *_ = app_module.analyze_image(str(EXAMPLES / "astronaut-self-blended.jpg"), detector="default")
+    verdict, summary, *_ = answered(app_module.analyze_image, str(EXAMPLES / "astronaut-self-blended.jpg"), detector="default")
     assert verdict == "fake" and "at or above the threshold" in summary
-    verdict, *_ = app_module.analyze_image(str(EXAMPLES / "astronaut.jpg"), detector="default")
+    verdict, *_ = answered(app_module.analyze_image, str(EXAMPLES / "astronaut.jpg"), detector="default")
     assert verdict == "real"
     assert "astronaut-self-blended.jpg" in (EXAMPLES / "README.md").read_text()  # its provenance
 
@@ -191,8 +198,8 @@ def test_detector_choice_is_guided(app_module):
 
 
 def test_int8_attention_maps_are_captioned_class_agnostic(app_module):
-    verdict, summary, annotated, faces, *maps, reports, session = app_module.analyze_image(
-        str(EXAMPLES / "astronaut.jpg"), detector="default:int8")
+    verdict, summary, annotated, faces, *maps, reports, session = answered(
+        app_module.analyze_image, str(EXAMPLES / "astronaut.jpg"), detector="default:int8")
     assert maps[0].label == "Last-layer attention (class-agnostic)" and "not available" in maps[2].label
 
 

@@ -106,12 +106,12 @@ def _outputs(session, alpha: float, with_annotated: bool = True) -> list:
 
 
 def _then_reports(outputs: list):
-    """Stream an answer: first everything the analyst reads, then (a second update, the other
-    outputs left as they are) the JSON and HTML reports, whose images and encoding would otherwise
-    hold the answer back. An API client's ``predict`` gets the final update, reports included."""
+    """Stream an answer: first everything the analyst reads, then the same outputs with the JSON
+    and HTML reports, whose images and encoding would otherwise hold the answer back. The second
+    update is complete (not "skip" for what did not change) because an API client's ``predict``
+    returns only the last update."""
     yield outputs
-    session = outputs[-1]
-    yield [gr.skip()] * (len(outputs) - 2) + [list(service.write_reports(session)), gr.skip()]
+    yield [*outputs[:-2], list(service.write_reports(outputs[-1])), outputs[-1]]
 
 
 def analyze_image(image, pasted=None, detector=None, methods=list(METHODS + EXTRA_METHODS), target="fake",

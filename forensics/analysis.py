@@ -160,7 +160,8 @@ def aggregate_video(faces: Sequence[FaceResult], sampled_frames: int) -> tuple[f
     """A video's score: max over tracks of each track's mean P(fake) (see the module docstring)."""
     if faces and faces[0].fallback:
         score = float(np.mean([f.fake_probability for f in faces]))
-        return score, [], f"no face in any of {sampled_frames} sampled frames; {WHOLE_IMAGE_NOTE} (mean over the frames)"
+        text = f"no face in any of {sampled_frames} sampled frames; {WHOLE_IMAGE_NOTE} (mean over the frames)"
+        return score, [], text
     by_track: dict[int, list[FaceResult]] = defaultdict(list)
     for face in faces:
         by_track[int(face.track if face.track is not None else -1)].append(face)

@@ -97,8 +97,8 @@ def cmd_detectors(args) -> int:
     for name, folder in onnx_builds().items():  # listed from disk: loading each ONNX session would take seconds
         base, variant = split_variant(name)
         path = folder / ONNX_BUILDS[variant]
-        rows.append({"name": name, "family": "onnx-float" if variant == "onnx" else "onnx-int8", "build_of": base, "bytes": path.stat().st_size,
-                     "path": str(folder), "note": detector_note(name).short})
+        rows.append({"name": name, "family": "onnx-float" if variant == "onnx" else "onnx-int8", "build_of": base,
+                     "bytes": path.stat().st_size, "path": str(folder), "note": detector_note(name).short})
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:

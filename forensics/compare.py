@@ -38,7 +38,7 @@ class _SharedFaces:
         digest = hashlib.blake2b(digest_size=16)
         for frame in frames:
             digest.update(str(frame.shape).encode())
-            digest.update(np.ascontiguousarray(frame[::7, ::7]).tobytes())  # a sparse sample is enough to tell frames apart
+            digest.update(np.ascontiguousarray(frame[::7, ::7]).tobytes())  # a sparse sample tells frames apart
         key = digest.hexdigest()
         if key != self._key:
             self._key, self._faces = key, self.inner.detect_batch(frames, batch_size)
@@ -112,7 +112,8 @@ def compare_detectors(path: str | Path, detectors: Sequence[str], load: Callable
         comparison.kind = result.kind
         comparison.runs.append(DetectorRun(name, result))
     if not comparison.done:
-        raise ForensicsError("no detector could be loaded: " + "; ".join(f"{r.detector}: {r.error}" for r in comparison.runs))
+        reasons = "; ".join(f"{r.detector}: {r.error}" for r in comparison.runs)
+        raise ForensicsError(f"no detector could be loaded: {reasons}")
     return comparison
 
 

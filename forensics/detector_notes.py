@@ -71,7 +71,9 @@ class DetectorNote:
         """A few words for a dropdown entry."""
         if not self.measured:
             return "unmeasured"
-        bits = [f"AUC {self.auc:.2f}" + (" (close to chance)" if self.near_chance else "")] if self.auc is not None else []
+        bits = []
+        if self.auc is not None:
+            bits.append(f"AUC {self.auc:.2f}" + (" (close to chance)" if self.near_chance else ""))
         if self.catches:
             bits.append("catches " + re.sub(r" \(AUC [^)]*\)", "", self.catches))
         if self.misses:
@@ -96,7 +98,8 @@ def _folder(name: str | Path | None) -> Path | None:
 
 
 def _subject(subset: str) -> str:
-    """'SBI of FFHQ vs all held-out reals' -> 'blended face swaps'; 'StyleGAN2 (x) vs ...' -> 'generated faces (StyleGAN2)'."""
+    """'SBI of FFHQ vs all held-out reals' -> 'blended face swaps';
+    'StyleGAN2 (x) vs ...' -> 'generated faces (StyleGAN2)'."""
     what = subset.split(" vs ")[0].strip()
     if what.startswith("SBI of"):
         return "blended face swaps"

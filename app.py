@@ -10,12 +10,13 @@ import argparse
 import importlib
 import os
 import threading
+from pathlib import Path
 
 import gradio as gr
 
 from forensics import access, catalog, jobs_ui
+from forensics import detector_notes, held, int8_ui
 from forensics import settings as deployment
-from forensics import held, int8_ui
 from forensics.catalog import EXTRA_METHODS, METHOD_TITLES, METHODS
 from forensics.errors import ForensicsError
 from forensics.media import IMAGE_EXTENSIONS
@@ -57,8 +58,14 @@ Attention maps need a transformer; for CNN detectors only Grad-CAM and Grad-CAM+
 A face's score is the detector's P(fake) for its crop. An image is as suspicious as its most
 suspicious face. In a video, faces are tracked across the sampled frames; each person's score is the
 mean over the frames they appear in, and the video's score is the highest person's score (people
-seen in fewer than 3 frames are left out unless nobody is seen longer). With no face, the whole
-image is scored and the result says so: the detector was trained on faces, so trust that less.
+seen in fewer than 3 frames are left out unless nobody is seen longer). Faces are numbered from 1 in
+reading order (top to bottom, left to right), people in a video from 1; the numbers are drawn on the
+boxes and used in every table, dropdown and report. With no face there is **no verdict**: the
+detector judges faces. Scoring the whole image instead is an explicit choice (*Explanation
+settings*), shown as a score outside what the detector was trained for, never as fake or real.
+Beside every verdict: its calibrated probability, to no more decimals than the detector's
+calibration error allows, its threshold, and what the detector's measurements say it catches and
+misses. Animated GIF and WebP files are analysed as short videos.
 
 ## Limits
 A detector only knows the manipulations it was trained on; new generators, heavy compression,
@@ -87,43 +94,51 @@ def _maps(session, face: int | None, alpha: float):
 
 def _outputs(session, alpha: float, with_annotated: bool = True) -> list:
     result = session.result
-    if any(face.fallback for face in result.faces):
-        gr.Warning("No face found: the whole image was scored instead. The detector was trained on faces, "
-                   "so this score is less reliable.")
+    if result.label == "no_face":
+        gr.Warning("No face found: no verdict." + (" The whole-image score you asked for is outside what the "
+                   "detector was trained for." if result.faces else ""))
     choices = service.face_choices(result)
-    first = choices[0][1] if choices else None
-    json_report, html_report = service.write_reports(session)
+    first = service.first_face(result)
     head = [service.verdict(result), service.summary(result)]
     if with_annotated:
         head.append(service.annotated(result))
-    return [*head, gr.Dropdown(choices=choices, value=first), *_maps(session, first, alpha),
-            [json_report, html_report], session]
+    # The reports slot stays empty here: they are written after the answer is on screen (_then_reports).
+    return [*head, gr.Dropdown(choices=choices, value=first), *_maps(session, first, alpha), None, session]
+
+
+def _then_reports(outputs: list):
+    """Stream an answer: first everything the analyst reads, then the same outputs with the JSON
+    and HTML reports, whose images and encoding would otherwise hold the answer back. The second
+    update is complete (not "skip" for what did not change) because an API client's ``predict``
+    returns only the last update."""
+    yield outputs
+    session = outputs[-1]
+    reports = list(service.write_reports(session))
+    service.hold(session)  # the answer and its reports are made: free the frames, keep within the memory budget
+    yield [*outputs[:-2], reports, session]
 
 
 def analyze_image(image, pasted=None, detector=None, methods=list(METHODS + EXTRA_METHODS), target="fake",
-                  head_fusion="mean", discard_ratio=0.9, alpha=0.5, progress=gr.Progress()):
+                  head_fusion="mean", discard_ratio=0.9, alpha=0.5, whole_image=False, progress=gr.Progress()):
     try:
-        session = service.analyze(image or pasted, detector, methods, 1, target, head_fusion, discard_ratio,
-                                  _progress(progress))
+        session = service.analyze(image or pasted, detector, methods, 16, target, head_fusion, discard_ratio,
+                                  _progress(progress), whole_image=whole_image)
     except ForensicsError as exc:
         _fail(exc)
-    outputs = _outputs(session, alpha)
-    service.hold(session)  # the answer is drawn: free the frames, keep within the memory budget
-    return outputs
+    yield from _then_reports(_outputs(session, alpha))
 
 
 def analyze_video(video, detector=None, methods=list(METHODS + EXTRA_METHODS), frames=16, target="fake",
-                  head_fusion="mean", discard_ratio=0.9, alpha=0.5, progress=gr.Progress()):
+                  head_fusion="mean", discard_ratio=0.9, alpha=0.5, whole_image=False, progress=gr.Progress()):
     try:
         session = service.analyze(video, detector, methods, frames, target, head_fusion, discard_ratio,
-                                  _progress(progress))
+                                  _progress(progress), whole_image=whole_image)
     except ForensicsError as exc:
         _fail(exc)
     result = session.result
     outputs = _outputs(session, alpha, with_annotated=False)
     extras = [service.timeline_figure(result), service.suspicious_frames(result, alpha=alpha), service.face_table(result)]
-    service.hold(session)  # the answer is drawn: free the frames, keep within the memory budget
-    return outputs[:2] + extras + outputs[2:]
+    yield from _then_reports(outputs[:2] + extras + outputs[2:])
 
 
 def update_maps(session, face, target, head_fusion, discard_ratio, alpha, progress=gr.Progress()):
@@ -154,6 +169,83 @@ def pick_row(session, evt: gr.SelectData):
     return service.ranked_faces(session.result)[evt.index[0]]
 
 
+COMPARE_HEADERS = ["face / person", "detector", "P(fake)", "threshold", "call", "agreement"]
+
+
+def compare_detectors(media, detectors=None, methods=("gradcam",), frames=16, alpha=0.5, progress=gr.Progress()):
+    """Several detectors on one image or video: a row per face (per person in a video) per detector,
+    their agreement, a chart, and the maps of the most suspicious face from each detector."""
+    chosen = [detectors] if isinstance(detectors, str) else list(detectors or [])
+    try:
+        comparison = service.compare(media, chosen, list(methods or []), int(frames), _progress(progress))
+    except ForensicsError as exc:
+        _fail(exc)
+    from forensics import compare as comparing
+
+    units = comparing.units(comparison)
+    ranked = sorted(comparing.rows(comparison), key=lambda r: -r.fake_probability)
+    first = ranked[0].unit if ranked else None
+    return [comparing.summary(comparison), comparing.table(comparison), service.comparison_figure(comparison),
+            gr.Dropdown(choices=units, value=first), service.compare_maps(comparison, first, alpha), comparison]
+
+
+def show_compared_face(comparison, unit, alpha=0.5):
+    return [] if comparison is None else service.compare_maps(comparison, unit, alpha)
+
+
+def _compare_tab() -> dict:
+    """Detectors side by side on one file: what a presenter shows stakeholders."""
+    from forensics.detector_notes import offered_detectors
+    from forensics.media import VIDEO_EXTENSIONS
+
+    c = {}
+    gr.Markdown("Run several detectors on one image or video. Faces are found once and numbered the same for "
+                "every detector (people, in a video); each detector is judged at its own threshold.")
+    with gr.Row():
+        with gr.Column(scale=2):
+            c["media"] = gr.File(label="Image or video", type="filepath",
+                                 file_types=sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))
+            offered = offered_detectors()
+            c["detectors"] = gr.Dropdown(offered, value=[v for _, v in offered[:2]], multiselect=True,
+                                         allow_custom_value=True,
+                                         label="Detectors (names, :onnx/:int8 builds, model folders or Hub ids)")
+            c["methods"] = gr.CheckboxGroup(list(METHODS), value=["gradcam"], label="Maps of each detector")
+            c["frames"] = gr.Slider(1, 64, value=16, step=1, label="Frames sampled (videos, animations)")
+            c["alpha"] = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")
+            c["run"] = gr.Button("Compare detectors", variant="primary")
+        with gr.Column(scale=3):
+            c["summary"] = gr.Markdown()
+            c["table"] = gr.Dataframe(headers=COMPARE_HEADERS, label="P(fake) per face per detector",
+                                      interactive=False, max_height=320)
+            c["chart"] = gr.Plot(label="P(fake) per detector")
+            c["unit"] = gr.Dropdown(label="Maps of", choices=[], interactive=True)
+            c["maps"] = gr.Gallery(label="Maps of the selected face, detector by detector (click to enlarge)",
+                                   columns=4, height="auto", object_fit="contain")
+    c["state"] = gr.State(time_to_live=3600)
+    return c
+
+
+def _detector_line(name: str | None) -> str:
+    """What a detector catches and misses, in one line under its box (from its measurements)."""
+    return f"<small>{detector_notes.detector_note(name).line}</small>" if name else ""
+
+
+def on_detector_change(name):
+    """A new detector: the classes its maps can explain, the methods it supports, its one line.
+    In public mode an unregistered name or path reads nothing from disk (it is treated as unknown)."""
+    name = deployment.visible_detector(name)
+    supported = detector_notes.supported_methods(name)
+    return (gr.Dropdown(choices=catalog.target_choices(name)), gr.CheckboxGroup(choices=supported, value=supported),
+            _detector_line(name))
+
+
+def _example_picker(examples: list[str]):
+    """A select handler that puts the clicked example's file into the upload box."""
+    def pick(evt: gr.SelectData) -> str:
+        return examples[evt.index]
+    return pick
+
+
 def _media_tab(kind: str):
     """The shared layout of the Image and Video tabs; returns the components to wire."""
     c = {}
@@ -161,7 +253,8 @@ def _media_tab(kind: str):
         with gr.Column(scale=2):
             if kind == "image":
                 # A file, not gr.Image: the analysis must see the original bytes (hash, EXIF, format).
-                c["media"] = gr.File(label="Image (JPEG, PNG, WebP, BMP, TIFF)", type="filepath",
+                c["media"] = gr.File(label="Image (JPEG, PNG, WebP, BMP, TIFF, GIF; animated GIF and WebP: as a short video)",
+                                     type="filepath",
                                      file_types=sorted(IMAGE_EXTENSIONS))
                 c["pasted"] = gr.Image(label="...or paste an image", sources=["clipboard"], type="filepath", height=120)
                 examples = catalog.example_files("image")
@@ -169,11 +262,13 @@ def _media_tab(kind: str):
                 c["media"] = gr.Video(label="Video (MP4, WebM, AVI, MOV)", sources=["upload"])
                 examples = catalog.example_files("video")
             # Public mode: only registered detectors load; any other name gets one "not available".
-            c["detector"] = gr.Dropdown(catalog.detector_choices() + deployment.operator_choices(),
+            c["detector"] = gr.Dropdown(detector_notes.offered_detectors() + deployment.operator_choices(),
                                         value=catalog.default_detector(), allow_custom_value=True,
                                         label="Detector" if deployment.is_public() else "Detector (name, model folder or Hub id)")
-            c["methods"] = gr.CheckboxGroup(list(METHODS + EXTRA_METHODS), value=list(METHODS + EXTRA_METHODS),
-                                            label="Explanations (patches: patch-level detectors only)")
+            c["note"] = gr.Markdown(_detector_line(catalog.default_detector()))
+            supported = detector_notes.supported_methods(catalog.default_detector())
+            c["methods"] = gr.CheckboxGroup(supported, value=supported,
+                                            label="Explanations (only those this detector can give)")
             if kind == "video":
                 c["frames"] = gr.Slider(1, 64, value=16, step=1, label="Frames sampled")
             with gr.Accordion("Explanation settings", open=False):
@@ -183,11 +278,18 @@ def _media_tab(kind: str):
                 c["discard"] = gr.Slider(0.0, 0.99, value=0.9, step=0.01, label="Rollout discard ratio")
                 c["alpha"] = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")
                 c["update"] = gr.Button("Update maps")
+                c["whole_image"] = gr.Checkbox(False, label="No face found: score the whole image anyway (outside "
+                                               "what detectors are trained for; a score, never a verdict)")
             c["run"] = gr.Button(f"Analyse {kind}", variant="primary")
-            if examples:
+            if examples and kind == "image":  # thumbnails, not bare file-name chips: a click loads the file
+                c["examples"] = gr.Gallery([(path, Path(path).name) for path in examples], columns=3, height=200,
+                                           allow_preview=False, object_fit="cover",
+                                           label="Examples (click one to load it)")
+                c["examples"].select(_example_picker(examples), None, c["media"], api_visibility="private")
+            elif examples:
                 gr.Examples(examples, inputs=[c["media"]], label="Examples")
         with gr.Column(scale=3):
-            c["verdict"] = gr.Label(label="Verdict", num_top_classes=2)
+            c["verdict"] = gr.Label(label="Verdict (the detector's call at its threshold; its probability below)")
             c["summary"] = gr.Markdown()
             if kind == "image":
                 c["annotated"] = gr.Image(label="Faces found", type="numpy", interactive=False, height=480)
@@ -198,9 +300,13 @@ def _media_tab(kind: str):
                 c["table"] = gr.Dataframe(headers=["#", "frame", "time (s)", "person", "P(fake)", "face conf."],
                                           label="Faces (click a row)", interactive=False, max_height=240)
             c["face"] = gr.Dropdown(label="Face shown below", choices=[], interactive=True)
-            with gr.Row(equal_height=True):
-                c["maps"] = [gr.Image(label=METHOD_TITLES[m], type="numpy", interactive=False, min_width=160,
-                                      height=300, visible=m in METHODS) for m in METHODS + EXTRA_METHODS]
+            c["maps"] = []
+            methods = METHODS + EXTRA_METHODS
+            for row in range(0, len(methods), 2):  # two maps a row: large enough to read; fullscreen on click
+                with gr.Row(equal_height=True):
+                    c["maps"] += [gr.Image(label=METHOD_TITLES[m], type="numpy", interactive=False, min_width=240,
+                                           height=340, visible=m in METHODS, buttons=["fullscreen"])
+                                  for m in methods[row:row + 2]]
             gr.Image(colour_scale(), show_label=False, interactive=False, container=False, height=50,
                      buttons=[])
             c["reports"] = gr.File(label="Report (JSON and self-contained HTML)", file_count="multiple",
@@ -212,8 +318,9 @@ def _media_tab(kind: str):
 def _train_tab(detector_boxes: list) -> None:
     """Background jobs and Hub pushes (behind the admin credential); wired to ``forensics.jobs_ui``."""
     gr.Markdown(jobs_ui.INTRO + "\n\n" + jobs_ui.admin_note())
+    admin = access.admin_configured()  # off: the forms are hidden and the job list is read only
     with gr.Row():
-        with gr.Column(scale=2):
+        with gr.Column(scale=2, visible=admin):
             kind = gr.Radio(jobs_ui.KIND_CHOICES, value="train", label="Job")
             base = gr.Dropdown(jobs_ui.detector_names(), value=None, allow_custom_value=True,
                                label="Base detector (fine-tune: start from; distil: teacher; evaluate: measured)")
@@ -246,7 +353,7 @@ def _train_tab(detector_boxes: list) -> None:
         with gr.Column(scale=3):
             table = gr.Dataframe(headers=jobs_ui.TABLE_HEADERS, label="Jobs (click a row)", interactive=False,
                                  max_height=260)
-            with gr.Row(equal_height=True):
+            with gr.Row(equal_height=True, visible=admin):
                 job = gr.Number(None, label="Job", precision=0, min_width=80)
                 show, cancel, resume, delete = (gr.Button(text, min_width=80) for text in
                                                 ("Show", "Cancel", "Resume", "Delete"))
@@ -279,22 +386,37 @@ def build_demo() -> gr.Blocks:
             im = _media_tab("image")
         with gr.Tab("Video"):
             vi = _media_tab("video")
+        with gr.Tab("Compare detectors"):
+            cd = _compare_tab()
         with gr.Tab("Float vs int8"):
             q8 = int8_ui.build_tab()
         with gr.Tab("Train"):
             _train_tab([im["detector"], vi["detector"]])
         with gr.Tab("About"):
-            gr.Markdown(ABOUT + catalog.about_detectors())
+            gr.Markdown(ABOUT)
+            cards = catalog.detector_cards()
+            if not cards:
+                gr.Markdown(catalog.about_detectors())
+            for name, card in cards:  # one accordion per model card, closed: the page stays short
+                with gr.Accordion(f"{name}: {detector_notes.detector_note(name).short}", open=False):
+                    gr.Markdown(card)
 
         int8_ui.wire(q8, demo)
         settings = ["target", "head_fusion", "discard", "alpha"]
-        im["run"].click(analyze_image, [im["media"], im["pasted"], im["detector"], im["methods"], *[im[k] for k in settings]],
+        im["run"].click(analyze_image, [im["media"], im["pasted"], im["detector"], im["methods"],
+                                        *[im[k] for k in settings], im["whole_image"]],
                         [im["verdict"], im["summary"], im["annotated"], im["face"], *im["maps"], im["reports"],
-                         im["state"]], api_name="analyze_image")
+                         im["state"]], api_name="analyze_image", show_progress_on=[im["verdict"]])
         vi["run"].click(analyze_video, [vi["media"], vi["detector"], vi["methods"], vi["frames"],
-                                        *[vi[k] for k in settings]],
+                                        *[vi[k] for k in settings], vi["whole_image"]],
                         [vi["verdict"], vi["summary"], vi["timeline"], vi["frames_gallery"], vi["table"], vi["face"],
-                         *vi["maps"], vi["reports"], vi["state"]], api_name="analyze_video")
+                         *vi["maps"], vi["reports"], vi["state"]], api_name="analyze_video",
+                        show_progress_on=[vi["verdict"]])
+        cd["run"].click(compare_detectors, [cd["media"], cd["detectors"], cd["methods"], cd["frames"], cd["alpha"]],
+                        [cd["summary"], cd["table"], cd["chart"], cd["unit"], cd["maps"], cd["state"]],
+                        api_name="compare_detectors", show_progress_on=[cd["summary"]])
+        cd["unit"].change(show_compared_face, [cd["state"], cd["unit"], cd["alpha"]], cd["maps"],
+                          api_visibility="private")
         vi["frames_gallery"].select(pick_frame, [vi["state"]], [vi["face"]], api_visibility="private")
         vi["table"].select(pick_row, [vi["state"]], [vi["face"]], api_visibility="private")
         for tab in (im, vi):
@@ -304,9 +426,8 @@ def build_demo() -> gr.Blocks:
                                  api_visibility="private")
             tab["update"].click(update_maps, [tab["state"], tab["face"], *[tab[k] for k in settings]],
                                 [*tab["maps"], tab["state"]], api_visibility="private")
-            tab["detector"].change(lambda d: gr.Dropdown(choices=catalog.target_choices(deployment.visible_detector(d))),
-                                   [tab["detector"]],
-                                   [tab["target"]], api_visibility="private")
+            tab["detector"].change(on_detector_change, [tab["detector"]], [tab["target"], tab["methods"], tab["note"]],
+                                   api_visibility="private")
     return demo
 
 

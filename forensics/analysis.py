@@ -11,11 +11,13 @@ How a verdict is reached
   is the **max over tracks** (one manipulated person makes a manipulated video). Tracks seen in
   fewer than ``min(3, sampled frames)`` frames are passers-by or false detections and are left out,
   unless no track is long enough, in which case every track counts.
-- No face at all: the whole image (or each whole frame, averaged) is scored instead and every
-  such entry is marked ``fallback: true`` — a detector trained on face crops is then out of its
-  domain, and the result says so in ``notes``. With ``fallback_whole_image=False`` the verdict is
-  ``no_face`` with no probability.
-- ``label`` is ``fake`` when ``fake_probability >= threshold`` (the detector's own threshold).
+- No face at all: no verdict. ``label`` is ``no_face`` and ``fake_probability`` is ``None``: a
+  detector trained on face crops has nothing to judge. Scoring the whole image (or each whole
+  frame, averaged) is an explicit choice (``fallback_whole_image=True``); its entries are marked
+  ``fallback: true``, ``fake_probability`` holds that out-of-domain score, and ``label`` stays
+  ``no_face``: such a score is never turned into a fake/real verdict.
+- ``label`` is ``fake`` when ``fake_probability >= threshold`` (the detector's own threshold) and at
+  least one face was found.
 """
 
 from __future__ import annotations
@@ -38,9 +40,14 @@ from forensics.errors import ForensicsError
 from forensics.explain import METHODS, ExplainOptions, explain
 from forensics.overlay import OverlayStyle, overlay, paste_overlay
 from forensics.faces import FaceCrop, FaceDetector, crop_faces, track_faces, whole_image_crop
-from forensics.media import DEFAULT_LIMITS, MediaLimits, VideoFrames, load_image, load_video, media_kind
+from forensics.media import (DEFAULT_LIMITS, MediaLimits, VideoFrames, is_animated, load_animation, load_image,
+                            load_video, media_kind)
 
 Progress = Callable[[float, str], None]
+
+NO_FACE_NOTE = "no face found: no verdict (the detector judges faces, and there is none to judge)"
+WHOLE_IMAGE_NOTE = ("whole image scored on request, outside what the detector was trained for (face crops): "
+                    "a score, not a verdict")
 
 
 @dataclass
@@ -121,11 +128,31 @@ class AnalysisResult:
         return data
 
 
+def reading_order(faces: Sequence) -> list:
+    """Faces (anything with ``box = (x0, y0, x1, y1)``) top to bottom in rows, left to right within a
+    row: the order people read a photo in, so "face 1" is the same face in every table, dropdown
+    and report. A face joins the current row when its centre lies within the row's first box."""
+    rest = sorted(faces, key=lambda f: (f.box[1] + f.box[3]) / 2)
+    ordered: list = []
+    while rest:
+        top = rest[0]
+        row = [f for f in rest if top.box[1] <= (f.box[1] + f.box[3]) / 2 <= top.box[3]] or [top]
+        ordered += sorted(row, key=lambda f: f.box[0])
+        rest = [f for f in rest if not any(f is r for r in row)]
+    return ordered
+
+
+def face_number(result: "AnalysisResult", index: int) -> int:
+    """The number a face is shown with everywhere: its position in ``result.faces`` (frames in
+    order, faces in reading order within a frame), counted from 1."""
+    return int(index) + 1
+
+
 def aggregate_image(faces: Sequence[FaceResult]) -> tuple[float, str]:
     """An image's score: the max over its faces."""
     score = max(f.fake_probability for f in faces)
     if faces[0].fallback:
-        return score, "no face found: the whole image was scored"
+        return score, WHOLE_IMAGE_NOTE
     return score, f"max over {len(faces)} face(s) of P(fake)"
 
 
@@ -133,7 +160,8 @@ def aggregate_video(faces: Sequence[FaceResult], sampled_frames: int) -> tuple[f
     """A video's score: max over tracks of each track's mean P(fake) (see the module docstring)."""
     if faces and faces[0].fallback:
         score = float(np.mean([f.fake_probability for f in faces]))
-        return score, [], f"no face in any of {sampled_frames} sampled frames: mean P(fake) of the whole frames"
+        text = f"no face in any of {sampled_frames} sampled frames; {WHOLE_IMAGE_NOTE} (mean over the frames)"
+        return score, [], text
     by_track: dict[int, list[FaceResult]] = defaultdict(list)
     for face in faces:
         by_track[int(face.track if face.track is not None else -1)].append(face)
@@ -176,7 +204,7 @@ class Analyzer:
         frames: int = 16,
         fps: float | None = None,
         limits: MediaLimits = DEFAULT_LIMITS,
-        fallback_whole_image: bool = True,
+        fallback_whole_image: bool = False,
         max_explained: int = 64,
         batch_size: int = 4,  # faces per explanation pass: 8 costs ~250 MB more (ViT-S) for no speed-up
         style: OverlayStyle | None = None,
@@ -212,7 +240,12 @@ class Analyzer:
             step = _Stopwatch(result.timings_ms)
             _report(progress, 0.02, "decoding")
             with step("decode"):
-                if kind == "image":
+                if kind == "image" and is_animated(source, name=label, limits=self.limits):
+                    kind = result.kind = "video"  # an animated GIF or WebP is a short video
+                    video = load_animation(source, frames=self.frames, fps=self.fps, name=label, limits=self.limits)
+                    frames, timestamps, indices = video.frames, video.timestamps, video.indices
+                    result.media = {**_video_media(video), "animated_image": True}
+                elif kind == "image":
                     image = load_image(source, name=label, limits=self.limits)
                     frames, timestamps, indices = [image], [None], [0]
                     result.media = {"width": int(image.shape[1]), "height": int(image.shape[0])}
@@ -262,21 +295,19 @@ class Analyzer:
             crops: list[FaceCrop] = []
             owners: list[int] = []
             for i, (frame, faces) in enumerate(zip(frames, faces_per_frame)):
-                for crop in crop_faces(frame, faces, det.input_size, det.info.face_margin, det.info.face_framing):
+                for crop in crop_faces(frame, reading_order(faces), det.input_size, det.info.face_margin,
+                                       det.info.face_framing):
                     crops.append(crop)
                     owners.append(i)
             if not crops:
+                result.label = "no_face"
+                result.notes.append(NO_FACE_NOTE)
+                result.aggregation = "no face found"
                 if not self.fallback_whole_image:
-                    result.label = "no_face"
-                    result.notes.append("no face found; whole-image fallback is off, so there is no verdict")
-                    result.aggregation = "no face found"
                     return
                 crops = [whole_image_crop(frame, det.input_size) for frame in frames]
                 owners = list(range(len(frames)))
-                result.notes.append(
-                    "no face found: the whole image was scored instead; the detector was trained on face crops, "
-                    "so treat this score with extra caution"
-                )
+                result.notes.append(WHOLE_IMAGE_NOTE)
         _report(progress, 0.35, f"classifying {len(crops)} face(s)")
         with step("classify"):
             probabilities = det.predict_crops([c.image for c in crops], batch_size=16)
@@ -286,7 +317,7 @@ class Analyzer:
             result.faces.append(
                 FaceResult(
                     frame=int(indices[owner]),
-                    track=face.track if face is not None else None,
+                    track=None if face is None or face.track is None else face.track + 1,  # people from 1
                     box=[round(float(v), 1) for v in face.box] if face is not None else None,
                     face_confidence=round(float(face.confidence), 4) if face is not None else None,
                     fake_probability=float(p_fake),
@@ -301,7 +332,8 @@ class Analyzer:
             result.fake_probability, result.tracks, result.aggregation = aggregate_video(result.faces, len(frames))
         else:
             result.fake_probability, result.aggregation = aggregate_image(result.faces)
-        result.label = "fake" if result.fake_probability >= det.threshold else "real"
+        if not result.faces[0].fallback:
+            result.label = "fake" if result.fake_probability >= det.threshold else "real"
         if self.methods:
             with step("explain"):
                 self.explain_faces(result, progress)
@@ -331,7 +363,8 @@ class Analyzer:
                 "target": "fake" if self.target is None else self.target,
                 "head_fusion": self.options.head_fusion,
                 "discard_ratio": self.options.discard_ratio,
-                "class_weighted": self.options.class_weighted,
+                # Without gradients (ONNX builds) attention maps are class-agnostic whatever was asked.
+                "class_weighted": self.options.class_weighted and getattr(self.detector, "differentiable", True),
             }
         )
         if len(chosen) < len(faces):
@@ -353,7 +386,7 @@ def save_maps(result: AnalysisResult, out_dir: str | Path, style: OverlayStyle |
     folder.mkdir(parents=True, exist_ok=True)
     for n, face in enumerate(result.faces):
         for method, heatmap in face.heatmaps.items():
-            path = folder / f"frame{face.frame:05d}_face{n:02d}_{_safe(method)}.png"
+            path = folder / f"frame{face.frame:05d}_face{n + 1:02d}_{_safe(method)}.png"
             _write_png(path, overlay(face.crop, heatmap, style.alpha, style.colormap, style.gamma))
             face.maps[method] = str(path)
     if result.kind == "image" and result.frames:
@@ -429,4 +462,5 @@ class _Timer:
         return False
 
 
-__all__ = ["AnalysisResult", "Analyzer", "FaceResult", "TrackSummary", "aggregate_image", "aggregate_video", "save_maps"]
+__all__ = ["AnalysisResult", "Analyzer", "FaceResult", "TrackSummary", "aggregate_image", "aggregate_video",
+           "face_number", "reading_order", "save_maps"]

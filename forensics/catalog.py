@@ -144,17 +144,25 @@ def example_files(kind: str) -> list[str]:
     return sorted(str(p) for p in EXAMPLES.glob("*") if p.suffix.lower() in wanted) if EXAMPLES.is_dir() else []
 
 
-def about_detectors() -> str:
-    """What each detector was trained on and how it measured: its model card, as Markdown."""
+def detector_cards() -> list[tuple[str, str]]:
+    """(name, model card as Markdown) per named detector: the Hub's YAML header and the card's own
+    title (the name again) dropped, its headings demoted under the app's."""
     import re
 
-    parts = []
+    cards = []
     for name, folder in available_detectors().items():
         card = folder / CARD_NAME
         text = card.read_text(encoding="utf-8") if card.is_file() else "(no model card)"
         text = re.sub(r"\A---.*?---\s*", "", text, flags=re.DOTALL)  # drop the Hub's YAML header
-        text = re.sub(r"^#\s", "#### ", text, flags=re.MULTILINE)
-        parts.append(f"### `{name}`\n\n{text}")
+        text = re.sub(r"\A#\s[^\n]*\n+", "", text)  # the title repeats the name
+        text = re.sub(r"^(#+)\s", lambda m: "#" * min(6, len(m.group(1)) + 2) + " ", text, flags=re.MULTILINE)
+        cards.append((name, text))
+    return cards
+
+
+def about_detectors() -> str:
+    """What each detector was trained on and how it measured: its model card, as Markdown."""
+    parts = [f"### `{name}`\n\n{text}" for name, text in detector_cards()]
     if not parts:
         return ("No trained detector is bundled yet. A detector folder's model card (its README.md) is shown "
                 "here: the data it was trained on, how it was validated and its measured metrics.")

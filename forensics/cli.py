@@ -33,7 +33,10 @@ def _add_analyze(sub) -> None:
     p.add_argument("--colormap", default="jet", choices=["jet", "turbo", "inferno", "magma", "viridis"])
     p.add_argument("--min-face", type=int, default=40, help="smallest face side in pixels (default 40)")
     p.add_argument("--face-confidence", type=float, default=0.9, help="MTCNN confidence threshold (default 0.9)")
-    p.add_argument("--no-fallback", action="store_true", help="no whole-image score when no face is found")
+    p.add_argument("--whole-image", action="store_true",
+                   help="with no face found, score the whole image anyway (outside what detectors are trained "
+                        "for: a score, never a verdict)")
+    p.add_argument("--no-fallback", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for scripts
     p.add_argument("--allow-untrained", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -80,15 +83,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_detectors(args) -> int:
+    from forensics.catalog import ONNX_BUILDS, onnx_builds, split_variant
+    from forensics.detector_notes import detector_note
     from forensics.detectors import available_detectors, load_detector
 
     rows = []
     for name, folder in available_detectors().items():
         try:
             row = load_detector(folder).describe()
-            rows.append({**row, "name": name, "model_name": row["name"]})
+            rows.append({**row, "name": name, "model_name": row["name"], "note": detector_note(name).short})
         except ForensicsError as exc:
             rows.append({"name": name, "path": str(folder), "error": str(exc)})
+    for name, folder in onnx_builds().items():  # listed from disk: loading each ONNX session would take seconds
+        base, variant = split_variant(name)
+        path = folder / ONNX_BUILDS[variant]
+        rows.append({"name": name, "family": "onnx-float" if variant == "onnx" else "onnx-int8", "build_of": base,
+                     "bytes": path.stat().st_size, "path": str(folder), "note": detector_note(name).short})
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:
@@ -96,11 +106,23 @@ def cmd_detectors(args) -> int:
     else:
         for row in rows:
             if "error" in row:
-                print(f"{row['name']:<28} unavailable: {row['error']}")
+                print(f"{row['name']:<20} unavailable: {row['error']}")
+            elif "build_of" in row:
+                print(f"{row['name']:<20} {row['family']:<10} {'':>12}  {_size(row['bytes']):>8} file  "
+                      f"ONNX build of {row['build_of']}  {row['note']}")
             else:
-                print(f"{row['name']:<28} {row['family']:<13} {row['parameters'] / 1e6:6.2f}M params  "
-                      f"labels={','.join(row['labels'])}  threshold={row['threshold']}")
+                print(f"{row['name']:<20} {row['family']:<10} {_count(row['parameters']):>6} params  "
+                      f"threshold {row['threshold']:<4}  {row['note']}")
     return 0
+
+
+def _count(n: int) -> str:
+    """2379394 -> '2.4M', 51521 -> '51.5k', 4633 -> '4.6k'."""
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.0f} KB"
 
 
 def default_detector_name() -> str:
@@ -136,7 +158,7 @@ def cmd_analyze(args) -> int:
         options=ExplainOptions(args.head_fusion, args.discard_ratio, not args.class_agnostic),
         frames=args.frames,
         fps=args.fps,
-        fallback_whole_image=not args.no_fallback,
+        fallback_whole_image=args.whole_image and not args.no_fallback,
         style=OverlayStyle(args.alpha, args.colormap, args.gamma),
         limits=settings.media_limits(),  # the same upload limits as the app and its API
     )
@@ -169,10 +191,14 @@ def cmd_analyze(args) -> int:
 def _summary_line(result) -> str:
     if result.error:
         return f"ERROR  {result.error}"
-    p = "-" if result.fake_probability is None else f"{result.fake_probability:.3f}"
+    where = f"{result.kind}  {result.input}  ({result.timings_ms.get('total', 0):.0f} ms)"
+    if result.label == "no_face":
+        score = ("" if result.fake_probability is None else
+                 f"  whole-image score {result.fake_probability:.2f} (outside the detector's training, not a verdict)")
+        return f"no face found: no verdict{score}  {where}"
     faces = sum(not f.fallback for f in result.faces)
-    return (f"{result.label or '-':<7} P(fake)={p}  threshold={result.threshold}  faces={faces}  "
-            f"{result.kind}  {result.input}  ({result.timings_ms.get('total', 0):.0f} ms)")
+    return (f"{result.label or '-':<7} P(fake)={result.fake_probability:.3f}  threshold={result.threshold}  "
+            f"faces={faces}  {where}")
 
 
 if __name__ == "__main__":  # pragma: no cover

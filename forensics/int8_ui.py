@@ -25,6 +25,14 @@ shows attention, rollout and patch maps but no Grad-CAM. Builds are made with
 `python -m forensics quantize --detector NAME`; audits with `python -m forensics audit --detector NAME`."""
 
 
+def _no_paths(text: str) -> str:
+    """Text without the server's absolute paths: each one shortened to its last part (a model
+    folder's name), which is all a visitor needs and all the server should disclose."""
+    import re
+
+    return re.sub(r"(?<![\w.])/(?:[^\s/]+/)*([^\s/]+)", r"\1", str(text))
+
+
 def _fail(exc: Exception):
     raise gr.Error(str(exc), print_exception=False) from None
 
@@ -47,7 +55,7 @@ def _audit_outputs(audit: dict, folder: Path | None):
     c = audit["comparison"]
     text = (f"**{verdict_line(audit)}**\n\n"
             f"Faces: {audit['faces']['count']} ({audit['faces']['real']} real, {audit['faces']['fake']} fake), "
-            f"{audit['faces']['origin']}. Float threshold {c['float_threshold']:.3f}; the int8 build's threshold, tuned "
+            f"{_no_paths(audit['faces']['origin'])}. Float threshold {c['float_threshold']:.3f}; the int8 build's threshold, tuned "
             f"to keep the float operating point: **{c['int8_threshold_stored']:.4f}** (agreement at the float "
             f"threshold instead: {c.get('agreement_at_float_threshold', c['agreement']):.2%}; the best threshold on "
             f"these faces: {c['int8_threshold_tuned']:.4f}, agreement {c['agreement_at_tuned_threshold']:.2%}). Mean |ΔP(fake)| {c['mean_abs_delta']:.4f}, "
@@ -144,6 +152,11 @@ def run_uploaded_audit(upload, detector, min_agreement=0.99, max_auc_delta=0.01,
     return [*outputs, [str(out / "audit.json"), str(out / "audit.html")]]
 
 
+def clear_comparison(_detector=None) -> list:
+    """Empty comparison, maps and audit files: what a new detector choice leaves on screen."""
+    return ["", [], [], None]
+
+
 def build_tab() -> dict:
     """The tab's components (app.py wires them)."""
     c = {}
@@ -158,8 +171,9 @@ def build_tab() -> dict:
     with gr.Row():
         c["scatter"] = gr.Plot(label="P(fake): float vs int8")
         c["latency"] = gr.Plot(label="Latency per face")
-    c["gallery"] = gr.Gallery(label="Faces where they disagree: the face, the float model's maps, the int8 model's",
-                              columns=1, height="auto", visible=False)
+    c["gallery"] = gr.Gallery(label="Faces where they disagree (click one to open it full size): the face, the "
+                                    "float model's maps, the int8 model's", columns=3, height="auto",
+                              object_fit="contain", allow_preview=True, visible=False)
     with gr.Accordion("Audit on your own labelled images", open=False):
         c["zip"] = gr.File(label="Zip of labelled images (real/ and fake/ subfolders, or a labels.csv)",
                            file_types=[".zip"], type="filepath")
@@ -183,6 +197,9 @@ def wire(c: dict, demo: gr.Blocks) -> None:
     shown = [c["verdict"], c["table"], c["scatter"], c["latency"], c["gallery"]]
     c["refresh"].click(show_stored_audit, [c["detector"]], shown, api_visibility="private")
     c["detector"].change(show_stored_audit, [c["detector"]], shown, api_visibility="private")
+    # Another detector: the previous one's comparison and audit files must not stay on screen beside it.
+    c["detector"].change(clear_comparison, [c["detector"]],
+                         [c["comparison"], c["float_maps"], c["int8_maps"], c["files"]], api_visibility="private")
     demo.load(show_stored_audit, [c["detector"]], shown, api_visibility="private")
     c["compare"].click(compare_image, [c["image"], c["detector"]], [c["comparison"], c["float_maps"], c["int8_maps"]],
                        api_name="compare_int8")

@@ -40,8 +40,9 @@ def admin_note() -> str:
         return "Jobs and Hub pushes need the **admin token** (`FORENSICS_ADMIN_TOKEN` on the server)."
     if access.admin_login():
         return "Jobs and Hub pushes are for the admin user (`FORENSICS_ADMIN_USER`), signed in."
-    return ("**Admin actions are switched off**: no admin credential is configured on this server "
-            "(set `FORENSICS_ADMIN_TOKEN`). Anyone may analyse media; only an admin may run jobs or push models.")
+    return ("**Admin actions are switched off** on this server: no admin credential is configured. To turn them on, "
+            "set `FORENSICS_ADMIN_TOKEN` (or `FORENSICS_ADMIN_USER` and `FORENSICS_ADMIN_PASSWORD`) and restart. "
+            "Below: the jobs run here, read only.")
 
 
 @lru_cache(maxsize=1)
@@ -75,7 +76,9 @@ def detector_box_choices() -> list[str]:
     roots = catalog.detector_dirs()
     key = tuple((str(root), _mtime(root), *(_mtime(child) for child in _children(root))) for root in roots)
     if _CHOICES.get("key") != key:
-        _CHOICES.update(key=key, choices=catalog.detector_choices())
+        from forensics.detector_notes import offered_detectors
+
+        _CHOICES.update(key=key, choices=offered_detectors())  # with their strengths; near-chance ones left out
     return list(_CHOICES["choices"])
 
 
@@ -278,9 +281,10 @@ def refresh(job_id, admin_token, seen, request: gr.Request = None):
         names = detector_names()
         boxes = [gr.Dropdown(choices=models), gr.Dropdown(choices=models), gr.Dropdown(choices=names),
                  gr.Dropdown(choices=names)]
+    if not access.admin_configured():  # admin actions off (said once, at the top): the jobs, read only
+        return [_read_only_jobs(), "", None, "", "", *boxes, {"models": models}]
     if not access.is_admin(admin_token, access.request_username(request)):
-        hidden = "Enter the admin token to see and manage jobs." if access.admin_configured() else admin_note()
-        return [[], hidden, None, "", "", *boxes, {"models": models}]
+        return [[], "Enter the admin token to see and manage jobs.", None, "", "", *boxes, {"models": models}]
     try:
         job = _job(job_id)
         table = jobs_table()
@@ -290,6 +294,17 @@ def refresh(job_id, admin_token, seen, request: gr.Request = None):
     if key is not None and (seen or {}).get("key") == key:  # nothing new: leave the plot and log as drawn
         return [table, gr.skip(), gr.skip(), gr.skip(), gr.skip(), *boxes, {"models": models, "key": key}]
     return [table, *_details(job), *boxes, {"models": models, "key": key}]
+
+
+def _read_only_jobs() -> list:
+    """The jobs table for a server without admin actions (jobs run there from the CLI); never
+    creates a job store where none was ever used."""
+    if not (catalog.forensics_home() / "jobs.db").is_file():
+        return []
+    try:
+        return jobs_table()
+    except (OSError, sqlite3.Error, ForensicsError):
+        return []
 
 
 def pick_job(table, evt: gr.SelectData):

@@ -32,6 +32,8 @@ __all__ = [
     "MediaLimits",
     "VideoFrames",
     "image_info",
+    "is_animated",
+    "load_animation",
     "load_image",
     "load_video",
     "media_kind",
@@ -277,8 +279,7 @@ def load_image(
         if im.format in _ANIMATED_FORMATS and getattr(im, "is_animated", False):
             n = _frame_count(im)
             raise MediaError(
-                f"{label}: animated image with {n} frames is not supported; "
-                "upload it as a video or pick one frame"
+                f"{label}: animated image with {n} frames: load it with load_animation (the analysis does)"
             )
         try:
             with warnings.catch_warnings():
@@ -328,6 +329,62 @@ def image_info(
         if orientation in (5, 6, 7, 8):
             w, h = h, w
         return {"width": int(w), "height": int(h), "format": im.format, "mode": im.mode, "bytes": int(size)}
+
+
+# --------------------------------------------------------------------------------------------
+# animated images (GIF, WebP, APNG): short videos
+
+
+def is_animated(source: str | Path | bytes, name: str | None = None, limits: MediaLimits = DEFAULT_LIMITS) -> bool:
+    """True for a GIF, WebP or PNG with more than one frame (reads the header only)."""
+    label = _label(source, name)
+    with _open_image(source, label, limits.max_image_bytes) as (im, _size):
+        return im.format in _ANIMATED_FORMATS and bool(getattr(im, "is_animated", False))
+
+
+def load_animation(
+    source: str | Path | bytes,
+    frames: int = 16,
+    fps: float | None = None,
+    name: str | None = None,
+    limits: MediaLimits = DEFAULT_LIMITS,
+) -> VideoFrames:
+    """Sample an animated GIF/WebP/PNG like a video: the same sampling rule as :func:`load_video`
+    (``frames`` evenly, or ``fps``), timestamps from the frames' own durations, RGB uint8 frames
+    (each frame composited as a viewer shows it). Short manipulated clips circulate as GIFs."""
+    label = _label(source, name)
+    with _open_image(source, label, limits.max_image_bytes) as (im, _size):
+        _check_pixels(im, label, limits)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                count = _frame_count(im)
+                starts, t = [], 0.0
+                for i in range(count):  # durations live in each frame's header: a cheap pass for GIF
+                    im.seek(i)
+                    if im.format == "WEBP":
+                        im.load()  # Pillow's WebP reader sets a frame's duration only once it is decoded
+                    starts.append(t)
+                    t += max(float(im.info.get("duration") or 100.0), 10.0) / 1000.0  # browsers floor 0 ms at ~10 ms
+                if t > limits.max_duration_s:
+                    raise MediaError(f"{label}: animation is {t:.1f} s long; the limit is {limits.max_duration_s:g} s")
+                fps_in = count / t if t > 0 else _FALLBACK_FPS
+                try:
+                    wanted = sample_frame_indices(count, frames=None if fps else frames, fps_in=fps_in, fps=fps,
+                                                  max_frames=limits.max_frames)
+                except ValueError as exc:
+                    raise MediaError(f"{label}: {exc}") from None
+                out = []
+                for i in wanted:
+                    im.seek(i)
+                    out.append(_to_rgb(im.convert("RGBA")))
+        except MediaError:
+            raise
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError) as exc:
+            raise MediaError(f"{label}: animation is truncated or corrupt ({exc})") from None
+        height, width = out[0].shape[:2]
+        return VideoFrames(frames=out, indices=list(wanted), timestamps=[starts[i] for i in wanted], fps=fps_in,
+                           frame_count=count, duration_s=t, width=int(width), height=int(height))
 
 
 # --------------------------------------------------------------------------------------------

@@ -293,14 +293,23 @@ def _verdict_section(result: AnalysisResult, meta: dict) -> str:
     label = (result.label or "no verdict").lower()
     css = label if label in ("fake", "real") else "none"
     head = {"fake": "Scored at or above the detector's threshold: likely manipulated",
-            "real": "Scored below the detector's threshold: no manipulation detected"}.get(
+            "real": "Scored below the detector's threshold: no manipulation detected",
+            "no_face": "No face found: no verdict (the detector judges faces, and there is none to judge)"}.get(
         label, "No verdict")
+    badge = "NO FACE FOUND" if label == "no_face" else label.replace("_", " ").upper()
     lines = [f"<section class=\"verdict {css}\" id=\"verdict\">",
-             f"<div class=\"badge\">{_e(label.replace('_', ' ').upper())}</div>",
+             f"<div class=\"badge\">{_e(badge)}</div>",
              f"<p>{_e(head)}.</p>"]
-    if result.fake_probability is not None:
+    if result.fake_probability is not None and label == "no_face":
+        lines.append(f"<p>Whole-image score, on request: {_p(result.fake_probability, 2)} (outside what the "
+                     "detector was trained for: a score, not a verdict)</p>")
+    elif result.fake_probability is not None:
         lines.append(f"<p><strong>P(fake) = {_p(result.fake_probability)}</strong> "
                      f"(threshold {_p(result.threshold, 2)})</p>")
+    from forensics.detector_notes import detector_note
+
+    lines.append(f"<p class=\"card-line\">What this detector catches and misses: "
+                 f"{_e(detector_note(result.detector).line)}</p>")
     if result.aggregation:
         lines.append(f"<p>How: {_e(result.aggregation)}.</p>")
     if result.notes:
@@ -512,19 +521,19 @@ def _timeline_series(result: AnalysisResult) -> list[tuple[str, list[FaceResult]
 
 def _gallery_section(result: AnalysisResult, alpha: float) -> str:
     """The most suspicious faces, each as its crop and its explanation overlays side by side."""
-    ranked = sorted(result.faces, key=lambda f: -f.fake_probability)
+    ranked = sorted(enumerate(result.faces, 1), key=lambda nf: -nf[1].fake_probability)
     shown = ranked[:MAX_REPORT_FACES]
     if not shown:
         return ""
     threshold = result.threshold if result.threshold is not None else 0.5
     blocks = []
-    for n, face in enumerate(shown, 1):
+    for n, face in shown:  # n: the face's number, the same as in the table and the app
         where = [f"frame {face.frame}" + (f" ({face.timestamp:.2f} s)" if face.timestamp is not None else "")
                  ] if result.kind == "video" else []
         if face.track is not None:
             where.append(f"person {face.track}")
         flag = " — at or above the threshold" if face.fake_probability >= threshold else ""
-        title = f"#{n}: " + "".join(w + ", " for w in where) + f"P(fake) {face.fake_probability:.3f}{flag}"
+        title = f"Face {n}: " + "".join(w + ", " for w in where) + f"P(fake) {face.fake_probability:.3f}{flag}"
         if face.fallback:
             title += " (whole image, no face found)"
         figures = []

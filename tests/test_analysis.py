@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from forensics.analysis import Analyzer, FaceResult, aggregate_image, aggregate_video
+from forensics.analysis import Analyzer, FaceResult, aggregate_image, aggregate_video, reading_order
 from forensics.detectors import load_detector
 from forensics.errors import DetectorError
 from forensics.explain import METHODS
-from tests.conftest import data_path
+from tests.conftest import ROOT, data_path
 
 
 def _face(frame, track, p, fallback=False):
@@ -99,22 +99,36 @@ def test_faces_are_cropped_as_the_detector_was_trained_to_see_them(model_dirs, f
         load_detector(folder, allow_untrained=True, cache=False)
 
 
-def test_image_without_a_face_falls_back_to_the_whole_image(analyzer, tmp_path):
+def test_whole_image_is_scored_only_on_request_and_never_gets_a_verdict(model_dirs, face_detector, tmp_path):
     rng = np.random.default_rng(0)
     noise = tmp_path / "texture.png"
     Image.fromarray(rng.integers(90, 160, (240, 320, 3), dtype=np.uint8)).save(noise)
-    result = analyzer.analyze(noise)
+    det = load_detector(model_dirs["timm-vit"], allow_untrained=True)
+    result = Analyzer(det, face_detector, fallback_whole_image=True).analyze(noise)
     assert result.error is None and len(result.faces) == 1
     assert result.faces[0].fallback and result.faces[0].box is None
-    assert any("no face found" in note for note in result.notes)
+    assert result.label == "no_face" and result.fake_probability is not None  # a score, not a verdict
+    assert any("outside what the detector was trained for" in note for note in result.notes)
 
 
-def test_no_fallback_gives_no_verdict(model_dirs, face_detector, tmp_path):
-    plain = tmp_path / "grey.png"
-    Image.fromarray(np.full((200, 200, 3), 127, np.uint8)).save(plain)
+def test_no_face_gives_no_verdict_by_default(model_dirs, face_detector):
+    cat = ROOT / "assets" / "examples" / "chelsea-no-face.jpg"
     det = load_detector(model_dirs["timm-cnn"], allow_untrained=True)
-    result = Analyzer(det, face_detector, fallback_whole_image=False).analyze(plain)
+    result = Analyzer(det, face_detector).analyze(cat)
     assert result.faces == [] and result.fake_probability is None and result.label == "no_face"
+    assert any(note.startswith("no face found: no verdict") for note in result.notes)
+
+
+def test_faces_are_numbered_in_reading_order(analyzer):
+    """Top row first, left to right within a row, whatever order the face detector found them in."""
+    from types import SimpleNamespace as Face
+
+    boxes = [(300, 20, 380, 110), (10, 200, 90, 290), (20, 30, 100, 120), (200, 210, 280, 300), (150, 60, 220, 140)]
+    order = reading_order([Face(box=b) for b in boxes])
+    assert [f.box for f in order] == [boxes[2], boxes[4], boxes[0], boxes[1], boxes[3]]
+    result = analyzer.analyze(data_path("photos/deepface/couple.jpg"))
+    xs = [f.box[0] for f in result.faces]
+    assert len(xs) == 2 and xs == sorted(xs)  # side by side: left face is face 1
 
 
 def test_real_video_yields_tracked_faces(analyzer):
@@ -125,6 +139,7 @@ def test_real_video_yields_tracked_faces(analyzer):
     tracked = [f for f in result.faces if f.track is not None]
     assert tracked and result.tracks
     assert {f.track for f in tracked} == {t.track for t in result.tracks}
+    assert min(t.track for t in result.tracks) == 1  # people are numbered from 1
     assert len(result.tracks) < len(tracked), "a video reports per person, not per box"
     counted = [t for t in result.tracks if t.counted]
     assert result.fake_probability == pytest.approx(max(t.mean_fake_probability for t in counted), abs=1e-6)
@@ -143,3 +158,17 @@ def test_bytes_input_with_a_name(analyzer):
     photo = data_path("photos/face_recognition/obama.jpg")
     result = analyzer.analyze(photo.read_bytes(), name="upload.jpg")
     assert result.error is None and result.input == "upload.jpg" and len(result.faces) == 1
+
+
+def test_animated_gif_is_analysed_as_a_short_video(analyzer, tmp_path):
+    from forensics.media import load_video
+
+    clip = load_video(ROOT / "assets" / "examples" / "astronaut-pan.mp4", frames=10)
+    frames = [Image.fromarray(f) for f in clip.frames]
+    gif = tmp_path / "astronaut.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    result = analyzer.analyze(gif)
+    assert result.error is None and result.kind == "video" and result.media["animated_image"] is True
+    assert result.media["sampled_frames"] == 6 and result.media["frame_count"] == 10
+    assert result.faces and {f.track for f in result.faces} == {1} and result.label in ("fake", "real")
+    assert [f.timestamp for f in result.faces] == sorted(f.timestamp for f in result.faces)

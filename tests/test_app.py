@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import statistics
 import time
@@ -57,13 +58,21 @@ def app_module(zoo):
     return app
 
 
+def answered(handler, *args, **kwargs) -> list:
+    """Run a streamed handler to the end: the answer comes first, then the same with the reports."""
+    answer, final = list(handler(*args, **kwargs))
+    assert answer[-2] is None and len(final[-2]) == 2 and answer[:2] == final[:2]
+    return final
+
+
 def test_image_handler_gives_verdict_boxes_maps_and_reports(app_module):
-    verdict, summary, annotated, faces, *maps, reports, session = app_module.analyze_image(
-        str(data_path("photos/deepface/couple.jpg")))
-    assert set(verdict) == {"fake", "real"} and abs(sum(verdict.values()) - 1) < 1e-6
+    verdict, summary, annotated, faces, *maps, reports, session = answered(
+        app_module.analyze_image, str(data_path("photos/deepface/couple.jpg")))
+    assert verdict == session.result.label and verdict in ("fake", "real")
     assert "threshold" in summary and "2 face(s)" in summary
     assert annotated.shape[2] == 3
-    assert len(faces.choices) == 2 and faces.value == faces.choices[0][1]
+    assert [label.split(':')[0] for label, _ in faces.choices] == ['Face 1', 'Face 2']  # reading order
+    assert faces.value == max(range(2), key=lambda i: session.result.faces[i].fake_probability)  # worst first
     assert len(maps) == 5 and all(m.value is not None for m in maps[:4])
     assert maps[4].visible is False  # no patch-score map for a ViT
     panel = app_module.service.face_panel(session.result, faces.value)
@@ -77,14 +86,14 @@ def test_image_handler_gives_verdict_boxes_maps_and_reports(app_module):
 
 
 def test_patch_level_detector_shows_its_patch_score_map(app_module):
-    *_, maps, reports, session = app_module.analyze_image(str(data_path("photos/face_recognition/obama.jpg")),
+    *_, maps, reports, session = answered(app_module.analyze_image, str(data_path("photos/face_recognition/obama.jpg")),
                                                           detector="zz-test-patch")
     assert maps.visible is True and maps.value is not None and maps.label.startswith("Patch scores")
     assert session.result.explanations["skipped"].keys() == {"attention", "rollout"}
 
 
 def test_new_settings_recompute_maps_only(app_module):
-    *_, session = app_module.analyze_image(str(data_path("photos/face_recognition/obama.jpg")))
+    *_, session = answered(app_module.analyze_image, str(data_path("photos/face_recognition/obama.jpg")))
     before = [f.heatmaps["rollout"].copy() for f in session.result.faces]
     probability = session.result.fake_probability
     *maps, session = app_module.update_maps(session, 0, "real", "max", 0.5, 0.7)
@@ -95,12 +104,18 @@ def test_new_settings_recompute_maps_only(app_module):
 
 
 def test_video_handler_gives_timeline_frames_and_table(app_module):
-    out = app_module.analyze_video(str(data_path("video/hamilton_clip.mp4")), frames=6)
+    out = answered(app_module.analyze_video, str(data_path("video/hamilton_clip.mp4")), frames=6)
     verdict, summary, timeline, frames, table, faces, *maps, reports, session = out
     assert "tracked face" in summary
-    assert timeline.data and {t.name.split(" (")[0] for t in timeline.data} <= {f"person {t.track}" for t in
-                                                                                session.result.tracks}
+    people = [t for t in timeline.data if t.name != "no face in this frame"]
+    assert people and {t.name.split(" (")[0] for t in people} <= {f"person {t.track}" for t in session.result.tracks}
     assert 1 <= len(frames) <= 8 and table and len(table) == len(session.result.faces)
+    found = len({f.frame for f in session.result.faces})
+    assert f"faces in {found} of 6 sampled frames" in summary and f"faces in {found} of 6" in timeline.layout.title.text
+    gaps = [t for t in timeline.data if t.name == "no face in this frame"]
+    assert (len(gaps[0].x) if gaps else 0) == 6 - found  # each faceless frame marked on the timeline
+    assert all(image.shape[1] == 480 or image.shape[0] == 480 for image, _ in frames)  # cropped around faces
+    assert sorted(row[0] for row in table) == list(range(1, len(table) + 1))  # face numbers from 1
     assert app_module.pick_row(session, gr.SelectData(None, {"index": [0, 0], "value": 1})) == faces.value
 
 
@@ -114,14 +129,78 @@ def test_bad_files_raise_a_one_line_gradio_error(app_module, tmp_path, name, con
     path.write_bytes(content)
     handler = app_module.analyze_video if name.endswith(".mp4") else app_module.analyze_image
     with pytest.raises(gr.Error) as err:
-        handler(str(path))
+        list(handler(str(path)))
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
-def test_no_face_warns_and_still_scores(app_module):
-    with pytest.warns(UserWarning, match="No face found"):
-        verdict, summary, *_ = app_module.analyze_image(str(EXAMPLES / "chelsea-no-face.jpg"))
-    assert verdict and "no face found" in summary
+def test_no_face_gives_no_verdict_and_whole_image_only_on_request(app_module):
+    with pytest.warns(UserWarning, match="No face found: no verdict"):
+        verdict, summary, annotated, faces, *_ = answered(app_module.analyze_image, str(EXAMPLES / "chelsea-no-face.jpg"))
+    assert verdict == "no face found" and summary.startswith("**No face found: no verdict.**")
+    assert faces.choices == [] and "Whole-image score" not in summary
+    with pytest.warns(UserWarning, match="outside what the detector was trained for"):
+        verdict, summary, *_ = answered(app_module.analyze_image, str(EXAMPLES / "chelsea-no-face.jpg"), whole_image=True)
+    assert verdict == "no face found" and "Whole-image score on request" in summary and "not a verdict" in summary
+
+
+def test_verdict_shows_calibration_threshold_and_what_the_detector_misses(app_module):
+    """The bundled default: its card's per-source AUCs say it misses generated faces; its calibration
+    error (ECE 0.37) allows one decimal, no more."""
+    verdict, summary, *_ = answered(app_module.analyze_image, str(EXAMPLES / "astronaut.jpg"), detector="default")
+    assert verdict in ("fake", "real")  # the call alone: no "94%" headline
+    assert "calibrated P(fake) ≈ 0." in summary and "± 0.37 (its calibration error)" in summary
+    assert "threshold 0.50" in summary
+    assert "misses generated faces (StyleGAN2)" in summary and "model card" in summary
+    assert re.search(r"≈ 0\.\d ±", summary)  # one decimal, no more
+
+
+def test_compare_handler_gives_a_row_per_face_per_detector_and_their_maps(app_module):
+    summary, table, chart, unit, maps, comparison = app_module.compare_detectors(
+        str(data_path("photos/deepface/couple.jpg")), ["test-vit", "zz-test-patch", "no/such-model"],
+        ["gradcam", "attention"])
+    assert [(row[0], row[1]) for row in table] == [("Face 1", "test-vit"), ("Face 1", "zz-test-patch"),
+                                                   ("Face 2", "test-vit"), ("Face 2", "zz-test-patch")]
+    assert all(0 <= row[2] <= 1 and row[4] in ("flagged", "not flagged") and "flag it" in row[5] for row in table)
+    assert "2 detector(s) on 2 faces" in summary and "`no/such-model` could not run" in summary
+    assert [t.name for t in chart.data] == ["test-vit", "zz-test-patch"] and list(chart.data[0].x) == ["Face 1", "Face 2"]
+    assert unit.choices == [("Face 1", "Face 1"), ("Face 2", "Face 2")]
+    captions = [caption for _, caption in maps]
+    assert "test-vit: Grad-CAM ('fake')" in captions and "zz-test-patch: Grad-CAM ('fake')" in captions
+    assert any(c.startswith("test-vit: Last-layer attention") for c in captions)
+    other = [u for u, _ in unit.choices if u != unit.value][0]
+    assert len(app_module.show_compared_face(comparison, other)) == len(maps)
+    with pytest.raises(gr.Error, match="choose at least one detector"):
+        app_module.compare_detectors(str(EXAMPLES / "astronaut.jpg"), [])
+
+
+def test_the_manipulated_example_made_by_the_project_is_flagged_by_the_default(app_module):
+    verdict, summary, *_ = answered(app_module.analyze_image, str(EXAMPLES / "astronaut-self-blended.jpg"), detector="default")
+    assert verdict == "fake" and "at or above the threshold" in summary
+    verdict, *_ = answered(app_module.analyze_image, str(EXAMPLES / "astronaut.jpg"), detector="default")
+    assert verdict == "real"
+    assert "astronaut-self-blended.jpg" in (EXAMPLES / "README.md").read_text()  # its provenance
+
+
+def test_detector_choice_is_guided(app_module):
+    """Each detector offered with its strength; close-to-chance ones not offered; only the methods a
+    detector supports (from its measurements and ONNX outputs) are offered."""
+    from forensics.detector_notes import offered_detectors
+
+    offered = {name: label for label, name in offered_detectors()}
+    assert "patch-tiny" not in offered and {"default", "mobilenetv2", "default:int8"} <= set(offered)
+    assert "AUC 0.76" in offered["default"] and "misses generated faces (StyleGAN2)" in offered["default"]
+    expected = {"default": ["attention", "rollout", "gradcam", "gradcam++"], "mobilenetv2": ["gradcam", "gradcam++"],
+                "patch": ["gradcam", "gradcam++", "patches"], "default:int8": ["attention", "rollout"]}
+    for name, methods in expected.items():
+        target, boxes, line = app_module.on_detector_change(name)
+        assert [value for _, value in boxes.choices] == methods and boxes.value == methods
+        assert "ROC-AUC" in line
+
+
+def test_int8_attention_maps_are_captioned_class_agnostic(app_module):
+    verdict, summary, annotated, faces, *maps, reports, session = answered(
+        app_module.analyze_image, str(EXAMPLES / "astronaut.jpg"), detector="default:int8")
+    assert maps[0].label == "Last-layer attention (class-agnostic)" and "not available" in maps[2].label
 
 
 # -- the real server ----------------------------------------------------------------------------
@@ -140,6 +219,33 @@ def test_api_analyses_an_image_and_a_video_with_the_media_alone(server):
     out = client.predict(handle_file(str(EXAMPLES / "astronaut-pan.mp4")), api_name="/analyze_video")
     verdict, summary, timeline, frames, table = out[:5]
     assert timeline["type"] == "plotly" and frames and table["data"]
+
+
+def test_api_compare_detectors_returns_a_row_per_face_per_detector(server):
+    """The bar: couple.jpg and two detectors through gradio_client."""
+    from gradio_client import Client, handle_file
+
+    client = Client(server, verbose=False)
+    summary, table, chart, unit, maps = client.predict(
+        handle_file(str(data_path("photos/deepface/couple.jpg"))), ["test-vit", "default:int8"], ["attention"], 16,
+        0.5, api_name="/compare_detectors")
+    rows = table["data"]
+    assert table["headers"][:2] == ["face / person", "detector"] and len(rows) == 4
+    assert {(r[0], r[1]) for r in rows} == {(f, d) for f in ("Face 1", "Face 2") for d in ("test-vit", "default:int8")}
+    assert chart["type"] == "plotly" and "agree on" in summary and maps
+
+
+def test_api_animated_gif_is_analysed_not_refused(server, tmp_path):
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    from forensics.media import load_video
+
+    frames = [Image.fromarray(f) for f in load_video(EXAMPLES / "astronaut-pan.mp4", frames=8).frames]
+    gif = tmp_path / "astronaut.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=120, loop=0)
+    verdict, summary, *_ = Client(server, verbose=False).predict(handle_file(str(gif)), api_name="/analyze_image")
+    assert verdict["label"] in ("fake", "real") and "faces in 8 of 8 sampled frames" in summary
 
 
 def test_api_bad_file_gets_a_clear_error_and_the_server_keeps_serving(server, tmp_path):
@@ -192,7 +298,7 @@ def test_browser_image_tab_shows_score_and_four_overlays(server, browser, tmp_pa
     expect(page.get_by_text("Deepfake Forensics Studio").first).to_be_visible(timeout=30_000)
     page.locator("input[type=file]").first.set_input_files(str(data_path("photos/face_recognition/obama.jpg")))
     page.get_by_role("button", name="Analyse image").click()
-    expect(page.get_by_text("P(fake) =").first).to_be_visible(timeout=90_000)
+    expect(page.get_by_text("calibrated P(fake) ≈").first).to_be_visible(timeout=90_000)
     for title in ("Last-layer attention", "Attention rollout", "Grad-CAM", "Grad-CAM++"):
         expect(page.get_by_text(f"{title} ('fake')").first).to_be_visible(timeout=30_000)
     expect(page.locator("img[src*='image']").nth(4)).to_be_visible()  # annotated image + 4 maps
@@ -227,4 +333,65 @@ def test_browser_bad_file_shows_the_error(server, browser, tmp_path):
     page.get_by_role("button", name="Analyse image").click()
     expect(page.get_by_text("holiday.jpg: not an image").first).to_be_visible(timeout=60_000)
     page.screenshot(path=str(_shots(tmp_path) / "bad-file.png"), full_page=True)
+    page.close()
+
+
+@pytest.mark.browser
+def test_browser_compare_tab_shows_table_chart_and_maps(server, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server, timeout=60_000)
+    page.get_by_role("tab", name="Compare detectors").click()
+    page.locator("input[type=file][accept*='.mp4']").last.set_input_files(str(data_path("photos/deepface/couple.jpg")))
+    page.get_by_role("button", name="Compare detectors").click()
+    expect(page.get_by_text("they agree on").first).to_be_visible(timeout=120_000)
+    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Face 2").first).to_be_visible()
+    page.screenshot(path=str(_shots(tmp_path) / "compare-tab.png"), full_page=True)
+    page.close()
+
+
+@pytest.mark.browser
+def test_browser_about_is_one_accordion_per_card_and_train_says_once_that_admin_is_off(server, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    from forensics import catalog
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server, timeout=60_000)
+    page.get_by_role("tab", name="About").click()
+    names = list(catalog.available_detectors())
+    for name in names:
+        expect(page.get_by_role("button", name=re.compile(rf"^{re.escape(name)}: ")).first).to_be_visible(timeout=30_000)
+    assert page.get_by_text("Decision threshold on P(fake)").count() == 0 or not page.get_by_text(
+        "Decision threshold on P(fake)").first.is_visible()  # cards closed until asked for
+    height = page.evaluate("document.body.scrollHeight")
+    page.screenshot(path=str(_shots(tmp_path) / "about-tab.png"), full_page=True)
+    assert height < 4000, f"About tab is {height} px tall"
+    page.get_by_role("tab", name="Train").click()
+    expect(page.get_by_text("Admin actions are switched off").first).to_be_visible(timeout=30_000)
+    page.wait_for_timeout(2500)  # a tick of the jobs timer: it must not repeat the note
+    assert page.get_by_text("Admin actions are switched off").count() == 1
+    assert not page.get_by_role("button", name="Start job").is_visible()
+    expect(page.get_by_text("Jobs (click a row)").first).to_be_visible()
+    page.screenshot(path=str(_shots(tmp_path) / "train-tab.png"), full_page=True)
+    page.close()
+
+
+@pytest.mark.browser
+def test_browser_example_thumbnails_load_the_file(server, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server, timeout=60_000)
+    thumbs = page.locator("img[alt*='astronaut'], img[src*='astronaut']")
+    expect(thumbs.first).to_be_visible(timeout=30_000)
+    page.get_by_text("Examples (click one to load it)").first.scroll_into_view_if_needed()
+    page.screenshot(path=str(_shots(tmp_path) / "examples.png"))
+    page.locator("button.thumbnail-item, .thumbnail-item").nth(0).click()  # the self-blended portrait (sorted first)
+    expect(page.get_by_text("66.1 KB").first).to_be_visible(timeout=30_000)  # its size, in the upload box
+    page.get_by_role("button", name="Analyse image").click()
+    expect(page.get_by_text("at or above the threshold").first).to_be_visible(timeout=90_000)  # the default flags it
+    page.screenshot(path=str(_shots(tmp_path) / "example-analysed.png"), full_page=True)
     page.close()

@@ -64,6 +64,19 @@ def test_stored_audit_is_shown_side_by_side(int8_zoo, monkeypatch):
     assert "no stored audit" in int8_ui.show_stored_audit("nope")[0] or "not a named" in int8_ui.show_stored_audit("nope")[0]
 
 
+def test_bundled_audit_shows_no_server_paths_and_a_readable_disagreement_grid():
+    """mobilenetv2's stored audit: its faces' origin names the model, not the server's folder; the
+    disagreement strips are a grid of thumbnails (click: full size), not one strip per screen."""
+    from forensics import int8_ui
+
+    verdict, table, scatter, latency, gallery = int8_ui.show_stored_audit("mobilenetv2")
+    assert "validation faces of mobilenetv2" in verdict and "/work/" not in verdict and "assets/" not in verdict
+    stored = Path(__file__).resolve().parents[1] / "assets" / "detectors" / "mobilenetv2" / "audit"
+    assert gallery.visible and len(gallery.value) == len(list(stored.glob("disagreement-*.png"))) > 0
+    assert all("float" in item["caption"] and "int8" in item["caption"] for item in gallery.value)
+    assert int8_ui.clear_comparison("patch") == ["", [], [], None]
+
+
 def test_api_compares_one_image_and_audits_an_uploaded_zip(int8_server, tmp_path):
     from gradio_client import Client, handle_file
 

@@ -91,3 +91,26 @@ def test_bench_reports_the_ratios(model_dirs, tmp_path):
                                       "four_maps_naive"}
     assert all(v > 0 for v in data["median_ms"].values())
     assert "four_maps / forward_backward" in data["ratios"]
+
+
+def test_analyze_the_bundled_cat_says_no_face_and_gives_no_verdict():
+    """The bar: no face means no fake/real label; the whole-image score only on request, labelled."""
+    cat = ROOT / "assets" / "examples" / "chelsea-no-face.jpg"
+    proc = _cli("analyze", cat, "--explain", "none")
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stdout.strip()
+    assert line.startswith("no face found: no verdict") and "P(fake)" not in line
+    assert not {"fake", "real"} & set(line.replace(":", " ").split()), line
+    asked = _cli("analyze", cat, "--explain", "none", "--whole-image")
+    assert "whole-image score" in asked.stdout and "not a verdict" in asked.stdout
+    assert not {"fake", "real"} & set(asked.stdout.replace(":", " ").split())
+
+
+def test_detectors_lists_readable_sizes_and_the_onnx_builds():
+    proc = _cli("detectors")
+    assert proc.returncode == 0, proc.stderr
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines()}
+    assert "0.00M" not in proc.stdout and "4.6k params" in lines["patch-tiny"] and "2.4M params" in lines["default"]
+    assert "close to chance" in lines["patch-tiny"] and "misses generated faces" in lines["default"]
+    assert "ONNX build of default" in lines["default:int8"] and "onnx-int8" in lines["default:int8"]
+    assert "MB file" in lines["default:onnx"]

@@ -210,7 +210,7 @@ BAD_IMAGES = {
     "cut.jpg": (lambda p: p.write_bytes(_jpeg_bytes()[: len(_jpeg_bytes()) // 2]), r"image is truncated or corrupt"),
     "tiny.png": (lambda p: Image.new("RGB", (1, 1)).save(p), r"image is 1x1 pixels; at least 16x16 is needed"),
     "thin.png": (lambda p: Image.new("RGB", (200, 8)).save(p), r"image is 200x8 pixels"),
-    "anim.gif": (_gif_3_frames, r"animated image with 3 frames is not supported; upload it as a video"),
+    "anim.gif": (_gif_3_frames, r"animated image with 3 frames: load it with load_animation"),
 }
 
 
@@ -494,3 +494,40 @@ def test_real_video_hamilton() -> None:
     assert all(a < b for a, b in zip(vf.timestamps, vf.timestamps[1:]))
     assert vf.indices[0] == 0 and vf.indices[-1] == vf.frame_count - 1
     assert 5 < vf.duration_s < DEFAULT_LIMITS.max_duration_s
+
+
+# -- animated GIF and WebP: short videos ----------------------------------------------------------
+
+
+def _real_clip_frames(n: int = 12, side: int = 256) -> list[Image.Image]:
+    """Frames of the bundled astronaut clip (a real face), as a GIF maker would take them."""
+    clip = Path(__file__).resolve().parents[1] / "assets" / "examples" / "astronaut-pan.mp4"
+    video = load_video(clip, frames=n)
+    return [Image.fromarray(f).resize((side, side)) for f in video.frames]
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".webp"])
+def test_animated_images_are_sampled_like_videos(tmp_path: Path, suffix: str) -> None:
+    frames = _real_clip_frames()
+    path = tmp_path / f"clip{suffix}"
+    durations = [80] * 6 + [120] * 6  # 1.2 s in all
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0)
+    assert media.is_animated(path) and not media.is_animated(Path(__file__).parents[1] / "assets/examples/astronaut.jpg")
+    got = media.load_animation(path, frames=4)
+    assert got.indices == sample_frame_indices(12, frames=4) and len(got.frames) == 4
+    assert got.frame_count == 12 and got.duration_s == pytest.approx(1.2)
+    assert got.timestamps == pytest.approx([sum(durations[:i]) / 1000 for i in got.indices])
+    assert all(f.shape == (256, 256, 3) and f.dtype == np.uint8 for f in got.frames)
+    # each sampled frame is that frame of the animation, not the first one again
+    assert np.abs(got.frames[-1].astype(int) - np.asarray(frames[11].convert("RGB"), int)).mean() < 12
+    assert np.abs(got.frames[-1].astype(int) - got.frames[0].astype(int)).mean() > 3
+    every = media.load_animation(path.read_bytes(), fps=100, name="up" + suffix)
+    assert every.indices == list(range(12))
+
+
+def test_animation_longer_than_the_limit_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "long.gif"
+    frames = [Image.new("RGB", (32, 32), c) for c in (RED, BLUE)]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=5000, loop=0)
+    with pytest.raises(MediaError, match=r"long.gif: animation is 10.0 s long; the limit is 5 s"):
+        media.load_animation(path, limits=media.MediaLimits(max_duration_s=5))

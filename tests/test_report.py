@@ -238,7 +238,7 @@ def test_gallery_caps_faces_and_says_how_many_were_left_out(photo_result):
     page = _Page(report_html(many))
     assert len(page.find("img", "crop")) == MAX_REPORT_FACES
     assert f"{30 - MAX_REPORT_FACES} less suspicious face(s) are not shown" in page.text
-    scores = [float(m) for m in re.findall(r"#\d+: P\(fake\) ([0-9.]+)", page.text)]
+    scores = [float(m) for m in re.findall(r"Face \d+: P\(fake\) ([0-9.]+)", page.text)]
     assert scores == sorted(scores, reverse=True) and scores[0] == pytest.approx(29 / 40, abs=1e-3)
 
 

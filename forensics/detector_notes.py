@@ -1,0 +1,186 @@
+"""What a detector's own measurements say about it, in one line, for the place a verdict is shown.
+
+A score means little without knowing what the detector was shown to catch and to miss, and how well
+its probabilities are calibrated. Every trained model folder carries ``metrics.json`` (written by
+``python -m training evaluate``); this module reads it (JSON only, no torch: the app calls it while
+drawing the page) and turns it into:
+
+- one line on what the detector catches and misses (per-source ROC-AUC on held-out faces),
+- how many decimals its probabilities deserve (from the expected calibration error), and
+- whether it is close to chance (then the app does not offer it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from forensics.catalog import available_detectors, onnx_builds, split_variant
+
+METRICS_NAME = "metrics.json"
+# A detector whose validation ROC-AUC is below this ranks fakes above reals barely more often than a coin.
+NEAR_CHANCE_AUC = 0.6
+# Subsets it "catches" or "misses", by held-out ROC-AUC.
+CATCHES_AUC, MISSES_AUC = 0.8, 0.7
+# Probabilities are shown to two decimals only when calibration error is below this; else to one.
+FINE_ECE = 0.05
+
+
+@dataclass(frozen=True)
+class DetectorNote:
+    """The facts shown beside a verdict: measured, never guessed."""
+
+    name: str
+    auc: float | None = None
+    ece: float | None = None
+    catches: str = ""
+    misses: str = ""
+    measured: bool = False
+
+    @property
+    def digits(self) -> int:
+        """Decimals a probability of this detector deserves: one unless it is well calibrated."""
+        return 2 if self.ece is not None and self.ece < FINE_ECE else 1
+
+    @property
+    def near_chance(self) -> bool:
+        return self.auc is not None and self.auc < NEAR_CHANCE_AUC
+
+    @property
+    def line(self) -> str:
+        """One sentence: what it catches, what it misses, how good it is overall."""
+        if not self.measured:
+            return "No measurements ship with this detector (no metrics.json): its scores are unverified."
+        parts = []
+        if self.catches:
+            parts.append(f"Catches {self.catches}")
+        if self.misses:
+            parts.append(f"misses {self.misses}" if parts else f"Misses {self.misses}")
+        head = "; ".join(parts) + ". " if parts else ""
+        overall = f"Validation ROC-AUC {self.auc:.2f}" if self.auc is not None else "No overall ROC-AUC recorded"
+        if self.near_chance:
+            overall += " (close to chance)"
+        if split_variant(self.name)[1]:
+            overall += ", measured on the float model this build was made from"
+        return head + overall + "."
+
+    @property
+    def short(self) -> str:
+        """A few words for a dropdown entry."""
+        if not self.measured:
+            return "unmeasured"
+        bits = []
+        if self.auc is not None:
+            bits.append(f"AUC {self.auc:.2f}" + (" (close to chance)" if self.near_chance else ""))
+        if self.catches:
+            bits.append("catches " + re.sub(r" \(AUC [^)]*\)", "", self.catches))
+        if self.misses:
+            bits.append("misses " + re.sub(r" \(AUC [^)]*\)", "", self.misses))
+        return "; ".join(bits)
+
+
+def format_probability(p: float, note: DetectorNote | None) -> str:
+    """P(fake) with no more decimals than the detector's calibration supports."""
+    digits = note.digits if note is not None else 1
+    return f"{p:.{digits}f}"
+
+
+def _folder(name: str | Path | None) -> Path | None:
+    if not name:
+        return None
+    base = split_variant(str(name))[0]
+    folder = available_detectors().get(base) or onnx_builds().get(str(name))
+    if folder is None and Path(base).is_dir():
+        folder = Path(base)
+    return folder
+
+
+def _subject(subset: str) -> str:
+    """'SBI of FFHQ vs all held-out reals' -> 'blended face swaps';
+    'StyleGAN2 (x) vs ...' -> 'generated faces (StyleGAN2)'."""
+    what = subset.split(" vs ")[0].strip()
+    if what.startswith("SBI of"):
+        return "blended face swaps"
+    return f"generated faces ({what.split(' (')[0]})"
+
+
+def _grouped(items: list[tuple[str, float]]) -> str:
+    by_subject: dict[str, list[float]] = {}
+    for subset, auc in items:
+        by_subject.setdefault(_subject(subset), []).append(auc)
+    out = []
+    for subject, aucs in by_subject.items():
+        low, high = min(aucs), max(aucs)
+        span = f"{low:.2f}" if abs(high - low) < 0.005 else f"{low:.2f}-{high:.2f}"
+        out.append(f"{subject} (AUC {span})")
+    return ", ".join(out)
+
+
+def detector_note(name: str | Path | None) -> DetectorNote:
+    """The note for a named detector, an ONNX build or a model folder; unmeasured when no metrics."""
+    label = str(name or "")
+    folder = _folder(name)
+    path = folder / METRICS_NAME if folder is not None else None
+    if path is None or not path.is_file():
+        return DetectorNote(label)
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return DetectorNote(label)
+    summary = metrics.get("summary") or {}
+    calibration = metrics.get("calibration") or {}
+    # Per-source rows against all held-out reals: the ones that say what kind of fake it sees.
+    rows = [(k, float(v["roc_auc"])) for k, v in (metrics.get("per_source") or {}).items()
+            if isinstance(v, dict) and v.get("roc_auc") is not None and re.search(r"vs all held-out reals$", k)]
+    catches = _grouped([r for r in rows if r[1] >= CATCHES_AUC])
+    misses = _grouped([r for r in rows if r[1] < MISSES_AUC])
+    auc = summary.get("roc_auc")
+    ece = calibration.get("ece") if isinstance(calibration, dict) else None
+    return DetectorNote(label, None if auc is None else float(auc), None if ece is None else float(ece),
+                        catches, misses, measured=True)
+
+
+def offered_detectors() -> list[tuple[str, str]]:
+    """(label, name) pairs for the analysis tabs' detector boxes: every named detector and ONNX
+    build with its strength in a few words, leaving out those close to chance (they can still be
+    typed in by name)."""
+    choices = []
+    for name in [*available_detectors(), *onnx_builds()]:
+        note = detector_note(name)
+        if note.near_chance:
+            continue
+        choices.append((f"{name} — {note.short}", name))
+    return choices
+
+
+def supported_methods(name: str | Path | None) -> list[str]:
+    """The explanation methods a detector can give, known without loading it: from its measured
+    description (``metrics.json``: family, attention) and, for ONNX builds, the outputs the graph
+    was exported with (``onnx.json``). Unknown detectors (Hub ids) are offered every method; the
+    analysis then says which it skipped and why."""
+    from forensics.catalog import EXTRA_METHODS, METHODS
+
+    everything = list(METHODS + EXTRA_METHODS)
+    folder = _folder(name)
+    if folder is None:
+        return everything
+    try:
+        described = json.loads((folder / METRICS_NAME).read_text(encoding="utf-8")).get("detector") or {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return everything
+    if "family" not in described:
+        return everything
+    attention = bool(described.get("attention"))
+    patches = described.get("family") == "patch"
+    cams = True
+    variant = split_variant(str(name))[1]
+    if variant:
+        try:
+            outputs = json.loads((folder / "onnx.json").read_text(encoding="utf-8"))["float"]["outputs"]
+        except (OSError, KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError):
+            outputs = ["logits"]
+        attention, patches, cams = "attentions" in outputs, "patch_logits" in outputs, False
+    wanted = {"attention": attention, "rollout": attention, "gradcam": cams, "gradcam++": cams, "patches": patches}
+    return [m for m in everything if wanted[m]]

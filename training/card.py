@@ -9,6 +9,7 @@ from pathlib import Path
 from forensics.detectors.base import DetectorInfo, read_config
 from forensics.detectors.card import write_model_card
 from forensics.faces import FRAMING_TEXT
+from training.data import holdout_sources
 
 
 def _fmt(x) -> str:
@@ -25,7 +26,7 @@ def card_text(record: dict, metrics: dict | None) -> str:
                  f"smaller where the box would leave the image), cached at 256 px; crops over "
                  f"{config.get('max_padding')} padding left out.")
     lines.append(f"- Self-blended pseudo-fakes (Shiohara & Yamasaki 2022) from real faces: {config.get('sbi')}.")
-    lines.append(f"- Held out of training entirely (unseen sources): {', '.join(config.get('holdout_sources') or []) or 'none'}; "
+    lines.append(f"- Held out of training entirely (unseen sources): {', '.join(holdout_sources(config)) or 'none'}; "
                  f"of the other sources {config.get('val_fraction')} of the faces, grouped, for validation.")
     for split, counts in record.get("counts", {}).items():
         lines.append(f"- {split}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
@@ -99,11 +100,39 @@ def card_text(record: dict, metrics: dict | None) -> str:
                 lines += ["", "Video-level ROC-AUC by how a face's frame scores are pooled (the same pass):", "",
                           "| pooling | ROC-AUC |", "|---|---|"]
                 lines += [f"| {k} | {_fmt(v)} |" for k, v in videos["aggregation_auc"].items()]
+    lines += leave_one_out_lines(record.get("leave_one_out"))
+    generators = sorted(k.split("/", 1)[1] for k in (record.get("counts", {}).get("train") or {})
+                        if k.startswith("fake/"))
+    if generators:
+        scope = (f"Screening faces for signs of blending (face swaps, face reenactment with pasted regions) and "
+                 f"for generated faces of the generators it was trained on ({', '.join(generators)}). Faces of "
+                 "other generators may pass as real: see the leave-one-generator-out figures.")
+    else:
+        scope = ("Screening faces for signs of blending (face swaps, face reenactment with pasted regions). "
+                 "Fully synthetic faces (GAN/diffusion) leave no blending seam: see the held-out StyleGAN2 row.")
     lines += ["", "## Intended use and limits", "",
-              "Screening faces for signs of blending (face swaps, face reenactment with pasted regions). "
-              "Fully synthetic faces (GAN/diffusion) leave no blending seam: see the held-out StyleGAN2 row. "
-              "Scores move with compression, resizing and unusual faces. A probability is evidence, not proof."]
+              scope + " Scores move with compression, resizing and unusual faces. A probability is evidence, not proof."]
     return "\n".join(lines)
+
+
+def leave_one_out_lines(runs: list[dict] | None) -> list[str]:
+    """The same recipe with one source held out whole (``training.json``'s ``leave_one_out``, written
+    by ``scripts/leave-one-out.py`` from those runs' own metrics): how the recipe does on a kind of
+    fake it never saw, beside this model's figures."""
+    if not runs:
+        return []
+    lines = ["", "## Leave-one-out runs (the same recipe, one source held out whole)", "",
+             "| run | held out | subset | ROC-AUC | after JPEG 50 |", "|---|---|---|---|---|"]
+    for run in runs:
+        for subset, figures in run["subsets"].items():
+            lines.append(f"| `{run['config']}` | {', '.join(run['held_out'])} | {subset} | {_fmt(figures.get('roc_auc'))} "
+                         f"| {_fmt(figures.get('jpeg_50'))} |")
+        if run.get("video_auc") is not None:
+            lines.append(f"| `{run['config']}` | {', '.join(run['held_out'])} | videos never trained on, video level "
+                         f"| {_fmt(run['video_auc'])} | |")
+    lines += ["", "Reproduce: `python -m training train --config CONFIG` then `python -m training evaluate "
+              "--detector runs/<name>/model --data ../shared/data/labels.csv`."]
+    return lines
 
 
 def calibration_lines(cal: dict | None) -> list[str]:

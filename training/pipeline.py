@@ -15,17 +15,18 @@ from forensics.detectors.base import DetectorInfo
 from forensics.detectors.timm_family import save_timm_detector
 from training.data import (
     FRAMES_DIR,
+    VIDEO_SOURCE,
     CachedFace,
     FaceCropCache,
     Sample,
     grouped_split,
+    holdout_sources,
     image_folder,
     read_labels_csv,
     remap_labels,
     video_frame_samples,
 )
 
-VIDEO_SOURCE = "talking-head video"
 from training.calibrate import calibrate_folder, collect_logits
 from training.card import write_card
 from training.datasets import Collate, LabelledFaces, SelfBlendedPairs
@@ -90,14 +91,6 @@ def cached_faces(config: dict, samples: Sequence | None = None) -> list[CachedFa
                           framing=str(config.get("face_framing", "box"))).build(samples)
     # Crops that are mostly black padding teach "black border = real": leave them out.
     return [f for f in faces if f.padded_fraction <= config["max_padding"]]
-
-
-def holdout_sources(config: dict) -> list[str]:
-    """The sources kept out of training: the config's, and the held-out videos' (whole videos)."""
-    held = list(config.get("holdout_sources") or [])
-    if config.get("video_frames") and config.get("holdout_videos"):
-        held.append(f"{VIDEO_SOURCE}, held out")
-    return held
 
 
 def split_faces(faces: Sequence[CachedFace], config: dict) -> tuple[list[CachedFace], list[CachedFace]]:

@@ -1,0 +1,57 @@
+"""Copy the figures of leave-one-out runs (the same recipe with one source held out) into a model
+folder's training record, so that its card shows them beside its own figures; then rewrite the card.
+
+    .venv/bin/python scripts/leave-one-out.py assets/detectors/default runs/logo-sg2/model runs/logo-sd/model
+
+Each run must have been evaluated (`python -m training evaluate`): its metrics.json is read, never
+typed in.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from training.card import write_card  # noqa: E402
+from training.pipeline import holdout_sources  # noqa: E402
+
+
+def summary(run: Path) -> dict:
+    record = json.loads((run / "training.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    held = list(record["config"].get("holdout_sources") or [])
+    robust = metrics.get("robustness_auc_per_source") or {}
+    wanted = [name for name in metrics["per_source"]
+              if any(name.startswith(h) and name.endswith("vs FFHQ reals") for h in held)
+              or name.startswith(tuple(f"{h} reals vs" for h in holdout_sources(record["config"]) if h not in held))]
+    return {
+        "config": Path(record.get("command", "").split("--config ")[-1].split()[0]).as_posix()
+        if "--config" in record.get("command", "") else str(run),
+        "held_out": held,
+        "subsets": {name: {"roc_auc": (metrics["per_source"][name] or {}).get("roc_auc"),
+                           "jpeg_50": robust.get(name, {}).get("jpeg_50")} for name in wanted},
+        "video_auc": (metrics.get("videos") or {}).get("roc_auc"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="the model folder whose card gets the figures")
+    parser.add_argument("runs", nargs="+", help="evaluated model folders of the leave-one-out runs")
+    args = parser.parse_args()
+    folder = Path(args.model)
+    path = folder / "training.json"
+    record = json.loads(path.read_text())
+    record["leave_one_out"] = [summary(Path(r)) for r in args.runs]
+    path.write_text(json.dumps(record, indent=2))
+    metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else None
+    write_card(folder, metrics)
+    print(json.dumps(record["leave_one_out"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

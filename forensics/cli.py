@@ -26,6 +26,9 @@ def _add_analyze(sub) -> None:
     p.add_argument("--head-fusion", default="mean", choices=["mean", "max", "min"], help="rollout head fusion")
     p.add_argument("--discard-ratio", type=float, default=0.9, help="rollout: share of weakest attention dropped")
     p.add_argument("--class-agnostic", action="store_true", help="attention maps without the target's gradient weighting")
+    p.add_argument("--faithfulness", action="store_true",
+                   help="score each map: deletion/insertion AUC against a random map (forward passes only)")
+    p.add_argument("--faithfulness-steps", type=int, default=8, help="points per deletion/insertion curve (default 8)")
     p.add_argument("--out", default="forensics_out", help="folder for the map PNGs (default ./forensics_out)")
     p.add_argument("--json", dest="json_out", default=None, metavar="FILE|-", help="write one JSON object per input (JSON Lines)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in the PNGs (default 0.5)")
@@ -118,10 +121,13 @@ def cmd_analyze(args) -> int:
     from forensics.analysis import Analyzer
     from forensics.detectors import load_detector
     from forensics.explain import ExplainOptions, parse_methods
+    from forensics.explain.faithfulness import FaithfulnessOptions
     from forensics.overlay import OverlayStyle
     from forensics.faces import FaceDetector
 
     methods = parse_methods(args.explain)
+    if args.faithfulness and not methods:
+        raise ValueError("--faithfulness scores the maps: it needs --explain other than none")
     if args.frames < 1:
         raise ValueError("--frames must be at least 1")
     target: int | str = int(args.target) if args.target.isdigit() else args.target
@@ -136,6 +142,7 @@ def cmd_analyze(args) -> int:
         fps=args.fps,
         fallback_whole_image=not args.no_fallback,
         style=OverlayStyle(args.alpha, args.colormap, args.gamma),
+        faithfulness=FaithfulnessOptions(steps=args.faithfulness_steps) if args.faithfulness else None,
     )
     sink = None
     if args.json_out == "-":

@@ -128,3 +128,36 @@ def test_curve_area_and_centre_map():
     assert curve_area([0, 1], [0, 1]) == pytest.approx(0.5)
     blob = centre_map(33)
     assert blob[16, 16] == pytest.approx(1.0) and blob[0, 0] < 0.03
+
+
+def test_localisation_scores_a_map_on_the_region_above_one_off_it():
+    from forensics.explain.localisation import pointing_game, region_auc, region_from_mask
+
+    mask = np.zeros((128, 128), np.float32)
+    mask[:64, :64] = 0.6  # a blend mask at its own strength, larger than the maps
+    region = region_from_mask(mask, SIZE)
+    assert region[: SIZE // 2, : SIZE // 2].all() and not region[SIZE // 2 :, :].any()
+    maps = _maps()
+    assert pointing_game(maps["towards"], region) == 1.0 and pointing_game(maps["away"], region) == 0.0
+    assert region_auc(maps["towards"], region) > 0.95
+    assert region_auc(maps["away"], region) < 0.25
+    assert pointing_game(np.zeros((SIZE, SIZE)), region) == pytest.approx(0.25)  # a flat map: the share inside
+
+
+def test_model_randomisation_changes_the_model_not_the_loaded_detector(model_dirs):
+    from forensics.detectors import load_detector
+    from forensics.explain import explain
+    from forensics.explain.randomisation import randomised_detector, rank_correlation
+
+    det = load_detector(model_dirs["timm-vit"], allow_untrained=True)
+    before = {k: v.clone() for k, v in det.model.state_dict().items()}
+    shuffled = randomised_detector(det, blocks=1)
+    assert all(torch.equal(before[k], v) for k, v in det.model.state_dict().items())
+    changed = [k for k, v in shuffled.model.state_dict().items() if not torch.equal(before[k], v)]
+    assert changed and all(k.startswith(("blocks.", "norm", "head", "fc_norm")) for k in changed)
+    batch = torch.from_numpy(np.random.default_rng(0).normal(0, 1, (1, 3, det.input_size, det.input_size))).float()
+    same = explain(det, batch, ["gradcam"]).maps["gradcam"][0]
+    assert rank_correlation(same, same) == pytest.approx(1.0)
+    assert rank_correlation(same, np.zeros_like(same)) != rank_correlation(same, np.zeros_like(same))  # NaN
+    other = explain(shuffled, batch, ["gradcam"]).maps["gradcam"][0]
+    assert rank_correlation(same, other) < 0.99

@@ -49,6 +49,24 @@ def _add_bench(sub) -> None:
     p.add_argument("--json", dest="json_out", default=None, metavar="FILE|-")
 
 
+def _add_explain_bench(sub) -> None:
+    # The bench needs the training data's records and self-blending (the training package), which the
+    # library never imports: it runs `python -m training explain-bench` as a process, like the jobs do.
+    p = sub.add_parser("explain-bench", add_help=False,
+                       help="score every explanation method of a detector: faithfulness, sanity, localisation "
+                            "(python -m training explain-bench --help for its options)")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER)  # listed in --help; main() forwards the words as given
+
+
+def cmd_explain_bench(bench_args: Sequence[str]) -> int:
+    import importlib.util
+    import subprocess
+
+    if importlib.util.find_spec("training") is None:
+        raise ForensicsError("explain-bench needs the project's training package (run it from the repository)")
+    return subprocess.call([sys.executable, "-m", "training", "explain-bench", *bench_args])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m forensics", description="Deepfake Forensics Studio")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -56,13 +74,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="machine-readable output")
     _add_analyze(sub)
     _add_bench(sub)
+    _add_explain_bench(sub)
     cli_jobs.add_parsers(sub)
     cli_int8.add_parsers(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["explain-bench"]:  # argparse's REMAINDER drops leading options: forward them as they are
+        try:
+            return cmd_explain_bench(words[1:])
+        except ForensicsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    args = build_parser().parse_args(words)
     try:
         if args.command == "detectors":
             return cmd_detectors(args)

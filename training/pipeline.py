@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch.utils.data import Dataset
 
 from forensics.detectors.base import DetectorInfo
 from forensics.detectors.timm_family import save_timm_detector
-from training.data import CachedFace, FaceCropCache, grouped_split, image_folder, read_labels_csv, remap_labels
+from training.data import (CachedFace, FaceCropCache, Sample, grouped_split, image_folder, read_labels_csv,
+                           remap_labels)
 from training.datasets import Collate, LabelledFaces, SelfBlendedPairs
 from training.loop import TrainConfig, train
 from training.models import PRETRAINED_PREFIXES, build_model
@@ -58,8 +59,11 @@ def load_samples(data: str | Path, label_map: dict | None = None):
     return remap_labels(samples, label_map or {})
 
 
-def cached_faces(config: dict) -> list[CachedFace]:
+def cached_faces(config: dict, keep: Callable[[Sample], bool] | None = None) -> list[CachedFace]:
+    """The data's face crops (cropped once, then cached); ``keep``: crop only the samples it accepts."""
     samples = load_samples(config["data"], config.get("label_map"))
+    if keep is not None:
+        samples = [s for s in samples if keep(s)]
     # The crop margin is the model's: its folder records it, and inference crops faces the same way.
     faces = FaceCropCache(config["cache"], size=CROP_CACHE_SIZE, margin=float(config.get("face_margin", 0.3)),
                           framing=str(config.get("face_framing", "box"))).build(samples)

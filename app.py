@@ -52,6 +52,18 @@ Each map is scaled to its own 0..1 range and drawn on the same colour scale (blu
 
 Attention maps need a transformer; for CNN detectors only Grad-CAM and Grad-CAM++ are shown.
 
+## How to read the map scores
+Tick *Score the maps* and each map's caption gets two numbers, each beside the same number for a
+random map of the same face. **Deletion**: blur the face's pixels in the map's order, most important
+first, and follow P(explained class); the area under that curve is low when the map found what the
+decision rests on. **Insertion**: start from the blurred face and restore pixels in the map's order;
+the area is high when it did. A map that does no better than the random one explains nothing about
+this decision, however plausible it looks. **★ most faithful** marks the map with the largest margin
+over random (insertion minus deletion); none is marked when no map beats random. One face's scores
+are noisy: `python -m forensics explain-bench` measures each method over hundreds of faces
+(docs/explanations.md). A blending detector may read a half-blurred face as blended, so curves can
+rise before they fall; that is why the random map, which suffers the same, is the yardstick.
+
 ## How a verdict is reached
 A face's score is the detector's P(fake) for its crop. An image is as suspicious as its most
 suspicious face. In a video, faces are tracked across the sampled frames; each person's score is the
@@ -100,20 +112,20 @@ def _outputs(session, alpha: float, with_annotated: bool = True) -> list:
 
 
 def analyze_image(image, pasted=None, detector=None, methods=list(METHODS + EXTRA_METHODS), target="fake",
-                  head_fusion="mean", discard_ratio=0.9, alpha=0.5, progress=gr.Progress()):
+                  head_fusion="mean", discard_ratio=0.9, alpha=0.5, score_maps=False, progress=gr.Progress()):
     try:
         session = service.analyze(image or pasted, detector, methods, 1, target, head_fusion, discard_ratio,
-                                  _progress(progress))
+                                  _progress(progress), score_maps=bool(score_maps))
     except ForensicsError as exc:
         _fail(exc)
     return _outputs(session, alpha)
 
 
 def analyze_video(video, detector=None, methods=list(METHODS + EXTRA_METHODS), frames=16, target="fake",
-                  head_fusion="mean", discard_ratio=0.9, alpha=0.5, progress=gr.Progress()):
+                  head_fusion="mean", discard_ratio=0.9, alpha=0.5, score_maps=False, progress=gr.Progress()):
     try:
         session = service.analyze(video, detector, methods, frames, target, head_fusion, discard_ratio,
-                                  _progress(progress))
+                                  _progress(progress), score_maps=bool(score_maps))
     except ForensicsError as exc:
         _fail(exc)
     result = session.result
@@ -168,6 +180,8 @@ def _media_tab(kind: str):
                                         allow_custom_value=True, label="Detector (name, model folder or Hub id)")
             c["methods"] = gr.CheckboxGroup(list(METHODS + EXTRA_METHODS), value=list(METHODS + EXTRA_METHODS),
                                             label="Explanations (patches: patch-level detectors only)")
+            c["score"] = gr.Checkbox(False, label="Score the maps (deletion/insertion against a random map; "
+                                               "about 70 extra forward passes a face: see About)")
             if kind == "video":
                 c["frames"] = gr.Slider(1, 64, value=16, step=1, label="Frames sampled")
             with gr.Accordion("Explanation settings", open=False):
@@ -279,11 +293,12 @@ def build_demo() -> gr.Blocks:
 
         int8_ui.wire(q8, demo)
         settings = ["target", "head_fusion", "discard", "alpha"]
-        im["run"].click(analyze_image, [im["media"], im["pasted"], im["detector"], im["methods"], *[im[k] for k in settings]],
+        im["run"].click(analyze_image, [im["media"], im["pasted"], im["detector"], im["methods"], *[im[k] for k in settings],
+                                        im["score"]],
                         [im["verdict"], im["summary"], im["annotated"], im["face"], *im["maps"], im["reports"],
                          im["state"]], api_name="analyze_image")
         vi["run"].click(analyze_video, [vi["media"], vi["detector"], vi["methods"], vi["frames"],
-                                        *[vi[k] for k in settings]],
+                                        *[vi[k] for k in settings], vi["score"]],
                         [vi["verdict"], vi["summary"], vi["timeline"], vi["frames_gallery"], vi["table"], vi["face"],
                          *vi["maps"], vi["reports"], vi["state"]], api_name="analyze_video")
         vi["frames_gallery"].select(pick_frame, [vi["state"]], [vi["face"]], api_visibility="private")

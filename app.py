@@ -53,8 +53,8 @@ Each map is scaled to its own 0..1 range and drawn on the same colour scale (blu
 Attention maps need a transformer; for CNN detectors only Grad-CAM and Grad-CAM++ are shown.
 
 ## How to read the map scores
-Tick *Score the maps* and each map's caption gets two numbers, each beside the same number for a
-random map of the same face. **Deletion**: blur the face's pixels in the map's order, most important
+Tick *Score the maps* and each map's caption says how it does against a random map of the same face
+(`del` and `ins`: its score minus the random map's; ✓ where it beats random). **Deletion**: blur the face's pixels in the map's order, most important
 first, and follow P(explained class); the area under that curve is low when the map found what the
 decision rests on. **Insertion**: start from the blurred face and restore pixels in the map's order;
 the area is high when it did. A map that does no better than the random one explains nothing about

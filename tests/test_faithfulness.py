@@ -161,3 +161,13 @@ def test_model_randomisation_changes_the_model_not_the_loaded_detector(model_dir
     assert rank_correlation(same, np.zeros_like(same)) != rank_correlation(same, np.zeros_like(same))  # NaN
     other = explain(shuffled, batch, ["gradcam"]).maps["gradcam"][0]
     assert rank_correlation(same, other) < 0.99
+
+
+def test_road_ranks_the_map_on_the_evidence_above_one_pointing_away():
+    from forensics.explain.faithfulness import road_scores
+
+    det = _detector()
+    batch = torch.stack([_noise_face(3), _noise_face(4)])
+    maps = {name: np.stack([m, m]) for name, m in _maps().items()}
+    road = road_scores(det, batch, maps, [1, 1], percentiles=(50,))
+    assert road["towards"].shape == (2,) and (road["towards"] > road["away"] + 0.2).all()

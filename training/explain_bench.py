@@ -126,56 +126,77 @@ def run_bench(detector_name: str, data: str, cache: str, limit: int = 200, steps
     per_face: list[dict] = []
     costs: dict[str, float] = {"forward": 0.0, "explain": 0.0, "faithfulness": 0.0, "localisation": 0.0,
                                "sanity": 0.0, "road": 0.0}
-    road_done = 0
+    road_done, partial = 0, False
     bar = tqdm(total=len(faces), desc=f"explain-bench {det.name}", unit="face", disable=not progress, file=sys.stderr)
+    try:
+        for start in range(0, len(faces), BATCH):
+            _bench_chunk(det, shuffled, faces, start, methods, options, size, grid, centre, seed, costs, per_face)
+            bar.update(len(faces[start : start + BATCH]))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: summarise what was measured, marked partial
+        partial = True
+    bar.close()
+    if not partial and road_faces:  # last: the costliest score, on the first faces only
+        try:
+            road_done = _road_pass(det, faces[:road_faces], per_face, methods, size, grid, centre, seed, costs)
+        except KeyboardInterrupt:
+            partial = True
+    report = summarise(det, per_face, methods, costs, road_done, where, sanity_note, steps, limit)
+    report["partial"] = partial
+    return report
+
+
+def _bench_chunk(det, shuffled, faces, start, methods, options, size, grid, centre, seed, costs, per_face) -> None:
+    """Maps, faithfulness, localisation and the sanity check for faces ``start .. start + BATCH``."""
+    chunk = faces[start : start + BATCH]
+    batch = det.preprocess([f.image for f in chunk])
+    with _timed(costs, "forward"):
+        p_fake = det.fake_probability(det.predict(batch))
+    with _timed(costs, "explain"):
+        explanation = explain(det, batch, methods, "fake")
+    rows = []
+    for j, face in enumerate(chunk):
+        n = start + j
+        maps = {m: explanation.maps[m][j] for m in methods}
+        target = explanation.targets[j]
+        face_options = dataclasses.replace(options, seed=seed + n)
+        with _timed(costs, "faithfulness"):
+            scored = score_face(det, batch[j], maps, target, face_options)
+        noise = random_map(size, grid, np.random.default_rng(seed + n + 1))  # the map score_face drew
+        centre_scores = deletion_insertion(det, batch[j], {"centre": centre}, target, face_options)["centre"]
+        row = {"group": face.group, "p_fake": float(p_fake[j])}
+        for name, s in {**scored.methods, "random": scored.random, "centre": centre_scores}.items():
+            row[f"{name}/deletion"], row[f"{name}/insertion"] = s.deletion, s.insertion
+        with _timed(costs, "localisation"):
+            region = region_from_mask(face.mask, size)
+            for name, heatmap in {**maps, "random": noise, "centre": centre}.items():
+                row[f"{name}/pointing_game"] = pointing_game(heatmap, region)
+                row[f"{name}/region_auc"] = region_auc(heatmap, region)
+        rows.append(row)
+    if shuffled is not None:
+        with _timed(costs, "sanity"):
+            other = explain(shuffled, batch, methods, "fake")
+            for j, row in enumerate(rows):
+                for m in methods:
+                    row[f"{m}/sanity_spearman"] = rank_correlation(explanation.maps[m][j], other.maps[m][j])
+    per_face.extend(rows)
+
+
+def _road_pass(det, faces, per_face, methods, size, grid, centre, seed, costs) -> int:
+    """ROAD for the first faces (their maps made again: cheaper than keeping them all)."""
     for start in range(0, len(faces), BATCH):
         chunk = faces[start : start + BATCH]
         batch = det.preprocess([f.image for f in chunk])
-        with _timed(costs, "forward"):
-            p_fake = det.fake_probability(det.predict(batch))
-        with _timed(costs, "explain"):
-            explanation = explain(det, batch, methods, "fake")
-        rows = []
-        for j, face in enumerate(chunk):
-            n = start + j
-            maps = {m: explanation.maps[m][j] for m in methods}
-            target = explanation.targets[j]
-            face_options = dataclasses.replace(options, seed=seed + n)
-            with _timed(costs, "faithfulness"):
-                scored = score_face(det, batch[j], maps, target, face_options)
-            noise = random_map(size, grid, np.random.default_rng(seed + n + 1))  # the map score_face drew
-            centre_scores = deletion_insertion(det, batch[j], {"centre": centre}, target, face_options)["centre"]
-            row = {"group": face.group, "p_fake": float(p_fake[j])}
-            for name, s in {**scored.methods, "random": scored.random, "centre": centre_scores}.items():
-                row[f"{name}/deletion"], row[f"{name}/insertion"] = s.deletion, s.insertion
-            with _timed(costs, "localisation"):
-                region = region_from_mask(face.mask, size)
-                for name, heatmap in {**maps, "random": noise, "centre": centre}.items():
-                    row[f"{name}/pointing_game"] = pointing_game(heatmap, region)
-                    row[f"{name}/region_auc"] = region_auc(heatmap, region)
-            rows.append(row)
-        if shuffled is not None:
-            with _timed(costs, "sanity"):
-                other = explain(shuffled, batch, methods, "fake")
-                for j, row in enumerate(rows):
-                    for m in methods:
-                        row[f"{m}/sanity_spearman"] = rank_correlation(explanation.maps[m][j], other.maps[m][j])
-        if road_done < road_faces:
-            take = min(len(chunk), road_faces - road_done)
-            stacks = {m: explanation.maps[m][:take] for m in methods}
-            stacks["random"] = np.stack([random_map(size, grid, np.random.default_rng(seed + start + j + 1))
-                                         for j in range(take)])
-            stacks["centre"] = np.stack([centre] * take)
-            with _timed(costs, "road"):
-                road = road_scores(det, batch[:take], stacks, explanation.targets[:take])
-            for j in range(take):
-                for name, values in road.items():
-                    rows[j][f"{name}/road"] = float(values[j])
-            road_done += take
-        per_face.extend(rows)
-        bar.update(len(chunk))
-    bar.close()
-    return summarise(det, per_face, methods, costs, road_done, where, sanity_note, steps, limit)
+        explanation = explain(det, batch, methods, "fake")
+        stacks = {m: explanation.maps[m] for m in methods}
+        stacks["random"] = np.stack([random_map(size, grid, np.random.default_rng(seed + start + j + 1))
+                                     for j in range(len(chunk))])
+        stacks["centre"] = np.stack([centre] * len(chunk))
+        with _timed(costs, "road"):
+            road = road_scores(det, batch, stacks, explanation.targets)
+        for j in range(len(chunk)):
+            for name, values in road.items():
+                per_face[start + j][f"{name}/road"] = float(values[j])
+    return len(faces)
 
 
 class _timed:
@@ -289,7 +310,8 @@ def markdown_table(report: dict) -> str:
         text = fmt.format(entry[key])
         return f"{text} [{fmt.format(low)}, {fmt.format(high)}]" if low is not None else text
 
-    lines = [f"**`{report['detector']}`** ({report['family']}): {report['faces_from']}; mean P(fake) "
+    partial = " **Stopped early: partial.**" if report.get("partial") else ""
+    lines = [f"**`{report['detector']}`** ({report['family']}): {report['faces_from']}{partial}; mean P(fake) "
              f"{report['mean_p_fake']}, {report['share_called_fake'] * 100:.0f}% called fake. "
              f"Maps explain the fake class; 95% bootstrap intervals.",
              "",
@@ -324,6 +346,9 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stopped bench still writes what it measured
     if args.limit < 1 or args.road < 0:
         raise SystemExit("error: --limit must be at least 1 and --road at least 0")
     if not Path(args.data).exists():

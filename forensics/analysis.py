@@ -20,6 +20,7 @@ How a verdict is reached
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import sys
@@ -325,7 +326,8 @@ class Analyzer:
         scoring_ms = 0.0
         for start in range(0, len(chosen), self.batch_size):
             part = sorted(chosen)[start : start + self.batch_size]
-            _report(progress, 0.5 + 0.45 * start / max(len(chosen), 1), f"explaining faces {start + 1}-{start + len(part)}")
+            doing = "explaining and scoring the maps of" if self.faithfulness is not None else "explaining"
+            _report(progress, 0.5 + 0.45 * start / max(len(chosen), 1), f"{doing} faces {start + 1}-{start + len(part)}")
             batch = self.detector.preprocess([faces[i].crop for i in part])
             explanation = explain(self.detector, batch, self.methods, self.target, self.options)
             skipped.update(explanation.skipped)
@@ -334,8 +336,9 @@ class Analyzer:
                 faces[i].explained_class = self.detector.labels[explanation.targets[j]]
                 if self.faithfulness is not None and faces[i].heatmaps:
                     started = time.perf_counter()
+                    options = dataclasses.replace(self.faithfulness, seed=self.faithfulness.seed + i)  # own random map
                     scores = score_face(self.detector, batch[j], faces[i].heatmaps, explanation.targets[j],
-                                        self.faithfulness).to_dict()
+                                        options).to_dict()
                     faces[i].faithfulness, faces[i].most_faithful = scores, most_faithful(scores)
                     scoring_ms += (time.perf_counter() - started) * 1000.0
         result.explanations.update(

@@ -54,13 +54,14 @@ Attention maps need a transformer; for CNN detectors only Grad-CAM and Grad-CAM+
 
 ## How to read the map scores
 Tick *Score the maps* and each map's caption says how it does against a random map of the same face
-(`del` and `ins`: its score minus the random map's; ✓ where it beats random). **Deletion**: blur the face's pixels in the map's order, most important
-first, and follow P(explained class); the area under that curve is low when the map found what the
-decision rests on. **Insertion**: start from the blurred face and restore pixels in the map's order;
-the area is high when it did. A map that does no better than the random one explains nothing about
-this decision, however plausible it looks. **★ most faithful** marks the map with the largest margin
-over random (insertion minus deletion); none is marked when no map beats random. One face's scores
-are noisy: `python -m forensics explain-bench` measures each method over hundreds of faces
+(`del` and `ins`: its score minus the random map's; ✓ where it beats random). **Deletion**: blur the
+face's pixels in the map's order, most important first, and follow P(explained class); the area
+under that curve is low when the map found what the decision rests on. **Insertion**: start from
+the blurred face and restore pixels in the map's order; the area is high when it did. A map that
+does no better than the random one explains nothing about this decision, however plausible it
+looks. **★ most faithful** marks the map with the largest margin over random (insertion minus
+deletion); none is marked when no map beats random. One face's scores are noisy:
+`python -m forensics explain-bench` measures each method over hundreds of faces
 (docs/explanations.md). A blending detector may read a half-blurred face as blended, so curves can
 rise before they fall; that is why the random map, which suffers the same, is the yardstick.
 
@@ -293,8 +294,8 @@ def build_demo() -> gr.Blocks:
 
         int8_ui.wire(q8, demo)
         settings = ["target", "head_fusion", "discard", "alpha"]
-        im["run"].click(analyze_image, [im["media"], im["pasted"], im["detector"], im["methods"], *[im[k] for k in settings],
-                                        im["score"]],
+        im["run"].click(analyze_image, [im["media"], im["pasted"], im["detector"], im["methods"],
+                                        *[im[k] for k in settings], im["score"]],
                         [im["verdict"], im["summary"], im["annotated"], im["face"], *im["maps"], im["reports"],
                          im["state"]], api_name="analyze_image")
         vi["run"].click(analyze_video, [vi["media"], vi["detector"], vi["methods"], vi["frames"],

@@ -327,7 +327,8 @@ class Analyzer:
         for start in range(0, len(chosen), self.batch_size):
             part = sorted(chosen)[start : start + self.batch_size]
             doing = "explaining and scoring the maps of" if self.faithfulness is not None else "explaining"
-            _report(progress, 0.5 + 0.45 * start / max(len(chosen), 1), f"{doing} faces {start + 1}-{start + len(part)}")
+            _report(progress, 0.5 + 0.45 * start / max(len(chosen), 1),
+                    f"{doing} faces {start + 1}-{start + len(part)}")
             batch = self.detector.preprocess([faces[i].crop for i in part])
             explanation = explain(self.detector, batch, self.methods, self.target, self.options)
             skipped.update(explanation.skipped)

@@ -561,7 +561,8 @@ def _faithfulness_block(face: FaceResult) -> str:
                     f"<td class=\"num\">{s['deletion']:.3f}</td><td class=\"num\">{s['insertion']:.3f}</td>"
                     f"<td>{mark}</td></tr>")
     table = ("<table class=\"faithfulness\"><thead><tr><th>Map</th><th>Deletion AUC (lower is better)</th>"
-             "<th>Insertion AUC (higher is better)</th><th></th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+             "<th>Insertion AUC (higher is better)</th><th></th></tr></thead><tbody>" + "".join(rows)
+             + "</tbody></table>")
     return f"<div class=\"scores\">{table}{faithfulness_svg(face)}</div>"
 
 
@@ -587,11 +588,13 @@ def faithfulness_svg(face: FaceResult, width: int = 720, height: int = 230) -> s
             return top + ph * (1.0 - min(max(float(y), 0.0), 1.0))
 
         out.append(f"<rect x=\"{x0}\" y=\"{top}\" width=\"{pw:.1f}\" height=\"{ph}\" fill=\"none\" stroke=\"#999\"/>"
-                   f"<text x=\"{x0 + pw / 2:.1f}\" y=\"{top - 7}\" font-size=\"12\" text-anchor=\"middle\">{kind}</text>"
+                   f"<text x=\"{x0 + pw / 2:.1f}\" y=\"{top - 7}\" font-size=\"12\" "
+                   f"text-anchor=\"middle\">{kind}</text>"
                    f"<text x=\"{x0 + pw / 2:.1f}\" y=\"{height - 6}\" font-size=\"11\" text-anchor=\"middle\">share of "
                    f"pixels {'removed' if kind == 'deletion' else 'restored'}</text>")
         for y in (0.0, 0.5, 1.0):
-            out.append(f"<text x=\"{x0 - 5}\" y=\"{sy(y) + 4:.1f}\" font-size=\"10\" text-anchor=\"end\">{y:.1f}</text>")
+            out.append(f"<text x=\"{x0 - 5}\" y=\"{sy(y) + 4:.1f}\" font-size=\"10\" "
+                       f"text-anchor=\"end\">{y:.1f}</text>")
         lines = [*series, ("random", {f"{kind}_curve": first[f"random_{kind}_curve"], "fractions": first["fractions"]},
                            "#888", " stroke-dasharray=\"5 4\"")]
         for method, s, colour, dash in lines:

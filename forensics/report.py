@@ -573,7 +573,7 @@ def faithfulness_svg(face: FaceResult, width: int = 720, height: int = 230) -> s
     if not face.faithfulness:
         return ""
     gap, left, top, bottom = 40, 44, 22, 34
-    pw, ph = (width - 2 * left - gap - 110) / 2, height - top - bottom
+    pw, ph = (width - 2 * left - gap - 150) / 2, height - top - bottom
     out = [f"<svg class=\"curves\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" "
            f"viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"deletion and insertion curves\">"]
     series = [(m, s, TRACK_COLOURS[n % len(TRACK_COLOURS)], "") for n, (m, s) in enumerate(face.faithfulness.items())]
@@ -602,7 +602,7 @@ def faithfulness_svg(face: FaceResult, width: int = 720, height: int = 230) -> s
             out.append(f"<polyline class=\"{kind}\" data-method=\"{_e(method)}\" points=\"{coords}\" fill=\"none\" "
                        f"stroke=\"{colour}\" stroke-width=\"2\"{dash}/>")
     for n, (method, _s, colour, _d) in enumerate([*series, ("random", None, "#888", "")]):
-        out.append(f"<text x=\"{width - 104}\" y=\"{top + 10 + 14 * n}\" font-size=\"11\" fill=\"{colour}\">"
+        out.append(f"<text x=\"{width - 144}\" y=\"{top + 10 + 14 * n}\" font-size=\"11\" fill=\"{colour}\">"
                    f"{_e(_method_title(method) if method != 'random' else 'random map')}</text>")
     out.append("</svg>")
     return "\n".join(out)

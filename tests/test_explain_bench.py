@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tests.conftest import ROOT, data_path
 
@@ -36,3 +37,17 @@ def test_explain_bench_writes_one_row_per_method_with_baselines(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "forensics", "explain-bench", "--data", str(tmp_path / "none.csv")],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "no such data" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_bootstrap_resamples_whole_groups_and_leaves_out_undefined_scores():
+    from training.explain_bench import bootstrap
+
+    mean, low, high = bootstrap([0.2, 0.2, 0.2, float("nan")], [0, 1, 2, 3])
+    assert mean == pytest.approx(0.2) and low == pytest.approx(0.2) and high == pytest.approx(0.2)  # NaN left out
+    # Two groups: one of many faces at 0, one face at 1. Whole groups are drawn, so some resamples hold
+    # only the large group (mean 0) and some only the single face (mean 1).
+    values, groups = [0.0] * 9 + [1.0], [0] * 9 + [1]
+    mean, low, high = bootstrap(values, groups)
+    assert mean == pytest.approx(0.1) and low == 0.0 and high == 1.0
+    mean, low, high = bootstrap(values, list(range(10)))  # independent faces: a narrow interval
+    assert 0.0 <= low < 0.1 < high < 0.5

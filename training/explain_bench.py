@@ -61,7 +61,7 @@ class BenchFace:
 
 def bench_faces(folder: Path, data: str, cache: str, limit: int, seed: int = 0) -> tuple[list[BenchFace], str]:
     """``limit`` self-blended fakes of the model's validation reals (more than one per real, each with
-    its own mask, when there are fewer reals than ``limit``), and a line that says where from."""
+    its own mask, when there are fewer reals than ``limit``), and a line that says which reals."""
     from training.evaluate import _crop_config
     from training.pipeline import cached_faces, load_samples, relative_to_data
 
@@ -85,8 +85,7 @@ def bench_faces(folder: Path, data: str, cache: str, limit: int, seed: int = 0) 
         fake, mask = self_blend(load_crop(real), np.asarray(real.landmarks, np.float32),
                                 np.random.default_rng((seed, real_index, n // len(reals))))
         faces.append(BenchFace(fake, mask, real_index, real.source))
-    used = len({f.group for f in faces})
-    return faces, f"{len(faces)} self-blended fakes of {used} real faces: {where}"
+    return faces, where
 
 
 def bootstrap(values: Sequence[float], groups: Sequence[int], resamples: int = 2000,
@@ -250,7 +249,7 @@ def summarise(det: Detector, rows: list[dict], methods: list[str], costs: dict[s
         "family": det.family,
         "faces": faces,
         "limit": limit,
-        "faces_from": where,
+        "faces_from": f"{faces} self-blended fakes of {len(set(groups))} real faces: {where}",
         "explained_class": "fake",
         "mean_p_fake": _r(float(np.mean(column("p_fake")))),
         "share_called_fake": _r(float(np.mean(np.asarray(column("p_fake")) >= det.threshold))),

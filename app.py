@@ -54,6 +54,19 @@ Each map is scaled to its own 0..1 range and drawn on the same colour scale (blu
 
 Attention maps need a transformer; for CNN detectors only Grad-CAM and Grad-CAM++ are shown.
 
+## How to read the map scores
+Tick *Score the maps* and each map's caption says how it does against a random map of the same face
+(`del` and `ins`: its score minus the random map's; ✓ where it beats random). **Deletion**: blur the
+face's pixels in the map's order, most important first, and follow P(explained class); the area
+under that curve is low when the map found what the decision rests on. **Insertion**: start from
+the blurred face and restore pixels in the map's order; the area is high when it did. A map that
+does no better than the random one explains nothing about this decision, however plausible it
+looks. **★ most faithful** marks the map with the largest margin over random (insertion minus
+deletion); none is marked when no map beats random. One face's scores are noisy:
+`python -m forensics explain-bench` measures each method over hundreds of faces
+(docs/explanations.md). A blending detector may read a half-blurred face as blended, so curves can
+rise before they fall; that is why the random map, which suffers the same, is the yardstick.
+
 ## How a verdict is reached
 A face's score is the detector's P(fake) for its crop. An image is as suspicious as its most
 suspicious face. In a video, faces are tracked across the sampled frames; each person's score is the
@@ -119,20 +132,22 @@ def _then_reports(outputs: list):
 
 
 def analyze_image(image, pasted=None, detector=None, methods=list(METHODS + EXTRA_METHODS), target="fake",
-                  head_fusion="mean", discard_ratio=0.9, alpha=0.5, whole_image=False, progress=gr.Progress()):
+                  head_fusion="mean", discard_ratio=0.9, alpha=0.5, whole_image=False, score_maps=False,
+                  progress=gr.Progress()):
     try:
         session = service.analyze(image or pasted, detector, methods, 16, target, head_fusion, discard_ratio,
-                                  _progress(progress), whole_image=whole_image)
+                                  _progress(progress), whole_image=whole_image, score_maps=bool(score_maps))
     except ForensicsError as exc:
         _fail(exc)
     yield from _then_reports(_outputs(session, alpha))
 
 
 def analyze_video(video, detector=None, methods=list(METHODS + EXTRA_METHODS), frames=16, target="fake",
-                  head_fusion="mean", discard_ratio=0.9, alpha=0.5, whole_image=False, progress=gr.Progress()):
+                  head_fusion="mean", discard_ratio=0.9, alpha=0.5, whole_image=False, score_maps=False,
+                  progress=gr.Progress()):
     try:
         session = service.analyze(video, detector, methods, frames, target, head_fusion, discard_ratio,
-                                  _progress(progress), whole_image=whole_image)
+                                  _progress(progress), whole_image=whole_image, score_maps=bool(score_maps))
     except ForensicsError as exc:
         _fail(exc)
     result = session.result
@@ -269,6 +284,8 @@ def _media_tab(kind: str):
             supported = detector_notes.supported_methods(catalog.default_detector())
             c["methods"] = gr.CheckboxGroup(supported, value=supported,
                                             label="Explanations (only those this detector can give)")
+            c["score"] = gr.Checkbox(False, label="Score the maps (deletion/insertion against a random map; "
+                                               "about 70 extra forward passes a face: see About)")
             if kind == "video":
                 c["frames"] = gr.Slider(1, 64, value=16, step=1, label="Frames sampled")
             with gr.Accordion("Explanation settings", open=False):
@@ -404,11 +421,11 @@ def build_demo() -> gr.Blocks:
         int8_ui.wire(q8, demo)
         settings = ["target", "head_fusion", "discard", "alpha"]
         im["run"].click(analyze_image, [im["media"], im["pasted"], im["detector"], im["methods"],
-                                        *[im[k] for k in settings], im["whole_image"]],
+                                        *[im[k] for k in settings], im["whole_image"], im["score"]],
                         [im["verdict"], im["summary"], im["annotated"], im["face"], *im["maps"], im["reports"],
                          im["state"]], api_name="analyze_image", show_progress_on=[im["verdict"]])
         vi["run"].click(analyze_video, [vi["media"], vi["detector"], vi["methods"], vi["frames"],
-                                        *[vi[k] for k in settings], vi["whole_image"]],
+                                        *[vi[k] for k in settings], vi["whole_image"], vi["score"]],
                         [vi["verdict"], vi["summary"], vi["timeline"], vi["frames_gallery"], vi["table"], vi["face"],
                          *vi["maps"], vi["reports"], vi["state"]], api_name="analyze_video",
                         show_progress_on=[vi["verdict"]])

@@ -26,6 +26,9 @@ def _add_analyze(sub) -> None:
     p.add_argument("--head-fusion", default="mean", choices=["mean", "max", "min"], help="rollout head fusion")
     p.add_argument("--discard-ratio", type=float, default=0.9, help="rollout: share of weakest attention dropped")
     p.add_argument("--class-agnostic", action="store_true", help="attention maps without the target's gradient weighting")
+    p.add_argument("--faithfulness", action="store_true",
+                   help="score each map: deletion/insertion AUC against a random map (forward passes only)")
+    p.add_argument("--faithfulness-steps", type=int, default=8, help="points per deletion/insertion curve (default 8)")
     p.add_argument("--out", default="forensics_out", help="folder for the map PNGs (default ./forensics_out)")
     p.add_argument("--json", dest="json_out", default=None, metavar="FILE|-", help="write one JSON object per input (JSON Lines)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in the PNGs (default 0.5)")
@@ -49,6 +52,24 @@ def _add_bench(sub) -> None:
     p.add_argument("--json", dest="json_out", default=None, metavar="FILE|-")
 
 
+def _add_explain_bench(sub) -> None:
+    # The bench needs the training data's records and self-blending (the training package), which the
+    # library never imports: it runs `python -m training explain-bench` as a process, like the jobs do.
+    p = sub.add_parser("explain-bench", add_help=False,
+                       help="score every explanation method of a detector: faithfulness, sanity, localisation "
+                            "(python -m training explain-bench --help for its options)")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER)  # listed in --help; main() forwards the words as given
+
+
+def cmd_explain_bench(bench_args: Sequence[str]) -> int:
+    import importlib.util
+    import subprocess
+
+    if importlib.util.find_spec("training") is None:
+        raise ForensicsError("explain-bench needs the project's training package (run it from the repository)")
+    return subprocess.call([sys.executable, "-m", "training", "explain-bench", *bench_args])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m forensics", description="Deepfake Forensics Studio")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -56,13 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="machine-readable output")
     _add_analyze(sub)
     _add_bench(sub)
+    _add_explain_bench(sub)
     cli_jobs.add_parsers(sub)
     cli_int8.add_parsers(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["explain-bench"]:  # argparse's REMAINDER drops leading options: forward them as they are
+        try:
+            return cmd_explain_bench(words[1:])
+        except ForensicsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    args = build_parser().parse_args(words)
     try:
         if args.command == "detectors":
             return cmd_detectors(args)
@@ -141,10 +170,13 @@ def cmd_analyze(args) -> int:
     from forensics.analysis import Analyzer
     from forensics.detectors import load_detector
     from forensics.explain import ExplainOptions, parse_methods
+    from forensics.explain.faithfulness import FaithfulnessOptions
     from forensics.overlay import OverlayStyle
     from forensics.faces import FaceDetector
 
     methods = parse_methods(args.explain)
+    if args.faithfulness and not methods:
+        raise ValueError("--faithfulness scores the maps: it needs --explain other than none")
     if args.frames < 1:
         raise ValueError("--frames must be at least 1")
     target: int | str = int(args.target) if args.target.isdigit() else args.target
@@ -161,6 +193,7 @@ def cmd_analyze(args) -> int:
         fallback_whole_image=args.whole_image and not args.no_fallback,
         style=OverlayStyle(args.alpha, args.colormap, args.gamma),
         limits=settings.media_limits(),  # the same upload limits as the app and its API
+        faithfulness=FaithfulnessOptions(steps=args.faithfulness_steps) if args.faithfulness else None,
     )
     sink = None
     if args.json_out == "-":

@@ -546,12 +546,75 @@ def _gallery_section(result: AnalysisResult, alpha: float) -> str:
             figures.append("<p>The crop is not available (this result was not analysed in this process).</p>")
         elif not face.heatmaps:
             figures.append("<p>No explanation maps for this face.</p>")
-        blocks.append(f"<article class=\"face\"><h3>{_e(title)}</h3><div class=\"strip\">{''.join(figures)}</div></article>")
+        scores = _faithfulness_block(face)
+        blocks.append(f"<article class=\"face\"><h3>{_e(title)}</h3><div class=\"strip\">{''.join(figures)}</div>"
+                      f"{scores}</article>")
     left = len(ranked) - len(shown)
     more = (f"<p class=\"left-out\">{left} less suspicious face(s) are not shown here; the table above lists "
             "every face.</p>") if left else ""
     return (f"<section id=\"gallery\">\n<h2>Faces and explanation maps (most suspicious first)</h2>\n"
             + "\n".join(blocks) + f"\n{more}\n</section>")
+
+
+def _faithfulness_block(face: FaceResult) -> str:
+    """A scored face's maps: deletion and insertion against the random map, the most faithful marked,
+    and the curves as inline SVG."""
+    if not face.faithfulness:
+        return ""
+    first = next(iter(face.faithfulness.values()))
+    rows = [f"<tr><td>random map (baseline)</td><td class=\"num\">{first['random_deletion']:.3f}</td>"
+            f"<td class=\"num\">{first['random_insertion']:.3f}</td><td></td></tr>"]
+    for method, s in face.faithfulness.items():
+        mark = "★ most faithful" if face.most_faithful == method else ""
+        rows.insert(len(rows) - 1, f"<tr data-method=\"{_e(method)}\"><td>{_e(_method_title(method))}</td>"
+                    f"<td class=\"num\">{s['deletion']:.3f}</td><td class=\"num\">{s['insertion']:.3f}</td>"
+                    f"<td>{mark}</td></tr>")
+    table = ("<table class=\"faithfulness\"><thead><tr><th>Map</th><th>Deletion AUC (lower is better)</th>"
+             "<th>Insertion AUC (higher is better)</th><th></th></tr></thead><tbody>" + "".join(rows)
+             + "</tbody></table>")
+    return f"<div class=\"scores\">{table}{faithfulness_svg(face)}</div>"
+
+
+def faithfulness_svg(face: FaceResult, width: int = 720, height: int = 230) -> str:
+    """A face's deletion and insertion curves side by side as inline SVG (no script, like the
+    timeline): one line per map, the random map dashed grey; x is the share of pixels removed
+    (deletion) or restored (insertion), y the probability of the explained class."""
+    if not face.faithfulness:
+        return ""
+    gap, left, top, bottom = 40, 44, 22, 34
+    pw, ph = (width - 2 * left - gap - 150) / 2, height - top - bottom
+    out = [f"<svg class=\"curves\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" "
+           f"viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"deletion and insertion curves\">"]
+    series = [(m, s, TRACK_COLOURS[n % len(TRACK_COLOURS)], "") for n, (m, s) in enumerate(face.faithfulness.items())]
+    first = next(iter(face.faithfulness.values()))
+    for panel, kind in enumerate(("deletion", "insertion")):
+        x0 = left + panel * (pw + gap + left)
+
+        def sx(x: float) -> float:
+            return x0 + pw * x
+
+        def sy(y: float) -> float:
+            return top + ph * (1.0 - min(max(float(y), 0.0), 1.0))
+
+        out.append(f"<rect x=\"{x0}\" y=\"{top}\" width=\"{pw:.1f}\" height=\"{ph}\" fill=\"none\" stroke=\"#999\"/>"
+                   f"<text x=\"{x0 + pw / 2:.1f}\" y=\"{top - 7}\" font-size=\"12\" "
+                   f"text-anchor=\"middle\">{kind}</text>"
+                   f"<text x=\"{x0 + pw / 2:.1f}\" y=\"{height - 6}\" font-size=\"11\" text-anchor=\"middle\">share of "
+                   f"pixels {'removed' if kind == 'deletion' else 'restored'}</text>")
+        for y in (0.0, 0.5, 1.0):
+            out.append(f"<text x=\"{x0 - 5}\" y=\"{sy(y) + 4:.1f}\" font-size=\"10\" "
+                       f"text-anchor=\"end\">{y:.1f}</text>")
+        lines = [*series, ("random", {f"{kind}_curve": first[f"random_{kind}_curve"], "fractions": first["fractions"]},
+                           "#888", " stroke-dasharray=\"5 4\"")]
+        for method, s, colour, dash in lines:
+            coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in zip(s["fractions"], s[f"{kind}_curve"]))
+            out.append(f"<polyline class=\"{kind}\" data-method=\"{_e(method)}\" points=\"{coords}\" fill=\"none\" "
+                       f"stroke=\"{colour}\" stroke-width=\"2\"{dash}/>")
+    for n, (method, _s, colour, _d) in enumerate([*series, ("random", None, "#888", "")]):
+        out.append(f"<text x=\"{width - 144}\" y=\"{top + 10 + 14 * n}\" font-size=\"11\" fill=\"{colour}\">"
+                   f"{_e(_method_title(method) if method != 'random' else 'random map')}</text>")
+    out.append("</svg>")
+    return "\n".join(out)
 
 
 def _figure(rgb: np.ndarray, css: str, caption: str, fmt: str, method: str | None = None) -> str:

@@ -26,6 +26,7 @@ from forensics.detectors import Detector, load_detector
 from forensics.errors import ForensicsError
 from forensics.held import HELD, RELEASED, is_released
 from forensics.explain import ExplainOptions
+from forensics.explain.faithfulness import FaithfulnessOptions
 from forensics.overlay import downscale, overlay, paste_overlay
 from forensics.plots import comparison_figure, timeline_figure  # noqa: F401  (re-exported for the UI)
 
@@ -59,29 +60,33 @@ class Session:
     target: str = "fake"
     options: ExplainOptions = field(default_factory=ExplainOptions)
     methods: list[str] = field(default_factory=lambda: list(ALL_METHODS))
+    score_maps: bool = False
 
 
-def _analyzer(det: Detector, methods: Sequence[str], target: str, options: ExplainOptions, frames: int) -> Analyzer:
+def _analyzer(det: Detector, methods: Sequence[str], target: str, options: ExplainOptions, frames: int,
+              score_maps: bool = False) -> Analyzer:
     return Analyzer(det, face_detector(), methods=list(methods), target=target or "fake", options=options,
-                    frames=int(frames), limits=settings.media_limits())
+                    frames=int(frames), limits=settings.media_limits(),
+                    faithfulness=FaithfulnessOptions() if score_maps else None)
 
 
 def analyze(path: str | Path | None, detector: str | None = None, methods: Sequence[str] = ALL_METHODS,
             frames: int = 16, target: str = "fake", head_fusion: str = "mean", discard_ratio: float = 0.9,
-            progress=None, whole_image: bool = False) -> Session:
+            progress=None, whole_image: bool = False, score_maps: bool = False) -> Session:
     """Analyse one uploaded file; a bad input raises ``ForensicsError`` with a one-line message.
-    ``whole_image``: with no face found, score the whole image anyway (labelled as such, no verdict)."""
+    ``whole_image``: with no face found, score the whole image anyway (labelled as such, no verdict);
+    ``score_maps``: each face's maps get deletion/insertion scores against a random map."""
     if not path:
         raise ForensicsError("no file was uploaded")
     name = (detector or "").strip() or default_detector() or ""
     det = get_detector(name)
     options = _options(head_fusion, discard_ratio)
-    analyzer = _analyzer(det, methods, target, options, frames)
+    analyzer = _analyzer(det, methods, target, options, frames, bool(score_maps))
     analyzer.fallback_whole_image = bool(whole_image)
     result = analyzer.analyze(path, name=Path(path).name, progress=progress)
     if result.error:
         raise ForensicsError(result.error)
-    return Session(result, name, target or "fake", options, list(methods))
+    return Session(result, name, target or "fake", options, list(methods), bool(score_maps))
 
 
 def hold(session: Session) -> Session:
@@ -97,9 +102,9 @@ def reexplain(session: Session, target: str, head_fusion: str, discard_ratio: fl
         raise ForensicsError(f"this analysis was {RELEASED}")
     det = get_detector(session.detector)
     options = _options(head_fusion, discard_ratio)
-    _analyzer(det, session.methods, target, options, 1).explain_faces(session.result, progress)
+    _analyzer(det, session.methods, target, options, 1, session.score_maps).explain_faces(session.result, progress)
     HELD.hold(session.result)  # the new maps count against the budget too
-    return Session(session.result, session.detector, target, options, session.methods)
+    return Session(session.result, session.detector, target, options, session.methods, session.score_maps)
 
 
 def _options(head_fusion: str, discard_ratio: float) -> ExplainOptions:
@@ -210,12 +215,27 @@ def face_panel(result: AnalysisResult, index: int | None, alpha: float = 0.5) ->
             agnostic = method in ("attention", "rollout") and not result.explanations.get("class_weighted", True)
             why = " (class-agnostic)" if agnostic else f" ('{face.explained_class}')" if face.explained_class else ""
             crop = _enlarge(face.crop, DISPLAY_SIZE)
-            panel.append((overlay(crop, face.heatmaps[method], alpha=float(alpha)), f"{title}{why}"))
+            caption = f"{title}{why}" + map_score_caption(face, method)
+            panel.append((overlay(crop, face.heatmaps[method], alpha=float(alpha)), caption))
         elif method in skipped:
             panel.append((None, f"{title}: not available ({skipped[method]})"))
         else:
             panel.append((None, f"{title}: not computed"))
     return panel
+
+
+def map_score_caption(face: FaceResult, method: str) -> str:
+    """`` ★ most faithful · vs random: del -0.26 ✓, ins +0.06 ✓`` when the maps were scored: the map's
+    deletion and insertion AUC minus the random map's (lower deletion and higher insertion than
+    random earn a ✓); the star marks the most faithful map. Short, so it fits above a map."""
+    scores = face.faithfulness.get(method)
+    if not scores:
+        return ""
+    deletion = scores["deletion"] - scores["random_deletion"]
+    insertion = scores["insertion"] - scores["random_insertion"]
+    star = " ★ most faithful" if face.most_faithful == method else ""
+    return (f"{star} · vs random: del {deletion:+.2f} {'✓' if deletion < 0 else '✗'}, "
+            f"ins {insertion:+.2f} {'✓' if insertion > 0 else '✗'}")
 
 
 def annotated(result: AnalysisResult, frame: int | None = None) -> np.ndarray | None:

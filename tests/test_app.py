@@ -394,4 +394,42 @@ def test_browser_example_thumbnails_load_the_file(server, browser, tmp_path):
     page.get_by_role("button", name="Analyse image").click()
     expect(page.get_by_text("at or above the threshold").first).to_be_visible(timeout=90_000)  # the default flags it
     page.screenshot(path=str(_shots(tmp_path) / "example-analysed.png"), full_page=True)
+
+
+def test_scored_maps_have_their_scores_in_the_captions_and_survive_new_settings(app_module):
+    photo = str(data_path("photos/face_recognition/obama.jpg"))
+    _v, _s, _a, faces, *maps, _reports, session = app_module.analyze_image(
+        photo, None, "test-vit", ["gradcam", "gradcam++"], "fake", "mean", 0.9, 0.5, True)
+    face = session.result.faces[faces.value]
+    assert set(face.faithfulness) == {"gradcam", "gradcam++"}
+    for caption, method in ((maps[2].label, "gradcam"), (maps[3].label, "gradcam++")):
+        s = face.faithfulness[method]
+        assert f"vs random: del {s['deletion'] - s['random_deletion']:+.2f}" in caption
+        assert f"ins {s['insertion'] - s['random_insertion']:+.2f}" in caption
+        deletion_mark = caption.split("vs random: del ")[1].split(",")[0].split()[-1]
+        assert deletion_mark == ("✓" if s["deletion"] < s["random_deletion"] else "✗")
+    assert sum("★ most faithful" in m.label for m in maps[2:4]) == (face.most_faithful is not None)
+    *new_maps, session = app_module.update_maps(session, faces.value, "real", "mean", 0.9, 0.5)
+    assert "vs random: del" in new_maps[2].label and session.result.faces[faces.value].explained_class == "real"
+
+
+@pytest.mark.browser
+def test_browser_score_the_maps_shows_scores_against_random(server, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    page.goto(server, timeout=60_000)
+    expect(page.get_by_text("Deepfake Forensics Studio").first).to_be_visible(timeout=30_000)
+    page.locator("input[type=file]").first.set_input_files(str(data_path("photos/face_recognition/obama.jpg")))
+    page.get_by_label("Score the maps").first.check()
+    page.get_by_role("button", name="Analyse image").click()
+    expect(page.get_by_text("P(fake) =").first).to_be_visible(timeout=180_000)
+    for title in ("Last-layer attention", "Attention rollout", "Grad-CAM", "Grad-CAM++"):
+        expect(page.get_by_text(f"{title} ('fake')").first).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("vs random: del").first).to_be_visible()
+    expect(page.locator("img[src*='image']").nth(4)).to_be_visible()  # annotated image + 4 maps
+    page.wait_for_timeout(1500)  # let the images paint before the screenshot
+    page.screenshot(path=str(_shots(tmp_path) / "image-tab-scored.png"), full_page=True)
+    page.get_by_role("tab", name="About").click()
+    expect(page.get_by_text("How to read the map scores").first).to_be_visible(timeout=30_000)
     page.close()

@@ -114,3 +114,25 @@ def test_detectors_lists_readable_sizes_and_the_onnx_builds():
     assert "close to chance" in lines["patch-tiny"] and "misses generated faces" in lines["default"]
     assert "ONNX build of default" in lines["default:int8"] and "onnx-int8" in lines["default:int8"]
     assert "MB file" in lines["default:onnx"]
+
+
+def test_analyze_faithfulness_scores_every_map_against_random_with_the_int8_build(tmp_path):
+    """ONNX int8 has no gradients, but the scores need only forward passes: its attention maps are scored."""
+    photo = ROOT / "assets" / "examples" / "astronaut.jpg"
+    proc = _cli("analyze", photo, "--detector", "default:int8", "--faithfulness", "--faithfulness-steps", "4",
+                "--out", tmp_path / "maps", "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    (obj,) = [json.loads(line) for line in proc.stdout.splitlines()]
+    (face,) = obj["faces"]
+    assert set(face["faithfulness"]) == {"attention", "rollout"}  # what the int8 graph gives
+    for scores in face["faithfulness"].values():
+        assert {"deletion", "insertion", "random_deletion", "random_insertion"} <= set(scores)
+        assert all(0.0 <= scores[k] <= 1.0 for k in ("deletion", "insertion", "random_deletion", "random_insertion"))
+        assert len(scores["deletion_curve"]) == 5
+        # both curves end where the other starts: the crop itself and the crop blurred all over
+        assert scores["deletion_curve"][0] == scores["insertion_curve"][-1]
+        assert scores["deletion_curve"][-1] == scores["insertion_curve"][0]
+    assert face["most_faithful"] in {None, "attention", "rollout"}
+    assert obj["timings_ms"]["faithfulness"] > 0 and obj["explanations"]["faithfulness"]["steps"] == 4
+    bad = _cli("analyze", photo, "--explain", "none", "--faithfulness")
+    assert bad.returncode == 1 and "needs --explain" in bad.stderr and "Traceback" not in bad.stderr

@@ -284,3 +284,23 @@ def test_write_report_html_writes_the_whole_page(video_result, tmp_path):
     assert written.startswith("<!DOCTYPE html>") and written.rstrip().endswith("</html>")
     assert video_result.media["sha256"] in written and len(_Page(written).find("polyline", "track")) >= 1
     assert [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def test_scored_maps_show_their_scores_against_random_and_their_curves(detector, face_detector, photo):
+    from forensics.explain.faithfulness import FaithfulnessOptions
+
+    scored = Analyzer(detector, face_detector, faithfulness=FaithfulnessOptions(steps=4)).analyze(photo)
+    assert scored.error is None and all(face.faithfulness for face in scored.faces)
+    data = report_json(scored)
+    first = data["faces"][0]["faithfulness"]
+    assert set(first) == set(METHODS) and {"deletion", "random_deletion", "insertion_curve"} <= set(first["gradcam"])
+    page = _Page(report_html(scored))
+    _assert_self_contained(page)
+    assert len(page.find("table", "faithfulness")) == len(scored.faces)
+    rows = [a["data-method"] for a in page.find("tr") if a.get("data-method")]
+    assert rows.count("gradcam") == len(scored.faces)
+    lines = page.find("polyline", "deletion") + page.find("polyline", "insertion")
+    assert len(lines) == len(scored.faces) * 2 * (len(METHODS) + 1)  # every map and the random one, both curves
+    marked = [f.most_faithful for f in scored.faces]
+    assert page.text.count("★ most faithful") == sum(m is not None for m in marked)
+    assert "Deletion AUC (lower is better)" in page.text

@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--holdout-sources", nargs="*", default=None,
                    help="the sources the model never saw (default: from its training record)")
     e.add_argument("--seed", type=int, default=0)
+    from training import explain_bench
+
+    explain_bench.add_parser(sub)
     return parser
 
 
@@ -189,6 +192,10 @@ def main(argv=None) -> int:
         metrics = run_evaluation(args.detector, args.data, args.cache, args.out, args.holdout_sources, args.seed)
         print(json.dumps(metrics["summary"], indent=2))
         return 0
+    if args.command == "explain-bench":
+        from training import explain_bench
+
+        return explain_bench.run(args)
     return 1
 
 

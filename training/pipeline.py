@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -26,7 +26,6 @@ from training.data import (
     remap_labels,
     video_frame_samples,
 )
-
 from training.calibrate import calibrate_folder, collect_logits
 from training.card import write_card
 from training.datasets import Collate, LabelledFaces, SelfBlendedPairs
@@ -74,9 +73,11 @@ def load_samples(data: str | Path, label_map: dict | None = None):
     return remap_labels(samples, label_map or {})
 
 
-def cached_faces(config: dict, samples: Sequence | None = None) -> list[CachedFace]:
+def cached_faces(config: dict, samples: Sequence | None = None,
+                 keep: Callable[[Sample], bool] | None = None) -> list[CachedFace]:
     """The config's samples (or ``samples``, e.g. one federated client's) cropped as inference crops:
-    the data's images, frames of its training videos, at most ``max_per_source`` of each source."""
+    the data's images, frames of its training videos, at most ``max_per_source`` of each source;
+    ``keep``: crop only the samples it accepts (cropped once, then cached)."""
     if samples is None:
         samples = load_samples(config["data"], config.get("label_map"))
         if config.get("video_frames") and str(config["data"]).lower().endswith(".csv"):
@@ -86,6 +87,8 @@ def cached_faces(config: dict, samples: Sequence | None = None) -> list[CachedFa
                                     config.get("label_map") or {})
         if config.get("max_per_source"):
             samples = cap_per_source(samples, int(config["max_per_source"]), int(config.get("seed", 0)))
+    if keep is not None:
+        samples = [s for s in samples if keep(s)]
     # The crop margin is the model's: its folder records it, and inference crops faces the same way.
     faces = FaceCropCache(config["cache"], size=CROP_CACHE_SIZE, margin=float(config.get("face_margin", 0.3)),
                           framing=str(config.get("face_framing", "box"))).build(samples)

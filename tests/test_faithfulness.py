@@ -1,0 +1,173 @@
+"""The faithfulness metric itself, on a detector built so that the truth is known: its fake logit is
+the mean energy of one image region (what a blur removes), so a map on that region must score
+better than a random map, and a random map better than one pointing away."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from forensics.detectors.base import Detector, DetectorInfo
+from forensics.explain.faithfulness import (FaithfulnessOptions, centre_map, curve_area, deletion_insertion,
+                                            most_faithful, pixel_ranks, score_face)
+
+SIZE = 64
+REGION = (slice(0, SIZE // 2), slice(0, SIZE // 2))  # top-left quadrant: the only evidence
+
+
+class RegionEnergy(nn.Module):
+    """logits = [0, 8 * mean(x^2 over the region) - 4]: noise there reads as fake, a blur as real."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        energy = (x[:, :, REGION[0], REGION[1]] ** 2).mean(dim=(1, 2, 3))
+        return torch.stack([torch.zeros_like(energy), 8.0 * energy - 4.0], dim=1)
+
+
+class RegionDetector(Detector):
+    family = "test-region"
+
+    @property
+    def cam_target_layers(self) -> list[nn.Module]:
+        return []
+
+
+def _detector(model: nn.Module | None = None) -> Detector:
+    info = DetectorInfo(name="region", family="test-region", labels=["real", "fake"], input_size=SIZE)
+    return RegionDetector(model or RegionEnergy(), info)
+
+
+def _maps() -> dict[str, np.ndarray]:
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) / SIZE
+    towards = np.exp(-((xx - 0.25) ** 2 + (yy - 0.25) ** 2) / 0.02)  # a blob on the evidence
+    away = np.exp(-((xx - 0.75) ** 2 + (yy - 0.75) ** 2) / 0.02)  # the opposite corner
+    return {"towards": towards, "away": away}
+
+
+def _noise_face(seed: int = 0) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(seed).normal(0, 1, (3, SIZE, SIZE)).astype(np.float32))
+
+
+def test_a_map_on_the_evidence_beats_random_and_random_beats_one_pointing_away():
+    det = _detector()
+    image = _noise_face()
+    assert det.predict(image[None])[0, 1] > 0.9  # the crop reads as fake to start with
+    face = score_face(det, image, _maps(), target=1, options=FaithfulnessOptions(steps=8), centre=True)
+    towards, away, rnd = face.methods["towards"], face.methods["away"], face.random
+    assert towards.deletion < rnd.deletion - 0.1 < away.deletion - 0.2
+    assert towards.insertion > rnd.insertion + 0.1 > away.insertion + 0.2
+    # the curves start and end where they must: the crop, and the crop blurred all over
+    assert towards.deletion_curve[0] == pytest.approx(away.deletion_curve[0]) == pytest.approx(0.982, abs=0.02)
+    assert towards.deletion_curve[-1] == pytest.approx(towards.insertion_curve[0])
+    assert towards.insertion_curve[0] < 0.1
+    assert len(towards.deletion_curve) == 9 and face.fractions[0] == 0 and face.fractions[-1] == 1
+    scores = face.to_dict()
+    assert set(scores["towards"]) >= {"deletion", "insertion", "random_deletion", "random_insertion"}
+    assert most_faithful(scores) == "towards"
+    # the centre blob covers half of the evidence: between the two
+    assert towards.deletion < face.extra["centre"].deletion < away.deletion
+
+
+def test_no_map_is_called_most_faithful_when_none_beats_random():
+    det = _detector()
+    scores = score_face(det, _noise_face(1), {"away": _maps()["away"]}, target=1).to_dict()
+    assert most_faithful(scores) is None
+
+
+def test_every_step_of_every_map_goes_through_few_forward_passes():
+    calls: list[int] = []
+
+    class Counting(RegionEnergy):
+        def forward(self, x):
+            calls.append(len(x))
+            return super().forward(x)
+
+    det = _detector(Counting())
+    score_face(det, _noise_face(), _maps(), target=1, options=FaithfulnessOptions(steps=8, max_batch=96))
+    # 3 maps (2 + random) x 2 curves x 7 inner steps + the two shared ends = 44 images, one pass
+    assert calls == [44]
+    calls.clear()
+    score_face(det, _noise_face(), _maps(), target=1, options=FaithfulnessOptions(steps=8, max_batch=20))
+    assert calls == [20, 20, 4]
+
+
+def test_onnx_runtime_scores_like_pytorch(tmp_path):
+    """Forward passes only: the same model exported to ONNX and run by onnxruntime scores the same."""
+    import onnxruntime as ort
+
+    from forensics.detectors.onnx_family import OnnxModule
+    from forensics.quantize import INPUT_NAME
+
+    path = tmp_path / "region.onnx"
+    torch.onnx.export(RegionEnergy(), (torch.zeros(1, 3, SIZE, SIZE),), str(path), input_names=[INPUT_NAME],
+                      output_names=["logits"], dynamic_axes={INPUT_NAME: {0: "batch"}, "logits": {0: "batch"}},
+                      dynamo=False)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    onnx_det = _detector(OnnxModule(session, ["logits"]))
+    image = _noise_face(2)
+    torch_scores = deletion_insertion(_detector(), image, _maps(), 1)
+    onnx_scores = deletion_insertion(onnx_det, image, _maps(), 1)
+    for name in _maps():
+        assert onnx_scores[name].deletion == pytest.approx(torch_scores[name].deletion, abs=1e-4)
+        assert onnx_scores[name].insertion == pytest.approx(torch_scores[name].insertion, abs=1e-4)
+
+
+def test_pixel_ranks_put_the_highest_first_and_break_ties_at_random():
+    rng = np.random.default_rng(0)
+    heatmap = np.zeros((4, 4), np.float32)
+    heatmap[2, 3] = 1.0
+    ranks = pixel_ranks(heatmap, rng)
+    assert ranks[2, 3] == 0 and sorted(ranks.ravel()) == list(range(16))
+    flat = pixel_ranks(np.zeros((8, 8), np.float32), rng)
+    assert not np.array_equal(flat.ravel(), np.arange(64))  # not row by row
+
+
+def test_curve_area_and_centre_map():
+    assert curve_area([0, 0.5, 1], [1, 1, 1]) == pytest.approx(1.0)
+    assert curve_area([0, 1], [0, 1]) == pytest.approx(0.5)
+    blob = centre_map(33)
+    assert blob[16, 16] == pytest.approx(1.0) and blob[0, 0] < 0.03
+
+
+def test_localisation_scores_a_map_on_the_region_above_one_off_it():
+    from forensics.explain.localisation import pointing_game, region_auc, region_from_mask
+
+    mask = np.zeros((128, 128), np.float32)
+    mask[:64, :64] = 0.6  # a blend mask at its own strength, larger than the maps
+    region = region_from_mask(mask, SIZE)
+    assert region[: SIZE // 2, : SIZE // 2].all() and not region[SIZE // 2 :, :].any()
+    maps = _maps()
+    assert pointing_game(maps["towards"], region) == 1.0 and pointing_game(maps["away"], region) == 0.0
+    assert region_auc(maps["towards"], region) > 0.95
+    assert region_auc(maps["away"], region) < 0.25
+    assert pointing_game(np.zeros((SIZE, SIZE)), region) == pytest.approx(0.25)  # a flat map: the share inside
+
+
+def test_model_randomisation_changes_the_model_not_the_loaded_detector(model_dirs):
+    from forensics.detectors import load_detector
+    from forensics.explain import explain
+    from forensics.explain.randomisation import randomised_detector, rank_correlation
+
+    det = load_detector(model_dirs["timm-vit"], allow_untrained=True)
+    before = {k: v.clone() for k, v in det.model.state_dict().items()}
+    shuffled = randomised_detector(det, blocks=1)
+    assert all(torch.equal(before[k], v) for k, v in det.model.state_dict().items())
+    changed = [k for k, v in shuffled.model.state_dict().items() if not torch.equal(before[k], v)]
+    assert changed and all(k.startswith(("blocks.", "norm", "head", "fc_norm")) for k in changed)
+    batch = torch.from_numpy(np.random.default_rng(0).normal(0, 1, (1, 3, det.input_size, det.input_size))).float()
+    same = explain(det, batch, ["gradcam"]).maps["gradcam"][0]
+    assert rank_correlation(same, same) == pytest.approx(1.0)
+    assert rank_correlation(same, np.zeros_like(same)) != rank_correlation(same, np.zeros_like(same))  # NaN
+    other = explain(shuffled, batch, ["gradcam"]).maps["gradcam"][0]
+    assert rank_correlation(same, other) < 0.99
+
+
+def test_road_ranks_the_map_on_the_evidence_above_one_pointing_away():
+    from forensics.explain.faithfulness import road_scores
+
+    det = _detector()
+    batch = torch.stack([_noise_face(3), _noise_face(4)])
+    maps = {name: np.stack([m, m]) for name, m in _maps().items()}
+    road = road_scores(det, batch, maps, [1, 1], percentiles=(50,))
+    assert road["towards"].shape == (2,) and (road["towards"] > road["away"] + 0.2).all()

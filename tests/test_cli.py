@@ -110,8 +110,8 @@ def test_detectors_lists_readable_sizes_and_the_onnx_builds():
     proc = _cli("detectors")
     assert proc.returncode == 0, proc.stderr
     lines = {line.split()[0]: line for line in proc.stdout.splitlines()}
-    assert "0.00M" not in proc.stdout and "4.6k params" in lines["patch-tiny"] and "2.4M params" in lines["default"]
-    assert "close to chance" in lines["patch-tiny"] and "misses generated faces" in lines["default"]
+    assert "0.00M" not in proc.stdout and "51.5k params" in lines["patch"] and "2.4M params" in lines["default"]
+    assert "misses generated faces" in lines["patch"] and "generated faces (Stable Diffusion" in lines["default"]
     assert "ONNX build of default" in lines["default:int8"] and "onnx-int8" in lines["default:int8"]
     assert "MB file" in lines["default:onnx"]
 
@@ -136,3 +136,24 @@ def test_analyze_faithfulness_scores_every_map_against_random_with_the_int8_buil
     assert obj["timings_ms"]["faithfulness"] > 0 and obj["explanations"]["faithfulness"]["steps"] == 4
     bad = _cli("analyze", photo, "--explain", "none", "--faithfulness")
     assert bad.returncode == 1 and "needs --explain" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_detector_close_to_chance_is_named_so_and_not_offered(tmp_path, monkeypatch, model_dirs):
+    """No bundled detector is close to chance any more: a folder measured at AUC 0.53 stands in."""
+    import shutil
+
+    from forensics import detector_notes
+
+    root = tmp_path / "detectors"
+    folder = shutil.copytree(model_dirs["patch"], root / "coin")
+    config = json.loads((folder / "config.json").read_text())
+    config["forensics"]["trained"] = True
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "metrics.json").write_text(json.dumps({
+        "summary": {"roc_auc": 0.53}, "calibration": {"ece": 0.2},
+        "per_source": {"SBI of FFHQ vs all held-out reals": {"roc_auc": 0.55}}}))
+    monkeypatch.setenv("FORENSICS_DETECTORS", str(root))
+    note = detector_notes.detector_note("coin")
+    assert note.near_chance and "close to chance" in note.line and note.digits == 1
+    assert "coin" not in {name for _, name in detector_notes.offered_detectors()}
+    assert "default" in {name for _, name in detector_notes.offered_detectors()}

@@ -64,15 +64,34 @@ def test_stored_audit_is_shown_side_by_side(int8_zoo, monkeypatch):
     assert "no stored audit" in int8_ui.show_stored_audit("nope")[0] or "not a named" in int8_ui.show_stored_audit("nope")[0]
 
 
-def test_bundled_audit_shows_no_server_paths_and_a_readable_disagreement_grid():
-    """mobilenetv2's stored audit: its faces' origin names the model, not the server's folder; the
-    disagreement strips are a grid of thumbnails (click: full size), not one strip per screen."""
+def test_bundled_audit_shows_no_server_paths_and_a_readable_disagreement_grid(tmp_path, monkeypatch):
+    """The default's stored audit: its faces' origin names the model, not the server's folder. The
+    default's int8 build agrees on every face, so a copy of its audit with two disagreements (strips
+    written as the audit writes them, 480x160) shows the grid: one thumbnail per face (click: full size)."""
+    import json
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
     from forensics import int8_ui
 
-    verdict, table, scatter, latency, gallery = int8_ui.show_stored_audit("mobilenetv2")
-    assert "validation faces of mobilenetv2" in verdict and "/work/" not in verdict and "assets/" not in verdict
-    stored = Path(__file__).resolve().parents[1] / "assets" / "detectors" / "mobilenetv2" / "audit"
-    assert gallery.visible and len(gallery.value) == len(list(stored.glob("disagreement-*.png"))) > 0
+    bundled = Path(__file__).resolve().parents[1] / "assets" / "detectors" / "default"
+    verdict, *_ = int8_ui.show_stored_audit("default")
+    assert "validation faces of default" in verdict and "/work/" not in verdict and "assets/" not in verdict
+    folder = tmp_path / "detectors" / "q8-copy"
+    (folder / "audit").mkdir(parents=True)
+    shutil.copy(bundled / "config.json", folder / "config.json")
+    audit = json.loads((bundled / "audit" / "audit.json").read_text())
+    audit["disagreements"] = []
+    for i, (label, p_float, p_int8) in enumerate([(1, 0.61, 0.55), (0, 0.57, 0.60)]):
+        Image.fromarray(np.full((160, 480, 3), 40 * (i + 1), np.uint8)).save(folder / "audit" / f"disagreement-{i}.png")
+        audit["disagreements"].append({"name": f"face {i}", "label": label, "p_float": p_float, "p_int8": p_int8,
+                                       "image": f"disagreement-{i}.png"})
+    (folder / "audit" / "audit.json").write_text(json.dumps(audit))
+    monkeypatch.setenv("FORENSICS_DETECTORS", str(folder.parent))
+    verdict, table, scatter, latency, gallery = int8_ui.show_stored_audit("q8-copy")
+    assert gallery.visible and len(gallery.value) == 2
     assert all("float" in item["caption"] and "int8" in item["caption"] for item in gallery.value)
     assert int8_ui.clear_comparison("patch") == ["", [], [], None]
 

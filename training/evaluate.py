@@ -15,7 +15,8 @@ from tqdm import tqdm
 
 from forensics.detectors import load_detector
 from training import augment
-from training.data import CachedFace, load_crop
+from training.data import VIDEO_EXTENSIONS, CachedFace, _inside, load_crop, read_labels_csv
+from training.data import holdout_sources as held_out_sources
 from training.metrics import binary_metrics, calibration, roc_points, tune_threshold
 from training.sbi import self_blend
 
@@ -175,11 +176,11 @@ def training_items(folder: str | Path, data: str, cache: str, count: int = 256,
                    seed: int = 0) -> list[tuple[np.ndarray, int, str]]:
     """``count`` faces from a model's training side (never its validation faces): half reals,
     half their self-blended fakes; calibration faces for its int8 build."""
-    from training.pipeline import cached_faces, holdout_sources, relative_to_data
+    from training.pipeline import cached_faces, relative_to_data
 
     record, config = _crop_config(folder, data, cache)
     held = set(record.get("validation_images", []))
-    holdout = set(holdout_sources(config))
+    holdout = set(held_out_sources(config))
     faces = [f for f in cached_faces(config) if relative_to_data(f.image_path, data) not in held
              and f.source not in holdout and f.label == "real"]
     rng = np.random.default_rng(seed)
@@ -195,9 +196,7 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
     record = _record(folder)
     val = validation_faces(folder, data, cache)
     if holdout_sources is None:
-        from training.pipeline import holdout_sources as held_out
-
-        holdout_sources = held_out(record.get("config", {}))
+        holdout_sources = held_out_sources(record.get("config", {}))
     items = evaluation_images(val, seed)
     images = [im for im, _, _ in items]
     y = np.array([t for _, t, _ in items])
@@ -247,8 +246,6 @@ def trained_videos(record: dict, data: str) -> set[str]:
     config = record.get("config", {})
     if not config.get("video_frames"):
         return set()
-    from training.data import VIDEO_EXTENSIONS, _inside, read_labels_csv
-
     data = Path(data)
     if not data.is_file():
         return set()
@@ -272,12 +269,11 @@ def video_results(detector_dir: str, data: str, skip: set[str] = frozenset(), fr
     other ways to pool a track's frame scores (mean, median, mean of the top quarter, max), on all
     ``frames`` sampled frames and on every other one (half as many), from the same single pass."""
     from forensics.analysis import Analyzer
-    from training.data import read_labels_csv
 
     path = Path(data)
     if path.suffix.lower() != ".csv":
         return {}
-    videos = [v for v in read_labels_csv(path, kinds={".mp4", ".webm", ".avi", ".mov"})
+    videos = [v for v in read_labels_csv(path, kinds=VIDEO_EXTENSIONS)
               if Path(v.path).name not in skip]
     if not videos:
         return {}

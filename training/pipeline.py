@@ -267,11 +267,13 @@ def detector_info(config: dict, how: str = "trained") -> DetectorInfo:
 
 def selection_faces(val_faces: Sequence[CachedFace], config: dict) -> list[CachedFace]:
     """The validation faces the best epoch is chosen on: those of held-out sources are left out
-    unless ``select_on_holdout`` is set (or nothing else is left)."""
+    unless ``select_on_holdout`` is set (or nothing else is left), and so are those of sources
+    that ``train_sources`` leaves out of training (unseen too)."""
     held = set(holdout_sources(config))
-    if config.get("select_on_holdout") or not held:
+    trained = set(config.get("train_sources") or ())
+    if config.get("select_on_holdout") or not (held or trained):
         return list(val_faces)
-    chosen = [f for f in val_faces if f.source not in held]
+    chosen = [f for f in val_faces if f.source not in held and (not trained or f.source in trained)]
     return chosen or list(val_faces)
 
 

@@ -352,3 +352,21 @@ def test_every_shipped_config_resolves(path):
     for start in (config["init_from"], config["teacher"]):
         if start:
             assert start.rsplit("/model", 1)[0] in outs, f"{start} is no config's output"
+
+
+def test_model_selection_leaves_out_sources_a_run_does_not_train_on():
+    """The best epoch is chosen on sources the run trains on: neither held-out sources nor those
+    ``train_sources`` leaves out may steer it (they stay unseen, for the figures that claim so)."""
+    from training.data import CachedFace
+    from training.pipeline import selection_faces
+
+    faces = [CachedFace(f"{s}.png", label, s, s, [], 1.0, 0.0)
+             for s, label in [("UTKFace", "real"), ("StyleGAN2", "fake"), ("SD", "fake"),
+                              ("talking-head video, held out", "real")]]
+    config = {"holdout_sources": [], "video_frames": 40, "holdout_videos": ["a.mp4"],
+              "train_sources": ["UTKFace", "SD"]}
+    assert [f.source for f in selection_faces(faces, config)] == ["UTKFace", "SD"]
+    config["train_sources"] = None
+    assert [f.source for f in selection_faces(faces, config)] == ["UTKFace", "StyleGAN2", "SD"]
+    config["select_on_holdout"] = True
+    assert len(selection_faces(faces, config)) == 4

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train and evaluate every detector bundled in assets/detectors (hours on a 2-core CPU).
-# Two queues run side by side with one thread each: the default (after its two leave-one-generator-out
-# runs) and the small
+# Two queues run side by side with one thread each: the default (stage 1, stage 2, then the two
+# leave-one-generator-out runs started from stage 1) and the small
 # models (patch teacher -> tiny student, MobileNetV2 baseline). Logs in runs/<name>/stdout.log.
 # Afterwards copy runs/<name>/model into assets/detectors/<name> (see README, "Bundled detectors").
 set -euo pipefail
@@ -17,8 +17,8 @@ run() {  # run NAME COMMAND...: log to runs/NAME/stdout.log
   "$@" >>"runs/$name/stdout.log" 2>&1
 }
 
-default_queue() {  # the two leave-one-generator-out runs, then the default on everything
-  for name in logo-sg2 logo-sd default; do
+default_queue() {  # stage 1 (self-blended reals only), the default from it, the leave-one-generator-out runs from it
+  for name in default-stage1 default logo-sg2 logo-sd; do
     run $name $PY -m training train --config configs/$name.yaml
     run $name $PY -m training evaluate --detector runs/$name/model --data "$DATA"
   done

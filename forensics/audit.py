@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import importlib.util
 import json
 import os
 import time
@@ -157,21 +158,30 @@ def faces_from_files(data: str | Path, size: int, margin: float = 0.3, limit: in
 
 
 def faces_from_record(folder: str | Path, data: str | Path, cache: str | Path, limit: int | None = None,
-                      seed: int = 0) -> LabelledFaces:
+                      split: str = "validation") -> LabelledFaces:
     """A model trained here: its own validation faces (held-out reals, their self-blended fakes
-    and held-out fake sources), exactly as ``python -m training evaluate`` scores them."""
-    try:
-        from training.evaluate import validation_items
-    except ImportError as exc:  # the training package is not installed with the library
-        raise ForensicsError("the training package is needed to rebuild a model's validation faces") from exc
-    items = validation_items(str(folder), str(data), str(cache), seed)
-    if limit and len(items) > limit:
-        rng = np.random.default_rng(seed)
-        y = np.array([t for _, t, _ in items])
-        pick = np.concatenate([rng.permutation(np.flatnonzero(y == v))[: limit // 2] for v in (0, 1)])
-        items = [items[i] for i in sorted(pick)]
-    return LabelledFaces([im for im, _, _ in items], np.array([t for _, t, _ in items]), [s for _, _, s in items],
-                         [f"{s} #{i}" for i, (_, _, s) in enumerate(items)], {}, f"validation faces of {folder}")
+    and held-out fake sources), exactly as ``python -m training evaluate`` scores them, or with
+    ``split="training"`` calibration faces from its training side. The training package rebuilds
+    them in a process of its own (``python -m training faces``): the library never imports it."""
+    import subprocess
+    import sys
+    import tempfile
+
+    if importlib.util.find_spec("training") is None:
+        raise ForensicsError(f"the training package is needed to rebuild a model's {split} faces")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "faces.npz"
+        command = [sys.executable, "-m", "training", "faces", "--detector", str(folder), "--data", str(data),
+                   "--cache", str(cache), "--split", split, "--out", str(out)]
+        done = subprocess.run(command + (["--limit", str(limit)] if limit else []), capture_output=True, text=True)
+        if done.returncode != 0:
+            lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
+            raise ForensicsError(f"{Path(folder).name}: its {split} faces could not be rebuilt: {lines[-1]}")
+        with np.load(out, allow_pickle=False) as saved:
+            y, sources = saved["labels"], [str(s) for s in saved["sources"]]
+            crops = [saved[f"image_{i}"] for i in range(len(y))]
+    return LabelledFaces(crops, y, sources, [f"{s} #{i}" for i, s in enumerate(sources)], {},
+                         f"{split} faces of {folder}")
 
 
 # -- the audit --------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def run(args) -> int:
 
 
 def cmd_quantize(args) -> int:
-    from forensics.audit import faces_from_files
+    from forensics.audit import faces_from_files, faces_from_record
     from forensics.detectors import load_detector
     from forensics.quantize import build_onnx, choose_mode
 
@@ -88,9 +88,7 @@ def cmd_quantize(args) -> int:
         crops = faces_from_files(args.calibration, detector.input_size, detector.info.face_margin, args.limit,
                                  framing=detector.info.face_framing).crops
     elif _record_available(folder, args.data):
-        from training.evaluate import training_items
-
-        crops = [im for im, _, _ in training_items(folder, args.data, args.cache, args.limit)]
+        crops = faces_from_record(folder, args.data, args.cache, args.limit, split="training").crops
     mode = choose_mode(detector) if args.mode == "auto" else args.mode
     if mode == "static" and not crops:
         raise ForensicsError("static int8 needs calibration faces: pass --calibration (a folder or labels.csv)")

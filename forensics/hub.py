@@ -151,7 +151,7 @@ def hub_card(folder: Path) -> str:
     """The model card a push publishes: the model's facts, then, from its training record and
     metrics, the data, the training settings, the measured figures, and intended use and limits."""
     from forensics.detectors.base import DetectorInfo
-    from forensics.detectors.card import write_model_card
+    from forensics.detectors.card import card_text, write_model_card
 
     config = catalog.read_config(folder)
     record = _read_json(folder / "training.json") or {}
@@ -162,8 +162,6 @@ def hub_card(folder: Path) -> str:
     info = DetectorInfo.from_dict({**forensic, "family": "transformers" if transformers else "timm", "labels": labels})
     architecture = (config.get("architectures") or [config.get("model_type")])[0] if transformers else config.get("architecture")
     if record:
-        from training.card import card_text
-
         text, limits_heading, limits = card_text(record, metrics).partition("## Intended use and limits")
         extra = text + _settings_table(record.get("config", {})) + "\n\n" + limits_heading + limits
     else:

@@ -95,7 +95,7 @@ def publish_model(store: JobStore, job: Job) -> Path:
         tmp = record_path.with_name(record_path.name + ".tmp")
         tmp.write_text(json.dumps(record, indent=2, default=str))
         tmp.replace(record_path)
-        from training.card import write_card
+        from forensics.detectors.card import write_card
 
         measured = source / "metrics.json"  # a federated run measures its model before it is published
         write_card(source, json.loads(measured.read_text()) if measured.is_file() else None)

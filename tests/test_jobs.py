@@ -246,16 +246,6 @@ def test_settings_are_checked_and_commands_built_per_kind(tmp_path, faces, base_
     assert "--out" not in command  # a job's own model keeps its metrics and card beside it
 
 
-def test_architecture_choices_match_the_training_cli():
-    from forensics.jobs import MODEL_CHOICES
-    from training.cli import build_parser
-    from training.models import ARCHITECTURES
-
-    assert set(MODEL_CHOICES) == set(ARCHITECTURES)
-    train = build_parser()._subparsers._group_actions[0].choices["train"]
-    assert set(next(a for a in train._actions if a.dest == "model").choices) == set(MODEL_CHOICES)
-
-
 def test_command_line_evaluates_lists_shows_and_deletes(two_jobs, home, faces):
     store, seen = two_jobs
     env = dict(os.environ, OMP_NUM_THREADS="1")

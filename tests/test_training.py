@@ -279,6 +279,14 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     assert "RGB face crop (square scaled from the MTCNN landmarks, margin 0.1)" in card  # the input line
     assert f"| ROC-AUC | {metrics['summary']['roc_auc']:.3f} |" in card
     assert f"| GAN vs all held-out reals | 5 | {gan_curve['clean']:.3f} |" in card
+    # the int8 audit's and quantizer's faces, rebuilt by `python -m training faces` in a process of its own
+    from forensics.audit import faces_from_record
+
+    validation = faces_from_record(model_dir, table, tmp_path / "cache")
+    assert len(validation) == 2 * 2 + 3 and sorted(set(validation.labels.tolist())) == [0, 1]
+    assert validation.sources.count("GAN") == 3
+    calibration = faces_from_record(model_dir, table, tmp_path / "cache", limit=4, split="training")
+    assert len(calibration) == 4 and calibration.sources.count("FFHQ") == 2
     assert (model_dir / "report.html").stat().st_size > 100_000  # plotly inlined
 
 

@@ -29,7 +29,6 @@ from forensics.media import IMAGE_EXTENSIONS, load_image, load_video
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mov", ".mkv")
 FRAMES_DIR = "frames"  # below the crop cache: frames sampled from training videos
-VIDEO_SOURCE = "talking-head video"  # the source of frames of training videos
 
 MASK_DIRS = {"mask", "masks", "gt", "groundtruth", "ground_truth"}
 
@@ -151,14 +150,6 @@ def video_frame_samples(csv_path: str | Path, folders: Sequence[str], frames: in
         for index in json.loads(done.read_text())["indices"]:
             out.append(Sample(str(folder / f"{index:06d}.png"), row.label, label_source, row.group))
     return out
-
-
-def holdout_sources(config: dict) -> list[str]:
-    """The sources kept out of training: the config's, and the held-out videos' (whole videos)."""
-    held = list(config.get("holdout_sources") or [])
-    if config.get("video_frames") and config.get("holdout_videos"):
-        held.append(f"{VIDEO_SOURCE}, held out")
-    return held
 
 
 def _inside(path: str | Path, folder: str | Path) -> bool:

@@ -85,7 +85,7 @@ def write_federated_model(model: nn.Module, arch: str, model_args: dict, config:
 
         run_evaluation(str(model_dir), data_csv, config["cache"])
     else:
-        from training.card import write_card
+        from forensics.detectors.card import write_card
 
         write_card(model_dir)
     return {**record, "model_dir": str(model_dir)}

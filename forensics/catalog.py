@@ -9,7 +9,7 @@ import os
 import re
 from pathlib import Path
 
-from forensics.errors import DetectorError
+from forensics.core import DetectorError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -78,7 +78,7 @@ def available_detectors() -> dict[str, Path]:
     return found
 
 
-# A model folder's ONNX builds (forensics.quantize makes them), chosen as ``<name>:<variant>``.
+# A model folder's ONNX builds (forensics.int8.quantize makes them), chosen as ``<name>:<variant>``.
 ONNX_BUILDS = {"onnx": "model.onnx", "int8": "model_quantized.onnx"}
 
 

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from forensics.errors import DetectorError, MediaError
+from forensics.core import DetectorError, MediaError
 
 __all__ = [
     "FRAMINGS",

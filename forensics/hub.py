@@ -25,7 +25,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from forensics import catalog
-from forensics.errors import DetectorError, HubError
+from forensics.core import DetectorError, HubError
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from forensics import settings
-from forensics.errors import DetectorError
+from forensics.core import DetectorError
 from forensics.hub import hub_endpoint
 
 # What the loader reads: configs (config.json, preprocessor_config.json, training record and

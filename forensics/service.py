@@ -23,7 +23,7 @@ from forensics.detector_notes import detector_note, format_probability
 ALL_METHODS = METHODS + EXTRA_METHODS
 from forensics import settings
 from forensics.detectors import Detector, load_detector
-from forensics.errors import ForensicsError
+from forensics.core import ForensicsError
 from forensics.held import HELD, RELEASED, is_released
 from forensics.explain import ExplainOptions
 from forensics.explain.faithfulness import FaithfulnessOptions

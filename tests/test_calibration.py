@@ -68,7 +68,7 @@ def test_calibrated_folder_is_applied_by_the_detector(tmp_path, model_dirs):
 
 
 def test_a_bad_temperature_is_refused(tmp_path, model_dirs):
-    from forensics.errors import DetectorError
+    from forensics.core import DetectorError
 
     folder = tmp_path / "model"
     shutil.copytree(model_dirs["timm-cnn"], folder)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from forensics import catalog
-from forensics.errors import JobError
+from forensics.core import JobError
 from forensics.jobs import JobSettings, JobStore, build_command, process_start_token, validate
 from tests.conftest import ROOT, data_path
 

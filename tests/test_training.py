@@ -280,7 +280,7 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     assert f"| ROC-AUC | {metrics['summary']['roc_auc']:.3f} |" in card
     assert f"| GAN vs all held-out reals | 5 | {gan_curve['clean']:.3f} |" in card
     # the int8 audit's and quantizer's faces, rebuilt by `python -m training faces` in a process of its own
-    from forensics.audit import faces_from_record
+    from forensics.int8.audit import faces_from_record
 
     validation = faces_from_record(model_dir, table, tmp_path / "cache")
     assert len(validation) == 2 * 2 + 3 and sorted(set(validation.labels.tolist())) == [0, 1]

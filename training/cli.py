@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from forensics.faces import FRAMINGS
-from forensics.job_settings import MODEL_CHOICES
+from forensics.jobs.settings import MODEL_CHOICES
 
 DEFAULTS = {
     "model": "hybrid",

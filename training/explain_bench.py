@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from forensics.detectors import load_detector
 from forensics.detectors.base import Detector
-from forensics.errors import ForensicsError
+from forensics.core import ForensicsError
 from forensics.explain import METHODS, explain
 from forensics.explain.faithfulness import (FaithfulnessOptions, centre_map, deletion_insertion, random_map,
                                             road_scores, score_face)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import forensics.detectors  # noqa: F401  (registers the hybrid architecture with timm)
-from forensics.job_settings import ARCHITECTURES
+from forensics.jobs.settings import ARCHITECTURES
 
 MOBILENET_V2_WEIGHTS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "weights" / \
     "mobilenet_v2-b0353104.pth"

@@ -23,7 +23,7 @@ from forensics.detectors.base import (
 )
 from forensics.catalog import HUB_ID, split_variant
 from forensics.detectors.onnx_family import load_onnx_detector
-from forensics.errors import DetectorError
+from forensics.core import DetectorError
 from forensics.hub_download import MODEL_FILES
 
 __all__ = [

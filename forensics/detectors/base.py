@@ -9,7 +9,6 @@ family in turn whether it can read a folder's ``config.json``.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import threading
 from abc import ABC, abstractmethod
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from forensics.errors import DetectorError
+from forensics.core import DetectorError
 from forensics.faces import FRAMINGS
 
 from forensics.catalog import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, read_config  # noqa: F401  (re-exported)
@@ -301,10 +300,3 @@ def register_family(cls: type[DetectorFamily]) -> type[DetectorFamily]:
     """Class decorator: make a family available to :func:`load_detector`."""
     FAMILIES[cls.name] = cls
     return cls
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON through a temporary file, so a crash never leaves half a config."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    tmp.replace(path)

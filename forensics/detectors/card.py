@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from forensics.detectors.base import CARD_NAME, DetectorInfo, read_config
+from forensics.core import write_atomic
 from forensics.faces import FRAMING_TEXT
 
 VIDEO_SOURCE = "talking-head video"  # the source of frames of training videos
@@ -230,8 +231,4 @@ def write_model_card(
     ]
     if extra:
         lines += ["", extra.strip()]
-    path = folder / CARD_NAME
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_atomic(folder / CARD_NAME, "\n".join(lines) + "\n")

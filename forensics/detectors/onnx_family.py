@@ -1,7 +1,7 @@
 """ONNX float and int8 builds of a detector, run with onnxruntime.
 
 A model folder may hold ``model.onnx`` and ``model_quantized.onnx`` beside its PyTorch weights
-(made by :mod:`forensics.quantize`). ``<name>:onnx`` and ``<name>:int8`` load them as detectors
+(made by :mod:`forensics.int8.quantize`). ``<name>:onnx`` and ``<name>:int8`` load them as detectors
 like any other: same labels, preprocessing and face crops (from the folder's config.json); the
 int8 build uses the decision threshold tuned to keep the float model's operating point.
 
@@ -22,7 +22,7 @@ from torch import nn
 from forensics.catalog import ONNX_BUILDS as VARIANTS
 from forensics.catalog import read_config
 from forensics.detectors.base import Detector, DetectorInfo
-from forensics.errors import DetectorError
+from forensics.core import DetectorError
 
 VARIANT_TITLES = {"onnx": "ONNX float", "int8": "ONNX int8"}
 
@@ -42,7 +42,7 @@ class OnnxModule(nn.Module):
         self.capture: list[torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from forensics.quantize import INPUT_NAME
+        from forensics.int8.quantize import INPUT_NAME
 
         wanted = ["logits"]
         if self.capture is not None and "attentions" in self.outputs:
@@ -113,7 +113,7 @@ class OnnxDetector(Detector):
 def load_onnx_detector(folder: Path, variant: str, threads: int | None = None) -> OnnxDetector:
     """The ONNX build ``variant`` ("onnx" or "int8") of the model folder ``folder``."""
     from forensics.detectors.base import FAMILIES
-    from forensics.quantize import open_session, read_build
+    from forensics.int8.quantize import open_session, read_build
 
     if variant not in VARIANTS:
         raise DetectorError(f"unknown ONNX build {variant!r}; choose from {', '.join(VARIANTS)}")

@@ -99,12 +99,6 @@ def epoch_history(history: list[dict]) -> list[dict]:
             for h in history if h["round"] > 0]
 
 
-def write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
-
-
 def _mean_loss(entry: dict) -> float | None:
     losses = [c["train-loss"] for c in entry.get("clients") or [] if c.get("train-loss") is not None]
     return sum(losses) / len(losses) if losses else None

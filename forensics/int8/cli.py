@@ -1,5 +1,5 @@
 """``python -m forensics quantize`` and ``python -m forensics audit``: ONNX float/int8 builds of a
-detector and the float-vs-int8 audit (:mod:`forensics.quantize`, :mod:`forensics.audit`)."""
+detector and the float-vs-int8 audit (:mod:`forensics.int8.quantize`, :mod:`forensics.int8.audit`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from forensics.errors import ForensicsError
+from forensics.core import ForensicsError, write_atomic
 
 COMMANDS = ("quantize", "audit")
 DEFAULT_DATA = "../shared/data/labels.csv"
@@ -77,9 +77,9 @@ def run(args) -> int:
 
 
 def cmd_quantize(args) -> int:
-    from forensics.audit import faces_from_files, faces_from_record
+    from forensics.int8.audit import faces_from_files, faces_from_record
     from forensics.detectors import load_detector
-    from forensics.quantize import build_onnx, choose_mode
+    from forensics.int8.quantize import build_onnx, choose_mode
 
     detector = load_detector(args.detector, allow_untrained=args.allow_untrained, cache=False)
     folder = Path(detector.path)
@@ -113,7 +113,7 @@ def cmd_quantize(args) -> int:
 def cmd_audit(args) -> int:
     import shutil
 
-    from forensics.audit import Tolerance, faces_from_files, faces_from_record, run_audit, verdict_line
+    from forensics.int8.audit import Tolerance, faces_from_files, faces_from_record, run_audit, verdict_line
     from forensics.detectors import resolve_model_folder
     from forensics.catalog import split_variant
 
@@ -138,18 +138,16 @@ def cmd_audit(args) -> int:
     finally:
         bar.close()
     if args.bundle:  # the JSON and the disagreement images; the app draws the rest from them
-        from forensics.detectors.base import write_json_atomic
-
         kept = folder / "audit"
         kept.mkdir(exist_ok=True)
         for entry in audit["disagreements"]:
             if "image" in entry:
                 shutil.copy(out / entry["image"], kept / entry["image"])
-        write_json_atomic(kept / "audit.json", audit)
+        write_atomic(kept / "audit.json", audit)
     if args.json:
         print(json.dumps({k: v for k, v in audit.items() if k != "scores"}, indent=2))
     else:
-        from forensics.audit import summary_rows
+        from forensics.int8.audit import summary_rows
 
         for row in summary_rows(audit):
             print(f"{row[0]:<38}" + "".join(f"{c:>28}" for c in row[1:]))

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from forensics import catalog
-from forensics.errors import JobError
+from forensics.core import JobError
 
 KINDS = ("train", "finetune", "distill", "evaluate", "federated")
 TRAINING_KINDS = ("train", "finetune", "distill", "federated")

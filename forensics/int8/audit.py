@@ -1,6 +1,6 @@
 """Float vs int8: what a detector's int8 build costs, on labelled faces, side by side.
 
-For one detector folder with ONNX builds (:mod:`forensics.quantize`): the PyTorch float model, the
+For one detector folder with ONNX builds (:mod:`forensics.int8.quantize`): the PyTorch float model, the
 ONNX float build and the ONNX int8 build score the same face crops. The audit reports agreement of
 decisions (float at its threshold vs int8 at the same threshold, and at the int8 threshold tuned
 to keep the float operating point), max and mean |delta P(fake)|, ROC-AUC of each, file size,
@@ -19,7 +19,6 @@ import base64
 import csv
 import importlib.util
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from forensics.errors import DetectorError, ForensicsError
+from forensics.core import DetectorError, ForensicsError, write_atomic
 
 AUDIT_NAME = "audit.json"
 MAX_DISAGREEMENTS = 8
@@ -242,7 +241,7 @@ def run_audit(detector: str, faces: LabelledFaces, tolerance: Tolerance | None =
     (and audit.html, disagreement images) to ``out`` when given. Returns the audit."""
     from forensics.detectors import load_detector, resolve_model_folder
     from forensics.catalog import split_variant
-    from forensics.quantize import INT8_NAME, ONNX_NAME, operating_point_threshold
+    from forensics.int8.quantize import INT8_NAME, ONNX_NAME, operating_point_threshold
 
     step = progress or (lambda fraction, text: None)
     tolerance = tolerance or Tolerance()
@@ -426,10 +425,8 @@ def figures(audit: dict) -> dict:
 def write_audit(audit: dict, out: str | Path) -> tuple[Path, Path]:
     """audit.json and a self-contained audit.html in ``out`` (written through temporary files)."""
     out = Path(out)
-    from forensics.detectors.base import write_json_atomic
-
     json_path, html_path = out / AUDIT_NAME, out / "audit.html"
-    write_json_atomic(json_path, audit)
+    write_atomic(json_path, audit)
     figs = figures(audit)
     parts = [fig.to_html(full_html=False, include_plotlyjs="inline" if i == 0 else False)
              for i, fig in enumerate(figs.values())]
@@ -461,9 +458,7 @@ Mean |delta P(fake)| {c['mean_abs_delta']:.4f}. {audit['threads']} thread(s).</p
 <table>{table}</table>{''.join(parts)}
 <h2>Where float and int8 disagree ({len(audit['disagreements'])})</h2>{''.join(images) or '<p>Nowhere.</p>'}
 </body></html>"""
-    tmp = html_path.with_suffix(".html.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, html_path)
+    write_atomic(html_path, html)
     return json_path, html_path
 
 

@@ -33,8 +33,8 @@ import torch
 from torch import nn
 
 from forensics.catalog import ONNX_BUILDS
-from forensics.detectors.base import Detector, write_json_atomic
-from forensics.errors import DetectorError
+from forensics.detectors.base import Detector
+from forensics.core import DetectorError, atomic_path, write_atomic
 
 ONNX_NAME = ONNX_BUILDS["onnx"]
 INT8_NAME = ONNX_BUILDS["int8"]
@@ -140,9 +140,8 @@ def export_onnx(detector: Detector, path: str | Path, attention: bool = True, op
         if errors["logits"] > atol:
             raise DetectorError(f"ONNX export of {detector.name} differs from PyTorch by {errors['logits']:.2e} "
                                 f"(tolerance {atol:g})")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(tmp), str(path.with_name(path.name + ".tmp")))
-        os.replace(path.with_name(path.name + ".tmp"), path)
+        with atomic_path(path) as final:
+            shutil.move(str(tmp), str(final))
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     record = {"file": path.name, "exporter": exporter, "opset": opset, "outputs": names,
@@ -285,9 +284,8 @@ def quantize_onnx(src: str | Path, dst: str | Path, mode: str, calibration: np.n
                         os.replace(trial, out)
                     else:
                         low = mid
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(out), str(dst.with_name(dst.name + ".tmp")))
-        os.replace(dst.with_name(dst.name + ".tmp"), dst)
+        with atomic_path(dst) as final:
+            shutil.move(str(out), str(final))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     info = {"file": dst.name, "mode": mode, "per_channel": per_channel, "weights": "int8",
@@ -322,7 +320,7 @@ def build_onnx(detector: Detector, calibration_crops: Sequence[np.ndarray] | Non
                attention: bool = True, out_dir: str | Path | None = None, progress=None) -> dict:
     """``model.onnx`` + ``model_quantized.onnx`` + ``onnx.json`` in the detector's folder (or
     ``out_dir``). The int8 threshold is tuned on ``calibration_crops`` to keep the float
-    model's decisions; :mod:`forensics.audit` measures it on labelled faces."""
+    model's decisions; :mod:`forensics.int8.audit` measures it on labelled faces."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
     folder = Path(out_dir or detector.path)
@@ -349,7 +347,7 @@ def build_onnx(detector: Detector, calibration_crops: Sequence[np.ndarray] | Non
         quantized["threshold_tuned_on"] = f"{len(batch)} calibration faces (agreement with float at {detector.threshold:g})"
         quantized["calibration_agreement"] = float(np.mean((p_int8 >= tuned) == (p_float >= detector.threshold)))
         quantized["calibration_max_abs_delta"] = float(np.abs(p_int8 - p_float).max())
-    write_json_atomic(folder / BUILD_NAME, record)
+    write_atomic(folder / BUILD_NAME, record)
     step(1.0, "done")
     return record
 

@@ -194,9 +194,8 @@ def _card_without_record(folder: Path, metrics: dict | None) -> str:
               "Screening face crops for signs of manipulation, as evidence for a person to weigh. A detector only knows "
               "the manipulations it was trained on; compression, resizing and unusual faces move its scores. "
               "A probability is evidence, not proof."]
-    card = folder / catalog.CARD_NAME
-    if card.is_file():
-        original = re.sub(r"\A---.*?---\s*", "", card.read_text(encoding="utf-8"), flags=re.DOTALL)
+    original = catalog.read_card(folder)
+    if original:
         lines += ["", "## Original card", "", re.sub(r"^#\s", "### ", original, flags=re.MULTILINE).strip()]
     return "\n".join(lines)
 

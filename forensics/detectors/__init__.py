@@ -12,17 +12,18 @@ import threading
 from pathlib import Path
 
 from forensics.catalog import available_detectors, detector_dirs  # noqa: F401  (re-exported)
-from forensics.detectors import timm_family, transformers_family  # noqa: F401  (register families)
+from forensics.detectors import onnx_family, timm_family, transformers_family  # noqa: F401  (register them)
 from forensics.detectors.base import (
     FAMILIES,
+    VARIANTS,
     Detector,
     DetectorInfo,
     fake_label_indices,
+    family_for,
     read_config,
     register_family,
 )
 from forensics.catalog import HUB_ID, split_variant
-from forensics.detectors.onnx_family import load_onnx_detector
 from forensics.core import DetectorError
 from forensics.hub_download import MODEL_FILES
 
@@ -117,23 +118,12 @@ def load_detector(name_or_path: str | Path, allow_untrained: bool = False, cache
         if cache and key in _CACHE:
             return _CACHE[key]
         config = read_config(folder)
-        trained = config.get("forensics", {}).get("trained", True)
-        if variant is not None:
-            if not trained and not allow_untrained:
-                raise DetectorError(f"{folder.name}: this model is marked untrained (random weights) and is not a detector")
-            detector = load_onnx_detector(folder, variant)
-            if cache:
-                _CACHE[key] = detector
-            return detector
-        trained = config.get("forensics", {}).get("trained", True)
-        if not trained and not allow_untrained:
+        if not config.get("forensics", {}).get("trained", True) and not allow_untrained:
             raise DetectorError(f"{folder.name}: this model is marked untrained (random weights) and is not a detector")
-        for family in FAMILIES.values():
-            if family.accepts(config):
-                detector = family.load(folder, config)
-                break
-        else:
-            raise DetectorError(f"{folder}: config.json is neither a timm nor a transformers model config")
+        if variant is None:
+            detector = family_for(folder, config).load(folder, config)
+        else:  # split_variant knows only registered builds
+            detector = VARIANTS[variant](folder, variant)
         if cache:
             _CACHE[key] = detector
         return detector

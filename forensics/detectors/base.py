@@ -292,11 +292,28 @@ class DetectorFamily(ABC):
 
     @classmethod
     @abstractmethod
+    def info(cls, folder: Path, config: dict) -> DetectorInfo:
+        """The detector's facts (labels, input, framing, calibration) from its folder."""
+
+    @classmethod
+    @abstractmethod
     def load(cls, folder: Path, config: dict) -> Detector:
         """Build the detector from a folder (weights from safetensors, never unpickled)."""
+
+
+# Other builds of a model folder, loaded as ``<name>:<variant>`` by ``loader(folder, variant)``.
+VARIANTS: dict[str, Callable[[Path, str], Detector]] = {}
 
 
 def register_family(cls: type[DetectorFamily]) -> type[DetectorFamily]:
     """Class decorator: make a family available to :func:`load_detector`."""
     FAMILIES[cls.name] = cls
     return cls
+
+
+def family_for(folder: Path, config: dict) -> type[DetectorFamily]:
+    """The registered family that reads this ``config.json``."""
+    for family in FAMILIES.values():
+        if family.accepts(config):
+            return family
+    raise DetectorError(f"{folder}: config.json is neither a timm nor a transformers model config")

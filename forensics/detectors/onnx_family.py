@@ -21,7 +21,8 @@ from torch import nn
 
 from forensics.catalog import ONNX_BUILDS as VARIANTS
 from forensics.catalog import read_config
-from forensics.detectors.base import Detector, DetectorInfo
+from forensics.detectors.base import VARIANTS as REGISTERED_VARIANTS
+from forensics.detectors.base import Detector, DetectorInfo, family_for
 from forensics.core import DetectorError
 
 VARIANT_TITLES = {"onnx": "ONNX float", "int8": "ONNX int8"}
@@ -112,7 +113,6 @@ class OnnxDetector(Detector):
 
 def load_onnx_detector(folder: Path, variant: str, threads: int | None = None) -> OnnxDetector:
     """The ONNX build ``variant`` ("onnx" or "int8") of the model folder ``folder``."""
-    from forensics.detectors.base import FAMILIES
     from forensics.int8.quantize import open_session, read_build
 
     if variant not in VARIANTS:
@@ -122,12 +122,7 @@ def load_onnx_detector(folder: Path, variant: str, threads: int | None = None) -
         raise DetectorError(f"{folder.name}: no {path.name}; make it with `python -m forensics quantize "
                             f"--detector {folder}`")
     config = read_config(folder)
-    for family in FAMILIES.values():
-        if family.accepts(config) and hasattr(family, "info"):
-            info = family.info(folder, config)
-            break
-    else:
-        raise DetectorError(f"{folder}: config.json is neither a timm nor a transformers model config")
+    info = family_for(folder, config).info(folder, config)
     build = read_build(folder)
     info.name = f"{info.name}:{variant}"
     if variant == "int8" and "threshold" in build.get("int8", {}):
@@ -137,3 +132,6 @@ def load_onnx_detector(folder: Path, variant: str, threads: int | None = None) -
     if "logits" not in outputs:
         raise DetectorError(f"{path}: the ONNX graph has no 'logits' output")
     return OnnxDetector(OnnxModule(session, outputs), info, folder, variant, build)
+
+
+REGISTERED_VARIANTS.update(dict.fromkeys(VARIANTS, load_onnx_detector))  # <name>:onnx, <name>:int8

@@ -25,7 +25,8 @@ from training.data import (
     read_labels_csv,
     remap_labels,
 )
-from training.datasets import Collate
+from training import augment
+from training.datasets import Collate, _identity
 from training.loop import TrainConfig, train
 from training.metrics import binary_metrics, calibration, tune_threshold
 from training.sbi import face_mask, self_blend
@@ -172,6 +173,16 @@ def test_sharpening_and_noise_are_shared_by_a_pair_and_leave_old_draws_alone(mon
     # outside the face the two differ by nothing: same crop, same sharpening, same noise, same JPEG
     assert np.median(difference[:6, :6]) == 0 and np.median(difference[-6:, -6:]) == 0
     assert difference[40:60, 40:60].mean() > 1
+
+
+def test_training_batches_are_what_inference_builds(model_dirs):
+    """One crop -> tensor path (forensics.preprocess): an unaugmented training batch of crops of any
+    size equals the detector's own preprocessing of them, bit for bit."""
+    det = load_detector(model_dirs["timm-cnn"], allow_untrained=True)
+    crops = [np.random.default_rng(i).integers(0, 256, (s, s, 3), dtype=np.uint8) for i, s in enumerate((40, 64, 90))]
+    images = [augment.apply(c, _identity(), det.input_size) for c in crops]
+    batch, _ = Collate(det.info.mean, det.info.std)([(images, [0, 1, 0])])
+    assert torch.equal(batch, det.preprocess(crops))
 
 
 def test_metrics_against_hand_computed_cases():

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import cv2
+import jinja2
 import numpy as np
 
 from forensics.core import DetectorError, ForensicsError, write_atomic
@@ -33,6 +34,7 @@ AUDIT_NAME = "audit.json"
 MAX_DISAGREEMENTS = 8
 FLOAT_MAPS = ("attention", "rollout", "gradcam", "gradcam++", "patches")
 INT8_MAPS = ("attention", "rollout", "patches")
+_TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("forensics.int8"), autoescape=True)
 
 
 @dataclass
@@ -427,45 +429,15 @@ def write_audit(audit: dict, out: str | Path) -> tuple[Path, Path]:
     out = Path(out)
     json_path, html_path = out / AUDIT_NAME, out / "audit.html"
     write_atomic(json_path, audit)
-    figs = figures(audit)
+    images = [{"data": base64.b64encode((out / e["image"]).read_bytes()).decode(), "name": e["name"],
+               "label": e["label"], "p_float": e["p_float"], "p_int8": e["p_int8"]}
+              for e in audit["disagreements"] if "image" in e and (out / e["image"]).is_file()]
     parts = [fig.to_html(full_html=False, include_plotlyjs="inline" if i == 0 else False)
-             for i, fig in enumerate(figs.values())]
-    rows = summary_rows(audit)
-    table = "".join("<tr>" + "".join(f"<{'th' if r == 0 else 'td'}>{_esc(c)}</{'th' if r == 0 else 'td'}>" for c in row)
-                    + "</tr>" for r, row in enumerate(rows))
-    images = []
-    for entry in audit["disagreements"]:
-        if "image" in entry and (out / entry["image"]).is_file():
-            data = base64.b64encode((out / entry["image"]).read_bytes()).decode()
-            images.append(f"<figure><img src='data:image/png;base64,{data}'><figcaption>{_esc(entry['name'])}: "
-                          f"label {'fake' if entry['label'] else 'real'}, float {entry['p_float']:.3f}, "
-                          f"int8 {entry['p_int8']:.3f}</figcaption></figure>")
-    c = audit["comparison"]
-    status = "pass" if audit["tolerance"]["passed"] else "fail"
-    html = f"""<!doctype html><html><head><meta charset="utf-8"><title>int8 audit: {_esc(audit['detector']['name'])}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}th{{background:#f1f3f5}}.pass{{color:#2b8a3e}}
-.fail{{color:#c92a2a}}img{{max-width:100%}}figure{{margin:1em 0}}</style></head><body>
-<h1>Float vs int8: {_esc(audit['detector']['name'])}</h1>
-<p class="{status}"><b>{_esc(verdict_line(audit))}</b></p>
-<p>Faces: {audit['faces']['count']} ({audit['faces']['real']} real, {audit['faces']['fake']} fake) from
-{_esc(audit['faces']['origin'])}. Decision threshold of the float model {c['float_threshold']:.3f}; the int8
-threshold that keeps its operating point: {c['int8_threshold_tuned']:.4f} on these faces (agreement there
-{c['agreement_at_tuned_threshold']:.2%}); the build's own, tuned on its calibration faces and used for the
-agreement above: {c['int8_threshold_stored']:.4f}; agreement at the float threshold instead:
-{c['agreement_at_float_threshold']:.2%}.
-Mean |delta P(fake)| {c['mean_abs_delta']:.4f}. {audit['threads']} thread(s).</p>
-<table>{table}</table>{''.join(parts)}
-<h2>Where float and int8 disagree ({len(audit['disagreements'])})</h2>{''.join(images) or '<p>Nowhere.</p>'}
-</body></html>"""
+             for i, fig in enumerate(figures(audit).values())]
+    html = _TEMPLATES.get_template("audit.html").render(audit=audit, verdict=verdict_line(audit),
+                                                        rows=summary_rows(audit), figures=parts, images=images)
     write_atomic(html_path, html)
     return json_path, html_path
-
-
-def _esc(value) -> str:
-    import html
-
-    return html.escape(str(value))
 
 
 def read_audit(folder: str | Path) -> dict | None:

@@ -19,19 +19,17 @@ import json
 import os
 import re
 import shutil
-import socket
 import tempfile
 from pathlib import Path
-from urllib.parse import urlparse
 
 from forensics import catalog
 from forensics.core import DetectorError, HubError
+from forensics.hub_download import check_reachable, hub_endpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 UPLOADED = ("config.json", "preprocessor_config.json", "training.json", "metrics.json")
 PICKLED = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
-PROBE_TIMEOUT_S = 3.0
 
 
 def offline() -> bool:
@@ -40,31 +38,6 @@ def offline() -> bool:
 
     flag = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
     return flag or bool(constants.HF_HUB_OFFLINE)
-
-
-def hub_endpoint(endpoint: str | None = None) -> str:
-    from huggingface_hub import constants
-
-    return (endpoint or constants.ENDPOINT).rstrip("/")
-
-
-def check_reachable(endpoint: str, timeout: float = PROBE_TIMEOUT_S) -> None:
-    """One TCP connect, so an unreachable Hub fails now instead of after the client's retries."""
-    url = urlparse(endpoint)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        socket.create_connection((url.hostname, port), timeout=timeout).close()
-    except OSError as exc:
-        raise HubError(f"cannot reach {endpoint} ({exc.strerror or exc}); check the network, "
-                       "or set HF_HUB_OFFLINE=1 to work offline") from None
-
-
-def reachable(endpoint: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
-    try:
-        check_reachable(endpoint, timeout)
-    except HubError:
-        return False
-    return True
 
 
 def hub_token() -> str:

@@ -11,7 +11,8 @@ import os
 import threading
 from pathlib import Path
 
-from forensics.catalog import available_detectors, detector_dirs  # noqa: F401  (re-exported)
+from forensics.catalog import HUB_ID, available_detectors, detector_dirs, split_variant  # noqa: F401  (re-exported)
+from forensics.core import DetectorError
 from forensics.detectors import onnx_family, timm_family, transformers_family  # noqa: F401  (register them)
 from forensics.detectors.base import (
     FAMILIES,
@@ -23,8 +24,6 @@ from forensics.detectors.base import (
     read_config,
     register_family,
 )
-from forensics.catalog import HUB_ID, split_variant
-from forensics.core import DetectorError
 from forensics.hub_download import MODEL_FILES
 
 __all__ = [
@@ -71,7 +70,6 @@ def _download(repo_id: str, revision: str | None, offline: bool | None) -> Path:
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     from forensics import hub_download, settings
-    from forensics.hub import hub_endpoint, reachable
 
     if not settings.hub_allowed(repo_id):
         raise DetectorError(f"Hub model {repo_id!r}: not on this server's Hub allowlist ({settings.HUB_ALLOW_ENV})")
@@ -79,8 +77,8 @@ def _download(repo_id: str, revision: str | None, offline: bool | None) -> Path:
         offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
     # One quick TCP probe: with the Hub unreachable, go straight to the cache instead of waiting
     # on the client's timeouts.
-    endpoint = hub_endpoint()
-    local_only = offline or not reachable(endpoint)
+    endpoint = hub_download.hub_endpoint()
+    local_only = offline or not hub_download.reachable(endpoint)
     try:
         patterns = _HUB_FILES
         if not local_only:

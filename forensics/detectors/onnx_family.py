@@ -13,6 +13,7 @@ patch-level detectors.
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 from typing import Iterator
 
@@ -21,11 +22,13 @@ from torch import nn
 
 from forensics.catalog import ONNX_BUILDS as VARIANTS
 from forensics.catalog import read_config
+from forensics.core import DetectorError
 from forensics.detectors.base import VARIANTS as REGISTERED_VARIANTS
 from forensics.detectors.base import Detector, DetectorInfo, family_for
-from forensics.core import DetectorError
 
 VARIANT_TITLES = {"onnx": "ONNX float", "int8": "ONNX int8"}
+BUILD_NAME = "onnx.json"  # how the builds were made (forensics.int8.quantize)
+INPUT_NAME = "pixel_values"
 
 
 class OnnxModule(nn.Module):
@@ -43,8 +46,6 @@ class OnnxModule(nn.Module):
         self.capture: list[torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from forensics.int8.quantize import INPUT_NAME
-
         wanted = ["logits"]
         if self.capture is not None and "attentions" in self.outputs:
             wanted.append("attentions")
@@ -111,10 +112,41 @@ class OnnxDetector(Detector):
         return data
 
 
+def session_options(threads: int | None = None):
+    """onnxruntime options for sharing a process with torch: no spinning threads (they slow torch
+    down), as many intra-op threads as torch uses."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(threads or torch.get_num_threads())
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
+
+
+def open_session(path: str | Path, threads: int | None = None):
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+        raise DetectorError(f"{path}: onnxruntime cannot load it ({' '.join(str(exc).split())[:200]})") from exc
+
+
+def read_build(folder: str | Path) -> dict:
+    path = Path(folder) / BUILD_NAME
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DetectorError(f"{path}: not valid JSON ({exc})") from exc
+
+
 def load_onnx_detector(folder: Path, variant: str, threads: int | None = None) -> OnnxDetector:
     """The ONNX build ``variant`` ("onnx" or "int8") of the model folder ``folder``."""
-    from forensics.int8.quantize import open_session, read_build
-
     if variant not in VARIANTS:
         raise DetectorError(f"unknown ONNX build {variant!r}; choose from {', '.join(VARIANTS)}")
     path = folder / VARIANTS[variant]

@@ -19,7 +19,6 @@ Both builds then load as detectors (``<name>:onnx``, ``<name>:int8``; see
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -33,13 +32,12 @@ import torch
 from torch import nn
 
 from forensics.catalog import ONNX_BUILDS
-from forensics.detectors.base import Detector
 from forensics.core import DetectorError, atomic_path, write_atomic
+from forensics.detectors.base import Detector
+from forensics.detectors.onnx_family import BUILD_NAME, INPUT_NAME, open_session
 
 ONNX_NAME = ONNX_BUILDS["onnx"]
 INT8_NAME = ONNX_BUILDS["int8"]
-BUILD_NAME = "onnx.json"
-INPUT_NAME = "pixel_values"
 MODES = ("auto", "dynamic", "static")
 
 
@@ -85,29 +83,6 @@ def output_names(detector: Detector, attention: bool = True) -> list[str]:
     if detector.patch_score_module is not None:
         names.append("patch_logits")
     return names
-
-
-def session_options(threads: int | None = None):
-    """onnxruntime options for sharing a process with torch: no spinning threads (they slow torch
-    down), as many intra-op threads as torch uses."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = int(threads or torch.get_num_threads())
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return options
-
-
-def open_session(path: str | Path, threads: int | None = None):
-    import onnxruntime as ort
-
-    try:
-        return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
-        raise DetectorError(f"{path}: onnxruntime cannot load it ({' '.join(str(exc).split())[:200]})") from exc
 
 
 def export_onnx(detector: Detector, path: str | Path, attention: bool = True, opset: int = 18,
@@ -356,13 +331,3 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
-
-
-def read_build(folder: str | Path) -> dict:
-    path = Path(folder) / BUILD_NAME
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DetectorError(f"{path}: not valid JSON ({exc})") from exc

@@ -167,12 +167,6 @@ def validation_faces(folder: str | Path, data: str, cache: str) -> list[CachedFa
     return chosen or faces
 
 
-def validation_items(folder: str | Path, data: str, cache: str, seed: int = 0) -> list[tuple[np.ndarray, int, str]]:
-    """(image, is_fake, source) of a model's validation faces and their self-blended fakes, exactly
-    as :func:`run_evaluation` scores them (the int8 audit uses the same faces)."""
-    return evaluation_images(validation_faces(folder, data, cache), seed)
-
-
 def training_items(folder: str | Path, data: str, cache: str, count: int = 256,
                    seed: int = 0) -> list[tuple[np.ndarray, int, str]]:
     """``count`` faces from a model's training side (never its validation faces): half reals,
@@ -192,14 +186,14 @@ def training_items(folder: str | Path, data: str, cache: str, count: int = 256,
 
 def save_record_faces(folder: str | Path, data: str, cache: str, out: str | Path, split: str = "validation",
                       limit: int | None = None, seed: int = 0) -> int:
-    """Write a model's validation faces (:func:`validation_items`, label-stratified to ``limit``) or
+    """Write a model's validation faces (label-stratified to ``limit``) or
     ``limit`` calibration faces from its training side (:func:`training_items`) to ``out``, an .npz
     of plain arrays: how the library's int8 audit and quantizer read them (``python -m training
     faces``) without importing training. Returns the number of faces."""
     if split == "training":
         items = training_items(folder, data, cache, limit or 256, seed)
     else:
-        items = validation_items(folder, data, cache, seed)
+        items = evaluation_images(validation_faces(folder, data, cache), seed)  # as run_evaluation scores them
         if limit and len(items) > limit:
             y = np.array([t for _, t, _ in items])
             rng = np.random.default_rng(seed)

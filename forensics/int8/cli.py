@@ -3,6 +3,7 @@ detector and the float-vs-int8 audit (:mod:`forensics.int8.quantize`, :mod:`fore
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -27,7 +28,7 @@ def add_parsers(sub) -> None:
     q.add_argument("--cache", default=DEFAULT_CACHE, help="face-crop cache of the training data")
     q.add_argument("--limit", type=int, default=256, help="calibration faces (default 256)")
     q.add_argument("--no-attention", action="store_true", help="export without attention outputs (no attention maps)")
-    q.add_argument("--allow-untrained", action="store_true", help=argparse_suppress())
+    q.add_argument("--allow-untrained", action="store_true", help=argparse.SUPPRESS)
 
     a = sub.add_parser("audit", help="float vs int8: agreement, AUC, size, load time and latency, side by side")
     a.add_argument("--detector", required=True, help="bundled name or model folder with an int8 build")
@@ -45,12 +46,6 @@ def add_parsers(sub) -> None:
     a.add_argument("--no-maps", action="store_true", help="skip the maps of the faces where the models disagree")
     a.add_argument("--bundle", action="store_true", help="also keep audit.json in the detector's folder (the app shows it)")
     a.add_argument("--json", action="store_true", help="print the audit as JSON")
-
-
-def argparse_suppress():
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 def _bar():

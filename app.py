@@ -18,7 +18,7 @@ from forensics import access, catalog, jobs_ui
 from forensics import detector_notes, held, int8_ui
 from forensics import settings as deployment
 from forensics.catalog import EXTRA_METHODS, METHOD_TITLES, METHODS
-from forensics.errors import ForensicsError
+from forensics.core import ForensicsError
 from forensics.media import IMAGE_EXTENSIONS
 from forensics.overlay import colour_scale
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hmac
 import os
 
-from forensics.errors import AccessError
+from forensics.core import AccessError
 
 TOKEN_ENV = "FORENSICS_ADMIN_TOKEN"
 USER_ENV = "FORENSICS_ADMIN_USER"

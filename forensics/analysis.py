@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image
 
 from forensics.detectors.base import Detector
-from forensics.errors import ForensicsError
+from forensics.core import ForensicsError
 from forensics.explain import METHODS, ExplainOptions, explain
 from forensics.explain.faithfulness import FaithfulnessOptions, most_faithful, score_face
 from forensics.overlay import OverlayStyle, overlay, paste_overlay

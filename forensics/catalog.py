@@ -9,7 +9,7 @@ import os
 import re
 from pathlib import Path
 
-from forensics.errors import DetectorError
+from forensics.core import DetectorError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -78,7 +78,7 @@ def available_detectors() -> dict[str, Path]:
     return found
 
 
-# A model folder's ONNX builds (forensics.quantize makes them), chosen as ``<name>:<variant>``.
+# A model folder's ONNX builds (forensics.int8.quantize makes them), chosen as ``<name>:<variant>``.
 ONNX_BUILDS = {"onnx": "model.onnx", "int8": "model_quantized.onnx"}
 
 
@@ -144,6 +144,14 @@ def example_files(kind: str) -> list[str]:
     return sorted(str(p) for p in EXAMPLES.glob("*") if p.suffix.lower() in wanted) if EXAMPLES.is_dir() else []
 
 
+def read_card(folder: Path) -> str:
+    """A model folder's card (README.md) without the Hub's YAML header; "" when it has none."""
+    import re
+
+    card = folder / CARD_NAME
+    return re.sub(r"\A---.*?---\s*", "", card.read_text(encoding="utf-8"), flags=re.DOTALL) if card.is_file() else ""
+
+
 def detector_cards() -> list[tuple[str, str]]:
     """(name, model card as Markdown) per named detector: the Hub's YAML header and the card's own
     title (the name again) dropped, its headings demoted under the app's."""
@@ -151,10 +159,7 @@ def detector_cards() -> list[tuple[str, str]]:
 
     cards = []
     for name, folder in available_detectors().items():
-        card = folder / CARD_NAME
-        text = card.read_text(encoding="utf-8") if card.is_file() else "(no model card)"
-        text = re.sub(r"\A---.*?---\s*", "", text, flags=re.DOTALL)  # drop the Hub's YAML header
-        text = re.sub(r"\A#\s[^\n]*\n+", "", text)  # the title repeats the name
+        text = re.sub(r"\A#\s[^\n]*\n+", "", read_card(folder) or "(no model card)")  # the title repeats the name
         text = re.sub(r"^(#+)\s", lambda m: "#" * min(6, len(m.group(1)) + 2) + " ", text, flags=re.MULTILINE)
         cards.append((name, text))
     return cards

@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from forensics import cli_int8, cli_jobs
-from forensics.errors import ForensicsError
+from forensics.int8 import cli as cli_int8
+from forensics.jobs import cli as cli_jobs
+from forensics.core import ForensicsError
 
 EXIT_INPUT_FAILED = 2
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from forensics.analysis import AnalysisResult, Analyzer, face_number
 from forensics.detector_notes import detector_note
-from forensics.errors import ForensicsError
+from forensics.core import ForensicsError
 from forensics.explain import ExplainOptions
 from forensics.faces import FaceDetector
 

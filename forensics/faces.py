@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from forensics.errors import DetectorError, MediaError
+from forensics.core import DetectorError, MediaError
 
 __all__ = [
     "FRAMINGS",
@@ -419,12 +419,16 @@ def _cut_square(image: np.ndarray, crop_box: tuple[int, int, int, int], size: in
             cv2.BORDER_CONSTANT,
             value=(0, 0, 0),
         )
-    if side == size:
-        return np.ascontiguousarray(square)
-    # INTER_AREA averages when shrinking (no aliasing that a detector could mistake for
-    # artefacts); INTER_CUBIC is the smoother choice when enlarging.
-    interp = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
-    return cv2.resize(square, (size, size), interpolation=interp)
+    return np.ascontiguousarray(resize_square(square, size))
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """A square image at ``size x size``: the one resize rule of crops, for inference and training.
+    INTER_AREA averages when shrinking (no aliasing that a detector could mistake for artefacts);
+    INTER_CUBIC is the smoother choice when enlarging."""
+    if image.shape[:2] == (size, size):
+        return image
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_CUBIC)
 
 
 def landmark_box(face: Face) -> Box:

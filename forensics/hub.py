@@ -19,19 +19,17 @@ import json
 import os
 import re
 import shutil
-import socket
 import tempfile
 from pathlib import Path
-from urllib.parse import urlparse
 
 from forensics import catalog
-from forensics.errors import DetectorError, HubError
+from forensics.core import DetectorError, HubError
+from forensics.hub_download import check_reachable, hub_endpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 UPLOADED = ("config.json", "preprocessor_config.json", "training.json", "metrics.json")
 PICKLED = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
-PROBE_TIMEOUT_S = 3.0
 
 
 def offline() -> bool:
@@ -40,31 +38,6 @@ def offline() -> bool:
 
     flag = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
     return flag or bool(constants.HF_HUB_OFFLINE)
-
-
-def hub_endpoint(endpoint: str | None = None) -> str:
-    from huggingface_hub import constants
-
-    return (endpoint or constants.ENDPOINT).rstrip("/")
-
-
-def check_reachable(endpoint: str, timeout: float = PROBE_TIMEOUT_S) -> None:
-    """One TCP connect, so an unreachable Hub fails now instead of after the client's retries."""
-    url = urlparse(endpoint)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        socket.create_connection((url.hostname, port), timeout=timeout).close()
-    except OSError as exc:
-        raise HubError(f"cannot reach {endpoint} ({exc.strerror or exc}); check the network, "
-                       "or set HF_HUB_OFFLINE=1 to work offline") from None
-
-
-def reachable(endpoint: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
-    try:
-        check_reachable(endpoint, timeout)
-    except HubError:
-        return False
-    return True
 
 
 def hub_token() -> str:
@@ -151,7 +124,7 @@ def hub_card(folder: Path) -> str:
     """The model card a push publishes: the model's facts, then, from its training record and
     metrics, the data, the training settings, the measured figures, and intended use and limits."""
     from forensics.detectors.base import DetectorInfo
-    from forensics.detectors.card import write_model_card
+    from forensics.detectors.card import card_text, write_model_card
 
     config = catalog.read_config(folder)
     record = _read_json(folder / "training.json") or {}
@@ -162,8 +135,6 @@ def hub_card(folder: Path) -> str:
     info = DetectorInfo.from_dict({**forensic, "family": "transformers" if transformers else "timm", "labels": labels})
     architecture = (config.get("architectures") or [config.get("model_type")])[0] if transformers else config.get("architecture")
     if record:
-        from training.card import card_text
-
         text, limits_heading, limits = card_text(record, metrics).partition("## Intended use and limits")
         extra = text + _settings_table(record.get("config", {})) + "\n\n" + limits_heading + limits
     else:
@@ -196,9 +167,8 @@ def _card_without_record(folder: Path, metrics: dict | None) -> str:
               "Screening face crops for signs of manipulation, as evidence for a person to weigh. A detector only knows "
               "the manipulations it was trained on; compression, resizing and unusual faces move its scores. "
               "A probability is evidence, not proof."]
-    card = folder / catalog.CARD_NAME
-    if card.is_file():
-        original = re.sub(r"\A---.*?---\s*", "", card.read_text(encoding="utf-8"), flags=re.DOTALL)
+    original = catalog.read_card(folder)
+    if original:
         lines += ["", "## Original card", "", re.sub(r"^#\s", "### ", original, flags=re.MULTILINE).strip()]
     return "\n".join(lines)
 

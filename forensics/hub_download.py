@@ -12,18 +12,20 @@ from __future__ import annotations
 import fnmatch
 import os
 import shutil
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 from forensics import settings
-from forensics.errors import DetectorError
-from forensics.hub import hub_endpoint
+from forensics.core import DetectorError, HubError
 
 # What the loader reads: configs (config.json, preprocessor_config.json, training record and
 # metrics), safetensors, ONNX builds and the card. Never code, never pickles (but see below).
 MODEL_FILES = ("config.json", "*.safetensors", "preprocessor_config.json", "README.md", "*.onnx", "*.json")
 PICKLED_WEIGHTS = "pytorch_model.bin"
+PROBE_TIMEOUT_S = 3.0
 LAST_USED = ".forensics-last-used"  # touched in a repo's cache folder each time it resolves
 
 
@@ -41,6 +43,31 @@ class DownloadPlan:
     @property
     def patterns(self) -> list[str]:
         return sorted(self.files)
+
+
+def hub_endpoint(endpoint: str | None = None) -> str:
+    from huggingface_hub import constants
+
+    return (endpoint or constants.ENDPOINT).rstrip("/")
+
+
+def check_reachable(endpoint: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """One TCP connect, so an unreachable Hub fails now instead of after the client's retries."""
+    url = urlparse(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        raise HubError(f"cannot reach {endpoint} ({exc.strerror or exc}); check the network, "
+                       "or set HF_HUB_OFFLINE=1 to work offline") from None
+
+
+def reachable(endpoint: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    try:
+        check_reachable(endpoint, timeout)
+    except HubError:
+        return False
+    return True
 
 
 def list_repo_files(repo_id: str, revision: str | None) -> dict[str, int]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from forensics import catalog, settings
-from forensics.errors import ForensicsError
+from forensics.core import ForensicsError
 
 AUDIT_FACE_LIMIT = 240  # an audit from the browser is kept short; the CLI has no limit
 TABLE_HEADERS = ["measure", "PyTorch float", "ONNX float", "ONNX int8"]
@@ -47,7 +47,7 @@ def _empty(message: str):
 
 
 def _audit_outputs(audit: dict, folder: Path | None):
-    from forensics.audit import figures, summary_rows, verdict_line
+    from forensics.int8.audit import figures, summary_rows, verdict_line
 
     rows = summary_rows(audit)
     names = list(audit["models"])
@@ -77,7 +77,7 @@ def _audit_outputs(audit: dict, folder: Path | None):
 
 def show_stored_audit(detector: str | None):
     """The audit kept with the detector (``audit --bundle``), if any."""
-    from forensics.audit import read_audit
+    from forensics.int8.audit import read_audit
 
     if not detector:
         return _empty("No detector with an int8 build is available.")
@@ -126,8 +126,8 @@ def compare_image(path, detector, alpha=0.5, progress=gr.Progress()):
 def run_uploaded_audit(upload, detector, min_agreement=0.99, max_auc_delta=0.01, progress=gr.Progress()):
     """An audit on a zip of labelled images (class subfolders such as real/ and fake/, or a
     labels.csv), at most AUDIT_FACE_LIMIT faces."""
-    from forensics.archive import dataset_root, extract_zip
-    from forensics.audit import Tolerance, faces_from_files, run_audit
+    from forensics.jobs.archives import dataset_root, extract_zip
+    from forensics.int8.audit import Tolerance, faces_from_files, run_audit
     from forensics.detectors import load_detector
 
     if not upload:

@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from forensics import access, catalog
-from forensics.errors import ForensicsError
+from forensics.core import ForensicsError
 from forensics.jobs import KINDS, MODEL_CHOICES, Job, JobSettings, JobStore
 
 TABLE_HEADERS = ["id", "name", "kind", "status", "progress", "created", "result"]

@@ -1,7 +1,7 @@
 """Turn user-supplied images and videos into RGB uint8 arrays, or refuse them with one clear line.
 
 Everything that reaches a detector goes through here, so this module is the one place that
-decides what input is acceptable: every failure is a :class:`~forensics.errors.MediaError` whose
+decides what input is acceptable: every failure is a :class:`~forensics.core.errors.MediaError` whose
 message names the file and the problem, and no raw PIL/OpenCV exception escapes.
 """
 
@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from forensics.errors import MediaError
+from forensics.core import DEFAULT_LIMITS, MediaError, MediaLimits
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -58,21 +58,6 @@ _FALLBACK_FPS = 30.0
 # Image.MAX_IMAGE_PIXELS is process-global; this lock keeps our temporary override of it from
 # racing with itself (two threads restoring each other's value would disable it for good).
 _PIL_LIMIT_LOCK = threading.Lock()
-
-
-@dataclass(frozen=True)
-class MediaLimits:
-    """Resource limits for one input; defaults suit a web upload, tests and batch jobs may tighten them."""
-
-    max_image_bytes: int = 50 * 2**20
-    max_video_bytes: int = 500 * 2**20
-    max_pixels: int = 40_000_000  # decompression-bomb guard, checked from the header before decoding
-    min_side: int = 16  # smaller images carry no usable face
-    max_duration_s: float = 600.0
-    max_frames: int = 256  # most frames one call may sample
-
-
-DEFAULT_LIMITS = MediaLimits()
 
 
 @dataclass

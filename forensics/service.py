@@ -20,15 +20,16 @@ from forensics.catalog import (EXTRA_METHODS, METHOD_TITLES, METHODS, available_
                                split_variant)
 from forensics.detector_notes import detector_note, format_probability
 
-ALL_METHODS = METHODS + EXTRA_METHODS
 from forensics import settings
 from forensics.detectors import Detector, load_detector
-from forensics.errors import ForensicsError
+from forensics.core import ForensicsError
 from forensics.held import HELD, RELEASED, is_released
 from forensics.explain import ExplainOptions
 from forensics.explain.faithfulness import FaithfulnessOptions
-from forensics.overlay import downscale, overlay, paste_overlay
+from forensics.overlay import overlay, paste_overlay
 from forensics.plots import comparison_figure, timeline_figure  # noqa: F401  (re-exported for the UI)
+
+ALL_METHODS = METHODS + EXTRA_METHODS
 
 MAX_FACES_SHOWN = 8
 MAX_FRAMES_SHOWN = 8

@@ -22,10 +22,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from forensics.archive import ZipLimits
+from forensics.core import DEFAULT_LIMITS, MediaLimits, ZipLimits
 from forensics.catalog import HUB_ID, available_detectors, onnx_builds, split_variant
-from forensics.errors import DetectorError
-from forensics.media import DEFAULT_LIMITS, MediaLimits
+from forensics.core import DetectorError
 
 MODE_ENV = "FORENSICS_MODE"
 MODELS_ENV = "FORENSICS_MODELS"

@@ -15,8 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.card import write_card  # noqa: E402
-from training.pipeline import holdout_sources  # noqa: E402
+from forensics.detectors.card import holdout_sources, write_card  # noqa: E402
 
 
 def summary(run: Path) -> dict:

@@ -7,7 +7,7 @@ import gradio as gr
 import pytest
 
 from forensics import access, jobs_ui
-from forensics.errors import AccessError
+from forensics.core import AccessError
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from PIL import Image
 
 from forensics.analysis import Analyzer, FaceResult, aggregate_image, aggregate_video, reading_order
 from forensics.detectors import load_detector
-from forensics.errors import DetectorError
+from forensics.core import DetectorError
 from forensics.explain import METHODS
 from tests.conftest import ROOT, data_path
 

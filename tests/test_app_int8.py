@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from forensics.audit import Tolerance, faces_from_files, run_audit
+from forensics.int8.audit import Tolerance, faces_from_files, run_audit
 from forensics.detectors import load_detector
-from forensics.quantize import build_onnx
+from forensics.int8.quantize import build_onnx
 from tests.conftest import data_path
 from tests.served_app import assert_clean_log, base_env, serve, stop, wait_served
 from tests.test_app import _shots

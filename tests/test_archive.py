@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from forensics.archive import ZipLimits, dataset_root, extract_zip
-from forensics.errors import ArchiveError
+from forensics.jobs.archives import ZipLimits, dataset_root, extract_zip
+from forensics.core import ArchiveError
 
 
 def _zip(path: Path, entries: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> Path:

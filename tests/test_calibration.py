@@ -68,7 +68,7 @@ def test_calibrated_folder_is_applied_by_the_detector(tmp_path, model_dirs):
 
 
 def test_a_bad_temperature_is_refused(tmp_path, model_dirs):
-    from forensics.errors import DetectorError
+    from forensics.core import DetectorError
 
     folder = tmp_path / "model"
     shutil.copytree(model_dirs["timm-cnn"], folder)
@@ -81,7 +81,8 @@ def test_a_bad_temperature_is_refused(tmp_path, model_dirs):
 
 def test_video_frames_are_samples_grouped_by_video_with_whole_videos_held_out(tmp_path):
     from training.data import video_frame_samples
-    from training.pipeline import holdout_sources, relative_to_data
+    from forensics.detectors.card import holdout_sources
+    from training.pipeline import relative_to_data
 
     clips = sorted(data_path("video/real_talking").glob("*.mp4"))[:2]
     data = tmp_path / "data"

@@ -16,7 +16,7 @@ from forensics.analysis import AnalysisResult, FaceResult
 from forensics.catalog import ASSETS
 from forensics.detectors import load_detector, resolve_model_folder
 from forensics.detectors.random_models import make_random_detector
-from forensics.errors import DetectorError
+from forensics.core import DetectorError
 from tests.conftest import ROOT
 from tests.test_hub import _FakeHub, start_fake_hub, use_local_hub
 

@@ -13,7 +13,7 @@ import torch
 
 from forensics.detectors import available_detectors, fake_label_indices, load_detector, resolve_model_folder
 from forensics.detectors.random_models import KINDS, make_random_detector
-from forensics.errors import DetectorError
+from forensics.core import DetectorError
 
 
 def _crops(n: int = 3, size: int = 80) -> list[np.ndarray]:

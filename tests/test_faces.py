@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from forensics.errors import MediaError
+from forensics.core import MediaError
 from forensics.faces import (
     Face,
     FaceCrop,

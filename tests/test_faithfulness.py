@@ -97,7 +97,7 @@ def test_onnx_runtime_scores_like_pytorch(tmp_path):
     import onnxruntime as ort
 
     from forensics.detectors.onnx_family import OnnxModule
-    from forensics.quantize import INPUT_NAME
+    from forensics.int8.quantize import INPUT_NAME
 
     path = tmp_path / "region.onnx"
     torch.onnx.export(RegionEnergy(), (torch.zeros(1, 3, SIZE, SIZE),), str(path), input_names=[INPUT_NAME],

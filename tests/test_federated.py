@@ -216,7 +216,7 @@ def test_deployment_engine_superlink_and_two_supernodes_on_localhost(tmp_path, c
 
 
 def test_federated_job_settings_are_checked_and_become_the_federated_command(tmp_path):
-    from forensics.errors import JobError
+    from forensics.core import JobError
     from forensics.jobs import JobSettings, build_command, validate
 
     with pytest.raises(JobError, match="a federated job needs its YAML config"):

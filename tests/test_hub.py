@@ -20,7 +20,7 @@ import torch
 
 from forensics.detectors import load_detector, resolve_model_folder
 from forensics.detectors.random_models import make_random_detector
-from forensics.errors import DetectorError, HubError
+from forensics.core import DetectorError, HubError
 from tests.conftest import ROOT
 
 SHA = "0123456789abcdef0123456789abcdef01234567"

@@ -12,11 +12,11 @@ import sys
 import numpy as np
 import pytest
 
-from forensics.audit import LabelledFaces, Tolerance, faces_from_files, labelled_files, run_audit
+from forensics.int8.audit import LabelledFaces, Tolerance, faces_from_files, labelled_files, run_audit
 from forensics.detectors import load_detector
-from forensics.errors import DetectorError, ForensicsError
+from forensics.core import DetectorError, ForensicsError
 from forensics.explain import explain
-from forensics.quantize import (
+from forensics.int8.quantize import (
     BUILD_NAME,
     INT8_NAME,
     ONNX_NAME,

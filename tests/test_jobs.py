@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from forensics import catalog
-from forensics.errors import JobError
+from forensics.core import JobError
 from forensics.jobs import JobSettings, JobStore, build_command, process_start_token, validate
 from tests.conftest import ROOT, data_path
 
@@ -244,16 +244,6 @@ def test_settings_are_checked_and_commands_built_per_kind(tmp_path, faces, base_
     own = tmp_path / "models" / "mine"
     command = build_command(settings, tmp_path / "run", "cache", "e", tmp_path / "models", own)
     assert "--out" not in command  # a job's own model keeps its metrics and card beside it
-
-
-def test_architecture_choices_match_the_training_cli():
-    from forensics.jobs import MODEL_CHOICES
-    from training.cli import build_parser
-    from training.models import ARCHITECTURES
-
-    assert set(MODEL_CHOICES) == set(ARCHITECTURES)
-    train = build_parser()._subparsers._group_actions[0].choices["train"]
-    assert set(next(a for a in train._actions if a.dest == "model").choices) == set(MODEL_CHOICES)
 
 
 def test_command_line_evaluates_lists_shows_and_deletes(two_jobs, home, faces):

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from forensics import media
-from forensics.errors import MediaError
+from forensics.core import MediaError
 from forensics.media import (
     DEFAULT_LIMITS,
     IMAGE_EXTENSIONS,

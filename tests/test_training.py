@@ -25,7 +25,8 @@ from training.data import (
     read_labels_csv,
     remap_labels,
 )
-from training.datasets import Collate
+from training import augment
+from training.datasets import Collate, _identity
 from training.loop import TrainConfig, train
 from training.metrics import binary_metrics, calibration, tune_threshold
 from training.sbi import face_mask, self_blend
@@ -174,6 +175,16 @@ def test_sharpening_and_noise_are_shared_by_a_pair_and_leave_old_draws_alone(mon
     assert difference[40:60, 40:60].mean() > 1
 
 
+def test_training_batches_are_what_inference_builds(model_dirs):
+    """One crop -> tensor path (forensics.preprocess): an unaugmented training batch of crops of any
+    size equals the detector's own preprocessing of them, bit for bit."""
+    det = load_detector(model_dirs["timm-cnn"], allow_untrained=True)
+    crops = [np.random.default_rng(i).integers(0, 256, (s, s, 3), dtype=np.uint8) for i, s in enumerate((40, 64, 90))]
+    images = [augment.apply(c, _identity(), det.input_size) for c in crops]
+    batch, _ = Collate(det.info.mean, det.info.std)([(images, [0, 1, 0])])
+    assert torch.equal(batch, det.preprocess(crops))
+
+
 def test_metrics_against_hand_computed_cases():
     m = binary_metrics([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9])
     assert m["confusion_matrix"] == [[1, 1], [1, 1]]
@@ -279,6 +290,14 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     assert "RGB face crop (square scaled from the MTCNN landmarks, margin 0.1)" in card  # the input line
     assert f"| ROC-AUC | {metrics['summary']['roc_auc']:.3f} |" in card
     assert f"| GAN vs all held-out reals | 5 | {gan_curve['clean']:.3f} |" in card
+    # the int8 audit's and quantizer's faces, rebuilt by `python -m training faces` in a process of its own
+    from forensics.int8.audit import faces_from_record
+
+    validation = faces_from_record(model_dir, table, tmp_path / "cache")
+    assert len(validation) == 2 * 2 + 3 and sorted(set(validation.labels.tolist())) == [0, 1]
+    assert validation.sources.count("GAN") == 3
+    calibration = faces_from_record(model_dir, table, tmp_path / "cache", limit=4, split="training")
+    assert len(calibration) == 4 and calibration.sources.count("FFHQ") == 2
     assert (model_dir / "report.html").stat().st_size > 100_000  # plotly inlined
 
 

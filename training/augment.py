@@ -11,6 +11,8 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
+from forensics.faces import resize_square
+
 
 @dataclass(frozen=True)
 class AugmentParams:
@@ -77,7 +79,7 @@ def apply(image: np.ndarray, p: AugmentParams, size: int) -> np.ndarray:
         out = video_codec_like(out, quality=30)
     elif p.jpeg is not None:
         out = jpeg(out, p.jpeg)
-    return cv2.resize(out, (size, size), interpolation=cv2.INTER_AREA if out.shape[0] > size else cv2.INTER_CUBIC)
+    return resize_square(out, size)
 
 
 def sharpen(image: np.ndarray, amount: float, sigma: float = 1.2) -> np.ndarray:

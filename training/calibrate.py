@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from forensics.core import write_atomic
 from training.metrics import binary_metrics, calibration
 
 
@@ -82,9 +83,7 @@ def calibrate_folder(model_dir: str | Path, logits: np.ndarray, labels: np.ndarr
     config = json.loads(path.read_text(encoding="utf-8"))
     block = config.setdefault("forensics", {})
     block["temperature"], block["threshold"] = round(temperature, 6), round(threshold, 6)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, config)
     return {
         "method": "temperature scaling",
         "faces": int(len(labels)),

@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from forensics.faces import FRAMINGS
+from forensics.jobs.settings import MODEL_CHOICES
 
 DEFAULTS = {
     "model": "hybrid",
@@ -72,7 +73,7 @@ DEFAULTS = {
 def _train_parser(sub, name: str = "train", text: str = "fine-tune a detector (self-blended images on by default)"):
     p = sub.add_parser(name, help=text)
     p.add_argument("--config", help="YAML file with any of the options below")
-    p.add_argument("--model", choices=["hybrid", "mobilenetv2", "patch", "patch-mnv2", "patch-tiny", "vit-tiny"])
+    p.add_argument("--model", choices=MODEL_CHOICES)
     p.add_argument("--data", help="labels.csv (path,label,source[,group]) or an ImageFolder tree")
     p.add_argument("--cache", help="face-crop cache folder")
     p.add_argument("--out", help="run folder (checkpoints, logs, metrics, the model folder in out/model)")
@@ -137,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--holdout-sources", nargs="*", default=None,
                    help="the sources the model never saw (default: from its training record)")
     e.add_argument("--seed", type=int, default=0)
+    r = sub.add_parser("faces", help="write a model's validation (or training-side calibration) faces to an .npz")
+    r.add_argument("--detector", required=True, help="a model folder with its training.json")
+    r.add_argument("--data", default=DEFAULTS["data"])
+    r.add_argument("--cache", default=DEFAULTS["cache"])
+    r.add_argument("--split", choices=["validation", "training"], default="validation")
+    r.add_argument("--limit", type=int, default=None, help="at most this many faces (validation: label-stratified)")
+    r.add_argument("--out", required=True, help="the .npz to write")
     from training import explain_bench
 
     explain_bench.add_parser(sub)
@@ -191,6 +199,11 @@ def main(argv=None) -> int:
 
         metrics = run_evaluation(args.detector, args.data, args.cache, args.out, args.holdout_sources, args.seed)
         print(json.dumps(metrics["summary"], indent=2))
+        return 0
+    if args.command == "faces":
+        from training.evaluate import save_record_faces
+
+        print(save_record_faces(args.detector, args.data, args.cache, args.out, args.split, args.limit))
         return 0
     if args.command == "explain-bench":
         from training import explain_bench

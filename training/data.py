@@ -23,13 +23,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from forensics.errors import MediaError
+from forensics.core import MediaError, write_atomic
 from forensics.faces import Face, FaceDetector, check_framing, crop_face, face_region
 from forensics.media import IMAGE_EXTENSIONS, load_image, load_video
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mov", ".mkv")
 FRAMES_DIR = "frames"  # below the crop cache: frames sampled from training videos
-VIDEO_SOURCE = "talking-head video"  # the source of frames of training videos
 
 MASK_DIRS = {"mask", "masks", "gt", "groundtruth", "ground_truth"}
 
@@ -145,20 +144,12 @@ def video_frame_samples(csv_path: str | Path, folders: Sequence[str], frames: in
             video = load_video(row.path, frames=frames)
             for index, frame in zip(video.indices, video.frames):
                 cv2.imwrite(str(folder / f"{index:06d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-            _write_json(done, {"video": row.path, "indices": video.indices})
+            write_atomic(done, {"video": row.path, "indices": video.indices})
         name = Path(row.path).name
         label_source = f"{source}, held out" if name in held else source
         for index in json.loads(done.read_text())["indices"]:
             out.append(Sample(str(folder / f"{index:06d}.png"), row.label, label_source, row.group))
     return out
-
-
-def holdout_sources(config: dict) -> list[str]:
-    """The sources kept out of training: the config's, and the held-out videos' (whole videos)."""
-    held = list(config.get("holdout_sources") or [])
-    if config.get("video_frames") and config.get("holdout_videos"):
-        held.append(f"{VIDEO_SOURCE}, held out")
-    return held
 
 
 def _inside(path: str | Path, folder: str | Path) -> bool:
@@ -222,13 +213,13 @@ class FaceCropCache:
                 index[key] = entry
                 changed += 1
                 if changed % 50 == 0:  # a stopped run keeps most of its crops
-                    _write_json(index_path, index)
+                    write_atomic(index_path, json.dumps(index))
             if entry.get("crop_path"):
                 out.append(CachedFace(label=sample.label, source=sample.source, group=sample.group,
                                       margin=entry.get("margin", self.margin), image_path=sample.path,
                                       **{k: entry[k] for k in ("crop_path", "landmarks", "confidence",
                                                                "padded_fraction")}))
-        _write_json(index_path, index)
+        write_atomic(index_path, json.dumps(index))
         return out
 
     def _crop_one(self, sample: Sample, key: str) -> dict:
@@ -270,9 +261,3 @@ def load_crop(face: CachedFace) -> np.ndarray:
     if bgr is None:
         raise MediaError(f"{face.crop_path}: cached crop is missing or unreadable")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)

@@ -9,17 +9,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from forensics.preprocess import to_tensor
 from training import augment
 from training.data import CachedFace, load_crop
 from training.sbi import self_blend
-
-
-def to_tensor(images: Sequence[np.ndarray], mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """RGB uint8 images -> the normalised batch inference builds (``Detector.preprocess``)."""
-    batch = torch.from_numpy(np.ascontiguousarray(np.stack(images))).permute(0, 3, 1, 2).float()
-    m = torch.tensor(mean).view(1, 3, 1, 1) * 255.0
-    s = torch.tensor(std).view(1, 3, 1, 1) * 255.0
-    return (batch - m) / s
 
 
 class LabelledFaces(Dataset):

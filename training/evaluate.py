@@ -14,9 +14,10 @@ import numpy as np
 from tqdm import tqdm
 
 from forensics.detectors import load_detector
+from forensics.detectors.card import holdout_sources as held_out_sources
+from forensics.detectors.card import write_card
 from training import augment
 from training.data import VIDEO_EXTENSIONS, CachedFace, _inside, load_crop, read_labels_csv
-from training.data import holdout_sources as held_out_sources
 from training.metrics import binary_metrics, calibration, roc_points, tune_threshold
 from training.sbi import self_blend
 
@@ -166,12 +167,6 @@ def validation_faces(folder: str | Path, data: str, cache: str) -> list[CachedFa
     return chosen or faces
 
 
-def validation_items(folder: str | Path, data: str, cache: str, seed: int = 0) -> list[tuple[np.ndarray, int, str]]:
-    """(image, is_fake, source) of a model's validation faces and their self-blended fakes, exactly
-    as :func:`run_evaluation` scores them (the int8 audit uses the same faces)."""
-    return evaluation_images(validation_faces(folder, data, cache), seed)
-
-
 def training_items(folder: str | Path, data: str, cache: str, count: int = 256,
                    seed: int = 0) -> list[tuple[np.ndarray, int, str]]:
     """``count`` faces from a model's training side (never its validation faces): half reals,
@@ -187,6 +182,26 @@ def training_items(folder: str | Path, data: str, cache: str, count: int = 256,
     picked = [faces[i] for i in sorted(rng.permutation(len(faces))[: max(1, count // 2)])]
     items = evaluation_images(picked, seed + 7)
     return items[:count]
+
+
+def save_record_faces(folder: str | Path, data: str, cache: str, out: str | Path, split: str = "validation",
+                      limit: int | None = None, seed: int = 0) -> int:
+    """Write a model's validation faces (label-stratified to ``limit``) or
+    ``limit`` calibration faces from its training side (:func:`training_items`) to ``out``, an .npz
+    of plain arrays: how the library's int8 audit and quantizer read them (``python -m training
+    faces``) without importing training. Returns the number of faces."""
+    if split == "training":
+        items = training_items(folder, data, cache, limit or 256, seed)
+    else:
+        items = evaluation_images(validation_faces(folder, data, cache), seed)  # as run_evaluation scores them
+        if limit and len(items) > limit:
+            y = np.array([t for _, t, _ in items])
+            rng = np.random.default_rng(seed)
+            pick = np.concatenate([rng.permutation(np.flatnonzero(y == v))[: limit // 2] for v in (0, 1)])
+            items = [items[i] for i in sorted(pick)]
+    np.savez(out, labels=np.array([t for _, t, _ in items], int), sources=np.array([s for _, _, s in items], str),
+             **{f"image_{i}": im for i, (im, _, _) in enumerate(items)})
+    return len(items)
 
 
 def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = None,
@@ -235,8 +250,6 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     write_report(metrics, out_dir / "report.html", folder)
     if out_dir == folder and record:
-        from training.card import write_card
-
         write_card(folder, metrics)  # the card states what was just measured
     return metrics
 

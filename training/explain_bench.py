@@ -31,12 +31,11 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from forensics.detectors import load_detector
 from forensics.detectors.base import Detector
-from forensics.errors import ForensicsError
+from forensics.core import ForensicsError
 from forensics.explain import METHODS, explain
 from forensics.explain.faithfulness import (FaithfulnessOptions, centre_map, deletion_insertion, random_map,
                                             road_scores, score_face)

@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from forensics.core import atomic_path
 from training.metrics import binary_metrics
 
 
@@ -203,21 +204,12 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: TrainC
 
 def _save_checkpoint(folder: Path, model, optimizer, scheduler, generator, state: dict) -> None:
     """Written to a temporary folder and swapped in, so a stop never leaves half a checkpoint."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "torch_rng": torch.get_rng_state(), "generator": generator.get_state()}, tmp / "training_state.pt")
-    (tmp / "state.json").write_text(json.dumps(state))
-    if folder.exists():
-        old = folder.with_name(folder.name + ".old")
-        folder.replace(old)
-        tmp.replace(folder)
-        for f in old.iterdir():
-            f.unlink()
-        old.rmdir()
-    else:
-        tmp.replace(folder)
+    with atomic_path(folder) as tmp:
+        tmp.mkdir()
+        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state(), "generator": generator.get_state()}, tmp / "training_state.pt")
+        (tmp / "state.json").write_text(json.dumps(state))
 
 
 def _load_checkpoint(folder: Path, model, optimizer, scheduler, generator) -> dict:

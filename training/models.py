@@ -10,19 +10,11 @@ import torch
 from torch import nn
 
 import forensics.detectors  # noqa: F401  (registers the hybrid architecture with timm)
+from forensics.jobs.settings import ARCHITECTURES
 
 MOBILENET_V2_WEIGHTS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "weights" / \
     "mobilenet_v2-b0353104.pth"
 
-ARCHITECTURES = {
-    # name: (timm architecture, model_args)
-    "hybrid": ("forensics_hybrid_mnv2_vit", dict(img_size=224, embed_dim=192, depth=4, num_heads=3)),
-    "mobilenetv2": ("mobilenetv2_100", {}),
-    "patch": ("forensics_patch_cnn", {}),
-    "patch-mnv2": ("forensics_patch_mnv2", {}),
-    "patch-tiny": ("forensics_patch_cnn_tiny", {}),
-    "vit-tiny": ("vit_tiny_patch16_224", dict(img_size=224)),
-}
 # Parameter-name prefixes of the pretrained part of each architecture (trained at a lower rate).
 PRETRAINED_PREFIXES = {
     "hybrid": ("patch_embed.backbone.",),

@@ -12,22 +12,20 @@ import torch
 from torch.utils.data import Dataset
 
 from forensics.detectors.base import DetectorInfo
+from forensics.detectors.card import VIDEO_SOURCE, holdout_sources, write_card
 from forensics.detectors.timm_family import save_timm_detector
 from training.data import (
     FRAMES_DIR,
-    VIDEO_SOURCE,
     CachedFace,
     FaceCropCache,
     Sample,
     grouped_split,
-    holdout_sources,
     image_folder,
     read_labels_csv,
     remap_labels,
     video_frame_samples,
 )
 from training.calibrate import calibrate_folder, collect_logits
-from training.card import write_card
 from training.datasets import Collate, LabelledFaces, SelfBlendedPairs
 from training.loop import TrainConfig, train
 from training.models import PRETRAINED_PREFIXES, build_model

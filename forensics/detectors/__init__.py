@@ -11,19 +11,19 @@ import os
 import threading
 from pathlib import Path
 
-from forensics.catalog import available_detectors, detector_dirs  # noqa: F401  (re-exported)
-from forensics.detectors import timm_family, transformers_family  # noqa: F401  (register families)
+from forensics.catalog import HUB_ID, available_detectors, detector_dirs, split_variant  # noqa: F401  (re-exported)
+from forensics.core import DetectorError
+from forensics.detectors import onnx_family, timm_family, transformers_family  # noqa: F401  (register them)
 from forensics.detectors.base import (
     FAMILIES,
+    VARIANTS,
     Detector,
     DetectorInfo,
     fake_label_indices,
+    family_for,
     read_config,
     register_family,
 )
-from forensics.catalog import HUB_ID, split_variant
-from forensics.detectors.onnx_family import load_onnx_detector
-from forensics.errors import DetectorError
 from forensics.hub_download import MODEL_FILES
 
 __all__ = [
@@ -70,7 +70,6 @@ def _download(repo_id: str, revision: str | None, offline: bool | None) -> Path:
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     from forensics import hub_download, settings
-    from forensics.hub import hub_endpoint, reachable
 
     if not settings.hub_allowed(repo_id):
         raise DetectorError(f"Hub model {repo_id!r}: not on this server's Hub allowlist ({settings.HUB_ALLOW_ENV})")
@@ -78,8 +77,8 @@ def _download(repo_id: str, revision: str | None, offline: bool | None) -> Path:
         offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
     # One quick TCP probe: with the Hub unreachable, go straight to the cache instead of waiting
     # on the client's timeouts.
-    endpoint = hub_endpoint()
-    local_only = offline or not reachable(endpoint)
+    endpoint = hub_download.hub_endpoint()
+    local_only = offline or not hub_download.reachable(endpoint)
     try:
         patterns = _HUB_FILES
         if not local_only:
@@ -117,23 +116,12 @@ def load_detector(name_or_path: str | Path, allow_untrained: bool = False, cache
         if cache and key in _CACHE:
             return _CACHE[key]
         config = read_config(folder)
-        trained = config.get("forensics", {}).get("trained", True)
-        if variant is not None:
-            if not trained and not allow_untrained:
-                raise DetectorError(f"{folder.name}: this model is marked untrained (random weights) and is not a detector")
-            detector = load_onnx_detector(folder, variant)
-            if cache:
-                _CACHE[key] = detector
-            return detector
-        trained = config.get("forensics", {}).get("trained", True)
-        if not trained and not allow_untrained:
+        if not config.get("forensics", {}).get("trained", True) and not allow_untrained:
             raise DetectorError(f"{folder.name}: this model is marked untrained (random weights) and is not a detector")
-        for family in FAMILIES.values():
-            if family.accepts(config):
-                detector = family.load(folder, config)
-                break
-        else:
-            raise DetectorError(f"{folder}: config.json is neither a timm nor a transformers model config")
+        if variant is None:
+            detector = family_for(folder, config).load(folder, config)
+        else:  # split_variant knows only registered builds
+            detector = VARIANTS[variant](folder, variant)
         if cache:
             _CACHE[key] = detector
         return detector

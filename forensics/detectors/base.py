@@ -9,7 +9,6 @@ family in turn whether it can read a folder's ``config.json``.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import threading
 from abc import ABC, abstractmethod
@@ -17,13 +16,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar, Iterator, Sequence
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
-from forensics.errors import DetectorError
+from forensics.core import DetectorError
 from forensics.faces import FRAMINGS
+from forensics.preprocess import crops_to_tensor
 
 from forensics.catalog import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, read_config  # noqa: F401  (re-exported)
 
@@ -121,8 +120,6 @@ class Detector(ABC):
         self.info = info
         self.path = path
         self.fake_indices = fake_label_indices(info.labels, info.fake_labels)
-        self._mean = torch.tensor(info.mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-        self._std = torch.tensor(info.std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
         # Explanations attach hooks to this shared model: while one runs, another thread's forward
         # pass would feed them its activations. One use of the model at a time (see explain()).
         self.lock = threading.RLock()
@@ -146,17 +143,7 @@ class Detector(ABC):
 
     def preprocess(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
         """RGB uint8 crops (any size) -> a normalised float batch at the detector's input size."""
-        size = self.input_size
-        resized = []
-        for crop in crops:
-            if crop.ndim != 3 or crop.shape[2] != 3:
-                raise DetectorError(f"expected RGB crops of shape HxWx3, got {crop.shape}")
-            if crop.shape[:2] != (size, size):
-                shrink = crop.shape[0] > size
-                crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-            resized.append(crop)
-        batch = torch.from_numpy(np.ascontiguousarray(np.stack(resized))).permute(0, 3, 1, 2).float()
-        return (batch - self._mean) / self._std
+        return crops_to_tensor(crops, self.input_size, self.info.mean, self.info.std)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Calibrated class probabilities from logits: the softmax at the model's temperature."""
@@ -293,8 +280,17 @@ class DetectorFamily(ABC):
 
     @classmethod
     @abstractmethod
+    def info(cls, folder: Path, config: dict) -> DetectorInfo:
+        """The detector's facts (labels, input, framing, calibration) from its folder."""
+
+    @classmethod
+    @abstractmethod
     def load(cls, folder: Path, config: dict) -> Detector:
         """Build the detector from a folder (weights from safetensors, never unpickled)."""
+
+
+# Other builds of a model folder, loaded as ``<name>:<variant>`` by ``loader(folder, variant)``.
+VARIANTS: dict[str, Callable[[Path, str], Detector]] = {}
 
 
 def register_family(cls: type[DetectorFamily]) -> type[DetectorFamily]:
@@ -303,8 +299,9 @@ def register_family(cls: type[DetectorFamily]) -> type[DetectorFamily]:
     return cls
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON through a temporary file, so a crash never leaves half a config."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+def family_for(folder: Path, config: dict) -> type[DetectorFamily]:
+    """The registered family that reads this ``config.json``."""
+    for family in FAMILIES.values():
+        if family.accepts(config):
+            return family
+    raise DetectorError(f"{folder}: config.json is neither a timm nor a transformers model config")

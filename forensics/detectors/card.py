@@ -1,11 +1,207 @@
-"""Model cards: the README.md beside a model's weights, in the Hub's format (YAML front matter)."""
+"""Model cards: the README.md beside a model's weights, in the Hub's format (YAML front matter).
+A trained model's card is written from what was actually run: the training record (data, splits,
+settings, history) and the evaluation's metrics.json. Figures are copied from those files, never typed in."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from forensics.detectors.base import CARD_NAME, DetectorInfo
+from forensics.detectors.base import CARD_NAME, DetectorInfo, read_config
+from forensics.core import write_atomic
 from forensics.faces import FRAMING_TEXT
+
+VIDEO_SOURCE = "talking-head video"  # the source of frames of training videos
+
+
+def holdout_sources(config: dict) -> list[str]:
+    """The sources kept out of training: the config's, and the held-out videos' (whole videos)."""
+    held = list(config.get("holdout_sources") or [])
+    if config.get("video_frames") and config.get("holdout_videos"):
+        held.append(f"{VIDEO_SOURCE}, held out")
+    return held
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def card_text(record: dict, metrics: dict | None) -> str:
+    config = record.get("config", {})
+    lines = ["## Training data and splits", ""]
+    framing = config.get("face_framing", "box")
+    framing = "" if framing == "box" else f"{FRAMING_TEXT[framing]}, "
+    lines.append(f"- Data: `{config.get('data')}`; faces cropped with the inference MTCNN crop ({framing}margin "
+                 f"{config.get('face_margin', 0.3)}, the model folder's: inference crops the same way, "
+                 f"smaller where the box would leave the image), cached at 256 px; crops over "
+                 f"{config.get('max_padding')} padding left out.")
+    lines.append(f"- Self-blended pseudo-fakes (Shiohara & Yamasaki 2022) from real faces: {config.get('sbi')}.")
+    lines.append(f"- Held out of training entirely (unseen sources): {', '.join(holdout_sources(config)) or 'none'}; "
+                 f"of the other sources {config.get('val_fraction')} of the faces, grouped, for validation.")
+    for split, counts in record.get("counts", {}).items():
+        lines.append(f"- {split}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if record.get("validation_note"):
+        lines.append(f"- Note on validation: {record['validation_note']}")
+    if config.get("init_from"):
+        lines.append(f"- Started from the weights of `{config['init_from']}` (trained further, not from ImageNet alone).")
+    if record.get("federated"):
+        lines += ["", *federated_card_text(record["federated"])]
+    lines += ["", "## Preprocessing", "",
+              f"- RGB face crop resized to {config.get('image_size')} px, ImageNet mean/std normalisation.",
+              "- Training augmentation, identical for a real face and its pseudo-fake: flip, crop 90-100%, brightness/"
+              "contrast, blur, down-and-up resizing, JPEG quality 30-100, a video-codec-like pass.",
+              "", "## Training command", "", "```", record.get("command") or f"python -m training train --model {config.get('model')}  # every setting: training.json", "```",
+              "", f"Settings: model {config.get('model')}, {_schedule(record)}, batch {config.get('batch_size')} "
+              f"real faces (+ as many pseudo-fakes), AdamW lr {config.get('lr')} (pretrained trunk x0.3), weight decay "
+              f"{config.get('weight_decay')}, cosine schedule with warm-up, gradient clipping 1.0, precision "
+              f"{config.get('precision')}, seed {config.get('seed')}. Best epoch: {record.get('best_epoch', {}).get('epoch')}."]
+    lines += calibration_lines(record.get("calibration"))
+    best_val = (record.get("best_epoch") or {}).get("val")
+    if not metrics and best_val:  # not evaluated yet: what the training loop measured on its validation split
+        lines += ["", "## Validation during training (best epoch)", "",
+                  f"On {best_val.get('n')} validation images: held-back faces and their pseudo-fakes, the split the epoch was chosen on ("
+                  "`python -m training evaluate` measures more):", "", "| measure | value |", "|---|---|",
+                  f"| ROC-AUC | {_fmt(best_val.get('roc_auc'))} |", f"| F1 | {_fmt(best_val.get('f1'))} |",
+                  f"| accuracy | {_fmt(best_val.get('accuracy'))} |"]
+    if metrics:
+        s = metrics["summary"]
+        lines += ["", "## Measured (python -m training evaluate)", "",
+                  f"Validation faces: {metrics['validation_faces']} held-out faces, each real one with a self-blended "
+                  f"fake ({metrics['evaluated_images']} images). \"SBI\" rows: held-back faces of the training sources "
+                  "with their pseudo-fakes; the held-out sources' rows (never trained on, never used to choose an "
+                  "epoch) are what says how it generalises.", "",
+                  "| measure | value |", "|---|---|",
+                  f"| ROC-AUC | {_fmt(s['roc_auc'])} |",
+                  f"| ROC-AUC, held-out sources only (never trained on) | {_fmt(s.get('source_heldout_auc'))} |",
+                  f"| ROC-AUC after JPEG 50 (all / held-out sources only) | {_fmt(s.get('jpeg_50_auc'))} / "
+                  f"{_fmt(s.get('source_heldout_jpeg_50_auc'))} |",
+                  f"| F1 at threshold {s['threshold']} | {_fmt(s['f1'])} |",
+                  f"| accuracy | {_fmt(s['accuracy'])} |",
+                  f"| threshold tuned on validation (best F1) | {_fmt(s['tuned_threshold'])} |",
+                  f"| ECE (calibration) | {_fmt(metrics['calibration']['ece'])} |", "",
+                  "Per source:", "", "| subset | ROC-AUC | F1 |", "|---|---|---|"]
+        for name, m in metrics["per_source"].items():
+            lines.append(f"| {name} | {_fmt(m['roc_auc']) if m else 'n/a'} | {_fmt(m['f1']) if m else 'n/a'} |")
+        rob = metrics["robustness_auc"]
+        lines += ["", f"Robustness (ROC-AUC on {rob.get('images')} validation images, half real and half fake, "
+                  "re-scored after each transform):", "", "| transform | ROC-AUC |", "|---|---|"]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in rob.items() if k != "images"]
+        per_source = metrics.get("robustness_auc_per_source") or {}
+        if per_source:
+            cases = [k for k in rob if k not in ("images", "clean")]
+            lines += ["", "Robustness per source (ROC-AUC on the same images, split as in the per-source table):", "",
+                      "| subset | images | clean | " + " | ".join(cases) + " |",
+                      "|---|---|---|" + "---|" * len(cases)]
+            lines += [f"| {name} | {curve.get('images')} | {_fmt(curve.get('clean'))} | "
+                      + " | ".join(_fmt(curve.get(c)) for c in cases) + " |" for name, curve in per_source.items()]
+        adv = metrics.get("adversarial_accuracy") or {}
+        if adv:
+            lines += ["", f"Accuracy under attack ({adv['images']} validation images; budgets in pixel units of 0..255):", "",
+                      "| attack | accuracy |", "|---|---|"]
+            lines += [f"| {k} | {_fmt(v)} |" for k, v in adv.items() if k != "images"]
+        videos = metrics.get("videos") or {}
+        if videos.get("videos"):
+            lines += ["", f"Videos never trained on (full analysis, {videos.get('frames', 16)} frames; far too few for a "
+                      "stable AUC):", "",
+                      "| video | label | P(fake) |", "|---|---|---|"]
+            lines += [f"| {v['video']} | {v['label']} | {_fmt(v['fake_probability'])} |" for v in videos["videos"]]
+            lines += ["", f"Video-level ROC-AUC over these videos: {_fmt(videos.get('roc_auc'))}."]
+            if videos.get("aggregation_auc"):
+                lines += ["", "Video-level ROC-AUC by how a face's frame scores are pooled (the same pass):", "",
+                          "| pooling | ROC-AUC |", "|---|---|"]
+                lines += [f"| {k} | {_fmt(v)} |" for k, v in videos["aggregation_auc"].items()]
+    lines += leave_one_out_lines(record.get("leave_one_out"))
+    generators = sorted(k.split("/", 1)[1] for k in (record.get("counts", {}).get("train") or {})
+                        if k.startswith("fake/"))
+    if generators:
+        scope = (f"Screening faces for signs of blending (face swaps, face reenactment with pasted regions) and "
+                 f"for generated faces of the generators it was trained on ({', '.join(generators)}). Faces of "
+                 "other generators may pass as real: see the leave-one-generator-out figures.")
+    else:
+        scope = ("Screening faces for signs of blending (face swaps, face reenactment with pasted regions). "
+                 "Fully synthetic faces (GAN/diffusion) leave no blending seam: see the held-out StyleGAN2 row.")
+    lines += ["", "## Intended use and limits", "",
+              scope + " Scores move with compression, resizing and unusual faces. A probability is evidence, not proof."]
+    return "\n".join(lines)
+
+
+def leave_one_out_lines(runs: list[dict] | None) -> list[str]:
+    """The same recipe with one source held out whole (``training.json``'s ``leave_one_out``, written
+    by ``scripts/leave-one-out.py`` from those runs' own metrics): how the recipe does on a kind of
+    fake it never saw, beside this model's figures."""
+    if not runs:
+        return []
+    lines = ["", "## Leave-one-out runs (the same recipe, one source held out whole)", "",
+             "| run | held out | subset | ROC-AUC | after JPEG 50 |", "|---|---|---|---|---|"]
+    for run in runs:
+        for subset, figures in run["subsets"].items():
+            lines.append(f"| `{run['config']}` | {', '.join(run['held_out'])} | {subset} | {_fmt(figures.get('roc_auc'))} "
+                         f"| {_fmt(figures.get('jpeg_50'))} |")
+        if run.get("video_auc") is not None:
+            lines.append(f"| `{run['config']}` | {', '.join(run['held_out'])} | videos never trained on, video level "
+                         f"| {_fmt(run['video_auc'])} | |")
+    lines += ["", "Reproduce: `python -m training train --config CONFIG` then `python -m training evaluate "
+              "--detector runs/<name>/model --data ../shared/data/labels.csv`."]
+    return lines
+
+
+def calibration_lines(cal: dict | None) -> list[str]:
+    """The card's calibration section: what was fitted, and ECE with the reliability curve before and after."""
+    if not cal:
+        return []
+    lines = ["", "## Calibration", "",
+             f"{cal['method'].capitalize()} on {cal['faces']} validation faces (the model-selection split): "
+             f"temperature {cal['temperature']:.3f}, decision threshold {cal['threshold']:.3f} (best balanced accuracy), "
+             "both stored in `config.json` and applied by every build (PyTorch, ONNX, int8).", "",
+             "| | ECE | accuracy |", "|---|---|---|",
+             f"| before (temperature 1, threshold 0.5) | {_fmt(cal['before']['ece'])} | "
+             f"{_fmt(cal['before'].get('accuracy_at_0.5'))} |",
+             f"| after | {_fmt(cal['after']['ece'])} | {_fmt(cal['after'].get('accuracy_at_threshold'))} |", "",
+             "Reliability (mean predicted P(fake) -> observed share of fakes, per occupied bin of 0.1):", ""]
+    for when in ("before", "after"):
+        pairs = zip(cal[when]["mean_predicted"], cal[when]["fraction_positive"])
+        lines.append(f"- {when}: " + ", ".join(f"{p:.2f}->{f:.2f}" for p, f in pairs))
+    return lines
+
+
+def _schedule(record: dict) -> str:
+    fed, config = record.get("federated"), record.get("config", {})
+    if fed:
+        return f"{fed['rounds']} federated round(s) of {fed['local_steps']} local steps per client"
+    return f"epochs {config.get('epochs')}"
+
+
+def federated_card_text(fed: dict) -> list[str]:
+    """The federated record: strategy, clients and what each held, and the server's AUC per round."""
+    lines = ["## Federated training", "",
+             f"- {fed['framework']}, {fed['strategy']} (mu {fed['mu']}), {fed['rounds']} round(s) of {fed['local_steps']} "
+             f"local steps per client; fraction of clients per round {fed['fraction_train']}, at least "
+             f"{fed['min_train_clients']}; partition by {fed['partition']}"
+             + (f" (alpha {fed['dirichlet_alpha']})" if "dirichlet_alpha" in fed else "") + ".",
+             "- Each client made its pseudo-fakes from its own reals; no face left a client, only weights.",
+             "- Server evaluation faces: " + ", ".join(f"{k} {v}" for k, v in fed["server_evaluation"].items())]
+    for client in fed["clients"]:
+        held = client["train"]
+        held = ", ".join(f"{k} {v}" for k, v in held.items()) if isinstance(held, dict) else held
+        lines.append(f"- Client `{client['name']}`: {held}")
+    rounds = [r for r in fed.get("rounds_history", []) if r.get("server")]
+    if rounds:
+        lines += ["", "| round | server AUC | F1 | clients ok / failed | mean client loss |", "|---|---|---|---|---|"]
+        for r in rounds:
+            losses = [c["train-loss"] for c in r.get("clients") or []]
+            lines.append(f"| {r['round']} | {_fmt(r['server'].get('auc'))} | {_fmt(r['server'].get('f1'))} | "
+                         f"{r.get('clients_ok', '-')} / {r.get('clients_failed', '-')} | "
+                         f"{_fmt(sum(losses) / len(losses)) if losses else 'n/a'} |")
+    return lines
+
+
+def write_card(model_dir: str | Path, metrics: dict | None = None) -> Path:
+    model_dir = Path(model_dir)
+    record = json.loads((model_dir / "training.json").read_text()) if (model_dir / "training.json").is_file() else {}
+    config = read_config(model_dir)
+    info = DetectorInfo.from_dict({**config.get("forensics", {}), "family": "timm",
+                                   "labels": config.get("label_names", [])})
+    return write_model_card(model_dir, info, config.get("architecture", "?"), "timm", extra=card_text(record, metrics))
 
 
 def write_model_card(
@@ -35,8 +231,4 @@ def write_model_card(
     ]
     if extra:
         lines += ["", extra.strip()]
-    path = folder / CARD_NAME
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_atomic(folder / CARD_NAME, "\n".join(lines) + "\n")

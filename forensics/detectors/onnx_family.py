@@ -1,7 +1,7 @@
 """ONNX float and int8 builds of a detector, run with onnxruntime.
 
 A model folder may hold ``model.onnx`` and ``model_quantized.onnx`` beside its PyTorch weights
-(made by :mod:`forensics.quantize`). ``<name>:onnx`` and ``<name>:int8`` load them as detectors
+(made by :mod:`forensics.int8.quantize`). ``<name>:onnx`` and ``<name>:int8`` load them as detectors
 like any other: same labels, preprocessing and face crops (from the folder's config.json); the
 int8 build uses the decision threshold tuned to keep the float model's operating point.
 
@@ -13,6 +13,7 @@ patch-level detectors.
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 from typing import Iterator
 
@@ -21,10 +22,13 @@ from torch import nn
 
 from forensics.catalog import ONNX_BUILDS as VARIANTS
 from forensics.catalog import read_config
-from forensics.detectors.base import Detector, DetectorInfo
-from forensics.errors import DetectorError
+from forensics.core import DetectorError
+from forensics.detectors.base import VARIANTS as REGISTERED_VARIANTS
+from forensics.detectors.base import Detector, DetectorInfo, family_for
 
 VARIANT_TITLES = {"onnx": "ONNX float", "int8": "ONNX int8"}
+BUILD_NAME = "onnx.json"  # how the builds were made (forensics.int8.quantize)
+INPUT_NAME = "pixel_values"
 
 
 class OnnxModule(nn.Module):
@@ -42,8 +46,6 @@ class OnnxModule(nn.Module):
         self.capture: list[torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from forensics.quantize import INPUT_NAME
-
         wanted = ["logits"]
         if self.capture is not None and "attentions" in self.outputs:
             wanted.append("attentions")
@@ -110,11 +112,41 @@ class OnnxDetector(Detector):
         return data
 
 
+def session_options(threads: int | None = None):
+    """onnxruntime options for sharing a process with torch: no spinning threads (they slow torch
+    down), as many intra-op threads as torch uses."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(threads or torch.get_num_threads())
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
+
+
+def open_session(path: str | Path, threads: int | None = None):
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+        raise DetectorError(f"{path}: onnxruntime cannot load it ({' '.join(str(exc).split())[:200]})") from exc
+
+
+def read_build(folder: str | Path) -> dict:
+    path = Path(folder) / BUILD_NAME
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DetectorError(f"{path}: not valid JSON ({exc})") from exc
+
+
 def load_onnx_detector(folder: Path, variant: str, threads: int | None = None) -> OnnxDetector:
     """The ONNX build ``variant`` ("onnx" or "int8") of the model folder ``folder``."""
-    from forensics.detectors.base import FAMILIES
-    from forensics.quantize import open_session, read_build
-
     if variant not in VARIANTS:
         raise DetectorError(f"unknown ONNX build {variant!r}; choose from {', '.join(VARIANTS)}")
     path = folder / VARIANTS[variant]
@@ -122,12 +154,7 @@ def load_onnx_detector(folder: Path, variant: str, threads: int | None = None) -
         raise DetectorError(f"{folder.name}: no {path.name}; make it with `python -m forensics quantize "
                             f"--detector {folder}`")
     config = read_config(folder)
-    for family in FAMILIES.values():
-        if family.accepts(config) and hasattr(family, "info"):
-            info = family.info(folder, config)
-            break
-    else:
-        raise DetectorError(f"{folder}: config.json is neither a timm nor a transformers model config")
+    info = family_for(folder, config).info(folder, config)
     build = read_build(folder)
     info.name = f"{info.name}:{variant}"
     if variant == "int8" and "threshold" in build.get("int8", {}):
@@ -137,3 +164,6 @@ def load_onnx_detector(folder: Path, variant: str, threads: int | None = None) -
     if "logits" not in outputs:
         raise DetectorError(f"{path}: the ONNX graph has no 'logits' output")
     return OnnxDetector(OnnxModule(session, outputs), info, folder, variant, build)
+
+
+REGISTERED_VARIANTS.update(dict.fromkeys(VARIANTS, load_onnx_detector))  # <name>:onnx, <name>:int8

@@ -26,9 +26,8 @@ from forensics.detectors.base import (
     DetectorFamily,
     DetectorInfo,
     register_family,
-    write_json_atomic,
 )
-from forensics.errors import DetectorError
+from forensics.core import DetectorError, atomic_path, write_atomic
 
 
 def _attention_modules(model: nn.Module) -> list[nn.Module]:
@@ -234,10 +233,9 @@ def save_timm_detector(
         "forensics": {k: v for k, v in info.to_dict().items() if k not in ("labels", "family")},
     }
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    tmp = folder / (WEIGHTS_NAME + ".tmp")
-    save_file(state, str(tmp))
-    tmp.replace(folder / WEIGHTS_NAME)
-    write_json_atomic(folder / CONFIG_NAME, config)
+    with atomic_path(folder / WEIGHTS_NAME) as tmp:
+        save_file(state, str(tmp))
+    write_atomic(folder / CONFIG_NAME, config)
     from forensics.detectors.card import write_model_card
 
     write_model_card(folder, info, architecture, "timm", extra=card)

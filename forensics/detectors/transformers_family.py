@@ -23,9 +23,8 @@ from forensics.detectors.base import (
     DetectorFamily,
     DetectorInfo,
     register_family,
-    write_json_atomic,
 )
-from forensics.errors import DetectorError
+from forensics.core import DetectorError, write_atomic
 
 
 class _LogitsOnly(nn.Module):
@@ -168,8 +167,8 @@ def save_transformers_detector(model: nn.Module, folder: str | Path, info: Detec
     model.save_pretrained(folder, safe_serialization=True)
     config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
     config["forensics"] = {k: v for k, v in info.to_dict().items() if k not in ("labels", "family")}
-    write_json_atomic(folder / CONFIG_NAME, config)
-    write_json_atomic(
+    write_atomic(folder / CONFIG_NAME, config)
+    write_atomic(
         folder / "preprocessor_config.json",
         {
             "image_processor_type": "ViTImageProcessor",

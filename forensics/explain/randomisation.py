@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from forensics.detectors.base import Detector
-from forensics.errors import DetectorError
+from forensics.core import DetectorError
 
 
 def _reinitialise(module: nn.Module) -> int:

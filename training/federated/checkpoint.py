@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from forensics.core import atomic_path
 from training.federated.task import load_state
 
 
@@ -19,18 +20,10 @@ class RoundCheckpoint:
         self.folder = Path(folder)
 
     def save(self, model: nn.Module, state: dict) -> None:
-        tmp = self.folder.with_name(self.folder.name + ".tmp")
-        tmp.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
-        (tmp / "state.json").write_text(json.dumps(state, default=str))
-        old = self.folder.with_name(self.folder.name + ".old")
-        if self.folder.exists():
-            self.folder.replace(old)
-        tmp.replace(self.folder)
-        if old.exists():
-            for f in old.iterdir():
-                f.unlink()
-            old.rmdir()
+        with atomic_path(self.folder) as tmp:
+            tmp.mkdir()
+            save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+            (tmp / "state.json").write_text(json.dumps(state, default=str))
 
     def load_weights(self) -> dict[str, torch.Tensor]:
         return load_file(str(self.folder / "model.safetensors"))

@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from forensics.core import atomic_path, write_atomic
 from training.data import CachedFace, Sample, grouped_split
 from training.pipeline import cached_faces, load_samples
 
@@ -75,13 +76,11 @@ class Partitions:
     server_eval: list[CachedFace]
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({
+        write_atomic(path, json.dumps({
             "client_specs": self.client_specs,
             "clients": [c.to_dict() if c is not None else None for c in self.clients],
             "server_eval": [asdict(f) for f in self.server_eval],
         }))
-        tmp.replace(path)
 
     @classmethod
     def load(cls, path: str | Path) -> "Partitions":
@@ -239,10 +238,8 @@ def prepare_partitions(config: dict, out: Path) -> Partitions:
 
 
 def _write_data_csv(path: Path, samples: Sequence[Sample]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "label", "source", "group"])
         for s in samples:
             writer.writerow([str(Path(s.path).resolve()), s.label, s.source, s.group])
-    tmp.replace(path)

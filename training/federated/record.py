@@ -85,7 +85,7 @@ def write_federated_model(model: nn.Module, arch: str, model_args: dict, config:
 
         run_evaluation(str(model_dir), data_csv, config["cache"])
     else:
-        from training.card import write_card
+        from forensics.detectors.card import write_card
 
         write_card(model_dir)
     return {**record, "model_dir": str(model_dir)}
@@ -97,12 +97,6 @@ def epoch_history(history: list[dict]) -> list[dict]:
              "val": {k: h["server"].get(key) for k, key in (("roc_auc", "auc"), ("f1", "f1"), ("accuracy", "accuracy"),
                                                              ("n", "images"))}}
             for h in history if h["round"] > 0]
-
-
-def write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
 
 
 def _mean_loss(entry: dict) -> float | None:

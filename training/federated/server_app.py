@@ -22,9 +22,10 @@ from flwr.serverapp.strategy import FedProx
 from flwr.supercore import log
 from tqdm import tqdm
 
+from forensics.core import write_atomic
 from training.federated.checkpoint import RoundCheckpoint
 from training.federated.partitions import PARTITIONS_FILE, Partitions, prepare_partitions
-from training.federated.record import epoch_history, write_federated_model, write_json
+from training.federated.record import epoch_history, write_federated_model
 from training.federated.settings import resolve_federated_config
 from training.federated.task import build_detector, load_state, score_faces
 
@@ -124,7 +125,7 @@ def run_server(grid: Grid, config: dict, command: str | None = None) -> dict:
         history.append(entry)
         if number:
             checkpoint.save(model, {"round": number, "history": history})
-            write_json(out / "history.json", epoch_history(history))  # what a job's curves read, a round an epoch
+            write_atomic(out / "history.json", epoch_history(history))  # what a job's curves read, a round an epoch
             bar.update(1)
             bar.set_postfix(auc=f"{scores['auc']:.3f}" if scores["auc"] is not None else "n/a")
         return MetricRecord({k: float(v) for k, v in scores.items() if isinstance(v, (int, float))})

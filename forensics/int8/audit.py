@@ -1,6 +1,6 @@
 """Float vs int8: what a detector's int8 build costs, on labelled faces, side by side.
 
-For one detector folder with ONNX builds (:mod:`forensics.quantize`): the PyTorch float model, the
+For one detector folder with ONNX builds (:mod:`forensics.int8.quantize`): the PyTorch float model, the
 ONNX float build and the ONNX int8 build score the same face crops. The audit reports agreement of
 decisions (float at its threshold vs int8 at the same threshold, and at the int8 threshold tuned
 to keep the float operating point), max and mean |delta P(fake)|, ROC-AUC of each, file size,
@@ -17,22 +17,24 @@ from __future__ import annotations
 
 import base64
 import csv
+import importlib.util
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import cv2
+import jinja2
 import numpy as np
 
-from forensics.errors import DetectorError, ForensicsError
+from forensics.core import DetectorError, ForensicsError, write_atomic
 
 AUDIT_NAME = "audit.json"
 MAX_DISAGREEMENTS = 8
 FLOAT_MAPS = ("attention", "rollout", "gradcam", "gradcam++", "patches")
 INT8_MAPS = ("attention", "rollout", "patches")
+_TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("forensics.int8"), autoescape=True)
 
 
 @dataclass
@@ -157,21 +159,30 @@ def faces_from_files(data: str | Path, size: int, margin: float = 0.3, limit: in
 
 
 def faces_from_record(folder: str | Path, data: str | Path, cache: str | Path, limit: int | None = None,
-                      seed: int = 0) -> LabelledFaces:
+                      split: str = "validation") -> LabelledFaces:
     """A model trained here: its own validation faces (held-out reals, their self-blended fakes
-    and held-out fake sources), exactly as ``python -m training evaluate`` scores them."""
-    try:
-        from training.evaluate import validation_items
-    except ImportError as exc:  # the training package is not installed with the library
-        raise ForensicsError("the training package is needed to rebuild a model's validation faces") from exc
-    items = validation_items(str(folder), str(data), str(cache), seed)
-    if limit and len(items) > limit:
-        rng = np.random.default_rng(seed)
-        y = np.array([t for _, t, _ in items])
-        pick = np.concatenate([rng.permutation(np.flatnonzero(y == v))[: limit // 2] for v in (0, 1)])
-        items = [items[i] for i in sorted(pick)]
-    return LabelledFaces([im for im, _, _ in items], np.array([t for _, t, _ in items]), [s for _, _, s in items],
-                         [f"{s} #{i}" for i, (_, _, s) in enumerate(items)], {}, f"validation faces of {folder}")
+    and held-out fake sources), exactly as ``python -m training evaluate`` scores them, or with
+    ``split="training"`` calibration faces from its training side. The training package rebuilds
+    them in a process of its own (``python -m training faces``): the library never imports it."""
+    import subprocess
+    import sys
+    import tempfile
+
+    if importlib.util.find_spec("training") is None:
+        raise ForensicsError(f"the training package is needed to rebuild a model's {split} faces")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "faces.npz"
+        command = [sys.executable, "-m", "training", "faces", "--detector", str(folder), "--data", str(data),
+                   "--cache", str(cache), "--split", split, "--out", str(out)]
+        done = subprocess.run(command + (["--limit", str(limit)] if limit else []), capture_output=True, text=True)
+        if done.returncode != 0:
+            lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
+            raise ForensicsError(f"{Path(folder).name}: its {split} faces could not be rebuilt: {lines[-1]}")
+        with np.load(out, allow_pickle=False) as saved:
+            y, sources = saved["labels"], [str(s) for s in saved["sources"]]
+            crops = [saved[f"image_{i}"] for i in range(len(y))]
+    return LabelledFaces(crops, y, sources, [f"{s} #{i}" for i, s in enumerate(sources)], {},
+                         f"{split} faces of {folder}")
 
 
 # -- the audit --------------------------------------------------------------------------------
@@ -232,7 +243,7 @@ def run_audit(detector: str, faces: LabelledFaces, tolerance: Tolerance | None =
     (and audit.html, disagreement images) to ``out`` when given. Returns the audit."""
     from forensics.detectors import load_detector, resolve_model_folder
     from forensics.catalog import split_variant
-    from forensics.quantize import INT8_NAME, ONNX_NAME, operating_point_threshold
+    from forensics.int8.quantize import INT8_NAME, ONNX_NAME, operating_point_threshold
 
     step = progress or (lambda fraction, text: None)
     tolerance = tolerance or Tolerance()
@@ -416,51 +427,17 @@ def figures(audit: dict) -> dict:
 def write_audit(audit: dict, out: str | Path) -> tuple[Path, Path]:
     """audit.json and a self-contained audit.html in ``out`` (written through temporary files)."""
     out = Path(out)
-    from forensics.detectors.base import write_json_atomic
-
     json_path, html_path = out / AUDIT_NAME, out / "audit.html"
-    write_json_atomic(json_path, audit)
-    figs = figures(audit)
+    write_atomic(json_path, audit)
+    images = [{"data": base64.b64encode((out / e["image"]).read_bytes()).decode(), "name": e["name"],
+               "label": e["label"], "p_float": e["p_float"], "p_int8": e["p_int8"]}
+              for e in audit["disagreements"] if "image" in e and (out / e["image"]).is_file()]
     parts = [fig.to_html(full_html=False, include_plotlyjs="inline" if i == 0 else False)
-             for i, fig in enumerate(figs.values())]
-    rows = summary_rows(audit)
-    table = "".join("<tr>" + "".join(f"<{'th' if r == 0 else 'td'}>{_esc(c)}</{'th' if r == 0 else 'td'}>" for c in row)
-                    + "</tr>" for r, row in enumerate(rows))
-    images = []
-    for entry in audit["disagreements"]:
-        if "image" in entry and (out / entry["image"]).is_file():
-            data = base64.b64encode((out / entry["image"]).read_bytes()).decode()
-            images.append(f"<figure><img src='data:image/png;base64,{data}'><figcaption>{_esc(entry['name'])}: "
-                          f"label {'fake' if entry['label'] else 'real'}, float {entry['p_float']:.3f}, "
-                          f"int8 {entry['p_int8']:.3f}</figcaption></figure>")
-    c = audit["comparison"]
-    status = "pass" if audit["tolerance"]["passed"] else "fail"
-    html = f"""<!doctype html><html><head><meta charset="utf-8"><title>int8 audit: {_esc(audit['detector']['name'])}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}th{{background:#f1f3f5}}.pass{{color:#2b8a3e}}
-.fail{{color:#c92a2a}}img{{max-width:100%}}figure{{margin:1em 0}}</style></head><body>
-<h1>Float vs int8: {_esc(audit['detector']['name'])}</h1>
-<p class="{status}"><b>{_esc(verdict_line(audit))}</b></p>
-<p>Faces: {audit['faces']['count']} ({audit['faces']['real']} real, {audit['faces']['fake']} fake) from
-{_esc(audit['faces']['origin'])}. Decision threshold of the float model {c['float_threshold']:.3f}; the int8
-threshold that keeps its operating point: {c['int8_threshold_tuned']:.4f} on these faces (agreement there
-{c['agreement_at_tuned_threshold']:.2%}); the build's own, tuned on its calibration faces and used for the
-agreement above: {c['int8_threshold_stored']:.4f}; agreement at the float threshold instead:
-{c['agreement_at_float_threshold']:.2%}.
-Mean |delta P(fake)| {c['mean_abs_delta']:.4f}. {audit['threads']} thread(s).</p>
-<table>{table}</table>{''.join(parts)}
-<h2>Where float and int8 disagree ({len(audit['disagreements'])})</h2>{''.join(images) or '<p>Nowhere.</p>'}
-</body></html>"""
-    tmp = html_path.with_suffix(".html.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, html_path)
+             for i, fig in enumerate(figures(audit).values())]
+    html = _TEMPLATES.get_template("audit.html").render(audit=audit, verdict=verdict_line(audit),
+                                                        rows=summary_rows(audit), figures=parts, images=images)
+    write_atomic(html_path, html)
     return json_path, html_path
-
-
-def _esc(value) -> str:
-    import html
-
-    return html.escape(str(value))
 
 
 def read_audit(folder: str | Path) -> dict | None:

@@ -11,33 +11,13 @@ so a refused upload leaves nothing behind.
 
 from __future__ import annotations
 
-import os
-import shutil
 import stat
-import tempfile
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from forensics.errors import ArchiveError
+from forensics.core import ArchiveError, ZipLimits, atomic_path
 
 CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class ZipLimits:
-    """What an upload may hold. Defaults fit a training set of face images (tens of thousands of
-    files, a few GB) and are overridden by ``FORENSICS_ZIP_MAX_FILES`` / ``FORENSICS_ZIP_MAX_BYTES``."""
-
-    max_files: int = 100_000
-    max_total_bytes: int = 4 << 30
-    max_ratio: float = 200.0  # uncompressed / compressed size of one entry; JPEGs and PNGs are ~1
-    ratio_floor: int = 1 << 20  # entries smaller than this are not ratio-checked (tiny text files compress well)
-
-    @classmethod
-    def from_env(cls) -> "ZipLimits":
-        return cls(max_files=int(os.environ.get("FORENSICS_ZIP_MAX_FILES", cls.max_files)),
-                   max_total_bytes=int(os.environ.get("FORENSICS_ZIP_MAX_BYTES", cls.max_total_bytes)))
 
 
 def _safe_name(name: str) -> PurePosixPath | None:
@@ -98,21 +78,16 @@ def extract_zip(zip_path: str | Path, dest: str | Path, limits: ZipLimits | None
     limits = limits or ZipLimits.from_env()
     if dest.exists():
         raise ArchiveError(f"{dest}: already exists")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
-        try:
-            with zipfile.ZipFile(zip_path) as archive:
-                _extract_checked(archive, tmp, limits)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
-            raise ArchiveError(f"not a readable zip ({' '.join(str(exc).split())})") from exc
-        tmp.replace(dest)
+        with atomic_path(dest) as tmp:
+            tmp.mkdir()
+            try:
+                with zipfile.ZipFile(zip_path) as archive:
+                    _extract_checked(archive, tmp, limits)
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
+                raise ArchiveError(f"not a readable zip ({' '.join(str(exc).split())})") from exc
     except ArchiveError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise ArchiveError(f"{zip_path.name}: {exc}") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dest
 
 

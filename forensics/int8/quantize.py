@@ -19,7 +19,6 @@ Both builds then load as detectors (``<name>:onnx``, ``<name>:int8``; see
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -33,13 +32,12 @@ import torch
 from torch import nn
 
 from forensics.catalog import ONNX_BUILDS
-from forensics.detectors.base import Detector, write_json_atomic
-from forensics.errors import DetectorError
+from forensics.core import DetectorError, atomic_path, write_atomic
+from forensics.detectors.base import Detector
+from forensics.detectors.onnx_family import BUILD_NAME, INPUT_NAME, open_session
 
 ONNX_NAME = ONNX_BUILDS["onnx"]
 INT8_NAME = ONNX_BUILDS["int8"]
-BUILD_NAME = "onnx.json"
-INPUT_NAME = "pixel_values"
 MODES = ("auto", "dynamic", "static")
 
 
@@ -87,29 +85,6 @@ def output_names(detector: Detector, attention: bool = True) -> list[str]:
     return names
 
 
-def session_options(threads: int | None = None):
-    """onnxruntime options for sharing a process with torch: no spinning threads (they slow torch
-    down), as many intra-op threads as torch uses."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = int(threads or torch.get_num_threads())
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return options
-
-
-def open_session(path: str | Path, threads: int | None = None):
-    import onnxruntime as ort
-
-    try:
-        return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
-        raise DetectorError(f"{path}: onnxruntime cannot load it ({' '.join(str(exc).split())[:200]})") from exc
-
-
 def export_onnx(detector: Detector, path: str | Path, attention: bool = True, opset: int = 18,
                 check: torch.Tensor | None = None, atol: float = 1e-3) -> dict:
     """Export ``detector`` to a single-file ONNX model at ``path`` (written atomically) and check it
@@ -140,9 +115,8 @@ def export_onnx(detector: Detector, path: str | Path, attention: bool = True, op
         if errors["logits"] > atol:
             raise DetectorError(f"ONNX export of {detector.name} differs from PyTorch by {errors['logits']:.2e} "
                                 f"(tolerance {atol:g})")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(tmp), str(path.with_name(path.name + ".tmp")))
-        os.replace(path.with_name(path.name + ".tmp"), path)
+        with atomic_path(path) as final:
+            shutil.move(str(tmp), str(final))
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     record = {"file": path.name, "exporter": exporter, "opset": opset, "outputs": names,
@@ -285,9 +259,8 @@ def quantize_onnx(src: str | Path, dst: str | Path, mode: str, calibration: np.n
                         os.replace(trial, out)
                     else:
                         low = mid
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(out), str(dst.with_name(dst.name + ".tmp")))
-        os.replace(dst.with_name(dst.name + ".tmp"), dst)
+        with atomic_path(dst) as final:
+            shutil.move(str(out), str(final))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     info = {"file": dst.name, "mode": mode, "per_channel": per_channel, "weights": "int8",
@@ -322,7 +295,7 @@ def build_onnx(detector: Detector, calibration_crops: Sequence[np.ndarray] | Non
                attention: bool = True, out_dir: str | Path | None = None, progress=None) -> dict:
     """``model.onnx`` + ``model_quantized.onnx`` + ``onnx.json`` in the detector's folder (or
     ``out_dir``). The int8 threshold is tuned on ``calibration_crops`` to keep the float
-    model's decisions; :mod:`forensics.audit` measures it on labelled faces."""
+    model's decisions; :mod:`forensics.int8.audit` measures it on labelled faces."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
     folder = Path(out_dir or detector.path)
@@ -349,7 +322,7 @@ def build_onnx(detector: Detector, calibration_crops: Sequence[np.ndarray] | Non
         quantized["threshold_tuned_on"] = f"{len(batch)} calibration faces (agreement with float at {detector.threshold:g})"
         quantized["calibration_agreement"] = float(np.mean((p_int8 >= tuned) == (p_float >= detector.threshold)))
         quantized["calibration_max_abs_delta"] = float(np.abs(p_int8 - p_float).max())
-    write_json_atomic(folder / BUILD_NAME, record)
+    write_atomic(folder / BUILD_NAME, record)
     step(1.0, "done")
     return record
 
@@ -358,13 +331,3 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
-
-
-def read_build(folder: str | Path) -> dict:
-    path = Path(folder) / BUILD_NAME
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DetectorError(f"{path}: not valid JSON ({exc})") from exc

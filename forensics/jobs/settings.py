@@ -9,13 +9,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from forensics import catalog
-from forensics.errors import JobError
+from forensics.core import JobError
 
 KINDS = ("train", "finetune", "distill", "evaluate", "federated")
 TRAINING_KINDS = ("train", "finetune", "distill", "federated")
-# The architectures `python -m training train --model` builds (training.models.ARCHITECTURES; a test
-# keeps the two in step without importing torch here).
-MODEL_CHOICES = ("hybrid", "mobilenetv2", "patch", "patch-mnv2", "patch-tiny", "vit-tiny")
+# The architectures `python -m training train --model` builds: name -> (timm architecture, model_args).
+ARCHITECTURES = {
+    "hybrid": ("forensics_hybrid_mnv2_vit", dict(img_size=224, embed_dim=192, depth=4, num_heads=3)),
+    "mobilenetv2": ("mobilenetv2_100", {}),
+    "patch": ("forensics_patch_cnn", {}),
+    "patch-mnv2": ("forensics_patch_mnv2", {}),
+    "patch-tiny": ("forensics_patch_cnn_tiny", {}),
+    "vit-tiny": ("vit_tiny_patch16_224", dict(img_size=224)),
+}
+MODEL_CHOICES = tuple(ARCHITECTURES)
 LABEL_ORDERS = (("real", "fake"), ("fake", "real"))
 
 
@@ -148,8 +155,6 @@ def resolve_detector_folder(name: str | None) -> Path:
 def model_choice_for(folder: Path) -> str:
     """Which ``--model`` rebuilds a detector's architecture, so fine-tuning starts from all its
     weights (the training CLI loads every tensor whose name and shape match)."""
-    from training.models import ARCHITECTURES
-
     config = catalog.read_config(folder)
     arch = config.get("architecture")
     for choice, (known, args) in ARCHITECTURES.items():

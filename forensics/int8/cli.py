@@ -1,13 +1,14 @@
 """``python -m forensics quantize`` and ``python -m forensics audit``: ONNX float/int8 builds of a
-detector and the float-vs-int8 audit (:mod:`forensics.quantize`, :mod:`forensics.audit`)."""
+detector and the float-vs-int8 audit (:mod:`forensics.int8.quantize`, :mod:`forensics.int8.audit`)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
-from forensics.errors import ForensicsError
+from forensics.core import ForensicsError, write_atomic
 
 COMMANDS = ("quantize", "audit")
 DEFAULT_DATA = "../shared/data/labels.csv"
@@ -27,7 +28,7 @@ def add_parsers(sub) -> None:
     q.add_argument("--cache", default=DEFAULT_CACHE, help="face-crop cache of the training data")
     q.add_argument("--limit", type=int, default=256, help="calibration faces (default 256)")
     q.add_argument("--no-attention", action="store_true", help="export without attention outputs (no attention maps)")
-    q.add_argument("--allow-untrained", action="store_true", help=argparse_suppress())
+    q.add_argument("--allow-untrained", action="store_true", help=argparse.SUPPRESS)
 
     a = sub.add_parser("audit", help="float vs int8: agreement, AUC, size, load time and latency, side by side")
     a.add_argument("--detector", required=True, help="bundled name or model folder with an int8 build")
@@ -45,12 +46,6 @@ def add_parsers(sub) -> None:
     a.add_argument("--no-maps", action="store_true", help="skip the maps of the faces where the models disagree")
     a.add_argument("--bundle", action="store_true", help="also keep audit.json in the detector's folder (the app shows it)")
     a.add_argument("--json", action="store_true", help="print the audit as JSON")
-
-
-def argparse_suppress():
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 def _bar():
@@ -77,9 +72,9 @@ def run(args) -> int:
 
 
 def cmd_quantize(args) -> int:
-    from forensics.audit import faces_from_files
+    from forensics.int8.audit import faces_from_files, faces_from_record
     from forensics.detectors import load_detector
-    from forensics.quantize import build_onnx, choose_mode
+    from forensics.int8.quantize import build_onnx, choose_mode
 
     detector = load_detector(args.detector, allow_untrained=args.allow_untrained, cache=False)
     folder = Path(detector.path)
@@ -88,9 +83,7 @@ def cmd_quantize(args) -> int:
         crops = faces_from_files(args.calibration, detector.input_size, detector.info.face_margin, args.limit,
                                  framing=detector.info.face_framing).crops
     elif _record_available(folder, args.data):
-        from training.evaluate import training_items
-
-        crops = [im for im, _, _ in training_items(folder, args.data, args.cache, args.limit)]
+        crops = faces_from_record(folder, args.data, args.cache, args.limit, split="training").crops
     mode = choose_mode(detector) if args.mode == "auto" else args.mode
     if mode == "static" and not crops:
         raise ForensicsError("static int8 needs calibration faces: pass --calibration (a folder or labels.csv)")
@@ -115,7 +108,7 @@ def cmd_quantize(args) -> int:
 def cmd_audit(args) -> int:
     import shutil
 
-    from forensics.audit import Tolerance, faces_from_files, faces_from_record, run_audit, verdict_line
+    from forensics.int8.audit import Tolerance, faces_from_files, faces_from_record, run_audit, verdict_line
     from forensics.detectors import resolve_model_folder
     from forensics.catalog import split_variant
 
@@ -140,18 +133,16 @@ def cmd_audit(args) -> int:
     finally:
         bar.close()
     if args.bundle:  # the JSON and the disagreement images; the app draws the rest from them
-        from forensics.detectors.base import write_json_atomic
-
         kept = folder / "audit"
         kept.mkdir(exist_ok=True)
         for entry in audit["disagreements"]:
             if "image" in entry:
                 shutil.copy(out / entry["image"], kept / entry["image"])
-        write_json_atomic(kept / "audit.json", audit)
+        write_atomic(kept / "audit.json", audit)
     if args.json:
         print(json.dumps({k: v for k, v in audit.items() if k != "scores"}, indent=2))
     else:
-        from forensics.audit import summary_rows
+        from forensics.int8.audit import summary_rows
 
         for row in summary_rows(audit):
             print(f"{row[0]:<38}" + "".join(f"{c:>28}" for c in row[1:]))

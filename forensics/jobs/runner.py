@@ -1,4 +1,4 @@
-"""``python -m forensics.job_runner ID``: the process that runs one job and reports on it.
+"""``python -m forensics.jobs.runner ID``: the process that runs one job and reports on it.
 
 Started by ``JobStore.dispatch`` as the leader of a new process group, it runs the job's
 ``python -m training`` command with capped threads and a lower CPU priority, its output appended to
@@ -20,9 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-from forensics.job_logs import last_error_line
-from forensics.jobs import ROOT, TRAINING_KINDS, Job, JobStore, publish_name
-from forensics.processes import job_env, process_start_token
+from forensics.core import write_atomic
+from forensics.jobs.logs import last_error_line
+from forensics.jobs.store import ROOT, TRAINING_KINDS, Job, JobStore, publish_name
+from forensics.jobs.processes import job_env, process_start_token
 
 NICE = int(os.environ.get("FORENSICS_JOB_NICE", "10"))
 
@@ -92,10 +93,8 @@ def publish_model(store: JobStore, job: Job) -> Path:
         record = json.loads(record_path.read_text())
         record["command"] = shlex.join(["python", *job.command[1:]])
         record["job"] = {"id": job.id, "kind": job.kind, "attempts": job.attempts}
-        tmp = record_path.with_name(record_path.name + ".tmp")
-        tmp.write_text(json.dumps(record, indent=2, default=str))
-        tmp.replace(record_path)
-        from training.card import write_card
+        write_atomic(record_path, record)
+        from forensics.detectors.card import write_card
 
         measured = source / "metrics.json"  # a federated run measures its model before it is published
         write_card(source, json.loads(measured.read_text()) if measured.is_file() else None)
@@ -126,7 +125,7 @@ def _shown(command: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or not args[0].isdigit():
-        print("usage: python -m forensics.job_runner JOB_ID", file=sys.stderr)
+        print("usage: python -m forensics.jobs.runner JOB_ID", file=sys.stderr)
         return 2
     return run(int(args[0]))
 

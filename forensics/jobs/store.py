@@ -4,7 +4,7 @@ subprocesses, never in the web server's process, with their state in an embedded
 Why this shape:
 
 - **A process per job, supervised by a process of its own.** ``dispatch`` starts
-  ``python -m forensics.job_runner ID`` in a new session (its own process group); that supervisor
+  ``python -m forensics.jobs.runner ID`` in a new session (its own process group); that supervisor
   runs the training command with a thread cap and a lower priority, waits, publishes the model and
   records the outcome. The app (or the CLI) only starts supervisors, so jobs run on when the app is
   restarted, and the CLI and the app share them through the database.
@@ -16,8 +16,8 @@ Why this shape:
   first. Jobs on the same data share its face-crop cache, so they never run side by side.
 - **Cancel really stops**: the supervisor's whole process group gets SIGTERM, then SIGKILL.
 
-Settings and commands live in ``job_settings``, process handling in ``processes``, log reading
-in ``job_logs``; the supervisor is ``job_runner``. Layout under ``$FORENSICS_HOME``: ``jobs.db``; ``jobs/<id>/`` (the run folder: ``job.log``,
+Settings and commands live in ``settings``, process handling in ``processes``, log reading
+in ``logs``; the supervisor is ``runner``. Layout under ``$FORENSICS_HOME``: ``jobs.db``; ``jobs/<id>/`` (the run folder: ``job.log``,
 checkpoint, history, metrics); ``models/<name>/`` (published models, a detector root of the
 catalog); ``cache/<data hash>/`` (face crops); ``uploads/`` (unpacked dataset zips).
 """
@@ -40,12 +40,9 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from forensics import catalog
-from forensics.errors import JobError
-from forensics.job_logs import clean_log, last_progress_bar, tail
-from forensics.job_settings import (  # noqa: F401  (re-exported: the jobs API in one place)
-    KINDS,
-    LABEL_ORDERS,
-    MODEL_CHOICES,
+from forensics.core import JobError
+from forensics.jobs.logs import clean_log, last_progress_bar, tail
+from forensics.jobs.settings import (
     TRAINING_KINDS,
     JobSettings,
     check_finetune_size,
@@ -55,7 +52,7 @@ from forensics.job_settings import (  # noqa: F401  (re-exported: the jobs API i
     resolve_detector_folder,
     validate,
 )
-from forensics.processes import (  # noqa: F401  (re-exported)
+from forensics.jobs.processes import (
     max_jobs,
     stop_orphan,
     process_alive,
@@ -63,10 +60,7 @@ from forensics.processes import (  # noqa: F401  (re-exported)
     stop_process_group,
 )
 
-__all__ = ["KINDS", "LABEL_ORDERS", "MODEL_CHOICES", "STATUSES", "TRAINING_KINDS", "Job", "JobSettings", "JobStore",
-           "build_command", "process_alive", "process_start_token", "publish_name", "validate"]
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STATUSES = ("queued", "running", "finished", "failed", "cancelled")
 STARTING_GRACE_S = 120.0  # a job set running whose supervisor has not reported yet, and is not stale
 SCHEMA_VERSION = 1
@@ -210,10 +204,10 @@ class JobStore:
         return self.home / "jobs" / str(job_id)
 
     def unpack_dataset(self, zip_path: str | Path) -> Path:
-        """Unpack an uploaded dataset zip safely (``forensics.archive``) into ``uploads/<sha256>``
+        """Unpack an uploaded dataset zip safely (``forensics.jobs.archives``) into ``uploads/<sha256>``
         and return its dataset root; the same zip uploaded again is unpacked once and keeps its
         face-crop cache."""
-        from forensics.archive import dataset_root, extract_zip
+        from forensics.jobs.archives import dataset_root, extract_zip
 
         digest = hashlib.sha256()
         with open(zip_path, "rb") as handle:
@@ -376,7 +370,7 @@ class JobStore:
         Path(job.log_path).parent.mkdir(parents=True, exist_ok=True)
         try:
             with open(job.log_path, "ab") as log:
-                proc = subprocess.Popen([sys.executable, "-m", "forensics.job_runner", str(job_id)], cwd=ROOT,
+                proc = subprocess.Popen([sys.executable, "-m", "forensics.jobs.runner", str(job_id)], cwd=ROOT,
                                         env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         except OSError as exc:

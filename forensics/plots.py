@@ -6,7 +6,8 @@ from collections import defaultdict
 
 import plotly.graph_objects as go
 
-from forensics.analysis import AnalysisResult
+from forensics.compare import rows, units
+from forensics.results import AnalysisResult
 
 
 def timeline_figure(result: AnalysisResult) -> go.Figure:
@@ -92,8 +93,6 @@ def federated_rounds_figure(rounds: list[dict]) -> go.Figure:
 def comparison_figure(comparison) -> go.Figure:
     """P(fake) per face (per person in a video) per detector as grouped bars, each detector's own
     threshold as a short dashed tick over its bar; hover shows the exact score."""
-    from forensics.compare import rows, units
-
     table = rows(comparison)
     order = units(comparison)
     fig = go.Figure()

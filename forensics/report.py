@@ -35,6 +35,7 @@ from PIL import Image
 import forensics
 from forensics.analysis import AnalysisResult, FaceResult
 from forensics.overlay import downscale, overlay
+from forensics.render.frames import annotated
 
 TOOL = "Deepfake Forensics Studio"
 MAX_REPORT_FACES = 24  # faces shown with crops and maps; the table lists every face
@@ -382,8 +383,6 @@ def _method_title(method: str) -> str:
 
 def _annotated_section(result: AnalysisResult) -> str:
     """The image (for videos: the most suspicious sampled frame) with faces boxed and scored."""
-    from forensics.service import annotated
-
     canvas = annotated(result)
     if canvas is None:
         return ""

@@ -6,8 +6,9 @@ from __future__ import annotations
 import gradio as gr
 import pytest
 
-from forensics import access, jobs_ui
+from forensics import access
 from forensics.errors import AccessError
+from ui import train as jobs_ui
 
 
 @pytest.fixture

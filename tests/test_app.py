@@ -53,9 +53,14 @@ def server(zoo, tmp_path_factory):
 @pytest.fixture(scope="module")
 def app_module(zoo):
     os.environ["FORENSICS_DETECTORS"] = str(zoo)
-    import app
+    from types import SimpleNamespace
 
-    return app
+    from ui import compare, image, media, present, video
+
+    return SimpleNamespace(analyze_image=image.analyze_image, analyze_video=video.analyze_video, pick_row=video.pick_row,
+                           update_maps=media.update_maps, on_detector_change=media.on_detector_change,
+                           compare_detectors=compare.compare_detectors, show_compared_face=compare.show_compared_face,
+                           present=present)
 
 
 def answered(handler, *args, **kwargs) -> list:
@@ -75,7 +80,7 @@ def test_image_handler_gives_verdict_boxes_maps_and_reports(app_module):
     assert faces.value == max(range(2), key=lambda i: session.result.faces[i].fake_probability)  # worst first
     assert len(maps) == 5 and all(m.value is not None for m in maps[:4])
     assert maps[4].visible is False  # no patch-score map for a ViT
-    panel = app_module.service.face_panel(session.result, faces.value)
+    panel = app_module.present.face_panel(session.result, faces.value)
     assert [image.shape for image, _ in panel[:4]] == [(256, 256, 3)] * 4  # 64 px crops, shown at 256 px
     assert panel[4][0] is None and "not available" in panel[4][1]
     assert [m.label.split(" (")[0] for m in maps[:4]] == ["Last-layer attention", "Attention rollout", "Grad-CAM",

@@ -51,7 +51,7 @@ def int8_server(int8_zoo, tmp_path_factory):
 
 
 def test_stored_audit_is_shown_side_by_side(int8_zoo, monkeypatch):
-    from forensics import int8_ui
+    from ui import int8 as int8_ui
 
     monkeypatch.setenv("FORENSICS_DETECTORS", str(int8_zoo))
     assert "q8-patch" in int8_ui.int8_detectors()
@@ -74,7 +74,7 @@ def test_bundled_audit_shows_no_server_paths_and_a_readable_disagreement_grid(tm
     import numpy as np
     from PIL import Image
 
-    from forensics import int8_ui
+    from ui import int8 as int8_ui
 
     bundled = Path(__file__).resolve().parents[1] / "assets" / "detectors" / "default"
     verdict, *_ = int8_ui.show_stored_audit("default")

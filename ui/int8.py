@@ -1,11 +1,12 @@
-"""The "Float vs int8" tab's handlers: a detector's stored audit, the same image through the
-float and the int8 model side by side, and an audit on an uploaded zip of labelled images.
+"""The "Float vs int8" tab: a detector's stored audit, the same image through the float and the
+int8 model side by side, and an audit on an uploaded zip of labelled images.
 
-Only wiring for app.py: the measuring is :mod:`forensics.audit`, the builds :mod:`forensics.quantize`.
+The measuring is :mod:`forensics.audit`, the builds :mod:`forensics.quantize`.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -14,6 +15,8 @@ import gradio as gr
 
 from forensics import catalog, settings
 from forensics.errors import ForensicsError
+from ui.common import engine, fail, progress_of
+from ui.present import face_panel
 
 AUDIT_FACE_LIMIT = 240  # an audit from the browser is kept short; the CLI has no limit
 TABLE_HEADERS = ["measure", "PyTorch float", "ONNX float", "ONNX int8"]
@@ -28,13 +31,7 @@ shows attention, rollout and patch maps but no Grad-CAM. Builds are made with
 def _no_paths(text: str) -> str:
     """Text without the server's absolute paths: each one shortened to its last part (a model
     folder's name), which is all a visitor needs and all the server should disclose."""
-    import re
-
     return re.sub(r"(?<![\w.])/(?:[^\s/]+/)*([^\s/]+)", r"\1", str(text))
-
-
-def _fail(exc: Exception):
-    raise gr.Error(str(exc), print_exception=False) from None
 
 
 def int8_detectors() -> list[str]:
@@ -94,19 +91,17 @@ def show_stored_audit(detector: str | None):
 def compare_image(path, detector, alpha=0.5, progress=gr.Progress()):
     """One image through the float and the int8 model: each face's P(fake), and the maps of the
     most suspicious face from both."""
-    from forensics import service
-
     if not path:
-        _fail(ForensicsError("no file was uploaded"))
+        fail("no file was uploaded")
     if not detector:
-        _fail(ForensicsError("choose a detector with an int8 build"))
+        fail("choose a detector with an int8 build")
     try:
         progress(0.1, desc="float model")
-        float_session = service.analyze(path, detector, list(catalog.METHODS + catalog.EXTRA_METHODS), 1)
+        float_session = engine.analyze(path, detector, list(catalog.METHODS + catalog.EXTRA_METHODS), 1)
         progress(0.55, desc="int8 model")
-        int8_session = service.analyze(path, f"{detector}:int8", list(catalog.METHODS + catalog.EXTRA_METHODS), 1)
+        int8_session = engine.analyze(path, f"{detector}:int8", list(catalog.METHODS + catalog.EXTRA_METHODS), 1)
     except ForensicsError as exc:
-        _fail(exc)
+        fail(exc)
     a, b = float_session.result, int8_session.result
     lines = ["| face | float P(fake) | int8 P(fake) | Δ | decisions |", "|---|---|---|---|---|"]
     for i, (fa, fb) in enumerate(zip(a.faces, b.faces)):
@@ -118,7 +113,7 @@ def compare_image(path, detector, alpha=0.5, progress=gr.Progress()):
     top = max(range(len(a.faces)), key=lambda i: a.faces[i].fake_probability) if a.faces else None
     galleries = []
     for result in (a, b):
-        panel = service.face_panel(result, top, alpha) if top is not None else []
+        panel = face_panel(result, top, alpha) if top is not None else []
         galleries.append([(image, caption) for image, caption in panel if image is not None])
     return ["\n".join(lines), *galleries]
 
@@ -131,21 +126,21 @@ def run_uploaded_audit(upload, detector, min_agreement=0.99, max_auc_delta=0.01,
     from forensics.detectors import load_detector
 
     if not upload:
-        _fail(ForensicsError("upload a zip of labelled images (real/ and fake/ subfolders)"))
+        fail("upload a zip of labelled images (real/ and fake/ subfolders)")
     if not detector:
-        _fail(ForensicsError("choose a detector with an int8 build"))
+        fail("choose a detector with an int8 build")
     work = Path(tempfile.mkdtemp(prefix="audit-"))
     try:
         detector = settings.allowed_detector(detector)  # public mode: registered detectors only
         data = dataset_root(extract_zip(upload, work / "data"))
         det = load_detector(detector)
         faces = faces_from_files(data, det.input_size, det.info.face_margin, AUDIT_FACE_LIMIT,
-                                 progress=lambda f, t: progress(f, desc=t), framing=det.info.face_framing)
+                                 progress=progress_of(progress), framing=det.info.face_framing)
         out = Path(tempfile.mkdtemp(prefix="audit-out-"))
         audit = run_audit(detector, faces, Tolerance(float(min_agreement), float(max_auc_delta)), out, repeats=10,
-                          progress=lambda f, t: progress(f, desc=t))
+                          progress=progress_of(progress))
     except ForensicsError as exc:
-        _fail(exc)
+        fail(exc)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     outputs = _audit_outputs(audit, out)
@@ -157,8 +152,8 @@ def clear_comparison(_detector=None) -> list:
     return ["", [], [], None]
 
 
-def build_tab() -> dict:
-    """The tab's components (app.py wires them)."""
+def build(demo: gr.Blocks) -> dict:
+    """Lay out and wire the tab (its stored audit shows when ``demo`` loads); returns its components."""
     c = {}
     gr.Markdown(INTRO)
     choices = int8_detectors()
@@ -190,10 +185,6 @@ def build_tab() -> dict:
         with gr.Row():
             c["float_maps"] = gr.Gallery(label="Float model (PyTorch)", columns=3, height=300, object_fit="contain")
             c["int8_maps"] = gr.Gallery(label="int8 model (ONNX Runtime)", columns=3, height=300, object_fit="contain")
-    return c
-
-
-def wire(c: dict, demo: gr.Blocks) -> None:
     shown = [c["verdict"], c["table"], c["scatter"], c["latency"], c["gallery"]]
     c["refresh"].click(show_stored_audit, [c["detector"]], shown, api_visibility="private")
     c["detector"].change(show_stored_audit, [c["detector"]], shown, api_visibility="private")
@@ -205,3 +196,4 @@ def wire(c: dict, demo: gr.Blocks) -> None:
                        api_name="compare_int8")
     c["run_audit"].click(run_uploaded_audit, [c["zip"], c["detector"], c["min_agreement"], c["max_auc_delta"]],
                          [*shown, c["files"]], api_name="audit_int8")
+    return c

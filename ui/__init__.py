@@ -21,15 +21,15 @@ def build_demo() -> gr.Blocks:
         if not list(catalog.available_detectors()):
             gr.Markdown("> No trained detector is bundled yet: type a model folder or a Hub id into the detector box.")
         with gr.Tab("Image"):
-            im = image.build()
+            im = image.ImageTab()
         with gr.Tab("Video"):
-            vi = video.build()
+            vi = video.VideoTab()
         with gr.Tab("Compare detectors"):
-            compare.build()
+            compare.CompareTab()
         with gr.Tab("Float vs int8"):
             int8.build(demo)
         with gr.Tab("Train"):
-            train.build([im["detector"], vi["detector"]])
+            train.build([im.detector, vi.detector])
         with gr.Tab("About"):
             about.build()
     return demo

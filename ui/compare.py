@@ -59,53 +59,54 @@ def compare_maps(comparison, unit: str | None, alpha: float = 0.5) -> list[tuple
             for image, caption in face_panel(run.result, index, alpha) if image is not None]
 
 
-def compare_detectors(media, detectors=None, methods=("gradcam",), frames=16, alpha=0.5, progress=gr.Progress()):
-    """Several detectors on one image or video: a row per face (per person in a video) per detector,
-    their agreement, a chart, and the maps of the most suspicious face from each detector."""
-    chosen = [detectors] if isinstance(detectors, str) else list(detectors or [])
-    try:
-        comparison = engine.compare(media, chosen, list(methods or []), int(frames), progress_of(progress))
-    except ForensicsError as exc:
-        fail(exc)
-    ranked = sorted(comparing.rows(comparison), key=lambda r: -r.fake_probability)
-    first = ranked[0].unit if ranked else None
-    return [summary(comparison), table(comparison), comparison_figure(comparison),
-            gr.Dropdown(choices=comparing.units(comparison), value=first), compare_maps(comparison, first, alpha),
-            comparison]
+class CompareTab:
+    """Detectors side by side on one file: what a presenter shows stakeholders."""
 
+    def __init__(self):
+        gr.Markdown("Run several detectors on one image or video. Faces are found once and numbered the same for "
+                    "every detector (people, in a video); each detector is judged at its own threshold.")
+        with gr.Row():
+            with gr.Column(scale=2):
+                self.media = gr.File(label="Image or video", type="filepath",
+                                     file_types=sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))
+                offered = offered_detectors()
+                self.detectors = gr.Dropdown(offered, value=[v for _, v in offered[:2]], multiselect=True,
+                                             allow_custom_value=True,
+                                             label="Detectors (names, :onnx/:int8 builds, model folders or Hub ids)")
+                self.methods = gr.CheckboxGroup(list(METHODS), value=["gradcam"], label="Maps of each detector")
+                self.frames = gr.Slider(1, 64, value=16, step=1, label="Frames sampled (videos, animations)")
+                self.alpha = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")
+                self.run = gr.Button("Compare detectors", variant="primary")
+            with gr.Column(scale=3):
+                self.summary = gr.Markdown()
+                self.table = gr.Dataframe(headers=HEADERS, label="P(fake) per face per detector", interactive=False,
+                                          max_height=320)
+                self.chart = gr.Plot(label="P(fake) per detector")
+                self.unit = gr.Dropdown(label="Maps of", choices=[], interactive=True)
+                self.maps = gr.Gallery(label="Maps of the selected face, detector by detector (click to enlarge)",
+                                       columns=4, height="auto", object_fit="contain")
+        self.state = gr.State(time_to_live=3600)
+        self.run.click(self.compare_detectors, [self.media, self.detectors, self.methods, self.frames, self.alpha],
+                       [self.summary, self.table, self.chart, self.unit, self.maps, self.state],
+                       api_name="compare_detectors", show_progress_on=[self.summary])
+        self.unit.change(self.show_compared_face, [self.state, self.unit, self.alpha], self.maps,
+                         api_visibility="private")
 
-def show_compared_face(comparison, unit, alpha=0.5):
-    return [] if comparison is None else compare_maps(comparison, unit, alpha)
+    def compare_detectors(self, media, detectors=None, methods=("gradcam",), frames=16, alpha=0.5,
+                          progress=gr.Progress()):
+        """Several detectors on one image or video: a row per face (per person in a video) per detector,
+        their agreement, a chart, and the maps of the most suspicious face from each detector."""
+        chosen = [detectors] if isinstance(detectors, str) else list(detectors or [])
+        try:
+            comparison = engine.compare(media, chosen, list(methods or []), int(frames), progress_of(progress))
+        except ForensicsError as exc:
+            fail(exc)
+        ranked = sorted(comparing.rows(comparison), key=lambda r: -r.fake_probability)
+        first = ranked[0].unit if ranked else None
+        return {self.summary: summary(comparison), self.table: table(comparison),
+                self.chart: comparison_figure(comparison),
+                self.unit: gr.Dropdown(choices=comparing.units(comparison), value=first),
+                self.maps: compare_maps(comparison, first, alpha), self.state: comparison}
 
-
-def build() -> dict:
-    """Lay out and wire the tab; returns its components."""
-    c = {}
-    gr.Markdown("Run several detectors on one image or video. Faces are found once and numbered the same for "
-                "every detector (people, in a video); each detector is judged at its own threshold.")
-    with gr.Row():
-        with gr.Column(scale=2):
-            c["media"] = gr.File(label="Image or video", type="filepath",
-                                 file_types=sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))
-            offered = offered_detectors()
-            c["detectors"] = gr.Dropdown(offered, value=[v for _, v in offered[:2]], multiselect=True,
-                                         allow_custom_value=True,
-                                         label="Detectors (names, :onnx/:int8 builds, model folders or Hub ids)")
-            c["methods"] = gr.CheckboxGroup(list(METHODS), value=["gradcam"], label="Maps of each detector")
-            c["frames"] = gr.Slider(1, 64, value=16, step=1, label="Frames sampled (videos, animations)")
-            c["alpha"] = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")
-            c["run"] = gr.Button("Compare detectors", variant="primary")
-        with gr.Column(scale=3):
-            c["summary"] = gr.Markdown()
-            c["table"] = gr.Dataframe(headers=HEADERS, label="P(fake) per face per detector", interactive=False,
-                                      max_height=320)
-            c["chart"] = gr.Plot(label="P(fake) per detector")
-            c["unit"] = gr.Dropdown(label="Maps of", choices=[], interactive=True)
-            c["maps"] = gr.Gallery(label="Maps of the selected face, detector by detector (click to enlarge)",
-                                   columns=4, height="auto", object_fit="contain")
-    c["state"] = gr.State(time_to_live=3600)
-    c["run"].click(compare_detectors, [c["media"], c["detectors"], c["methods"], c["frames"], c["alpha"]],
-                   [c["summary"], c["table"], c["chart"], c["unit"], c["maps"], c["state"]],
-                   api_name="compare_detectors", show_progress_on=[c["summary"]])
-    c["unit"].change(show_compared_face, [c["state"], c["unit"], c["alpha"]], c["maps"], api_visibility="private")
-    return c
+    def show_compared_face(self, comparison, unit, alpha=0.5):
+        return {self.maps: [] if comparison is None else compare_maps(comparison, unit, alpha)}

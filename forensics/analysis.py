@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import re
 import sys
 import time
 import traceback
@@ -33,14 +32,12 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from PIL import Image
 
 from forensics.detectors.base import Detector
 from forensics.errors import ForensicsError
 from forensics.explain import METHODS, ExplainOptions, explain
 from forensics.explain.faithfulness import FaithfulnessOptions, most_faithful, score_face
-from forensics.overlay import OverlayStyle, overlay, paste_overlay
-from forensics.results import AnalysisResult, FaceResult, TrackSummary, face_number
+from forensics.results import AnalysisResult, Explanations, FaceResult, MediaInfo, TrackSummary, face_number
 from forensics.faces import FaceCrop, FaceDetector, crop_faces, track_faces, whole_image_crop
 from forensics.media import (DEFAULT_LIMITS, MediaLimits, VideoFrames, is_animated, load_animation, load_image,
                             load_video, media_kind)
@@ -125,7 +122,6 @@ class Analyzer:
         fallback_whole_image: bool = False,
         max_explained: int = 64,
         batch_size: int = 4,  # faces per explanation pass: 8 costs ~250 MB more (ViT-S) for no speed-up
-        style: OverlayStyle | None = None,
         faithfulness: FaithfulnessOptions | None = None,
     ):
         self.detector = detector
@@ -137,7 +133,6 @@ class Analyzer:
         self.fallback_whole_image = fallback_whole_image
         self.max_explained = max_explained
         self.batch_size = batch_size
-        self.style = style or OverlayStyle()
         self.faithfulness = faithfulness  # None: maps are not scored (deletion/insertion cost ~70 images a face)
 
     # -- entry points -------------------------------------------------------------------------
@@ -145,11 +140,11 @@ class Analyzer:
         self,
         source: str | Path | bytes,
         name: str | None = None,
-        out_dir: str | Path | None = None,
         progress: Progress | None = None,
     ) -> AnalysisResult:
         """Analyse one file (or its bytes with a ``name``). Never raises for a bad input: the
-        result's ``error`` holds a one-line message instead."""
+        result's ``error`` holds a one-line message instead. Writes nothing: ``forensics.render``
+        draws and writes the maps and reports."""
         label = name or (Path(source).name if not isinstance(source, bytes) else "upload")
         result = AnalysisResult(input=name or (label if isinstance(source, bytes) else str(source)), kind=None,
                                 detector=self.detector.name, detector_version=self.detector.info.version)
@@ -164,23 +159,17 @@ class Analyzer:
                     kind = result.kind = "video"  # an animated GIF or WebP is a short video
                     video = load_animation(source, frames=self.frames, fps=self.fps, name=label, limits=self.limits)
                     frames, timestamps, indices = video.frames, video.timestamps, video.indices
-                    result.media = {**_video_media(video), "animated_image": True}
+                    result.media = _video_media(video, animated=True)
                 elif kind == "image":
                     image = load_image(source, name=label, limits=self.limits)
                     frames, timestamps, indices = [image], [None], [0]
-                    result.media = {"width": int(image.shape[1]), "height": int(image.shape[0])}
+                    result.media = MediaInfo(width=int(image.shape[1]), height=int(image.shape[0]))
                 else:
                     video = load_video(source, frames=self.frames, fps=self.fps, name=label, limits=self.limits)
                     frames, timestamps, indices = video.frames, video.timestamps, video.indices
                     result.media = _video_media(video)
-            if not isinstance(source, bytes):
-                result.media["sha256"] = _sha256(Path(source))
-            else:
-                result.media["sha256"] = hashlib.sha256(source).hexdigest()
+            result.media.sha256 = hashlib.sha256(source).hexdigest() if isinstance(source, bytes) else _sha256(Path(source))
             self._run(result, frames, timestamps, indices, step, progress)
-            if out_dir is not None and self.methods:
-                with step("explain"):
-                    save_maps(result, out_dir, self.style)
         except ForensicsError as exc:
             result.error = str(exc)
         except Exception as exc:  # keep going: one broken input must not stop the others
@@ -190,16 +179,6 @@ class Analyzer:
         if result.error:
             result.fake_probability, result.label = None, None
         _report(progress, 1.0, "done")
-        return result
-
-    def analyze_image(self, image: np.ndarray, name: str = "image") -> AnalysisResult:
-        """Analyse an already decoded RGB image (the app's path)."""
-        result = AnalysisResult(input=name, kind="image", detector=self.detector.name,
-                                detector_version=self.detector.info.version,
-                                media={"width": int(image.shape[1]), "height": int(image.shape[0])})
-        start = time.perf_counter()
-        self._run(result, [image], [None], [0], _Stopwatch(result.timings_ms), None)
-        result.timings_ms["total"] = (time.perf_counter() - start) * 1000.0
         return result
 
     # -- the pipeline ---------------------------------------------------------------------------
@@ -255,27 +234,28 @@ class Analyzer:
         if not result.faces[0].fallback:
             result.label = "fake" if result.fake_probability >= det.threshold else "real"
         if self.methods:
-            with step("explain"):
-                self.explain_faces(result, progress)
+            self.explain_faces(result, progress)
 
     def explain_faces(self, result: AnalysisResult, progress: Progress | None = None) -> None:
         """(Re)compute the maps of an analysed result's faces with this analyzer's methods, target
-        and options; faces are neither detected nor classified again (the app's controls use it)."""
+        and options; faces are neither detected nor classified again (the app's controls use it).
+        ``timings_ms``: ``explain`` is the explanation passes alone, ``faithfulness`` their scoring."""
         faces = result.faces
         chosen = sorted(range(len(faces)), key=lambda i: -faces[i].fake_probability)[: self.max_explained]
-        result.explanations = {"explained_faces": len(chosen)}
         skipped: dict[str, str] = {}
         for face in faces:
             face.heatmaps, face.maps, face.explained_class = {}, {}, None
             face.faithfulness, face.most_faithful = {}, None
-        scoring_ms = 0.0
+        explain_ms = scoring_ms = 0.0
         for start in range(0, len(chosen), self.batch_size):
             part = sorted(chosen)[start : start + self.batch_size]
             doing = "explaining and scoring the maps of" if self.faithfulness is not None else "explaining"
             _report(progress, 0.5 + 0.45 * start / max(len(chosen), 1),
                     f"{doing} faces {start + 1}-{start + len(part)}")
+            started = time.perf_counter()
             batch = self.detector.preprocess([faces[i].crop for i in part])
             explanation = explain(self.detector, batch, self.methods, self.target, self.options)
+            explain_ms += (time.perf_counter() - started) * 1000.0
             skipped.update(explanation.skipped)
             for j, i in enumerate(part):
                 faces[i].heatmaps = {m: maps[j] for m, maps in explanation.maps.items()}
@@ -287,79 +267,31 @@ class Analyzer:
                                         options).to_dict()
                     faces[i].faithfulness, faces[i].most_faithful = scores, most_faithful(scores)
                     scoring_ms += (time.perf_counter() - started) * 1000.0
-        result.explanations.update(
-            {
-                "methods": [m for m in self.methods if m not in skipped],
-                "skipped": skipped,
-                "target": "fake" if self.target is None else self.target,
-                "head_fusion": self.options.head_fusion,
-                "discard_ratio": self.options.discard_ratio,
-                # Without gradients (ONNX builds) attention maps are class-agnostic whatever was asked.
-                "class_weighted": self.options.class_weighted and getattr(self.detector, "differentiable", True),
-            }
+        result.explanations = Explanations(
+            explained_faces=len(chosen),
+            methods=[m for m in self.methods if m not in skipped],
+            skipped=skipped,
+            target="fake" if self.target is None else self.target,
+            head_fusion=self.options.head_fusion,
+            discard_ratio=self.options.discard_ratio,
+            # Without gradients (ONNX builds) attention maps are class-agnostic whatever was asked.
+            class_weighted=self.options.class_weighted and getattr(self.detector, "differentiable", True),
+            note=f"explained the {len(chosen)} most suspicious of {len(faces)} faces" if len(chosen) < len(faces) else None,
         )
+        result.timings_ms["explain"] = explain_ms
         if self.faithfulness is not None:
-            result.explanations["faithfulness"] = {
+            result.explanations.faithfulness = {
                 "metric": "deletion/insertion AUC (RISE) of P(explained class); removed pixels are blurred",
                 "steps": self.faithfulness.steps, "baseline": "random map on the patch grid, same face",
                 "better": "lower deletion, higher insertion"}
             result.timings_ms["faithfulness"] = scoring_ms
-        if len(chosen) < len(faces):
-            result.explanations["note"] = f"explained the {len(chosen)} most suspicious of {len(faces)} faces"
 
 
-def save_maps(result: AnalysisResult, out_dir: str | Path, style: OverlayStyle | None = None) -> None:
-    """Write each face's overlays (and, for images, the full-image overlays) as PNGs under ``out_dir``.
-
-    Paths go into ``FaceResult.maps`` and ``AnalysisResult.full_maps``; files are written through
-    a temporary name so a crash leaves no half-written PNG.
-    """
-    if not any(f.heatmaps for f in result.faces):
-        return
-    style = style or OverlayStyle()
-    stem = re.sub(r"[^\w.-]+", "_", Path(result.input).stem)[:60] or "input"
-    digest = result.media.get("sha256", "")[:8]
-    folder = Path(out_dir) / (f"{stem}-{digest}" if digest else stem)
-    folder.mkdir(parents=True, exist_ok=True)
-    for n, face in enumerate(result.faces):
-        for method, heatmap in face.heatmaps.items():
-            path = folder / f"frame{face.frame:05d}_face{n + 1:02d}_{_safe(method)}.png"
-            _write_png(path, overlay(face.crop, heatmap, style.alpha, style.colormap, style.gamma))
-            face.maps[method] = str(path)
-    if result.kind == "image" and result.frames:
-        methods = {m for f in result.faces for m in f.heatmaps}
-        for method in sorted(methods):
-            canvas = result.frames[0]
-            for face in result.faces:
-                if method in face.heatmaps:
-                    canvas = paste_overlay(
-                        canvas, face.heatmaps[method], face.crop_box, style.alpha, style.colormap, style.gamma
-                    )
-            path = folder / f"full_{_safe(method)}.png"
-            _write_png(path, canvas)
-            result.full_maps[method] = str(path)
-
-
-def _safe(method: str) -> str:
-    return method.replace("+", "p")
-
-
-def _write_png(path: Path, rgb: np.ndarray) -> None:
-    tmp = path.with_name(path.stem + ".tmp.png")
-    Image.fromarray(rgb).save(tmp, format="PNG", compress_level=1)  # level 6 costs seconds on large photos
-    tmp.replace(path)
-
-
-def _video_media(video: VideoFrames) -> dict:
-    return {
-        "width": video.width,
-        "height": video.height,
-        "fps": round(float(video.fps), 3),
-        "frame_count": int(video.frame_count),
-        "duration_s": round(float(video.duration_s), 3),
-        "sampled_frames": len(video.frames),
-        "sampled_indices": [int(i) for i in video.indices],
-    }
+def _video_media(video: VideoFrames, animated: bool = False) -> MediaInfo:
+    return MediaInfo(width=video.width, height=video.height, fps=round(float(video.fps), 3),
+                     frame_count=int(video.frame_count), duration_s=round(float(video.duration_s), 3),
+                     sampled_frames=len(video.frames), sampled_indices=[int(i) for i in video.indices],
+                     animated_image=animated)
 
 
 def _sha256(path: Path) -> str:
@@ -400,4 +332,4 @@ class _Timer:
 
 
 __all__ = ["AnalysisResult", "Analyzer", "FaceResult", "TrackSummary", "aggregate_image", "aggregate_video",
-           "face_number", "reading_order", "save_maps"]
+           "face_number", "reading_order"]

@@ -33,8 +33,8 @@ def timeline_figure(result: AnalysisResult) -> go.Figure:
             )
         )
     seen = {f.frame for f in result.faces if not f.fallback}
-    sampled = result.media.get("sampled_indices") or []
-    fps = result.media.get("fps") or None
+    sampled = result.media.sampled_indices
+    fps = result.media.fps or None
     empty = [i for i in sampled if i not in seen]
     if empty and seen:  # the gaps: sampled frames in which no face was found, marked on the axis
         fig.add_trace(go.Scatter(
@@ -50,8 +50,8 @@ def timeline_figure(result: AnalysisResult) -> go.Figure:
     title = "P(fake) per tracked face over time"
     if sampled:
         title += f" (faces in {len(seen)} of {len(sampled)} sampled frames)"
-    if result.media.get("duration_s"):  # the whole video on the axis, so a late first face is visibly late
-        fig.update_xaxes(range=[0, float(result.media["duration_s"])])
+    if result.media.duration_s:  # the whole video on the axis, so a late first face is visibly late
+        fig.update_xaxes(range=[0, float(result.media.duration_s)])
     fig.update_layout(
         title=title,
         xaxis_title="time (s)",

@@ -120,7 +120,7 @@ def _input_block(result: AnalysisResult, extra: dict) -> dict:
     suffix = PurePath(name).suffix.lower().lstrip(".")
     block: dict[str, Any] = {
         "file_name": name,
-        "sha256": result.media.get("sha256"),
+        "sha256": result.media.sha256,
         "kind": result.kind,
         "format": _EXTENSION_FORMATS.get(suffix, suffix.upper()) or None,
     }
@@ -130,7 +130,7 @@ def _input_block(result: AnalysisResult, extra: dict) -> dict:
             block["size_bytes"] = source.stat().st_size
     except (OSError, ValueError):  # a name that is no path on this machine (an upload): no size
         pass
-    block.update({k: v for k, v in result.media.items() if k != "sha256"})
+    block.update({k: v for k, v in result.media.to_dict().items() if k != "sha256"})
     block.update(extra)
     return block
 
@@ -357,12 +357,12 @@ def _details_section(result: AnalysisResult, meta: dict) -> str:
             in_rows.append(("Sampled frames", f"{_e(inp['sampled_frames'])}" + (f" (frames {_e(indices)})" if indices else "")))
     rep_rows = [("Generated at (UTC)", f"<span class=\"generated-at\">{_e(meta['generated_at'])}</span>"),
                 ("Tool", f"{_e(meta['tool'])} {_e(meta['tool_version'])}")]
-    if result.explanations.get("methods") is not None:
-        methods = ", ".join(_method_title(m) for m in result.explanations["methods"]) or "none"
+    if result.explanations is not None:
+        methods = ", ".join(_method_title(m) for m in result.explanations.methods) or "none"
         rep_rows.append(("Explanation maps", _e(methods)
-                         + (f" (explaining class “{_e(result.explanations['target'])}”)"
-                            if result.explanations.get("target") else "")))
-        for method, reason in (result.explanations.get("skipped") or {}).items():
+                         + (f" (explaining class “{_e(result.explanations.target)}”)"
+                            if result.explanations.target else "")))
+        for method, reason in result.explanations.skipped.items():
             rep_rows.append((f"Skipped: {_method_title(method)}", _e(reason)))
     return ("<section id=\"details\">\n<h2>Detector</h2>\n" + _kv_table(det_rows)
             + "\n<h2>Input</h2>\n" + _kv_table(in_rows)
@@ -446,7 +446,7 @@ def timeline_svg(result: AnalysisResult, width: int = 720, height: int = 260) ->
         return ""
     use_time = all(f.timestamp is not None for f in faces)
     xs = [float(f.timestamp if use_time else f.frame) for f in faces]
-    x_max = max(xs + [float(result.media.get("duration_s") or 0.0) if use_time else 0.0]) or 1.0
+    x_max = max(xs + [float(result.media.duration_s or 0.0) if use_time else 0.0]) or 1.0
     left, right, top, bottom = 52, 120, 14, 40
     pw, ph = width - left - right, height - top - bottom
 

@@ -3,7 +3,7 @@ renderers import them while the page is drawn)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -21,7 +21,7 @@ class FaceResult:
     crop_box: list[int]
     timestamp: float | None = None
     fallback: bool = False
-    maps: dict[str, str] = field(default_factory=dict)
+    maps: dict[str, str] = field(default_factory=dict)  # method -> the overlay's file, once written (render)
     explained_class: str | None = None
     # map -> {deletion, insertion, random_deletion, random_insertion, curves}: see forensics.explain.faithfulness
     faithfulness: dict[str, dict] = field(default_factory=dict)
@@ -30,7 +30,7 @@ class FaceResult:
     heatmaps: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict:
-        data = {k: v for k, v in asdict(self).items() if k not in ("crop", "heatmaps")}
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("crop", "heatmaps")}
         data["fake_probability"] = round(float(self.fake_probability), 6)
         data["probabilities"] = {k: round(float(v), 6) for k, v in self.probabilities.items()}
         return data
@@ -47,6 +47,50 @@ class TrackSummary:
     counted: bool
 
 
+def _present(data: dict) -> dict:
+    """Fields that hold something: what was not measured is left out of the JSON, not written as null."""
+    return {k: v for k, v in data.items() if v is not None and v is not False and v != []}
+
+
+@dataclass
+class MediaInfo:
+    """What was decoded: the size, the file's SHA-256, and for a video (or an animated image) its frame
+    rate, length and the frames sampled. A file that failed to decode has none of it."""
+
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    frame_count: int | None = None
+    duration_s: float | None = None
+    sampled_frames: int | None = None
+    sampled_indices: list[int] = field(default_factory=list)
+    animated_image: bool = False
+    sha256: str | None = None
+
+    def to_dict(self) -> dict:
+        return _present(asdict(self))
+
+
+@dataclass
+class Explanations:
+    """How the maps of a result were made: for which class and with which settings, which methods
+    gave maps and which were skipped (and why), and how they were scored when they were."""
+
+    explained_faces: int = 0
+    methods: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    target: int | str = "fake"
+    head_fusion: str = "mean"
+    discard_ratio: float = 0.9
+    class_weighted: bool = True  # False for attention without gradients (ONNX builds): class-agnostic maps
+    faithfulness: dict | None = None  # the metric's description, when the maps were scored
+    note: str | None = None
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        return {k: v for k, v in data.items() if v is not None or k not in ("faithfulness", "note")}
+
+
 @dataclass
 class AnalysisResult:
     input: str
@@ -60,12 +104,12 @@ class AnalysisResult:
     tracks: list[TrackSummary] = field(default_factory=list)
     aggregation: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
-    media: dict = field(default_factory=dict)
-    explanations: dict = field(default_factory=dict)
+    media: MediaInfo = field(default_factory=MediaInfo)
+    explanations: Explanations | None = None  # None: no maps were asked for
     notes: list[str] = field(default_factory=list)
     error: str | None = None
-    frames: list[np.ndarray] = field(default_factory=list, repr=False)
-    full_maps: dict[str, str] = field(default_factory=dict)
+    full_maps: dict[str, str] = field(default_factory=dict)  # method -> the full image's overlay, once written
+    frames: list[np.ndarray] = field(default_factory=list, repr=False)  # the decoded frames: never serialised
 
     def to_dict(self) -> dict:
         data = {
@@ -80,8 +124,8 @@ class AnalysisResult:
             "tracks": [asdict(t) for t in self.tracks],
             "aggregation": self.aggregation,
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
-            "media": self.media,
-            "explanations": self.explanations,
+            "media": self.media.to_dict(),
+            "explanations": self.explanations.to_dict() if self.explanations else {},
             "full_maps": self.full_maps,
             "notes": self.notes,
             "error": self.error,

@@ -112,7 +112,7 @@ def test_patch_level_detector_shows_its_patch_score_map(tabs):
                    detector="zz-test-patch")
     maps, session = out.maps[4], out.state
     assert maps.visible is True and maps.value is not None and maps.label.startswith("Patch scores")
-    assert session.result.explanations["skipped"].keys() == {"attention", "rollout"}
+    assert session.result.explanations.skipped.keys() == {"attention", "rollout"}
 
 
 def test_new_settings_recompute_maps_only(tabs):

@@ -282,7 +282,7 @@ def test_write_report_html_writes_the_whole_page(video_result, tmp_path):
     assert write_report_html(video_result, target) == target
     written = target.read_text(encoding="utf-8")
     assert written.startswith("<!DOCTYPE html>") and written.rstrip().endswith("</html>")
-    assert video_result.media["sha256"] in written and len(_Page(written).find("polyline", "track")) >= 1
+    assert video_result.media.sha256 in written and len(_Page(written).find("polyline", "track")) >= 1
     assert [p.name for p in tmp_path.iterdir()] == [target.name]
 
 

@@ -28,7 +28,7 @@ def verdict(result: AnalysisResult) -> str | None:
 
 def frames_with_faces(result: AnalysisResult) -> tuple[int, int]:
     """(sampled frames in which a face was found, sampled frames)."""
-    sampled = len(result.media.get("sampled_indices") or result.frames or [0])
+    sampled = len(result.media.sampled_indices or result.frames or [0])
     return len({f.frame for f in result.faces if not f.fallback}), sampled
 
 
@@ -110,14 +110,15 @@ def face_panel(result: AnalysisResult, index: int | None, alpha: float = 0.5) ->
     if index is None or not result.faces:
         return [(None, METHOD_TITLES[m]) for m in ALL_METHODS]
     face = result.faces[int(index)]
-    skipped = result.explanations.get("skipped", {})
+    made = result.explanations
+    skipped = made.skipped if made else {}
     panel = []
     for method in ALL_METHODS:
         title = METHOD_TITLES[method]
         if face.crop is None:
             panel.append((None, f"{title}: {RELEASED}"))
         elif method in face.heatmaps:
-            agnostic = method in ("attention", "rollout") and not result.explanations.get("class_weighted", True)
+            agnostic = method in ("attention", "rollout") and not (made is None or made.class_weighted)
             why = " (class-agnostic)" if agnostic else f" ('{face.explained_class}')" if face.explained_class else ""
             caption = f"{title}{why}" + map_score_caption(face, method)
             panel.append((overlay(enlarge(face.crop, DISPLAY_SIZE), face.heatmaps[method], alpha=float(alpha)), caption))

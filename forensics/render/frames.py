@@ -32,7 +32,7 @@ def annotated(result: AnalysisResult, frame: int | None = None) -> np.ndarray | 
 
 
 def _frame_position(result: AnalysisResult, frame: int | None) -> int:
-    indices = result.media.get("sampled_indices") or [0]
+    indices = result.media.sampled_indices or [0]
     return indices.index(frame) if frame in indices else 0
 
 

@@ -26,7 +26,7 @@ from forensics.held import HELD, RELEASED, is_released
 from forensics.explain import ExplainOptions
 from forensics.explain.faithfulness import FaithfulnessOptions
 from forensics.faces import FaceDetector
-from forensics.report import detector_extra, write_report_html, write_report_json
+from forensics.render.report import detector_extra, write_report_html, write_report_json
 
 ALL_METHODS = METHODS + EXTRA_METHODS
 MAX_DETECTORS = 6  # each one is a full analysis; more would keep a shared CPU busy for minutes

@@ -18,7 +18,7 @@ import forensics
 from forensics.analysis import AnalysisResult, Analyzer
 from forensics.detectors import load_detector
 from forensics.explain import METHODS
-from forensics.report import (
+from forensics.render.report import (
     MAX_REPORT_FACES,
     detector_extra,
     report_html,

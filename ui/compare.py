@@ -10,7 +10,7 @@ from forensics.catalog import METHODS
 from forensics.detector_notes import detector_note, offered_detectors
 from forensics.errors import ForensicsError
 from forensics.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from forensics.plots import comparison_figure
+from forensics.render.figures import comparison_figure
 from ui.common import engine, fail, progress_of
 from ui.present import face_panel
 

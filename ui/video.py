@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from forensics.catalog import EXTRA_METHODS, METHODS
-from forensics.plots import timeline_figure
+from forensics.render.figures import timeline_figure
 from forensics.render.frames import suspicious_frame_order, suspicious_frames
 from ui import media, present
 

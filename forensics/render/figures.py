@@ -1,4 +1,4 @@
-"""Plotly figures for the app: a video's P(fake) per tracked face over time."""
+"""Plotly figures: a video's P(fake) per person over time, detectors compared, federated rounds."""
 
 from __future__ import annotations
 

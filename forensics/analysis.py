@@ -22,7 +22,9 @@ How a verdict is reached
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import hashlib
 import sys
 import time
@@ -152,7 +154,8 @@ class Analyzer:
         try:
             kind = media_kind(name or source) if not isinstance(source, bytes) or name else "image"
             result.kind = kind
-            step = _Stopwatch(result.timings_ms)
+            result.timings_ms.update(decode=0.0, faces=0.0, classify=0.0, explain=0.0)
+            step = functools.partial(_timed, result.timings_ms)
             _report(progress, 0.02, "decoding")
             with step("decode"):
                 if kind == "image" and is_animated(source, name=label, limits=self.limits):
@@ -246,27 +249,27 @@ class Analyzer:
         for face in faces:
             face.heatmaps, face.maps, face.explained_class = {}, {}, None
             face.faithfulness, face.most_faithful = {}, None
-        explain_ms = scoring_ms = 0.0
+        result.timings_ms["explain"] = 0.0
+        if self.faithfulness is not None:
+            result.timings_ms["faithfulness"] = 0.0
         for start in range(0, len(chosen), self.batch_size):
             part = sorted(chosen)[start : start + self.batch_size]
             doing = "explaining and scoring the maps of" if self.faithfulness is not None else "explaining"
             _report(progress, 0.5 + 0.45 * start / max(len(chosen), 1),
                     f"{doing} faces {start + 1}-{start + len(part)}")
-            started = time.perf_counter()
-            batch = self.detector.preprocess([faces[i].crop for i in part])
-            explanation = explain(self.detector, batch, self.methods, self.target, self.options)
-            explain_ms += (time.perf_counter() - started) * 1000.0
+            with _timed(result.timings_ms, "explain"):
+                batch = self.detector.preprocess([faces[i].crop for i in part])
+                explanation = explain(self.detector, batch, self.methods, self.target, self.options)
             skipped.update(explanation.skipped)
             for j, i in enumerate(part):
                 faces[i].heatmaps = {m: maps[j] for m, maps in explanation.maps.items()}
                 faces[i].explained_class = self.detector.labels[explanation.targets[j]]
                 if self.faithfulness is not None and faces[i].heatmaps:
-                    started = time.perf_counter()
                     options = dataclasses.replace(self.faithfulness, seed=self.faithfulness.seed + i)  # own random map
-                    scores = score_face(self.detector, batch[j], faces[i].heatmaps, explanation.targets[j],
-                                        options).to_dict()
+                    with _timed(result.timings_ms, "faithfulness"):
+                        scores = score_face(self.detector, batch[j], faces[i].heatmaps, explanation.targets[j],
+                                            options).to_dict()
                     faces[i].faithfulness, faces[i].most_faithful = scores, most_faithful(scores)
-                    scoring_ms += (time.perf_counter() - started) * 1000.0
         result.explanations = Explanations(
             explained_faces=len(chosen),
             methods=[m for m in self.methods if m not in skipped],
@@ -278,13 +281,11 @@ class Analyzer:
             class_weighted=self.options.class_weighted and getattr(self.detector, "differentiable", True),
             note=f"explained the {len(chosen)} most suspicious of {len(faces)} faces" if len(chosen) < len(faces) else None,
         )
-        result.timings_ms["explain"] = explain_ms
         if self.faithfulness is not None:
             result.explanations.faithfulness = {
                 "metric": "deletion/insertion AUC (RISE) of P(explained class); removed pixels are blurred",
                 "steps": self.faithfulness.steps, "baseline": "random map on the patch grid, same face",
                 "better": "lower deletion, higher insertion"}
-            result.timings_ms["faithfulness"] = scoring_ms
 
 
 def _video_media(video: VideoFrames, animated: bool = False) -> MediaInfo:
@@ -307,28 +308,14 @@ def _report(progress: Progress | None, fraction: float, text: str) -> None:
         progress(fraction, text)
 
 
-class _Stopwatch:
-    """Accumulate wall time per stage into a dict, in milliseconds."""
-
-    def __init__(self, timings: dict[str, float]):
-        self.timings = timings
-        for key in ("decode", "faces", "classify", "explain"):
-            timings.setdefault(key, 0.0)
-
-    def __call__(self, key: str):
-        return _Timer(self.timings, key)
-
-
-class _Timer:
-    def __init__(self, timings: dict[str, float], key: str):
-        self.timings, self.key = timings, key
-
-    def __enter__(self):
-        self.start = time.perf_counter()
-
-    def __exit__(self, *exc):
-        self.timings[self.key] = self.timings.get(self.key, 0.0) + (time.perf_counter() - self.start) * 1000.0
-        return False
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], key: str):
+    """Add the wall time of the ``with`` block to ``timings[key]``, in milliseconds."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] = timings.get(key, 0.0) + (time.perf_counter() - start) * 1000.0
 
 
 __all__ = ["AnalysisResult", "Analyzer", "FaceResult", "TrackSummary", "aggregate_image", "aggregate_video",

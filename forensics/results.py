@@ -112,25 +112,11 @@ class AnalysisResult:
     frames: list[np.ndarray] = field(default_factory=list, repr=False)  # the decoded frames: never serialised
 
     def to_dict(self) -> dict:
-        data = {
-            "input": self.input,
-            "kind": self.kind,
-            "detector": self.detector,
-            "detector_version": self.detector_version,
-            "fake_probability": None if self.fake_probability is None else round(float(self.fake_probability), 6),
-            "label": self.label,
-            "threshold": self.threshold,
-            "faces": [f.to_dict() for f in self.faces],
-            "tracks": [asdict(t) for t in self.tracks],
-            "aggregation": self.aggregation,
-            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
-            "media": self.media.to_dict(),
-            "explanations": self.explanations.to_dict() if self.explanations else {},
-            "full_maps": self.full_maps,
-            "notes": self.notes,
-            "error": self.error,
-        }
-        return data
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "frames"}
+        p_fake = None if self.fake_probability is None else round(float(self.fake_probability), 6)
+        return {**data, "fake_probability": p_fake, "faces": [f.to_dict() for f in self.faces],
+                "tracks": [asdict(t) for t in self.tracks], "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()}, "media": self.media.to_dict(),
+                "explanations": self.explanations.to_dict() if self.explanations else {}}
 
 
 def face_number(result: AnalysisResult, index: int) -> int:

@@ -27,7 +27,7 @@ def build_demo() -> gr.Blocks:
         with gr.Tab("Compare detectors"):
             compare.CompareTab()
         with gr.Tab("Float vs int8"):
-            int8.build(demo)
+            int8.Int8Tab(demo)
         with gr.Tab("Train"):
             train.build([im.detector, vi.detector])
         with gr.Tab("About"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -267,30 +268,42 @@ def push_model(model, repo_id, private, admin_token, request: gr.Request = None)
 # -- UI-only events (private: not in the API) ------------------------------------------------------
 
 
-def refresh(job_id, admin_token, seen, request: gr.Request = None):
-    """The timer's tick: the table and the chosen job's details for the admin; for everyone, new
-    models in the detector boxes the moment a job publishes one (outputs: table, status, curves,
-    log, card, the four detector boxes, the state)."""
-    models = detector_box_choices()
-    if models == (seen or {}).get("models"):
-        boxes = [gr.skip()] * 4
-    else:  # the two analysis tabs' boxes, then the Train tab's base-detector and push boxes
-        names = detector_names()
-        boxes = [gr.Dropdown(choices=models), gr.Dropdown(choices=models), gr.Dropdown(choices=names),
-                 gr.Dropdown(choices=names)]
-    if not access.admin_configured():  # admin actions off (said once, at the top): the jobs, read only
-        return [_read_only_jobs(), "", None, "", "", *boxes, {"models": models}]
-    if not access.is_admin(admin_token, access.request_username(request)):
-        return [[], "Enter the admin token to see and manage jobs.", None, "", "", *boxes, {"models": models}]
-    try:
-        job = _job(job_id)
-        table = jobs_table()
-    except (OSError, sqlite3.Error) as exc:  # an unwritable or broken home: say so, once per tick
-        return [[], f"Jobs are unavailable: {exc}", None, "", "", *boxes, {"models": models}]
-    key = _signature(job)
-    if key is not None and (seen or {}).get("key") == key:  # nothing new: leave the plot and log as drawn
-        return [table, gr.skip(), gr.skip(), gr.skip(), gr.skip(), *boxes, {"models": models, "key": key}]
-    return [table, *_details(job), *boxes, {"models": models, "key": key}]
+@dataclass
+class JobsView:
+    """What the timer redraws: the jobs table, the chosen job's details, the detector boxes (the
+    analysis tabs', then this tab's base-detector and push boxes) and what was drawn last."""
+
+    table: gr.Dataframe
+    status: gr.Markdown
+    curves: gr.Plot
+    log: gr.Textbox
+    card: gr.Markdown
+    boxes: list
+    seen: gr.State
+
+    def refresh(self, job_id, admin_token, seen, request: gr.Request = None) -> dict:
+        """The timer's tick: the table and the chosen job's details for the admin; for everyone, new
+        models in the detector boxes the moment a job publishes one. What did not change is left out."""
+        models = detector_box_choices()
+        out = {self.seen: {"models": models}}
+        if models != (seen or {}).get("models"):
+            names = detector_names()
+            out.update({box: gr.Dropdown(choices=models if i < 2 else names) for i, box in enumerate(self.boxes)})
+        blank = {self.status: "", self.curves: None, self.log: "", self.card: ""}
+        if not access.admin_configured():  # admin actions off (said once, at the top): the jobs, read only
+            return {**out, **blank, self.table: _read_only_jobs()}
+        if not access.is_admin(admin_token, access.request_username(request)):
+            return {**out, **blank, self.table: [], self.status: "Enter the admin token to see and manage jobs."}
+        try:
+            job = _job(job_id)
+            table = jobs_table()
+        except (OSError, sqlite3.Error) as exc:  # an unwritable or broken home: say so, once per tick
+            return {**out, **blank, self.table: [], self.status: f"Jobs are unavailable: {exc}"}
+        key = _signature(job)
+        out[self.seen] = {"models": models, "key": key}
+        if key is not None and (seen or {}).get("key") == key:  # nothing new: leave the plot and log as drawn
+            return {**out, self.table: table}
+        return {**out, self.table: table, **dict(zip((self.status, self.curves, self.log, self.card), _details(job)))}
 
 
 def _read_only_jobs() -> list:
@@ -370,7 +383,7 @@ def build(detector_boxes: list) -> None:
             curves = gr.Plot(label="Loss and validation metrics")
             log = gr.Textbox(label="Log", lines=12, max_lines=12, autoscroll=True, interactive=False)
             card = gr.Markdown()
-    seen = gr.State({})
+    view = JobsView(table, status, curves, log, card, [*detector_boxes, base, push_from], gr.State({}))
     settings = [kind, base, model, data, data_zip, epochs, lr, batch, size, sbi, labels, max_steps, name, token, mu]
     submit.click(submit_job, settings, [message, job, table], api_name="submit_job")
     show.click(show_job, [job, token], [status, curves, log, card], api_name="show_job")
@@ -380,6 +393,5 @@ def build(detector_boxes: list) -> None:
     push.click(push_model, [push_from, repo, private, token], [pushed], api_name="push_model")
     gr.api(list_jobs, api_name="list_jobs")
     table.select(pick_job, [table], [job], api_visibility="private")
-    gr.Timer(2.0).tick(refresh, [job, token, seen],
-                       [table, status, curves, log, card, *detector_boxes, base, push_from, seen],
+    gr.Timer(2.0).tick(view.refresh, [job, token, view.seen], [table, status, curves, log, card, *view.boxes, view.seen],
                        api_visibility="private", concurrency_limit=None, show_progress="hidden")

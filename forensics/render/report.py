@@ -222,7 +222,8 @@ def write_report_html(result: AnalysisResult, path: str | Path, extra: dict | No
 
 
 _TEMPLATE = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True,
-                        trim_blocks=True, lstrip_blocks=True, undefined=StrictUndefined).get_template("report.html.j2")
+                        trim_blocks=True, lstrip_blocks=True, undefined=StrictUndefined,
+                        finalize=lambda value: "" if value is None else value).get_template("report.html.j2")
 
 
 def _p(value: float | None, digits: int = 3) -> str:

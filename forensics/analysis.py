@@ -171,7 +171,8 @@ class Analyzer:
                     video = load_video(source, frames=self.frames, fps=self.fps, name=label, limits=self.limits)
                     frames, timestamps, indices = video.frames, video.timestamps, video.indices
                     result.media = _video_media(video)
-            result.media.sha256 = hashlib.sha256(source).hexdigest() if isinstance(source, bytes) else _sha256(Path(source))
+            result.media.sha256 = (hashlib.sha256(source).hexdigest() if isinstance(source, bytes)
+                                   else _sha256(Path(source)))
             self._run(result, frames, timestamps, indices, step, progress)
         except ForensicsError as exc:
             result.error = str(exc)
@@ -279,7 +280,8 @@ class Analyzer:
             discard_ratio=self.options.discard_ratio,
             # Without gradients (ONNX builds) attention maps are class-agnostic whatever was asked.
             class_weighted=self.options.class_weighted and getattr(self.detector, "differentiable", True),
-            note=f"explained the {len(chosen)} most suspicious of {len(faces)} faces" if len(chosen) < len(faces) else None,
+            note=(f"explained the {len(chosen)} most suspicious of {len(faces)} faces"
+                  if len(chosen) < len(faces) else None),
         )
         if self.faithfulness is not None:
             result.explanations.faithfulness = {

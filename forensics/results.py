@@ -115,7 +115,8 @@ class AnalysisResult:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "frames"}
         p_fake = None if self.fake_probability is None else round(float(self.fake_probability), 6)
         return {**data, "fake_probability": p_fake, "faces": [f.to_dict() for f in self.faces],
-                "tracks": [asdict(t) for t in self.tracks], "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()}, "media": self.media.to_dict(),
+                "tracks": [asdict(t) for t in self.tracks], "media": self.media.to_dict(),
+                "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
                 "explanations": self.explanations.to_dict() if self.explanations else {}}
 
 

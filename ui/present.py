@@ -121,7 +121,8 @@ def face_panel(result: AnalysisResult, index: int | None, alpha: float = 0.5) ->
             agnostic = method in ("attention", "rollout") and not (made is None or made.class_weighted)
             why = " (class-agnostic)" if agnostic else f" ('{face.explained_class}')" if face.explained_class else ""
             caption = f"{title}{why}" + map_score_caption(face, method)
-            panel.append((overlay(enlarge(face.crop, DISPLAY_SIZE), face.heatmaps[method], alpha=float(alpha)), caption))
+            picture = overlay(enlarge(face.crop, DISPLAY_SIZE), face.heatmaps[method], alpha=float(alpha))
+            panel.append((picture, caption))
         elif method in skipped:
             panel.append((None, f"{title}: not available ({skipped[method]})"))
         else:

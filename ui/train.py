@@ -393,5 +393,6 @@ def build(detector_boxes: list) -> None:
     push.click(push_model, [push_from, repo, private, token], [pushed], api_name="push_model")
     gr.api(list_jobs, api_name="list_jobs")
     table.select(pick_job, [table], [job], api_visibility="private")
-    gr.Timer(2.0).tick(view.refresh, [job, token, view.seen], [table, status, curves, log, card, *view.boxes, view.seen],
+    gr.Timer(2.0).tick(view.refresh, [job, token, view.seen],
+                       [table, status, curves, log, card, *view.boxes, view.seen],
                        api_visibility="private", concurrency_limit=None, show_progress="hidden")

@@ -18,7 +18,8 @@ class VideoTab(media.MediaTab):
         self.run.click(self.analyze_video, [self.media, self.detector, self.methods, self.frames, *self.settings,
                                             self.whole_image, self.score],
                        [self.verdict, self.summary, self.timeline, self.frames_gallery, self.table, self.face,
-                        *self.maps, self.reports, self.state], api_name="analyze_video", show_progress_on=[self.verdict])
+                        *self.maps, self.reports, self.state],
+                       api_name="analyze_video", show_progress_on=[self.verdict])
         self.frames_gallery.select(self.pick_frame, [self.state], [self.face], api_visibility="private")
         self.table.select(self.pick_row, [self.state], [self.face], api_visibility="private")
 

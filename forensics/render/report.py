@@ -402,7 +402,8 @@ def _scores(face: FaceResult, width: int = 720, height: int = 230) -> dict | Non
     first = next(iter(face.faithfulness.values()))
     gap, left, top, bottom = 40, 44, 22, 34
     pw, ph = (width - 2 * left - gap - 150) / 2, height - top - bottom
-    series = [(m, s, TRACK_COLOURS[n % len(TRACK_COLOURS)], False) for n, (m, s) in enumerate(face.faithfulness.items())]
+    series = [(m, s, TRACK_COLOURS[n % len(TRACK_COLOURS)], False)
+              for n, (m, s) in enumerate(face.faithfulness.items())]
     panels = []
     for panel, kind in enumerate(("deletion", "insertion")):
         x0 = left + panel * (pw + gap + left)
@@ -410,7 +411,8 @@ def _scores(face: FaceResult, width: int = 720, height: int = 230) -> dict | Non
         def point(x: float, y: float, x0: float = x0) -> str:
             return f"{x0 + pw * x:.1f},{top + ph * (1.0 - min(max(float(y), 0.0), 1.0)):.1f}"
 
-        random = ("random", {f"{kind}_curve": first[f"random_{kind}_curve"], "fractions": first["fractions"]}, "#888", True)
+        random = ("random", {f"{kind}_curve": first[f"random_{kind}_curve"], "fractions": first["fractions"]},
+                  "#888", True)
         panels.append({"x0": x0, "kind": kind, "verb": "removed" if kind == "deletion" else "restored",
                        "grid": [(top + ph * (1.0 - y), f"{y:.1f}") for y in (0.0, 0.5, 1.0)],
                        "lines": [(m, " ".join(point(x, y) for x, y in zip(s["fractions"], s[f"{kind}_curve"])), colour,

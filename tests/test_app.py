@@ -89,7 +89,7 @@ def test_image_handler_gives_verdict_boxes_maps_and_reports(tabs):
 
     out = answered(tabs.image, tabs.image.analyze_image, str(data_path("photos/deepface/couple.jpg")))
     verdict, summary, annotated, faces, maps, session = out.verdict, out.summary, out.annotated, out.face, out.maps, out.state
-    assert len(out.updates) == 10  # every output of the endpoint: verdict, summary, boxes, face, 5 maps, reports, state
+    assert len(out.updates) == 11  # every output of the endpoint: verdict, summary, boxes, face, 5 maps, reports, state
     assert verdict == session.result.label and verdict in ("fake", "real")
     assert "threshold" in summary and "2 face(s)" in summary
     assert annotated.shape[2] == 3

@@ -47,11 +47,6 @@ class TrackSummary:
     counted: bool
 
 
-def _present(data: dict) -> dict:
-    """Fields that hold something: what was not measured is left out of the JSON, not written as null."""
-    return {k: v for k, v in data.items() if v is not None and v is not False and v != []}
-
-
 @dataclass
 class MediaInfo:
     """What was decoded: the size, the file's SHA-256, and for a video (or an animated image) its frame
@@ -68,7 +63,8 @@ class MediaInfo:
     sha256: str | None = None
 
     def to_dict(self) -> dict:
-        return _present(asdict(self))
+        """What was measured: the rest is left out of the JSON, not written as null."""
+        return {k: v for k, v in asdict(self).items() if v is not None and v is not False and v != []}
 
 
 @dataclass

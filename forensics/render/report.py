@@ -27,7 +27,7 @@ import os
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path, PurePath
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -99,7 +99,7 @@ def _report_meta(result: AnalysisResult, extra: dict | None) -> dict:
         "name": result.detector,
         "version": result.detector_version,
         "family": None,
-        "labels": _labels_from_faces(result.faces),
+        "labels": list(result.faces[0].probabilities) if result.faces else None,  # as the result recorded them
         "threshold": result.threshold,
     }
     detector.update(extra.pop("detector", None) or {})
@@ -151,11 +151,6 @@ def _file_name(text: str) -> str:
     except (OSError, ValueError):
         is_path = False
     return (PurePath(text).name or text) if is_path else text
-
-
-def _labels_from_faces(faces: Sequence[FaceResult]) -> list[str] | None:
-    """The detector's labels as the result recorded them (the keys of a face's probabilities)."""
-    return list(faces[0].probabilities) if faces else None
 
 
 def _jsonable(value: Any) -> Any:

@@ -22,25 +22,24 @@ How a verdict is reached
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import hashlib
-import re
 import sys
 import time
 import traceback
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from PIL import Image
 
 from forensics.detectors.base import Detector
 from forensics.core import ForensicsError
 from forensics.explain import METHODS, ExplainOptions, explain
 from forensics.explain.faithfulness import FaithfulnessOptions, most_faithful, score_face
-from forensics.overlay import OverlayStyle, overlay, paste_overlay
+from forensics.results import AnalysisResult, Explanations, FaceResult, MediaInfo, TrackSummary, face_number
 from forensics.faces import FaceCrop, FaceDetector, crop_faces, track_faces, whole_image_crop
 from forensics.media import (DEFAULT_LIMITS, MediaLimits, VideoFrames, is_animated, load_animation, load_image,
                             load_video, media_kind)
@@ -50,87 +49,6 @@ Progress = Callable[[float, str], None]
 NO_FACE_NOTE = "no face found: no verdict (the detector judges faces, and there is none to judge)"
 WHOLE_IMAGE_NOTE = ("whole image scored on request, outside what the detector was trained for (face crops): "
                     "a score, not a verdict")
-
-
-@dataclass
-class FaceResult:
-    """One scored face (or whole-image fallback) in one frame."""
-
-    frame: int
-    track: int | None
-    box: list[float] | None
-    face_confidence: float | None
-    fake_probability: float
-    probabilities: dict[str, float]
-    crop_box: list[int]
-    timestamp: float | None = None
-    fallback: bool = False
-    maps: dict[str, str] = field(default_factory=dict)
-    explained_class: str | None = None
-    # map -> {deletion, insertion, random_deletion, random_insertion, curves}: see forensics.explain.faithfulness
-    faithfulness: dict[str, dict] = field(default_factory=dict)
-    most_faithful: str | None = None
-    crop: np.ndarray | None = field(default=None, repr=False)
-    heatmaps: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
-
-    def to_dict(self) -> dict:
-        data = {k: v for k, v in asdict(self).items() if k not in ("crop", "heatmaps")}
-        data["fake_probability"] = round(float(self.fake_probability), 6)
-        data["probabilities"] = {k: round(float(v), 6) for k, v in self.probabilities.items()}
-        return data
-
-
-@dataclass
-class TrackSummary:
-    track: int
-    frames: int
-    mean_fake_probability: float
-    max_fake_probability: float
-    first_frame: int
-    last_frame: int
-    counted: bool
-
-
-@dataclass
-class AnalysisResult:
-    input: str
-    kind: str | None
-    detector: str
-    detector_version: str = ""
-    fake_probability: float | None = None
-    label: str | None = None
-    threshold: float | None = None
-    faces: list[FaceResult] = field(default_factory=list)
-    tracks: list[TrackSummary] = field(default_factory=list)
-    aggregation: str = ""
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    media: dict = field(default_factory=dict)
-    explanations: dict = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    error: str | None = None
-    frames: list[np.ndarray] = field(default_factory=list, repr=False)
-    full_maps: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        data = {
-            "input": self.input,
-            "kind": self.kind,
-            "detector": self.detector,
-            "detector_version": self.detector_version,
-            "fake_probability": None if self.fake_probability is None else round(float(self.fake_probability), 6),
-            "label": self.label,
-            "threshold": self.threshold,
-            "faces": [f.to_dict() for f in self.faces],
-            "tracks": [asdict(t) for t in self.tracks],
-            "aggregation": self.aggregation,
-            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
-            "media": self.media,
-            "explanations": self.explanations,
-            "full_maps": self.full_maps,
-            "notes": self.notes,
-            "error": self.error,
-        }
-        return data
 
 
 def reading_order(faces: Sequence) -> list:
@@ -145,12 +63,6 @@ def reading_order(faces: Sequence) -> list:
         ordered += sorted(row, key=lambda f: f.box[0])
         rest = [f for f in rest if not any(f is r for r in row)]
     return ordered
-
-
-def face_number(result: "AnalysisResult", index: int) -> int:
-    """The number a face is shown with everywhere: its position in ``result.faces`` (frames in
-    order, faces in reading order within a frame), counted from 1."""
-    return int(index) + 1
 
 
 def aggregate_image(faces: Sequence[FaceResult]) -> tuple[float, str]:
@@ -212,7 +124,6 @@ class Analyzer:
         fallback_whole_image: bool = False,
         max_explained: int = 64,
         batch_size: int = 4,  # faces per explanation pass: 8 costs ~250 MB more (ViT-S) for no speed-up
-        style: OverlayStyle | None = None,
         faithfulness: FaithfulnessOptions | None = None,
     ):
         self.detector = detector
@@ -224,7 +135,6 @@ class Analyzer:
         self.fallback_whole_image = fallback_whole_image
         self.max_explained = max_explained
         self.batch_size = batch_size
-        self.style = style or OverlayStyle()
         self.faithfulness = faithfulness  # None: maps are not scored (deletion/insertion cost ~70 images a face)
 
     # -- entry points -------------------------------------------------------------------------
@@ -232,11 +142,11 @@ class Analyzer:
         self,
         source: str | Path | bytes,
         name: str | None = None,
-        out_dir: str | Path | None = None,
         progress: Progress | None = None,
     ) -> AnalysisResult:
         """Analyse one file (or its bytes with a ``name``). Never raises for a bad input: the
-        result's ``error`` holds a one-line message instead."""
+        result's ``error`` holds a one-line message instead. Writes nothing: ``forensics.render``
+        draws and writes the maps and reports."""
         label = name or (Path(source).name if not isinstance(source, bytes) else "upload")
         result = AnalysisResult(input=name or (label if isinstance(source, bytes) else str(source)), kind=None,
                                 detector=self.detector.name, detector_version=self.detector.info.version)
@@ -244,30 +154,26 @@ class Analyzer:
         try:
             kind = media_kind(name or source) if not isinstance(source, bytes) or name else "image"
             result.kind = kind
-            step = _Stopwatch(result.timings_ms)
+            result.timings_ms.update(decode=0.0, faces=0.0, classify=0.0, explain=0.0)
+            step = functools.partial(_timed, result.timings_ms)
             _report(progress, 0.02, "decoding")
             with step("decode"):
                 if kind == "image" and is_animated(source, name=label, limits=self.limits):
                     kind = result.kind = "video"  # an animated GIF or WebP is a short video
                     video = load_animation(source, frames=self.frames, fps=self.fps, name=label, limits=self.limits)
                     frames, timestamps, indices = video.frames, video.timestamps, video.indices
-                    result.media = {**_video_media(video), "animated_image": True}
+                    result.media = _video_media(video, animated=True)
                 elif kind == "image":
                     image = load_image(source, name=label, limits=self.limits)
                     frames, timestamps, indices = [image], [None], [0]
-                    result.media = {"width": int(image.shape[1]), "height": int(image.shape[0])}
+                    result.media = MediaInfo(width=int(image.shape[1]), height=int(image.shape[0]))
                 else:
                     video = load_video(source, frames=self.frames, fps=self.fps, name=label, limits=self.limits)
                     frames, timestamps, indices = video.frames, video.timestamps, video.indices
                     result.media = _video_media(video)
-            if not isinstance(source, bytes):
-                result.media["sha256"] = _sha256(Path(source))
-            else:
-                result.media["sha256"] = hashlib.sha256(source).hexdigest()
+            result.media.sha256 = (hashlib.sha256(source).hexdigest() if isinstance(source, bytes)
+                                   else _sha256(Path(source)))
             self._run(result, frames, timestamps, indices, step, progress)
-            if out_dir is not None and self.methods:
-                with step("explain"):
-                    save_maps(result, out_dir, self.style)
         except ForensicsError as exc:
             result.error = str(exc)
         except Exception as exc:  # keep going: one broken input must not stop the others
@@ -277,16 +183,6 @@ class Analyzer:
         if result.error:
             result.fake_probability, result.label = None, None
         _report(progress, 1.0, "done")
-        return result
-
-    def analyze_image(self, image: np.ndarray, name: str = "image") -> AnalysisResult:
-        """Analyse an already decoded RGB image (the app's path)."""
-        result = AnalysisResult(input=name, kind="image", detector=self.detector.name,
-                                detector_version=self.detector.info.version,
-                                media={"width": int(image.shape[1]), "height": int(image.shape[0])})
-        start = time.perf_counter()
-        self._run(result, [image], [None], [0], _Stopwatch(result.timings_ms), None)
-        result.timings_ms["total"] = (time.perf_counter() - start) * 1000.0
         return result
 
     # -- the pipeline ---------------------------------------------------------------------------
@@ -342,111 +238,63 @@ class Analyzer:
         if not result.faces[0].fallback:
             result.label = "fake" if result.fake_probability >= det.threshold else "real"
         if self.methods:
-            with step("explain"):
-                self.explain_faces(result, progress)
+            self.explain_faces(result, progress)
 
     def explain_faces(self, result: AnalysisResult, progress: Progress | None = None) -> None:
         """(Re)compute the maps of an analysed result's faces with this analyzer's methods, target
-        and options; faces are neither detected nor classified again (the app's controls use it)."""
+        and options; faces are neither detected nor classified again (the app's controls use it).
+        ``timings_ms``: ``explain`` is the explanation passes alone, ``faithfulness`` their scoring."""
         faces = result.faces
         chosen = sorted(range(len(faces)), key=lambda i: -faces[i].fake_probability)[: self.max_explained]
-        result.explanations = {"explained_faces": len(chosen)}
         skipped: dict[str, str] = {}
         for face in faces:
             face.heatmaps, face.maps, face.explained_class = {}, {}, None
             face.faithfulness, face.most_faithful = {}, None
-        scoring_ms = 0.0
+        result.timings_ms["explain"] = 0.0
+        if self.faithfulness is not None:
+            result.timings_ms["faithfulness"] = 0.0
         for start in range(0, len(chosen), self.batch_size):
             part = sorted(chosen)[start : start + self.batch_size]
             doing = "explaining and scoring the maps of" if self.faithfulness is not None else "explaining"
             _report(progress, 0.5 + 0.45 * start / max(len(chosen), 1),
                     f"{doing} faces {start + 1}-{start + len(part)}")
-            batch = self.detector.preprocess([faces[i].crop for i in part])
-            explanation = explain(self.detector, batch, self.methods, self.target, self.options)
+            with _timed(result.timings_ms, "explain"):
+                batch = self.detector.preprocess([faces[i].crop for i in part])
+                explanation = explain(self.detector, batch, self.methods, self.target, self.options)
             skipped.update(explanation.skipped)
             for j, i in enumerate(part):
                 faces[i].heatmaps = {m: maps[j] for m, maps in explanation.maps.items()}
                 faces[i].explained_class = self.detector.labels[explanation.targets[j]]
                 if self.faithfulness is not None and faces[i].heatmaps:
-                    started = time.perf_counter()
                     options = dataclasses.replace(self.faithfulness, seed=self.faithfulness.seed + i)  # own random map
-                    scores = score_face(self.detector, batch[j], faces[i].heatmaps, explanation.targets[j],
-                                        options).to_dict()
+                    with _timed(result.timings_ms, "faithfulness"):
+                        scores = score_face(self.detector, batch[j], faces[i].heatmaps, explanation.targets[j],
+                                            options).to_dict()
                     faces[i].faithfulness, faces[i].most_faithful = scores, most_faithful(scores)
-                    scoring_ms += (time.perf_counter() - started) * 1000.0
-        result.explanations.update(
-            {
-                "methods": [m for m in self.methods if m not in skipped],
-                "skipped": skipped,
-                "target": "fake" if self.target is None else self.target,
-                "head_fusion": self.options.head_fusion,
-                "discard_ratio": self.options.discard_ratio,
-                # Without gradients (ONNX builds) attention maps are class-agnostic whatever was asked.
-                "class_weighted": self.options.class_weighted and getattr(self.detector, "differentiable", True),
-            }
+        result.explanations = Explanations(
+            explained_faces=len(chosen),
+            methods=[m for m in self.methods if m not in skipped],
+            skipped=skipped,
+            target="fake" if self.target is None else self.target,
+            head_fusion=self.options.head_fusion,
+            discard_ratio=self.options.discard_ratio,
+            # Without gradients (ONNX builds) attention maps are class-agnostic whatever was asked.
+            class_weighted=self.options.class_weighted and getattr(self.detector, "differentiable", True),
+            note=(f"explained the {len(chosen)} most suspicious of {len(faces)} faces"
+                  if len(chosen) < len(faces) else None),
         )
         if self.faithfulness is not None:
-            result.explanations["faithfulness"] = {
+            result.explanations.faithfulness = {
                 "metric": "deletion/insertion AUC (RISE) of P(explained class); removed pixels are blurred",
                 "steps": self.faithfulness.steps, "baseline": "random map on the patch grid, same face",
                 "better": "lower deletion, higher insertion"}
-            result.timings_ms["faithfulness"] = scoring_ms
-        if len(chosen) < len(faces):
-            result.explanations["note"] = f"explained the {len(chosen)} most suspicious of {len(faces)} faces"
 
 
-def save_maps(result: AnalysisResult, out_dir: str | Path, style: OverlayStyle | None = None) -> None:
-    """Write each face's overlays (and, for images, the full-image overlays) as PNGs under ``out_dir``.
-
-    Paths go into ``FaceResult.maps`` and ``AnalysisResult.full_maps``; files are written through
-    a temporary name so a crash leaves no half-written PNG.
-    """
-    if not any(f.heatmaps for f in result.faces):
-        return
-    style = style or OverlayStyle()
-    stem = re.sub(r"[^\w.-]+", "_", Path(result.input).stem)[:60] or "input"
-    digest = result.media.get("sha256", "")[:8]
-    folder = Path(out_dir) / (f"{stem}-{digest}" if digest else stem)
-    folder.mkdir(parents=True, exist_ok=True)
-    for n, face in enumerate(result.faces):
-        for method, heatmap in face.heatmaps.items():
-            path = folder / f"frame{face.frame:05d}_face{n + 1:02d}_{_safe(method)}.png"
-            _write_png(path, overlay(face.crop, heatmap, style.alpha, style.colormap, style.gamma))
-            face.maps[method] = str(path)
-    if result.kind == "image" and result.frames:
-        methods = {m for f in result.faces for m in f.heatmaps}
-        for method in sorted(methods):
-            canvas = result.frames[0]
-            for face in result.faces:
-                if method in face.heatmaps:
-                    canvas = paste_overlay(
-                        canvas, face.heatmaps[method], face.crop_box, style.alpha, style.colormap, style.gamma
-                    )
-            path = folder / f"full_{_safe(method)}.png"
-            _write_png(path, canvas)
-            result.full_maps[method] = str(path)
-
-
-def _safe(method: str) -> str:
-    return method.replace("+", "p")
-
-
-def _write_png(path: Path, rgb: np.ndarray) -> None:
-    tmp = path.with_name(path.stem + ".tmp.png")
-    Image.fromarray(rgb).save(tmp, format="PNG", compress_level=1)  # level 6 costs seconds on large photos
-    tmp.replace(path)
-
-
-def _video_media(video: VideoFrames) -> dict:
-    return {
-        "width": video.width,
-        "height": video.height,
-        "fps": round(float(video.fps), 3),
-        "frame_count": int(video.frame_count),
-        "duration_s": round(float(video.duration_s), 3),
-        "sampled_frames": len(video.frames),
-        "sampled_indices": [int(i) for i in video.indices],
-    }
+def _video_media(video: VideoFrames, animated: bool = False) -> MediaInfo:
+    return MediaInfo(width=video.width, height=video.height, fps=round(float(video.fps), 3),
+                     frame_count=int(video.frame_count), duration_s=round(float(video.duration_s), 3),
+                     sampled_frames=len(video.frames), sampled_indices=[int(i) for i in video.indices],
+                     animated_image=animated)
 
 
 def _sha256(path: Path) -> str:
@@ -462,29 +310,15 @@ def _report(progress: Progress | None, fraction: float, text: str) -> None:
         progress(fraction, text)
 
 
-class _Stopwatch:
-    """Accumulate wall time per stage into a dict, in milliseconds."""
-
-    def __init__(self, timings: dict[str, float]):
-        self.timings = timings
-        for key in ("decode", "faces", "classify", "explain"):
-            timings.setdefault(key, 0.0)
-
-    def __call__(self, key: str):
-        return _Timer(self.timings, key)
-
-
-class _Timer:
-    def __init__(self, timings: dict[str, float], key: str):
-        self.timings, self.key = timings, key
-
-    def __enter__(self):
-        self.start = time.perf_counter()
-
-    def __exit__(self, *exc):
-        self.timings[self.key] = self.timings.get(self.key, 0.0) + (time.perf_counter() - self.start) * 1000.0
-        return False
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], key: str):
+    """Add the wall time of the ``with`` block to ``timings[key]``, in milliseconds."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] = timings.get(key, 0.0) + (time.perf_counter() - start) * 1000.0
 
 
 __all__ = ["AnalysisResult", "Analyzer", "FaceResult", "TrackSummary", "aggregate_image", "aggregate_video",
-           "face_number", "reading_order", "save_maps"]
+           "face_number", "reading_order"]

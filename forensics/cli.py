@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -173,6 +174,7 @@ def cmd_analyze(args) -> int:
     from forensics.explain import ExplainOptions, parse_methods
     from forensics.explain.faithfulness import FaithfulnessOptions
     from forensics.overlay import OverlayStyle
+    from forensics.render.maps import write_maps
     from forensics.faces import FaceDetector
 
     methods = parse_methods(args.explain)
@@ -192,10 +194,10 @@ def cmd_analyze(args) -> int:
         frames=args.frames,
         fps=args.fps,
         fallback_whole_image=args.whole_image and not args.no_fallback,
-        style=OverlayStyle(args.alpha, args.colormap, args.gamma),
         limits=settings.media_limits(),  # the same upload limits as the app and its API
         faithfulness=FaithfulnessOptions(steps=args.faithfulness_steps) if args.faithfulness else None,
     )
+    style = OverlayStyle(args.alpha, args.colormap, args.gamma)
     sink = None
     if args.json_out == "-":
         sink = sys.stdout
@@ -208,8 +210,11 @@ def cmd_analyze(args) -> int:
         for path in bar:
             name = Path(path).name[:30]
             bar.set_postfix_str(name)
-            result = analyzer.analyze(path, out_dir=args.out if methods else None,
-                                      progress=lambda _f, stage: bar.set_postfix_str(f"{name}: {stage}"))
+            result = analyzer.analyze(path, progress=lambda _f, stage: bar.set_postfix_str(f"{name}: {stage}"))
+            if methods and not result.error:  # the maps' PNGs: their own step, timed apart from computing them
+                started = time.perf_counter()
+                write_maps(result, args.out, style)
+                result.timings_ms["render"] = (time.perf_counter() - started) * 1000.0
             failed += result.error is not None
             if sink is not None:
                 sink.write(json.dumps(result.to_dict()) + "\n")

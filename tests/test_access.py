@@ -6,8 +6,9 @@ from __future__ import annotations
 import gradio as gr
 import pytest
 
-from forensics import access, jobs_ui
+from forensics import access
 from forensics.core import AccessError
+from ui import train as jobs_ui
 
 
 @pytest.fixture
@@ -63,5 +64,6 @@ def test_train_tab_handlers_refuse_before_doing_anything(no_admin, monkeypatch, 
             with pytest.raises(gr.Error, match="needs an admin credential"):
                 call(token)
     assert not (tmp_path / "home").exists()  # refused before the job store was even opened
-    status, *_ = jobs_ui.refresh(None, "wrong", {})[1:2]
-    assert status == "Enter the admin token to see and manage jobs."
+    with gr.Blocks():
+        view = jobs_ui.JobsView(*(gr.Markdown() for _ in range(5)), [gr.Dropdown() for _ in range(4)], gr.State())
+    assert view.refresh(None, "wrong", {})[view.status] == "Enter the admin token to see and manage jobs."

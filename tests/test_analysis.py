@@ -54,9 +54,14 @@ def analyzer(model_dirs, face_detector):
 
 
 def test_group_photo_end_to_end_with_maps_on_disk(analyzer, tmp_path):
+    from forensics.render.maps import write_maps
+
     photo = data_path("photos/deepface/couple.jpg")
-    result = analyzer.analyze(photo, out_dir=tmp_path)
+    result = analyzer.analyze(photo)
     assert result.error is None and result.kind == "image"
+    assert not any(f.maps for f in result.faces) and not list(tmp_path.iterdir())  # the analysis writes nothing
+    assert result.explanations.methods == list(METHODS) and result.explanations.skipped == {}
+    write_maps(result, tmp_path)
     assert len(result.faces) == 2 and not any(f.fallback for f in result.faces)
     assert result.fake_probability == max(f.fake_probability for f in result.faces)
     assert result.label == ("fake" if result.fake_probability >= result.threshold else "real")
@@ -135,7 +140,7 @@ def test_real_video_yields_tracked_faces(analyzer):
     video = data_path("video/hamilton_clip.mp4")
     result = analyzer.analyze(video)
     assert result.error is None and result.kind == "video"
-    assert result.media["sampled_frames"] == 6
+    assert result.media.sampled_frames == 6
     tracked = [f for f in result.faces if f.track is not None]
     assert tracked and result.tracks
     assert {f.track for f in tracked} == {t.track for t in result.tracks}
@@ -168,7 +173,7 @@ def test_animated_gif_is_analysed_as_a_short_video(analyzer, tmp_path):
     gif = tmp_path / "astronaut.gif"
     frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100, loop=0)
     result = analyzer.analyze(gif)
-    assert result.error is None and result.kind == "video" and result.media["animated_image"] is True
-    assert result.media["sampled_frames"] == 6 and result.media["frame_count"] == 10
+    assert result.error is None and result.kind == "video" and result.media.animated_image is True
+    assert result.media.sampled_frames == 6 and result.media.frame_count == 10
     assert result.faces and {f.track for f in result.faces} == {1} and result.label in ("fake", "real")
     assert [f.timestamp for f in result.faces] == sorted(f.timestamp for f in result.faces)

@@ -51,23 +51,45 @@ def server(zoo, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def app_module(zoo):
+def tabs(zoo):
+    """The analysis tabs, laid out in a page of their own (their handlers answer {component: update})."""
     os.environ["FORENSICS_DETECTORS"] = str(zoo)
-    import app
+    from types import SimpleNamespace
 
-    return app
+    from ui.compare import CompareTab
+    from ui.image import ImageTab
+    from ui.video import VideoTab
+
+    with gr.Blocks():
+        return SimpleNamespace(image=ImageTab(), video=VideoTab(), compare=CompareTab())
 
 
-def answered(handler, *args, **kwargs) -> list:
-    """Run a streamed handler to the end: the answer comes first, then the same with the reports."""
+class Shown:
+    """A handler's {component: update}, read by the tab's names for its components."""
+
+    def __init__(self, tab, updates: dict):
+        self.tab, self.updates = tab, updates
+
+    def __getattr__(self, name):
+        part = getattr(self.tab, name)
+        return [self.updates[p] for p in part] if isinstance(part, list) else self.updates[part]
+
+
+def answered(tab, handler, *args, **kwargs) -> Shown:
+    """Run a streamed handler to the end: the answer comes first, then the same with the reports,
+    complete (an API client sees only the last update)."""
     answer, final = list(handler(*args, **kwargs))
-    assert answer[-2] is None and len(final[-2]) == 2 and answer[:2] == final[:2]
-    return final
+    assert answer[tab.reports] is None and len(final[tab.reports]) == 2 and answer[tab.summary] == final[tab.summary]
+    assert final.keys() == answer.keys()
+    return Shown(tab, final)
 
 
-def test_image_handler_gives_verdict_boxes_maps_and_reports(app_module):
-    verdict, summary, annotated, faces, *maps, reports, session = answered(
-        app_module.analyze_image, str(data_path("photos/deepface/couple.jpg")))
+def test_image_handler_gives_verdict_boxes_maps_and_reports(tabs):
+    from ui.present import face_panel
+
+    out = answered(tabs.image, tabs.image.analyze_image, str(data_path("photos/deepface/couple.jpg")))
+    verdict, summary, annotated, faces, maps, session = out.verdict, out.summary, out.annotated, out.face, out.maps, out.state
+    assert len(out.updates) == 11  # every output of the endpoint: verdict, summary, boxes, face, 5 maps, reports, state
     assert verdict == session.result.label and verdict in ("fake", "real")
     assert "threshold" in summary and "2 face(s)" in summary
     assert annotated.shape[2] == 3
@@ -75,37 +97,40 @@ def test_image_handler_gives_verdict_boxes_maps_and_reports(app_module):
     assert faces.value == max(range(2), key=lambda i: session.result.faces[i].fake_probability)  # worst first
     assert len(maps) == 5 and all(m.value is not None for m in maps[:4])
     assert maps[4].visible is False  # no patch-score map for a ViT
-    panel = app_module.service.face_panel(session.result, faces.value)
+    panel = face_panel(session.result, faces.value)
     assert [image.shape for image, _ in panel[:4]] == [(256, 256, 3)] * 4  # 64 px crops, shown at 256 px
     assert panel[4][0] is None and "not available" in panel[4][1]
     assert [m.label.split(" (")[0] for m in maps[:4]] == ["Last-layer attention", "Attention rollout", "Grad-CAM",
                                                               "Grad-CAM++"]
-    json_path, html_path = reports
+    json_path, html_path = out.reports
     assert json.loads(Path(json_path).read_text())["report"]["input"]["sha256"]
     assert "<html" in Path(html_path).read_text()[:200].lower()
 
 
-def test_patch_level_detector_shows_its_patch_score_map(app_module):
-    *_, maps, reports, session = answered(app_module.analyze_image, str(data_path("photos/face_recognition/obama.jpg")),
-                                                          detector="zz-test-patch")
+def test_patch_level_detector_shows_its_patch_score_map(tabs):
+    out = answered(tabs.image, tabs.image.analyze_image, str(data_path("photos/face_recognition/obama.jpg")),
+                   detector="zz-test-patch")
+    maps, session = out.maps[4], out.state
     assert maps.visible is True and maps.value is not None and maps.label.startswith("Patch scores")
-    assert session.result.explanations["skipped"].keys() == {"attention", "rollout"}
+    assert session.result.explanations.skipped.keys() == {"attention", "rollout"}
 
 
-def test_new_settings_recompute_maps_only(app_module):
-    *_, session = answered(app_module.analyze_image, str(data_path("photos/face_recognition/obama.jpg")))
+def test_new_settings_recompute_maps_only(tabs):
+    session = answered(tabs.image, tabs.image.analyze_image, str(data_path("photos/face_recognition/obama.jpg"))).state
     before = [f.heatmaps["rollout"].copy() for f in session.result.faces]
     probability = session.result.fake_probability
-    *maps, session = app_module.update_maps(session, 0, "real", "max", 0.5, 0.7)
+    shown = Shown(tabs.image, tabs.image.update_maps(session, 0, "real", "max", 0.5, 0.7))
+    maps, session = shown.maps, shown.state
     assert session.options.head_fusion == "max" and session.result.fake_probability == probability
     assert session.result.faces[0].explained_class == "real"
     assert not (before[0] == session.result.faces[0].heatmaps["rollout"]).all()
     assert "'real'" in maps[0].label
 
 
-def test_video_handler_gives_timeline_frames_and_table(app_module):
-    out = answered(app_module.analyze_video, str(data_path("video/hamilton_clip.mp4")), frames=6)
-    verdict, summary, timeline, frames, table, faces, *maps, reports, session = out
+def test_video_handler_gives_timeline_frames_and_table(tabs):
+    out = answered(tabs.video, tabs.video.analyze_video, str(data_path("video/hamilton_clip.mp4")), frames=6)
+    summary, timeline, frames, table, faces, session = (out.summary, out.timeline, out.frames_gallery, out.table,
+                                                        out.face, out.state)
     assert "tracked face" in summary
     people = [t for t in timeline.data if t.name != "no face in this frame"]
     assert people and {t.name.split(" (")[0] for t in people} <= {f"person {t.track}" for t in session.result.tracks}
@@ -116,7 +141,7 @@ def test_video_handler_gives_timeline_frames_and_table(app_module):
     assert (len(gaps[0].x) if gaps else 0) == 6 - found  # each faceless frame marked on the timeline
     assert all(image.shape[1] == 480 or image.shape[0] == 480 for image, _ in frames)  # cropped around faces
     assert sorted(row[0] for row in table) == list(range(1, len(table) + 1))  # face numbers from 1
-    assert app_module.pick_row(session, gr.SelectData(None, {"index": [0, 0], "value": 1})) == faces.value
+    assert tabs.video.pick_row(session, gr.SelectData(None, {"index": [0, 0], "value": 1})) == faces.value
 
 
 @pytest.mark.parametrize("name, content, message", [
@@ -124,31 +149,34 @@ def test_video_handler_gives_timeline_frames_and_table(app_module):
     ("empty.png", b"", "empty.png: file is empty"),
     ("broken.mp4", b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000), "broken.mp4: "),
 ])
-def test_bad_files_raise_a_one_line_gradio_error(app_module, tmp_path, name, content, message):
+def test_bad_files_raise_a_one_line_gradio_error(tabs, tmp_path, name, content, message):
     path = tmp_path / name
     path.write_bytes(content)
-    handler = app_module.analyze_video if name.endswith(".mp4") else app_module.analyze_image
+    handler = tabs.video.analyze_video if name.endswith(".mp4") else tabs.image.analyze_image
     with pytest.raises(gr.Error) as err:
         list(handler(str(path)))
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
-def test_no_face_gives_no_verdict_and_whole_image_only_on_request(app_module):
+def test_no_face_gives_no_verdict_and_whole_image_only_on_request(tabs):
     with pytest.warns(UserWarning, match="No face found: no verdict"):
-        verdict, summary, annotated, faces, *_ = answered(app_module.analyze_image, str(EXAMPLES / "chelsea-no-face.jpg"))
+        out = answered(tabs.image, tabs.image.analyze_image, str(EXAMPLES / "chelsea-no-face.jpg"))
+    verdict, summary, faces = out.verdict, out.summary, out.face
     assert verdict == "no face found" and summary.startswith("**No face found: no verdict.**")
     assert faces.choices == [] and "Whole-image score" not in summary
     with pytest.warns(UserWarning, match="outside what the detector was trained for"):
-        verdict, summary, *_ = answered(app_module.analyze_image, str(EXAMPLES / "chelsea-no-face.jpg"), whole_image=True)
+        out = answered(tabs.image, tabs.image.analyze_image, str(EXAMPLES / "chelsea-no-face.jpg"), whole_image=True)
+    verdict, summary = out.verdict, out.summary
     assert verdict == "no face found" and "Whole-image score on request" in summary and "not a verdict" in summary
 
 
-def test_verdict_shows_calibration_threshold_and_what_the_detector_misses(app_module):
+def test_verdict_shows_calibration_threshold_and_what_the_detector_misses(tabs):
     """The bundled default: its measured calibration error decides the decimals (one while ECE is 0.05
     or more), and the line beside the verdict says what its per-source AUCs say it catches."""
     metrics = json.loads((ROOT / "assets" / "detectors" / "default" / "metrics.json").read_text())
     ece, threshold = metrics["calibration"]["ece"], metrics["detector"]["threshold"]
-    verdict, summary, *_ = answered(app_module.analyze_image, str(EXAMPLES / "astronaut.jpg"), detector="default")
+    out = answered(tabs.image, tabs.image.analyze_image, str(EXAMPLES / "astronaut.jpg"), detector="default")
+    verdict, summary = out.verdict, out.summary
     assert verdict in ("fake", "real")  # the call alone: no "94%" headline
     assert "calibrated P(fake) ≈ 0." in summary and f"± {ece:.2f} (its calibration error)" in summary
     assert f"threshold {threshold:.2f}" in summary
@@ -156,10 +184,12 @@ def test_verdict_shows_calibration_threshold_and_what_the_detector_misses(app_mo
     assert re.search(r"≈ 0\.\d ±", summary) if ece >= 0.05 else re.search(r"≈ 0\.\d\d ±", summary)
 
 
-def test_compare_handler_gives_a_row_per_face_per_detector_and_their_maps(app_module):
-    summary, table, chart, unit, maps, comparison = app_module.compare_detectors(
+def test_compare_handler_gives_a_row_per_face_per_detector_and_their_maps(tabs):
+    tab = tabs.compare
+    out = Shown(tab, tab.compare_detectors(
         str(data_path("photos/deepface/couple.jpg")), ["test-vit", "zz-test-patch", "no/such-model"],
-        ["gradcam", "attention"])
+        ["gradcam", "attention"]))
+    summary, table, chart, unit, maps, comparison = out.summary, out.table, out.chart, out.unit, out.maps, out.state
     assert [(row[0], row[1]) for row in table] == [("Face 1", "test-vit"), ("Face 1", "zz-test-patch"),
                                                    ("Face 2", "test-vit"), ("Face 2", "zz-test-patch")]
     assert all(0 <= row[2] <= 1 and row[4] in ("flagged", "not flagged") and "flag it" in row[5] for row in table)
@@ -170,20 +200,20 @@ def test_compare_handler_gives_a_row_per_face_per_detector_and_their_maps(app_mo
     assert "test-vit: Grad-CAM ('fake')" in captions and "zz-test-patch: Grad-CAM ('fake')" in captions
     assert any(c.startswith("test-vit: Last-layer attention") for c in captions)
     other = [u for u, _ in unit.choices if u != unit.value][0]
-    assert len(app_module.show_compared_face(comparison, other)) == len(maps)
+    assert len(tab.show_compared_face(comparison, other)[tab.maps]) == len(maps)
     with pytest.raises(gr.Error, match="choose at least one detector"):
-        app_module.compare_detectors(str(EXAMPLES / "astronaut.jpg"), [])
+        tab.compare_detectors(str(EXAMPLES / "astronaut.jpg"), [])
 
 
-def test_the_manipulated_example_made_by_the_project_is_flagged_by_the_default(app_module):
-    verdict, summary, *_ = answered(app_module.analyze_image, str(EXAMPLES / "astronaut-self-blended.jpg"), detector="default")
+def test_the_manipulated_example_made_by_the_project_is_flagged_by_the_default(tabs):
+    out = answered(tabs.image, tabs.image.analyze_image, str(EXAMPLES / "astronaut-self-blended.jpg"), detector="default")
+    verdict, summary = out.verdict, out.summary
     assert verdict == "fake" and "at or above the threshold" in summary
-    verdict, *_ = answered(app_module.analyze_image, str(EXAMPLES / "astronaut.jpg"), detector="default")
-    assert verdict == "real"
+    assert answered(tabs.image, tabs.image.analyze_image, str(EXAMPLES / "astronaut.jpg"), detector="default").verdict == "real"
     assert "astronaut-self-blended.jpg" in (EXAMPLES / "README.md").read_text()  # its provenance
 
 
-def test_detector_choice_is_guided(app_module):
+def test_detector_choice_is_guided(tabs):
     """Each detector offered with its strength; close-to-chance ones not offered; only the methods a
     detector supports (from its measurements and ONNX outputs) are offered."""
     from forensics.detector_notes import offered_detectors
@@ -196,14 +226,14 @@ def test_detector_choice_is_guided(app_module):
     expected = {"default": ["attention", "rollout", "gradcam", "gradcam++"], "mobilenetv2": ["gradcam", "gradcam++"],
                 "patch": ["gradcam", "gradcam++", "patches"], "default:int8": ["attention", "rollout"]}
     for name, methods in expected.items():
-        target, boxes, line = app_module.on_detector_change(name)
+        shown = Shown(tabs.image, tabs.image.on_detector_change(name))
+        boxes, line = shown.methods, shown.note
         assert [value for _, value in boxes.choices] == methods and boxes.value == methods
         assert "ROC-AUC" in line
 
 
-def test_int8_attention_maps_are_captioned_class_agnostic(app_module):
-    verdict, summary, annotated, faces, *maps, reports, session = answered(
-        app_module.analyze_image, str(EXAMPLES / "astronaut.jpg"), detector="default:int8")
+def test_int8_attention_maps_are_captioned_class_agnostic(tabs):
+    maps = answered(tabs.image, tabs.image.analyze_image, str(EXAMPLES / "astronaut.jpg"), detector="default:int8").maps
     assert maps[0].label == "Last-layer attention (class-agnostic)" and "not available" in maps[2].label
 
 
@@ -400,11 +430,11 @@ def test_browser_example_thumbnails_load_the_file(server, browser, tmp_path):
     page.screenshot(path=str(_shots(tmp_path) / "example-analysed.png"), full_page=True)
 
 
-def test_scored_maps_have_their_scores_in_the_captions_and_survive_new_settings(app_module):
+def test_scored_maps_have_their_scores_in_the_captions_and_survive_new_settings(tabs):
     photo = str(data_path("photos/face_recognition/obama.jpg"))
-    _v, _s, _a, faces, *maps, _reports, session = answered(
-        app_module.analyze_image, photo, None, "test-vit", ["gradcam", "gradcam++"], "fake", "mean", 0.9, 0.5,
-        score_maps=True)
+    out = answered(tabs.image, tabs.image.analyze_image, photo, None, "test-vit", ["gradcam", "gradcam++"], "fake",
+                   "mean", 0.9, 0.5, score_maps=True)
+    faces, maps, session = out.face, out.maps, out.state
     face = session.result.faces[faces.value]
     assert set(face.faithfulness) == {"gradcam", "gradcam++"}
     for caption, method in ((maps[2].label, "gradcam"), (maps[3].label, "gradcam++")):
@@ -414,7 +444,8 @@ def test_scored_maps_have_their_scores_in_the_captions_and_survive_new_settings(
         deletion_mark = caption.split("vs random: del ")[1].split(",")[0].split()[-1]
         assert deletion_mark == ("✓" if s["deletion"] < s["random_deletion"] else "✗")
     assert sum("★ most faithful" in m.label for m in maps[2:4]) == (face.most_faithful is not None)
-    *new_maps, session = app_module.update_maps(session, faces.value, "real", "mean", 0.9, 0.5)
+    shown = Shown(tabs.image, tabs.image.update_maps(session, faces.value, "real", "mean", 0.9, 0.5))
+    new_maps, session = shown.maps, shown.state
     assert "vs random: del" in new_maps[2].label and session.result.faces[faces.value].explained_class == "real"
 
 

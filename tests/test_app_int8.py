@@ -50,18 +50,30 @@ def int8_server(int8_zoo, tmp_path_factory):
     assert_clean_log(stop(proc, log))
 
 
+def _tab():
+    """The tab, laid out in a page of its own (its handlers answer {component: update})."""
+    import gradio as gr
+
+    from ui.int8 import Int8Tab
+
+    with gr.Blocks() as demo:
+        return Int8Tab(demo)
+
+
 def test_stored_audit_is_shown_side_by_side(int8_zoo, monkeypatch):
-    from forensics import int8_ui
+    from ui import int8 as int8_ui
 
     monkeypatch.setenv("FORENSICS_DETECTORS", str(int8_zoo))
     assert "q8-patch" in int8_ui.int8_detectors()
-    verdict, table, scatter, latency, _gallery = int8_ui.show_stored_audit("q8-patch")
+    tab = _tab()
+    shown = tab.show_stored_audit("q8-patch")
+    verdict, table, scatter, latency = shown[tab.verdict], shown[tab.table], shown[tab.scatter], shown[tab.latency]
     assert "int8 audit PASSED" in verdict and "operating point" in verdict
     rows = table.value["data"]
     assert [r[0] for r in rows][:2] == ["ROC-AUC", "accuracy at the float threshold"]
     assert len(rows[0]) == 4  # measure + PyTorch float, ONNX float, ONNX int8
     assert scatter is not None and latency is not None
-    assert "no stored audit" in int8_ui.show_stored_audit("nope")[0] or "not a named" in int8_ui.show_stored_audit("nope")[0]
+    assert "not a named" in tab.show_stored_audit("nope")[tab.verdict]
 
 
 def test_bundled_audit_shows_no_server_paths_and_a_readable_disagreement_grid(tmp_path, monkeypatch):
@@ -74,10 +86,9 @@ def test_bundled_audit_shows_no_server_paths_and_a_readable_disagreement_grid(tm
     import numpy as np
     from PIL import Image
 
-    from forensics import int8_ui
-
+    tab = _tab()
     bundled = Path(__file__).resolve().parents[1] / "assets" / "detectors" / "default"
-    verdict, *_ = int8_ui.show_stored_audit("default")
+    verdict = tab.show_stored_audit("default")[tab.verdict]
     assert "validation faces of default" in verdict and "/work/" not in verdict and "assets/" not in verdict
     folder = tmp_path / "detectors" / "q8-copy"
     (folder / "audit").mkdir(parents=True)
@@ -90,10 +101,10 @@ def test_bundled_audit_shows_no_server_paths_and_a_readable_disagreement_grid(tm
                                        "image": f"disagreement-{i}.png"})
     (folder / "audit" / "audit.json").write_text(json.dumps(audit))
     monkeypatch.setenv("FORENSICS_DETECTORS", str(folder.parent))
-    verdict, table, scatter, latency, gallery = int8_ui.show_stored_audit("q8-copy")
+    gallery = tab.show_stored_audit("q8-copy")[tab.gallery]
     assert gallery.visible and len(gallery.value) == 2
     assert all("float" in item["caption"] and "int8" in item["caption"] for item in gallery.value)
-    assert int8_ui.clear_comparison("patch") == ["", [], [], None]
+    assert tab.clear_comparison("patch") == {tab.comparison: "", tab.float_maps: [], tab.int8_maps: [], tab.files: None}
 
 
 def test_api_compares_one_image_and_audits_an_uploaded_zip(int8_server, tmp_path):

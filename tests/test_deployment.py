@@ -233,6 +233,7 @@ def test_holding_an_analysis_drops_frames_and_caps_its_faces():
 
 def test_held_analyses_share_one_budget_and_the_oldest_are_released(monkeypatch):
     from forensics import service
+    from ui.present import face_panel
 
     one = _result(faces=8)
     held.slim(one)
@@ -246,7 +247,7 @@ def test_held_analyses_share_one_budget_and_the_oldest_are_released(monkeypatch)
     assert len(store) == 2 and store.total_bytes() <= 2.5 * size
     assert results[0].fake_probability is None and results[0].faces  # its numbers stay
     session = service.Session(results[0], "default")
-    panel = service.face_panel(results[0], 0)
+    panel = face_panel(results[0], 0)
     assert all(image is None and held.RELEASED in caption for image, caption in panel)
     with pytest.raises(Exception, match="released to free the server's memory"):
         service.reexplain(session, "fake", "mean", 0.9)

@@ -134,7 +134,7 @@ def test_jobs_queue_run_in_capped_processes_and_publish_their_models(two_jobs, b
     # What the Train tab shows: progress, log, curves.
     assert first.progress() == (1.0, "finished")
     assert "epoch 1: loss" in first.log_tail() and "job 1 finished" in first.log_tail()
-    from forensics.jobs_ui import curves_figure, job_card, job_status
+    from ui.train import curves_figure, job_card, job_status
 
     figure = curves_figure(first)
     assert [t.name for t in figure.data] == ["epoch mean loss", "validation ROC-AUC", "validation F1"]
@@ -143,7 +143,7 @@ def test_jobs_queue_run_in_capped_processes_and_publish_their_models(two_jobs, b
     import gradio as gr
     import pandas as pd
 
-    from forensics.jobs_ui import pick_job
+    from ui.train import pick_job
 
     table = pd.DataFrame([[2, "b"], [1, "a"]], columns=["id", "name"])
     assert pick_job(table, gr.SelectData(None, {"index": [1, 1], "value": "a"})) == 1

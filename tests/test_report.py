@@ -18,7 +18,7 @@ import forensics
 from forensics.analysis import AnalysisResult, Analyzer
 from forensics.detectors import load_detector
 from forensics.explain import METHODS
-from forensics.report import (
+from forensics.render.report import (
     MAX_REPORT_FACES,
     detector_extra,
     report_html,
@@ -282,7 +282,7 @@ def test_write_report_html_writes_the_whole_page(video_result, tmp_path):
     assert write_report_html(video_result, target) == target
     written = target.read_text(encoding="utf-8")
     assert written.startswith("<!DOCTYPE html>") and written.rstrip().endswith("</html>")
-    assert video_result.media["sha256"] in written and len(_Page(written).find("polyline", "track")) >= 1
+    assert video_result.media.sha256 in written and len(_Page(written).find("polyline", "track")) >= 1
     assert [p.name for p in tmp_path.iterdir()] == [target.name]
 
 

@@ -77,7 +77,7 @@ def write_federated_model(model: nn.Module, arch: str, model_args: dict, config:
     (model_dir / "training.json").write_text(json.dumps(record, indent=2, default=str))
     (out / METRICS_FILE).write_text(json.dumps({"rounds": history, "federated": {
         k: v for k, v in record["federated"].items() if k != "rounds_history"}}, indent=2, default=str))
-    from forensics.plots import federated_rounds_figure
+    from forensics.render.figures import federated_rounds_figure
 
     federated_rounds_figure(history).write_html(str(out / CURVES_FILE), include_plotlyjs=True)
     if config.get("evaluate", True):

@@ -1,4 +1,4 @@
-"""What the app's Train tab calls: background jobs and Hub pushes behind the admin credential.
+"""The Train tab: background jobs and Hub pushes behind the admin credential.
 
 Light on purpose (SQLite, Plotly; no torch): the app imports it while drawing its page. Every
 handler that launches, cancels, resumes, deletes, lists or shows jobs, or pushes to the Hub, checks
@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from plotly.subplots import make_subplots
 from forensics import access, catalog
 from forensics.core import ForensicsError
 from forensics.jobs import KINDS, MODEL_CHOICES, Job, JobSettings, JobStore
+from ui.common import fail
 
 TABLE_HEADERS = ["id", "name", "kind", "status", "progress", "created", "result"]
 LABEL_ORDER_CHOICES = ["real fake", "fake real"]
@@ -52,15 +54,11 @@ def store() -> JobStore:
     return JobStore()
 
 
-def _fail(exc: Exception):
-    raise gr.Error(str(exc), print_exception=False) from None
-
-
 def _admin(token: str | None, request: gr.Request | None, action: str) -> None:
     try:
         access.require_admin(token, access.request_username(request), action)
     except ForensicsError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 def detector_names() -> list[str]:
@@ -211,7 +209,7 @@ def submit_job(kind, base, model, data, data_zip, epochs, lr, batch_size, image_
                                name=name or None, mu=0.01 if mu is None else mu)
         job = store().submit(settings)
     except (ForensicsError, OSError) as exc:
-        _fail(exc)
+        fail(exc)
     where = "started" if job.status == "running" else "queued (another job is running)"
     return f"Job {job.id} ({job.name}) {where}.", job.id, jobs_table()
 
@@ -228,7 +226,7 @@ def _with_store(admin_token, request, action: str, call):
     try:
         return call(store())
     except ForensicsError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 def show_job(job_id, admin_token, request: gr.Request = None):
@@ -262,7 +260,7 @@ def push_model(model, repo_id, private, admin_token, request: gr.Request = None)
     try:
         result = push(model or "", repo_id or "", private=bool(private))
     except ForensicsError as exc:
-        _fail(exc)
+        fail(exc)
     visibility = "private" if result["private"] else "public"
     return f"Pushed `{', '.join(result['files'])}` to [{result['repo_id']}]({result['repo_url']}) ({visibility})."
 
@@ -270,30 +268,42 @@ def push_model(model, repo_id, private, admin_token, request: gr.Request = None)
 # -- UI-only events (private: not in the API) ------------------------------------------------------
 
 
-def refresh(job_id, admin_token, seen, request: gr.Request = None):
-    """The timer's tick: the table and the chosen job's details for the admin; for everyone, new
-    models in the detector boxes the moment a job publishes one (outputs: table, status, curves,
-    log, card, the four detector boxes, the state)."""
-    models = detector_box_choices()
-    if models == (seen or {}).get("models"):
-        boxes = [gr.skip()] * 4
-    else:  # the two analysis tabs' boxes, then the Train tab's base-detector and push boxes
-        names = detector_names()
-        boxes = [gr.Dropdown(choices=models), gr.Dropdown(choices=models), gr.Dropdown(choices=names),
-                 gr.Dropdown(choices=names)]
-    if not access.admin_configured():  # admin actions off (said once, at the top): the jobs, read only
-        return [_read_only_jobs(), "", None, "", "", *boxes, {"models": models}]
-    if not access.is_admin(admin_token, access.request_username(request)):
-        return [[], "Enter the admin token to see and manage jobs.", None, "", "", *boxes, {"models": models}]
-    try:
-        job = _job(job_id)
-        table = jobs_table()
-    except (OSError, sqlite3.Error) as exc:  # an unwritable or broken home: say so, once per tick
-        return [[], f"Jobs are unavailable: {exc}", None, "", "", *boxes, {"models": models}]
-    key = _signature(job)
-    if key is not None and (seen or {}).get("key") == key:  # nothing new: leave the plot and log as drawn
-        return [table, gr.skip(), gr.skip(), gr.skip(), gr.skip(), *boxes, {"models": models, "key": key}]
-    return [table, *_details(job), *boxes, {"models": models, "key": key}]
+@dataclass
+class JobsView:
+    """What the timer redraws: the jobs table, the chosen job's details, the detector boxes (the
+    analysis tabs', then this tab's base-detector and push boxes) and what was drawn last."""
+
+    table: gr.Dataframe
+    status: gr.Markdown
+    curves: gr.Plot
+    log: gr.Textbox
+    card: gr.Markdown
+    boxes: list
+    seen: gr.State
+
+    def refresh(self, job_id, admin_token, seen, request: gr.Request = None) -> dict:
+        """The timer's tick: the table and the chosen job's details for the admin; for everyone, new
+        models in the detector boxes the moment a job publishes one. What did not change is left out."""
+        models = detector_box_choices()
+        out = {self.seen: {"models": models}}
+        if models != (seen or {}).get("models"):
+            names = detector_names()
+            out.update({box: gr.Dropdown(choices=models if i < 2 else names) for i, box in enumerate(self.boxes)})
+        blank = {self.status: "", self.curves: None, self.log: "", self.card: ""}
+        if not access.admin_configured():  # admin actions off (said once, at the top): the jobs, read only
+            return {**out, **blank, self.table: _read_only_jobs()}
+        if not access.is_admin(admin_token, access.request_username(request)):
+            return {**out, **blank, self.table: [], self.status: "Enter the admin token to see and manage jobs."}
+        try:
+            job = _job(job_id)
+            table = jobs_table()
+        except (OSError, sqlite3.Error) as exc:  # an unwritable or broken home: say so, once per tick
+            return {**out, **blank, self.table: [], self.status: f"Jobs are unavailable: {exc}"}
+        key = _signature(job)
+        out[self.seen] = {"models": models, "key": key}
+        if key is not None and (seen or {}).get("key") == key:  # nothing new: leave the plot and log as drawn
+            return {**out, self.table: table}
+        return {**out, self.table: table, **dict(zip((self.status, self.curves, self.log, self.card), _details(job)))}
 
 
 def _read_only_jobs() -> list:
@@ -327,6 +337,62 @@ def open_store() -> None:
         print(f"jobs: {exc}")
 
 
-__all__ = ["INTRO", "KIND_CHOICES", "LABEL_ORDER_CHOICES", "MODEL_CHOICES", "TABLE_HEADERS", "admin_note",
-           "cancel_job", "delete_job", "detector_box_choices", "detector_names", "jobs_table", "list_jobs",
-           "open_store", "pick_job", "push_model", "refresh", "resume_job", "show_job", "submit_job"]
+def build(detector_boxes: list) -> None:
+    """Lay out and wire the tab; ``detector_boxes``: the analysis tabs' detector boxes, which learn of new models."""
+    gr.Markdown(INTRO + "\n\n" + admin_note())
+    admin = access.admin_configured()  # off: the forms are hidden and the job list is read only
+    with gr.Row():
+        with gr.Column(scale=2, visible=admin):
+            kind = gr.Radio(KIND_CHOICES, value="train", label="Job")
+            base = gr.Dropdown(detector_names(), value=None, allow_custom_value=True,
+                               label="Base detector (fine-tune: start from; distil: teacher; evaluate: measured)")
+            model = gr.Dropdown(list(MODEL_CHOICES), value="hybrid", label="Architecture (train, distil)")
+            data = gr.Textbox(label="Dataset on the server (ImageFolder folder with real/ and fake/, or labels.csv; "
+                                    "federated: its YAML config)")
+            data_zip = gr.File(label="...or upload a zip of an ImageFolder tree", file_types=[".zip"], type="filepath")
+            with gr.Row():
+                epochs = gr.Number(4, label="Epochs", precision=0, minimum=1)
+                lr = gr.Number(3e-4, label="Learning rate")
+                batch = gr.Number(16, label="Batch size", precision=0, minimum=1)
+                size = gr.Number(224, label="Image size", precision=0, minimum=16)
+            with gr.Row():
+                sbi = gr.Checkbox(True, label="Self-blended pseudo-fakes")
+                labels = gr.Radio(LABEL_ORDER_CHOICES, value="real fake", label="Label order")
+            with gr.Accordion("More", open=False):
+                max_steps = gr.Number(None, label="Stop after this many steps (empty: all)", precision=0)
+                mu = gr.Number(0.01, label="FedProx mu (federated; 0 is FedAvg)", minimum=0)
+                name = gr.Textbox(label="Name of the model it makes (default job<id>-<architecture>)")
+            token = gr.Textbox(label="Admin token", type="password")
+            submit = gr.Button("Start job", variant="primary")
+            message = gr.Markdown()
+            with gr.Accordion("Push a model to the Hugging Face Hub", open=False):
+                push_from = gr.Dropdown(detector_names(), allow_custom_value=True,
+                                        label="Model (a detector name or a model folder)")
+                repo = gr.Textbox(label="Hub repo (user-or-org/name)")
+                private = gr.Checkbox(True, label="Private repo")
+                push = gr.Button("Push to the Hub")
+                pushed = gr.Markdown()
+        with gr.Column(scale=3):
+            table = gr.Dataframe(headers=TABLE_HEADERS, label="Jobs (click a row)", interactive=False,
+                                 max_height=260)
+            with gr.Row(equal_height=True, visible=admin):
+                job = gr.Number(None, label="Job", precision=0, min_width=80)
+                show, cancel, resume, delete = (gr.Button(text, min_width=80) for text in
+                                                ("Show", "Cancel", "Resume", "Delete"))
+            status = gr.Markdown()
+            curves = gr.Plot(label="Loss and validation metrics")
+            log = gr.Textbox(label="Log", lines=12, max_lines=12, autoscroll=True, interactive=False)
+            card = gr.Markdown()
+    view = JobsView(table, status, curves, log, card, [*detector_boxes, base, push_from], gr.State({}))
+    settings = [kind, base, model, data, data_zip, epochs, lr, batch, size, sbi, labels, max_steps, name, token, mu]
+    submit.click(submit_job, settings, [message, job, table], api_name="submit_job")
+    show.click(show_job, [job, token], [status, curves, log, card], api_name="show_job")
+    cancel.click(cancel_job, [job, token], [message, table], api_name="cancel_job")
+    resume.click(resume_job, [job, token], [message, table], api_name="resume_job")
+    delete.click(delete_job, [job, token], [message, job, table], api_name="delete_job")
+    push.click(push_model, [push_from, repo, private, token], [pushed], api_name="push_model")
+    gr.api(list_jobs, api_name="list_jobs")
+    table.select(pick_job, [table], [job], api_visibility="private")
+    gr.Timer(2.0).tick(view.refresh, [job, token, view.seen],
+                       [table, status, curves, log, card, *view.boxes, view.seen],
+                       api_visibility="private", concurrency_limit=None, show_progress="hidden")

@@ -1,4 +1,4 @@
-"""Plotly figures for the app: a video's P(fake) per tracked face over time."""
+"""Plotly figures: a video's P(fake) per person over time, detectors compared, federated rounds."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from collections import defaultdict
 
 import plotly.graph_objects as go
 
-from forensics.analysis import AnalysisResult
+from forensics.compare import rows, units
+from forensics.results import AnalysisResult
 
 
 def timeline_figure(result: AnalysisResult) -> go.Figure:
@@ -32,8 +33,8 @@ def timeline_figure(result: AnalysisResult) -> go.Figure:
             )
         )
     seen = {f.frame for f in result.faces if not f.fallback}
-    sampled = result.media.get("sampled_indices") or []
-    fps = result.media.get("fps") or None
+    sampled = result.media.sampled_indices
+    fps = result.media.fps or None
     empty = [i for i in sampled if i not in seen]
     if empty and seen:  # the gaps: sampled frames in which no face was found, marked on the axis
         fig.add_trace(go.Scatter(
@@ -49,8 +50,8 @@ def timeline_figure(result: AnalysisResult) -> go.Figure:
     title = "P(fake) per tracked face over time"
     if sampled:
         title += f" (faces in {len(seen)} of {len(sampled)} sampled frames)"
-    if result.media.get("duration_s"):  # the whole video on the axis, so a late first face is visibly late
-        fig.update_xaxes(range=[0, float(result.media["duration_s"])])
+    if result.media.duration_s:  # the whole video on the axis, so a late first face is visibly late
+        fig.update_xaxes(range=[0, float(result.media.duration_s)])
     fig.update_layout(
         title=title,
         xaxis_title="time (s)",
@@ -92,8 +93,6 @@ def federated_rounds_figure(rounds: list[dict]) -> go.Figure:
 def comparison_figure(comparison) -> go.Figure:
     """P(fake) per face (per person in a video) per detector as grouped bars, each detector's own
     threshold as a short dashed tick over its bar; hover shows the exact score."""
-    from forensics.compare import rows, units
-
     table = rows(comparison)
     order = units(comparison)
     fig = go.Figure()

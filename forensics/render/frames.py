@@ -1,0 +1,107 @@
+"""Whole images and video frames with every face boxed, numbered and scored."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+from forensics.results import AnalysisResult, FaceResult, face_number
+from forensics.overlay import paste_overlay
+
+MAX_FRAMES_SHOWN = 8
+THUMBNAIL_SIDE = 480
+
+
+def annotated(result: AnalysisResult, frame: int | None = None) -> np.ndarray | None:
+    """The image (or one sampled video frame, by default the most suspicious) with every face boxed
+    and scored; red at or above the threshold, green below."""
+    if not result.frames:
+        return None
+    if frame is None:
+        top = max(result.faces, key=lambda f: f.fake_probability, default=None)
+        frame = top.frame if top is not None else None
+    canvas = np.ascontiguousarray(result.frames[_frame_position(result, frame)]).copy()
+    thickness = max(2, round(max(canvas.shape[:2]) / 400))
+    for i, face in enumerate(result.faces):
+        if face.fallback or (result.kind == "video" and face.frame != frame):
+            continue
+        draw_box(canvas, face, result.threshold or 0.5, thickness, face_number(result, i))
+    return canvas
+
+
+def _frame_position(result: AnalysisResult, frame: int | None) -> int:
+    indices = result.media.sampled_indices or [0]
+    return indices.index(frame) if frame in indices else 0
+
+
+def draw_box(canvas: np.ndarray, face: FaceResult, threshold: float, thickness: int, number: int) -> None:
+    """The face's box with its number (the one every table and dropdown uses) and P(fake)."""
+    x0, y0, x1, y1 = (int(round(v)) for v in face.box)
+    colour = (220, 40, 40) if face.fake_probability >= threshold else (40, 180, 60)
+    cv2.rectangle(canvas, (x0, y0), (x1, y1), colour, thickness)
+    text = f"{number}: {face.fake_probability:.2f}" + (f" (person {face.track})" if face.track is not None else "")
+    scale = thickness * 0.45
+    (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    cv2.rectangle(canvas, (x0, max(0, y0 - h - 8)), (x0 + w + 6, y0), colour, -1)
+    cv2.putText(canvas, text, (x0 + 3, max(h, y0 - 5)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness)
+
+
+def suspicious_frame_order(result: AnalysisResult) -> list[int]:
+    """Sampled frame indices, most suspicious first (a frame's score: its worst face), capped."""
+    best: dict[int, float] = {}
+    for face in result.faces:
+        best[face.frame] = max(best.get(face.frame, 0.0), face.fake_probability)
+    return sorted(best, key=lambda f: -best[f])[:MAX_FRAMES_SHOWN]
+
+
+def suspicious_frames(result: AnalysisResult, method: str = "gradcam", alpha: float = 0.5) -> list[tuple[np.ndarray, str]]:
+    """The most suspicious sampled frames as thumbnails cropped around their faces (a whole 1080p
+    frame shows a face a few pixels wide), each with its faces' maps pasted in and boxes drawn."""
+    items = []
+    for frame in suspicious_frame_order(result):
+        faces = [(i, f) for i, f in enumerate(result.faces) if f.frame == frame]
+        canvas = np.ascontiguousarray(result.frames[_frame_position(result, frame)]).copy()
+        for _, face in faces:
+            if method in face.heatmaps:
+                canvas = paste_overlay(canvas, face.heatmaps[method], face.crop_box, alpha=alpha)
+        cut, (dx, dy) = _around_faces(canvas, [f for _, f in faces])
+        side = max(cut.shape[:2])  # every thumbnail THUMBNAIL_SIDE px on its longest side, small faces enlarged
+        size = (round(cut.shape[1] * THUMBNAIL_SIDE / side), round(cut.shape[0] * THUMBNAIL_SIDE / side))
+        canvas = cv2.resize(np.ascontiguousarray(cut), size,
+                            interpolation=cv2.INTER_AREA if side > THUMBNAIL_SIDE else cv2.INTER_CUBIC)
+        scale = canvas.shape[1] / max(1, cut.shape[1])
+        for i, face in faces:  # boxes drawn on the thumbnail itself, so their labels stay readable
+            if not face.fallback:
+                box = [(face.box[0] - dx) * scale, (face.box[1] - dy) * scale,
+                       (face.box[2] - dx) * scale, (face.box[3] - dy) * scale]
+                draw_box(canvas, dataclasses.replace(face, box=box), result.threshold or 0.5, 2,
+                         face_number(result, i))
+        stamp = faces[0][1].timestamp
+        when = f"{stamp:.2f}s" if stamp is not None else f"frame {frame}"
+        items.append((canvas, f"{when}: max P(fake) {max(f.fake_probability for _, f in faces):.2f}"))
+    return items
+
+
+def _around_faces(canvas: np.ndarray, faces: list[FaceResult]) -> tuple[np.ndarray, tuple[int, int]]:
+    """The part of a frame around its faces (their crop boxes, padded by half their size), and
+    where it starts in the frame."""
+    boxes = [f.crop_box for f in faces if not f.fallback and f.crop_box]
+    if not boxes:
+        return canvas, (0, 0)
+    h, w = canvas.shape[:2]
+    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    pad = max(x1 - x0, y1 - y0) // 2
+    x0, y0, x1, y1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
+    return (canvas[y0:y1, x0:x1], (x0, y0)) if x1 > x0 and y1 > y0 else (canvas, (0, 0))
+
+
+def enlarge(rgb: np.ndarray, min_side: int) -> np.ndarray:
+    """Enlarge (bicubic) so the shortest side is at least ``min_side``."""
+    h, w = rgb.shape[:2]
+    if min(h, w) >= min_side:
+        return rgb
+    scale = min_side / min(h, w)
+    return cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC)

@@ -1,0 +1,122 @@
+"""What an analysis returns: typed, serialisable results (numpy only, no torch: the UI and the
+renderers import them while the page is drawn)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+
+
+@dataclass
+class FaceResult:
+    """One scored face (or whole-image fallback) in one frame."""
+
+    frame: int
+    track: int | None
+    box: list[float] | None
+    face_confidence: float | None
+    fake_probability: float
+    probabilities: dict[str, float]
+    crop_box: list[int]
+    timestamp: float | None = None
+    fallback: bool = False
+    maps: dict[str, str] = field(default_factory=dict)  # method -> the overlay's file, once written (render)
+    explained_class: str | None = None
+    # map -> {deletion, insertion, random_deletion, random_insertion, curves}: see forensics.explain.faithfulness
+    faithfulness: dict[str, dict] = field(default_factory=dict)
+    most_faithful: str | None = None
+    crop: np.ndarray | None = field(default=None, repr=False)
+    heatmaps: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict:
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("crop", "heatmaps")}
+        data["fake_probability"] = round(float(self.fake_probability), 6)
+        data["probabilities"] = {k: round(float(v), 6) for k, v in self.probabilities.items()}
+        return data
+
+
+@dataclass
+class TrackSummary:
+    track: int
+    frames: int
+    mean_fake_probability: float
+    max_fake_probability: float
+    first_frame: int
+    last_frame: int
+    counted: bool
+
+
+@dataclass
+class MediaInfo:
+    """What was decoded: the size, the file's SHA-256, and for a video (or an animated image) its frame
+    rate, length and the frames sampled. A file that failed to decode has none of it."""
+
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    frame_count: int | None = None
+    duration_s: float | None = None
+    sampled_frames: int | None = None
+    sampled_indices: list[int] = field(default_factory=list)
+    animated_image: bool = False
+    sha256: str | None = None
+
+    def to_dict(self) -> dict:
+        """What was measured: the rest is left out of the JSON, not written as null."""
+        return {k: v for k, v in asdict(self).items() if v is not None and v is not False and v != []}
+
+
+@dataclass
+class Explanations:
+    """How the maps of a result were made: for which class and with which settings, which methods
+    gave maps and which were skipped (and why), and how they were scored when they were."""
+
+    explained_faces: int = 0
+    methods: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    target: int | str = "fake"
+    head_fusion: str = "mean"
+    discard_ratio: float = 0.9
+    class_weighted: bool = True  # False for attention without gradients (ONNX builds): class-agnostic maps
+    faithfulness: dict | None = None  # the metric's description, when the maps were scored
+    note: str | None = None
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        return {k: v for k, v in data.items() if v is not None or k not in ("faithfulness", "note")}
+
+
+@dataclass
+class AnalysisResult:
+    input: str
+    kind: str | None
+    detector: str
+    detector_version: str = ""
+    fake_probability: float | None = None
+    label: str | None = None
+    threshold: float | None = None
+    faces: list[FaceResult] = field(default_factory=list)
+    tracks: list[TrackSummary] = field(default_factory=list)
+    aggregation: str = ""
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    media: MediaInfo = field(default_factory=MediaInfo)
+    explanations: Explanations | None = None  # None: no maps were asked for
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+    full_maps: dict[str, str] = field(default_factory=dict)  # method -> the full image's overlay, once written
+    frames: list[np.ndarray] = field(default_factory=list, repr=False)  # the decoded frames: never serialised
+
+    def to_dict(self) -> dict:
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "frames"}
+        p_fake = None if self.fake_probability is None else round(float(self.fake_probability), 6)
+        return {**data, "fake_probability": p_fake, "faces": [f.to_dict() for f in self.faces],
+                "tracks": [asdict(t) for t in self.tracks], "media": self.media.to_dict(),
+                "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+                "explanations": self.explanations.to_dict() if self.explanations else {}}
+
+
+def face_number(result: AnalysisResult, index: int) -> int:
+    """The number a face is shown with everywhere: its position in ``result.faces`` (frames in
+    order, faces in reading order within a frame), counted from 1."""
+    return int(index) + 1

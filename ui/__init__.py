@@ -1,0 +1,35 @@
+"""The Gradio app's page: one module per tab, each laying out and wiring its own components."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from forensics import catalog
+from forensics import settings as deployment
+from ui import about, compare, image, int8, train, video
+
+INTRO = """# Deepfake Forensics Studio
+Upload an image or a video: faces are found with MTCNN, the chosen detector gives each face's
+probability of being manipulated, and the overlays show where the model looked. **A probability is
+evidence, not proof.**"""
+
+
+def build_demo() -> gr.Blocks:
+    ttl = deployment.temp_file_ttl_s()  # uploads and outputs in Gradio's cache are deleted after this
+    with gr.Blocks(title="Deepfake Forensics Studio", delete_cache=(ttl, ttl)) as demo:
+        gr.Markdown(INTRO)
+        if not list(catalog.available_detectors()):
+            gr.Markdown("> No trained detector is bundled yet: type a model folder or a Hub id into the detector box.")
+        with gr.Tab("Image"):
+            im = image.ImageTab()
+        with gr.Tab("Video"):
+            vi = video.VideoTab()
+        with gr.Tab("Compare detectors"):
+            compare.CompareTab()
+        with gr.Tab("Float vs int8"):
+            int8.Int8Tab(demo)
+        with gr.Tab("Train"):
+            train.build([im.detector, vi.detector])
+        with gr.Tab("About"):
+            about.build()
+    return demo

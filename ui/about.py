@@ -1,0 +1,67 @@
+"""The About tab: how to read the maps, their scores and a verdict; the limits; the detectors' cards."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from forensics import catalog, detector_notes
+
+ABOUT = """## What the explanations show
+All four maps of a face come from one forward and one backward pass of the detector, for the
+class chosen under *Explanation settings* (by default *fake*: "what made this look manipulated").
+Each map is scaled to its own 0..1 range and drawn on the same colour scale (blue low, red high).
+
+- **Last-layer attention**: where the classification token looked in the transformer's last layer
+  (for models without one, how much attention each patch received), heads weighted by how much
+  they pushed the chosen class. It shows what the model attended to, not proof of what it used.
+- **Attention rollout** (Abnar & Zuidema, 2020): attention followed through every layer, with
+  residual connections; *head fusion* and *discard ratio* change how heads are combined and how
+  many weak links are dropped.
+- **Grad-CAM** and **Grad-CAM++**: the regions whose features most raised the chosen class's score
+  in the last block. Coarse (one cell per patch), but tied to this very decision.
+
+Attention maps need a transformer; for CNN detectors only Grad-CAM and Grad-CAM++ are shown.
+
+## How to read the map scores
+Tick *Score the maps* and each map's caption says how it does against a random map of the same face
+(`del` and `ins`: its score minus the random map's; ✓ where it beats random). **Deletion**: blur the
+face's pixels in the map's order, most important first, and follow P(explained class); the area
+under that curve is low when the map found what the decision rests on. **Insertion**: start from
+the blurred face and restore pixels in the map's order; the area is high when it did. A map that
+does no better than the random one explains nothing about this decision, however plausible it
+looks. **★ most faithful** marks the map with the largest margin over random (insertion minus
+deletion); none is marked when no map beats random. One face's scores are noisy:
+`python -m forensics explain-bench` measures each method over hundreds of faces
+(docs/explanations.md). A blending detector may read a half-blurred face as blended, so curves can
+rise before they fall; that is why the random map, which suffers the same, is the yardstick.
+
+## How a verdict is reached
+A face's score is the detector's P(fake) for its crop. An image is as suspicious as its most
+suspicious face. In a video, faces are tracked across the sampled frames; each person's score is the
+mean over the frames they appear in, and the video's score is the highest person's score (people
+seen in fewer than 3 frames are left out unless nobody is seen longer). Faces are numbered from 1 in
+reading order (top to bottom, left to right), people in a video from 1; the numbers are drawn on the
+boxes and used in every table, dropdown and report. With no face there is **no verdict**: the
+detector judges faces. Scoring the whole image instead is an explicit choice (*Explanation
+settings*), shown as a score outside what the detector was trained for, never as fake or real.
+Beside every verdict: its calibrated probability, to no more decimals than the detector's
+calibration error allows, its threshold, and what the detector's measurements say it catches and
+misses. Animated GIF and WebP files are analysed as short videos.
+
+## Limits
+A detector only knows the manipulations it was trained on; new generators, heavy compression,
+resizing, filters and unusual faces all move its scores. A high score is a reason to look closer,
+never proof; a low score is not proof of authenticity. Keep the report's SHA-256 with the file.
+
+## Detectors
+"""
+
+
+def build() -> None:
+    gr.Markdown(ABOUT)
+    cards = catalog.detector_cards()
+    if not cards:
+        gr.Markdown(catalog.about_detectors())
+    for name, card in cards:  # one accordion per model card, closed: the page stays short
+        with gr.Accordion(f"{name}: {detector_notes.detector_note(name).short}", open=False):
+            gr.Markdown(card)

@@ -1,0 +1,112 @@
+"""The Compare detectors tab: several detectors on one file, what a presenter shows stakeholders."""
+
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+
+from forensics import compare as comparing
+from forensics.catalog import METHODS
+from forensics.detector_notes import detector_note, offered_detectors
+from forensics.core import ForensicsError
+from forensics.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from forensics.render.figures import comparison_figure
+from ui.common import engine, fail, progress_of
+from ui.present import face_panel
+
+HEADERS = ["face / person", "detector", "P(fake)", "threshold", "call", "agreement"]
+
+
+def table(comparison: comparing.Comparison) -> list[list]:
+    """Rows for a table: unit, detector, P(fake) (to the detector's precision), threshold, call, agreement."""
+    agree = comparing.agreement(comparison)
+    order = {unit: k for k, unit in enumerate(comparing.units(comparison))}
+    out = []
+    for row in sorted(comparing.rows(comparison), key=lambda r: order[r.unit]):  # stable: detectors in chosen order
+        digits = detector_note(row.detector).digits
+        out.append([row.unit, row.detector, round(row.fake_probability, digits), round(row.threshold, 2),
+                    "flagged" if row.flagged else "not flagged", agree[row.unit]])
+    return out
+
+
+def summary(comparison: comparing.Comparison) -> str:
+    """A short Markdown paragraph: how many detectors ran, how far they agree, which could not run."""
+    agree = comparing.agreement(comparison)
+    lines = []
+    if not agree:
+        lines.append(f"No face found in {comparison.input}: no detector gives a verdict.")
+    else:
+        unanimous = sum(a.startswith(("all", "none")) for a in agree.values())
+        what = "people" if comparison.kind == "video" else "faces"
+        lines.append(f"{len(comparison.done)} detector(s) on {len(agree)} {what}: they agree on {unanimous} of "
+                     f"{len(agree)} (each at its own threshold).")
+        lines += [f"- **{unit}**: {text}" for unit, text in agree.items()]
+    for run in comparison.done:
+        lines.append(f"- `{run.detector}`: {detector_note(run.detector).line}")
+    for run in comparison.runs:
+        if run.error:
+            lines.append(f"- `{run.detector}` could not run: {run.error}")
+    return "\n".join(lines)
+
+
+def compare_maps(comparison, unit: str | None, alpha: float = 0.5) -> list[tuple[np.ndarray, str]]:
+    """The selected face's maps from every detector, detector by detector, captioned "detector:
+    method"; maps a detector cannot give are left out (its caption row says which)."""
+    index = comparing.face_for_unit(comparison, unit)
+    if index is None:
+        return []
+    return [(image, f"{run.detector}: {caption}") for run in comparison.done
+            for image, caption in face_panel(run.result, index, alpha) if image is not None]
+
+
+class CompareTab:
+    """Detectors side by side on one file: what a presenter shows stakeholders."""
+
+    def __init__(self):
+        gr.Markdown("Run several detectors on one image or video. Faces are found once and numbered the same for "
+                    "every detector (people, in a video); each detector is judged at its own threshold.")
+        with gr.Row():
+            with gr.Column(scale=2):
+                self.media = gr.File(label="Image or video", type="filepath",
+                                     file_types=sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))
+                offered = offered_detectors()
+                self.detectors = gr.Dropdown(offered, value=[v for _, v in offered[:2]], multiselect=True,
+                                             allow_custom_value=True,
+                                             label="Detectors (names, :onnx/:int8 builds, model folders or Hub ids)")
+                self.methods = gr.CheckboxGroup(list(METHODS), value=["gradcam"], label="Maps of each detector")
+                self.frames = gr.Slider(1, 64, value=16, step=1, label="Frames sampled (videos, animations)")
+                self.alpha = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")
+                self.run = gr.Button("Compare detectors", variant="primary")
+            with gr.Column(scale=3):
+                self.summary = gr.Markdown()
+                self.table = gr.Dataframe(headers=HEADERS, label="P(fake) per face per detector", interactive=False,
+                                          max_height=320)
+                self.chart = gr.Plot(label="P(fake) per detector")
+                self.unit = gr.Dropdown(label="Maps of", choices=[], interactive=True)
+                self.maps = gr.Gallery(label="Maps of the selected face, detector by detector (click to enlarge)",
+                                       columns=4, height="auto", object_fit="contain")
+        self.state = gr.State(time_to_live=3600)
+        self.run.click(self.compare_detectors, [self.media, self.detectors, self.methods, self.frames, self.alpha],
+                       [self.summary, self.table, self.chart, self.unit, self.maps, self.state],
+                       api_name="compare_detectors", show_progress_on=[self.summary])
+        self.unit.change(self.show_compared_face, [self.state, self.unit, self.alpha], self.maps,
+                         api_visibility="private")
+
+    def compare_detectors(self, media, detectors=None, methods=("gradcam",), frames=16, alpha=0.5,
+                          progress=gr.Progress()):
+        """Several detectors on one image or video: a row per face (per person in a video) per detector,
+        their agreement, a chart, and the maps of the most suspicious face from each detector."""
+        chosen = [detectors] if isinstance(detectors, str) else list(detectors or [])
+        try:
+            comparison = engine.compare(media, chosen, list(methods or []), int(frames), progress_of(progress))
+        except ForensicsError as exc:
+            fail(exc)
+        ranked = sorted(comparing.rows(comparison), key=lambda r: -r.fake_probability)
+        first = ranked[0].unit if ranked else None
+        return {self.summary: summary(comparison), self.table: table(comparison),
+                self.chart: comparison_figure(comparison),
+                self.unit: gr.Dropdown(choices=comparing.units(comparison), value=first),
+                self.maps: compare_maps(comparison, first, alpha), self.state: comparison}
+
+    def show_compared_face(self, comparison, unit, alpha=0.5):
+        return {self.maps: [] if comparison is None else compare_maps(comparison, unit, alpha)}

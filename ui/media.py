@@ -1,0 +1,169 @@
+"""What the Image and Video tabs share: their layout, the map panel, the events that redraw the maps
+(another face, opacity, explanation settings) and the detector choice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from forensics import catalog, detector_notes
+from forensics import settings as deployment
+from forensics.catalog import EXTRA_METHODS, METHOD_TITLES, METHODS
+from forensics.core import ForensicsError
+from forensics.media import IMAGE_EXTENSIONS
+from forensics.overlay import colour_scale
+from ui import present
+from ui.common import detector_line, engine, fail, progress_of
+
+
+def analyze(path, detector, methods, frames, target, head_fusion, discard_ratio, progress, whole_image, score_maps):
+    """The engine's analysis of one upload, a bad input as a one-line error."""
+    try:
+        return engine.analyze(path, detector, methods, frames, target, head_fusion, discard_ratio,
+                              progress_of(progress), whole_image=whole_image, score_maps=bool(score_maps))
+    except ForensicsError as exc:
+        fail(exc)
+
+
+def _example_picker(examples: list[str]):
+    """A select handler that puts the clicked example's file into the upload box."""
+    def pick(evt: gr.SelectData) -> str:
+        return examples[evt.index]
+    return pick
+
+
+class MediaTab:
+    """The layout both tabs share, and the events that redraw the maps; every handler answers
+    ``{component: update}``. A subclass adds what its kind of media shows and its analysis endpoint."""
+
+    kind = ""
+
+    def __init__(self):
+        with gr.Row():
+            with gr.Column(scale=2):
+                if self.kind == "image":
+                    # A file, not gr.Image: the analysis must see the original bytes (hash, EXIF, format).
+                    self.media = gr.File(label="Image (JPEG, PNG, WebP, BMP, TIFF, GIF; animated GIF and WebP: as a short video)",
+                                         type="filepath",
+                                         file_types=sorted(IMAGE_EXTENSIONS))
+                    self.pasted = gr.Image(label="...or paste an image", sources=["clipboard"], type="filepath", height=120)
+                    examples = catalog.example_files("image")
+                else:
+                    self.media = gr.Video(label="Video (MP4, WebM, AVI, MOV)", sources=["upload"])
+                    examples = catalog.example_files("video")
+                # Public mode: only registered detectors load; any other name gets one "not available".
+                self.detector = gr.Dropdown(detector_notes.offered_detectors() + deployment.operator_choices(),
+                                            value=catalog.default_detector(), allow_custom_value=True,
+                                            label="Detector" if deployment.is_public() else "Detector (name, model folder or Hub id)")
+                self.note = gr.Markdown(detector_line(catalog.default_detector()))
+                supported = detector_notes.supported_methods(catalog.default_detector())
+                self.methods = gr.CheckboxGroup(supported, value=supported,
+                                                label="Explanations (only those this detector can give)")
+                self.score = gr.Checkbox(False, label="Score the maps (deletion/insertion against a random map; "
+                                                   "about 70 extra forward passes a face: see About)")
+                if self.kind == "video":
+                    self.frames = gr.Slider(1, 64, value=16, step=1, label="Frames sampled")
+                with gr.Accordion("Explanation settings", open=False):
+                    self.target = gr.Dropdown(catalog.target_choices(catalog.default_detector()), value="fake",
+                                              allow_custom_value=True, label="Explain the class")
+                    self.head_fusion = gr.Radio(["mean", "max", "min"], value="mean", label="Rollout head fusion")
+                    self.discard = gr.Slider(0.0, 0.99, value=0.9, step=0.01, label="Rollout discard ratio")
+                    self.alpha = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")
+                    self.update = gr.Button("Update maps")
+                    self.whole_image = gr.Checkbox(False, label="No face found: score the whole image anyway (outside "
+                                                   "what detectors are trained for; a score, never a verdict)")
+                self.run = gr.Button(f"Analyse {self.kind}", variant="primary")
+                if examples and self.kind == "image":  # thumbnails, not bare file-name chips: a click loads the file
+                    self.examples = gr.Gallery([(path, Path(path).name) for path in examples], columns=3, height=200,
+                                               allow_preview=False, object_fit="cover",
+                                               label="Examples (click one to load it)")
+                    self.examples.select(_example_picker(examples), None, self.media, api_visibility="private")
+                elif examples:
+                    gr.Examples(examples, inputs=[self.media], label="Examples")
+            with gr.Column(scale=3):
+                self.verdict = gr.Label(label="Verdict (the detector's call at its threshold; its probability below)")
+                self.summary = gr.Markdown()
+                if self.kind == "image":
+                    self.annotated = gr.Image(label="Faces found", type="numpy", interactive=False, height=480)
+                else:
+                    self.timeline = gr.Plot(label="Timeline")
+                    self.frames_gallery = gr.Gallery(label="Most suspicious frames (click one)", columns=4,
+                                                     height="auto")
+                    self.table = gr.Dataframe(headers=["#", "frame", "time (s)", "person", "P(fake)", "face conf."],
+                                              label="Faces (click a row)", interactive=False, max_height=240)
+                self.face = gr.Dropdown(label="Face shown below", choices=[], interactive=True)
+                self.maps = []
+                methods = METHODS + EXTRA_METHODS
+                for row in range(0, len(methods), 2):  # two maps a row: large enough to read; fullscreen on click
+                    with gr.Row(equal_height=True):
+                        self.maps += [gr.Image(label=METHOD_TITLES[m], type="numpy", interactive=False, min_width=240,
+                                               height=340, visible=m in METHODS, buttons=["fullscreen"])
+                                      for m in methods[row:row + 2]]
+                gr.Image(colour_scale(), show_label=False, interactive=False, container=False, height=50,
+                         buttons=[])
+                self.reports = gr.File(label="Report (JSON and self-contained HTML)", file_count="multiple",
+                                       interactive=False)
+        self.state = gr.State(time_to_live=3600)  # an analysis holds its frames: free it after an hour
+        self.face.change(self.show_face, [self.state, self.face, self.alpha], self.maps, api_visibility="private")
+        self.alpha.release(self.show_face, [self.state, self.face, self.alpha], self.maps, api_visibility="private")
+        self.update.click(self.update_maps, [self.state, self.face, *self.settings], [*self.maps, self.state],
+                          api_visibility="private")
+        self.detector.change(self.on_detector_change, [self.detector], [self.target, self.methods, self.note],
+                             api_visibility="private")
+
+    @property
+    def settings(self) -> list:
+        """The explanation settings, in the handlers' order."""
+        return [self.target, self.head_fusion, self.discard, self.alpha]
+
+    def show_maps(self, session, face: int | None, alpha: float) -> dict:
+        panel = present.face_panel(session.result, face, alpha)
+        # The patch-score map exists only for patch-level detectors: its slot shows only then.
+        return {slot: gr.Image(value=image, label=caption, visible=n < len(METHODS) or image is not None)
+                for n, (slot, (image, caption)) in enumerate(zip(self.maps, panel))}
+
+    def answer(self, session, alpha: float) -> dict:
+        """What the analyst reads; the reports slot stays empty (``then_reports`` fills it)."""
+        result = session.result
+        if result.label == "no_face":
+            gr.Warning("No face found: no verdict." + (" The whole-image score you asked for is outside what the "
+                       "detector was trained for." if result.faces else ""))
+        first = present.first_face(result)
+        return {self.verdict: present.verdict(result), self.summary: present.summary(result),
+                self.face: gr.Dropdown(choices=present.face_choices(result), value=first),
+                **self.show_maps(session, first, alpha), self.reports: None, self.state: session}
+
+    def then_reports(self, answer: dict):
+        """Stream an answer: first everything the analyst reads, then the same with the JSON and HTML
+        reports, whose images and encoding would otherwise hold the answer back. The second update is
+        complete (not "skip" for what did not change) because an API client's ``predict`` returns
+        only the last update."""
+        yield answer
+        session = answer[self.state]
+        reports = list(engine.write_reports(session))
+        engine.hold(session)  # the answer and its reports are made: free the frames, keep within the memory budget
+        yield {**answer, self.reports: reports}
+
+    def update_maps(self, session, face, target, head_fusion, discard_ratio, alpha, progress=gr.Progress()):
+        """New explanation settings: recompute the maps only (no decoding, detection or scoring)."""
+        if session is None:
+            fail("analyse something first")
+        try:
+            session = engine.reexplain(session, target, head_fusion, discard_ratio, progress_of(progress))
+        except ForensicsError as exc:
+            fail(exc)
+        return {**self.show_maps(session, face, alpha), self.state: session}
+
+    def show_face(self, session, face, alpha):
+        if session is None:
+            return {slot: gr.Image(value=None) for slot in self.maps}
+        return self.show_maps(session, face, alpha)
+
+    def on_detector_change(self, name):
+        """A new detector: the classes its maps can explain, the methods it supports, its one line.
+        In public mode an unregistered name or path reads nothing from disk (it is treated as unknown)."""
+        name = deployment.visible_detector(name)
+        supported = detector_notes.supported_methods(name)
+        return {self.target: gr.Dropdown(choices=catalog.target_choices(name)),
+                self.methods: gr.CheckboxGroup(choices=supported, value=supported), self.note: detector_line(name)}

@@ -1,0 +1,150 @@
+"""What the analysis tabs show of a result: the verdict's small print, face pickers, map panels and
+table rows (words and numbers; the pictures are drawn by ``forensics.render``)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from forensics.results import AnalysisResult, FaceResult, face_number
+from forensics.catalog import EXTRA_METHODS, METHOD_TITLES, METHODS, available_detectors, split_variant
+from forensics.detector_notes import detector_note, format_probability
+from forensics.held import RELEASED
+from forensics.overlay import overlay
+from forensics.render.frames import enlarge
+
+ALL_METHODS = METHODS + EXTRA_METHODS
+DISPLAY_SIZE = 256  # overlays are shown at least this large, whatever the detector's input size
+
+
+def verdict(result: AnalysisResult) -> str | None:
+    """The headline: the detector's call at its own threshold ("fake" or "real"), or the plain
+    words "no face found". Only the call: its probability, at the precision the detector's
+    calibration allows, stands in the small print under it (``summary``), never as a big "94%"."""
+    return "no face found" if result.label == "no_face" else result.label
+
+
+def frames_with_faces(result: AnalysisResult) -> tuple[int, int]:
+    """(sampled frames in which a face was found, sampled frames)."""
+    sampled = len(result.media.sampled_indices or result.frames or [0])
+    return len({f.frame for f in result.faces if not f.fallback}), sampled
+
+
+def summary(result: AnalysisResult) -> str:
+    """The verdict's small print, right under it: the calibrated probability, the threshold, what
+    the detector catches and misses (from its card), and how the number was reached."""
+    note = detector_note(result.detector)
+    card = _card_link(result.detector)
+    if result.label == "no_face":
+        text = "**No face found: no verdict.** The detector judges faces; there is none here to judge."
+        if result.fake_probability is not None:
+            text += (f"  \nWhole-image score on request: {format_probability(result.fake_probability, note)} "
+                     "(outside what the detector was trained for: a score, not a verdict).")
+        return text + f"  \nDetector `{result.detector}`: {note.line} {card}"
+    if result.fake_probability is None:
+        return "No verdict: " + "; ".join(result.notes)
+    faces = sum(not f.fallback for f in result.faces)
+    side = "at or above" if result.label == "fake" else "below"
+    shown = format_probability(result.fake_probability, note)
+    where = f"{faces} face(s)"
+    if result.kind == "video":
+        found, sampled = frames_with_faces(result)
+        people = len({f.track for f in result.faces if f.track is not None})
+        where = f"faces in {found} of {sampled} sampled frames, {people} person(s)"
+    error = f" ± {note.ece:.2f} (its calibration error)" if note.ece is not None else " (calibration unmeasured)"
+    text = (f"**{result.label.upper()}** ({side} the threshold): calibrated P(fake) ≈ {shown}{error}, "
+            f"threshold {result.threshold:.2f}; {where}; detector `{result.detector}`.  \n"
+            f"What this detector catches and misses: {note.line} {card}  \nHow: {result.aggregation}.")
+    if result.notes:
+        text += "  \n" + " ".join(result.notes)
+    return text
+
+
+def _card_link(detector: str) -> str:
+    """Where to read the detector's model card: the About tab for bundled ones, the Hub for Hub ids."""
+    base = split_variant(detector)[0]
+    if base in available_detectors():
+        return "(model card: About tab)"
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", base) and not Path(base).exists():
+        return f"([model card](https://huggingface.co/{base}))"
+    return ""
+
+
+def ranked_faces(result: AnalysisResult) -> list[int]:
+    """Face indices, most suspicious first."""
+    return sorted(range(len(result.faces)), key=lambda i: -result.faces[i].fake_probability)
+
+
+def face_label(face: FaceResult, number: int, video: bool = False) -> str:
+    """"Face 2: P(fake) 0.3" (images); videos add the frame, time and person."""
+    where = ""
+    if video:
+        where = f"frame {face.frame}" + (f" ({face.timestamp:.2f}s)" if face.timestamp is not None else "")
+        where += (f", person {face.track}" if face.track is not None else "") + ", "
+    what = " (whole image: no face found)" if face.fallback else ""
+    return f"Face {number}: {where}P(fake) {face.fake_probability:.2f}{what}"
+
+
+def face_choices(result: AnalysisResult) -> list[tuple[str, int]]:
+    """(label, index) pairs for a face picker, in face-number order (reading order per frame)."""
+    video = result.kind == "video"
+    return [(face_label(face, face_number(result, i), video), i) for i, face in enumerate(result.faces)]
+
+
+def first_face(result: AnalysisResult) -> int | None:
+    """The face shown first: the most suspicious one."""
+    ranked = ranked_faces(result)
+    return ranked[0] if ranked else None
+
+
+def most_suspicious_face_in_frame(result: AnalysisResult, frame: int) -> int | None:
+    candidates = [i for i, f in enumerate(result.faces) if f.frame == frame]
+    return max(candidates, key=lambda i: result.faces[i].fake_probability, default=None)
+
+
+def face_panel(result: AnalysisResult, index: int | None, alpha: float = 0.5) -> list[tuple[np.ndarray | None, str]]:
+    """The selected face's explanations side by side: (overlay, caption) for each of the four
+    methods and the patch-score map; one the detector cannot give comes back as (None, reason)."""
+    if index is None or not result.faces:
+        return [(None, METHOD_TITLES[m]) for m in ALL_METHODS]
+    face = result.faces[int(index)]
+    made = result.explanations
+    skipped = made.skipped if made else {}
+    panel = []
+    for method in ALL_METHODS:
+        title = METHOD_TITLES[method]
+        if face.crop is None:
+            panel.append((None, f"{title}: {RELEASED}"))
+        elif method in face.heatmaps:
+            agnostic = method in ("attention", "rollout") and not (made is None or made.class_weighted)
+            why = " (class-agnostic)" if agnostic else f" ('{face.explained_class}')" if face.explained_class else ""
+            caption = f"{title}{why}" + map_score_caption(face, method)
+            picture = overlay(enlarge(face.crop, DISPLAY_SIZE), face.heatmaps[method], alpha=float(alpha))
+            panel.append((picture, caption))
+        elif method in skipped:
+            panel.append((None, f"{title}: not available ({skipped[method]})"))
+        else:
+            panel.append((None, f"{title}: not computed"))
+    return panel
+
+
+def map_score_caption(face: FaceResult, method: str) -> str:
+    """`` ★ most faithful · vs random: del -0.26 ✓, ins +0.06 ✓`` when the maps were scored: the map's
+    deletion and insertion AUC minus the random map's (lower deletion and higher insertion than
+    random earn a ✓); the star marks the most faithful map. Short, so it fits above a map."""
+    scores = face.faithfulness.get(method)
+    if not scores:
+        return ""
+    deletion = scores["deletion"] - scores["random_deletion"]
+    insertion = scores["insertion"] - scores["random_insertion"]
+    star = " ★ most faithful" if face.most_faithful == method else ""
+    return (f"{star} · vs random: del {deletion:+.2f} {'✓' if deletion < 0 else '✗'}, "
+            f"ins {insertion:+.2f} {'✓' if insertion > 0 else '✗'}")
+
+
+def face_table(result: AnalysisResult) -> list[list]:
+    """Rows of (face number, frame, time, person, P(fake), face confidence), most suspicious first."""
+    return [[face_number(result, i), f.frame, f.timestamp, f.track, round(f.fake_probability, 3), f.face_confidence]
+            for i in ranked_faces(result) for f in [result.faces[i]]]

@@ -469,3 +469,19 @@ def test_browser_score_the_maps_shows_scores_against_random(server, browser, tmp
     page.get_by_role("tab", name="About").click()
     expect(page.get_by_text("How to read the map scores").first).to_be_visible(timeout=30_000)
     page.close()
+
+
+def test_an_image_sent_twice_is_cached_once_and_whole(tmp_path):
+    """A streamed answer sends its images twice: Gradio's cache must hand back the same file,
+    never rewrite it under a browser that is fetching it (and leave no staging file behind)."""
+    import numpy as np
+    from gradio import processing_utils
+
+    import ui.common  # noqa: F401  (installs the atomic cache write)
+
+    image = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    first = processing_utils.save_img_array_to_cache(image, str(tmp_path))
+    inode = os.stat(first).st_ino
+    second = processing_utils.save_img_array_to_cache(image, str(tmp_path))
+    assert second == first and os.stat(second).st_ino == inode
+    assert sorted(p.name for p in Path(first).parent.iterdir()) == ["image.webp"]

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import os
+import tempfile
+from pathlib import Path
 
 import gradio as gr
+from gradio import processing_utils
 
 from forensics import detector_notes
 
@@ -33,3 +37,24 @@ def progress_of(progress: gr.Progress):
 def detector_line(name: str | None) -> str:
     """What a detector catches and misses, in one line under its box (from its measurements)."""
     return f"<small>{detector_notes.detector_note(name).line}</small>" if name else ""
+
+
+def _save_pil_to_cache(img, cache_dir: str, name: str = "image", format: str = "webp") -> str:
+    """Gradio's image cache, written atomically. Gradio names a cached image after its bytes and
+    rewrites the file every time the same image is sent again (a streamed answer sends its images
+    twice); a browser fetching the first copy then gets a file that grows under it, and the server
+    logs "Response content longer than Content-Length". Here an existing copy is reused and a new
+    one appears whole (written aside, then renamed)."""
+    data = processing_utils.encode_pil_to_bytes(img, format)
+    folder = Path(cache_dir) / processing_utils.hash_bytes(data)
+    folder.mkdir(exist_ok=True, parents=True)
+    target = (folder / f"{name}.{format}").resolve()
+    if not target.exists():
+        fd, staging = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(staging, target)
+    return str(target)
+
+
+processing_utils.save_pil_to_cache = _save_pil_to_cache  # also used by save_img_array_to_cache

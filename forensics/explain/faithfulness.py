@@ -185,8 +185,8 @@ def deletion_insertion(
     # insertion, step by step: deletion keeps all but the first `count`, insertion only those.
     first = torch.stack(ranks)[:, None, :, :] < counts[None, :, None, None]  # (maps, steps - 1, S, S)
     keep = torch.stack([~first, first], dim=2).reshape(-1, 1, size, size)
-    everything, nothing = torch.ones(1, 1, size, size, dtype=torch.bool), torch.zeros(1, 1, size, size, dtype=torch.bool)
-    keep = torch.cat([everything, nothing, keep])
+    ends = torch.stack([torch.ones(1, size, size, dtype=torch.bool), torch.zeros(1, size, size, dtype=torch.bool)])
+    keep = torch.cat([ends, keep])  # the crop itself, then the crop with every pixel removed
     probabilities = _predict_removed(detector, image, keep, options)[:, target]
     original, empty = float(probabilities[0]), float(probabilities[1])
     fractions = [j / steps for j in range(steps + 1)]
@@ -211,16 +211,15 @@ def _predict_removed(detector: Detector, image: torch.Tensor, keep: torch.Tensor
     return np.concatenate(parts)
 
 
-def remove_pixels(image: torch.Tensor, keep: torch.Tensor, removal: str = "impute",
+def remove_pixels(image: torch.Tensor, keep: torch.Tensor, removal: str,
                   blur: torch.Tensor | None = None) -> torch.Tensor:
     """``(N, 3, S, S)``: the crop ``(3, S, S)`` with the pixels outside each boolean mask of ``keep``
-    ``(N, 1, S, S)`` removed (see :data:`REMOVALS`); ``blur`` is the crop blurred, for ``"blur"``."""
+    ``(N, 1, S, S)`` removed (see :data:`REMOVALS`); ``blur``: the crop already blurred, for ``"blur"``
+    (else blurred here at the default sigma)."""
     shown = keep.to(image.dtype)
     crop = image[None]
     if removal == "blur":
-        if blur is None:
-            raise ValueError("removal 'blur' needs the blurred crop")
-        fill = blur
+        fill = blur if blur is not None else blurred(image, FaithfulnessOptions.blur_sigma_fraction)[None]
     elif removal == "mean":
         fill = image.mean(dim=(1, 2), keepdim=True)[None]
     elif removal == "impute":

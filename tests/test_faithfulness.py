@@ -1,6 +1,7 @@
-"""The faithfulness metric itself, on a detector built so that the truth is known: its fake logit is
-the mean energy of one image region (what a blur removes), so a map on that region must score
-better than a random map, and a random map better than one pointing away."""
+"""The faithfulness metric itself, on detectors built so that the truth is known: the fake logit is
+the mean of one image region (or its mean energy: texture, which a smooth fill removes), so a map on
+that region must score better than a random map, and a random map better than one pointing away,
+on deletion and on insertion, with every way of removing pixels."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import torch
 from torch import nn
 
 from forensics.detectors.base import Detector, DetectorInfo
-from forensics.explain.faithfulness import (FaithfulnessOptions, centre_map, curve_area, deletion_insertion,
-                                            most_faithful, pixel_ranks, score_face)
+from forensics.explain.faithfulness import (REMOVALS, FaithfulnessOptions, centre_map, curve_area,
+                                            deletion_insertion, most_faithful, pixel_ranks, push_pull,
+                                            remove_pixels, score_face)
 
 SIZE = 64
 REGION = (slice(0, SIZE // 2), slice(0, SIZE // 2))  # top-left quadrant: the only evidence
@@ -23,6 +25,15 @@ class RegionEnergy(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         energy = (x[:, :, REGION[0], REGION[1]] ** 2).mean(dim=(1, 2, 3))
         return torch.stack([torch.zeros_like(energy), 8.0 * energy - 4.0], dim=1)
+
+
+class RegionMean(nn.Module):
+    """logits = [0, 4 * mean(x over the region) - 3]: a bright region reads as fake. A blur keeps a
+    region's mean, so only removals that replace the colour (impute, mean) can take this evidence away."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        level = x[:, :, REGION[0], REGION[1]].mean(dim=(1, 2, 3))
+        return torch.stack([torch.zeros_like(level), 4.0 * level - 3.0], dim=1)
 
 
 class RegionDetector(Detector):
@@ -49,15 +60,49 @@ def _noise_face(seed: int = 0) -> torch.Tensor:
     return torch.from_numpy(np.random.default_rng(seed).normal(0, 1, (3, SIZE, SIZE)).astype(np.float32))
 
 
-def test_a_map_on_the_evidence_beats_random_and_random_beats_one_pointing_away():
+def _bright_face(seed: int = 0) -> torch.Tensor:
+    """Dark noise with the evidence region bright: the region's mean is 2, the crop's 0.5."""
+    image = torch.from_numpy(np.random.default_rng(seed).normal(0, 0.3, (3, SIZE, SIZE)).astype(np.float32))
+    image[:, REGION[0], REGION[1]] += 2.0
+    return image
+
+
+def _quadrant_maps() -> dict[str, np.ndarray]:
+    """Maps that cover a whole quadrant (softened at its edges): the evidence, or the opposite one."""
+    import cv2
+
+    towards, away = np.zeros((SIZE, SIZE), np.float32), np.zeros((SIZE, SIZE), np.float32)
+    towards[REGION] = 1.0
+    away[SIZE // 2 :, SIZE // 2 :] = 1.0
+    return {"towards": cv2.GaussianBlur(towards, (0, 0), 3), "away": cv2.GaussianBlur(away, (0, 0), 3)}
+
+
+@pytest.mark.parametrize("removal", ["impute", "mean"])
+def test_on_a_region_mean_detector_the_map_on_the_region_wins_deletion_and_insertion(removal):
+    """Imputation fills a hole from around it, so the bright region's mean survives until the map has
+    removed the whole region (its centre alone is filled in from its rim): the maps cover quadrants."""
+    det = _detector(RegionMean())
+    image = _bright_face()
+    assert det.predict(image[None])[0, 1] > 0.95
+    face = score_face(det, image, _quadrant_maps(), target=1, options=FaithfulnessOptions(steps=8, removal=removal))
+    towards, away, rnd = face.methods["towards"], face.methods["away"], face.random
+    assert towards.deletion + 0.3 < away.deletion and towards.insertion > away.insertion + 0.3
+    assert towards.deletion < rnd.deletion - 0.1 and rnd.deletion < away.deletion  # random between them
+    assert away.insertion < rnd.insertion < towards.insertion
+    assert towards.insertion_curve[0] < 0.5  # all removed: the evidence is gone
+
+
+@pytest.mark.parametrize("removal", sorted(REMOVALS))
+def test_a_map_on_the_evidence_beats_random_and_random_beats_one_pointing_away(removal):
     det = _detector()
     image = _noise_face()
     assert det.predict(image[None])[0, 1] > 0.9  # the crop reads as fake to start with
-    face = score_face(det, image, _maps(), target=1, options=FaithfulnessOptions(steps=8), centre=True)
+    face = score_face(det, image, _maps(), target=1, options=FaithfulnessOptions(steps=8, removal=removal),
+                      centre=True)
     towards, away, rnd = face.methods["towards"], face.methods["away"], face.random
     assert towards.deletion < rnd.deletion - 0.1 < away.deletion - 0.2
     assert towards.insertion > rnd.insertion + 0.1 > away.insertion + 0.2
-    # the curves start and end where they must: the crop, and the crop blurred all over
+    # the curves start and end where they must: the crop, and the crop with every pixel removed
     assert towards.deletion_curve[0] == pytest.approx(away.deletion_curve[0]) == pytest.approx(0.982, abs=0.02)
     assert towards.deletion_curve[-1] == pytest.approx(towards.insertion_curve[0])
     assert towards.insertion_curve[0] < 0.1
@@ -111,6 +156,23 @@ def test_onnx_runtime_scores_like_pytorch(tmp_path):
     for name in _maps():
         assert onnx_scores[name].deletion == pytest.approx(torch_scores[name].deletion, abs=1e-4)
         assert onnx_scores[name].insertion == pytest.approx(torch_scores[name].insertion, abs=1e-4)
+
+
+def test_push_pull_fills_holes_smoothly_from_what_is_kept():
+    ramp = torch.linspace(-1, 1, SIZE)[None, None, None, :].expand(1, 3, SIZE, SIZE).contiguous()
+    keep = torch.ones(1, 1, SIZE, SIZE, dtype=torch.bool)
+    keep[..., 20:44, 20:44] = False  # a square hole in a left-to-right ramp
+    filled = remove_pixels(ramp[0], keep, "impute")
+    assert torch.equal(filled[keep.expand_as(filled)], ramp[keep.expand_as(ramp)])  # kept pixels untouched
+    hole = filled[0, 0, 20:44, 20:44]
+    assert (hole - ramp[0, 0, 20:44, 20:44]).abs().mean() < 0.15  # continues the ramp across the hole
+    assert hole.std() < ramp[0, 0].std()  # and is no sharper than it
+    nothing = push_pull(ramp, torch.zeros(1, 1, SIZE, SIZE))
+    assert torch.allclose(nothing, ramp.mean(dim=(2, 3), keepdim=True).expand_as(ramp), atol=1e-5)  # mean colour
+    mean_fill = remove_pixels(ramp[0], torch.zeros(1, 1, SIZE, SIZE, dtype=torch.bool), "mean")
+    assert torch.allclose(mean_fill, nothing, atol=1e-5)  # "impute" and "mean" share the fully removed end
+    with pytest.raises(ValueError, match="removal must be one of"):
+        FaithfulnessOptions(removal="black")
 
 
 def test_pixel_ranks_put_the_highest_first_and_break_ties_at_random():

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -37,14 +38,16 @@ from forensics.detectors import load_detector
 from forensics.detectors.base import Detector
 from forensics.core import ForensicsError
 from forensics.explain import METHODS, explain
-from forensics.explain.faithfulness import (FaithfulnessOptions, centre_map, deletion_insertion, random_map,
-                                            road_scores, score_face)
+from forensics.explain.faithfulness import (REMOVALS, FaithfulnessOptions, centre_map, deletion_insertion,
+                                            random_map, road_scores, score_face)
 from forensics.explain.localisation import pointing_game, region_auc, region_from_mask
 from forensics.explain.randomisation import randomised_detector, rank_correlation
+from forensics.overlay import resize_map
 from training.data import load_crop
 from training.sbi import self_blend
 
 BASELINES = ("random", "centre")
+MASK = "blend mask"  # the truth as a map: a check of the removal procedure, not of the maps
 BATCH = 4  # faces per explanation pass (as the analysis does)
 
 
@@ -56,6 +59,7 @@ class BenchFace:
     mask: np.ndarray
     group: int
     source: str
+    real: np.ndarray | None = None  # the real face it was made from
 
 
 def bench_faces(folder: Path, data: str, cache: str, limit: int, seed: int = 0) -> tuple[list[BenchFace], str]:
@@ -81,9 +85,10 @@ def bench_faces(folder: Path, data: str, cache: str, limit: int, seed: int = 0) 
     for n in range(limit):
         real_index = int(order[n % len(reals)])
         real = reals[real_index]
-        fake, mask = self_blend(load_crop(real), np.asarray(real.landmarks, np.float32),
+        crop = load_crop(real)
+        fake, mask = self_blend(crop, np.asarray(real.landmarks, np.float32),
                                 np.random.default_rng((seed, real_index, n // len(reals))))
-        faces.append(BenchFace(fake, mask, real_index, real.source))
+        faces.append(BenchFace(fake, mask, real_index, real.source, crop))
     return faces, where
 
 
@@ -105,7 +110,7 @@ def bootstrap(values: Sequence[float], groups: Sequence[int], resamples: int = 2
 
 
 def run_bench(detector_name: str, data: str, cache: str, limit: int = 200, steps: int = 8, road_faces: int = 32,
-              sanity_blocks: int = 2, seed: int = 0, progress: bool = True) -> dict:
+              sanity_blocks: int = 2, seed: int = 0, progress: bool = True, removal: str = "blur") -> dict:
     """Score every explanation method of a detector (see the module docstring); returns the JSON."""
     det = load_detector(detector_name)
     if det.path is None:
@@ -117,18 +122,20 @@ def run_bench(detector_name: str, data: str, cache: str, limit: int = 200, steps
         sanity_note = f"last {sanity_blocks} blocks and the head re-initialised"
     except ForensicsError as exc:
         shuffled, sanity_note = None, str(exc)
-    options = FaithfulnessOptions(steps=steps)
+    options = FaithfulnessOptions(steps=steps, removal=removal)
     size = det.input_size
     grid = det.grid_size[0] if det.grid_size else 14
     centre = centre_map(size)
     per_face: list[dict] = []
     costs: dict[str, float] = {"forward": 0.0, "explain": 0.0, "faithfulness": 0.0, "localisation": 0.0,
                                "sanity": 0.0, "road": 0.0}
+    passes: list[int] = []  # images in each forward pass that scored a face's maps and its random map
     road_done, partial = 0, False
     bar = tqdm(total=len(faces), desc=f"explain-bench {det.name}", unit="face", disable=not progress, file=sys.stderr)
     try:
         for start in range(0, len(faces), BATCH):
-            _bench_chunk(det, shuffled, faces, start, methods, options, size, grid, centre, seed, costs, per_face)
+            _bench_chunk(det, shuffled, faces, start, methods, options, size, grid, centre, seed, costs, per_face,
+                         passes)
             bar.update(len(faces[start : start + BATCH]))
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: summarise what was measured, marked partial
         partial = True
@@ -138,12 +145,13 @@ def run_bench(detector_name: str, data: str, cache: str, limit: int = 200, steps
             road_done = _road_pass(det, faces[:road_faces], per_face, methods, size, grid, centre, seed, costs)
         except KeyboardInterrupt:
             partial = True
-    report = summarise(det, per_face, methods, costs, road_done, where, sanity_note, steps, limit)
+    report = summarise(det, per_face, methods, costs, road_done, where, sanity_note, options, limit, passes)
     report["partial"] = partial
     return report
 
 
-def _bench_chunk(det, shuffled, faces, start, methods, options, size, grid, centre, seed, costs, per_face) -> None:
+def _bench_chunk(det, shuffled, faces, start, methods, options, size, grid, centre, seed, costs, per_face,
+                 passes) -> None:
     """Maps, faithfulness, localisation and the sanity check for faces ``start .. start + BATCH``."""
     chunk = faces[start : start + BATCH]
     batch = det.preprocess([f.image for f in chunk])
@@ -157,15 +165,23 @@ def _bench_chunk(det, shuffled, faces, start, methods, options, size, grid, cent
         maps = {m: explanation.maps[m][j] for m in methods}
         target = explanation.targets[j]
         face_options = dataclasses.replace(options, seed=seed + n)
-        with _timed(costs, "faithfulness"):
+        with _timed(costs, "faithfulness"), _CountingPasses(det) as counted:
             scored = score_face(det, batch[j], maps, target, face_options)
+        passes.append(counted.sizes)
         noise = random_map(size, grid, np.random.default_rng(seed + n + 1))  # the map score_face drew
-        centre_scores = deletion_insertion(det, batch[j], {"centre": centre}, target, face_options)["centre"]
+        region = region_from_mask(face.mask, size)
+        truth = resize_map(face.mask.astype(np.float32), (size, size))
+        checks = deletion_insertion(det, batch[j], {"centre": centre, MASK: truth}, target, face_options)
         row = {"group": face.group, "p_fake": float(p_fake[j])}
-        for name, s in {**scored.methods, "random": scored.random, "centre": centre_scores}.items():
+        for name, s in {**scored.methods, "random": scored.random, **checks}.items():
             row[f"{name}/deletion"], row[f"{name}/insertion"] = s.deletion, s.insertion
+        row["random/all_removed"] = scored.random.deletion_curve[-1]
+        if face.real is not None:  # the removal's own effect: random blobs removed from the real face
+            real = det.preprocess([face.real])[0]
+            curve = deletion_insertion(det, real, {"random": noise}, target, face_options)["random"].deletion_curve
+            row["real/p_fake"], row["real/removal_rise"] = curve[0], float(np.mean(curve[1:-1]) - curve[0])
+            row["real/all_removed"] = curve[-1]
         with _timed(costs, "localisation"):
-            region = region_from_mask(face.mask, size)
             for name, heatmap in {**maps, "random": noise, "centre": centre}.items():
                 row[f"{name}/pointing_game"] = pointing_game(heatmap, region)
                 row[f"{name}/region_auc"] = region_auc(heatmap, region)
@@ -197,6 +213,28 @@ def _road_pass(det, faces, per_face, methods, size, grid, centre, seed, costs) -
     return len(faces)
 
 
+class _CountingPasses:
+    """Records the batch size of every ``predict`` call on a detector while active (the cost line says
+    how many forward passes scoring a face took, and of how many images)."""
+
+    def __init__(self, det: Detector):
+        self.det, self.sizes = det, []
+
+    def __enter__(self):
+        predict = self.det.predict
+
+        def counting(batch):
+            self.sizes.append(len(batch))
+            return predict(batch)
+
+        self.det.predict = counting
+        return self
+
+    def __exit__(self, *exc):
+        del self.det.predict  # back to the class's method
+        return False
+
+
 class _timed:
     def __init__(self, costs: dict[str, float], key: str):
         self.costs, self.key = costs, key
@@ -210,7 +248,8 @@ class _timed:
 
 
 def summarise(det: Detector, rows: list[dict], methods: list[str], costs: dict[str, float], road_faces: int,
-              where: str, sanity_note: str, steps: int, limit: int) -> dict:
+              where: str, sanity_note: str, options: FaithfulnessOptions, limit: int,
+              passes: Sequence[Sequence[int]] = ()) -> dict:
     """Per method: means, 95% intervals, and paired differences to the random map and the centre blob."""
     groups = [r["group"] for r in rows]
 
@@ -225,7 +264,7 @@ def summarise(det: Detector, rows: list[dict], methods: list[str], costs: dict[s
         return stat(np.asarray(column(first)) - np.asarray(column(second)))
 
     out_methods: dict[str, dict] = {}
-    for name in [*methods, *BASELINES]:
+    for name in [*methods, *BASELINES, MASK]:
         entry: dict = {}
         for score in ("deletion", "insertion", "road", "pointing_game", "region_auc", "sanity_spearman"):
             if not np.isfinite(column(f"{name}/{score}")).any():
@@ -252,16 +291,37 @@ def summarise(det: Detector, rows: list[dict], methods: list[str], costs: dict[s
         "explained_class": "fake",
         "mean_p_fake": _r(float(np.mean(column("p_fake")))),
         "share_called_fake": _r(float(np.mean(np.asarray(column("p_fake")) >= det.threshold))),
-        "settings": {"steps": steps, "removed_pixels": "Gaussian blur, sigma = side/16",
+        "settings": {"steps": options.steps, "removal": options.removal, "removed_pixels": options.describe(),
                      "random_map": "uniform noise on the patch grid, bilinear",
                      "centre_map": "Gaussian, sigma = side/4",
                      "road_faces": road_faces, "road_percentiles": [20, 50, 80], "sanity": sanity_note,
                      "region": "blend mask >= half its maximum", "bootstrap": "2000 resamples of the real faces"},
         "methods": {m: out_methods[m] for m in methods},
         "baselines": {b: out_methods[b] for b in BASELINES},
+        "removal_check": {
+            "what": ("does the removal remove evidence? The blend mask as a map (the truth) against the random map, "
+                     "and P(fake) of the real faces the fakes were made from as random blobs are removed"),
+            "mask_deletion": out_methods[MASK].get("deletion"), "mask_insertion": out_methods[MASK].get("insertion"),
+            "mask_deletion_minus_random": diff(f"{MASK}/deletion", "random/deletion"),
+            "mask_insertion_minus_random": diff(f"{MASK}/insertion", "random/insertion"),
+            "real_p_fake": stat(column("real/p_fake")),
+            "real_rise_while_removing": stat(column("real/removal_rise")),
+            "real_all_removed_p_fake": stat(column("real/all_removed")),
+            "fake_all_removed_p_fake": stat([r.get("random/all_removed", float("nan")) for r in rows]),
+        },
         "cost_ms_per_face": {k: _r(v * 1000.0 / (road_faces if k == "road" else faces), 1) if (
             road_faces if k == "road" else faces) else None for k, v in costs.items()},
         "faithfulness_to_forward_ratio": _r(costs["faithfulness"] / costs["forward"], 1) if costs["forward"] else None,
+        "faithfulness_cost": {
+            "what": "deletion and insertion of every map and of the random map, one face",
+            "ms_per_face": _r(costs["faithfulness"] * 1000.0 / faces, 1) if faces else None,
+            "forward_ms_per_face": _r(costs["forward"] * 1000.0 / faces, 1) if faces else None,
+            "x_forward": _r(costs["faithfulness"] / costs["forward"], 1) if costs["forward"] else None,
+            "images_per_face": int(sum(passes[0])) if passes else None,
+            "forward_passes_per_face": len(passes[0]) if passes else None,
+            "threads": torch.get_num_threads(),
+            "load_average_at_end": _r(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        },
     }
 
 
@@ -323,9 +383,27 @@ def markdown_table(report: dict) -> str:
                      f"{cell(entry, 'road')} | {cell(entry, 'sanity_spearman')} | {cell(entry, 'pointing_game')} | "
                      f"{cell(entry, 'region_auc')} |")
     cost = report["cost_ms_per_face"]
-    lines += ["", f"Cost per face (ms): maps {cost['explain']}, deletion+insertion of all maps and the random map "
-                  f"{cost['faithfulness']} ({report['faithfulness_to_forward_ratio']}x one forward pass), "
-                  f"localisation {cost['localisation']}, sanity {cost['sanity']}, ROAD {cost['road']}."]
+    check = report.get("removal_check") or {}
+    if check.get("real_rise_while_removing", {}).get("mean") is not None:
+        d, i = check["mask_deletion_minus_random"], check["mask_insertion_minus_random"]
+        rise, real = check["real_rise_while_removing"], check["real_p_fake"]
+        lines += ["", f"Removal check: the blend mask as a map (the truth) against the random map: deletion "
+                      f"{d['mean']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}], insertion {i['mean']:+.3f} "
+                      f"[{i['ci'][0]:+.3f}, {i['ci'][1]:+.3f}] (a removal that takes evidence away makes the first "
+                      f"negative). On the real faces the fakes were made from (P(fake) {real['mean']:.3f}), removing "
+                      f"random blobs moves P(fake) by {rise['mean']:+.3f} [{rise['ci'][0]:+.3f}, {rise['ci'][1]:+.3f}] "
+                      f"on average along the curve (the removal's own evidence); with every pixel removed, P(fake) "
+                      f"{check['real_all_removed_p_fake']['mean']:.3f}."]
+    scoring = report.get("faithfulness_cost") or {}
+    passes = (f" in {scoring['forward_passes_per_face']} forward pass(es) of {scoring['images_per_face']} images"
+              if scoring.get("images_per_face") else "")
+    load = (f"; {scoring['threads']} threads, load average {scoring['load_average_at_end']} at the end"
+            if scoring.get("load_average_at_end") is not None else "")
+    lines += ["", f"Removed pixels: {report['settings']['removed_pixels']}; {report['settings']['steps']} steps.",
+              "", f"Cost per face (ms): one forward pass {cost['forward']}, maps {cost['explain']}, deletion+insertion "
+                  f"of all maps and the random map {cost['faithfulness']} ({report['faithfulness_to_forward_ratio']}x "
+                  f"one forward pass{passes}), localisation {cost['localisation']}, sanity {cost['sanity']}, "
+                  f"ROAD {cost['road']}{load}."]
     return "\n".join(lines)
 
 
@@ -336,6 +414,8 @@ def add_parser(sub) -> None:
     p.add_argument("--cache", default=".cache/crops256")
     p.add_argument("--limit", type=int, default=200, help="faces scored (default 200)")
     p.add_argument("--steps", type=int, default=8, help="points per deletion/insertion curve (default 8)")
+    p.add_argument("--removal", choices=sorted(REMOVALS), default="blur",
+                   help="what a removed pixel becomes (default blur; impute and mean to compare)")
     p.add_argument("--road", type=int, default=32, help="faces ROAD is computed on (costlier; default 32)")
     p.add_argument("--sanity-blocks", type=int, default=2, help="blocks re-initialised for the sanity check")
     p.add_argument("--seed", type=int, default=0)
@@ -354,7 +434,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: {args.data}: no such data (labels.csv or an ImageFolder tree)")
     try:
         report = run_bench(args.detector, args.data, args.cache, args.limit, args.steps, args.road,
-                           args.sanity_blocks, args.seed)
+                           args.sanity_blocks, args.seed, removal=args.removal)
         if not args.no_casia:
             report["casia"] = casia_check(args.data)
     except ForensicsError as exc:

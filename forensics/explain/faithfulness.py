@@ -9,15 +9,20 @@ rise early (high area). The same curves for a **random map** of the same face (u
 model's patch grid, upsampled like the real maps, so the baseline removes blobs of the same grain
 rather than scattered single pixels) are the baseline printed beside them.
 
-"Removed" means replaced by a blurred copy of the crop (Gaussian, sigma = 1/16 of the side), not by
-black: black squares add sharp new edges, which a detector of blending seams reads as evidence of
-their own; blur takes the fine detail (the seams, the texture) away and keeps the coarse face.
+"Removed" means, by default, replaced by a Gaussian-blurred copy of the crop (``removal="blur"``,
+sigma = 1/16 of the side), not by black: black squares add sharp edges of their own. Two
+alternatives are there to measure against it (``explain-bench --removal``): the pixels **imputed**
+from those kept (``"impute"``: push-pull, normalised averaging on an image pyramid, a fast stand-in
+for ROAD's linear imputation) and the crop's **mean** colour (``"mean"``). No removal is neutral to a
+detector of blending, which reads any region whose sharpness or colour differs from its
+surroundings as a blend; the benchmark measures how much evidence each one adds on real faces and
+whether removing the known blend region first beats removing random blobs (docs/explanations.md).
 
-Cost: the curves of every map of a face (and of its random map) are built as one stack of images
-and sent through :meth:`Detector.predict` in as few batches as ``max_batch`` allows; the two end
-points every curve shares (the crop and its blurred copy) are run once. Only forward passes, so
-ONNX float and int8 builds are scored as well as PyTorch models. With 4 maps and ``steps=8``: 72
-images per face.
+Cost: the curves of every map of a face (and of its random map) are one stack of images, built and
+sent through :meth:`Detector.predict` in as few batches as ``max_batch`` allows (one, for four maps
+at 8 steps: 72 images); the two end points every curve shares (the crop and the crop with every pixel
+removed) are run once. Only forward passes, so ONNX float and int8 builds are scored as well as
+PyTorch models.
 
 ROAD (Rong et al. 2022, ``pytorch_grad_cam.metrics.road``) is used by the explanation benchmark
 only (:func:`road_scores`): its noisy linear imputation solves a sparse system per image and map
@@ -32,22 +37,31 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from forensics.detectors.base import Detector
 from forensics.overlay import normalize_map, resize_map
 
 RANDOM = "random"
 CENTRE = "centre"
+REMOVALS = {
+    "blur": "replaced by the crop Gaussian-blurred (sigma = {sigma})",
+    "impute": "imputed from the kept pixels (push-pull: their local mean, coarse to fine); all removed: the "
+              "crop's mean colour",
+    "mean": "replaced by the crop's mean colour",
+}
 
 
 @dataclass(frozen=True)
 class FaithfulnessOptions:
-    """``steps``: points on each curve after the start; ``max_batch``: images per forward pass;
-    ``grid``: the random map's grid (default: the detector's patch grid, else 14x14)."""
+    """``steps``: points on each curve after the start; ``removal``: what replaces a removed pixel
+    (:data:`REMOVALS`); ``max_batch``: images per forward pass; ``grid``: the random map's grid
+    (default: the detector's patch grid, else 14x14)."""
 
     steps: int = 8
+    removal: str = "blur"
     blur_sigma_fraction: float = 1.0 / 16.0
-    max_batch: int = 96
+    max_batch: int = 128
     grid: int | None = None
     seed: int = 0
 
@@ -56,6 +70,12 @@ class FaithfulnessOptions:
             raise ValueError(f"faithfulness steps must be in 2..100, not {self.steps}")
         if int(self.max_batch) < 1:
             raise ValueError(f"max_batch must be at least 1, not {self.max_batch}")
+        if self.removal not in REMOVALS:
+            raise ValueError(f"removal must be one of {', '.join(REMOVALS)}, not {self.removal!r}")
+
+    def describe(self) -> str:
+        """One line for a JSON or a page: what a removed pixel becomes."""
+        return REMOVALS[self.removal].format(sigma=f"side/{round(1 / self.blur_sigma_fraction)}")
 
 
 @dataclass
@@ -148,25 +168,26 @@ def deletion_insertion(
 ) -> dict[str, MapScore]:
     """Deletion and insertion curves of several maps of one preprocessed crop ``(3, S, S)``.
 
-    Every intermediate image of every curve is stacked and scored in batches of at most
-    ``options.max_batch``; the crop and its blurred copy (every curve's two ends) once.
+    Every intermediate image of every curve is built and scored in batches of at most
+    ``options.max_batch``; the crop and its fully removed copy (every curve's two ends) once.
     """
     size = int(image.shape[-1])
     steps = int(options.steps)
     pixels = size * size
-    removed = blurred(image, options.blur_sigma_fraction)
     rng = np.random.default_rng(options.seed)
-    counts = [round(pixels * j / steps) for j in range(1, steps)]
-    stack: list[torch.Tensor] = [image, removed]
+    counts = torch.tensor([round(pixels * j / steps) for j in range(1, steps)])
+    ranks = []
     for heatmap in maps.values():
         if heatmap.shape != (size, size):
             heatmap = resize_map(heatmap, (size, size))
-        ranks = torch.from_numpy(pixel_ranks(heatmap, rng))
-        for count in counts:
-            gone = (ranks < count)[None]
-            stack.append(torch.where(gone, removed, image))  # deletion: the top pixels blurred
-            stack.append(torch.where(gone, image, removed))  # insertion: only the top pixels sharp
-    probabilities = _predict_stack(detector, stack, int(options.max_batch))[:, target]
+        ranks.append(torch.from_numpy(pixel_ranks(heatmap, rng)))
+    # keep[i]: the pixels of the crop that image i shows (the rest are removed). Per map, deletion then
+    # insertion, step by step: deletion keeps all but the first `count`, insertion only those.
+    first = torch.stack(ranks)[:, None, :, :] < counts[None, :, None, None]  # (maps, steps - 1, S, S)
+    keep = torch.stack([~first, first], dim=2).reshape(-1, 1, size, size)
+    ends = torch.stack([torch.ones(1, size, size, dtype=torch.bool), torch.zeros(1, size, size, dtype=torch.bool)])
+    keep = torch.cat([ends, keep])  # the crop itself, then the crop with every pixel removed
+    probabilities = _predict_removed(detector, image, keep, options)[:, target]
     original, empty = float(probabilities[0]), float(probabilities[1])
     fractions = [j / steps for j in range(steps + 1)]
     scores = {}
@@ -178,9 +199,56 @@ def deletion_insertion(
     return scores
 
 
-def _predict_stack(detector: Detector, stack: list[torch.Tensor], max_batch: int) -> np.ndarray:
-    parts = [detector.predict(torch.stack(stack[i : i + max_batch])) for i in range(0, len(stack), max_batch)]
+def _predict_removed(detector: Detector, image: torch.Tensor, keep: torch.Tensor,
+                     options: FaithfulnessOptions) -> np.ndarray:
+    """Probabilities of the crop with the pixels outside each ``keep`` mask removed, ``max_batch``
+    images at a time (built batch by batch, so memory holds one batch of images, not the stack)."""
+    parts = []
+    blur = blurred(image, options.blur_sigma_fraction)[None] if options.removal == "blur" else None
+    for i in range(0, len(keep), int(options.max_batch)):
+        part = keep[i : i + int(options.max_batch)]
+        parts.append(detector.predict(remove_pixels(image, part, options.removal, blur)))
     return np.concatenate(parts)
+
+
+def remove_pixels(image: torch.Tensor, keep: torch.Tensor, removal: str,
+                  blur: torch.Tensor | None = None) -> torch.Tensor:
+    """``(N, 3, S, S)``: the crop ``(3, S, S)`` with the pixels outside each boolean mask of ``keep``
+    ``(N, 1, S, S)`` removed (see :data:`REMOVALS`); ``blur``: the crop already blurred, for ``"blur"``
+    (else blurred here at the default sigma)."""
+    shown = keep.to(image.dtype)
+    crop = image[None]
+    if removal == "blur":
+        fill = blur if blur is not None else blurred(image, FaithfulnessOptions.blur_sigma_fraction)[None]
+    elif removal == "mean":
+        fill = image.mean(dim=(1, 2), keepdim=True)[None]
+    elif removal == "impute":
+        fill = push_pull(crop.expand(len(keep), -1, -1, -1), shown)
+    else:
+        raise ValueError(f"removal must be one of {', '.join(REMOVALS)}, not {removal!r}")
+    return torch.where(keep, crop, fill)
+
+
+def push_pull(images: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Fill every pixel of ``images`` ``(N, C, H, W)`` from the pixels where ``weights`` ``(N, 1, H, W)``
+    is 1: push-pull (Gortler et al. 1996), i.e. normalised averaging on an image pyramid, halved down
+    to one pixel, then brought back up, each level keeping its own average where it has known pixels
+    and taking the coarser one where it has none. A smooth fill that continues the colours around a
+    hole, in a few pooling passes (batched, forward-only); where nothing is known at all: the mean of
+    ``images``. A fast stand-in for ROAD's noisy linear imputation, which solves a sparse system
+    per image."""
+    levels = []
+    total, weight = images * weights, weights
+    while max(total.shape[-2:]) > 1:
+        levels.append((total, weight))
+        total = F.avg_pool2d(total, 2, ceil_mode=True)
+        weight = F.avg_pool2d(weight, 2, ceil_mode=True)
+    fill = torch.where(weight > 0, total / weight.clamp_min(1e-12), images.mean(dim=(2, 3), keepdim=True))
+    for total, weight in reversed(levels):
+        coarse = F.interpolate(fill, size=total.shape[-2:], mode="bilinear", align_corners=False)
+        share = weight.clamp(0.0, 1.0)
+        fill = total / weight.clamp_min(1e-12) * share + coarse * (1.0 - share)
+    return fill
 
 
 def score_face(
@@ -246,6 +314,6 @@ def road_scores(
                 for name, stack in maps.items()}
 
 
-__all__ = ["CENTRE", "RANDOM", "FaceFaithfulness", "FaithfulnessOptions", "MapScore", "blurred", "centre_map",
-           "curve_area", "deletion_insertion", "most_faithful", "pixel_ranks", "random_map", "road_scores",
-           "score_face"]
+__all__ = ["CENTRE", "RANDOM", "REMOVALS", "FaceFaithfulness", "FaithfulnessOptions", "MapScore", "blurred",
+           "centre_map", "curve_area", "deletion_insertion", "most_faithful", "pixel_ranks", "push_pull",
+           "random_map", "remove_pixels", "road_scores", "score_face"]

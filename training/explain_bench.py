@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from forensics.detectors import load_detector

@@ -137,10 +137,9 @@ def job_status(job: Job) -> str:
 
 def job_card(job: Job) -> str:
     """The published model's card (README.md), shown under the job."""
-    path = Path(job.model_dir) / catalog.CARD_NAME if job.model_dir else None
-    if path is None or not path.is_file():
+    text = catalog.read_card(Path(job.model_dir)) if job.model_dir else ""
+    if not text:
         return ""
-    text = re.sub(r"\A---.*?---\s*", "", path.read_text(encoding="utf-8"), flags=re.DOTALL)
     # The card's headings, three levels down, so they sit under this heading instead of dwarfing the tab.
     text = re.sub(r"^(#{1,6})\s", lambda m: "#" * min(6, len(m.group(1)) + 3) + " ", text, flags=re.MULTILINE)
     return "#### Model card\n\n" + text

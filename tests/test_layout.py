@@ -1,5 +1,5 @@
 """The layout's rules, checked on every run: the import-linter contracts in pyproject.toml
-(forensics imports neither training nor gradio, layers import downwards only, no cycles) and Ruff."""
+(forensics imports neither training, ui nor gradio, layers import downwards only, no cycles) and Ruff."""
 
 import shutil
 import subprocess

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import importlib
-import os
-import tempfile
 from pathlib import Path
 
 import gradio as gr
 from gradio import processing_utils
 
 from forensics import detector_notes
+from forensics.core import atomic_path
 
 
 class _Lazy:
@@ -50,10 +49,8 @@ def _save_pil_to_cache(img, cache_dir: str, name: str = "image", format: str = "
     folder.mkdir(exist_ok=True, parents=True)
     target = (folder / f"{name}.{format}").resolve()
     if not target.exists():
-        fd, staging = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(staging, target)
+        with atomic_path(target) as staging:
+            staging.write_bytes(data)
     return str(target)
 
 

@@ -134,6 +134,33 @@ def test_self_blended_fake_changes_only_the_face():
     assert np.abs(fake.astype(int) - image.astype(int))[used > 0.2].mean() > 2
 
 
+def test_downscaled_self_blend_is_softer_inside_and_off_draws_as_before():
+    """With ``downscale`` the blended-in face has lost its fine detail (the resolution gap of a
+    swapped face rendered small), and everything outside the mask is untouched."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    image = cv2.resize(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), (128, 128), interpolation=cv2.INTER_CUBIC)
+    image = np.clip(image.astype(int) + rng.integers(-40, 41, image.shape), 0, 255).astype(np.uint8)  # fine detail
+    landmarks = np.array([[44, 56], [84, 56], [64, 76], [48, 96], [80, 96]], np.float32)
+
+    def blended_in_detail(fake: np.ndarray, mask: np.ndarray) -> float:
+        """Fine detail of the copy that was blended in, recovered where the mask is strong enough."""
+        m = mask[..., None]
+        copy = (fake.astype(np.float32) - image * (1 - m)) / np.maximum(m, 1e-3)
+        inner = cv2.erode((mask > 0.2).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        assert inner.sum() > 500
+        return float(np.abs(cv2.Laplacian(copy, cv2.CV_32F))[inner].mean())
+
+    sharp, soft = [], []
+    for seed in range(6):
+        for downscale, out in ((0.0, sharp), (1.0, soft)):
+            fake, mask = self_blend(image, landmarks, np.random.default_rng(seed), downscale=downscale)
+            assert np.array_equal(fake[mask < 1e-3], image[mask < 1e-3])  # outside the face: untouched
+            out.append(blended_in_detail(fake, mask))
+    assert np.mean(soft) < 0.7 * np.mean(sharp)
+
+
 def test_sharpening_and_noise_are_shared_by_a_pair_and_leave_old_draws_alone(monkeypatch):
     """Off (the default), the draws are exactly those of earlier runs; on, a real face and its
     pseudo-fake get the same sharpening and the same noise, and a soft face comes out crisper."""

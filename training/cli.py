@@ -61,6 +61,7 @@ DEFAULTS = {
     "jpeg_prob": 0.75,  # share of training pairs re-encoded as JPEG (quality 30..100)
     "sharpen_prob": 0.0,  # share of training pairs sharpened (unsharp mask, amount 0.5..3.5)
     "noise_prob": 0.0,  # share of training pairs given Gaussian noise (sigma 1..6)
+    "sbi_downscale": 0.0,  # share of training self-blends whose blended-in copy is shrunk 2-4x and enlarged
     "mask_ratio": 0.75,
     "video_frames": 0,  # frames sampled from each training video (0: videos are not trained on)
     "video_folders": [],  # folders of labelled videos (relative to the CSV) whose frames are training faces

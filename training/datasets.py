@@ -42,8 +42,9 @@ class SelfBlendedPairs(Dataset):
     """
 
     def __init__(self, faces: Sequence[CachedFace], size: int, real_label: int, fake_label: int,
-                 train: bool = True, seed: int = 0, aug: dict | None = None):
+                 train: bool = True, seed: int = 0, aug: dict | None = None, downscale: float = 0.0):
         self.faces, self.size, self.train, self.seed = list(faces), size, train, seed
+        self.downscale = downscale  # share of blended-in copies shrunk and enlarged (``self_blend``)
         self.real_label, self.fake_label = real_label, fake_label
         self.aug = dict(aug or {})  # keyword options of ``augment.draw_params``
         self.epoch = 0
@@ -55,7 +56,7 @@ class SelfBlendedPairs(Dataset):
         face = self.faces[i]
         image = load_crop(face)
         rng = np.random.default_rng((self.seed, self.epoch if self.train else 0, i))
-        fake, _ = self_blend(image, np.asarray(face.landmarks, np.float32), rng)
+        fake, _ = self_blend(image, np.asarray(face.landmarks, np.float32), rng, downscale=self.downscale)
         params = augment.draw_params(rng, **self.aug) if self.train else _identity()
         return ([augment.apply(image, params, self.size), augment.apply(fake, params, self.size)],
                 [self.real_label, self.fake_label])

@@ -115,15 +115,16 @@ def cap_per_source(samples: Sequence[Sample], most: int, seed: int) -> list[Samp
 
 
 def face_datasets(faces: Sequence[CachedFace], labels: Sequence[str], size: int, sbi: bool, train: bool,
-                  seed: int, aug: dict | None = None) -> Dataset:
+                  seed: int, aug: dict | None = None, sbi_downscale: float = 0.0) -> Dataset:
     """Reals paired with self-blended fakes (when ``sbi``), plus every labelled fake as it is;
-    ``aug``: the training augmentation's options (:func:`augment_options`)."""
+    ``aug``: the training augmentation's options (:func:`augment_options`); ``sbi_downscale``: the
+    share of self-blends whose blended-in copy is shrunk and enlarged (training sets only)."""
     real, fake = labels.index("real"), labels.index("fake")
     reals = [f for f in faces if f.label == "real"]
     others = [f for f in faces if f.label != "real"]
     parts: list[Dataset] = []
     if sbi:
-        parts.append(SelfBlendedPairs(reals, size, real, fake, train=train, seed=seed, aug=aug))
+        parts.append(SelfBlendedPairs(reals, size, real, fake, train=train, seed=seed, aug=aug, downscale=sbi_downscale))
     else:
         others = list(faces)
     if others:
@@ -197,7 +198,8 @@ def run_training(config: dict, command: str | None = None) -> dict:
     faces = cached_faces(config)
     train_faces, val_faces = split_faces(faces, config)
     size = int(config["image_size"])
-    train_set = face_datasets(train_faces, labels, size, config["sbi"], True, config["seed"], augment_options(config))
+    train_set = face_datasets(train_faces, labels, size, config["sbi"], True, config["seed"], augment_options(config),
+                              float(config.get("sbi_downscale", 0.0)))
     # The best epoch is chosen on held-back faces of the training sources only: choosing it on the
     # held-out sources would leak them into the model and make their figures optimistic.
     select_faces = selection_faces(val_faces, config)

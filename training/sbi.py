@@ -67,8 +67,12 @@ def _elastic(mask: np.ndarray, rng: np.random.Generator, alpha: float, sigma: fl
     return cv2.remap(mask, xs + dx * scale, ys + dy * scale, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
-def _jitter_source(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The copy that gets blended in: colour, brightness, sharpness and a small shift or scale."""
+def _jitter_source(image: np.ndarray, rng: np.random.Generator, downscale: float = 0.0) -> np.ndarray:
+    """The copy that gets blended in: colour, brightness, sharpness and a small shift or scale.
+
+    ``downscale``: the share of copies that are also shrunk 2-4x and enlarged again (SBI's
+    RandomDownScale: the resolution gap of a swapped face rendered small and pasted large). Drawn
+    last and only when asked for, so that a run without it (and every validation set) draws as before."""
     out = image.astype(np.float32)
     hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV).astype(np.float32)
     hsv[..., 0] = (hsv[..., 0] + rng.uniform(-6, 6)) % 180
@@ -85,13 +89,18 @@ def _jitter_source(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     matrix = np.array([[scale, 0, (1 - scale) * w / 2 + shift[0]], [0, scale, (1 - scale) * h / 2 + shift[1]]],
                       np.float32)
     out = cv2.warpAffine(np.clip(out, 0, 255), matrix, (w, h), borderMode=cv2.BORDER_REFLECT)
+    if downscale > 0 and rng.random() < downscale:
+        factor = rng.uniform(2.0, 4.0)
+        small = cv2.resize(out, (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA)
+        out = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
     return out
 
 
 def self_blend(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
-               outline: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """A self-blended pseudo-fake of an RGB uint8 face and the blending mask used (float, HxW)."""
-    source = _jitter_source(image, rng)
+               outline: str | None = None, downscale: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """A self-blended pseudo-fake of an RGB uint8 face and the blending mask used (float, HxW);
+    ``downscale``: see :func:`_jitter_source`."""
+    source = _jitter_source(image, rng, downscale)
     mask = face_mask(image.shape[:2], landmarks, rng, outline) * rng.uniform(0.25, 1.0)
     blended = source * mask[..., None] + image.astype(np.float32) * (1.0 - mask[..., None])
     return np.clip(np.round(blended), 0, 255).astype(np.uint8), mask

@@ -37,6 +37,15 @@ def test_temperature_fit_recovers_the_true_temperature_and_lowers_ece():
     assert before > 0.08 and after < 0.03
 
 
+def test_temperature_fit_stays_in_bounds_on_separable_and_uninformative_faces():
+    """A handful of faces the model ranks perfectly (or exactly wrongly) has no finite best
+    temperature: the fit stops at its bounds instead of overflowing (LBFGS did, on 4 faces)."""
+    confident = np.array([[0.0, 50.0], [50.0, 0.0], [0.0, 9.0], [7.0, 0.0]])
+    assert fit_temperature(confident, np.array([1, 0, 1, 0])) == pytest.approx(0.05)
+    assert fit_temperature(confident, np.array([0, 1, 0, 1])) == pytest.approx(100.0)
+    three = np.random.default_rng(0).normal(0, 2, (300, 3))  # three classes, labels unrelated to logits
+    assert fit_temperature(three, np.random.default_rng(1).integers(0, 3, 300)) > 20
+
 def test_balanced_threshold_ignores_the_share_of_fakes():
     # 10 reals at 0.1..0.3 and 100 fakes at 0.35..0.9: any threshold in (0.3, 0.35] separates them;
     # F1 would be just as happy far lower, balanced accuracy is not.

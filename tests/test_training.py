@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -326,6 +327,36 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     calibration = faces_from_record(model_dir, table, tmp_path / "cache", limit=4, split="training")
     assert len(calibration) == 4 and calibration.sources.count("FFHQ") == 2
     assert (model_dir / "report.html").stat().st_size > 100_000  # plotly inlined
+    # a weight soup of this run and a perturbed copy of it (`python -m training soup`): interpolated
+    # weights, recalibrated on the run's model-selection faces, its own card; a bad weight: one line
+    from safetensors.torch import save_file
+
+    other = tmp_path / "other"
+    shutil.copytree(model_dir, other)
+    first = load_file(str(model_dir / "model.safetensors"))
+    moved = {k: v + 0.05 * torch.randn_like(v) if v.is_floating_point() and "running_" not in k else v
+             for k, v in first.items()}  # BatchNorm's variances stay positive
+    save_file(moved, str(other / "model.safetensors"))
+    soup = tmp_path / "soup"
+    proc = subprocess.run([sys.executable, "-m", "training", "soup", "--first", str(model_dir), "--second", str(other),
+                           "--weight", "0.25", "--out", str(soup), *common], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    souped = load_file(str(soup / "model" / "model.safetensors"))
+    name = next(k for k, v in first.items() if v.is_floating_point() and v.numel() > 100)
+    assert torch.allclose(souped[name], 0.25 * first[name] + 0.75 * moved[name], atol=1e-6)
+    soup_record = json.loads((soup / "model" / "training.json").read_text())
+    assert soup_record["soup"]["weight_of_first"] == 0.25 and soup_record["command"].startswith("python -m training soup")
+    soup_det = load_detector(soup / "model")
+    assert soup_det.threshold == pytest.approx(soup_record["calibration"]["threshold"], rel=1e-5)
+    assert soup_det.info.temperature == pytest.approx(soup_record["calibration"]["temperature"], rel=1e-5)
+    assert soup_record["calibration"]["faces"] == cal["faces"]  # the same model-selection faces
+    assert "## Calibration" in (soup / "model" / "README.md").read_text()
+    proc = subprocess.run([sys.executable, "-m", "training", "soup", "--first", str(model_dir), "--second", str(other),
+                           "--weight", "1.5", "--out", str(tmp_path / "bad"), *common], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode != 0 and proc.stderr.strip() == "soup: the first model's weight must be in [0, 1], not 1.5"
+    assert not (tmp_path / "bad" / "model").exists()
 
 
 @pytest.mark.parametrize("name", ["hybrid", "mobilenetv2", "patch", "patch-mnv2", "patch-tiny"])

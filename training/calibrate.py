@@ -33,20 +33,38 @@ def collect_logits(model: torch.nn.Module, dataset: Dataset, collate, batch_size
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature that minimises the negative log-likelihood of the labels (LBFGS on log T)."""
-    z = torch.from_numpy(np.asarray(logits, np.float32))
-    y = torch.from_numpy(np.asarray(labels, np.int64))
-    log_t = torch.zeros(1, requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
+    """The temperature in [0.05, 100] that minimises the negative log-likelihood of the labels.
 
-    def closure():
-        optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(z / log_t.exp(), y)
-        loss.backward()
-        return loss
+    The likelihood is convex in the inverse temperature, so a golden-section search over it finds
+    the minimum without a step size to tune; on separable faces (a few, or an over-confident model)
+    the minimum lies at the bound instead of sending a gradient method to overflow."""
+    z = np.asarray(logits, np.float64)
+    y = np.asarray(labels, np.int64)
 
-    optimizer.step(closure)
-    return float(np.clip(log_t.exp().item(), 0.05, 100.0))
+    margins = z - z[np.arange(len(y)), y][:, None]  # each class's logit minus the true class's
+    margins[np.arange(len(y)), y] = -np.inf
+
+    def nll(beta: float) -> float:
+        # log(1 + sum_j exp(beta * margin_j)), kept exact for confident faces (log1p of a tiny sum)
+        scaled = margins * beta
+        top = np.maximum(scaled.max(axis=1), 0.0)
+        rest = np.exp(scaled - top[:, None]).sum(axis=1)
+        return float(np.where(top > 0, top + np.log(np.exp(-top) + rest), np.log1p(rest)).mean())
+
+    low, high = 1.0 / 100.0, 1.0 / 0.05
+    ratio = (np.sqrt(5.0) - 1.0) / 2.0
+    a, b = high - ratio * (high - low), low + ratio * (high - low)
+    fa, fb = nll(a), nll(b)
+    for _ in range(80):  # the bracket shrinks by 0.618 a step: far below 1e-6 of the inverse temperature
+        if fa <= fb:
+            high, b, fb = b, a, fa
+            a = high - ratio * (high - low)
+            fa = nll(a)
+        else:
+            low, a, fa = a, b, fb
+            b = low + ratio * (high - low)
+            fb = nll(b)
+    return float(np.clip(1.0 / ((low + high) / 2.0), 0.05, 100.0))
 
 
 def fake_probability(logits: np.ndarray, fake_indices: Sequence[int], temperature: float = 1.0) -> np.ndarray:

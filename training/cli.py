@@ -146,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--split", choices=["validation", "training"], default="validation")
     r.add_argument("--limit", type=int, default=None, help="at most this many faces (validation: label-stratified)")
     r.add_argument("--out", required=True, help="the .npz to write")
+    w = sub.add_parser("soup", help="interpolate the weights of two runs of one model (WiSE-FT) and recalibrate")
+    w.add_argument("--first", required=True, help="a model folder (e.g. stage 1)")
+    w.add_argument("--second", required=True, help="a model folder trained on from the first (e.g. stage 2)")
+    w.add_argument("--weight", type=float, default=0.5, help="the first model's share, 0..1 (default 0.5)")
+    w.add_argument("--out", required=True, help="run folder; the souped model goes to out/model")
+    w.add_argument("--data", default=None, help="labels.csv (default: the second run's)")
+    w.add_argument("--cache", default=None, help="face-crop cache (default: the second run's)")
     from training import explain_bench
 
     explain_bench.add_parser(sub)
@@ -194,6 +201,17 @@ def main(argv=None) -> int:
         print(json.dumps({"model_dir": record["model_dir"], "rounds": [
             {"round": h["round"], "server_auc": h["server"].get("auc")} for h in record["federated"]["rounds_history"]]},
             indent=2))
+        return 0
+    if args.command == "soup":
+        from training.soup import weight_soup
+
+        command = ["python", "-m", "training", *(sys.argv[1:] if argv is None else argv)]
+        try:
+            result = weight_soup(args.first, args.second, args.weight, args.out, args.data, args.cache,
+                                 command=shlex.join(command))
+        except (FileNotFoundError, ValueError) as exc:
+            raise SystemExit(f"soup: {exc}") from None
+        print(json.dumps(result, indent=2))
         return 0
     if args.command == "evaluate":
         from training.evaluate import run_evaluation

@@ -200,10 +200,8 @@ def run_training(config: dict, command: str | None = None) -> dict:
     size = int(config["image_size"])
     train_set = face_datasets(train_faces, labels, size, config["sbi"], True, config["seed"], augment_options(config),
                               float(config.get("sbi_downscale", 0.0)))
-    # The best epoch is chosen on held-back faces of the training sources only: choosing it on the
-    # held-out sources would leak them into the model and make their figures optimistic.
     select_faces = selection_faces(val_faces, config)
-    val_set = face_datasets(select_faces, labels, size, config["sbi"], False, config["seed"] + 1)
+    val_set = selection_set(select_faces, config)
     model, arch, model_args = build_model(config["model"], len(labels), config["pretrained"], size)
     if config.get("init_from"):
         init_weights(model, config["init_from"])
@@ -240,6 +238,15 @@ def run_training(config: dict, command: str | None = None) -> dict:
         record_path.write_text(json.dumps(saved, indent=2, default=str))
         write_card(model_dir)  # the card states the record, calibration included
     return {**result, "model_dir": str(model_dir), "record": record}
+
+
+def selection_set(select_faces: Sequence[CachedFace], config: dict) -> Dataset:
+    """The model-selection (and calibration) set of a run: its held-back faces of the training
+    sources with their self-blends, drawn alike every time. The best epoch is chosen on these only:
+    choosing it on the held-out sources would leak them into the model and make their figures
+    optimistic."""
+    return face_datasets(select_faces, list(config["labels"]), int(config["image_size"]), config["sbi"], False,
+                         config["seed"] + 1)
 
 
 def calibrate_model(model_dir: Path, val_set: Dataset, fake_indices: Sequence[int]) -> dict:

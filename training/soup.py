@@ -1,0 +1,78 @@
+"""Weight-space ensembling of two runs of one model (WiSE-FT, Wortsman et al., CVPR 2022).
+
+The default detector is trained in two stages: self-blended reals only, then every kind of fake.
+Stage 2 learns the generated faces but forgets some of what stage 1 knew about blending on unseen
+videos. Interpolating the two runs' weights, ``weight * first + (1 - weight) * second``, keeps much
+of both without any training: the two runs share their initialisation (stage 2 starts from
+stage 1), which is what makes their weights interpolate. The souped model is recalibrated on the
+second run's model-selection faces, so its temperature and threshold are its own.
+
+    python -m training soup --first runs/default-stage1/model --second runs/default-s2/model \\
+        --weight 0.5 --out runs/default
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from forensics.core.io import atomic_path
+from forensics.detectors.card import write_card
+
+KEPT_FILES = ("config.json", "training.json")  # what the souped folder takes from the second run
+
+
+def soup_state(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor],
+               weight: float) -> dict[str, torch.Tensor]:
+    """``weight * first + (1 - weight) * second`` for every floating-point tensor (weights and
+    BatchNorm statistics); integer tensors (BatchNorm's batch counts) come from ``second``."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"the first model's weight must be in [0, 1], not {weight}")
+    if first.keys() != second.keys():
+        missing = sorted(set(first) ^ set(second))[:3]
+        raise ValueError(f"the two models differ in their tensors ({', '.join(missing)} ...): not one architecture")
+    out = {}
+    for name, b in second.items():
+        a = first[name]
+        if a.shape != b.shape:
+            raise ValueError(f"the two models differ in {name}: {tuple(a.shape)} vs {tuple(b.shape)}")
+        out[name] = (weight * a.float() + (1.0 - weight) * b.float()).to(b.dtype) if b.is_floating_point() else b
+    return out
+
+
+def weight_soup(first: str | Path, second: str | Path, weight: float, out: str | Path,
+                data: str | None = None, cache: str | None = None, command: str | None = None) -> dict:
+    """Write ``out/model``: the soup of two trained model folders, recalibrated on the second run's
+    model-selection faces (``data``/``cache`` override its recorded ones), with its card."""
+    from safetensors.torch import load_file, save_file
+
+    from training.pipeline import calibrate_model, cached_faces, selection_faces, selection_set, split_faces
+
+    first, second = Path(first), Path(second)
+    for folder in (first, second):
+        if not (folder / "model.safetensors").is_file():
+            raise FileNotFoundError(f"{folder}: not a trained model folder (no model.safetensors)")
+    record = json.loads((second / "training.json").read_text(encoding="utf-8"))
+    state = soup_state(load_file(str(first / "model.safetensors")), load_file(str(second / "model.safetensors")),
+                       float(weight))
+    model_dir = Path(out) / "model"
+    with atomic_path(model_dir) as staging:
+        staging.mkdir(parents=True)
+        for name in KEPT_FILES:
+            shutil.copy2(second / name, staging / name)
+        save_file({k: v.contiguous() for k, v in state.items()}, str(staging / "model.safetensors"))
+        config = dict(record["config"])
+        config.update({k: v for k, v in (("data", data), ("cache", cache)) if v})
+        labels = list(config["labels"])
+        faces = selection_faces(split_faces(cached_faces(config), config)[1], config)
+        calibration = calibrate_model(staging, selection_set(faces, config), [i for i, x in enumerate(labels)
+                                                                               if x != "real"])
+        record.update({"soup": {"first": first.as_posix(), "second": second.as_posix(), "weight_of_first": weight},
+                       "calibration": calibration, **({"command": command} if command else {})})
+        record["config"] = {**record["config"], "out": Path(out).as_posix()}
+        (staging / "training.json").write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
+        write_card(staging)
+    return {"model_dir": str(model_dir), "calibration": {k: calibration[k] for k in ("temperature", "threshold")}}

@@ -356,8 +356,9 @@ def test_browser_image_tab_shows_score_and_four_overlays(server, browser, tmp_pa
         expect(page.get_by_text(f"{title} ('fake')").first).to_be_visible(timeout=30_000)
     expect(page.locator("img[src*='image']").nth(4)).to_be_visible()  # annotated image + 4 maps
     page.get_by_role("button", name="Build the reports").first.click()  # built when asked for
-    expect(page.get_by_text("obama-report.html").first).to_be_visible(timeout=60_000)
-    expect(page.get_by_text("obama-report.json").first).to_be_visible()
+    expect(page.get_by_text("obama-report").nth(1)).to_be_visible(timeout=60_000)  # the file list: stem, then suffix
+    expect(page.get_by_text(".html", exact=True).first).to_be_visible()
+    expect(page.get_by_text(".json", exact=True).first).to_be_visible()
     page.screenshot(path=str(_shots(tmp_path) / "image-tab.png"), full_page=True)
     page.close()
 

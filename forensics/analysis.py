@@ -202,7 +202,11 @@ class Analyzer:
                                        det.info.face_framing):
                     crops.append(crop)
                     owners.append(i)
-            if not crops:
+            if crops:  # a sampled frame without a face is never drawn: freed now, in place (positions stay)
+                for i, faces in enumerate(faces_per_frame):
+                    if not faces and isinstance(frames, list):
+                        frames[i] = None
+            else:
                 result.label = "no_face"
                 result.notes.append(NO_FACE_NOTE)
                 result.aggregation = "no face found"

@@ -246,22 +246,21 @@ class FaceDetector:
         if not images:
             return results
 
-        # Downscale and pad each image for detection. Grouping by source shape also groups by
-        # detection shape, scale and padding, which one MTCNN batch needs.
-        prepared: list[tuple[np.ndarray, float, float, int]] = []
+        # Grouping by source shape also groups by detection shape, scale and padding, which one
+        # MTCNN batch needs. A batch is downscaled and padded for detection when its turn comes:
+        # 16 padded 1080p frames prepared up front held about 75 MB more at the peak.
         groups: dict[tuple[int, int], list[int]] = {}
         for i, image in enumerate(images):
             _check_image(image, f"image {i}")
-            prepared.append(self._detection_image(image))
             groups.setdefault(image.shape[:2], []).append(i)
 
         for indices in groups.values():
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]
-                _, sx, sy, _ = prepared[chunk[0]]
-                raw = self._run_mtcnn([prepared[i][0] for i in chunk], min(sx, sy))
+                prepared = [self._detection_image(images[i]) for i in chunk]
+                _, sx, sy, pad = prepared[0]  # the same for every image of one shape
+                raw = self._run_mtcnn([small for small, _, _, _ in prepared], min(sx, sy))
                 for i, (boxes, probs, points) in zip(chunk, raw):
-                    _, sx, sy, pad = prepared[i]
                     results[i] = self._to_faces(images[i], boxes, probs, points, (sx, sy), pad, i)
         return results
 

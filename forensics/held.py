@@ -1,8 +1,9 @@
 """Memory that holds: what a server keeps of each analysis between a visitor's events.
 
-Once the answer is drawn (verdict, boxes, gallery, reports), the app needs of an analysis only the
-face crops and maps its later events show or recompute (another face, other explanation settings).
-``hold`` therefore drops the decoded frames, keeps the crops and maps of at most
+Once the answer is drawn (verdict, boxes, gallery), the app needs of an analysis only the face
+crops and maps its later events show or recompute (another face, other explanation settings), and
+the one frame its report shows (reports are built on request). ``hold`` therefore drops the other
+decoded frames, keeps the crops and maps of at most
 ``MAX_HELD_FACES`` faces (the most suspicious; the same faces the maps are made for) and stores the
 maps at half precision. Across all sessions the held analyses share one budget
 (``settings.session_memory_bytes()``): past it, the oldest are released in place, and a later event
@@ -17,7 +18,7 @@ import ctypes.util
 import threading
 import weakref
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Collection
 
 import numpy as np
 
@@ -63,9 +64,12 @@ def result_bytes(result: Any) -> int:
     return total
 
 
-def slim(result: Any, max_faces: int = MAX_HELD_FACES) -> None:
-    """Keep only what later events use (see the module docstring); in place."""
-    result.frames = []
+def slim(result: Any, max_faces: int = MAX_HELD_FACES, keep_frames: Collection[int] = ()) -> None:
+    """Keep only what later events use (see the module docstring); in place. ``keep_frames``:
+    positions in ``result.frames`` kept (the frame a report, built on request, shows); the others
+    become ``None``, so positions and the count of sampled frames stay as they were."""
+    kept = [frame if n in keep_frames else None for n, frame in enumerate(result.frames)]
+    result.frames = kept if any(frame is not None for frame in kept) else []
     ranked = sorted(range(len(result.faces)), key=lambda i: -result.faces[i].fake_probability)
     for rank, i in enumerate(ranked):
         face = result.faces[i]
@@ -94,8 +98,8 @@ class HeldResults:
         self._held: OrderedDict[int, tuple[weakref.ref, int]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def hold(self, result: Any) -> None:
-        slim(result)
+    def hold(self, result: Any, keep_frames: Collection[int] = ()) -> None:
+        slim(result, keep_frames=keep_frames)
         size = result_bytes(result)
         budget = settings.session_memory_bytes()
         with self._lock:

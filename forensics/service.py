@@ -26,6 +26,7 @@ from forensics.held import HELD, RELEASED, is_released
 from forensics.explain import ExplainOptions
 from forensics.explain.faithfulness import FaithfulnessOptions
 from forensics.faces import FaceDetector
+from forensics.render.frames import shown_frame_position
 from forensics.render.report import detector_extra, write_report_html, write_report_json
 
 ALL_METHODS = METHODS + EXTRA_METHODS
@@ -85,9 +86,10 @@ def analyze(path: str | Path | None, detector: str | None = None, methods: Seque
 
 
 def hold(session: Session) -> Session:
-    """Once the answer is drawn: keep only what later events need, within the server's memory
-    budget for all sessions (see ``forensics.held``). Returns the session, for the UI's state."""
-    HELD.hold(session.result)
+    """Once the answer is drawn: keep only what later events need (the report, built on request,
+    needs the frame it shows), within the server's memory budget for all sessions (see
+    ``forensics.held``). Returns the session, for the UI's state."""
+    HELD.hold(session.result, keep_frames={shown_frame_position(session.result)})
     return session
 
 
@@ -98,8 +100,8 @@ def reexplain(session: Session, target: str, head_fusion: str, discard_ratio: fl
     det = get_detector(session.detector)
     options = _options(head_fusion, discard_ratio)
     _analyzer(det, session.methods, target, options, 1, session.score_maps).explain_faces(session.result, progress)
-    HELD.hold(session.result)  # the new maps count against the budget too
-    return Session(session.result, session.detector, target, options, session.methods, session.score_maps)
+    return hold(Session(session.result, session.detector, target, options, session.methods,
+                        session.score_maps))  # the new maps count against the budget too
 
 
 def _options(head_fusion: str, discard_ratio: float) -> ExplainOptions:
@@ -110,8 +112,11 @@ def _options(head_fusion: str, discard_ratio: float) -> ExplainOptions:
 
 
 def write_reports(session: Session, folder: str | Path | None = None) -> tuple[str, str]:
-    """The analysis as a JSON file and a self-contained HTML report; returns their paths."""
+    """The analysis as a JSON file and a self-contained HTML report; returns their paths. A held
+    analysis still has what its report shows; one released to free memory has not (says so)."""
     result = session.result
+    if is_released(result):
+        raise ForensicsError(f"this analysis was {RELEASED}")
     folder = Path(folder or tempfile.mkdtemp(prefix="report-", dir=_reports_root()))
     stem = re.sub(r"[^\w.-]+", "_", Path(result.input).stem)[:60] or "analysis"
     extra = detector_extra(get_detector(session.detector))

@@ -76,12 +76,10 @@ class Shown:
 
 
 def answered(tab, handler, *args, **kwargs) -> Shown:
-    """Run a streamed handler to the end: the answer comes first, then the same with the reports,
-    complete (an API client sees only the last update)."""
-    answer, final = list(handler(*args, **kwargs))
-    assert answer[tab.reports] is None and len(final[tab.reports]) == 2 and answer[tab.summary] == final[tab.summary]
-    assert final.keys() == answer.keys()
-    return Shown(tab, final)
+    """Run a handler: one answer (no reports: they are built when asked for), its session held."""
+    answer = handler(*args, **kwargs)
+    assert isinstance(answer, dict) and answer[tab.reports] is None  # the last analysis's reports go
+    return Shown(tab, answer)
 
 
 def test_image_handler_gives_verdict_boxes_maps_and_reports(tabs):
@@ -102,9 +100,24 @@ def test_image_handler_gives_verdict_boxes_maps_and_reports(tabs):
     assert panel[4][0] is None and "not available" in panel[4][1]
     assert [m.label.split(" (")[0] for m in maps[:4]] == ["Last-layer attention", "Attention rollout", "Grad-CAM",
                                                               "Grad-CAM++"]
-    json_path, html_path = out.reports
+    assert session.result.frames and all(f is None for f in session.result.frames[1:])  # held: the image kept
+    json_path, html_path = tabs.image.build_reports(session)  # built when asked for, from the held session
     assert json.loads(Path(json_path).read_text())["report"]["input"]["sha256"]
-    assert "<html" in Path(html_path).read_text()[:200].lower()
+    html = Path(html_path).read_text()
+    assert "<html" in html[:200].lower() and html.count("data:image/jpeg") >= 2  # boxed image and crops
+    assert "Face 2" in html and "Grad-CAM" in html
+
+
+def test_reports_without_an_analysis_or_after_release_are_one_line_errors(tabs):
+    from forensics import held
+
+    with pytest.raises(gr.Error, match="analyse something first"):
+        tabs.image.build_reports(None)
+    session = answered(tabs.image, tabs.image.analyze_image, str(EXAMPLES / "astronaut.jpg")).state
+    held.release(session.result)
+    with pytest.raises(gr.Error, match="released to free the server's memory") as err:
+        tabs.image.build_reports(session)
+    assert "\n" not in str(err.value)
 
 
 def test_patch_level_detector_shows_its_patch_score_map(tabs):
@@ -135,6 +148,8 @@ def test_video_handler_gives_timeline_frames_and_table(tabs):
     people = [t for t in timeline.data if t.name != "no face in this frame"]
     assert people and {t.name.split(" (")[0] for t in people} <= {f"person {t.track}" for t in session.result.tracks}
     assert 1 <= len(frames) <= 8 and table and len(table) == len(session.result.faces)
+    assert sum(f is not None for f in session.result.frames) == 1  # held: only the frame its report shows
+    assert "data:image/jpeg" in Path(tabs.video.build_reports(session)[1]).read_text()
     found = len({f.frame for f in session.result.faces})
     assert f"faces in {found} of 6 sampled frames" in summary and f"faces in {found} of 6" in timeline.layout.title.text
     gaps = [t for t in timeline.data if t.name == "no face in this frame"]
@@ -154,7 +169,7 @@ def test_bad_files_raise_a_one_line_gradio_error(tabs, tmp_path, name, content, 
     path.write_bytes(content)
     handler = tabs.video.analyze_video if name.endswith(".mp4") else tabs.image.analyze_image
     with pytest.raises(gr.Error) as err:
-        list(handler(str(path)))
+        handler(str(path))
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
@@ -246,13 +261,17 @@ def test_api_analyses_an_image_and_a_video_with_the_media_alone(server):
     client = Client(server, verbose=False)
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert {"/analyze_image", "/analyze_video"} <= set(endpoints)
+    assert {"/image_reports", "/video_reports"} <= set(endpoints)
     verdict, summary, annotated, faces, *maps, reports = client.predict(
         handle_file(str(data_path("photos/deepface/couple.jpg"))), api_name="/analyze_image")
     assert verdict["label"] in ("fake", "real") and "2 face(s)" in summary and Path(annotated).is_file()
-    assert all(Path(m["value"]).is_file() for m in maps[:4]) and len(reports) == 2
+    assert all(Path(m["value"]).is_file() for m in maps[:4]) and reports is None
+    json_path, html_path = client.predict(api_name="/image_reports")  # this client's session: the photo above
+    assert json.loads(Path(json_path).read_text())["input"] == "couple.jpg" and Path(html_path).suffix == ".html"
     out = client.predict(handle_file(str(EXAMPLES / "astronaut-pan.mp4")), api_name="/analyze_video")
     verdict, summary, timeline, frames, table = out[:5]
     assert timeline["type"] == "plotly" and frames and table["data"]
+    assert json.loads(Path(client.predict(api_name="/video_reports")[0]).read_text())["kind"] == "video"
 
 
 def test_api_compare_detectors_returns_a_row_per_face_per_detector(server):
@@ -336,6 +355,10 @@ def test_browser_image_tab_shows_score_and_four_overlays(server, browser, tmp_pa
     for title in ("Last-layer attention", "Attention rollout", "Grad-CAM", "Grad-CAM++"):
         expect(page.get_by_text(f"{title} ('fake')").first).to_be_visible(timeout=30_000)
     expect(page.locator("img[src*='image']").nth(4)).to_be_visible()  # annotated image + 4 maps
+    page.get_by_role("button", name="Build the reports").first.click()  # built when asked for
+    expect(page.get_by_text("obama-report").nth(1)).to_be_visible(timeout=60_000)  # the file list: stem, then suffix
+    expect(page.get_by_text(".html", exact=True).first).to_be_visible()
+    expect(page.get_by_text(".json", exact=True).first).to_be_visible()
     page.screenshot(path=str(_shots(tmp_path) / "image-tab.png"), full_page=True)
     page.close()
 
@@ -482,6 +505,18 @@ def test_an_image_sent_twice_is_cached_once_and_whole(tmp_path):
     image = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
     first = processing_utils.save_img_array_to_cache(image, str(tmp_path))
     inode = os.stat(first).st_ino
-    second = processing_utils.save_img_array_to_cache(image, str(tmp_path))
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("an image already in the cache was encoded again")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("PIL.Image.Image.save", no_encoding)
+        second = processing_utils.save_img_array_to_cache(image, str(tmp_path))
     assert second == first and os.stat(second).st_ino == inode
     assert sorted(p.name for p in Path(first).parent.iterdir()) == ["image.webp"]
+    from PIL import Image
+
+    with Image.open(first) as cached:  # what the browser gets is the image, whole
+        assert cached.format == "WEBP" and cached.size == (32, 32)
+    changed = image.copy()
+    changed[0, 0] += 1
+    assert processing_utils.save_img_array_to_cache(changed, str(tmp_path)) != first  # named after its pixels

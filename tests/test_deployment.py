@@ -231,6 +231,14 @@ def test_holding_an_analysis_drops_frames_and_caps_its_faces():
     assert held.result_bytes(result) < 0.6 * before
 
 
+def test_holding_keeps_the_frame_its_report_shows_and_counts_it():
+    result = _result(faces=3)
+    frame = result.frames[2]
+    held.slim(result, keep_frames={2})
+    assert result.frames[2] is frame and [f is None for f in result.frames] == [True, True, False, True]
+    assert held.result_bytes(result) >= frame.nbytes  # what is kept counts against the budget
+
+
 def test_held_analyses_share_one_budget_and_the_oldest_are_released(monkeypatch):
     from forensics import service
     from ui.present import face_panel
@@ -251,6 +259,8 @@ def test_held_analyses_share_one_budget_and_the_oldest_are_released(monkeypatch)
     assert all(image is None and held.RELEASED in caption for image, caption in panel)
     with pytest.raises(Exception, match="released to free the server's memory"):
         service.reexplain(session, "fake", "mean", 0.9)
+    with pytest.raises(Exception, match="released to free the server's memory"):
+        service.write_reports(session)  # a report without its crops and maps would mislead: none
     del results[2]  # a session Gradio dropped is forgotten, not counted
     assert len(store) == 1
 

@@ -102,13 +102,15 @@ class MediaTab:
                                       for m in methods[row:row + 2]]
                 gr.Image(colour_scale(), show_label=False, interactive=False, container=False, height=50,
                          buttons=[])
-                self.reports = gr.File(label="Report (JSON and self-contained HTML)", file_count="multiple",
-                                       interactive=False)
+                # Built on request, not before the answer: the answer is what the analyst waits for.
+                self.make_reports = gr.Button("Build the reports (JSON and self-contained HTML)")
+                self.reports = gr.File(label="Reports", file_count="multiple", interactive=False)
         self.state = gr.State(time_to_live=3600)  # an analysis holds its frames: free it after an hour
         self.face.change(self.show_face, [self.state, self.face, self.alpha], self.maps, api_visibility="private")
         self.alpha.release(self.show_face, [self.state, self.face, self.alpha], self.maps, api_visibility="private")
         self.update.click(self.update_maps, [self.state, self.face, *self.settings], [*self.maps, self.state],
                           api_visibility="private")
+        self.make_reports.click(self.build_reports, [self.state], [self.reports], api_name=f"{self.kind}_reports")
         self.detector.change(self.on_detector_change, [self.detector], [self.target, self.methods, self.note],
                              api_visibility="private")
 
@@ -124,7 +126,7 @@ class MediaTab:
                 for n, (slot, (image, caption)) in enumerate(zip(self.maps, panel))}
 
     def answer(self, session, alpha: float) -> dict:
-        """What the analyst reads; the reports slot stays empty (``then_reports`` fills it)."""
+        """What the analyst reads; the reports slot is emptied (``build_reports`` fills it on request)."""
         result = session.result
         if result.label == "no_face":
             gr.Warning("No face found: no verdict." + (" The whole-image score you asked for is outside what the "
@@ -134,16 +136,21 @@ class MediaTab:
                 self.face: gr.Dropdown(choices=present.face_choices(result), value=first),
                 **self.show_maps(session, first, alpha), self.reports: None, self.state: session}
 
-    def then_reports(self, answer: dict):
-        """Stream an answer: first everything the analyst reads, then the same with the JSON and HTML
-        reports, whose images and encoding would otherwise hold the answer back. The second update is
-        complete (not "skip" for what did not change) because an API client's ``predict`` returns
-        only the last update."""
-        yield answer
-        session = answer[self.state]
-        reports = list(engine.write_reports(session))
-        engine.hold(session)  # the answer and its reports are made: free the frames, keep within the memory budget
-        yield {**answer, self.reports: reports}
+    def held(self, answer: dict) -> dict:
+        """The answer, once everything in it is drawn: its session keeps only what later events need
+        (maps, crops, the frame the report shows), which keeps the server within its memory budget."""
+        engine.hold(answer[self.state])
+        return answer
+
+    def build_reports(self, session) -> list[str]:
+        """The JSON and HTML reports of the analysis on screen, built when asked for: they cost the
+        answer nothing (the API: ``/image_reports`` or ``/video_reports`` after an analysis)."""
+        if session is None:
+            fail("analyse something first")
+        try:
+            return list(engine.write_reports(session))
+        except ForensicsError as exc:
+            fail(exc)
 
     def update_maps(self, session, face, target, head_fusion, discard_ratio, alpha, progress=gr.Progress()):
         """New explanation settings: recompute the maps only (no decoding, detection or scoring)."""

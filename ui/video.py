@@ -29,9 +29,9 @@ class VideoTab(media.MediaTab):
         session = media.analyze(video, detector, methods, frames, target, head_fusion, discard_ratio, progress,
                                 whole_image, score_maps)
         result = session.result
-        yield from self.then_reports({**self.answer(session, alpha), self.timeline: timeline_figure(result),
-                                      self.frames_gallery: suspicious_frames(result, alpha=alpha),
-                                      self.table: present.face_table(result)})
+        return self.held({**self.answer(session, alpha), self.timeline: timeline_figure(result),
+                          self.frames_gallery: suspicious_frames(result, alpha=alpha),
+                          self.table: present.face_table(result)})
 
     def pick_frame(self, session, evt: gr.SelectData):
         """A click on a frame of the gallery selects that frame's most suspicious face."""

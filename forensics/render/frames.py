@@ -19,9 +19,7 @@ def annotated(result: AnalysisResult, frame: int | None = None) -> np.ndarray | 
     and scored; red at or above the threshold, green below."""
     if not result.frames:
         return None
-    if frame is None:
-        top = max(result.faces, key=lambda f: f.fake_probability, default=None)
-        frame = top.frame if top is not None else None
+    frame = _most_suspicious_frame(result) if frame is None else frame
     canvas = np.ascontiguousarray(result.frames[_frame_position(result, frame)]).copy()
     thickness = max(2, round(max(canvas.shape[:2]) / 400))
     for i, face in enumerate(result.faces):
@@ -29,6 +27,17 @@ def annotated(result: AnalysisResult, frame: int | None = None) -> np.ndarray | 
             continue
         draw_box(canvas, face, result.threshold or 0.5, thickness, face_number(result, i))
     return canvas
+
+
+def shown_frame_position(result: AnalysisResult) -> int:
+    """Where, in ``result.frames``, the frame ``annotated`` draws by default lies: the most suspicious
+    face's frame (the only frame an image has). The report shows it too, so a held analysis keeps it."""
+    return _frame_position(result, _most_suspicious_frame(result))
+
+
+def _most_suspicious_frame(result: AnalysisResult) -> int | None:
+    top = max(result.faces, key=lambda f: f.fake_probability, default=None)
+    return top.frame if top is not None else None
 
 
 def _frame_position(result: AnalysisResult, frame: int | None) -> int:

@@ -228,6 +228,8 @@ def test_audit_side_by_side_with_disagreements_and_tolerance(model_dirs, faces, 
         assert model["file_bytes"] > 0 and model["load_s"] > 0
         assert model["latency"]["batch_1"]["p95_ms"] >= model["latency"]["batch_1"]["p50_ms"] > 0
         assert "batch_8" in model["latency"]
+    b1 = {name: m["latency"]["batch_1"]["p50_ms"] for name, m in audit["models"].items()}
+    assert audit["speedup"]["int8_vs_onnx_batch_1"] == pytest.approx(b1["onnx"] / b1["int8"])
     p_float, p_int8 = np.array(audit["scores"]["float"]), np.array(audit["scores"]["int8"])
     assert c["max_abs_delta"] == pytest.approx(np.abs(p_int8 - p_float).max(), abs=1e-4)
     t8 = c["int8_threshold_stored"]  # the build's own threshold, tuned on its calibration faces

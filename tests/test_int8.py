@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from forensics.int8.audit import LabelledFaces, Tolerance, faces_from_files, labelled_files, run_audit
 from forensics.detectors import load_detector
@@ -23,6 +24,8 @@ from forensics.int8.quantize import (
     build_onnx,
     choose_mode,
     operating_point_threshold,
+    quantizable_units,
+    quantize_onnx,
 )
 from tests.conftest import ROOT, data_path
 
@@ -89,13 +92,14 @@ def test_build_exports_quantizes_and_loads_as_detectors(kind, model_dirs, faces,
     assert record["int8"]["mode"] == mode
     if mode == "static":
         assert record["int8"]["calibration_faces"] == 12 and "Conv" in record["int8"]["int8_ops"]
-        # Mixed precision by measurement: it stops at the first number of float convolutions
-        # that keeps P(fake) within 0.02 on the calibration faces (or keeps them all float).
-        search = {step["float_convs"]: step["max_abs_delta"] for step in record["int8"]["mixed_precision_search"]}
-        words = record["int8"]["float_convolutions"].split()  # "the first K of N"
-        kept, total = int(words[2]), int(words[4])
-        assert search[kept] <= 0.02 or kept == total
-        assert all(delta > 0.02 for k, delta in search.items() if k < kept)  # nothing fewer held
+        # Mixed precision by measurement: the fewest most sensitive nodes float that keep P(fake)
+        # within the bound (0.015) on the calibration faces (or every node float).
+        search = record["int8"]["mixed_precision_search"]
+        steps = {step["float_nodes"]: step["max_abs_delta"] for step in search["steps"]}
+        kept, total = map(int, record["int8"]["float_units"].split(" of "))
+        assert len(record["int8"]["kept_float"]) == kept and len(search["sensitivity"]) == total
+        assert search["max_delta"] == 0.015 and (steps[kept] <= 0.015 or kept == total)
+        assert all(delta > 0.015 for k, delta in steps.items() if k < kept)  # nothing fewer held
     assert (folder / INT8_NAME).stat().st_size < (folder / ONNX_NAME).stat().st_size
 
     batch = det.preprocess(faces.crops[:5])
@@ -121,6 +125,77 @@ def test_build_exports_quantizes_and_loads_as_detectors(kind, model_dirs, faces,
                            .ExplainOptions(class_weighted=False)).maps["rollout"]
         np.testing.assert_allclose(float_maps, agnostic, atol=1e-3)  # same maps as PyTorch, class-agnostic
     assert "gradcam" in exp.skipped and "gradient" in exp.skipped["gradcam"]
+
+
+class _TinyNet(torch.nn.Module):
+    """conv-ReLU, conv-ReLU, a residual Add, pooling and a linear head: four quantizable units."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.first, self.second, self.head = torch.nn.Conv2d(3, 4, 1), torch.nn.Conv2d(4, 4, 3, padding=1), torch.nn.Linear(4, 2)
+        with torch.no_grad():  # the first convolution ignores the third channel (see the test)
+            self.first.weight.copy_(torch.tensor([1.0, 1.0, 0.0]).view(1, 3, 1, 1).repeat(4, 1, 1, 1))
+            self.first.bias.fill_(-1.0)
+            self.second.weight.mul_(0.1)
+            self.head.weight.copy_(torch.tensor([[0.0] * 4, [10.0] * 4]))
+            self.head.bias.copy_(torch.tensor([0.0, -7.0]))  # P(fake) near 0.5 on uniform noise
+
+    def forward(self, x):
+        a = torch.relu(self.first(x))
+        return self.head((torch.relu(self.second(a)) + a).mean(dim=(2, 3)))
+
+
+def _tiny_model(path):
+    from forensics.detectors.onnx_family import INPUT_NAME
+
+    torch.onnx.export(_TinyNet().eval(), (torch.rand(2, 3, 8, 8),), str(path), input_names=[INPUT_NAME],
+                      output_names=["logits"], dynamo=False, opset_version=17,
+                      dynamic_axes={INPUT_NAME: {0: "batch"}, "logits": {0: "batch"}})
+    return path
+
+
+def _float_convs(path) -> set[str]:
+    """Convolutions of a QDQ model whose weights are float initializers (no DequantizeLinear)."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    weights = {init.name for init in graph.initializer}
+    return {n.name for n in graph.node if n.op_type == "Conv" and n.input[1] in weights}
+
+
+def test_static_search_keeps_only_the_sensitive_node_float(tmp_path):
+    """A calibration set whose third channel holds one huge value: per-tensor int8 of the input
+    then rounds the other channels' detail away, so the first convolution (which reads the input)
+    is the one node that cannot be int8, while the rest, which never see that channel, can."""
+    from forensics.detectors.onnx_family import open_session
+    from forensics.int8.quantize import _probabilities
+
+    src = _tiny_model(tmp_path / "tiny.onnx")
+    units = quantizable_units(src, ["Conv", "MatMul", "Gemm", "Clip", "Relu", "Add"])
+    assert [len(u) for u in units] == [2, 2, 1, 1]  # each conv with its ReLU, the Add, the head
+    first = units[0][0]
+    rng = np.random.default_rng(0)
+    calibration = rng.random((24, 3, 8, 8)).astype(np.float32)
+    calibration[0, 2, 0, 0] = 500.0
+    info = quantize_onnx(src, tmp_path / "int8.onnx", "static", calibration, max_delta=0.02, temperature=1.5)
+    search = info["mixed_precision_search"]
+    sensitivity = search["sensitivity"]
+    assert max(sensitivity, key=sensitivity.get) == first and sensitivity[first] > 0.1
+    assert info["float_units"] == "1 of 4" and [k["node"] for k in info["kept_float"]] == [first]
+    assert info["kept_float"][0]["with"] == units[0][1:] and info["kept_float"][0]["sensitivity"] == sensitivity[first]
+    steps = {s["float_nodes"]: s["max_abs_delta"] for s in search["steps"]}
+    assert steps[0] > 0.02 >= steps[1]
+    assert _float_convs(tmp_path / "int8.onnx") == {first}  # the other convolution is int8
+    # The recorded figure is what the written file does, at the temperature asked for.
+    p = _probabilities(open_session(tmp_path / "int8.onnx"), calibration, 1.5)[:, 1]
+    ref = _probabilities(open_session(src), calibration, 1.5)[:, 1]
+    assert np.abs(p - ref).max() == pytest.approx(steps[1], abs=1e-4)
+    # A looser bound puts everything in int8; an explicit list keeps exactly those nodes float.
+    loose = quantize_onnx(src, tmp_path / "loose.onnx", "static", calibration, max_delta=1.0)
+    assert loose["float_units"] == "0 of 4" and _float_convs(tmp_path / "loose.onnx") == set()
+    named = quantize_onnx(src, tmp_path / "named.onnx", "static", calibration, keep_float=[units[1][0]])
+    assert _float_convs(tmp_path / "named.onnx") == {units[1][0]} and "mixed_precision_search" not in named
 
 
 def test_onnx_builds_are_listed_and_refused_clearly(model_dirs, tmp_path, monkeypatch):
@@ -153,6 +228,8 @@ def test_audit_side_by_side_with_disagreements_and_tolerance(model_dirs, faces, 
         assert model["file_bytes"] > 0 and model["load_s"] > 0
         assert model["latency"]["batch_1"]["p95_ms"] >= model["latency"]["batch_1"]["p50_ms"] > 0
         assert "batch_8" in model["latency"]
+    b1 = {name: m["latency"]["batch_1"]["p50_ms"] for name, m in audit["models"].items()}
+    assert audit["speedup"]["int8_vs_onnx_batch_1"] == pytest.approx(b1["onnx"] / b1["int8"])
     p_float, p_int8 = np.array(audit["scores"]["float"]), np.array(audit["scores"]["int8"])
     assert c["max_abs_delta"] == pytest.approx(np.abs(p_int8 - p_float).max(), abs=1e-4)
     t8 = c["int8_threshold_stored"]  # the build's own threshold, tuned on its calibration faces

@@ -298,6 +298,8 @@ def run_audit(detector: str, faces: LabelledFaces, tolerance: Tolerance | None =
     b1 = {name: latency[name].get("batch_1", {}).get("p50_ms") for name in models}
     speed = {f"{name}_vs_float_batch_1": (b1["float"] / b1[name]) if b1.get(name) else None for name in models
              if name != "float"}
+    if b1.get("onnx") and b1.get("int8"):  # the rule for shipping an int8 build: 1.5x its ONNX float build
+        speed["int8_vs_onnx_batch_1"] = b1["onnx"] / b1["int8"]
     failures = tolerance.check(comparison)
     disagree = np.flatnonzero((p_int8 >= t_int8) != float_decisions)
     order = disagree[np.argsort(-np.abs(delta[disagree]))] if len(disagree) else disagree

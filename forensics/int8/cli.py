@@ -96,8 +96,8 @@ def cmd_quantize(args) -> int:
     print(f"{folder}/model.onnx: {f['bytes'] / 1e6:.2f} MB ({f['exporter']}, opset {f['opset']}, outputs "
           f"{', '.join(f['outputs'])}; max |logit error| vs PyTorch {f['max_abs_error_vs_pytorch']['logits']:.1e})")
     line = f"{folder}/model_quantized.onnx: {q['bytes'] / 1e6:.2f} MB ({q['mode']} int8 on {', '.join(q['int8_ops'])}"
-    if "float_convolutions" in q:
-        line += f"; {q['float_convolutions']} convolutions kept float"
+    if "float_units" in q:
+        line += f"; {q['float_units']} quantizable nodes kept float (the most sensitive, by measurement)"
     if "threshold" in q:
         line += (f"; on {len(crops)} calibration faces: max |delta P| {q['calibration_max_abs_delta']:.4f}, "
                  f"int8 threshold {q['threshold']:.4f}")

@@ -21,7 +21,7 @@ surroundings as a blend; the benchmark measures how much evidence each one adds 
 whether removing the known blend region first beats removing random blobs (docs/explanations.md).
 
 Cost: the curves of every map of a face (and of its random map) are one stack of images, built and
-sent through :meth:`Detector.predict` in batches of ``max_batch``: 4 steps (the default) give
+sent through :meth:`Detector.predict` in batches (``max_batch``): 4 steps (the default) give
 1 + 2 x 3 x (maps + 1) images, 31 for four maps; the crop with every pixel removed (the end of every
 deletion curve and the start of every insertion curve) is run once, and the crop itself not at all
 when the caller passes its probability (the analysis has it). 4 steps are the 8-step curves' even
@@ -65,12 +65,15 @@ REMOVALS = {
             "image: slow); all removed: the crop's mean colour",
 }
 RUNTIMES = ("auto", "detector")
+ONNX_BATCH, TORCH_BATCH = 4, 64  # images per forward pass when FaithfulnessOptions.max_batch is None
 
 
 @dataclass(frozen=True)
 class FaithfulnessOptions:
     """``steps``: points on each curve after the start; ``removal``: what replaces a removed pixel
-    (:data:`REMOVALS`); ``max_batch``: images per forward pass; ``grid``: the random map's grid
+    (:data:`REMOVALS`); ``max_batch``: images per forward pass (``None``: what was fastest on a 2-core
+    CPU in ``bench/faithfulness_cost.py``, :data:`ONNX_BATCH` for onnxruntime, which slows down on larger
+    batches, :data:`TORCH_BATCH` for PyTorch, which speeds up); ``grid``: the random map's grid
     (default: the detector's patch grid, else 14x14); ``runtime``: ``"auto"`` runs the curves through
     the ONNX float build of a PyTorch detector's folder when it has one that gives the same
     probabilities (:func:`scoring_detector`), ``"detector"`` through the detector itself."""
@@ -78,7 +81,7 @@ class FaithfulnessOptions:
     steps: int = 4
     removal: str = "blur"
     blur_sigma_fraction: float = 1.0 / 16.0
-    max_batch: int = 64
+    max_batch: int | None = None
     grid: int | None = None
     seed: int = 0
     runtime: str = "auto"
@@ -86,7 +89,7 @@ class FaithfulnessOptions:
     def __post_init__(self) -> None:
         if not 2 <= int(self.steps) <= 100:
             raise ValueError(f"faithfulness steps must be in 2..100, not {self.steps}")
-        if int(self.max_batch) < 1:
+        if self.max_batch is not None and int(self.max_batch) < 1:
             raise ValueError(f"max_batch must be at least 1, not {self.max_batch}")
         if self.removal not in REMOVALS:
             raise ValueError(f"removal must be one of {', '.join(REMOVALS)}, not {self.removal!r}")
@@ -280,8 +283,9 @@ def _predict_removed(detector: Detector, image: torch.Tensor, keep: torch.Tensor
     blurred crop made once for all of them."""
     parts = []
     blur = blurred(image, options.blur_sigma_fraction)[None] if options.removal == "blur" else None
-    for i in range(0, len(keep), int(options.max_batch)):
-        part = keep[i : i + int(options.max_batch)]
+    batch = options.max_batch or (TORCH_BATCH if type(detector).differentiable else ONNX_BATCH)
+    for i in range(0, len(keep), int(batch)):
+        part = keep[i : i + int(batch)]
         parts.append(detector.predict(remove_pixels(image, part, options.removal, blur)))
     return np.concatenate(parts)
 

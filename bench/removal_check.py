@@ -85,7 +85,7 @@ def main() -> int:
     crops = [det.preprocess([face.image]) for face in faces]
     probabilities = [det.predict(crop) for crop in crops]
     targets = [det.resolve_target("fake", p)[0] for p in probabilities]
-    for removal in sorted(args.removals, key=lambda r: r == "road"):  # the slow one last
+    for removal in args.removals:  # in the order given
         count = min(args.road_faces, len(faces)) if removal == "road" else len(faces)
         for n in tqdm(range(count), desc=f"removal check: {removal}", file=sys.stderr):
             noise = random_map(det.input_size, grid, np.random.default_rng(n + 1))

@@ -65,7 +65,7 @@ REMOVALS = {
             "image: slow); all removed: the crop's mean colour",
 }
 RUNTIMES = ("auto", "detector")
-ONNX_BATCH, TORCH_BATCH = 4, 64  # images per forward pass when FaithfulnessOptions.max_batch is None
+ONNX_BATCH, TORCH_BATCH = 8, 64  # images per forward pass when FaithfulnessOptions.max_batch is None
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,6 @@ def main() -> int:
     parser.add_argument("--json", dest="json_out", default=None)
     args = parser.parse_args()
 
-    import numpy as np
     import torch
     from scipy.stats import spearmanr
     from tqdm import tqdm

@@ -30,7 +30,8 @@ def _add_analyze(sub) -> None:
     p.add_argument("--class-agnostic", action="store_true", help="attention maps without the target's gradient weighting")
     p.add_argument("--faithfulness", action="store_true",
                    help="score each map: deletion/insertion AUC against a random map (forward passes only)")
-    p.add_argument("--faithfulness-steps", type=int, default=8, help="points per deletion/insertion curve (default 8)")
+    p.add_argument("--faithfulness-steps", type=int, default=None,
+                   help="points per deletion/insertion curve (default: FaithfulnessOptions.steps, 4)")
     p.add_argument("--out", default="forensics_out", help="folder for the map PNGs (default ./forensics_out)")
     p.add_argument("--json", dest="json_out", default=None, metavar="FILE|-", help="write one JSON object per input (JSON Lines)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in the PNGs (default 0.5)")
@@ -195,7 +196,8 @@ def cmd_analyze(args) -> int:
         fps=args.fps,
         fallback_whole_image=args.whole_image and not args.no_fallback,
         limits=settings.media_limits(),  # the same upload limits as the app and its API
-        faithfulness=FaithfulnessOptions(steps=args.faithfulness_steps) if args.faithfulness else None,
+        faithfulness=(FaithfulnessOptions() if args.faithfulness_steps is None else
+                      FaithfulnessOptions(steps=args.faithfulness_steps)) if args.faithfulness else None,
     )
     style = OverlayStyle(args.alpha, args.colormap, args.gamma)
     sink = None

@@ -33,16 +33,18 @@ def test_explain_bench_writes_one_row_per_method_with_baselines(tmp_path):
     assert set(report["baselines"]) == {"random", "centre"}
     assert np.isfinite(report["cost_ms_per_face"]["faithfulness"])
     cost = report["faithfulness_cost"]
-    # 2 maps + the random map, 2 curves of (steps - 1) inner points, + the two shared ends: one pass
-    assert cost["images_per_face"] == 2 + 2 * 1 * 3 and cost["forward_passes_per_face"] == 1
+    # 2 maps + the random map, 2 curves of (steps - 1) inner points, + the crop with every pixel removed
+    # (the crop itself was scored by the forward pass), through the bundled ONNX float build
+    assert cost["images_per_face"] == 1 + 2 * 1 * 3 and cost["forward_passes_per_face"] == 1  # batches of 8
     assert cost["ms_per_face"] > 0 and cost["x_forward"] > 0
+    assert cost["scored_by"] == "patch:onnx" and cost["x_scorer_forward"] > 0
     assert report["settings"]["removal"] == "blur" and "blurred" in report["settings"]["removed_pixels"]
     check = report["removal_check"]  # the truth as a map, and the removal's effect on the real faces
     assert check["mask_deletion"] is not None and len(check["mask_deletion_minus_random"]["ci"]) == 2
     assert 0.0 <= check["real_p_fake"]["mean"] <= 1.0 and check["real_rise_while_removing"]["mean"] is not None
     text = table.read_text()
     assert text.count("\n| ") >= 4 and "*random map*" in text and "| gradcam++ |" in text
-    assert "Removal check: the blend mask" in text and "forward pass(es) of 8 images" in text
+    assert "Removal check: the blend mask" in text and "1 forward pass(es) of 7 images, run by patch:onnx" in text
     bad = subprocess.run([sys.executable, "-m", "forensics", "explain-bench", "--data", str(tmp_path / "none.csv")],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "no such data" in bad.stderr and "Traceback" not in bad.stderr

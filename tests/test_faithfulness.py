@@ -135,6 +135,72 @@ def test_every_step_of_every_map_goes_through_few_forward_passes():
     calls.clear()
     score_face(det, _noise_face(), _maps(), target=1, options=FaithfulnessOptions(steps=8, max_batch=20))
     assert calls == [20, 20, 4]
+    # The crop's own probability, when the caller has it, is not run again: it starts every deletion
+    # curve and ends every insertion curve as given.
+    calls.clear()
+    face = score_face(det, _noise_face(), _maps(), target=1, options=FaithfulnessOptions(steps=4, max_batch=96),
+                      original=0.75)
+    assert calls == [1 + 3 * 2 * 3]
+    for score in [*face.methods.values(), face.random]:
+        assert score.deletion_curve[0] == 0.75 and score.insertion_curve[-1] == 0.75
+        assert score.deletion_curve[-1] == score.insertion_curve[0]  # the crop with every pixel removed
+
+
+def test_fewer_steps_are_the_same_curves_at_fewer_points():
+    """4 steps remove the pixels 8 steps remove at every other step: the same images, the same values."""
+    det, image = _detector(), _noise_face(3)
+    eight = deletion_insertion(det, image, _maps(), 1, FaithfulnessOptions(steps=8))
+    four = deletion_insertion(det, image, _maps(), 1, FaithfulnessOptions(steps=4))
+    for name in _maps():
+        assert four[name].deletion_curve == pytest.approx(eight[name].deletion_curve[::2], abs=1e-6)
+        assert four[name].insertion_curve == pytest.approx(eight[name].insertion_curve[::2], abs=1e-6)
+
+
+def test_auto_runtime_scores_through_the_folders_onnx_float_build_only_when_it_gives_the_models_scores(
+        model_dirs, tmp_path):
+    import shutil
+
+    from forensics.detectors import load_detector
+    from forensics.detectors.onnx_family import OnnxDetector
+    from forensics.explain.faithfulness import scoring_detector
+    from forensics.int8.quantize import export_onnx
+
+    folder = shutil.copytree(model_dirs["hybrid"], tmp_path / "hybrid")
+    det = load_detector(folder, allow_untrained=True, cache=False)
+    assert scoring_detector(det) is det  # no ONNX build in the folder: the model itself
+    export_onnx(det, folder / "model.onnx", attention=False)
+    det = load_detector(folder, allow_untrained=True, cache=False)
+    scorer = scoring_detector(det)
+    assert isinstance(scorer, OnnxDetector) and scorer.variant == "onnx" and scoring_detector(det) is scorer
+    image = det.preprocess([np.random.default_rng(4).integers(0, 255, (64, 64, 3), dtype=np.uint8)])[0]
+    maps = {"a": np.random.default_rng(5).random((8, 8)).astype(np.float32)}
+    by_onnx = deletion_insertion(det, image, maps, 1, FaithfulnessOptions(steps=4))
+    by_torch = deletion_insertion(det, image, maps, 1, FaithfulnessOptions(steps=4, runtime="detector"))
+    assert by_onnx["a"].deletion_curve == pytest.approx(by_torch["a"].deletion_curve, abs=1e-4)
+    assert by_onnx["a"].insertion_curve == pytest.approx(by_torch["a"].insertion_curve, abs=1e-4)
+    # A build that no longer matches the weights (here: the model changed after the export) is not used.
+    changed = load_detector(folder, allow_untrained=True, cache=False)
+    with torch.no_grad():
+        for parameter in changed.model.parameters():
+            parameter.add_(0.5 * torch.randn_like(parameter))
+    assert scoring_detector(changed) is changed
+    with pytest.raises(ValueError, match="runtime"):
+        FaithfulnessOptions(runtime="gpu")
+
+
+def test_road_imputation_fills_holes_from_their_surroundings_and_keeps_the_rest():
+    from forensics.explain.faithfulness import noisy_linear_imputation
+
+    image = torch.zeros(3, 32, 32)
+    image[:, :, 16:] = 1.0  # left half 0, right half 1
+    keep = torch.ones(2, 1, 32, 32, dtype=torch.bool)
+    keep[0, :, 12:20, 2:8] = False  # a hole inside the dark half
+    keep[1] = False  # nothing kept
+    out = noisy_linear_imputation(image, keep)
+    assert torch.equal(out[0][:, keep[0, 0]], image[:, keep[0, 0]])  # kept pixels untouched
+    assert out[0][:, 12:20, 2:8].abs().max() < 0.1  # filled from dark neighbours (plus small noise)
+    assert torch.allclose(out[1], image.mean(dim=(1, 2), keepdim=True).expand_as(image))
+    assert torch.equal(out, noisy_linear_imputation(image, keep))  # seeded
 
 
 def test_onnx_runtime_scores_like_pytorch(tmp_path):

@@ -40,7 +40,7 @@ from forensics.detectors.base import Detector
 from forensics.core import ForensicsError
 from forensics.explain import METHODS, explain
 from forensics.explain.faithfulness import (REMOVALS, FaithfulnessOptions, centre_map, deletion_insertion,
-                                            random_map, road_scores, score_face)
+                                            random_map, road_scores, score_face, scoring_detector)
 from forensics.explain.localisation import pointing_game, region_auc, region_from_mask
 from forensics.explain.randomisation import randomised_detector, rank_correlation
 from forensics.overlay import resize_map
@@ -110,7 +110,8 @@ def bootstrap(values: Sequence[float], groups: Sequence[int], resamples: int = 2
     return float(values.mean()), float(low), float(high)
 
 
-def run_bench(detector_name: str, data: str, cache: str, limit: int = 200, steps: int = 8, road_faces: int = 32,
+def run_bench(detector_name: str, data: str, cache: str, limit: int = 200, steps: int = FaithfulnessOptions.steps,
+              road_faces: int = 32,
               sanity_blocks: int = 2, seed: int = 0, progress: bool = True, removal: str = "blur") -> dict:
     """Score every explanation method of a detector (see the module docstring); returns the JSON."""
     det = load_detector(detector_name)
@@ -128,8 +129,8 @@ def run_bench(detector_name: str, data: str, cache: str, limit: int = 200, steps
     grid = det.grid_size[0] if det.grid_size else 14
     centre = centre_map(size)
     per_face: list[dict] = []
-    costs: dict[str, float] = {"forward": 0.0, "explain": 0.0, "faithfulness": 0.0, "localisation": 0.0,
-                               "sanity": 0.0, "road": 0.0}
+    costs: dict[str, float] = {"forward": 0.0, "forward_scorer": 0.0, "explain": 0.0, "faithfulness": 0.0,
+                               "localisation": 0.0, "sanity": 0.0, "road": 0.0}
     passes: list[int] = []  # images in each forward pass that scored a face's maps and its random map
     road_done, partial = 0, False
     bar = tqdm(total=len(faces), desc=f"explain-bench {det.name}", unit="face", disable=not progress, file=sys.stderr)
@@ -157,7 +158,10 @@ def _bench_chunk(det, shuffled, faces, start, methods, options, size, grid, cent
     chunk = faces[start : start + BATCH]
     batch = det.preprocess([f.image for f in chunk])
     with _timed(costs, "forward"):
-        p_fake = det.fake_probability(det.predict(batch))
+        probabilities = det.predict(batch)
+    with _timed(costs, "forward_scorer"):  # the same pass by the runtime that scores the maps
+        scoring_detector(det).predict(batch)
+    p_fake = det.fake_probability(probabilities)
     with _timed(costs, "explain"):
         explanation = explain(det, batch, methods, "fake")
     rows = []
@@ -166,22 +170,18 @@ def _bench_chunk(det, shuffled, faces, start, methods, options, size, grid, cent
         maps = {m: explanation.maps[m][j] for m in methods}
         target = explanation.targets[j]
         face_options = dataclasses.replace(options, seed=seed + n)
-        with _timed(costs, "faithfulness"), _CountingPasses(det) as counted:
-            scored = score_face(det, batch[j], maps, target, face_options)
+        original = float(probabilities[j, target])  # the crop's own probability: not run again
+        with _timed(costs, "faithfulness"), _CountingPasses(scoring_detector(det)) as counted:
+            scored = score_face(det, batch[j], maps, target, face_options, original=original)
         passes.append(counted.sizes)
         noise = random_map(size, grid, np.random.default_rng(seed + n + 1))  # the map score_face drew
         region = region_from_mask(face.mask, size)
-        truth = resize_map(face.mask.astype(np.float32), (size, size))
-        checks = deletion_insertion(det, batch[j], {"centre": centre, MASK: truth}, target, face_options)
+        checks = deletion_insertion(det, batch[j], {"centre": centre}, target, face_options, original)
         row = {"group": face.group, "p_fake": float(p_fake[j])}
         for name, s in {**scored.methods, "random": scored.random, **checks}.items():
             row[f"{name}/deletion"], row[f"{name}/insertion"] = s.deletion, s.insertion
         row["random/all_removed"] = scored.random.deletion_curve[-1]
-        if face.real is not None:  # the removal's own effect: random blobs removed from the real face
-            real = det.preprocess([face.real])[0]
-            curve = deletion_insertion(det, real, {"random": noise}, target, face_options)["random"].deletion_curve
-            row["real/p_fake"], row["real/removal_rise"] = curve[0], float(np.mean(curve[1:-1]) - curve[0])
-            row["real/all_removed"] = curve[-1]
+        row.update(removal_check(det, face, batch[j], target, noise, face_options, original))
         with _timed(costs, "localisation"):
             for name, heatmap in {**maps, "random": noise, "centre": centre}.items():
                 row[f"{name}/pointing_game"] = pointing_game(heatmap, region)
@@ -194,6 +194,27 @@ def _bench_chunk(det, shuffled, faces, start, methods, options, size, grid, cent
                 for m in methods:
                     row[f"{m}/sanity_spearman"] = rank_correlation(explanation.maps[m][j], other.maps[m][j])
     per_face.extend(rows)
+
+
+def removal_check(det: Detector, face: BenchFace, crop: torch.Tensor, target: int, noise: np.ndarray,
+                  options: FaithfulnessOptions, original: float | None = None, random: bool = False) -> dict:
+    """The removal check of one face (see the report's ``removal_check``): the deletion and insertion
+    of its blend mask used as a map (and, with ``random``, of the random map ``noise``), and P(fake)
+    of the real face it was made from as the random map's blobs are removed from it."""
+    truth = resize_map(face.mask.astype(np.float32), (det.input_size, det.input_size))
+    scored = deletion_insertion(det, crop, {MASK: truth, **({"random": noise} if random else {})}, target, options,
+                                original)
+    row = {}
+    for name, s in scored.items():
+        row[f"{name}/deletion"], row[f"{name}/insertion"] = s.deletion, s.insertion
+    if random:
+        row["random/all_removed"] = scored["random"].deletion_curve[-1]
+    if face.real is not None:  # the removal's own effect: random blobs removed from the real face
+        real = det.preprocess([face.real])[0]
+        curve = deletion_insertion(det, real, {"random": noise}, target, options)["random"].deletion_curve
+        row["real/p_fake"], row["real/removal_rise"] = curve[0], float(np.mean(curve[1:-1]) - curve[0])
+        row["real/all_removed"] = curve[-1]
+    return row
 
 
 def _road_pass(det, faces, per_face, methods, size, grid, centre, seed, costs) -> int:
@@ -318,6 +339,9 @@ def summarise(det: Detector, rows: list[dict], methods: list[str], costs: dict[s
             "ms_per_face": _r(costs["faithfulness"] * 1000.0 / faces, 1) if faces else None,
             "forward_ms_per_face": _r(costs["forward"] * 1000.0 / faces, 1) if faces else None,
             "x_forward": _r(costs["faithfulness"] / costs["forward"], 1) if costs["forward"] else None,
+            "scored_by": scoring_detector(det).name,
+            "scorer_forward_ms_per_face": _r(costs["forward_scorer"] * 1000.0 / faces, 1) if faces else None,
+            "x_scorer_forward": _r(costs["faithfulness"] / costs["forward_scorer"], 1) if costs["forward_scorer"] else None,
             "images_per_face": int(sum(passes[0])) if passes else None,
             "forward_passes_per_face": len(passes[0]) if passes else None,
             "threads": torch.get_num_threads(),
@@ -398,12 +422,14 @@ def markdown_table(report: dict) -> str:
     scoring = report.get("faithfulness_cost") or {}
     passes = (f" in {scoring['forward_passes_per_face']} forward pass(es) of {scoring['images_per_face']} images"
               if scoring.get("images_per_face") else "")
+    scorer = (f", run by {scoring['scored_by']}: {scoring['x_scorer_forward']}x its own forward pass of "
+              f"{cost.get('forward_scorer')} ms" if scoring.get("x_scorer_forward") is not None else "")
     load = (f"; {scoring['threads']} threads, load average {scoring['load_average_at_end']} at the end"
             if scoring.get("load_average_at_end") is not None else "")
     lines += ["", f"Removed pixels: {report['settings']['removed_pixels']}; {report['settings']['steps']} steps.",
               "", f"Cost per face (ms): one forward pass {cost['forward']}, maps {cost['explain']}, deletion+insertion "
                   f"of all maps and the random map {cost['faithfulness']} ({report['faithfulness_to_forward_ratio']}x "
-                  f"one forward pass{passes}), localisation {cost['localisation']}, sanity {cost['sanity']}, "
+                  f"one forward pass{passes}{scorer}), localisation {cost['localisation']}, sanity {cost['sanity']}, "
                   f"ROAD {cost['road']}{load}."]
     return "\n".join(lines)
 
@@ -414,7 +440,8 @@ def add_parser(sub) -> None:
     p.add_argument("--data", default="../shared/data/labels.csv")
     p.add_argument("--cache", default=".cache/crops256")
     p.add_argument("--limit", type=int, default=200, help="faces scored (default 200)")
-    p.add_argument("--steps", type=int, default=8, help="points per deletion/insertion curve (default 8)")
+    p.add_argument("--steps", type=int, default=FaithfulnessOptions.steps,
+                   help=f"points per deletion/insertion curve (default {FaithfulnessOptions.steps})")
     p.add_argument("--removal", choices=sorted(REMOVALS), default="blur",
                    help="what a removed pixel becomes (default blur; impute and mean to compare)")
     p.add_argument("--road", type=int, default=32, help="faces ROAD is computed on (costlier; default 32)")

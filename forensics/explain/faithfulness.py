@@ -10,19 +10,25 @@ model's patch grid, upsampled like the real maps, so the baseline removes blobs 
 rather than scattered single pixels) are the baseline printed beside them.
 
 "Removed" means, by default, replaced by a Gaussian-blurred copy of the crop (``removal="blur"``,
-sigma = 1/16 of the side), not by black: black squares add sharp edges of their own. Two
-alternatives are there to measure against it (``explain-bench --removal``): the pixels **imputed**
-from those kept (``"impute"``: push-pull, normalised averaging on an image pyramid, a fast stand-in
-for ROAD's linear imputation) and the crop's **mean** colour (``"mean"``). No removal is neutral to a
+sigma = 1/16 of the side), not by black: black squares add sharp edges of their own. Three
+alternatives are there to measure against it (``explain-bench --removal``, ``bench/removal_check.py``):
+the pixels **imputed** from those kept (``"impute"``: push-pull, normalised averaging on an image
+pyramid, a fast stand-in for ROAD's linear imputation), ROAD's noisy linear imputation itself
+(``"road"``: a sparse solve per image, seconds each on a CPU) and the crop's **mean** colour
+(``"mean"``). No removal is neutral to a
 detector of blending, which reads any region whose sharpness or colour differs from its
 surroundings as a blend; the benchmark measures how much evidence each one adds on real faces and
 whether removing the known blend region first beats removing random blobs (docs/explanations.md).
 
 Cost: the curves of every map of a face (and of its random map) are one stack of images, built and
-sent through :meth:`Detector.predict` in as few batches as ``max_batch`` allows (one, for four maps
-at 8 steps: 72 images); the two end points every curve shares (the crop and the crop with every pixel
-removed) are run once. Only forward passes, so ONNX float and int8 builds are scored as well as
-PyTorch models.
+sent through :meth:`Detector.predict` in batches (``max_batch``): 4 steps (the default) give
+1 + 2 x 3 x (maps + 1) images, 31 for four maps; the crop with every pixel removed (the end of every
+deletion curve and the start of every insertion curve) is run once, and the crop itself not at all
+when the caller passes its probability (the analysis has it). 4 steps are the 8-step curves' even
+points (the same images); ``bench/faithfulness_cost.py`` measures how far the per-face scores agree.
+Only forward passes, so ONNX float and int8 builds are scored as well as PyTorch models; and a
+PyTorch detector whose folder has an ONNX float build that gives its probabilities is scored through
+that build (``runtime="auto"``, :func:`scoring_detector`), which is faster on a CPU.
 
 ROAD (Rong et al. 2022, ``pytorch_grad_cam.metrics.road``) is used by the explanation benchmark
 only (:func:`road_scores`): its noisy linear imputation solves a sparse system per image and map
@@ -32,7 +38,11 @@ question (does removing the top-ranked pixels hurt the class?) with an in-distri
 
 from __future__ import annotations
 
+import logging
+import threading
+import weakref
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -42,6 +52,8 @@ import torch.nn.functional as F
 from forensics.detectors.base import Detector
 from forensics.overlay import normalize_map, resize_map
 
+log = logging.getLogger(__name__)
+
 RANDOM = "random"
 CENTRE = "centre"
 REMOVALS = {
@@ -49,29 +61,40 @@ REMOVALS = {
     "impute": "imputed from the kept pixels (push-pull: their local mean, coarse to fine); all removed: the "
               "crop's mean colour",
     "mean": "replaced by the crop's mean colour",
+    "road": "imputed by ROAD's noisy linear imputation (pytorch_grad_cam.metrics.road, one sparse solve per "
+            "image: slow); all removed: the crop's mean colour",
 }
+RUNTIMES = ("auto", "detector")
+ONNX_BATCH, TORCH_BATCH = 8, 64  # images per forward pass when FaithfulnessOptions.max_batch is None
 
 
 @dataclass(frozen=True)
 class FaithfulnessOptions:
     """``steps``: points on each curve after the start; ``removal``: what replaces a removed pixel
-    (:data:`REMOVALS`); ``max_batch``: images per forward pass; ``grid``: the random map's grid
-    (default: the detector's patch grid, else 14x14)."""
+    (:data:`REMOVALS`); ``max_batch``: images per forward pass (``None``: what was fastest on a 2-core
+    CPU in ``bench/faithfulness_cost.py``, :data:`ONNX_BATCH` for onnxruntime, which slows down on larger
+    batches, :data:`TORCH_BATCH` for PyTorch, which speeds up); ``grid``: the random map's grid
+    (default: the detector's patch grid, else 14x14); ``runtime``: ``"auto"`` runs the curves through
+    the ONNX float build of a PyTorch detector's folder when it has one that gives the same
+    probabilities (:func:`scoring_detector`), ``"detector"`` through the detector itself."""
 
-    steps: int = 8
+    steps: int = 4
     removal: str = "blur"
     blur_sigma_fraction: float = 1.0 / 16.0
-    max_batch: int = 128
+    max_batch: int | None = None
     grid: int | None = None
     seed: int = 0
+    runtime: str = "auto"
 
     def __post_init__(self) -> None:
         if not 2 <= int(self.steps) <= 100:
             raise ValueError(f"faithfulness steps must be in 2..100, not {self.steps}")
-        if int(self.max_batch) < 1:
+        if self.max_batch is not None and int(self.max_batch) < 1:
             raise ValueError(f"max_batch must be at least 1, not {self.max_batch}")
         if self.removal not in REMOVALS:
             raise ValueError(f"removal must be one of {', '.join(REMOVALS)}, not {self.removal!r}")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}")
 
     def describe(self) -> str:
         """One line for a JSON or a page: what a removed pixel becomes."""
@@ -165,48 +188,104 @@ def deletion_insertion(
     maps: dict[str, np.ndarray],
     target: int,
     options: FaithfulnessOptions = FaithfulnessOptions(),
+    original: float | None = None,
 ) -> dict[str, MapScore]:
     """Deletion and insertion curves of several maps of one preprocessed crop ``(3, S, S)``.
 
     Every intermediate image of every curve is built and scored in batches of at most
-    ``options.max_batch``; the crop and its fully removed copy (every curve's two ends) once.
+    ``options.max_batch``; the crop with every pixel removed (the end of every deletion curve and the
+    start of every insertion curve) once. ``original``: the probability of ``target`` for the crop
+    itself, when the caller has it already (the analysis does): then the crop is not run again.
     """
     size = int(image.shape[-1])
     steps = int(options.steps)
+    keep = step_masks(maps, size, steps, options.seed)
+    ends = [torch.zeros(1, 1, size, size, dtype=torch.bool)]  # the crop with every pixel removed
+    if original is None:
+        ends.insert(0, torch.ones(1, 1, size, size, dtype=torch.bool))  # and the crop itself
+    keep = torch.cat([*ends, keep])
+    scorer = scoring_detector(detector) if options.runtime == "auto" else detector
+    probabilities = _predict_removed(scorer, image, keep, options)[:, target]
+    if original is None:
+        original, probabilities = float(probabilities[0]), probabilities[1:]
+    empty, inner_all = float(probabilities[0]), probabilities[1:]
+    fractions = [j / steps for j in range(steps + 1)]
+    scores = {}
+    for n, name in enumerate(maps):
+        inner = inner_all[n * 2 * (steps - 1) : (n + 1) * 2 * (steps - 1)]
+        deletion = [float(original), *[float(v) for v in inner[0::2]], empty]
+        insertion = [empty, *[float(v) for v in inner[1::2]], float(original)]
+        scores[name] = MapScore(curve_area(fractions, deletion), curve_area(fractions, insertion), deletion, insertion)
+    return scores
+
+
+def step_masks(maps: dict[str, np.ndarray], size: int, steps: int, seed: int = 0) -> torch.Tensor:
+    """``(maps x 2 x (steps - 1), 1, S, S)`` booleans: the pixels each inner image of the curves shows
+    (the rest are removed). Per map, deletion then insertion, step by step: deletion keeps all but the
+    map's first ``j / steps`` of the pixels, insertion only those."""
     pixels = size * size
-    rng = np.random.default_rng(options.seed)
+    rng = np.random.default_rng(seed)
     counts = torch.tensor([round(pixels * j / steps) for j in range(1, steps)])
     ranks = []
     for heatmap in maps.values():
         if heatmap.shape != (size, size):
             heatmap = resize_map(heatmap, (size, size))
         ranks.append(torch.from_numpy(pixel_ranks(heatmap, rng)))
-    # keep[i]: the pixels of the crop that image i shows (the rest are removed). Per map, deletion then
-    # insertion, step by step: deletion keeps all but the first `count`, insertion only those.
     first = torch.stack(ranks)[:, None, :, :] < counts[None, :, None, None]  # (maps, steps - 1, S, S)
-    keep = torch.stack([~first, first], dim=2).reshape(-1, 1, size, size)
-    ends = torch.stack([torch.ones(1, size, size, dtype=torch.bool), torch.zeros(1, size, size, dtype=torch.bool)])
-    keep = torch.cat([ends, keep])  # the crop itself, then the crop with every pixel removed
-    probabilities = _predict_removed(detector, image, keep, options)[:, target]
-    original, empty = float(probabilities[0]), float(probabilities[1])
-    fractions = [j / steps for j in range(steps + 1)]
-    scores = {}
-    for n, name in enumerate(maps):
-        inner = probabilities[2 + n * 2 * (steps - 1) : 2 + (n + 1) * 2 * (steps - 1)]
-        deletion = [original, *[float(v) for v in inner[0::2]], empty]
-        insertion = [empty, *[float(v) for v in inner[1::2]], original]
-        scores[name] = MapScore(curve_area(fractions, deletion), curve_area(fractions, insertion), deletion, insertion)
-    return scores
+    return torch.stack([~first, first], dim=2).reshape(-1, 1, size, size)
+
+
+_SCORERS: "weakref.WeakKeyDictionary[Detector, Detector]" = weakref.WeakKeyDictionary()
+_SCORERS_LOCK = threading.Lock()
+SAME_PROBABILITY = 1e-4  # largest difference to the PyTorch model for its ONNX build to score in its place
+
+
+def scoring_detector(detector: Detector) -> Detector:
+    """The detector whose forward passes score ``detector``'s curves (``runtime="auto"``).
+
+    For a PyTorch detector whose model folder holds an ONNX float build (``model.onnx``, made by
+    ``python -m forensics quantize``): that build, run by onnxruntime, which is faster on a CPU
+    (measured in ``bench/faithfulness_cost.py``: onnxruntime does not spin its threads, so it also
+    keeps its speed on a busy machine where PyTorch's do not). Only if the build gives the model's
+    probabilities (within :data:`SAME_PROBABILITY`) on a fixed probe batch: a build left from older
+    weights, or a detector changed in memory (the sanity check's re-initialised copy), fails that and
+    is scored by itself. Otherwise, and for ONNX detectors: ``detector``. Decided once per detector.
+    """
+    with _SCORERS_LOCK:
+        if detector in _SCORERS:
+            return _SCORERS[detector]
+    scorer = detector
+    path = getattr(detector, "path", None)
+    if type(detector).differentiable and path is not None:
+        from forensics.detectors.onnx_family import VARIANTS, load_onnx_detector
+
+        if (Path(path) / VARIANTS["onnx"]).is_file():
+            try:
+                build = load_onnx_detector(Path(path), "onnx")
+                probe = torch.randn(2, 3, detector.input_size, detector.input_size,
+                                    generator=torch.Generator().manual_seed(0))
+                if build.labels == detector.labels and float(
+                        np.abs(build.predict(probe) - detector.predict(probe)).max()) <= SAME_PROBABILITY:
+                    scorer = build
+            except Exception as exc:  # a build onnxruntime cannot run: score with the detector itself
+                log.warning("%s: its ONNX float build is not used for scoring (%s)", detector.name, exc)
+            if scorer is detector:
+                log.info("%s: scored by PyTorch (its ONNX float build gives other probabilities)", detector.name)
+    with _SCORERS_LOCK:
+        _SCORERS[detector] = scorer
+    return scorer
 
 
 def _predict_removed(detector: Detector, image: torch.Tensor, keep: torch.Tensor,
                      options: FaithfulnessOptions) -> np.ndarray:
     """Probabilities of the crop with the pixels outside each ``keep`` mask removed, ``max_batch``
-    images at a time (built batch by batch, so memory holds one batch of images, not the stack)."""
+    images at a time (built batch by batch, so memory holds one batch of images, not the stack); the
+    blurred crop made once for all of them."""
     parts = []
     blur = blurred(image, options.blur_sigma_fraction)[None] if options.removal == "blur" else None
-    for i in range(0, len(keep), int(options.max_batch)):
-        part = keep[i : i + int(options.max_batch)]
+    batch = options.max_batch or (TORCH_BATCH if type(detector).differentiable else ONNX_BATCH)
+    for i in range(0, len(keep), int(batch)):
+        part = keep[i : i + int(batch)]
         parts.append(detector.predict(remove_pixels(image, part, options.removal, blur)))
     return np.concatenate(parts)
 
@@ -224,6 +303,8 @@ def remove_pixels(image: torch.Tensor, keep: torch.Tensor, removal: str,
         fill = image.mean(dim=(1, 2), keepdim=True)[None]
     elif removal == "impute":
         fill = push_pull(crop.expand(len(keep), -1, -1, -1), shown)
+    elif removal == "road":
+        fill = noisy_linear_imputation(image, keep)
     else:
         raise ValueError(f"removal must be one of {', '.join(REMOVALS)}, not {removal!r}")
     return torch.where(keep, crop, fill)
@@ -251,6 +332,28 @@ def push_pull(images: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return fill
 
 
+def noisy_linear_imputation(image: torch.Tensor, keep: torch.Tensor, noise: float = 0.01) -> torch.Tensor:
+    """``(N, 3, S, S)``: ROAD's fill (``pytorch_grad_cam.metrics.road.NoisyLinearImputer``, Rong et al.
+    2022) of the crop outside each mask of ``keep`` ``(N, 1, S, S)``: each removed pixel the weighted
+    mean of its 8 neighbours (a sparse linear system, one per image), plus Gaussian noise of
+    ``noise`` (seeded: the same masks give the same fill). Where nothing is kept: the crop's mean."""
+    from pytorch_grad_cam.metrics.road import NoisyLinearImputer
+
+    imputer = NoisyLinearImputer(noise=noise)
+    mean = image.mean(dim=(1, 2), keepdim=True)
+    out = []
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        for mask in keep[:, 0]:
+            if mask.all():
+                out.append(image)
+            elif not mask.any():
+                out.append(mean.expand_as(image))
+            else:
+                out.append(imputer(image.float(), mask.float()).to(image.dtype))
+    return torch.stack(out)
+
+
 def score_face(
     detector: Detector,
     image: torch.Tensor,
@@ -258,9 +361,10 @@ def score_face(
     target: int,
     options: FaithfulnessOptions = FaithfulnessOptions(),
     centre: bool = False,
+    original: float | None = None,
 ) -> FaceFaithfulness:
     """A face's maps scored against a random map of the same face (and, with ``centre``, against the
-    centre blob), all in the same batched passes."""
+    centre blob), all in the same batched passes; ``original``: see :func:`deletion_insertion`."""
     size = int(image.shape[-1])
     grid = options.grid or (detector.grid_size[0] if detector.grid_size else 14)
     baselines = {RANDOM: random_map(size, grid, np.random.default_rng(options.seed + 1))}
@@ -268,7 +372,7 @@ def score_face(
         baselines[CENTRE] = centre_map(size)
     if set(maps) & set(baselines):
         raise ValueError(f"map names {sorted(set(maps) & set(baselines))} are reserved for the baselines")
-    scores = deletion_insertion(detector, image, {**maps, **baselines}, target, options)
+    scores = deletion_insertion(detector, image, {**maps, **baselines}, target, options, original)
     fractions = [j / options.steps for j in range(options.steps + 1)]
     return FaceFaithfulness(
         fractions=fractions,
@@ -314,6 +418,7 @@ def road_scores(
                 for name, stack in maps.items()}
 
 
-__all__ = ["CENTRE", "RANDOM", "REMOVALS", "FaceFaithfulness", "FaithfulnessOptions", "MapScore", "blurred",
-           "centre_map", "curve_area", "deletion_insertion", "most_faithful", "pixel_ranks", "push_pull",
-           "random_map", "remove_pixels", "road_scores", "score_face"]
+__all__ = ["CENTRE", "RANDOM", "REMOVALS", "RUNTIMES", "FaceFaithfulness", "FaithfulnessOptions", "MapScore",
+           "blurred", "centre_map", "curve_area", "deletion_insertion", "most_faithful", "noisy_linear_imputation",
+           "pixel_ranks", "push_pull", "random_map", "remove_pixels", "road_scores", "score_face",
+           "scoring_detector", "step_masks"]

@@ -27,11 +27,11 @@ def data_path(relative: str) -> Path:
 
 @pytest.fixture(scope="session")
 def model_dirs(tmp_path_factory) -> dict[str, Path]:
-    """One small randomly initialised model folder per family (marked untrained)."""
-    from forensics.detectors.random_models import KINDS, make_random_detector
+    """One small randomly initialised model folder per random model of every family (marked untrained)."""
+    from forensics.detectors.random_models import RANDOM_MODELS, make_random_detector
 
     root = tmp_path_factory.mktemp("models")
-    return {kind: make_random_detector(root / kind, kind, size=64) for kind in KINDS}
+    return {model: make_random_detector(root / model, model, size=64) for model in RANDOM_MODELS}
 
 
 @pytest.fixture(scope="session")

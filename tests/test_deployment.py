@@ -86,7 +86,7 @@ def test_private_mode_loads_folders_as_before(monkeypatch, model_dirs):
     monkeypatch.setenv("FORENSICS_MODE", "private")
     path = str(model_dirs["timm-cnn"])
     assert settings.allowed_detector(path) == path
-    assert load_detector(settings.allowed_detector(path), allow_untrained=True, cache=False).family == "timm-cnn"
+    assert load_detector(settings.allowed_detector(path), allow_untrained=True, cache=False).kind == "timm-cnn"
 
 
 def test_public_mode_service_refuses_an_absolute_path_to_the_bundled_default(monkeypatch):
@@ -140,7 +140,7 @@ def test_only_the_model_files_are_fetched_and_the_model_loads(local_hub, tmp_pat
     _publish(local_hub, "fine/model", folder, **{"modeling_evil.py": b"raise SystemExit\n",
                                                   "optimizer.pt": b"pickled", "data/train.csv": b"a,b\n"})
     detector = load_detector("fine/model", allow_untrained=True, cache=False)
-    assert detector.family == "timm-cnn"
+    assert detector.kind == "timm-cnn"
     assert _fetched(local_hub, "fine/model") == sorted(p.name for p in folder.iterdir() if p.is_file())
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from forensics.detectors import load_detector
-from forensics.detectors.random_models import KINDS, make_random_detector
+from forensics.detectors.random_models import RANDOM_MODELS, make_random_detector
 from forensics.explain import METHODS, ExplainOptions, explain, parse_methods
 from forensics.explain.attention import attention_rollout, last_layer_attention
 from forensics.overlay import colorize, normalize_map, overlay, paste_overlay
@@ -20,9 +20,9 @@ def _batch(det, n=2):
     return det.preprocess(crops)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_every_map_is_finite_crop_sized_and_depends_on_the_target(kind, model_dirs):
-    det = load_detector(model_dirs[kind], allow_untrained=True)
+@pytest.mark.parametrize("model", RANDOM_MODELS)
+def test_every_map_is_finite_crop_sized_and_depends_on_the_target(model, model_dirs):
+    det = load_detector(model_dirs[model], allow_untrained=True)
     batch = _batch(det)
     for_real = explain(det, batch, METHODS, target=0)
     for_fake = explain(det, batch, METHODS, target=1)

@@ -132,7 +132,7 @@ def test_json_report_round_trips_with_hash_time_detector_and_input(photo_result,
     assert abs(datetime.now(timezone.utc) - generated) < timedelta(minutes=5)
     assert report["tool"] == "Deepfake Forensics Studio" and report["tool_version"] == forensics.__version__
     assert report["detector"]["name"] == detector.name == photo_result.detector
-    assert report["detector"]["family"] == "timm-vit" and report["detector"]["labels"] == detector.labels
+    assert report["detector"]["kind"] == "timm-vit" and report["detector"]["labels"] == detector.labels
     assert report["detector"]["threshold"] == detector.threshold and report["detector"]["trained"] is False
     assert "path" not in report["detector"], "the analyst's folders stay out of a report"
     assert len(data["faces"]) == len(photo_result.faces) == 2
@@ -140,12 +140,12 @@ def test_json_report_round_trips_with_hash_time_detector_and_input(photo_result,
 
 
 def test_json_extra_is_merged_but_the_result_wins(photo_result):
-    report = report_json(photo_result, extra={"detector": {"name": "an impostor", "family": "timm-cnn"},
+    report = report_json(photo_result, extra={"detector": {"name": "an impostor", "kind": "timm-cnn"},
                                               "input": {"uploaded_by": "case 17"}, "case": "A-42"})["report"]
-    assert report["detector"]["name"] == photo_result.detector and report["detector"]["family"] == "timm-cnn"
+    assert report["detector"]["name"] == photo_result.detector and report["detector"]["kind"] == "timm-cnn"
     assert report["input"]["uploaded_by"] == "case 17" and report["extra"] == {"case": "A-42"}
     plain = report_json(photo_result)["report"]["detector"]
-    assert plain["labels"] == list(photo_result.faces[0].probabilities) and plain["family"] is None
+    assert plain["labels"] == list(photo_result.faces[0].probabilities) and plain["kind"] is None
 
 
 def test_write_report_json_is_complete_and_leaves_no_temporary_file(photo_result, tmp_path):

@@ -66,7 +66,7 @@ _EXTENSION_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "tif": "TIFF"}
 
 
 def detector_extra(detector: Any) -> dict:
-    """``extra`` for a loaded detector: its family, labels and the rest of ``describe()``.
+    """``extra`` for a loaded detector: its kind, labels and the rest of ``describe()``.
 
     The local ``path`` is left out: a report travels, the analyst's folder layout should not.
     """
@@ -98,7 +98,7 @@ def _report_meta(result: AnalysisResult, extra: dict | None) -> dict:
     detector = {
         "name": result.detector,
         "version": result.detector_version,
-        "family": None,
+        "kind": None,
         "labels": list(result.faces[0].probabilities) if result.faces else None,  # as the result recorded them
         "threshold": result.threshold,
     }
@@ -247,7 +247,7 @@ def _details(result: AnalysisResult, meta: dict) -> dict:
     """The three key-value tables: (label, value, wrap), where wrap names the element around the value."""
     det, inp = meta["detector"], meta["input"]
     detector = [("Name", det.get("name"), None), ("Version", det.get("version") or "–", None),
-                ("Family", det.get("family") or "–", None)]
+                ("Kind", det.get("kind") or "–", None)]
     if det.get("labels"):
         detector.append(("Labels", ", ".join(str(x) for x in det["labels"]), None))
     if det.get("threshold") is not None:

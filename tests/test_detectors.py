@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from forensics.detectors import available_detectors, fake_label_indices, load_detector, resolve_model_folder
-from forensics.detectors.random_models import RANDOM_MODELS, make_random_detector
+from forensics.detectors.random_models import RANDOM_BUILDS, RANDOM_MODELS, make_random_detector
 from forensics.core import DetectorError
 
 
@@ -21,11 +21,13 @@ def _crops(n: int = 3, size: int = 80) -> list[np.ndarray]:
     return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(n)]
 
 
-@pytest.mark.parametrize("model", RANDOM_MODELS)
-def test_every_family_loads_predicts_and_round_trips(model, model_dirs, tmp_path):
-    folder = model_dirs[model]
+@pytest.mark.parametrize("model", RANDOM_MODELS + RANDOM_BUILDS)
+def test_every_family_and_build_loads_predicts_and_round_trips(model, model_dirs, onnx_build, tmp_path):
+    base, _, variant = model.partition(":")
+    folder = onnx_build(base) if variant else model_dirs[base]
+    build = f":{variant}" if variant else ""
     assert {"config.json", "model.safetensors", "README.md"} <= {p.name for p in folder.iterdir()}
-    det = load_detector(folder, allow_untrained=True, cache=False)
+    det = load_detector(f"{folder}{build}", allow_untrained=True, cache=False)  # builds load through the registry
     probs = det.predict_crops(_crops())
     assert probs.shape == (3, 2)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
@@ -33,10 +35,14 @@ def test_every_family_loads_predicts_and_round_trips(model, model_dirs, tmp_path
     np.testing.assert_allclose(fake, probs[:, 1], atol=1e-6)  # labels (real, fake)
     # A copy of the folder gives the very same numbers: weights and preprocessing are all on disk.
     copy = shutil.copytree(folder, tmp_path / "copy")
-    again = load_detector(copy, allow_untrained=True, cache=False).predict_crops(_crops())
+    again = load_detector(f"{copy}{build}", allow_untrained=True, cache=False).predict_crops(_crops())
     np.testing.assert_allclose(again, probs, atol=1e-5)
     # Frozen: inference never accumulates parameter gradients.
     assert not any(p.requires_grad for p in det.model.parameters())
+    if variant:  # a build scores as its PyTorch model does: float to rounding, int8 nearly
+        pytorch = load_detector(model_dirs[base], allow_untrained=True).predict_crops(_crops())
+        np.testing.assert_allclose(probs, pytorch, atol=1e-4 if variant == "onnx" else 0.02)
+        assert det.name.endswith(build) and det.describe()["kind"] == {"onnx": "onnx-float", "int8": "onnx-int8"}[variant]
 
 
 @pytest.mark.parametrize("model", RANDOM_MODELS)

@@ -150,9 +150,8 @@ def read_build(folder: str | Path) -> dict:
 
 
 def load_onnx_detector(folder: Path, variant: str, threads: int | None = None) -> OnnxDetector:
-    """The ONNX build ``variant`` ("onnx" or "int8") of the model folder ``folder``."""
-    if variant not in VARIANTS:
-        raise DetectorError(f"unknown ONNX build {variant!r}; choose from {', '.join(VARIANTS)}")
+    """The ONNX build ``variant`` ("onnx" or "int8") of the model folder ``folder``: registered as
+    the loader of those variants, so ``load_detector("<name>:int8")`` is the way in."""
     path = folder / VARIANTS[variant]
     if not path.is_file():
         raise DetectorError(f"{folder.name}: no {path.name}; make it with `python -m forensics quantize "

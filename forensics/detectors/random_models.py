@@ -1,8 +1,8 @@
 """Small randomly initialised model folders of every registered family, for tests and benchmarks.
 
 Each family names its random models and writes them (``DetectorFamily.random_models``,
-``save_random``): tests parametrised over :data:`RANDOM_MODELS` cover a new family without being
-told. They are written with ``trained: false``:
+``save_random``): tests parametrised over :data:`RANDOM_MODELS` and :data:`RANDOM_BUILDS` cover a
+new family, and a new build, without being told. They are written with ``trained: false``:
 ``load_detector`` refuses them unless asked with ``allow_untrained=True``, so none is ever offered to
 a user as a detector.
 """
@@ -15,9 +15,11 @@ from typing import Sequence
 import torch
 
 from forensics.detectors import FAMILIES
-from forensics.detectors.base import DetectorInfo
+from forensics.detectors.base import VARIANTS, DetectorInfo
 
 RANDOM_MODELS = tuple(model for family in FAMILIES.values() for model in family.random_models)
+# Their registered builds (``timm-vit:onnx``, ``timm-vit:int8``, ...), made by forensics.int8.quantize.
+RANDOM_BUILDS = tuple(f"{model}:{variant}" for model in RANDOM_MODELS for variant in VARIANTS)
 
 
 def make_random_detector(

@@ -211,10 +211,10 @@ def cmd_analyze(args) -> int:
         for path in bar:
             name = Path(path).name[:30]
             bar.set_postfix_str(name)
-            result = analyzer.analyze(path, progress=lambda _f, stage: bar.set_postfix_str(f"{name}: {stage}"))
+            result, frames = analyzer.analyze_with_frames(path, progress=lambda _f, s: bar.set_postfix_str(f"{name}: {s}"))
             if methods and not result.error:  # the maps' PNGs: their own step, timed apart from computing them
                 started = time.perf_counter()
-                write_maps(result, args.out, style)
+                write_maps(result, frames, args.out, style)
                 result.timings_ms["render"] = (time.perf_counter() - started) * 1000.0
             failed += result.error is not None
             if sink is not None:

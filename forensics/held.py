@@ -1,8 +1,8 @@
 """Memory that holds: what a server keeps of each analysis between a visitor's events.
 
 Once the answer is drawn (verdict, boxes, gallery, reports), the app needs of an analysis only the
-face crops and maps its later events show or recompute (another face, other explanation settings).
-``hold`` therefore drops the decoded frames, keeps the crops and maps of at most
+face crops and maps its later events show or recompute (another face, other explanation settings):
+the decoded frames go (``forensics.service.hold``), and ``hold`` keeps the crops and maps of at most
 ``MAX_HELD_FACES`` faces (the most suspicious; the same faces the maps are made for) and stores the
 maps at half precision. Across all sessions the held analyses share one budget
 (``settings.session_memory_bytes()``): past it, the oldest are released in place, and a later event
@@ -55,17 +55,13 @@ def return_freed_memory() -> None:
 
 
 def result_bytes(result: Any) -> int:
-    """The arrays an ``AnalysisResult`` holds (frames, crops, maps), in bytes."""
-    total = sum(int(getattr(frame, "nbytes", 0)) for frame in result.frames)
-    for face in result.faces:
-        total += int(face.crop.nbytes) if face.crop is not None else 0
-        total += sum(int(m.nbytes) for m in face.heatmaps.values())
-    return total
+    """The arrays an ``AnalysisResult`` holds (crops, maps), in bytes."""
+    return sum(int(face.crop.nbytes if face.crop is not None else 0) + sum(int(m.nbytes) for m in face.heatmaps.values())
+               for face in result.faces)
 
 
 def slim(result: Any, max_faces: int = MAX_HELD_FACES) -> None:
     """Keep only what later events use (see the module docstring); in place."""
-    result.frames = []
     ranked = sorted(range(len(result.faces)), key=lambda i: -result.faces[i].fake_probability)
     for rank, i in enumerate(ranked):
         face = result.faces[i]
@@ -77,7 +73,6 @@ def slim(result: Any, max_faces: int = MAX_HELD_FACES) -> None:
 
 def release(result: Any) -> None:
     """Free everything an analysis holds; its numbers (verdict, faces, tracks) stay."""
-    result.frames = []
     for face in result.faces:
         face.crop, face.heatmaps = None, {}
 

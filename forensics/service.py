@@ -48,7 +48,8 @@ def get_detector(detector: str | None) -> Detector:
 
 @dataclass
 class Session:
-    """What the UI keeps between events: the analysis and how its maps were made."""
+    """What the UI keeps between events: the analysis, how its maps were made, and its decoded frames
+    until the answer is drawn (``hold``)."""
 
     result: AnalysisResult
     detector: str
@@ -56,6 +57,7 @@ class Session:
     options: ExplainOptions = field(default_factory=ExplainOptions)
     methods: list[str] = field(default_factory=lambda: list(ALL_METHODS))
     score_maps: bool = False
+    frames: list[np.ndarray] = field(default_factory=list, repr=False)
 
 
 def _analyzer(det: Detector, methods: Sequence[str], target: str, options: ExplainOptions, frames: int,
@@ -78,15 +80,16 @@ def analyze(path: str | Path | None, detector: str | None = None, methods: Seque
     options = _options(head_fusion, discard_ratio)
     analyzer = _analyzer(det, methods, target, options, frames, bool(score_maps))
     analyzer.fallback_whole_image = bool(whole_image)
-    result = analyzer.analyze(path, name=Path(path).name, progress=progress)
+    result, frames = analyzer.analyze_with_frames(path, name=Path(path).name, progress=progress)
     if result.error:
         raise ForensicsError(result.error)
-    return Session(result, name, target or "fake", options, list(methods), bool(score_maps))
+    return Session(result, name, target or "fake", options, list(methods), bool(score_maps), frames)
 
 
 def hold(session: Session) -> Session:
     """Once the answer is drawn: keep only what later events need, within the server's memory
     budget for all sessions (see ``forensics.held``). Returns the session, for the UI's state."""
+    session.frames = []
     HELD.hold(session.result)
     return session
 
@@ -116,7 +119,7 @@ def write_reports(session: Session, folder: str | Path | None = None) -> tuple[s
     stem = re.sub(r"[^\w.-]+", "_", Path(result.input).stem)[:60] or "analysis"
     extra = detector_extra(get_detector(session.detector))
     json_path = write_report_json(result, folder / f"{stem}-report.json", extra)
-    html_path = write_report_html(result, folder / f"{stem}-report.html", extra)
+    html_path = write_report_html(result, folder / f"{stem}-report.html", extra, frames=session.frames)
     return str(json_path), str(html_path)
 
 

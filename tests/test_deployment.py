@@ -206,10 +206,9 @@ def test_upload_limits_come_from_one_place_and_the_cli_applies_them(monkeypatch)
 # -- held analyses ------------------------------------------------------------------------------
 
 
-def _result(faces: int, frames: int = 4, side: int = 480) -> AnalysisResult:
+def _result(faces: int) -> AnalysisResult:
     rng = np.random.default_rng(faces)
-    result = AnalysisResult(input="clip.mp4", kind="video", detector="test",
-                            frames=[rng.integers(0, 255, (side, side, 3), dtype=np.uint8) for _ in range(frames)])
+    result = AnalysisResult(input="clip.mp4", kind="video", detector="test")
     for i in range(faces):
         result.faces.append(FaceResult(frame=i, track=0, box=[0, 0, 10, 10], face_confidence=0.9,
                                        fake_probability=float(rng.random()), probabilities={}, crop_box=[0, 0, 10, 10],
@@ -220,10 +219,12 @@ def _result(faces: int, frames: int = 4, side: int = 480) -> AnalysisResult:
 
 
 def test_holding_an_analysis_drops_frames_and_caps_its_faces():
+    from forensics import service
+
     result = _result(faces=70)
     before = held.result_bytes(result)
-    held.slim(result)
-    assert result.frames == []
+    session = service.hold(service.Session(result, "test", frames=[np.zeros((480, 480, 3), np.uint8)] * 4))
+    assert session.frames == [] and session.result is result
     kept = [f for f in result.faces if f.crop is not None]
     assert len(kept) == held.MAX_HELD_FACES
     assert min(f.fake_probability for f in kept) >= max(f.fake_probability for f in result.faces if f.crop is None)

@@ -94,27 +94,39 @@ def photo():
 
 
 @pytest.fixture(scope="module")
-def photo_result(analyzer, photo):
-    result = analyzer.analyze(photo)
-    assert result.error is None and len(result.faces) == 2
-    return result
+def photo_analysis(analyzer, photo):
+    result, frames = analyzer.analyze_with_frames(photo)
+    assert result.error is None and len(result.faces) == 2 and len(frames) == 1
+    return result, frames
 
 
 @pytest.fixture(scope="module")
-def video_result(analyzer):
-    result = analyzer.analyze(data_path("video/hamilton_clip.mp4"))
-    assert result.error is None and result.kind == "video" and result.tracks
-    return result
+def photo_result(photo_analysis):
+    return photo_analysis[0]
 
 
 @pytest.fixture(scope="module")
-def photo_html(photo_result, detector):
-    return report_html(photo_result, extra=detector_extra(detector))
+def video_analysis(analyzer):
+    result, frames = analyzer.analyze_with_frames(data_path("video/hamilton_clip.mp4"))
+    assert result.error is None and result.kind == "video" and result.tracks and len(frames) == 4
+    return result, frames
 
 
 @pytest.fixture(scope="module")
-def video_html(video_result, detector):
-    return report_html(video_result, extra=detector_extra(detector))
+def video_result(video_analysis):
+    return video_analysis[0]
+
+
+@pytest.fixture(scope="module")
+def photo_html(photo_analysis, detector):
+    result, frames = photo_analysis
+    return report_html(result, extra=detector_extra(detector), frames=frames)
+
+
+@pytest.fixture(scope="module")
+def video_html(video_analysis, detector):
+    result, frames = video_analysis
+    return report_html(result, extra=detector_extra(detector), frames=frames)
 
 
 # -- JSON -----------------------------------------------------------------------------------------
@@ -198,7 +210,7 @@ def _rows(page: _Page, css: str) -> int:
     return rows
 
 
-def test_embedded_images_decode_to_plausible_sizes(photo_html, photo):
+def test_embedded_images_decode_to_plausible_sizes(photo_html, photo, photo_result):
     page = _Page(photo_html)
     (annotated,) = page.find("img", "annotated-image")
     image = _decode(annotated["src"])
@@ -208,6 +220,8 @@ def test_embedded_images_decode_to_plausible_sizes(photo_html, photo):
     crop = _decode(page.find("img", "crop")[0]["src"])
     overlay = _decode(page.find("img", "overlay")[0]["src"])
     assert crop.size == overlay.size == (64, 64) and overlay.format == "PNG"  # the detector's input size
+    # The frames are not part of the result: without them (a held analysis) the page has no annotated image.
+    assert "frames" not in photo_result.to_dict() and not _Page(report_html(photo_result)).find("img", "annotated-image")
 
 
 # -- HTML: video ----------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from forensics.detectors import available_detectors, fake_label_indices, load_detector, resolve_model_folder
+from forensics.detectors import FAMILIES, available_detectors, fake_label_indices, load_detector, resolve_model_folder
 from forensics.detectors.random_models import RANDOM_BUILDS, RANDOM_MODELS, make_random_detector
 from forensics.core import DetectorError
 
@@ -63,6 +63,12 @@ def test_explanation_hooks_fit_the_model(model, model_dirs):
     tokens = rows * cols + det.num_prefix_tokens
     assert len(attentions) == 2 and attentions[-1].shape == (2, 3, tokens, tokens)
     np.testing.assert_allclose(attentions[-1].sum(-1).detach().numpy(), 1.0, atol=1e-4)
+
+
+def test_every_registered_family_provides_random_models_and_the_tests_run_over_them():
+    for family in FAMILIES.values():  # a new family with none would go untested
+        assert family.random_models and set(family.random_models) <= set(RANDOM_MODELS)
+    assert set(RANDOM_BUILDS) == {f"{m}:{v}" for m in RANDOM_MODELS for v in ("onnx", "int8")}
 
 
 def test_hybrid_grid_comes_from_the_cnn_stride(tmp_path):

@@ -22,13 +22,8 @@ RANDOM_MODELS = tuple(model for family in FAMILIES.values() for model in family.
 RANDOM_BUILDS = tuple(f"{model}:{variant}" for model in RANDOM_MODELS for variant in VARIANTS)
 
 
-def make_random_detector(
-    folder: str | Path,
-    model: str = "timm-vit",
-    size: int = 64,
-    labels: Sequence[str] = ("real", "fake"),
-    seed: int = 0,
-) -> Path:
+def make_random_detector(folder: str | Path, model: str = "timm-vit", size: int = 64,
+                         labels: Sequence[str] = ("real", "fake"), seed: int = 0) -> Path:
     """Write the untrained random model ``model`` (see :data:`RANDOM_MODELS`) and return its folder."""
     family = next((f for f in FAMILIES.values() if model in f.random_models + f.bench_models), None)
     if family is None:

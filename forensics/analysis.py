@@ -147,6 +147,13 @@ class Analyzer:
         """Analyse one file (or its bytes with a ``name``). Never raises for a bad input: the
         result's ``error`` holds a one-line message instead. Writes nothing: ``forensics.render``
         draws and writes the maps and reports."""
+        return self.analyze_with_frames(source, name, progress)[0]
+
+    def analyze_with_frames(self, source: str | Path | bytes, name: str | None = None,
+                            progress: Progress | None = None) -> tuple[AnalysisResult, list[np.ndarray]]:
+        """:meth:`analyze`, and the decoded RGB frames (one for an image) that ``forensics.render``
+        draws the result on: apart from the result, which is serialised, and dropped once drawn."""
+        frames: list[np.ndarray] = []
         label = name or (Path(source).name if not isinstance(source, bytes) else "upload")
         result = AnalysisResult(input=name or (label if isinstance(source, bytes) else str(source)), kind=None,
                                 detector=self.detector.name, detector_version=self.detector.info.version)
@@ -183,13 +190,12 @@ class Analyzer:
         if result.error:
             result.fake_probability, result.label = None, None
         _report(progress, 1.0, "done")
-        return result
+        return result, frames
 
     # -- the pipeline ---------------------------------------------------------------------------
     def _run(self, result, frames, timestamps, indices, step, progress) -> None:
         det = self.detector
         result.threshold = det.threshold
-        result.frames = frames
         _report(progress, 0.15, "finding faces")
         with step("faces"):
             faces_per_frame = self.face_detector.detect_batch(frames)

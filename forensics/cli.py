@@ -118,6 +118,7 @@ def cmd_detectors(args) -> int:
     from forensics.catalog import ONNX_BUILDS, onnx_builds, split_variant
     from forensics.detector_notes import detector_note
     from forensics.detectors import available_detectors, load_detector
+    from forensics.detectors.onnx_family import VARIANT_KINDS
 
     rows = []
     for name, folder in available_detectors().items():
@@ -129,7 +130,7 @@ def cmd_detectors(args) -> int:
     for name, folder in onnx_builds().items():  # listed from disk: loading each ONNX session would take seconds
         base, variant = split_variant(name)
         path = folder / ONNX_BUILDS[variant]
-        rows.append({"name": name, "family": "onnx-float" if variant == "onnx" else "onnx-int8", "build_of": base,
+        rows.append({"name": name, "kind": VARIANT_KINDS[variant], "build_of": base,
                      "bytes": path.stat().st_size, "path": str(folder), "note": detector_note(name).short})
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -140,10 +141,10 @@ def cmd_detectors(args) -> int:
             if "error" in row:
                 print(f"{row['name']:<20} unavailable: {row['error']}")
             elif "build_of" in row:
-                print(f"{row['name']:<20} {row['family']:<10} {'':>12}  {_size(row['bytes']):>8} file  "
+                print(f"{row['name']:<20} {row['kind']:<10} {'':>12}  {_size(row['bytes']):>8} file  "
                       f"ONNX build of {row['build_of']}  {row['note']}")
             else:
-                print(f"{row['name']:<20} {row['family']:<10} {_count(row['parameters']):>6} params  "
+                print(f"{row['name']:<20} {row['kind']:<10} {_count(row['parameters']):>6} params  "
                       f"threshold {row['threshold']:<4}  {row['note']}")
     return 0
 
@@ -212,10 +213,10 @@ def cmd_analyze(args) -> int:
         for path in bar:
             name = Path(path).name[:30]
             bar.set_postfix_str(name)
-            result = analyzer.analyze(path, progress=lambda _f, stage: bar.set_postfix_str(f"{name}: {stage}"))
+            result, frames = analyzer.analyze_with_frames(path, progress=lambda _f, s: bar.set_postfix_str(f"{name}: {s}"))
             if methods and not result.error:  # the maps' PNGs: their own step, timed apart from computing them
                 started = time.perf_counter()
-                write_maps(result, args.out, style)
+                write_maps(result, frames, args.out, style)
                 result.timings_ms["render"] = (time.perf_counter() - started) * 1000.0
             failed += result.error is not None
             if sink is not None:

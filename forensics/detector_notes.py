@@ -157,7 +157,7 @@ def offered_detectors() -> list[tuple[str, str]]:
 
 def supported_methods(name: str | Path | None) -> list[str]:
     """The explanation methods a detector can give, known without loading it: from its measured
-    description (``metrics.json``: family, attention) and, for ONNX builds, the outputs the graph
+    description (``metrics.json``: kind, attention) and, for ONNX builds, the outputs the graph
     was exported with (``onnx.json``). Unknown detectors (Hub ids) are offered every method; the
     analysis then says which it skipped and why."""
     from forensics.catalog import EXTRA_METHODS, METHODS
@@ -170,10 +170,11 @@ def supported_methods(name: str | Path | None) -> list[str]:
         described = json.loads((folder / METRICS_NAME).read_text(encoding="utf-8")).get("detector") or {}
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return everything
-    if "family" not in described:
+    kind = described.get("kind", described.get("family"))  # "family": metrics written before the name said what it is
+    if kind is None:
         return everything
     attention = bool(described.get("attention"))
-    patches = described.get("family") == "patch"
+    patches = kind == "patch"
     cams = True
     variant = split_variant(str(name))[1]
     if variant:

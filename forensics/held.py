@@ -2,8 +2,8 @@
 
 Once the answer is drawn (verdict, boxes, gallery), the app needs of an analysis only the face
 crops and maps its later events show or recompute (another face, other explanation settings), and
-the one frame its report shows (reports are built on request). ``hold`` therefore drops the other
-decoded frames, keeps the crops and maps of at most
+the one decoded frame its report shows (reports are built on request). ``hold`` therefore drops the
+other frames of the session's list, keeps the crops and maps of at most
 ``MAX_HELD_FACES`` faces (the most suspicious; the same faces the maps are made for) and stores the
 maps at half precision. Across all sessions the held analyses share one budget
 (``settings.session_memory_bytes()``): past it, the oldest are released in place, and a later event
@@ -55,21 +55,24 @@ def return_freed_memory() -> None:
         _LIBC.malloc_trim(0)
 
 
-def result_bytes(result: Any) -> int:
-    """The arrays an ``AnalysisResult`` holds (frames, crops, maps), in bytes."""
-    total = sum(int(getattr(frame, "nbytes", 0)) for frame in result.frames)
+def result_bytes(result: Any, frames: Collection[Any] = ()) -> int:
+    """The arrays an analysis holds (its kept ``frames``, crops, maps), in bytes."""
+    total = sum(int(getattr(frame, "nbytes", 0)) for frame in frames)
     for face in result.faces:
         total += int(face.crop.nbytes) if face.crop is not None else 0
         total += sum(int(m.nbytes) for m in face.heatmaps.values())
     return total
 
 
-def slim(result: Any, max_faces: int = MAX_HELD_FACES, keep_frames: Collection[int] = ()) -> None:
-    """Keep only what later events use (see the module docstring); in place. ``keep_frames``:
-    positions in ``result.frames`` kept (the frame a report, built on request, shows); the others
-    become ``None``, so positions and the count of sampled frames stay as they were."""
-    kept = [frame if n in keep_frames else None for n, frame in enumerate(result.frames)]
-    result.frames = kept if any(frame is not None for frame in kept) else []
+def slim(result: Any, frames: list | None = None, max_faces: int = MAX_HELD_FACES,
+         keep_frames: Collection[int] = ()) -> None:
+    """Keep only what later events use (see the module docstring); in place. ``frames``: the
+    analysis's decoded frames (kept apart from the result); those at positions ``keep_frames`` stay
+    (the frame a report, built on request, shows), the others become ``None`` so that positions stay
+    as they were, and a list left with no frame is emptied."""
+    if frames is not None:
+        kept = [frame if n in keep_frames else None for n, frame in enumerate(frames)]
+        frames[:] = kept if any(frame is not None for frame in kept) else []
     ranked = sorted(range(len(result.faces)), key=lambda i: -result.faces[i].fake_probability)
     for rank, i in enumerate(ranked):
         face = result.faces[i]
@@ -79,9 +82,10 @@ def slim(result: Any, max_faces: int = MAX_HELD_FACES, keep_frames: Collection[i
             face.heatmaps = {m: np.asarray(h, dtype=np.float16) for m, h in face.heatmaps.items()}
 
 
-def release(result: Any) -> None:
-    """Free everything an analysis holds; its numbers (verdict, faces, tracks) stay."""
-    result.frames = []
+def release(result: Any, frames: list | None = None) -> None:
+    """Free everything an analysis holds (its ``frames`` too); its numbers (verdict, faces, tracks) stay."""
+    if frames is not None:
+        frames.clear()
     for face in result.faces:
         face.crop, face.heatmaps = None, {}
 
@@ -95,33 +99,35 @@ class HeldResults:
     add up to at most the budget; ``hold`` releases the oldest to stay within it."""
 
     def __init__(self) -> None:
-        self._held: OrderedDict[int, tuple[weakref.ref, int]] = OrderedDict()
+        # id(result) -> (the result, weakly; its size; its frame list, which dies with the entry)
+        self._held: OrderedDict[int, tuple[weakref.ref, int, list | None]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def hold(self, result: Any, keep_frames: Collection[int] = ()) -> None:
-        slim(result, keep_frames=keep_frames)
-        size = result_bytes(result)
+    def hold(self, result: Any, frames: list | None = None, keep_frames: Collection[int] = ()) -> None:
+        """Slim ``result`` and its ``frames`` (kept apart from it, see :func:`slim`) and count them."""
+        slim(result, frames, keep_frames=keep_frames)
+        size = result_bytes(result, frames or ())
         budget = settings.session_memory_bytes()
         with self._lock:
-            self._held[id(result)] = (weakref.ref(result), size)
+            self._held[id(result)] = (weakref.ref(result), size, frames)
             self._held.move_to_end(id(result))
             self._forget_dead()
             while len(self._held) > 1 and self.total_bytes() > budget:  # the newest is always kept
-                key, (ref, _) = next(iter(self._held.items()))
+                key, (ref, _, held_frames) = next(iter(self._held.items()))
                 del self._held[key]
                 held = ref()
                 if held is not None:
-                    release(held)
+                    release(held, held_frames)
         return_freed_memory()
 
     def total_bytes(self) -> int:
-        return sum(size for ref, size in self._held.values() if ref() is not None)
+        return sum(size for ref, size, _ in self._held.values() if ref() is not None)
 
     def __len__(self) -> int:
-        return sum(ref() is not None for ref, _ in self._held.values())
+        return sum(ref() is not None for ref, _, _ in self._held.values())
 
     def _forget_dead(self) -> None:
-        for key in [k for k, (ref, _) in self._held.items() if ref() is None]:
+        for key in [k for k, (ref, _, _) in self._held.items() if ref() is None]:
             del self._held[key]
 
 

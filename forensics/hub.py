@@ -132,7 +132,7 @@ def hub_card(folder: Path) -> str:
     transformers = "model_type" in config
     labels = catalog.config_labels(config)
     forensic = {"name": folder.name, **config.get("forensics", {})}
-    info = DetectorInfo.from_dict({**forensic, "family": "transformers" if transformers else "timm", "labels": labels})
+    info = DetectorInfo.from_dict({**forensic, "labels": labels})
     architecture = (config.get("architectures") or [config.get("model_type")])[0] if transformers else config.get("architecture")
     if record:
         text, limits_heading, limits = card_text(record, metrics).partition("## Intended use and limits")

@@ -89,6 +89,9 @@ class Explanations:
 
 @dataclass
 class AnalysisResult:
+    """One input's analysis, as it is serialised. The decoded frames its pictures are drawn on are
+    not part of it: ``Analyzer.analyze_with_frames`` returns them beside it."""
+
     input: str
     kind: str | None
     detector: str
@@ -105,10 +108,9 @@ class AnalysisResult:
     notes: list[str] = field(default_factory=list)
     error: str | None = None
     full_maps: dict[str, str] = field(default_factory=dict)  # method -> the full image's overlay, once written
-    frames: list[np.ndarray] = field(default_factory=list, repr=False)  # the decoded frames: never serialised
 
     def to_dict(self) -> dict:
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "frames"}
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         p_fake = None if self.fake_probability is None else round(float(self.fake_probability), 6)
         return {**data, "fake_probability": p_fake, "faces": [f.to_dict() for f in self.faces],
                 "tracks": [asdict(t) for t in self.tracks], "media": self.media.to_dict(),

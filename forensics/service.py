@@ -49,7 +49,8 @@ def get_detector(detector: str | None) -> Detector:
 
 @dataclass
 class Session:
-    """What the UI keeps between events: the analysis and how its maps were made."""
+    """What the UI keeps between events: the analysis, how its maps were made, and its decoded frames
+    until the answer is drawn (``hold``)."""
 
     result: AnalysisResult
     detector: str
@@ -57,6 +58,7 @@ class Session:
     options: ExplainOptions = field(default_factory=ExplainOptions)
     methods: list[str] = field(default_factory=lambda: list(ALL_METHODS))
     score_maps: bool = False
+    frames: list[np.ndarray] = field(default_factory=list, repr=False)
 
 
 def _analyzer(det: Detector, methods: Sequence[str], target: str, options: ExplainOptions, frames: int,
@@ -79,17 +81,17 @@ def analyze(path: str | Path | None, detector: str | None = None, methods: Seque
     options = _options(head_fusion, discard_ratio)
     analyzer = _analyzer(det, methods, target, options, frames, bool(score_maps))
     analyzer.fallback_whole_image = bool(whole_image)
-    result = analyzer.analyze(path, name=Path(path).name, progress=progress)
+    result, frames = analyzer.analyze_with_frames(path, name=Path(path).name, progress=progress)
     if result.error:
         raise ForensicsError(result.error)
-    return Session(result, name, target or "fake", options, list(methods), bool(score_maps))
+    return Session(result, name, target or "fake", options, list(methods), bool(score_maps), frames)
 
 
 def hold(session: Session) -> Session:
     """Once the answer is drawn: keep only what later events need (the report, built on request,
     needs the frame it shows), within the server's memory budget for all sessions (see
     ``forensics.held``). Returns the session, for the UI's state."""
-    HELD.hold(session.result, keep_frames={shown_frame_position(session.result)})
+    HELD.hold(session.result, session.frames, keep_frames={shown_frame_position(session.result)})
     return session
 
 
@@ -101,7 +103,7 @@ def reexplain(session: Session, target: str, head_fusion: str, discard_ratio: fl
     options = _options(head_fusion, discard_ratio)
     _analyzer(det, session.methods, target, options, 1, session.score_maps).explain_faces(session.result, progress)
     return hold(Session(session.result, session.detector, target, options, session.methods,
-                        session.score_maps))  # the new maps count against the budget too
+                        session.score_maps, session.frames))  # the new maps count against the budget too
 
 
 def _options(head_fusion: str, discard_ratio: float) -> ExplainOptions:
@@ -121,7 +123,7 @@ def write_reports(session: Session, folder: str | Path | None = None) -> tuple[s
     stem = re.sub(r"[^\w.-]+", "_", Path(result.input).stem)[:60] or "analysis"
     extra = detector_extra(get_detector(session.detector))
     json_path = write_report_json(result, folder / f"{stem}-report.json", extra)
-    html_path = write_report_html(result, folder / f"{stem}-report.html", extra)
+    html_path = write_report_html(result, folder / f"{stem}-report.html", extra, frames=session.frames)
     return str(json_path), str(html_path)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -27,11 +28,30 @@ def data_path(relative: str) -> Path:
 
 @pytest.fixture(scope="session")
 def model_dirs(tmp_path_factory) -> dict[str, Path]:
-    """One small randomly initialised model folder per family (marked untrained)."""
-    from forensics.detectors.random_models import KINDS, make_random_detector
+    """One small randomly initialised model folder per random model of every family (marked untrained)."""
+    from forensics.detectors.random_models import RANDOM_MODELS, make_random_detector
 
     root = tmp_path_factory.mktemp("models")
-    return {kind: make_random_detector(root / kind, kind, size=64) for kind in KINDS}
+    return {model: make_random_detector(root / model, model, size=64) for model in RANDOM_MODELS}
+
+
+@pytest.fixture(scope="session")
+def onnx_build(model_dirs, tmp_path_factory):
+    """``onnx_build(model)``: a copy of a random model's folder with its ONNX float and int8 builds
+    (dynamic int8: no calibration faces), made on first use."""
+    from forensics.detectors import load_detector
+    from forensics.int8.quantize import build_onnx
+
+    made: dict[str, Path] = {}
+
+    def build(model: str) -> Path:
+        if model not in made:
+            folder = Path(shutil.copytree(model_dirs[model], tmp_path_factory.mktemp("onnx") / model))
+            build_onnx(load_detector(folder, allow_untrained=True, cache=False), mode="dynamic")
+            made[model] = folder
+        return made[model]
+
+    return build
 
 
 @pytest.fixture(scope="session")

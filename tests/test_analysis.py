@@ -57,11 +57,11 @@ def test_group_photo_end_to_end_with_maps_on_disk(analyzer, tmp_path):
     from forensics.render.maps import write_maps
 
     photo = data_path("photos/deepface/couple.jpg")
-    result = analyzer.analyze(photo)
+    result, frames = analyzer.analyze_with_frames(photo)
     assert result.error is None and result.kind == "image"
     assert not any(f.maps for f in result.faces) and not list(tmp_path.iterdir())  # the analysis writes nothing
     assert result.explanations.methods == list(METHODS) and result.explanations.skipped == {}
-    write_maps(result, tmp_path)
+    write_maps(result, frames, tmp_path)
     assert len(result.faces) == 2 and not any(f.fallback for f in result.faces)
     assert result.fake_probability == max(f.fake_probability for f in result.faces)
     assert result.label == ("fake" if result.fake_probability >= result.threshold else "real")

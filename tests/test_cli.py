@@ -79,7 +79,7 @@ def test_detectors_lists_only_trained_models(model_dirs, tmp_path):
     rows = json.loads(proc.stdout)
     mine = [r for r in rows if r["path"].startswith(str(zoo))]
     assert [(r["name"], r["path"]) for r in mine] == [("good", str(trained))]  # the name --detector takes
-    assert all(r["family"] for r in rows)
+    assert all(r["kind"] for r in rows)
 
 
 def test_bench_reports_the_ratios(model_dirs, tmp_path):

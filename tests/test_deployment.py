@@ -86,7 +86,7 @@ def test_private_mode_loads_folders_as_before(monkeypatch, model_dirs):
     monkeypatch.setenv("FORENSICS_MODE", "private")
     path = str(model_dirs["timm-cnn"])
     assert settings.allowed_detector(path) == path
-    assert load_detector(settings.allowed_detector(path), allow_untrained=True, cache=False).family == "timm-cnn"
+    assert load_detector(settings.allowed_detector(path), allow_untrained=True, cache=False).kind == "timm-cnn"
 
 
 def test_public_mode_service_refuses_an_absolute_path_to_the_bundled_default(monkeypatch):
@@ -140,7 +140,7 @@ def test_only_the_model_files_are_fetched_and_the_model_loads(local_hub, tmp_pat
     _publish(local_hub, "fine/model", folder, **{"modeling_evil.py": b"raise SystemExit\n",
                                                   "optimizer.pt": b"pickled", "data/train.csv": b"a,b\n"})
     detector = load_detector("fine/model", allow_untrained=True, cache=False)
-    assert detector.family == "timm-cnn"
+    assert detector.kind == "timm-cnn"
     assert _fetched(local_hub, "fine/model") == sorted(p.name for p in folder.iterdir() if p.is_file())
 
 
@@ -206,10 +206,9 @@ def test_upload_limits_come_from_one_place_and_the_cli_applies_them(monkeypatch)
 # -- held analyses ------------------------------------------------------------------------------
 
 
-def _result(faces: int, frames: int = 4, side: int = 480) -> AnalysisResult:
+def _result(faces: int) -> AnalysisResult:
     rng = np.random.default_rng(faces)
-    result = AnalysisResult(input="clip.mp4", kind="video", detector="test",
-                            frames=[rng.integers(0, 255, (side, side, 3), dtype=np.uint8) for _ in range(frames)])
+    result = AnalysisResult(input="clip.mp4", kind="video", detector="test")
     for i in range(faces):
         result.faces.append(FaceResult(frame=i, track=0, box=[0, 0, 10, 10], face_confidence=0.9,
                                        fake_probability=float(rng.random()), probabilities={}, crop_box=[0, 0, 10, 10],
@@ -220,10 +219,14 @@ def _result(faces: int, frames: int = 4, side: int = 480) -> AnalysisResult:
 
 
 def test_holding_an_analysis_drops_frames_and_caps_its_faces():
+    from forensics import service
+
     result = _result(faces=70)
     before = held.result_bytes(result)
-    held.slim(result)
-    assert result.frames == []
+    frames = [np.full((480, 480, 3), n, np.uint8) for n in range(4)]
+    session = service.hold(service.Session(result, "test", frames=list(frames)))
+    # the one frame the report shows stays (the most suspicious face's; no sampled indices: the first)
+    assert session.frames[0] is frames[0] and session.frames[1:] == [None] * 3 and session.result is result
     kept = [f for f in result.faces if f.crop is not None]
     assert len(kept) == held.MAX_HELD_FACES
     assert min(f.fake_probability for f in kept) >= max(f.fake_probability for f in result.faces if f.crop is None)
@@ -233,10 +236,15 @@ def test_holding_an_analysis_drops_frames_and_caps_its_faces():
 
 def test_holding_keeps_the_frame_its_report_shows_and_counts_it():
     result = _result(faces=3)
-    frame = result.frames[2]
-    held.slim(result, keep_frames={2})
-    assert result.frames[2] is frame and [f is None for f in result.frames] == [True, True, False, True]
-    assert held.result_bytes(result) >= frame.nbytes  # what is kept counts against the budget
+    frames = [np.full((48, 64, 3), n, np.uint8) for n in range(4)]
+    frame = frames[2]
+    held.slim(result, frames, keep_frames={2})
+    assert frames[2] is frame and [f is None for f in frames] == [True, True, False, True]
+    # what is kept counts against the budget
+    assert held.result_bytes(result, frames) == held.result_bytes(result) + frame.nbytes
+    none_kept = [np.zeros((4, 4, 3), np.uint8)] * 2
+    held.slim(result, none_kept)
+    assert none_kept == []
 
 
 def test_held_analyses_share_one_budget_and_the_oldest_are_released(monkeypatch):
@@ -249,9 +257,11 @@ def test_held_analyses_share_one_budget_and_the_oldest_are_released(monkeypatch)
     monkeypatch.setenv("FORENSICS_SESSION_MEMORY_MB", str(2.5 * size / 2**20))  # room for two
     store = held.HeldResults()
     results = [_result(faces=8) for _ in range(4)]
-    for r in results:
-        store.hold(r)
+    frame_lists = [[np.zeros((8, 8, 3), np.uint8)] for _ in results]
+    for r, frames in zip(results, frame_lists):
+        store.hold(r, frames, keep_frames={0})
     assert [held.is_released(r) for r in results] == [True, True, False, False]
+    assert [len(f) for f in frame_lists] == [0, 0, 1, 1]  # a released analysis's frame goes with it
     assert len(store) == 2 and store.total_bytes() <= 2.5 * size
     assert results[0].fake_probability is None and results[0].faces  # its numbers stay
     session = service.Session(results[0], "default")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from forensics.detectors import available_detectors, fake_label_indices, load_detector, resolve_model_folder
-from forensics.detectors.random_models import KINDS, make_random_detector
+from forensics.detectors import FAMILIES, available_detectors, fake_label_indices, load_detector, resolve_model_folder
+from forensics.detectors.random_models import RANDOM_BUILDS, RANDOM_MODELS, make_random_detector
 from forensics.core import DetectorError
 
 
@@ -21,11 +21,13 @@ def _crops(n: int = 3, size: int = 80) -> list[np.ndarray]:
     return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(n)]
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_every_family_loads_predicts_and_round_trips(kind, model_dirs, tmp_path):
-    folder = model_dirs[kind]
+@pytest.mark.parametrize("model", RANDOM_MODELS + RANDOM_BUILDS)
+def test_every_family_and_build_loads_predicts_and_round_trips(model, model_dirs, onnx_build, tmp_path):
+    base, _, variant = model.partition(":")
+    folder = onnx_build(base) if variant else model_dirs[base]
+    build = f":{variant}" if variant else ""
     assert {"config.json", "model.safetensors", "README.md"} <= {p.name for p in folder.iterdir()}
-    det = load_detector(folder, allow_untrained=True, cache=False)
+    det = load_detector(f"{folder}{build}", allow_untrained=True, cache=False)  # builds load through the registry
     probs = det.predict_crops(_crops())
     assert probs.shape == (3, 2)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
@@ -33,25 +35,29 @@ def test_every_family_loads_predicts_and_round_trips(kind, model_dirs, tmp_path)
     np.testing.assert_allclose(fake, probs[:, 1], atol=1e-6)  # labels (real, fake)
     # A copy of the folder gives the very same numbers: weights and preprocessing are all on disk.
     copy = shutil.copytree(folder, tmp_path / "copy")
-    again = load_detector(copy, allow_untrained=True, cache=False).predict_crops(_crops())
+    again = load_detector(f"{copy}{build}", allow_untrained=True, cache=False).predict_crops(_crops())
     np.testing.assert_allclose(again, probs, atol=1e-5)
     # Frozen: inference never accumulates parameter gradients.
     assert not any(p.requires_grad for p in det.model.parameters())
+    if variant:  # a build scores as its PyTorch model does: float to rounding, int8 nearly
+        pytorch = load_detector(model_dirs[base], allow_untrained=True).predict_crops(_crops())
+        np.testing.assert_allclose(probs, pytorch, atol=1e-4 if variant == "onnx" else 0.02)
+        assert det.name.endswith(build) and det.describe()["kind"] == {"onnx": "onnx-float", "int8": "onnx-int8"}[variant]
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_explanation_hooks_fit_the_model(kind, model_dirs):
-    det = load_detector(model_dirs[kind], allow_untrained=True)
+@pytest.mark.parametrize("model", RANDOM_MODELS)
+def test_explanation_hooks_fit_the_model(model, model_dirs):
+    det = load_detector(model_dirs[model], allow_untrained=True)
     assert det.cam_target_layers, "Grad-CAM needs a target layer"
-    if kind in ("timm-cnn", "patch"):
+    if model in ("timm-cnn", "patch"):
         assert not det.has_attention and det.grid_size is None
-        assert (det.patch_score_module is not None) == (kind == "patch")
+        assert (det.patch_score_module is not None) == (model == "patch")
         return
     assert det.has_attention
     # 64 px input: 8 px patches give 8x8; the hybrid's CNN has stride 16, so 4x4.
-    rows, cols = (4, 4) if kind == "hybrid" else (8, 8)
+    rows, cols = (4, 4) if model == "hybrid" else (8, 8)
     assert det.grid_size == (rows, cols)
-    assert det.num_prefix_tokens == (0 if kind in ("timm-vit-nocls", "hf-siglip") else 1)
+    assert det.num_prefix_tokens == (0 if model in ("timm-vit-nocls", "hf-siglip") else 1)
     with det.capture_attention() as attentions:
         det.model(det.preprocess(_crops(2)))
     tokens = rows * cols + det.num_prefix_tokens
@@ -59,9 +65,15 @@ def test_explanation_hooks_fit_the_model(kind, model_dirs):
     np.testing.assert_allclose(attentions[-1].sum(-1).detach().numpy(), 1.0, atol=1e-4)
 
 
+def test_every_registered_family_provides_random_models_and_the_tests_run_over_them():
+    for family in FAMILIES.values():  # a new family with none would go untested
+        assert family.random_models and set(family.random_models) <= set(RANDOM_MODELS)
+    assert set(RANDOM_BUILDS) == {f"{m}:{v}" for m in RANDOM_MODELS for v in ("onnx", "int8")}
+
+
 def test_hybrid_grid_comes_from_the_cnn_stride(tmp_path):
     det = load_detector(make_random_detector(tmp_path / "h", "hybrid", size=96), allow_untrained=True)
-    assert det.family == "hybrid"
+    assert det.kind == "hybrid"
     assert det.grid_size == (6, 6)  # MobileNetV2 cut at stride 16: 96 / 16
     tokens = det.cam_reshape(torch.zeros(2, 37, 48))
     assert tokens.shape == (2, 48, 6, 6)
@@ -81,7 +93,7 @@ def test_trained_folders_in_the_detector_path_are_listed(model_dirs, tmp_path, m
     (folder / "config.json").write_text(json.dumps(config))
     monkeypatch.setenv("FORENSICS_DETECTORS", str(tmp_path / "zoo"))
     assert available_detectors()["my-cnn"] == folder
-    assert load_detector("my-cnn", cache=False).family == "timm-cnn"
+    assert load_detector("my-cnn", cache=False).kind == "timm-cnn"
 
 
 @pytest.mark.parametrize(
@@ -157,7 +169,7 @@ def test_pickled_weights_are_refused_unless_weights_only(tmp_path, model_dirs, c
         load_detector(folder, allow_untrained=True, cache=False)
     assert "pickle ran" not in capsys.readouterr().out
     torch.save(state, folder / "pytorch_model.bin")  # a plain tensor dict passes weights_only
-    assert load_detector(folder, allow_untrained=True, cache=False).family == "timm-vit"
+    assert load_detector(folder, allow_untrained=True, cache=False).kind == "timm-vit"
 
 
 def _hub_cache(root, repo_id: str, source) -> None:
@@ -178,7 +190,7 @@ def test_hub_ids_resolve_from_the_cache_offline_and_fail_fast_otherwise(tmp_path
     folder = resolve_model_folder("someone/vit-deepfake")
     assert (folder / "config.json").is_file() and "snapshots" in str(folder)
     det = load_detector("someone/vit-deepfake", allow_untrained=True, cache=False)
-    assert det.family == "transformers"
+    assert det.kind == "transformers"
     start = time.perf_counter()
     with pytest.raises(DetectorError, match="offline and not in the local cache"):
         resolve_model_folder("someone/not-cached")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from forensics.detectors import load_detector
-from forensics.detectors.random_models import KINDS, make_random_detector
+from forensics.detectors.random_models import RANDOM_BUILDS, RANDOM_MODELS, make_random_detector
 from forensics.explain import METHODS, ExplainOptions, explain, parse_methods
 from forensics.explain.attention import attention_rollout, last_layer_attention
 from forensics.overlay import colorize, normalize_map, overlay, paste_overlay
@@ -20,9 +20,9 @@ def _batch(det, n=2):
     return det.preprocess(crops)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_every_map_is_finite_crop_sized_and_depends_on_the_target(kind, model_dirs):
-    det = load_detector(model_dirs[kind], allow_untrained=True)
+@pytest.mark.parametrize("model", RANDOM_MODELS)
+def test_every_map_is_finite_crop_sized_and_depends_on_the_target(model, model_dirs):
+    det = load_detector(model_dirs[model], allow_untrained=True)
     batch = _batch(det)
     for_real = explain(det, batch, METHODS, target=0)
     for_fake = explain(det, batch, METHODS, target=1)
@@ -37,6 +37,28 @@ def test_every_map_is_finite_crop_sized_and_depends_on_the_target(kind, model_di
         assert np.isfinite(a).all() and np.isfinite(b).all()
         assert a.min() >= 0.0 and a.max() <= 1.0 + 1e-6
         assert np.abs(a - b).max() > 0.05, f"{method} ignores the target class"
+
+
+@pytest.mark.parametrize("build", RANDOM_BUILDS)
+def test_every_build_gives_the_maps_its_graph_outputs(build, model_dirs, onnx_build):
+    """ONNX builds have no gradients: attention and rollout (class-agnostic) where the model has
+    attention, patch scores where it scores patches, and Grad-CAM skipped with the reason."""
+    model, variant = build.split(":")
+    pytorch = load_detector(model_dirs[model], allow_untrained=True)
+    det = load_detector(f"{onnx_build(model)}:{variant}", allow_untrained=True)
+    batch = _batch(det)
+    result = explain(det, batch, [*METHODS, "patches"])
+    expected = {"attention", "rollout"} if pytorch.has_attention else set()
+    expected |= {"patches"} if pytorch.patch_score_module is not None else set()
+    assert set(result.maps) == expected
+    assert "gradient" in result.skipped["gradcam"] and "gradient" in result.skipped["gradcam++"]
+    for method, maps in result.maps.items():
+        assert maps.shape == (2, det.input_size, det.input_size) and np.isfinite(maps).all()
+        assert maps.min() >= 0.0 and maps.max() <= 1.0 + 1e-6
+    if variant == "onnx":  # the float build's maps are PyTorch's class-agnostic maps
+        same = explain(pytorch, batch, list(expected), options=ExplainOptions(class_weighted=False))
+        for method in expected:
+            np.testing.assert_allclose(result.maps[method], same.maps[method], atol=1e-3, err_msg=method)
 
 
 def test_class_agnostic_attention_does_not_depend_on_the_target(model_dirs):

@@ -37,7 +37,7 @@ class RegionMean(nn.Module):
 
 
 class RegionDetector(Detector):
-    family = "test-region"
+    kind = "test-region"
 
     @property
     def cam_target_layers(self) -> list[nn.Module]:
@@ -45,7 +45,7 @@ class RegionDetector(Detector):
 
 
 def _detector(model: nn.Module | None = None) -> Detector:
-    info = DetectorInfo(name="region", family="test-region", labels=["real", "fake"], input_size=SIZE)
+    info = DetectorInfo(name="region", labels=["real", "fake"], input_size=SIZE)
     return RegionDetector(model or RegionEnergy(), info)
 
 

@@ -70,7 +70,7 @@ def test_transformers_vit_classifier_published_by_others_loads_from_the_cache(hu
                   architectures=["ViTForImageClassification"], _name_or_path="google/vit-base-patch16-224-in21k")
     _publish(hub_cache, "someone/vit-deepfake", folder)
     detector = load_detector("someone/vit-deepfake", cache=False)
-    assert detector.family == "transformers" and detector.labels == labels
+    assert detector.kind == "transformers" and detector.labels == labels
     assert detector.describe()["fake_labels"] == fake
     crops = [torch.randint(0, 255, (32, 32, 3), dtype=torch.uint8).numpy()]
     probabilities = detector.predict_crops(crops)
@@ -86,9 +86,9 @@ def test_timm_hf_hub_model_with_revisions_loads_from_the_cache(hub_cache, tmp_pa
     assert resolve_model_folder("timm-user/face-vit@v1") == first  # a branch or tag
     assert resolve_model_folder(f"timm-user/face-vit@{SHA}") == first  # a commit
     detector = load_detector("timm-user/face-vit@v1", cache=False)
-    assert detector.family == "timm-vit" and detector.labels == ["authentic", "manipulated"]
+    assert detector.kind == "timm-vit" and detector.labels == ["authentic", "manipulated"]
     assert detector.describe()["fake_labels"] == ["manipulated"]
-    assert load_detector("timm-user/face-vit", cache=False).family == "timm-cnn"
+    assert load_detector("timm-user/face-vit", cache=False).kind == "timm-cnn"
     with pytest.raises(DetectorError, match="offline and not in the local cache"):
         resolve_model_folder("timm-user/face-vit@v9")
 
@@ -110,7 +110,7 @@ def test_pickled_only_weights_are_refused_and_remote_code_never_runs(hub_cache, 
     # A plain state dict in a .bin is tensors only: weights_only accepts it.
     torch.save(state, folder / "pytorch_model.bin")
     _publish(hub_cache, "fair/pickled", folder)
-    assert load_detector("fair/pickled", cache=False).family == "timm-cnn"
+    assert load_detector("fair/pickled", cache=False).kind == "timm-cnn"
 
     # Remote code: the config points at a module in the repo; it is never imported.
     vit = _as_published(make_random_detector(tmp_path / "remote", "hf-vit", size=32),
@@ -118,7 +118,7 @@ def test_pickled_only_weights_are_refused_and_remote_code_never_runs(hub_cache, 
     marker = tmp_path / "remote-code-ran"
     (vit / "modeling_evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
     _publish(hub_cache, "evil/remote-code", vit)
-    assert load_detector("evil/remote-code", cache=False).family == "transformers"
+    assert load_detector("evil/remote-code", cache=False).kind == "transformers"
     assert not marker.exists()
 
 
@@ -145,7 +145,7 @@ def test_online_a_repo_without_safetensors_has_its_bin_fetched_and_checked(tmp_p
         detector = load_detector("old/bin-only@v2", cache=False)
     finally:
         server.shutdown()
-    assert detector.family == "timm-cnn"
+    assert detector.kind == "timm-cnn"
     fetched = sorted(path.rsplit("/", 1)[1] for path, _ in _FakeHub.requests if path.startswith("GET /old/bin-only/resolve"))
     assert fetched == ["README.md", "config.json", "pytorch_model.bin"]
     assert any(path == "GET /api/models/old/bin-only/tree/v2" for path, _ in _FakeHub.requests)

@@ -94,27 +94,39 @@ def photo():
 
 
 @pytest.fixture(scope="module")
-def photo_result(analyzer, photo):
-    result = analyzer.analyze(photo)
-    assert result.error is None and len(result.faces) == 2
-    return result
+def photo_analysis(analyzer, photo):
+    result, frames = analyzer.analyze_with_frames(photo)
+    assert result.error is None and len(result.faces) == 2 and len(frames) == 1
+    return result, frames
 
 
 @pytest.fixture(scope="module")
-def video_result(analyzer):
-    result = analyzer.analyze(data_path("video/hamilton_clip.mp4"))
-    assert result.error is None and result.kind == "video" and result.tracks
-    return result
+def photo_result(photo_analysis):
+    return photo_analysis[0]
 
 
 @pytest.fixture(scope="module")
-def photo_html(photo_result, detector):
-    return report_html(photo_result, extra=detector_extra(detector))
+def video_analysis(analyzer):
+    result, frames = analyzer.analyze_with_frames(data_path("video/hamilton_clip.mp4"))
+    assert result.error is None and result.kind == "video" and result.tracks and len(frames) == 4
+    return result, frames
 
 
 @pytest.fixture(scope="module")
-def video_html(video_result, detector):
-    return report_html(video_result, extra=detector_extra(detector))
+def video_result(video_analysis):
+    return video_analysis[0]
+
+
+@pytest.fixture(scope="module")
+def photo_html(photo_analysis, detector):
+    result, frames = photo_analysis
+    return report_html(result, extra=detector_extra(detector), frames=frames)
+
+
+@pytest.fixture(scope="module")
+def video_html(video_analysis, detector):
+    result, frames = video_analysis
+    return report_html(result, extra=detector_extra(detector), frames=frames)
 
 
 # -- JSON -----------------------------------------------------------------------------------------
@@ -132,7 +144,7 @@ def test_json_report_round_trips_with_hash_time_detector_and_input(photo_result,
     assert abs(datetime.now(timezone.utc) - generated) < timedelta(minutes=5)
     assert report["tool"] == "Deepfake Forensics Studio" and report["tool_version"] == forensics.__version__
     assert report["detector"]["name"] == detector.name == photo_result.detector
-    assert report["detector"]["family"] == "timm-vit" and report["detector"]["labels"] == detector.labels
+    assert report["detector"]["kind"] == "timm-vit" and report["detector"]["labels"] == detector.labels
     assert report["detector"]["threshold"] == detector.threshold and report["detector"]["trained"] is False
     assert "path" not in report["detector"], "the analyst's folders stay out of a report"
     assert len(data["faces"]) == len(photo_result.faces) == 2
@@ -140,12 +152,12 @@ def test_json_report_round_trips_with_hash_time_detector_and_input(photo_result,
 
 
 def test_json_extra_is_merged_but_the_result_wins(photo_result):
-    report = report_json(photo_result, extra={"detector": {"name": "an impostor", "family": "timm-cnn"},
+    report = report_json(photo_result, extra={"detector": {"name": "an impostor", "kind": "timm-cnn"},
                                               "input": {"uploaded_by": "case 17"}, "case": "A-42"})["report"]
-    assert report["detector"]["name"] == photo_result.detector and report["detector"]["family"] == "timm-cnn"
+    assert report["detector"]["name"] == photo_result.detector and report["detector"]["kind"] == "timm-cnn"
     assert report["input"]["uploaded_by"] == "case 17" and report["extra"] == {"case": "A-42"}
     plain = report_json(photo_result)["report"]["detector"]
-    assert plain["labels"] == list(photo_result.faces[0].probabilities) and plain["family"] is None
+    assert plain["labels"] == list(photo_result.faces[0].probabilities) and plain["kind"] is None
 
 
 def test_write_report_json_is_complete_and_leaves_no_temporary_file(photo_result, tmp_path):
@@ -198,7 +210,7 @@ def _rows(page: _Page, css: str) -> int:
     return rows
 
 
-def test_embedded_images_decode_to_plausible_sizes(photo_html, photo):
+def test_embedded_images_decode_to_plausible_sizes(photo_html, photo, photo_result):
     page = _Page(photo_html)
     (annotated,) = page.find("img", "annotated-image")
     image = _decode(annotated["src"])
@@ -208,6 +220,8 @@ def test_embedded_images_decode_to_plausible_sizes(photo_html, photo):
     crop = _decode(page.find("img", "crop")[0]["src"])
     overlay = _decode(page.find("img", "overlay")[0]["src"])
     assert crop.size == overlay.size == (64, 64) and overlay.format == "PNG"  # the detector's input size
+    # The frames are not part of the result: without them (a held analysis) the page has no annotated image.
+    assert "frames" not in photo_result.to_dict() and not _Page(report_html(photo_result)).find("img", "annotated-image")
 
 
 # -- HTML: video ----------------------------------------------------------------------------------

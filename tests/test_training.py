@@ -283,7 +283,7 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     model_dir = run / "model"
     det = load_detector(model_dir)  # trained: loads without allow_untrained
-    assert det.family == "hybrid" and det.input_size == 64 and det.labels == ["real", "fake"]
+    assert det.kind == "hybrid" and det.input_size == 64 and det.labels == ["real", "fake"]
     assert det.info.face_margin == pytest.approx(0.1)  # inference crops faces as training did
     assert det.info.face_framing == "landmarks"
     cached = json.loads((tmp_path / "cache" / "index.json").read_text())

@@ -306,7 +306,7 @@ def summarise(det: Detector, rows: list[dict], methods: list[str], costs: dict[s
     return {
         "detector": det.name,
         "detector_path": str(det.path),
-        "family": det.family,
+        "kind": det.kind,
         "faces": faces,
         "limit": limit,
         "faces_from": f"{faces} self-blended fakes of {len(set(groups))} real faces: {where}",
@@ -395,7 +395,7 @@ def markdown_table(report: dict) -> str:
         return f"{text} [{fmt.format(low)}, {fmt.format(high)}]" if low is not None else text
 
     partial = " **Stopped early: partial.**" if report.get("partial") else ""
-    lines = [f"**`{report['detector']}`** ({report['family']}): {report['faces_from']}{partial}; mean P(fake) "
+    lines = [f"**`{report['detector']}`** ({report['kind']}): {report['faces_from']}{partial}; mean P(fake) "
              f"{report['mean_p_fake']}, {report['share_called_fake'] * 100:.0f}% called fake. "
              f"Maps explain the fake class; 95% bootstrap intervals.",
              "",

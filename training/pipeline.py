@@ -264,7 +264,7 @@ def detector_info(config: dict, how: str = "trained") -> DetectorInfo:
     labels = list(config["labels"])
     name = config.get("name") or (f"{config['model']}-sbi" if config["sbi"] else config["model"])
     return DetectorInfo(
-        name=name, family="timm", labels=labels, fake_labels=[x for x in labels if x != "real"],
+        name=name, labels=labels, fake_labels=[x for x in labels if x != "real"],
         input_size=int(config["image_size"]), mean=IMAGENET[0], std=IMAGENET[1], trained=True,
         version=str(config["version"]), face_margin=float(config.get("face_margin", 0.3)),
         face_framing=str(config.get("face_framing", "box")),

@@ -24,4 +24,4 @@ class ImageTab(media.MediaTab):
                       progress=gr.Progress()):
         session = media.analyze(image or pasted, detector, methods, 16, target, head_fusion, discard_ratio, progress,
                                 whole_image, score_maps)
-        return self.held({**self.answer(session, alpha), self.annotated: annotated(session.result)})
+        return self.held({**self.answer(session, alpha), self.annotated: annotated(session.result, session.frames)})

@@ -28,7 +28,7 @@ def verdict(result: AnalysisResult) -> str | None:
 
 def frames_with_faces(result: AnalysisResult) -> tuple[int, int]:
     """(sampled frames in which a face was found, sampled frames)."""
-    sampled = len(result.media.sampled_indices or result.frames or [0])
+    sampled = len(result.media.sampled_indices or [0])
     return len({f.frame for f in result.faces if not f.fallback}), sampled
 
 

@@ -30,7 +30,7 @@ class VideoTab(media.MediaTab):
                                 whole_image, score_maps)
         result = session.result
         return self.held({**self.answer(session, alpha), self.timeline: timeline_figure(result),
-                          self.frames_gallery: suspicious_frames(result, alpha=alpha),
+                          self.frames_gallery: suspicious_frames(result, session.frames, alpha=alpha),
                           self.table: present.face_table(result)})
 
     def pick_frame(self, session, evt: gr.SelectData):

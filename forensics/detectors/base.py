@@ -67,7 +67,6 @@ class DetectorInfo:
     """The ``forensics`` block of a model folder's ``config.json``: what inference needs to know."""
 
     name: str
-    family: str
     labels: list[str]
     fake_labels: list[str] = field(default_factory=list)
     threshold: float = 0.5
@@ -110,7 +109,9 @@ class Detector(ABC):
     activation gradients they read).
     """
 
-    family: ClassVar[str] = ""
+    # What the detector is built as ("timm-vit", "hybrid", "timm-cnn", "patch", "transformers",
+    # "onnx-int8", ...), which says what it can explain; not its family (the registry key that read its folder).
+    kind: ClassVar[str] = ""
     # Whether gradients flow through the model (Grad-CAM, class-weighted attention); ONNX builds: no.
     differentiable: ClassVar[bool] = True
 
@@ -214,7 +215,7 @@ class Detector(ABC):
         Tensors that are part of a graph keep their gradient (``retain_grad``) so that one
         backward pass can weight heads by the target class.
         """
-        raise DetectorError(f"{self.name}: this {self.family} detector has no attention to show")
+        raise DetectorError(f"{self.name}: this {self.kind} detector has no attention to show")
         yield []  # pragma: no cover
 
     @property
@@ -235,7 +236,7 @@ class Detector(ABC):
         params = sum(p.numel() for p in self.model.parameters())
         return {
             "name": self.name,
-            "family": self.family,
+            "kind": self.kind,
             "labels": self.labels,
             "fake_labels": [self.labels[i] for i in self.fake_indices],
             "threshold": self.threshold,
@@ -269,9 +270,12 @@ FAMILIES: dict[str, type["DetectorFamily"]] = {}
 
 
 class DetectorFamily(ABC):
-    """How one kind of model folder is recognised, loaded and written."""
+    """How one kind of model folder is recognised, loaded and written, and the small random models
+    it writes for tests: tests parametrised over the registry cover a new family for free."""
 
-    name: ClassVar[str]
+    name: ClassVar[str]  # the registry key
+    random_models: ClassVar[tuple[str, ...]] = ()  # small, for tests (forensics.detectors.random_models)
+    bench_models: ClassVar[tuple[str, ...]] = ()  # full-size random stand-ins, for benchmarks
 
     @classmethod
     @abstractmethod
@@ -287,6 +291,11 @@ class DetectorFamily(ABC):
     @abstractmethod
     def load(cls, folder: Path, config: dict) -> Detector:
         """Build the detector from a folder (weights from safetensors, never unpickled)."""
+
+    @classmethod
+    @abstractmethod
+    def save_random(cls, folder: Path, model: str, info: DetectorInfo) -> Path:
+        """Write the randomly initialised ``model`` (one of ``random_models`` or ``bench_models``)."""
 
 
 # Other builds of a model folder, loaded as ``<name>:<variant>`` by ``loader(folder, variant)``.

@@ -199,8 +199,7 @@ def write_card(model_dir: str | Path, metrics: dict | None = None) -> Path:
     model_dir = Path(model_dir)
     record = json.loads((model_dir / "training.json").read_text()) if (model_dir / "training.json").is_file() else {}
     config = read_config(model_dir)
-    info = DetectorInfo.from_dict({**config.get("forensics", {}), "family": "timm",
-                                   "labels": config.get("label_names", [])})
+    info = DetectorInfo.from_dict({**config.get("forensics", {}), "labels": config.get("label_names", [])})
     return write_model_card(model_dir, info, config.get("architecture", "?"), "timm", extra=card_text(record, metrics))
 
 

@@ -27,6 +27,7 @@ from forensics.detectors.base import VARIANTS as REGISTERED_VARIANTS
 from forensics.detectors.base import Detector, DetectorInfo, family_for
 
 VARIANT_TITLES = {"onnx": "ONNX float", "int8": "ONNX int8"}
+VARIANT_KINDS = {"onnx": "onnx-float", "int8": "onnx-int8"}  # what Detector.kind says of a build
 BUILD_NAME = "onnx.json"  # how the builds were made (forensics.int8.quantize)
 INPUT_NAME = "pixel_values"
 
@@ -70,9 +71,12 @@ class OnnxDetector(Detector):
         self.variant = variant
         self.build = build
         self.file = path / VARIANTS[variant]
-        self.family = f"onnx-{variant}"
         self._grid = tuple(build.get("float", {}).get("grid") or ()) or None
         self._prefix = int(build.get("float", {}).get("prefix_tokens", 0))
+
+    @property
+    def kind(self) -> str:
+        return VARIANT_KINDS[self.variant]
 
     @property
     def has_attention(self) -> bool:
@@ -146,9 +150,8 @@ def read_build(folder: str | Path) -> dict:
 
 
 def load_onnx_detector(folder: Path, variant: str, threads: int | None = None) -> OnnxDetector:
-    """The ONNX build ``variant`` ("onnx" or "int8") of the model folder ``folder``."""
-    if variant not in VARIANTS:
-        raise DetectorError(f"unknown ONNX build {variant!r}; choose from {', '.join(VARIANTS)}")
+    """The ONNX build ``variant`` ("onnx" or "int8") of the model folder ``folder``: registered as
+    the loader of those variants, so ``load_detector("<name>:int8")`` is the way in."""
     path = folder / VARIANTS[variant]
     if not path.is_file():
         raise DetectorError(f"{folder.name}: no {path.name}; make it with `python -m forensics quantize "

@@ -38,7 +38,7 @@ def _attention_modules(model: nn.Module) -> list[nn.Module]:
 class TimmViTDetector(Detector):
     """A timm VisionTransformer (or the hybrid, whose patch tokens come from a CNN)."""
 
-    family = "timm-vit"
+    kind = "timm-vit"
 
     def __init__(self, model: nn.Module, info: DetectorInfo, path: Path | None = None):
         super().__init__(model, info, path)
@@ -46,8 +46,6 @@ class TimmViTDetector(Detector):
         for module in self._attention:
             # Fused (SDPA) attention never materialises the probabilities: hooks would see nothing.
             module.fused_attn = False
-        if isinstance(getattr(model.patch_embed, "backbone", None), nn.Module):
-            self.family = "hybrid"
 
     @property
     def has_attention(self) -> bool:
@@ -84,10 +82,16 @@ class TimmViTDetector(Detector):
         return [self.model.blocks[-1].norm1]
 
 
+class TimmHybridDetector(TimmViTDetector):
+    """The CNN+ViT hybrid: a ViT whose patch tokens come from a CNN (``patch_embed.backbone``)."""
+
+    kind = "hybrid"
+
+
 class TimmCNNDetector(Detector):
     """A timm CNN: Grad-CAM reads the last feature map before global pooling."""
 
-    family = "timm-cnn"
+    kind = "timm-cnn"
 
     def __init__(self, model: nn.Module, info: DetectorInfo, path: Path | None = None):
         super().__init__(model, info, path)
@@ -101,7 +105,7 @@ class TimmCNNDetector(Detector):
 class TimmPatchDetector(TimmCNNDetector):
     """The patch-level detector: Grad-CAM as for any CNN, plus its own patch-score map."""
 
-    family = "patch"
+    kind = "patch"
 
     @property
     def patch_score_module(self) -> nn.Module:
@@ -140,6 +144,8 @@ def _is_vit(model: nn.Module) -> bool:
 @register_family
 class TimmFamily(DetectorFamily):
     name = "timm"
+    random_models = ("timm-vit", "timm-vit-nocls", "timm-cnn", "hybrid", "patch")
+    bench_models = ("vit-small",)
 
     @classmethod
     def accepts(cls, config: dict) -> bool:
@@ -159,7 +165,7 @@ class TimmFamily(DetectorFamily):
         forensic.setdefault("input_size", int(input_size[-1]))
         forensic.setdefault("mean", pretrained.get("mean", (0.485, 0.456, 0.406)))
         forensic.setdefault("std", pretrained.get("std", (0.229, 0.224, 0.225)))
-        return DetectorInfo.from_dict({**forensic, "family": "timm", "labels": list(labels)})
+        return DetectorInfo.from_dict({**forensic, "labels": list(labels)})
 
     @classmethod
     def load(cls, folder: Path, config: dict) -> Detector:
@@ -174,7 +180,31 @@ class TimmFamily(DetectorFamily):
         model.load_state_dict(read_state_dict(folder), strict=True)
         if hasattr(model, "patch_scores"):
             return TimmPatchDetector(model, info, folder)
-        return (TimmViTDetector if _is_vit(model) else TimmCNNDetector)(model, info, folder)
+        if not _is_vit(model):
+            return TimmCNNDetector(model, info, folder)
+        cnn_tokens = isinstance(getattr(model.patch_embed, "backbone", None), nn.Module)
+        return (TimmHybridDetector if cnn_tokens else TimmViTDetector)(model, info, folder)
+
+    @classmethod
+    def save_random(cls, folder: Path, model: str, info: DetectorInfo) -> Path:
+        architecture, args = _random_spec(model, info.input_size)
+        network = timm.create_model(architecture, pretrained=False, num_classes=len(info.labels), **args)
+        return save_timm_detector(network, folder, architecture, info, model_args=args)
+
+
+def _random_spec(model: str, size: int) -> tuple[str, dict]:
+    """The timm architecture and arguments of a random model: tiny ViTs (8 px patches), the smallest
+    MobileNetV3, the hybrid and the patch CNN; ViT-Small at full size for benchmarks."""
+    vit = dict(img_size=size, patch_size=8, embed_dim=48, depth=2, num_heads=3)
+    specs = {"timm-vit": ("vit_tiny_patch16_224", vit),
+             "timm-vit-nocls": ("vit_tiny_patch16_224", dict(vit, class_token=False, global_pool="avg")),
+             "timm-cnn": ("mobilenetv3_small_050", {}),
+             "hybrid": ("forensics_hybrid_mnv2_vit", dict(img_size=size, embed_dim=48, depth=2, num_heads=3)),
+             "patch": ("forensics_patch_cnn", {}),
+             "vit-small": ("vit_small_patch16_224", dict(img_size=size))}
+    if model not in specs:
+        raise ValueError(f"unknown random timm model {model!r}; choose from {', '.join(specs)}")
+    return specs[model]
 
 
 def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
@@ -230,7 +260,7 @@ def save_timm_detector(
             "crop_pct": 1.0,
             "num_classes": len(info.labels),
         },
-        "forensics": {k: v for k, v in info.to_dict().items() if k not in ("labels", "family")},
+        "forensics": {k: v for k, v in info.to_dict().items() if k != "labels"},
     }
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(folder / WEIGHTS_NAME) as tmp:

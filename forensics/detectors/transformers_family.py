@@ -48,7 +48,7 @@ class _LogitsOnly(nn.Module):
 
 
 class TransformersDetector(Detector):
-    family = "transformers"
+    kind = "transformers"
 
     def __init__(self, model: nn.Module, info: DetectorInfo, path: Path | None = None):
         super().__init__(_LogitsOnly(model), info, path)
@@ -107,6 +107,7 @@ def _encoder_layers(model: nn.Module) -> nn.ModuleList:
 @register_family
 class TransformersFamily(DetectorFamily):
     name = "transformers"
+    random_models = ("hf-vit", "hf-siglip")
 
     @classmethod
     def accepts(cls, config: dict) -> bool:
@@ -126,7 +127,7 @@ class TransformersFamily(DetectorFamily):
         mean, std = _normalisation(folder)
         forensic.setdefault("mean", mean)
         forensic.setdefault("std", std)
-        return DetectorInfo.from_dict({**forensic, "family": "transformers", "labels": labels})
+        return DetectorInfo.from_dict({**forensic, "labels": labels})
 
     @classmethod
     def load(cls, folder: Path, config: dict) -> Detector:
@@ -147,6 +148,24 @@ class TransformersFamily(DetectorFamily):
             raise DetectorError(f"{folder}: transformers cannot load this model ({' '.join(str(exc).split())})") from exc
         return TransformersDetector(model, info, folder)
 
+    @classmethod
+    def save_random(cls, folder: Path, model: str, info: DetectorInfo) -> Path:
+        """A two-layer ViT or SigLIP vision tower (8 px patches, width 48)."""
+        from transformers import SiglipConfig, SiglipForImageClassification, ViTConfig, ViTForImageClassification
+
+        labels = dict(num_labels=len(info.labels), id2label=dict(enumerate(info.labels)),
+                      label2id={name: i for i, name in enumerate(info.labels)})
+        tower = dict(image_size=info.input_size, patch_size=8, hidden_size=48, num_hidden_layers=2,
+                     num_attention_heads=3, intermediate_size=96)
+        if model == "hf-vit":
+            return save_transformers_detector(ViTForImageClassification(ViTConfig(**tower, **labels)), folder, info)
+        if model == "hf-siglip":
+            text = dict(hidden_size=48, num_hidden_layers=1, num_attention_heads=3, intermediate_size=96, vocab_size=64,
+                        bos_token_id=1, eos_token_id=2, pad_token_id=0)
+            config = SiglipConfig(vision_config=tower, text_config=text, **labels)
+            return save_transformers_detector(SiglipForImageClassification(config), folder, info)
+        raise ValueError(f"unknown random transformers model {model!r}; choose from {', '.join(cls.random_models)}")
+
 
 def _normalisation(folder: Path) -> tuple[list[float], list[float]]:
     path = folder / "preprocessor_config.json"
@@ -166,7 +185,7 @@ def save_transformers_detector(model: nn.Module, folder: str | Path, info: Detec
     model.config.label2id = {name: i for i, name in enumerate(info.labels)}
     model.save_pretrained(folder, safe_serialization=True)
     config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
-    config["forensics"] = {k: v for k, v in info.to_dict().items() if k not in ("labels", "family")}
+    config["forensics"] = {k: v for k, v in info.to_dict().items() if k != "labels"}
     write_atomic(folder / CONFIG_NAME, config)
     write_atomic(
         folder / "preprocessor_config.json",

@@ -100,15 +100,15 @@ def _explain(detector: Detector, batch: torch.Tensor, methods: Sequence[str], ta
     attention_wanted = [m for m in methods if m in ATTENTION_METHODS]
     if attention_wanted and not detector.has_attention:
         for m in attention_wanted:
-            skipped[m] = f"{detector.family} detector has no attention layers"
+            skipped[m] = f"{detector.kind} detector has no attention layers"
         attention_wanted = []
     patches_wanted = "patches" in methods and detector.patch_score_module is not None
     if "patches" in methods and not patches_wanted:
-        skipped["patches"] = f"{detector.family} detector does not score patches"
+        skipped["patches"] = f"{detector.kind} detector does not score patches"
     cam_wanted = [m for m in methods if m in CAM_METHODS]
     if not detector.differentiable:
         for m in cam_wanted:
-            skipped[m] = f"{detector.family} detector has no gradients (Grad-CAM needs the PyTorch model)"
+            skipped[m] = f"{detector.kind} detector has no gradients (Grad-CAM needs the PyTorch model)"
         cam_wanted = []
         options = ExplainOptions(options.head_fusion, options.discard_ratio, class_weighted=False)
     needs_backward = bool(cam_wanted) or (bool(attention_wanted) and options.class_weighted)

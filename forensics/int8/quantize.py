@@ -122,7 +122,7 @@ def export_onnx(detector: Detector, path: str | Path, attention: bool = True, op
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     record = {"file": path.name, "exporter": exporter, "opset": opset, "outputs": names,
-              "max_abs_error_vs_pytorch": errors, "bytes": path.stat().st_size, "family": detector.family}
+              "max_abs_error_vs_pytorch": errors, "bytes": path.stat().st_size, "kind": detector.kind}
     if "attentions" in names:  # what the maps need to lay tokens on the face
         record["grid"] = list(detector.grid_size)
         record["prefix_tokens"] = int(detector.num_prefix_tokens)

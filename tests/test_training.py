@@ -485,3 +485,40 @@ def test_three_class_labels_self_blends_manipulated_and_grows_a_binary_head(tmp_
     w, b = binary.head.weight.detach(), binary.head.bias.detach()
     assert torch.equal(three.head.weight[:2], w) and torch.equal(three.head.weight[2], w[1])
     assert torch.equal(three.head.bias, torch.cat([b, b[1:]]))
+
+
+def test_cross_identity_swap_puts_another_face_in_the_mask(tmp_path, face_detector):
+    """Two real FFHQ faces (MTCNN crops and landmarks): the swap replaces the target's face with the
+    source's, colour-matched to the target, touches nothing outside its mask (alpha), and stays
+    inside the frame under Poisson blending; partners are other identities with the nearest turn."""
+    from training.datasets import SelfBlendedPairs
+    from training.swap import face_swap, partners, yaw_proxy
+
+    samples = [Sample(str(data_path(f"faces/real/ffhq/ffhq_{i}.jpg")), "real", "FFHQ", str(i)) for i in (1, 2)]
+    cache = FaceCropCache(tmp_path / "cache", size=128, margin=0.0, face_detector=face_detector, framing="landmarks")
+    target, source = cache.build(samples, progress=False)
+    t_img, s_img = load_crop(target), load_crop(source)
+    t_pts, s_pts = np.asarray(target.landmarks, np.float32), np.asarray(source.landmarks, np.float32)
+    fake, mask = face_swap(t_img, t_pts, s_img, s_pts, np.random.default_rng(0), poisson=0.0)
+    assert fake.shape == t_img.shape and fake.dtype == np.uint8
+    assert np.array_equal(fake[mask < 1e-3], t_img[mask < 1e-3])
+    inner = mask > 0.7
+    assert inner.sum() > 0.15 * mask.size  # the face, not a speck
+    changed = np.abs(fake.astype(int) - t_img.astype(int))[inner].mean()
+    assert changed > 8  # another person's features
+    # colour-matched: the fake's mean colour in the mask is nearer the target's than the source's own
+    assert np.abs(fake[inner].mean(0) - t_img[inner].mean(0)).sum() < np.abs(s_img[inner].mean(0) - t_img[inner].mean(0)).sum() + 1
+    poisson, hard = face_swap(t_img, t_pts, s_img, s_pts, np.random.default_rng(0), poisson=1.0)
+    assert set(np.unique(hard)) <= {0.0, 1.0} and np.array_equal(poisson[hard == 0], t_img[hard == 0])
+    assert 0.15 < hard.mean() < 0.7  # the face and the band Poisson editing shifts around it
+    assert np.abs(poisson.astype(int) - t_img.astype(int))[hard == 1].mean() > 4
+
+    mirrored = t_pts.copy()
+    mirrored[:, 0] = 127 - mirrored[:, 0]
+    mirrored = mirrored[[1, 0, 2, 4, 3]]  # a mirrored face's left eye is the original's right
+    assert yaw_proxy(mirrored) == pytest.approx(-yaw_proxy(t_pts), abs=1e-5)
+    pts = [np.array([[40, 50], [80, 50], [60 + dx, 70], [45, 90], [75, 90]], np.float32) for dx in (0, 1, 12, 2)]
+    assert [list(p) for p in partners(pts, ["a", "a", "b", "c"], nearest=2)] == [[3, 2], [3, 2], [3, 1], [1, 0]]
+    pairs = SelfBlendedPairs([target, source], 64, 0, 1, train=True, swap=1.0)
+    images, labels = pairs[0]
+    assert labels == [0, 1] and images[1].shape == images[0].shape and not np.array_equal(images[0], images[1])

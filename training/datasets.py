@@ -13,6 +13,7 @@ from forensics.preprocess import to_tensor
 from training import augment
 from training.data import CachedFace, load_crop
 from training.sbi import self_blend
+from training.swap import face_swap, partners
 
 
 class LabelledFaces(Dataset):
@@ -42,9 +43,14 @@ class SelfBlendedPairs(Dataset):
     """
 
     def __init__(self, faces: Sequence[CachedFace], size: int, real_label: int, fake_label: int,
-                 train: bool = True, seed: int = 0, aug: dict | None = None, downscale: float = 0.0):
+                 train: bool = True, seed: int = 0, aug: dict | None = None, downscale: float = 0.0,
+                 swap: float = 0.0):
         self.faces, self.size, self.train, self.seed = list(faces), size, train, seed
         self.downscale = downscale  # share of blended-in copies shrunk and enlarged (``self_blend``)
+        # share of fakes that are cross-identity swaps (training.swap) instead of self-blends
+        self.swap = swap
+        self.partners = partners([np.asarray(f.landmarks) for f in self.faces], [f.group for f in self.faces]) \
+            if swap > 0 else []
         self.real_label, self.fake_label = real_label, fake_label
         self.aug = dict(aug or {})  # keyword options of ``augment.draw_params``
         self.epoch = 0
@@ -56,7 +62,12 @@ class SelfBlendedPairs(Dataset):
         face = self.faces[i]
         image = load_crop(face)
         rng = np.random.default_rng((self.seed, self.epoch if self.train else 0, i))
-        fake, _ = self_blend(image, np.asarray(face.landmarks, np.float32), rng, downscale=self.downscale)
+        if self.swap > 0 and len(self.partners[i]) and rng.random() < self.swap:
+            other = self.faces[int(rng.choice(self.partners[i]))]
+            fake, _ = face_swap(image, np.asarray(face.landmarks, np.float32), load_crop(other),
+                                np.asarray(other.landmarks, np.float32), rng)
+        else:
+            fake, _ = self_blend(image, np.asarray(face.landmarks, np.float32), rng, downscale=self.downscale)
         params = augment.draw_params(rng, **self.aug) if self.train else _identity()
         return ([augment.apply(image, params, self.size), augment.apply(fake, params, self.size)],
                 [self.real_label, self.fake_label])

@@ -115,10 +115,11 @@ def cap_per_source(samples: Sequence[Sample], most: int, seed: int) -> list[Samp
 
 
 def face_datasets(faces: Sequence[CachedFace], labels: Sequence[str], size: int, sbi: bool, train: bool,
-                  seed: int, aug: dict | None = None, sbi_downscale: float = 0.0) -> Dataset:
+                  seed: int, aug: dict | None = None, sbi_downscale: float = 0.0, swap: float = 0.0) -> Dataset:
     """Reals paired with self-blended fakes (when ``sbi``), plus every labelled fake as it is;
     ``aug``: the training augmentation's options (:func:`augment_options`); ``sbi_downscale``: the
-    share of self-blends whose blended-in copy is shrunk and enlarged (training sets only)."""
+    share of self-blends whose blended-in copy is shrunk and enlarged; ``swap``: the share of those
+    fakes made as cross-identity face swaps instead (both for training sets only)."""
     real = labels.index("real")
     # Self-blends are the "manipulated" class of a three-class model (real / manipulated / synthetic).
     fake = labels.index("manipulated" if "manipulated" in labels else "fake")
@@ -126,7 +127,8 @@ def face_datasets(faces: Sequence[CachedFace], labels: Sequence[str], size: int,
     others = [f for f in faces if f.label != "real"]
     parts: list[Dataset] = []
     if sbi:
-        parts.append(SelfBlendedPairs(reals, size, real, fake, train=train, seed=seed, aug=aug, downscale=sbi_downscale))
+        parts.append(SelfBlendedPairs(reals, size, real, fake, train=train, seed=seed, aug=aug, downscale=sbi_downscale,
+                                      swap=swap))
     else:
         others = list(faces)
     if others:
@@ -201,7 +203,7 @@ def run_training(config: dict, command: str | None = None) -> dict:
     train_faces, val_faces = split_faces(faces, config)
     size = int(config["image_size"])
     train_set = face_datasets(train_faces, labels, size, config["sbi"], True, config["seed"], augment_options(config),
-                              float(config.get("sbi_downscale", 0.0)))
+                              float(config.get("sbi_downscale", 0.0)), float(config.get("swap", 0.0)))
     select_faces = selection_faces(val_faces, config)
     val_set = selection_set(select_faces, config)
     model, arch, model_args = build_model(config["model"], len(labels), config["pretrained"], size)

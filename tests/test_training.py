@@ -522,3 +522,30 @@ def test_cross_identity_swap_puts_another_face_in_the_mask(tmp_path, face_detect
     pairs = SelfBlendedPairs([target, source], 64, 0, 1, train=True, swap=1.0)
     images, labels = pairs[0]
     assert labels == [0, 1] and images[1].shape == images[0].shape and not np.array_equal(images[0], images[1])
+
+
+def test_h264_reencode_is_a_real_codec_pass_and_leaves_old_draws_alone():
+    """Off (the default), the draws are those of earlier runs; on, a real FFHQ face goes through
+    libx264 and back (odd sizes too): the harder the rate factor, the more detail is lost, and it
+    replaces the JPEG pass."""
+    import cv2
+
+    from forensics.media import load_image
+    from training import augment
+
+    old = augment.draw_params(np.random.default_rng(7), jpeg_prob=0.9)
+    assert old == augment.draw_params(np.random.default_rng(7), jpeg_prob=0.9, h264_prob=0.0) and old.h264 == 0
+    drawn = [augment.draw_params(np.random.default_rng(i), h264_prob=0.5) for i in range(200)]
+    assert 60 < sum(p.h264 > 0 for p in drawn) < 140 and all(p.h264 == 0 or 23 <= p.h264 <= 40 for p in drawn)
+
+    face = cv2.resize(load_image(data_path("faces/real/ffhq/ffhq_1.jpg")), (161, 131), interpolation=cv2.INTER_AREA)
+    errors = []
+    for crf in (23, 40):
+        out = augment.h264(face, crf)
+        assert out.shape == face.shape and out.dtype == np.uint8
+        errors.append(np.abs(out.astype(int) - face.astype(int)).mean())
+    assert 0.5 < errors[0] < errors[1] < 20  # a codec pass, not noise or a blank frame
+    identity = augment.AugmentParams(False, (1.0, 0.0, 0.0), 0.0, 1.0, 0, 1.0, 95, False)
+    via_apply = augment.apply(face, augment.AugmentParams(**{**identity.__dict__, "h264": 40}), 96)
+    assert np.array_equal(via_apply, augment.apply(augment.h264(face, 40), augment.AugmentParams(
+        **{**identity.__dict__, "jpeg": None}), 96))  # H.264 instead of the JPEG pass, before the resize

@@ -1,6 +1,7 @@
 """Augmentations applied identically to a real face and its pseudo-fake, so that nothing but the
 manipulation separates them: flips, small crops, colour, blur, resizing and compression (JPEG
 quality 30..100, and a video-codec-like pass: chroma blur plus heavy JPEG) and, when asked for,
+real H.264 (libx264 through PyAV, constant rate factor 23..40: what video sites do to a face),
 sharpening and sensor-like noise (sources differ in sharpness: UTKFace's crops are soft, FFHQ's
 crisp; measured, that was not what a new source's score hinged on, see the README)."""
 
@@ -27,12 +28,13 @@ class AugmentParams:
     sharpen: float = 0.0  # unsharp-mask amount (0: none)
     noise: float = 0.0  # Gaussian noise sigma in pixel units (0: none)
     noise_seed: int = 0
+    h264: int = 0  # H.264 constant rate factor of a re-encode (0: none; replaces JPEG and codec_like)
 
 
 def draw_params(rng: np.random.Generator, strength: float = 1.0, jpeg_prob: float = 0.75,
-                sharpen_prob: float = 0.0, noise_prob: float = 0.0) -> AugmentParams:
-    """One random set of augmentation parameters (shared by a real and its fake). The sharpening
-    and noise draws come last and only when asked for, so runs without them draw exactly as before."""
+                sharpen_prob: float = 0.0, noise_prob: float = 0.0, h264_prob: float = 0.0) -> AugmentParams:
+    """One random set of augmentation parameters (shared by a real and its fake). The sharpening,
+    noise and H.264 draws come last and only when asked for, so runs without them draw exactly as before."""
     scale = rng.uniform(0.9, 1.0)
     params = AugmentParams(
         flip=bool(rng.random() < 0.5),
@@ -48,6 +50,8 @@ def draw_params(rng: np.random.Generator, strength: float = 1.0, jpeg_prob: floa
         params = replace(params, sharpen=float(rng.uniform(0.5, 3.5)))
     if noise_prob > 0 and rng.random() < noise_prob:
         params = replace(params, noise=float(rng.uniform(1.0, 6.0)), noise_seed=int(rng.integers(2**31)))
+    if h264_prob > 0 and rng.random() < h264_prob:
+        params = replace(params, h264=int(rng.integers(23, 41)))
     return params
 
 
@@ -75,7 +79,9 @@ def apply(image: np.ndarray, p: AugmentParams, size: int) -> np.ndarray:
     if p.noise:
         noise = np.random.default_rng(p.noise_seed).normal(0.0, p.noise, out.shape)
         out = np.clip(np.round(out.astype(np.float32) + noise), 0, 255).astype(np.uint8)
-    if p.codec_like:
+    if p.h264:
+        out = h264(out, p.h264)
+    elif p.codec_like:
         out = video_codec_like(out, quality=30)
     elif p.jpeg is not None:
         out = jpeg(out, p.jpeg)
@@ -95,6 +101,24 @@ def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def h264(image: np.ndarray, crf: int) -> np.ndarray:
+    """Round-trip through H.264 (libx264, one intra frame, 4:2:0 chroma) at constant rate factor
+    ``crf`` (23: a good stream, 40: a heavily compressed one). RGB uint8 in and out, same size."""
+    import av  # PyAV: FFmpeg's libx264 in process (a subprocess per face would cost more than the step)
+
+    h, w = image.shape[:2]
+    even = np.ascontiguousarray(np.pad(image, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge"))
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = even.shape[1], even.shape[0], "yuv420p"
+    encoder.options = {"crf": str(int(crf)), "preset": "veryfast", "tune": "zerolatency"}
+    packets = encoder.encode(av.VideoFrame.from_ndarray(even, format="rgb24")) + encoder.encode(None)
+    decoder = av.CodecContext.create("h264", "r")
+    frames = [f for packet in packets for f in decoder.decode(packet)] + list(decoder.decode(None))
+    if not frames:
+        raise RuntimeError("H.264 round trip produced no frame")
+    return frames[0].to_ndarray(format="rgb24")[:h, :w]
 
 
 def video_codec_like(image: np.ndarray, quality: int = 30) -> np.ndarray:

@@ -41,11 +41,16 @@ _LIBC = _glibc()
 M_ARENA_MAX = -8  # glibc's mallopt parameter
 
 
-def limit_malloc_arenas(arenas: int = 2) -> bool:
-    """Few malloc arenas for the whole server. glibc gives each thread that allocates its own arena
+TRIM_AFTER_IDLE_S = 30.0  # an analysis's freed memory goes back to the system after this long without another
+
+
+def limit_malloc_arenas(arenas: int = 1) -> bool:
+    """One malloc arena for the whole server. glibc gives each thread that allocates its own arena
     (up to 8 per core); a web server runs handlers on dozens of pool threads, and each arena keeps
     the high-water mark of the decoded frames it once held: measured with bench/soak.py, resident
-    memory grew without levelling off. Call before the server starts its threads."""
+    memory grew without levelling off. With one arena, memory one handler thread freed is reused by
+    the next, whichever thread runs it, so it need not be faulted in again (docs/deployment.md).
+    Call before the server starts its threads."""
     return bool(_LIBC is not None and _LIBC.mallopt(M_ARENA_MAX, int(arenas)))
 
 
@@ -53,6 +58,42 @@ def return_freed_memory() -> None:
     """Hand memory freed by the last analysis back to the system (glibc keeps it otherwise)."""
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
+
+
+class IdleTrim:
+    """Freed memory handed back once the server is idle, not after every analysis. Memory handed
+    back must be faulted in again, page by page, by the next analysis: in a served app a 1080p
+    video after six photos paid 0.8-1.1 s of system CPU for it when every analysis trimmed, 0.25 s
+    when the last ones' memory was still there (docs/deployment.md). Each ``arm`` restarts the
+    countdown; an idle server still hands everything back."""
+
+    def __init__(self, delay_s: float = TRIM_AFTER_IDLE_S) -> None:
+        self.delay_s = delay_s
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
+
+    def arm(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = threading.Timer(self.delay_s, self._trim)
+            self._timer.daemon = True
+            self._timer.start()
+
+    @property
+    def pending(self) -> bool:
+        """Whether a trim is waiting for its countdown."""
+        with self._lock:
+            return self._timer is not None
+
+    def _trim(self) -> None:
+        with self._lock:
+            if self._timer is threading.current_thread():  # not one armed since this one fired
+                self._timer = None
+        return_freed_memory()
+
+
+IDLE_TRIM = IdleTrim()
 
 
 def result_bytes(result: Any, frames: Collection[Any] = ()) -> int:
@@ -118,7 +159,7 @@ class HeldResults:
                 held = ref()
                 if held is not None:
                     release(held, held_frames)
-        return_freed_memory()
+        IDLE_TRIM.arm()
 
     def total_bytes(self) -> int:
         return sum(size for ref, size, _ in self._held.values() if ref() is not None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -273,6 +274,38 @@ def test_held_analyses_share_one_budget_and_the_oldest_are_released(monkeypatch)
         service.write_reports(session)  # a report without its crops and maps would mislead: none
     del results[2]  # a session Gradio dropped is forgotten, not counted
     assert len(store) == 1
+
+
+def test_freed_memory_goes_back_once_the_server_is_idle_not_after_every_analysis(monkeypatch):
+    trims = []
+    monkeypatch.setattr(held, "return_freed_memory", lambda: trims.append(1))
+    idle = held.IdleTrim(delay_s=30.0)
+    monkeypatch.setattr(held, "IDLE_TRIM", idle)
+    store = held.HeldResults()
+    store.hold(_result(faces=2))
+    first = idle._timer
+    store.hold(_result(faces=2))  # a second analysis restarts the countdown: one trim waits, not two
+    assert trims == [] and idle.pending and first.finished.is_set() and idle._timer is not first
+    idle._timer.cancel()
+    idle.delay_s = 0.05
+    store.hold(_result(faces=2))
+    for _ in range(400):
+        if trims:
+            break
+        time.sleep(0.025)
+    assert trims == [1] and not idle.pending
+
+
+def test_the_server_asks_glibc_for_one_malloc_arena(monkeypatch):
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, parameter, value):
+            calls.append((parameter, value))
+            return 1
+
+    monkeypatch.setattr(held, "_LIBC", FakeLibc())
+    assert held.limit_malloc_arenas() and calls == [(held.M_ARENA_MAX, 1)]
 
 
 def test_the_server_log_line_names_the_mode_and_the_limits(monkeypatch):

@@ -87,15 +87,6 @@ def remap_labels(samples: Sequence[Sample], mapping: dict[str, str]) -> list[Sam
     return [Sample(s.path, mapping.get(s.label, s.label), s.source, s.group) for s in samples]
 
 
-def label_indices(samples: Sequence[Sample], labels: Sequence[str]) -> list[int]:
-    """Each sample's index in a model's label order (``id2label``); unknown labels are an error."""
-    order = {name: i for i, name in enumerate(labels)}
-    missing = sorted({s.label for s in samples} - set(order))
-    if missing:
-        raise ValueError(f"labels {missing} are not in the model's label order {list(labels)}")
-    return [order[s.label] for s in samples]
-
-
 def grouped_split(samples: Sequence[Sample], val_fraction: float = 0.2, seed: int = 0,
                   holdout_sources: Iterable[str] = ()) -> tuple[list[Sample], list[Sample]]:
     """Train/validation split that never separates a group, stratified by label.

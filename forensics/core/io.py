@@ -4,6 +4,7 @@ or the new one, never half of one."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -45,6 +46,15 @@ def write_atomic(path: str | Path, content: str | dict | list) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def sha256_file(path: str | Path) -> str:
+    """The file's SHA-256 (hex), read a megabyte at a time: uploads can be large."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_json(path: str | Path) -> Any:

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from forensics import catalog
-from forensics.core import JobError, read_json
+from forensics.core import JobError, read_json, sha256_file
 from forensics.jobs.logs import clean_log, last_progress_bar, tail
 from forensics.jobs.settings import (
     TRAINING_KINDS,
@@ -209,11 +209,7 @@ class JobStore:
         face-crop cache."""
         from forensics.jobs.archives import dataset_root, extract_zip
 
-        digest = hashlib.sha256()
-        with open(zip_path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        target = self.uploads_dir / digest.hexdigest()[:16]
+        target = self.uploads_dir / sha256_file(zip_path)[:16]
         if not target.is_dir():
             extract_zip(zip_path, target)
         return dataset_root(target)

@@ -14,7 +14,7 @@ import json
 import os
 import random
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -141,6 +141,11 @@ def video_frame_samples(csv_path: str | Path, folders: Sequence[str], frames: in
         for index in json.loads(done.read_text())["indices"]:
             out.append(Sample(str(folder / f"{index:06d}.png"), row.label, label_source, row.group))
     return out
+
+
+def face_counts(faces: Iterable[CachedFace]) -> dict[str, int]:
+    """How many faces of each ``label/source``, sorted: what a training record states of each split."""
+    return dict(sorted(Counter(f"{f.label}/{f.source}" for f in faces).items()))
 
 
 def _inside(path: str | Path, folder: str | Path) -> bool:

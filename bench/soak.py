@@ -43,8 +43,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(env: dict, log_path: Path, niceness: int = 10) -> tuple[str, subprocess.Popen]:
-    """``app.py`` on a free loopback port (niced); returns its URL and process once the page serves."""
+def start_server(env: dict, log_path: Path, niceness: int = 10, poll_s: float = 0.5) -> tuple[str, subprocess.Popen]:
+    """``app.py`` on a free loopback port (niced); returns its URL and process once the page serves
+    (asked every ``poll_s``: bench/app_load.py times the first page with it)."""
     port = free_port()
     log = open(log_path, "w")
     proc = subprocess.Popen(["nice", "-n", str(niceness), sys.executable, str(ROOT / "app.py"), "--port", str(port)],
@@ -59,7 +60,7 @@ def start_server(env: dict, log_path: Path, niceness: int = 10) -> tuple[str, su
         except OSError:
             if proc.poll() is not None:
                 raise RuntimeError(f"app.py exited early; see {log_path}")
-            time.sleep(0.5)
+            time.sleep(poll_s)
     proc.kill()
     raise RuntimeError(f"app.py did not serve within 180 s; see {log_path}")
 

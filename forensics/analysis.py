@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from forensics.detectors.base import Detector
-from forensics.core import ForensicsError
+from forensics.core import ForensicsError, sha256_file
 from forensics.explain import METHODS, ExplainOptions, explain
 from forensics.explain.faithfulness import FaithfulnessOptions, most_faithful, score_face, scoring_detector
 from forensics.results import AnalysisResult, Explanations, FaceResult, MediaInfo, TrackSummary, face_number
@@ -179,7 +179,7 @@ class Analyzer:
                     frames, timestamps, indices = video.frames, video.timestamps, video.indices
                     result.media = _video_media(video)
             result.media.sha256 = (hashlib.sha256(source).hexdigest() if isinstance(source, bytes)
-                                   else _sha256(Path(source)))
+                                   else sha256_file(source))
             self._run(result, frames, timestamps, indices, step, progress)
         except ForensicsError as exc:
             result.error = str(exc)
@@ -310,14 +310,6 @@ def _video_media(video: VideoFrames, animated: bool = False) -> MediaInfo:
                      frame_count=int(video.frame_count), duration_s=round(float(video.duration_s), 3),
                      sampled_frames=len(video.frames), sampled_indices=[int(i) for i in video.indices],
                      animated_image=animated)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _report(progress: Progress | None, fraction: float, text: str) -> None:

@@ -146,8 +146,6 @@ def example_files(kind: str) -> list[str]:
 
 def read_card(folder: Path) -> str:
     """A model folder's card (README.md) without the Hub's YAML header; "" when it has none."""
-    import re
-
     card = folder / CARD_NAME
     return re.sub(r"\A---.*?---\s*", "", card.read_text(encoding="utf-8"), flags=re.DOTALL) if card.is_file() else ""
 
@@ -155,8 +153,6 @@ def read_card(folder: Path) -> str:
 def detector_cards() -> list[tuple[str, str]]:
     """(name, model card as Markdown) per named detector: the Hub's YAML header and the card's own
     title (the name again) dropped, its headings demoted under the app's."""
-    import re
-
     cards = []
     for name, folder in available_detectors().items():
         text = re.sub(r"\A#\s[^\n]*\n+", "", read_card(folder) or "(no model card)")  # the title repeats the name
@@ -164,11 +160,3 @@ def detector_cards() -> list[tuple[str, str]]:
         cards.append((name, text))
     return cards
 
-
-def about_detectors() -> str:
-    """What each detector was trained on and how it measured: its model card, as Markdown."""
-    parts = [f"### `{name}`\n\n{text}" for name, text in detector_cards()]
-    if not parts:
-        return ("No trained detector is bundled yet. A detector folder's model card (its README.md) is shown "
-                "here: the data it was trained on, how it was validated and its measured metrics.")
-    return "\n\n".join(parts)

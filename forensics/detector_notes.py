@@ -12,12 +12,12 @@ drawing the page) and turns it into:
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from forensics.catalog import available_detectors, onnx_builds, split_variant
+from forensics.core import read_json
 
 METRICS_NAME = "metrics.json"
 # A detector whose validation ROC-AUC is below this ranks fakes above reals barely more often than a coin.
@@ -122,12 +122,8 @@ def detector_note(name: str | Path | None) -> DetectorNote:
     """The note for a named detector, an ONNX build or a model folder; unmeasured when no metrics."""
     label = str(name or "")
     folder = _folder(name)
-    path = folder / METRICS_NAME if folder is not None else None
-    if path is None or not path.is_file():
-        return DetectorNote(label)
-    try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    metrics = read_json(folder / METRICS_NAME) if folder is not None else None
+    if not isinstance(metrics, dict):
         return DetectorNote(label)
     summary = metrics.get("summary") or {}
     calibration = metrics.get("calibration") or {}
@@ -166,10 +162,7 @@ def supported_methods(name: str | Path | None) -> list[str]:
     folder = _folder(name)
     if folder is None:
         return everything
-    try:
-        described = json.loads((folder / METRICS_NAME).read_text(encoding="utf-8")).get("detector") or {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return everything
+    described = (read_json(folder / METRICS_NAME) or {}).get("detector") or {}
     kind = described.get("kind", described.get("family"))  # "family": metrics written before the name said what it is
     if kind is None:
         return everything
@@ -179,8 +172,8 @@ def supported_methods(name: str | Path | None) -> list[str]:
     variant = split_variant(str(name))[1]
     if variant:
         try:
-            outputs = json.loads((folder / "onnx.json").read_text(encoding="utf-8"))["float"]["outputs"]
-        except (OSError, KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError):
+            outputs = read_json(folder / "onnx.json")["float"]["outputs"]
+        except (KeyError, TypeError):  # no build record (None), or one that does not list the outputs
             outputs = ["logits"]
         attention, patches, cams = "attentions" in outputs, "patch_logits" in outputs, False
     wanted = {"attention": attention, "rollout": attention, "gradcam": cams, "gradcam++": cams, "patches": patches}

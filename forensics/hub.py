@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from forensics import catalog
-from forensics.core import DetectorError, HubError
+from forensics.core import DetectorError, HubError, read_json
 from forensics.hub_download import check_reachable, hub_endpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,8 +127,8 @@ def hub_card(folder: Path) -> str:
     from forensics.detectors.card import card_text, write_model_card
 
     config = catalog.read_config(folder)
-    record = _read_json(folder / "training.json") or {}
-    metrics = _read_json(folder / "metrics.json")
+    record = read_json(folder / "training.json") or {}
+    metrics = read_json(folder / "metrics.json")
     transformers = "model_type" in config
     labels = catalog.config_labels(config)
     forensic = {"name": folder.name, **config.get("forensics", {})}
@@ -178,10 +178,3 @@ def _link_or_copy(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:
         shutil.copy2(source, target)
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None

@@ -21,7 +21,6 @@ from training.data import (
     Sample,
     grouped_split,
     image_folder,
-    label_indices,
     load_crop,
     read_labels_csv,
     remap_labels,
@@ -50,9 +49,6 @@ def test_labels_csv_and_image_folder(tmp_path):
     assert sorted((Path(s.path).name, s.label, s.source) for s in samples) == [
         ("x.png", "real", "real"), ("y.png", "fake", "gan"), ("z.png", "fake", "splice")]
     assert {s.label for s in remap_labels(samples, {"fake": "synthetic"})} == {"real", "synthetic"}
-    assert label_indices(remap_labels(samples, {"fake": "synthetic"}), ["synthetic", "tampered", "real"]) == [0, 0, 2]
-    with pytest.raises(ValueError, match="not in the model's label order"):
-        label_indices(samples, ["real"])
 
 
 def test_grouped_split_keeps_groups_whole_and_holds_out_sources():

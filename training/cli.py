@@ -177,6 +177,7 @@ def resolve_config(args: argparse.Namespace) -> dict:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    command = shlex.join(["python", "-m", "training", *(sys.argv[1:] if argv is None else argv)])  # for the records
     if args.command == "pretrain":
         from training.pipeline import run_pretraining
 
@@ -188,8 +189,7 @@ def main(argv=None) -> int:
         config = resolve_config(args)
         if args.command == "distill" and not config.get("teacher"):
             raise SystemExit("distill needs a teacher: --teacher MODEL_DIR or `teacher:` in --config")
-        command = ["python", "-m", "training", *(sys.argv[1:] if argv is None else argv)]
-        result = run_training(config, command=shlex.join(command))
+        result = run_training(config, command=command)
         print(json.dumps({k: result[k] for k in ("model_dir", "best_auc")}, indent=2))
         return 0
     if args.command == "federated":
@@ -198,8 +198,7 @@ def main(argv=None) -> int:
 
         overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
         config = resolve_federated_config(args.config, {**overrides, "resume": args.resume or None})
-        command = ["python", "-m", "training", *(sys.argv[1:] if argv is None else argv)]
-        record = run_federated(config, command=shlex.join(command))
+        record = run_federated(config, command=command)
         print(json.dumps({"model_dir": record["model_dir"], "rounds": [
             {"round": h["round"], "server_auc": h["server"].get("auc")} for h in record["federated"]["rounds_history"]]},
             indent=2))
@@ -207,10 +206,8 @@ def main(argv=None) -> int:
     if args.command == "soup":
         from training.soup import weight_soup
 
-        command = ["python", "-m", "training", *(sys.argv[1:] if argv is None else argv)]
         try:
-            result = weight_soup(args.first, args.second, args.weight, args.out, args.data, args.cache,
-                                 command=shlex.join(command))
+            result = weight_soup(args.first, args.second, args.weight, args.out, args.data, args.cache, command=command)
         except (FileNotFoundError, ValueError) as exc:
             raise SystemExit(f"soup: {exc}") from None
         print(json.dumps(result, indent=2))

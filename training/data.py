@@ -14,7 +14,7 @@ import json
 import os
 import random
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -87,15 +87,6 @@ def remap_labels(samples: Sequence[Sample], mapping: dict[str, str]) -> list[Sam
     return [Sample(s.path, mapping.get(s.label, s.label), s.source, s.group) for s in samples]
 
 
-def label_indices(samples: Sequence[Sample], labels: Sequence[str]) -> list[int]:
-    """Each sample's index in a model's label order (``id2label``); unknown labels are an error."""
-    order = {name: i for i, name in enumerate(labels)}
-    missing = sorted({s.label for s in samples} - set(order))
-    if missing:
-        raise ValueError(f"labels {missing} are not in the model's label order {list(labels)}")
-    return [order[s.label] for s in samples]
-
-
 def grouped_split(samples: Sequence[Sample], val_fraction: float = 0.2, seed: int = 0,
                   holdout_sources: Iterable[str] = ()) -> tuple[list[Sample], list[Sample]]:
     """Train/validation split that never separates a group, stratified by label.
@@ -150,6 +141,11 @@ def video_frame_samples(csv_path: str | Path, folders: Sequence[str], frames: in
         for index in json.loads(done.read_text())["indices"]:
             out.append(Sample(str(folder / f"{index:06d}.png"), row.label, label_source, row.group))
     return out
+
+
+def face_counts(faces: Iterable[CachedFace]) -> dict[str, int]:
+    """How many faces of each ``label/source``, sorted: what a training record states of each split."""
+    return dict(sorted(Counter(f"{f.label}/{f.source}" for f in faces).items()))
 
 
 def _inside(path: str | Path, folder: str | Path) -> bool:

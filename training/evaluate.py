@@ -348,8 +348,7 @@ def write_report(metrics: dict, path: Path, model_dir: Path) -> None:
     cm = metrics["validation"]["confusion_matrix"]
     fig.add_trace(go.Heatmap(z=cm, x=["pred real", "pred fake"], y=["real", "fake"], text=cm, texttemplate="%{text}",
                              showscale=False), row=2, col=1)
-    record_path = model_dir / "training.json"
-    history = json.loads(record_path.read_text()).get("history") if record_path.is_file() else None
+    history = _record(model_dir).get("history")
     if history:
         fig.add_trace(go.Scatter(x=[h["epoch"] for h in history], y=[h["train_loss"] for h in history],
                                  name="train loss"), row=2, col=2)

@@ -19,6 +19,7 @@ from training.data import (
     CachedFace,
     FaceCropCache,
     Sample,
+    face_counts,
     grouped_split,
     image_folder,
     read_labels_csv,
@@ -213,8 +214,8 @@ def run_training(config: dict, command: str | None = None) -> dict:
     record = {
         "config": config,
         **({"command": command} if command else {}),
-        "counts": {"train": _counts(train_faces), "validation": _counts(val_faces),
-                   "model_selection": _counts(select_faces)},
+        "counts": {"train": face_counts(train_faces), "validation": face_counts(val_faces),
+                   "model_selection": face_counts(select_faces)},
         # Source images relative to the data's folder: the record holds on any machine and cache.
         "validation_images": sorted(relative_to_data(f.image_path, config["data"]) for f in val_faces),
     }
@@ -332,11 +333,3 @@ def relative_to_data(path: str, data: str) -> str:
         if resolved.parent.parent.name == FRAMES_DIR:
             return f"{FRAMES_DIR}/{resolved.parent.name}/{resolved.name}"
         return str(resolved)
-
-
-def _counts(faces: Sequence[CachedFace]) -> dict:
-    out: dict[str, int] = {}
-    for f in faces:
-        key = f"{f.label}/{f.source}"
-        out[key] = out.get(key, 0) + 1
-    return out

@@ -61,7 +61,8 @@ def build() -> None:
     gr.Markdown(ABOUT)
     cards = catalog.detector_cards()
     if not cards:
-        gr.Markdown(catalog.about_detectors())
+        gr.Markdown("No trained detector is bundled yet. A detector folder's model card (its README.md) is shown "
+                    "here: the data it was trained on, how it was validated and its measured metrics.")
     for name, card in cards:  # one accordion per model card, closed: the page stays short
         with gr.Accordion(f"{name}: {detector_notes.detector_note(name).short}", open=False):
             gr.Markdown(card)

@@ -4,12 +4,13 @@ or the new one, never half of one."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 
 @contextlib.contextmanager
@@ -45,3 +46,22 @@ def write_atomic(path: str | Path, content: str | dict | list) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def sha256_file(path: str | Path) -> str:
+    """The file's SHA-256 (hex), read a megabyte at a time: uploads can be large."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON file's content, or ``None`` when it is missing, unreadable or not JSON: for the
+    optional records beside a model or a run (metrics, training record, history), which may be absent
+    or half-written by an older version, and whose absence the caller answers with a default."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None

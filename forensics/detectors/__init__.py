@@ -37,10 +37,6 @@ __all__ = [
     "resolve_model_folder",
 ]
 
-_HUB_ID = HUB_ID
-_HUB_FILES = list(MODEL_FILES)
-
-
 def resolve_model_folder(name_or_path: str | Path, offline: bool | None = None) -> Path:
     """A bundled name, a local folder, or a Hub id (``org/name[@revision]``) -> a local folder.
 
@@ -56,7 +52,7 @@ def resolve_model_folder(name_or_path: str | Path, offline: bool | None = None) 
     named = available_detectors()
     if text in named:
         return named[text]
-    match = _HUB_ID.match(text)
+    match = HUB_ID.match(text)
     if match and not path.exists() and not text.startswith((".", "/")):
         return _download(match.group(1), match.group(2), offline)
     choices = ", ".join(named) or "none bundled"
@@ -80,7 +76,7 @@ def _download(repo_id: str, revision: str | None, offline: bool | None) -> Path:
     endpoint = hub_download.hub_endpoint()
     local_only = offline or not hub_download.reachable(endpoint)
     try:
-        patterns = _HUB_FILES
+        patterns = list(MODEL_FILES)
         if not local_only:
             # The size is read from the repo's file listing before anything is fetched. Older repos
             # hold only a pickled checkpoint: the plan then names it (private mode only), and it is

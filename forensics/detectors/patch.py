@@ -28,17 +28,21 @@ class PatchScoreNet(nn.Module):
             raise ValueError("the patch-level detector scores real vs fake: num_classes must be 2")
         self.topk = float(topk)
         self.num_classes = num_classes
+        self.num_features = self.build_features(width)
+        self.score = nn.Conv2d(self.num_features, 1, 1)
+        self.pretrained_cfg = {}
+
+    def build_features(self, width: int) -> int:
+        """Make the layers that turn pixels into per-patch features; returns their channel count."""
         self.features = nn.Sequential(
             _block(3, width, 1), _block(width, width, 2), _block(width, 2 * width, 1), _block(2 * width, 2 * width, 2),
             nn.Conv2d(2 * width, 2 * width, 1), nn.ReLU(inplace=True),
         )
-        self.score = nn.Conv2d(2 * width, 1, 1)
-        self.num_features = 2 * width
-        self.pretrained_cfg = {}
+        return 2 * width
 
     def patch_scores(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, H/4, W/4)`` logit of each patch being manipulated."""
-        return self.score(self.features(x))[:, 0]
+        return self.score(self.forward_features(x))[:, 0]
 
     def pool(self, scores: torch.Tensor) -> torch.Tensor:
         flat = scores.flatten(1)
@@ -64,22 +68,15 @@ class PretrainedPatchScoreNet(PatchScoreNet):
     torchvision's ImageNet weights under the same names (``features.*``)."""
 
     def __init__(self, width: int = 176, topk: float = 0.1, num_classes: int = 2, **_ignored):
-        nn.Module.__init__(self)
-        if num_classes != 2:
-            raise ValueError("the patch-level detector scores real vs fake: num_classes must be 2")
+        super().__init__(width, topk, num_classes)
+
+    def build_features(self, width: int) -> int:
         from torchvision.models import mobilenet_v2
 
-        self.topk = float(topk)
-        self.num_classes = num_classes
         self.features = mobilenet_v2().features[:4]
         self.head = nn.Sequential(nn.Conv2d(24, width, 1), nn.ReLU(inplace=True), nn.Conv2d(width, width, 1),
                                   nn.ReLU(inplace=True))
-        self.score = nn.Conv2d(width, 1, 1)
-        self.num_features = width
-        self.pretrained_cfg = {}
-
-    def patch_scores(self, x: torch.Tensor) -> torch.Tensor:
-        return self.score(self.head(self.features(x)))[:, 0]
+        return width
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))

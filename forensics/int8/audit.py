@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import csv
 import importlib.util
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ import cv2
 import jinja2
 import numpy as np
 
-from forensics.core import DetectorError, ForensicsError, write_atomic
+from forensics.core import DetectorError, ForensicsError, read_json, write_atomic
 
 AUDIT_NAME = "audit.json"
 MAX_DISAGREEMENTS = 8
@@ -444,10 +443,4 @@ def write_audit(audit: dict, out: str | Path) -> tuple[Path, Path]:
 
 def read_audit(folder: str | Path) -> dict | None:
     """The audit kept with a detector (``<folder>/audit/audit.json``, from ``audit --bundle``)."""
-    path = Path(folder) / "audit" / AUDIT_NAME
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+    return read_json(Path(folder) / "audit" / AUDIT_NAME)

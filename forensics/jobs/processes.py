@@ -29,30 +29,28 @@ def job_env(threads: int | None = None) -> dict[str, str]:
     return {**os.environ, **caps, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
 
 
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (the state first, the parent's
+    group third, the start time twentieth), or None where it cannot be read."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+
+
 def process_start_token(pid: int | None) -> str | None:
     """The process's start time (``/proc/<pid>/stat`` field 22): with the pid, it names one
     process for good, where a pid alone may be reused after a restart. None where unknown."""
-    if not pid:
-        return None
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rpartition(")")[2].split()
-    return fields[19] if len(fields) > 19 else None
+    fields = _stat(pid) if pid else None
+    return fields[19] if fields and len(fields) > 19 else None
 
 
 def process_alive(pid: int | None, token: str | None = None) -> bool:
     """Whether ``pid`` runs (not a zombie) and is the same process that ``token`` recorded."""
     if not pid:
         return False
-    proc = Path(f"/proc/{pid}/stat")
     if Path("/proc/self/stat").exists():
-        try:
-            stat = proc.read_text()
-        except OSError:
-            return False
-        rest = stat.rpartition(")")[2].split()
+        rest = _stat(pid)
         if not rest or rest[0] in ("Z", "X"):
             return False
         return token is None or (len(rest) > 19 and rest[19] == token)
@@ -95,12 +93,12 @@ def stop_orphan(group: int | None, pid: int | None) -> bool:
     ``training`` is touched: after a reboot the same pid may be someone else's."""
     if not group or not pid or not process_alive(pid):
         return False
+    stat = _stat(pid)
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    if len(stat) < 3 or int(stat[2]) != group or b"training" not in cmdline:
+    if not stat or len(stat) < 3 or int(stat[2]) != group or b"training" not in cmdline:
         return False
     stop_process_group(None, None, [pid])
     return True

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from forensics import catalog
-from forensics.core import JobError
+from forensics.core import JobError, read_json, sha256_file
 from forensics.jobs.logs import clean_log, last_progress_bar, tail
 from forensics.jobs.settings import (
     TRAINING_KINDS,
@@ -136,7 +136,7 @@ class Job:
     # -- what the run folder tells ----------------------------------------------------------------
     def history(self) -> list[dict]:
         """Per-epoch entries (``train_loss``, ``val`` metrics) written by the training loop."""
-        return _read_json(Path(self.run_dir) / "history.json") or []
+        return read_json(Path(self.run_dir) / "history.json") or []
 
     def step_losses(self) -> list[dict]:
         """The loop's step-level log (``train_log.jsonl``: step, epoch, loss, lr)."""
@@ -209,11 +209,7 @@ class JobStore:
         face-crop cache."""
         from forensics.jobs.archives import dataset_root, extract_zip
 
-        digest = hashlib.sha256()
-        with open(zip_path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        target = self.uploads_dir / digest.hexdigest()[:16]
+        target = self.uploads_dir / sha256_file(zip_path)[:16]
         if not target.is_dir():
             extract_zip(zip_path, target)
         return dataset_root(target)
@@ -420,13 +416,6 @@ def _default_name(settings: JobSettings, job_id: int) -> str:
 
 def _data_key(data: str) -> str:
     return hashlib.sha1(str(Path(data).resolve()).encode()).hexdigest()[:16]
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def publish_name(models_dir: Path, wanted: str) -> str:

@@ -23,8 +23,6 @@ import base64
 import io
 import json
 import math
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path, PurePath
 from typing import Any, Sequence
@@ -34,6 +32,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from PIL import Image
 
 import forensics
+from forensics.core import write_atomic
 from forensics.catalog import METHOD_TITLES
 from forensics.detector_notes import detector_note
 from forensics.overlay import downscale, overlay
@@ -89,8 +88,7 @@ def report_json(result: AnalysisResult, extra: dict | None = None) -> dict:
 
 def write_report_json(result: AnalysisResult, path: str | Path, extra: dict | None = None) -> Path:
     """Write :func:`report_json` as UTF-8 JSON (indent 2) atomically: a crash never leaves half a file."""
-    text = json.dumps(report_json(result, extra), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    return _write_atomic(Path(path), text)
+    return write_atomic(path, json.dumps(report_json(result, extra), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def _report_meta(result: AnalysisResult, extra: dict | None) -> dict:
@@ -173,22 +171,6 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _write_atomic(path: Path, text: str) -> Path:
-    """Write through a temporary file in the same folder and ``os.replace`` it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 # -- HTML -----------------------------------------------------------------------------------------
 
 
@@ -215,7 +197,7 @@ def report_html(result: AnalysisResult, extra: dict | None = None, alpha: float 
 def write_report_html(result: AnalysisResult, path: str | Path, extra: dict | None = None,
                       alpha: float = 0.5, frames: Sequence[np.ndarray] = ()) -> Path:
     """Write :func:`report_html` atomically (UTF-8)."""
-    return _write_atomic(Path(path), report_html(result, extra, alpha, frames))
+    return write_atomic(path, report_html(result, extra, alpha, frames))
 
 
 _TEMPLATE = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True,

@@ -52,12 +52,6 @@ class ClientFaces:
     train: list[CachedFace]
     val: list[CachedFace] = field(default_factory=list)
 
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = defaultdict(int)
-        for f in self.train:
-            out[f"{f.label}/{f.source}"] += 1
-        return dict(sorted(out.items()))
-
     def to_dict(self) -> dict:
         return {"name": self.name, "train": [asdict(f) for f in self.train], "val": [asdict(f) for f in self.val]}
 

@@ -6,14 +6,11 @@ figures), plus ``federated_metrics.json`` and the per-round curves (``rounds.htm
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from pathlib import Path
-from typing import Sequence
-
 from torch import nn
 
 from forensics.detectors.timm_family import save_timm_detector
-from training.data import CachedFace
+from training.data import face_counts
 from training.federated.partitions import DATA_FILE, Partitions
 from training.pipeline import detector_info, relative_to_data
 
@@ -21,19 +18,12 @@ METRICS_FILE = "federated_metrics.json"
 CURVES_FILE = "rounds.html"
 
 
-def _counts(faces: Sequence[CachedFace]) -> dict[str, int]:
-    out: dict[str, int] = defaultdict(int)
-    for f in faces:
-        out[f"{f.label}/{f.source}"] += 1
-    return dict(sorted(out.items()))
-
-
 def federated_summary(config: dict, partitions: Partitions, history: list[dict]) -> dict:
     """The federated part of the training record: strategy, clients and their data, rounds."""
     clients = []
     for spec, faces in zip(partitions.client_specs, partitions.clients):
         clients.append({"name": spec["name"], "spec": spec,
-                        **({"train": faces.counts(), "held_back": len(faces.val)} if faces else
+                        **({"train": face_counts(faces.train), "held_back": len(faces.val)} if faces else
                            {"train": "prepared on its own node from its data path"})})
     return {
         "framework": "Flower (flwr)", "strategy": "FedAvg" if float(config["mu"]) == 0 else "FedProx",
@@ -41,7 +31,7 @@ def federated_summary(config: dict, partitions: Partitions, history: list[dict])
         "fraction_train": float(config["fraction_train"]), "min_train_clients": int(config["min_train_clients"]),
         "partition": config["partition"], **({"dirichlet_alpha": config["dirichlet_alpha"]}
                                              if config["partition"] == "dirichlet" else {}),
-        "clients": clients, "server_evaluation": _counts(partitions.server_eval), "rounds_history": history,
+        "clients": clients, "server_evaluation": face_counts(partitions.server_eval), "rounds_history": history,
     }
 
 
@@ -63,7 +53,7 @@ def write_federated_model(model: nn.Module, arch: str, model_args: dict, config:
     record = {
         "config": record_config,
         **({"command": command} if command else {}),
-        "counts": {"train": _counts(train_faces), "validation": _counts(partitions.server_eval)},
+        "counts": {"train": face_counts(train_faces), "validation": face_counts(partitions.server_eval)},
         "validation_images": sorted(relative_to_data(f.image_path, data_csv) for f in partitions.server_eval),
         "validation_note": "the server's held-out faces (groups of every source kept back before the clients' "
                            "parts were drawn, and every held-out source); the final global model is the last round's",

@@ -22,6 +22,7 @@ from training.metrics import binary_metrics, calibration, roc_points, tune_thres
 from training.sbi import self_blend
 
 JPEG_QUALITIES = (95, 85, 75, 65, 50, 40, 30)
+H264_RATE_FACTORS = (32, 40)  # a fair stream and a heavily compressed one
 
 
 def evaluation_images(faces: Sequence[CachedFace], seed: int = 0) -> list[tuple[np.ndarray, int, str]]:
@@ -85,7 +86,8 @@ def _subset(y, p, mask) -> dict | None:
 
 def robustness(detector, images, y, seed: int = 0, count: int = 600, sources: Sequence[str] | None = None,
                holdout_sources: Sequence[str] = (), scores: np.ndarray | None = None) -> dict:
-    """ROC-AUC under JPEG re-compression, half-size resizing, blur and a video-codec-like pass, on a
+    """ROC-AUC under JPEG re-compression, half-size resizing, blur, a video-codec-like pass and H.264
+    (libx264) at two rate factors, on a
     fixed random subset of ``count`` images stratified by label (each transform rescans the set).
     With ``sources``, ``per_source`` holds the same curves for each per-source comparison of that
     subset (see :func:`source_subsets`), so that a kind of fake the model holds up on is not hidden
@@ -99,6 +101,8 @@ def robustness(detector, images, y, seed: int = 0, count: int = 600, sources: Se
                                                 (im.shape[1], im.shape[0]), interpolation=cv2.INTER_LINEAR)
     cases["blur_5"] = lambda im: cv2.GaussianBlur(im, (5, 5), 0)
     cases["video_codec_like"] = lambda im: augment.video_codec_like(im, 30)
+    for crf in H264_RATE_FACTORS:  # a real codec pass, as video sites re-encode
+        cases[f"h264_crf_{crf}"] = lambda im, crf=crf: augment.h264(im, crf)
     cases["clean"] = None
     subsets = source_subsets([sources[i] for i in pick], y, holdout_sources) if sources is not None else {}
     out: dict = {"images": int(len(pick))}

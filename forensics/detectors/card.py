@@ -60,9 +60,9 @@ def card_text(record: dict, metrics: dict | None) -> str:
     if not metrics and best_val:  # not evaluated yet: what the training loop measured on its validation split
         lines += ["", "## Validation during training (best epoch)", "",
                   f"On {best_val.get('n')} validation images: held-back faces and their pseudo-fakes, the split the epoch was chosen on ("
-                  "`python -m training evaluate` measures more):", "", "| measure | value |", "|---|---|",
-                  f"| ROC-AUC | {_fmt(best_val.get('roc_auc'))} |", f"| F1 | {_fmt(best_val.get('f1'))} |",
-                  f"| accuracy | {_fmt(best_val.get('accuracy'))} |"]
+                  "`python -m training evaluate` measures more):", "",
+                  *_table(["measure", "value"], [(name, _fmt(best_val.get(key))) for name, key in
+                                                 (("ROC-AUC", "roc_auc"), ("F1", "f1"), ("accuracy", "accuracy"))])]
     if metrics:
         s = metrics["summary"]
         lines += ["", "## Measured (python -m training evaluate)", "",
@@ -70,46 +70,42 @@ def card_text(record: dict, metrics: dict | None) -> str:
                   f"fake ({metrics['evaluated_images']} images). \"SBI\" rows: held-back faces of the training sources "
                   "with their pseudo-fakes; the held-out sources' rows (never trained on, never used to choose an "
                   "epoch) are what says how it generalises.", "",
-                  "| measure | value |", "|---|---|",
-                  f"| ROC-AUC | {_fmt(s['roc_auc'])} |",
-                  f"| ROC-AUC, held-out sources only (never trained on) | {_fmt(s.get('source_heldout_auc'))} |",
-                  f"| ROC-AUC after JPEG 50 (all / held-out sources only) | {_fmt(s.get('jpeg_50_auc'))} / "
-                  f"{_fmt(s.get('source_heldout_jpeg_50_auc'))} |",
-                  f"| F1 at threshold {s['threshold']} | {_fmt(s['f1'])} |",
-                  f"| accuracy | {_fmt(s['accuracy'])} |",
-                  f"| threshold tuned on validation (best F1) | {_fmt(s['tuned_threshold'])} |",
-                  f"| ECE (calibration) | {_fmt(metrics['calibration']['ece'])} |", "",
-                  "Per source:", "", "| subset | ROC-AUC | F1 |", "|---|---|---|"]
-        for name, m in metrics["per_source"].items():
-            lines.append(f"| {name} | {_fmt(m['roc_auc']) if m else 'n/a'} | {_fmt(m['f1']) if m else 'n/a'} |")
+                  *_table(["measure", "value"], [
+                      ("ROC-AUC", _fmt(s["roc_auc"])),
+                      ("ROC-AUC, held-out sources only (never trained on)", _fmt(s.get("source_heldout_auc"))),
+                      ("ROC-AUC after JPEG 50 (all / held-out sources only)",
+                       f"{_fmt(s.get('jpeg_50_auc'))} / {_fmt(s.get('source_heldout_jpeg_50_auc'))}"),
+                      (f"F1 at threshold {s['threshold']}", _fmt(s["f1"])), ("accuracy", _fmt(s["accuracy"])),
+                      ("threshold tuned on validation (best F1)", _fmt(s["tuned_threshold"])),
+                      ("ECE (calibration)", _fmt(metrics["calibration"]["ece"]))]), "",
+                  "Per source:", "",
+                  *_table(["subset", "ROC-AUC", "F1"], [(name, _fmt(m["roc_auc"]) if m else "n/a", _fmt(m["f1"]) if m else "n/a")
+                                                      for name, m in metrics["per_source"].items()])]
         rob = metrics["robustness_auc"]
         lines += ["", f"Robustness (ROC-AUC on {rob.get('images')} validation images, half real and half fake, "
-                  "re-scored after each transform):", "", "| transform | ROC-AUC |", "|---|---|"]
-        lines += [f"| {k} | {_fmt(v)} |" for k, v in rob.items() if k != "images"]
+                  "re-scored after each transform):", "",
+                  *_table(["transform", "ROC-AUC"], [(k, _fmt(v)) for k, v in rob.items() if k != "images"])]
         per_source = metrics.get("robustness_auc_per_source") or {}
         if per_source:
             cases = [k for k in rob if k not in ("images", "clean")]
             lines += ["", "Robustness per source (ROC-AUC on the same images, split as in the per-source table):", "",
-                      "| subset | images | clean | " + " | ".join(cases) + " |",
-                      "|---|---|---|" + "---|" * len(cases)]
-            lines += [f"| {name} | {curve.get('images')} | {_fmt(curve.get('clean'))} | "
-                      + " | ".join(_fmt(curve.get(c)) for c in cases) + " |" for name, curve in per_source.items()]
+                      *_table(["subset", "images", "clean", *cases],
+                              [(name, curve.get("images"), *(_fmt(curve.get(c)) for c in ["clean", *cases]))
+                               for name, curve in per_source.items()])]
         adv = metrics.get("adversarial_accuracy") or {}
         if adv:
             lines += ["", f"Accuracy under attack ({adv['images']} validation images; budgets in pixel units of 0..255):", "",
-                      "| attack | accuracy |", "|---|---|"]
-            lines += [f"| {k} | {_fmt(v)} |" for k, v in adv.items() if k != "images"]
+                      *_table(["attack", "accuracy"], [(k, _fmt(v)) for k, v in adv.items() if k != "images"])]
         videos = metrics.get("videos") or {}
         if videos.get("videos"):
             lines += ["", f"Videos never trained on (full analysis, {videos.get('frames', 16)} frames; far too few for a "
                       "stable AUC):", "",
-                      "| video | label | P(fake) |", "|---|---|---|"]
-            lines += [f"| {v['video']} | {v['label']} | {_fmt(v['fake_probability'])} |" for v in videos["videos"]]
+                      *_table(["video", "label", "P(fake)"],
+                              [(v["video"], v["label"], _fmt(v["fake_probability"])) for v in videos["videos"]])]
             lines += ["", f"Video-level ROC-AUC over these videos: {_fmt(videos.get('roc_auc'))}."]
             if videos.get("aggregation_auc"):
                 lines += ["", "Video-level ROC-AUC by how a face's frame scores are pooled (the same pass):", "",
-                          "| pooling | ROC-AUC |", "|---|---|"]
-                lines += [f"| {k} | {_fmt(v)} |" for k, v in videos["aggregation_auc"].items()]
+                          *_table(["pooling", "ROC-AUC"], [(k, _fmt(v)) for k, v in videos["aggregation_auc"].items()])]
     lines += leave_one_out_lines(record.get("leave_one_out"))
     generators = sorted(k.split("/", 1)[1] for k in (record.get("counts", {}).get("train") or {})
                         if k.startswith("fake/"))
@@ -162,6 +158,11 @@ def calibration_lines(cal: dict | None) -> list[str]:
         pairs = zip(cal[when]["mean_predicted"], cal[when]["fraction_positive"])
         lines.append(f"- {when}: " + ", ".join(f"{p:.2f}->{f:.2f}" for p, f in pairs))
     return lines
+
+
+def _table(header: list[str], rows: list) -> list[str]:
+    """A Markdown table's lines: the header, its rule and one line per row (cells as given)."""
+    return [f"| {' | '.join(header)} |", "|" + "---|" * len(header), *(f"| {' | '.join(map(str, r))} |" for r in rows)]
 
 
 def _schedule(record: dict) -> str:

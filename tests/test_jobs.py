@@ -221,6 +221,7 @@ def test_settings_are_checked_and_commands_built_per_kind(tmp_path, faces, base_
                        ({"epochs": 0}, "epochs 0 must be a whole number from 1 to 1000"),
                        ({"labels": ["real", "deepfake"]}, "label order 'real deepfake'"),
                        ({"image_size": 40}, "must be a multiple of 16 for hybrid"),
+                       ({"image_size": 40, "model": "hybrid-lite0"}, "must be a multiple of 16 for hybrid-lite0"),
                        ({"name": "../escape"}, "name '../escape'"),
                        ({"kind": "finetune"}, "a finetune job needs the detector to fine-tune"),
                        ({"model": "resnet"}, "unknown architecture 'resnet'")]:

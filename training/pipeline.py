@@ -302,13 +302,12 @@ def init_weights(model: torch.nn.Module, path: str | Path) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no weights to start from")
     own = model.state_dict()
-    state = {k: v for k, v in load_file(str(path)).items() if k in own and own[k].shape == v.shape
-             or _grown_head(k, v, own)}
-    # A head with more classes than the weights' (binary -> real / manipulated / synthetic): the
-    # known rows are kept and each new class starts as a copy of the last (fake) one.
-    state = {k: v if own[k].shape == v.shape else torch.cat([v, v[-1:].expand(own[k].shape[0] - len(v),
-                                                                               *v.shape[1:])])
-             for k, v in state.items()}
+    state = {}
+    for k, v in load_file(str(path)).items():
+        if k in own and own[k].shape == v.shape:
+            state[k] = v
+        elif _grown_head(k, v, own):  # binary -> real / manipulated / synthetic: the known rows kept,
+            state[k] = torch.cat([v, v[-1:].expand(len(own[k]) - len(v), *v.shape[1:])])  # new ones as the last
     if not state:
         raise ValueError(f"{path}: none of its tensors fits this model")
     model.load_state_dict(state, strict=False)

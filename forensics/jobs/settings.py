@@ -83,7 +83,8 @@ def validate(settings: JobSettings) -> JobSettings:
         raise JobError(f"unknown architecture {s.model!r}; choose from {', '.join(MODEL_CHOICES)}")
     s.epochs, s.batch_size, s.image_size = _int("epochs", s.epochs, 1, 1000), _int("batch size", s.batch_size, 1, 4096), \
         _int("image size", s.image_size, 16, 1024)
-    if s.model in ("hybrid", "hybrid-lite0", "vit-tiny") and s.kind != "evaluate" and s.image_size % 16:
+    patched = "img_size" in ARCHITECTURES.get(s.model, ("", {}))[1]  # a ViT or hybrid: 16-pixel patches
+    if patched and s.kind != "evaluate" and s.image_size % 16:
         raise JobError(f"image size {s.image_size} must be a multiple of 16 for {s.model}")
     try:
         s.lr = float(s.lr)

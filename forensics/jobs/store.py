@@ -35,7 +35,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -64,52 +64,27 @@ ROOT = Path(__file__).resolve().parents[2]
 STATUSES = ("queued", "running", "finished", "failed", "cancelled")
 STARTING_GRACE_S = 120.0  # a job set running whose supervisor has not reported yet, and is not stale
 SCHEMA_VERSION = 1
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind        TEXT NOT NULL,
-    name        TEXT NOT NULL,
-    status      TEXT NOT NULL CHECK (status IN ('queued', 'running', 'finished', 'failed', 'cancelled')),
-    settings    TEXT NOT NULL,              -- JSON: what was asked for (JobSettings)
-    command     TEXT NOT NULL,              -- JSON list: the argv run (with --resume once resumed)
-    cache       TEXT NOT NULL,              -- the face-crop cache it uses (jobs sharing one never overlap)
-    run_dir     TEXT NOT NULL,              -- checkpoint, history, metrics, job.log
-    log_path    TEXT NOT NULL,
-    model_dir   TEXT,                       -- the published model folder, once finished
-    metrics     TEXT,                       -- JSON summary: best epoch (training) or metrics.json summary
-    error       TEXT,                       -- one line, for failed and cancelled jobs
-    pid         INTEGER,                    -- the supervisor: leader of the job's process group
-    pid_started TEXT,                       -- its start time, so a reused pid is not taken for it
-    child_pid   INTEGER,                    -- the training process
-    returncode  INTEGER,
-    attempts    INTEGER NOT NULL DEFAULT 0,
-    created_at  REAL NOT NULL,
-    started_at  REAL,
-    finished_at REAL
-);
-CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
-"""
 
 
 @dataclass
 class Job:
-    """One row of the store, with what the UI and the CLI show about it."""
+    """One row of the store (the table is made from these fields: ``_schema``), with what the UI and the CLI show."""
 
     id: int
     kind: str
     name: str
-    status: str
-    settings: dict
-    command: list[str]
-    cache: str
-    run_dir: str
+    status: str                 # one of STATUSES
+    settings: dict              # JSON: what was asked for (JobSettings)
+    command: list[str]          # JSON list: the argv run (with --resume once resumed)
+    cache: str                  # the face-crop cache it uses (jobs sharing one never overlap)
+    run_dir: str                # checkpoint, history, metrics, job.log
     log_path: str
-    model_dir: str | None
-    metrics: dict | None
-    error: str | None
-    pid: int | None
-    pid_started: str | None
-    child_pid: int | None
+    model_dir: str | None       # the published model folder, once finished
+    metrics: dict | None        # JSON summary: best epoch (training) or metrics.json summary
+    error: str | None           # one line, for failed and cancelled jobs
+    pid: int | None             # the supervisor: leader of the job's process group
+    pid_started: str | None     # its start time, so a reused pid is not taken for it
+    child_pid: int | None       # the training process
     returncode: int | None
     attempts: int
     created_at: float
@@ -173,6 +148,16 @@ class Job:
         return min(1.0, len(self.history()) / max(1, epochs)) if self.kind in TRAINING_KINDS else 0.0
 
 
+def _schema() -> str:
+    """The jobs table, a column for each field of ``Job``: dicts and lists as JSON text, ``| None`` fields nullable."""
+    constraints = {"id": " PRIMARY KEY AUTOINCREMENT", "status": f" NOT NULL CHECK (status IN {STATUSES})",
+                   "attempts": " NOT NULL DEFAULT 0"}
+    columns = [f"{f.name} {({'int': 'INTEGER', 'float': 'REAL'}).get(f.type.split(' |')[0], 'TEXT')}"
+               + constraints.get(f.name, "" if "None" in f.type else " NOT NULL") for f in fields(Job)]
+    return (f"CREATE TABLE IF NOT EXISTS jobs ({', '.join(columns)});\n"
+            "CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);")
+
+
 # -- the store --------------------------------------------------------------------------------------
 
 
@@ -186,7 +171,7 @@ class JobStore:
         self.db_path = self.home / "jobs.db"
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
+            db.executescript(_schema())
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         if reconcile:
             self.reconcile()

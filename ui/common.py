@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 from pathlib import Path
@@ -10,7 +11,7 @@ import gradio as gr
 from gradio import processing_utils
 
 from forensics import detector_notes
-from forensics.core import atomic_path
+from forensics.core import ForensicsError, atomic_path
 
 
 class _Lazy:
@@ -27,6 +28,15 @@ engine = _Lazy()
 def fail(exc: Exception | str):
     """A one-line error in the UI (and the API), without a traceback."""
     raise gr.Error(str(exc), print_exception=False) from None
+
+
+@contextlib.contextmanager
+def errors_as_one_line(*also: type[Exception]):
+    """The library's errors (and ``also``) raised inside reach the UI as :func:`fail`'s one line."""
+    try:
+        yield
+    except (ForensicsError, *also) as exc:
+        fail(exc)
 
 
 def progress_of(progress: gr.Progress):

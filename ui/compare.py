@@ -8,10 +8,9 @@ import numpy as np
 from forensics import compare as comparing
 from forensics.catalog import METHODS
 from forensics.detector_notes import detector_note, offered_detectors
-from forensics.core import ForensicsError
 from forensics.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from forensics.render.figures import comparison_figure
-from ui.common import engine, fail, progress_of
+from ui.common import engine, errors_as_one_line, progress_of
 from ui.present import face_panel
 
 HEADERS = ["face / person", "detector", "P(fake)", "threshold", "call", "agreement"]
@@ -97,10 +96,8 @@ class CompareTab:
         """Several detectors on one image or video: a row per face (per person in a video) per detector,
         their agreement, a chart, and the maps of the most suspicious face from each detector."""
         chosen = [detectors] if isinstance(detectors, str) else list(detectors or [])
-        try:
+        with errors_as_one_line():
             comparison = engine.compare(media, chosen, list(methods or []), int(frames), progress_of(progress))
-        except ForensicsError as exc:
-            fail(exc)
         ranked = sorted(comparing.rows(comparison), key=lambda r: -r.fake_probability)
         first = ranked[0].unit if ranked else None
         return {self.summary: summary(comparison), self.table: table(comparison),

@@ -7,15 +7,13 @@ The measuring is :mod:`forensics.int8.audit`, the builds :mod:`forensics.int8.qu
 from __future__ import annotations
 
 import re
-import shutil
 import tempfile
 from pathlib import Path
 
 import gradio as gr
 
 from forensics import catalog, settings
-from forensics.core import ForensicsError
-from ui.common import engine, fail, progress_of
+from ui.common import engine, errors_as_one_line, fail, progress_of
 from ui.present import face_panel
 
 AUDIT_FACE_LIMIT = 240  # an audit from the browser is kept short; the CLI has no limit
@@ -141,13 +139,11 @@ class Int8Tab:
             fail("no file was uploaded")
         if not detector:
             fail("choose a detector with an int8 build")
-        try:
+        with errors_as_one_line():
             progress(0.1, desc="float model")
             float_session = engine.analyze(path, detector, list(catalog.METHODS + catalog.EXTRA_METHODS), 1)
             progress(0.55, desc="int8 model")
             int8_session = engine.analyze(path, f"{detector}:int8", list(catalog.METHODS + catalog.EXTRA_METHODS), 1)
-        except ForensicsError as exc:
-            fail(exc)
         a, b = float_session.result, int8_session.result
         lines = ["| face | float P(fake) | int8 P(fake) | Δ | decisions |", "|---|---|---|---|---|"]
         for i, (fa, fb) in enumerate(zip(a.faces, b.faces)):
@@ -172,20 +168,15 @@ class Int8Tab:
             fail("upload a zip of labelled images (real/ and fake/ subfolders)")
         if not detector:
             fail("choose a detector with an int8 build")
-        work = Path(tempfile.mkdtemp(prefix="audit-"))
-        try:
+        with errors_as_one_line(), tempfile.TemporaryDirectory(prefix="audit-", ignore_cleanup_errors=True) as work:
             detector = settings.allowed_detector(detector)  # public mode: registered detectors only
-            data = dataset_root(extract_zip(upload, work / "data"))
+            data = dataset_root(extract_zip(upload, Path(work) / "data"))
             det = load_detector(detector)
             faces = faces_from_files(data, det.input_size, det.info.face_margin, AUDIT_FACE_LIMIT,
                                      progress=progress_of(progress), framing=det.info.face_framing)
             out = Path(tempfile.mkdtemp(prefix="audit-out-"))
             audit = run_audit(detector, faces, Tolerance(float(min_agreement), float(max_auc_delta)), out, repeats=10,
                               progress=progress_of(progress))
-        except ForensicsError as exc:
-            fail(exc)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
         return {**self._audit_outputs(audit, out), self.files: [str(out / "audit.json"), str(out / "audit.html")]}
 
     def clear_comparison(self, _detector=None) -> dict:

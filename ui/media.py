@@ -10,20 +10,17 @@ import gradio as gr
 from forensics import catalog, detector_notes
 from forensics import settings as deployment
 from forensics.catalog import EXTRA_METHODS, METHOD_TITLES, METHODS
-from forensics.core import ForensicsError
 from forensics.media import IMAGE_EXTENSIONS
 from forensics.overlay import colour_scale
 from ui import present
-from ui.common import detector_line, engine, fail, progress_of
+from ui.common import detector_line, engine, errors_as_one_line, fail, progress_of
 
 
 def analyze(path, detector, methods, frames, target, head_fusion, discard_ratio, progress, whole_image, score_maps):
     """The engine's analysis of one upload, a bad input as a one-line error."""
-    try:
+    with errors_as_one_line():
         return engine.analyze(path, detector, methods, frames, target, head_fusion, discard_ratio,
                               progress_of(progress), whole_image=whole_image, score_maps=bool(score_maps))
-    except ForensicsError as exc:
-        fail(exc)
 
 
 def _example_picker(examples: list[str]):
@@ -147,19 +144,15 @@ class MediaTab:
         answer nothing (the API: ``/image_reports`` or ``/video_reports`` after an analysis)."""
         if session is None:
             fail("analyse something first")
-        try:
+        with errors_as_one_line():
             return list(engine.write_reports(session))
-        except ForensicsError as exc:
-            fail(exc)
 
     def update_maps(self, session, face, target, head_fusion, discard_ratio, alpha, progress=gr.Progress()):
         """New explanation settings: recompute the maps only (no decoding, detection or scoring)."""
         if session is None:
             fail("analyse something first")
-        try:
+        with errors_as_one_line():
             session = engine.reexplain(session, target, head_fusion, discard_ratio, progress_of(progress))
-        except ForensicsError as exc:
-            fail(exc)
         return {**self.show_maps(session, face, alpha), self.state: session}
 
     def show_face(self, session, face, alpha):

@@ -22,7 +22,7 @@ from plotly.subplots import make_subplots
 from forensics import access, catalog
 from forensics.core import ForensicsError
 from forensics.jobs import KINDS, MODEL_CHOICES, Job, JobSettings, JobStore
-from ui.common import fail
+from ui.common import errors_as_one_line
 
 TABLE_HEADERS = ["id", "name", "kind", "status", "progress", "created", "result"]
 LABEL_ORDER_CHOICES = ["real fake", "fake real"]
@@ -55,10 +55,8 @@ def store() -> JobStore:
 
 
 def _admin(token: str | None, request: gr.Request | None, action: str) -> None:
-    try:
+    with errors_as_one_line():
         access.require_admin(token, access.request_username(request), action)
-    except ForensicsError as exc:
-        fail(exc)
 
 
 def detector_names() -> list[str]:
@@ -199,7 +197,7 @@ def submit_job(kind, base, model, data, data_zip, epochs, lr, batch_size, image_
     federated YAML config, epochs: its rounds, max steps: local steps per client and round, ``mu``:
     FedProx's weight); returns (message, job id, table)."""
     _admin(admin_token, request, "launching a job")
-    try:
+    with errors_as_one_line(OSError):
         if data_zip:
             data = str(store().unpack_dataset(data_zip))
         settings = JobSettings(kind=kind or "train", data=data or "", model=model or "hybrid", base=base or None,
@@ -207,8 +205,6 @@ def submit_job(kind, base, model, data, data_zip, epochs, lr, batch_size, image_
                                labels=(label_order or "real fake").split(), max_steps=max_steps or None,
                                name=name or None, mu=0.01 if mu is None else mu)
         job = store().submit(settings)
-    except (ForensicsError, OSError) as exc:
-        fail(exc)
     where = "started" if job.status == "running" else "queued (another job is running)"
     return f"Job {job.id} ({job.name}) {where}.", job.id, jobs_table()
 
@@ -222,10 +218,8 @@ def list_jobs(admin_token: str = "", request: gr.Request = None) -> list[dict]:
 def _with_store(admin_token, request, action: str, call):
     """The admin check, then ``call(store)``; a refusal or a store error is a one-line gr.Error."""
     _admin(admin_token, request, action)
-    try:
+    with errors_as_one_line():
         return call(store())
-    except ForensicsError as exc:
-        fail(exc)
 
 
 def show_job(job_id, admin_token, request: gr.Request = None):
@@ -256,10 +250,8 @@ def push_model(model, repo_id, private, admin_token, request: gr.Request = None)
     _admin(admin_token, request, "pushing to the Hub")
     from forensics.hub import push_model as push
 
-    try:
+    with errors_as_one_line():
         result = push(model or "", repo_id or "", private=bool(private))
-    except ForensicsError as exc:
-        fail(exc)
     visibility = "private" if result["private"] else "public"
     return f"Pushed `{', '.join(result['files'])}` to [{result['repo_id']}]({result['repo_url']}) ({visibility})."
 

@@ -66,10 +66,7 @@ def validate(settings: JobSettings) -> JobSettings:
     if s.kind == "federated":
         if not (data.is_file() and data.suffix.lower() in (".yaml", ".yml")):
             raise JobError(f"a federated job needs its YAML config (clients, sources) on the server, not {s.data!r}")
-        try:
-            s.mu = float(s.mu)
-        except (TypeError, ValueError):
-            raise JobError(f"mu {s.mu!r} is not a number") from None
+        s.mu = _number("mu", s.mu)
         if not 0.0 <= s.mu <= 100.0:
             raise JobError(f"mu {s.mu} must be from 0 (FedAvg) to 100")
     elif not (data.is_dir() or (data.is_file() and data.suffix.lower() == ".csv")):
@@ -86,10 +83,7 @@ def validate(settings: JobSettings) -> JobSettings:
     patched = "img_size" in ARCHITECTURES.get(s.model, ("", {}))[1]  # a ViT or hybrid: 16-pixel patches
     if patched and s.kind != "evaluate" and s.image_size % 16:
         raise JobError(f"image size {s.image_size} must be a multiple of 16 for {s.model}")
-    try:
-        s.lr = float(s.lr)
-    except (TypeError, ValueError):
-        raise JobError(f"learning rate {s.lr!r} is not a number") from None
+    s.lr = _number("learning rate", s.lr)
     if not 0.0 < s.lr <= 1.0:
         raise JobError(f"learning rate {s.lr} must be in (0, 1]")
     s.sbi = bool(s.sbi)
@@ -183,16 +177,18 @@ def check_finetune_size(base: Path, model: str, image_size: int) -> None:
         raise JobError(f"image size {image_size}: fine-tuning {base.name} ({model}) must keep its input size {size}")
 
 
-def _int(what: str, value, low: int, high: int) -> int:
+def _number(what: str, value) -> float:
     try:
-        number = float(value)
+        return float(value)
     except (TypeError, ValueError):
         raise JobError(f"{what} {value!r} is not a number") from None
+
+
+def _int(what: str, value, low: int, high: int) -> int:
+    number = _number(what, value)
     if number != int(number) or not low <= number <= high:
         raise JobError(f"{what} {value} must be a whole number from {low} to {high}")
     return int(number)
-
-
 
 
 def inside_folder(path: Path, root: Path) -> bool:

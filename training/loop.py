@@ -14,7 +14,7 @@ import json
 import os
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -46,7 +46,6 @@ class TrainConfig:
     num_workers: int = 1
     resume: bool = False
     log_every: int = 10
-    extra: dict = field(default_factory=dict)
 
 
 def param_groups(model: nn.Module, lr: float, weight_decay: float, trunk_lr_scale: float,

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from forensics.catalog import available_detectors, onnx_builds, split_variant
+from forensics.catalog import available_detectors, detector_choices, onnx_builds, split_variant
 from forensics.core import read_json
 
 METRICS_NAME = "metrics.json"
@@ -143,7 +143,7 @@ def offered_detectors() -> list[tuple[str, str]]:
     build with its strength in a few words, leaving out those close to chance (they can still be
     typed in by name)."""
     choices = []
-    for name in [*available_detectors(), *onnx_builds()]:
+    for name in detector_choices():
         note = detector_note(name)
         if note.near_chance:
             continue

@@ -17,20 +17,19 @@ run() {  # run NAME COMMAND...: log to runs/NAME/stdout.log
   "$@" >>"runs/$name/stdout.log" 2>&1
 }
 
+made() {  # made NAME [train|distill]: train (or distil) as configs/NAME.yaml says, then evaluate
+  run $1 $PY -m training ${2:-train} --config configs/$1.yaml
+  run $1 $PY -m training evaluate --detector runs/$1/model --data "$DATA"
+}
+
 default_queue() {  # stage 1 (self-blended reals only), the default from it, the leave-one-generator-out runs from it
-  for name in default-stage1 default logo-sg2 logo-sd; do
-    run $name $PY -m training train --config configs/$name.yaml
-    run $name $PY -m training evaluate --detector runs/$name/model --data "$DATA"
-  done
+  for name in default-stage1 default logo-sg2 logo-sd; do made $name; done
 }
 
 small_queue() {
-  run patch $PY -m training train --config configs/patch.yaml
-  run patch $PY -m training evaluate --detector runs/patch/model --data "$DATA"
-  run patch-tiny $PY -m training distill --config configs/patch-tiny.yaml
-  run patch-tiny $PY -m training evaluate --detector runs/patch-tiny/model --data "$DATA"
-  run mobilenetv2 $PY -m training train --config configs/mobilenetv2.yaml
-  run mobilenetv2 $PY -m training evaluate --detector runs/mobilenetv2/model --data "$DATA"
+  made patch
+  made patch-tiny distill
+  made mobilenetv2
 }
 
 case "${1:-all}" in

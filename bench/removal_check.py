@@ -42,7 +42,7 @@ def main() -> int:
 
     from forensics.detectors import load_detector
     from forensics.explain.faithfulness import FaithfulnessOptions, random_map
-    from training.explain_bench import MASK, bench_faces, bootstrap, removal_check
+    from training.explain_bench import bench_faces, bootstrap, removal_check, removal_figures
 
     det = load_detector(args.detector)
     faces, where = bench_faces(Path(det.path), args.data, args.cache, args.faces)
@@ -55,15 +55,9 @@ def main() -> int:
             mean, low, high = bootstrap(values, groups)
             return [round(mean, 4), round(low, 4), round(high, 4)]
 
-        column = lambda key: np.array([r[key] for r in removal_rows])  # noqa: E731
-        rise = stat(column("real/removal_rise"))
-        deletion = stat(column(f"{MASK}/deletion") - column("random/deletion"))
-        return {"faces": len(removal_rows), "real_p_fake": stat(column("real/p_fake")),
-                "real_rise_while_removing": rise, "real_all_removed_p_fake": stat(column("real/all_removed")),
-                "fake_all_removed_p_fake": stat(column("random/all_removed")),
-                "mask_deletion_minus_random": deletion,
-                "mask_insertion_minus_random": stat(column(f"{MASK}/insertion") - column("random/insertion")),
-                "passes": bool(rise[1] <= 0 and deletion[2] < 0)}
+        figures = removal_figures(removal_rows, stat)
+        rise, deletion = figures["real_rise_while_removing"], figures["mask_deletion_minus_random"]
+        return {"faces": len(removal_rows), **figures, "passes": bool(rise[1] <= 0 and deletion[2] < 0)}
 
     def report_of(rows: dict[str, list[dict]]) -> dict:
         report = {"detector": det.name, "faces_from": where, "steps": steps,

@@ -162,7 +162,7 @@ class Analyzer:
             kind = media_kind(name or source) if not isinstance(source, bytes) or name else "image"
             result.kind = kind
             result.timings_ms.update(decode=0.0, faces=0.0, classify=0.0, explain=0.0)
-            step = functools.partial(_timed, result.timings_ms)
+            step = functools.partial(timed, result.timings_ms)
             _report(progress, 0.02, "decoding")
             with step("decode"):
                 if kind == "image" and is_animated(source, name=label, limits=self.limits):
@@ -268,7 +268,7 @@ class Analyzer:
             doing = "explaining and scoring the maps of" if self.faithfulness is not None else "explaining"
             _report(progress, 0.5 + 0.45 * start / max(len(chosen), 1),
                     f"{doing} faces {start + 1}-{start + len(part)}")
-            with _timed(result.timings_ms, "explain"):
+            with timed(result.timings_ms, "explain"):
                 batch = self.detector.preprocess([faces[i].crop for i in part])
                 explanation = explain(self.detector, batch, self.methods, self.target, self.options)
             skipped.update(explanation.skipped)
@@ -279,7 +279,7 @@ class Analyzer:
                     options = dataclasses.replace(self.faithfulness, seed=self.faithfulness.seed + i)  # own random map
                     target = explanation.targets[j]  # the crop's own probability is known: not run again
                     original = faces[i].probabilities.get(self.detector.labels[target])
-                    with _timed(result.timings_ms, "faithfulness"):
+                    with timed(result.timings_ms, "faithfulness"):
                         scores = score_face(self.detector, batch[j], faces[i].heatmaps, target, options,
                                             original=original).to_dict()
                     faces[i].faithfulness, faces[i].most_faithful = scores, most_faithful(scores)
@@ -318,7 +318,7 @@ def _report(progress: Progress | None, fraction: float, text: str) -> None:
 
 
 @contextlib.contextmanager
-def _timed(timings: dict[str, float], key: str):
+def timed(timings: dict[str, float], key: str):
     """Add the wall time of the ``with`` block to ``timings[key]``, in milliseconds."""
     start = time.perf_counter()
     try:
@@ -328,4 +328,4 @@ def _timed(timings: dict[str, float], key: str):
 
 
 __all__ = ["AnalysisResult", "Analyzer", "FaceResult", "TrackSummary", "aggregate_image", "aggregate_video",
-           "face_number", "reading_order"]
+           "face_number", "reading_order", "timed"]

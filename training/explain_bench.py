@@ -26,18 +26,18 @@ import dataclasses
 import json
 import os
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from forensics.analysis import timed
 from forensics.detectors import load_detector
 from forensics.detectors.base import Detector
-from forensics.core import ForensicsError
+from forensics.core import ForensicsError, write_atomic
 from forensics.explain import METHODS, explain
 from forensics.explain.faithfulness import (REMOVALS, FaithfulnessOptions, centre_map, deletion_insertion,
                                             random_map, road_scores, score_face, scoring_detector)
@@ -130,7 +130,7 @@ def run_bench(detector_name: str, data: str, cache: str, limit: int = 200, steps
     centre = centre_map(size)
     per_face: list[dict] = []
     costs: dict[str, float] = {"forward": 0.0, "forward_scorer": 0.0, "explain": 0.0, "faithfulness": 0.0,
-                               "localisation": 0.0, "sanity": 0.0, "road": 0.0}
+                               "localisation": 0.0, "sanity": 0.0, "road": 0.0}  # milliseconds, added up by timed
     passes: list[int] = []  # images in each forward pass that scored a face's maps and its random map
     road_done, partial = 0, False
     bar = tqdm(total=len(faces), desc=f"explain-bench {det.name}", unit="face", disable=not progress, file=sys.stderr)
@@ -157,12 +157,12 @@ def _bench_chunk(det, shuffled, faces, start, methods, options, size, grid, cent
     """Maps, faithfulness, localisation and the sanity check for faces ``start .. start + BATCH``."""
     chunk = faces[start : start + BATCH]
     batch = det.preprocess([f.image for f in chunk])
-    with _timed(costs, "forward"):
+    with timed(costs, "forward"):
         probabilities = det.predict(batch)
-    with _timed(costs, "forward_scorer"):  # the same pass by the runtime that scores the maps
+    with timed(costs, "forward_scorer"):  # the same pass by the runtime that scores the maps
         scoring_detector(det).predict(batch)
     p_fake = det.fake_probability(probabilities)
-    with _timed(costs, "explain"):
+    with timed(costs, "explain"):
         explanation = explain(det, batch, methods, "fake")
     rows = []
     for j, face in enumerate(chunk):
@@ -171,7 +171,7 @@ def _bench_chunk(det, shuffled, faces, start, methods, options, size, grid, cent
         target = explanation.targets[j]
         face_options = dataclasses.replace(options, seed=seed + n)
         original = float(probabilities[j, target])  # the crop's own probability: not run again
-        with _timed(costs, "faithfulness"), _CountingPasses(scoring_detector(det)) as counted:
+        with timed(costs, "faithfulness"), _CountingPasses(scoring_detector(det)) as counted:
             scored = score_face(det, batch[j], maps, target, face_options, original=original)
         passes.append(counted.sizes)
         noise = random_map(size, grid, np.random.default_rng(seed + n + 1))  # the map score_face drew
@@ -182,13 +182,13 @@ def _bench_chunk(det, shuffled, faces, start, methods, options, size, grid, cent
             row[f"{name}/deletion"], row[f"{name}/insertion"] = s.deletion, s.insertion
         row["random/all_removed"] = scored.random.deletion_curve[-1]
         row.update(removal_check(det, face, batch[j], target, noise, face_options, original))
-        with _timed(costs, "localisation"):
+        with timed(costs, "localisation"):
             for name, heatmap in {**maps, "random": noise, "centre": centre}.items():
                 row[f"{name}/pointing_game"] = pointing_game(heatmap, region)
                 row[f"{name}/region_auc"] = region_auc(heatmap, region)
         rows.append(row)
     if shuffled is not None:
-        with _timed(costs, "sanity"):
+        with timed(costs, "sanity"):
             other = explain(shuffled, batch, methods, "fake")
             for j, row in enumerate(rows):
                 for m in methods:
@@ -227,7 +227,7 @@ def _road_pass(det, faces, per_face, methods, size, grid, centre, seed, costs) -
         stacks["random"] = np.stack([random_map(size, grid, np.random.default_rng(seed + start + j + 1))
                                      for j in range(len(chunk))])
         stacks["centre"] = np.stack([centre] * len(chunk))
-        with _timed(costs, "road"):
+        with timed(costs, "road"):
             road = road_scores(det, batch, stacks, explanation.targets)
         for j in range(len(chunk)):
             for name, values in road.items():
@@ -257,16 +257,18 @@ class _CountingPasses:
         return False
 
 
-class _timed:
-    def __init__(self, costs: dict[str, float], key: str):
-        self.costs, self.key = costs, key
+def removal_figures(rows: list[dict], stat: Callable[[np.ndarray], object]) -> dict:
+    """The removal check over faces (see :func:`removal_check`), each column summarised by ``stat``: the
+    blend mask's deletion and insertion minus the random map's, and P(fake) of the real faces (before,
+    its rise while random blobs are removed, with every pixel removed) and of the fakes with every pixel removed."""
+    def column(key: str) -> np.ndarray:
+        return np.array([r.get(key, float("nan")) for r in rows], np.float64)
 
-    def __enter__(self):
-        self.start = time.perf_counter()
-
-    def __exit__(self, *exc):
-        self.costs[self.key] += time.perf_counter() - self.start
-        return False
+    return {"mask_deletion_minus_random": stat(column(f"{MASK}/deletion") - column("random/deletion")),
+            "mask_insertion_minus_random": stat(column(f"{MASK}/insertion") - column("random/insertion")),
+            "real_p_fake": stat(column("real/p_fake")), "real_rise_while_removing": stat(column("real/removal_rise")),
+            "real_all_removed_p_fake": stat(column("real/all_removed")),
+            "fake_all_removed_p_fake": stat(column("random/all_removed"))}
 
 
 def summarise(det: Detector, rows: list[dict], methods: list[str], costs: dict[str, float], road_faces: int,
@@ -324,23 +326,18 @@ def summarise(det: Detector, rows: list[dict], methods: list[str], costs: dict[s
             "what": ("does the removal remove evidence? The blend mask as a map (the truth) against the random map, "
                      "and P(fake) of the real faces the fakes were made from as random blobs are removed"),
             "mask_deletion": out_methods[MASK].get("deletion"), "mask_insertion": out_methods[MASK].get("insertion"),
-            "mask_deletion_minus_random": diff(f"{MASK}/deletion", "random/deletion"),
-            "mask_insertion_minus_random": diff(f"{MASK}/insertion", "random/insertion"),
-            "real_p_fake": stat(column("real/p_fake")),
-            "real_rise_while_removing": stat(column("real/removal_rise")),
-            "real_all_removed_p_fake": stat(column("real/all_removed")),
-            "fake_all_removed_p_fake": stat([r.get("random/all_removed", float("nan")) for r in rows]),
+            **removal_figures(rows, stat),
         },
-        "cost_ms_per_face": {k: _r(v * 1000.0 / (road_faces if k == "road" else faces), 1) if (
+        "cost_ms_per_face": {k: _r(v / (road_faces if k == "road" else faces), 1) if (
             road_faces if k == "road" else faces) else None for k, v in costs.items()},
         "faithfulness_to_forward_ratio": _r(costs["faithfulness"] / costs["forward"], 1) if costs["forward"] else None,
         "faithfulness_cost": {
             "what": "deletion and insertion of every map and of the random map, one face",
-            "ms_per_face": _r(costs["faithfulness"] * 1000.0 / faces, 1) if faces else None,
-            "forward_ms_per_face": _r(costs["forward"] * 1000.0 / faces, 1) if faces else None,
+            "ms_per_face": _r(costs["faithfulness"] / faces, 1) if faces else None,
+            "forward_ms_per_face": _r(costs["forward"] / faces, 1) if faces else None,
             "x_forward": _r(costs["faithfulness"] / costs["forward"], 1) if costs["forward"] else None,
             "scored_by": scoring_detector(det).name,
-            "scorer_forward_ms_per_face": _r(costs["forward_scorer"] * 1000.0 / faces, 1) if faces else None,
+            "scorer_forward_ms_per_face": _r(costs["forward_scorer"] / faces, 1) if faces else None,
             "x_scorer_forward": _r(costs["faithfulness"] / costs["forward_scorer"], 1) if costs["forward_scorer"] else None,
             "images_per_face": int(sum(passes[0])) if passes else None,
             "forward_passes_per_face": len(passes[0]) if passes else None,
@@ -474,10 +471,6 @@ def run(args: argparse.Namespace) -> int:
                   f"face(s) found, {c['faces_overlapping_the_tampered_region']} overlapping the tampered region.")
     for path, text in ((args.json_out, json.dumps(report, indent=2)), (args.markdown, table + "\n")):
         if path:
-            out = Path(path)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_name(out.name + ".tmp")
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(out)
+            write_atomic(path, text)
     print(table)
     return 0

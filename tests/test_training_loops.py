@@ -14,7 +14,7 @@ from training.adversarial import AdversarialLoss, PixelSpace, fgsm, pgd, robust_
 from training.datasets import Collate
 from training.distill import DistillationLoss
 from training.loop import TrainConfig, train
-from training.mae import MaskedAutoencoder, load_encoder
+from training.mae import MaskedAutoencoder
 
 MEAN, STD = (0.5,) * 3, (0.5,) * 3
 
@@ -79,7 +79,7 @@ def test_adversarial_training_lowers_the_adversarial_loss(tmp_path):
     assert losses[-1] < losses[0]
 
 
-def test_mae_pretraining_learns_and_its_encoder_starts_a_classifier():
+def test_mae_pretraining_learns_and_its_encoder_starts_a_classifier(tmp_path):
     torch.manual_seed(0)
     args = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2)
     encoder = timm.create_model("vit_tiny_patch16_224", num_classes=0, **args)
@@ -99,8 +99,14 @@ def test_mae_pretraining_learns_and_its_encoder_starts_a_classifier():
         loss.backward()
         optimizer.step()
     assert float(loss) < 0.5 * first
+    # As `pretrain` writes the encoder and `train --init-from` starts a classifier from it.
+    from safetensors.torch import save_file
+
+    from training.pipeline import init_weights
+
+    save_file({k: v.contiguous() for k, v in mae.encoder.state_dict().items()}, str(tmp_path / "encoder.safetensors"))
     classifier = timm.create_model("vit_tiny_patch16_224", num_classes=2, **args)
-    load_encoder(classifier, mae)
+    assert init_weights(classifier, tmp_path / "encoder.safetensors") == ["head.bias", "head.weight"]
     assert torch.equal(classifier.blocks[0].attn.qkv.weight, mae.encoder.blocks[0].attn.qkv.weight)
 
 

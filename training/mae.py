@@ -1,7 +1,7 @@
 """Masked-image-modelling pretraining of a timm ViT, MAE-style (He et al., 2022): 75% of the
 patches are hidden, the encoder sees the rest, a light decoder predicts the hidden patches'
 pixels (normalised per patch), and the loss counts only the hidden patches. The encoder's weights
-then start fine-tuning (``load_encoder``), so a ViT can learn faces from real images alone."""
+then start fine-tuning (``train --init-from``), so a ViT can learn faces from real images alone."""
 
 from __future__ import annotations
 
@@ -61,10 +61,3 @@ class MaskedAutoencoder(nn.Module):
         per_patch = F.mse_loss(pred, target, reduction="none").mean(-1)
         return (per_patch * mask).sum() / mask.sum(), pred, mask
 
-
-def load_encoder(model: VisionTransformer, pretrained: MaskedAutoencoder) -> None:
-    """Copy the pretrained encoder into a classifier of the same architecture (head excluded)."""
-    state = {k: v for k, v in pretrained.encoder.state_dict().items() if not k.startswith("head")}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or any(not k.startswith("head") for k in missing):
-        raise RuntimeError(f"encoder does not fit: missing {missing}, unexpected {unexpected}")

@@ -31,7 +31,6 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "MediaLimits",
     "VideoFrames",
-    "image_info",
     "is_animated",
     "load_animation",
     "load_image",
@@ -105,7 +104,7 @@ def _check_size(label: str, size: int, limit: int) -> None:
         raise MediaError(f"{label}: file is {_fmt_mb(size)} MB; the limit is {_fmt_limit_mb(limit)} MB")
 
 
-def _check_path(path: Path, label: str, limit: int) -> int:
+def _check_path(path: Path, label: str, limit: int) -> None:
     """Refuse missing, non-regular, empty or oversized files before anything reads them."""
     try:
         st = path.stat()
@@ -116,7 +115,6 @@ def _check_path(path: Path, label: str, limit: int) -> int:
     if path.is_dir():
         raise MediaError(f"{label}: is a directory, not a file")
     _check_size(label, st.st_size, limit)
-    return st.st_size
 
 
 def _as_bytes(source: bytes | bytearray | memoryview) -> bytes:
@@ -142,8 +140,8 @@ def media_kind(path: str | Path) -> str:
 
 
 @contextmanager
-def _open_image(source: str | Path | bytes, label: str, limit_bytes: int | None) -> Iterator[tuple[Image.Image, int]]:
-    """Open (header only) with PIL, mapping every failure to MediaError; yields (image, file size).
+def _open_image(source: str | Path | bytes, label: str, limit_bytes: int) -> Iterator[Image.Image]:
+    """Open (header only) with PIL, mapping every failure to MediaError; yields the image.
 
     PIL's own decompression-bomb check runs inside Image.open and would fire before ours with a
     less useful message, so it is switched off for the header parse only (under a lock); callers
@@ -152,12 +150,11 @@ def _open_image(source: str | Path | bytes, label: str, limit_bytes: int | None)
     fh: IO[bytes]
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = _as_bytes(source)
-        size = len(data)
-        _check_size(label, size, limit_bytes if limit_bytes is not None else max(size, 1))
+        _check_size(label, len(data), limit_bytes)
         fh = io.BytesIO(data)
     else:
         path = Path(source)
-        size = _check_path(path, label, limit_bytes if limit_bytes is not None else 2**63)
+        _check_path(path, label, limit_bytes)
         try:
             fh = open(path, "rb")  # noqa: SIM115 - closed in finally
         except OSError as exc:
@@ -183,7 +180,7 @@ def _open_image(source: str | Path | bytes, label: str, limit_bytes: int | None)
         except Exception as exc:  # hostile input must never surface a raw PIL exception
             raise MediaError(f"{label}: cannot open image ({type(exc).__name__}: {exc})") from None
         with im:
-            yield im, size
+            yield im
     finally:
         fh.close()
 
@@ -259,7 +256,7 @@ def load_image(
     truncated, animated, tiny and decompression-bomb inputs with a one-line MediaError.
     """
     label = _label(source, name)
-    with _open_image(source, label, limits.max_image_bytes) as (im, _size):
+    with _open_image(source, label, limits.max_image_bytes) as im:
         _check_pixels(im, label, limits)
         if im.format in _ANIMATED_FORMATS and getattr(im, "is_animated", False):
             n = _frame_count(im)
@@ -287,35 +284,6 @@ def load_image(
             raise MediaError(f"{label}: cannot convert {im.mode} image to RGB ({exc})") from None
 
 
-def image_info(
-    source: str | Path | bytes,
-    name: str | None = None,
-) -> dict[str, Any]:
-    """Describe an image for reports without decoding its pixels.
-
-    Returns ``{"width", "height", "format", "mode", "bytes"}``; width/height are as
-    :func:`load_image` would return them (EXIF rotations by 90 degrees swap them).
-    """
-    label = _label(source, name)
-    with _open_image(source, label, None) as (im, size):
-        w, h = im.size
-        try:
-            # getexif() would decode a PNG to look for a trailing eXIf chunk: parse header data only.
-            if im.format == "TIFF":
-                exif = im.getexif()
-            else:
-                exif = Image.Exif()
-                raw = im.info.get("exif")
-                if raw:
-                    exif.load(raw)
-            orientation = int(exif.get(0x0112, 1))
-        except Exception:  # unreadable EXIF: report the stored size
-            orientation = 1
-        if orientation in (5, 6, 7, 8):
-            w, h = h, w
-        return {"width": int(w), "height": int(h), "format": im.format, "mode": im.mode, "bytes": int(size)}
-
-
 # --------------------------------------------------------------------------------------------
 # animated images (GIF, WebP, APNG): short videos
 
@@ -323,7 +291,7 @@ def image_info(
 def is_animated(source: str | Path | bytes, name: str | None = None, limits: MediaLimits = DEFAULT_LIMITS) -> bool:
     """True for a GIF, WebP or PNG with more than one frame (reads the header only)."""
     label = _label(source, name)
-    with _open_image(source, label, limits.max_image_bytes) as (im, _size):
+    with _open_image(source, label, limits.max_image_bytes) as im:
         return im.format in _ANIMATED_FORMATS and bool(getattr(im, "is_animated", False))
 
 
@@ -338,7 +306,7 @@ def load_animation(
     (``frames`` evenly, or ``fps``), timestamps from the frames' own durations, RGB uint8 frames
     (each frame composited as a viewer shows it). Short manipulated clips circulate as GIFs."""
     label = _label(source, name)
-    with _open_image(source, label, limits.max_image_bytes) as (im, _size):
+    with _open_image(source, label, limits.max_image_bytes) as im:
         _check_pixels(im, label, limits)
         try:
             with warnings.catch_warnings():

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from forensics.core import read_json
 from forensics.detectors import load_detector
 from forensics.detectors.card import holdout_sources as held_out_sources
 from forensics.detectors.card import write_card
@@ -139,8 +140,7 @@ def _real_index(detector) -> int:
 
 
 def _record(folder: Path) -> dict:
-    path = Path(folder) / "training.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_json(Path(folder) / "training.json") or {}
 
 
 def _crop_config(folder: str | Path, data: str, cache: str) -> tuple[dict, dict]:

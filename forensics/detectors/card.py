@@ -4,11 +4,10 @@ settings, history) and the evaluation's metrics.json. Figures are copied from th
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from forensics.detectors.base import CARD_NAME, DetectorInfo, read_config
-from forensics.core import write_atomic
+from forensics.core import read_json, write_atomic
 from forensics.faces import FRAMING_TEXT
 
 VIDEO_SOURCE = "talking-head video"  # the source of frames of training videos
@@ -198,7 +197,7 @@ def federated_card_text(fed: dict) -> list[str]:
 
 def write_card(model_dir: str | Path, metrics: dict | None = None) -> Path:
     model_dir = Path(model_dir)
-    record = json.loads((model_dir / "training.json").read_text()) if (model_dir / "training.json").is_file() else {}
+    record = read_json(model_dir / "training.json") or {}
     config = read_config(model_dir)
     info = DetectorInfo.from_dict({**config.get("forensics", {}), "labels": config.get("label_names", [])})
     return write_model_card(model_dir, info, config.get("architecture", "?"), "timm", extra=card_text(record, metrics))

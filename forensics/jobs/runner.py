@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from forensics.core import write_atomic
+from forensics.core import read_json, write_atomic
 from forensics.jobs.logs import last_error_line
 from forensics.jobs.store import ROOT, TRAINING_KINDS, Job, JobStore, publish_name
 from forensics.jobs.processes import job_env, process_start_token
@@ -75,7 +75,7 @@ def _outcome(store: JobStore, job: Job, returncode: int) -> dict:
         return {"status": "failed", "error": reason}
     if job.kind in TRAINING_KINDS:
         model_dir = publish_model(store, job)
-        record = json.loads((model_dir / "training.json").read_text()) if (model_dir / "training.json").is_file() else {}
+        record = read_json(model_dir / "training.json") or {}
         return {"status": "finished", "model_dir": str(model_dir), "metrics": best_epoch_metrics(record)}
     metrics_path = _evaluation_metrics_path(job)
     metrics = json.loads(metrics_path.read_text())
@@ -96,8 +96,7 @@ def publish_model(store: JobStore, job: Job) -> Path:
         write_atomic(record_path, record)
         from forensics.detectors.card import write_card
 
-        measured = source / "metrics.json"  # a federated run measures its model before it is published
-        write_card(source, json.loads(measured.read_text()) if measured.is_file() else None)
+        write_card(source, read_json(source / "metrics.json"))  # a federated run measures its model before publishing
     store.models_dir.mkdir(parents=True, exist_ok=True)
     target = store.models_dir / publish_name(store.models_dir, job.name)
     source.replace(target)  # one rename: the catalog sees the whole folder or none of it

@@ -608,5 +608,5 @@ def test_card_says_which_pseudo_fakes_were_made():
 
     plain = card_text({"config": {"sbi": True}}, None)
     both = card_text({"config": {"sbi": True, "swap": 0.3, "ae_swap": 0.25}}, None)
-    assert "face swaps" not in plain and "autoencoder" not in plain
+    assert "cross-identity" not in plain and "autoencoder" not in plain
     assert "0.3 are cross-identity face swaps" in both and "0.25 are autoencoder swaps" in both

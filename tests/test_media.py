@@ -467,6 +467,79 @@ def test_corrupt_videos(tmp_path: Path, mp4_30: Path) -> None:
         check_error(ei, p.name)
 
 
+def write_h264(path: Path, n: int, fps: int = 25, **tags: str) -> Path:
+    """The frame counter as H.264 with B-frames (x264's default pyramid: some B-frames are referred
+    to, some not) and a picture texture, with optional colour tags (``colorspace``, ``color_range``:
+    FFmpeg's numbers, 1 = BT.709; range 1 = limited, 2 = full)."""
+    av = pytest.importorskip("av")
+    rng = np.random.default_rng(5)
+    texture = rng.integers(0, 256, (VH, BITS * BLOCK_W, 3), dtype=np.uint8)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = BITS * BLOCK_W, VH, "yuv420p"
+        stream.options = {"bframes": "3", "b-pyramid": "normal", "crf": "18", "preset": "veryfast"}
+        for name, value in tags.items():
+            setattr(stream.codec_context, name, value)
+        for i in range(n):
+            picture = np.where(encode(i) > 0, 235, texture // 4).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            for name, value in tags.items():
+                setattr(frame, name, value)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def _opencv_frames(path: Path, wanted: list[int]) -> dict[int, np.ndarray]:
+    cap = media._open_capture(path, path.name)
+    try:
+        return media._read_sequential(cap, wanted)[0]
+    finally:
+        cap.release()
+
+
+@pytest.mark.parametrize(("tags", "taken"), [({}, True), ({"colorspace": 1, "color_range": 1}, True),
+                                             ({"colorspace": 1, "color_range": 2}, False)],
+                         ids=["untagged", "bt709-limited", "bt709-full"])
+def test_h264_skipping_decoder_gives_opencvs_frames(tmp_path: Path, tags: dict, taken: bool) -> None:
+    """H.264 is decoded by PyAV skipping unreferenced B-frames unless wanted: the frames sampled must be
+    OpenCV's, numbered alike (the counter says which frame each is) and pixel for pixel, with the
+    stream's colour matrix. Full range (decoded as yuvj420p, not checked) is left to OpenCV."""
+    p = write_h264(tmp_path / "b.mp4", 60, **tags)
+    wanted = sample_frame_indices(60, frames=16)
+    skipped = media._read_skipping(p, wanted, 60)
+    reference = _opencv_frames(p, wanted)
+    assert (skipped is not None) == taken
+    if taken:
+        assert sorted(skipped) == wanted
+        for i in wanted:
+            assert decode(skipped[i]) == i
+            assert np.array_equal(skipped[i], reference[i]), i
+    vf = load_video(p, frames=16)
+    assert vf.indices == wanted and all(np.array_equal(f, reference[i]) for f, i in zip(vf.frames, wanted))
+    assert media._read_skipping(p, wanted, 61) is None  # packets that do not number the frames: OpenCV reads
+
+
+def test_skipping_decoder_leaves_other_codecs_to_opencv(mp4_30: Path) -> None:
+    assert media._read_skipping(mp4_30, [0, 10, 29], 30) is None  # MPEG-4 part 2: not checked, not taken
+
+
+@pytest.mark.parametrize("name", ["dfdc_abofeumbvv.mp4", "hamilton_clip.mp4"])
+def test_real_h264_videos_read_alike_by_both_decoders(name: str) -> None:
+    """The app's 1080p DFDC clip (untagged colour) and a BT.709-tagged clip: the skipping decoder
+    samples OpenCV's frames, pixel for pixel."""
+    path = DATA / "video" / name
+    if not path.is_file():
+        pytest.skip(f"real test data not found at {path.resolve()}")
+    count = int(cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT))
+    wanted = sample_frame_indices(count, frames=16)
+    skipped = media._read_skipping(path, wanted, count)
+    assert skipped is not None
+    reference = _opencv_frames(path, wanted)
+    assert sorted(skipped) == sorted(reference) == wanted
+    assert all(np.array_equal(skipped[i], reference[i]) for i in wanted)
+
+
 def test_real_video_hamilton() -> None:
     path = DATA / "video" / "hamilton_clip.mp4"
     if not path.is_file():

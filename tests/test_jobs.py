@@ -275,3 +275,19 @@ def test_command_line_evaluates_lists_shows_and_deletes(two_jobs, home, faces):
     assert cli("jobs", "delete", str(first.id)).stdout == f"job {first.id} deleted\n"
     assert not Path(first.run_dir).exists() and not model.exists() and "tiny-a" not in catalog.available_detectors()
     assert cli("jobs", "show", str(first.id), check=False).stderr == f"error: no job {first.id}\n"
+
+
+def test_a_finetune_keeps_the_input_size_of_every_model_with_position_embeddings(tmp_path):
+    """Every architecture that takes an img_size (ViTs and hybrids, hybrid-lite0 included) must be
+    fine-tuned at its base's input size; a CNN may change it."""
+    from forensics.jobs.settings import ARCHITECTURES, check_finetune_size
+
+    (tmp_path / "config.json").write_text(json.dumps({"pretrained_cfg": {"input_size": [3, 224, 224]}}))
+    for model, (_, args) in ARCHITECTURES.items():
+        if "img_size" in args:
+            with pytest.raises(JobError, match="must keep its input size 224"):
+                check_finetune_size(tmp_path, model, 160)
+            check_finetune_size(tmp_path, model, 224)
+        else:
+            check_finetune_size(tmp_path, model, 160)
+    assert "hybrid-lite0" in ARCHITECTURES and "img_size" in ARCHITECTURES["hybrid-lite0"][1]

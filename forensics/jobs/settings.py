@@ -169,7 +169,7 @@ def model_choice_for(folder: Path) -> str:
 def check_finetune_size(base: Path, model: str, image_size: int) -> None:
     """A token model's position embeddings are sized for its input: a fine-tune at another size
     would silently drop them, so it must keep the base's size."""
-    if model not in ("hybrid", "vit-tiny"):
+    if "img_size" not in ARCHITECTURES.get(model, ("", {}))[1]:  # no position embeddings to keep
         return
     config = catalog.read_config(base)
     size = int((config.get("pretrained_cfg") or {}).get("input_size", [3, 224, 224])[-1])

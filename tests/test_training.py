@@ -578,6 +578,9 @@ def test_autoencoder_swap_learns_two_people_and_redraws_a_face_in_the_mask(tmp_p
     assert swapper.identities == ["a", "b"] and error(swapper.model) < 0.7 * error(untrained)
     with pytest.raises(ValueError, match="at least 2 identities"):
         aeswap.train_autoencoder({"a": aligned["a"]}, steps=1)
+    state = torch.get_rng_state()
+    aeswap.train_autoencoder(aligned, steps=1)
+    assert torch.equal(state, torch.get_rng_state())  # the detector built next is initialised as without it
 
     face = faces[0]  # its swap must use the other person's decoder
     image, points = load_crop(face), np.asarray(face.landmarks, np.float32)

@@ -93,9 +93,10 @@ def train_autoencoder(faces_by_identity: dict[str, list[np.ndarray]], steps: int
     names = sorted(faces_by_identity)
     if len(names) < 2:
         raise ValueError(f"an autoencoder swap needs faces of at least 2 identities, got {len(names)}")
-    torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = SwapAutoencoder(len(names))
+    with torch.random.fork_rng():  # seeded here without moving the caller's generator (the detector's init)
+        torch.manual_seed(seed)
+        model = SwapAutoencoder(len(names))
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.5, 0.999), weight_decay=0.0)
     stacks = [np.stack(faces_by_identity[n]) for n in names]
     for _ in tqdm(range(steps), desc="autoencoder swap", leave=False):

@@ -89,7 +89,8 @@ def _tensor(batch: np.ndarray) -> torch.Tensor:
 def train_autoencoder(faces_by_identity: dict[str, list[np.ndarray]], steps: int = 2000, batch: int = 8,
                       seed: int = 0, lr: float = 5e-4) -> SwapAutoencoder:
     """Train on aligned faces (SIZE-px RGB uint8) of each identity: each step reconstructs a batch of
-    two identities, each through its own decoder (L1 plus a structural term on blurred copies)."""
+    two identities, each through its own decoder (L1 plus a structural term on blurred copies).
+    Decoder k is the k-th identity in sorted order."""
     names = sorted(faces_by_identity)
     if len(names) < 2:
         raise ValueError(f"an autoencoder swap needs faces of at least 2 identities, got {len(names)}")
@@ -109,9 +110,7 @@ def train_autoencoder(faces_by_identity: dict[str, list[np.ndarray]], steps: int
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-    model.eval()
-    model.identities = names
-    return model
+    return model.eval()
 
 
 class AutoencoderSwapper:
@@ -165,7 +164,7 @@ def swapper_for(faces: Sequence[CachedFace], cache: str | Path, steps: int = 200
         return AutoencoderSwapper.load(folder)
     aligned = {g: [align(load_crop(f), np.asarray(f.landmarks, np.float32))[0] for f in items] for g, items in groups.items()}
     model = train_autoencoder(aligned, steps=steps, seed=seed)
-    swapper = AutoencoderSwapper(model, model.identities)
+    swapper = AutoencoderSwapper(model, sorted(groups))
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     swapper.save(partial)

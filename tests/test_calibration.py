@@ -88,6 +88,71 @@ def test_a_bad_temperature_is_refused(tmp_path, model_dirs):
         load_detector(folder, allow_untrained=True, cache=False)
 
 
+def _shifted(n: int = 4000, slope: float = 2.0, shift: float = -1.5, seed: int = 1):
+    """Logits whose labels were drawn from sigmoid(slope * margin + shift): a model that predicts
+    too many fakes everywhere, which no temperature alone can calibrate."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 2, (n, 2)).astype(np.float32)
+    margin = logits[:, 1] - logits[:, 0]
+    labels = (rng.random(n) < 1 / (1 + np.exp(-(slope * margin + shift)))).astype(int)
+    return logits, labels
+
+
+def test_platt_scaling_recovers_a_shift_and_is_chosen_only_where_it_lowers_cross_validated_ece():
+    from training.calibrate import choose_method, fit_platt
+
+    logits, labels = _shifted()
+    temperature, bias = fit_platt(logits, labels, [1])
+    assert temperature == pytest.approx(0.5, rel=0.1) and bias[0] == 0 and bias[1] == pytest.approx(-1.5, abs=0.2)
+    method, scores = choose_method(logits, labels, [1])
+    assert method == "platt" and scores["platt"] < scores["temperature"] - 0.02, scores
+    platt = calibration(labels, fake_probability(logits, [1], temperature, bias))["ece"]
+    only_t = calibration(labels, fake_probability(logits, [1], fit_temperature(logits, labels)))["ece"]
+    assert platt < 0.03 < only_t
+    # a model off by a temperature only: the bias buys nothing out of fold, and the plain fit is kept
+    logits, labels = _overconfident()
+    method, scores = choose_method(logits, labels, [1])
+    assert set(scores) == {"temperature", "platt"} and abs(scores["platt"] - scores["temperature"]) < 0.02
+    # too few faces, three classes or a margin that ranks reals higher: temperature scaling, no contest
+    assert choose_method(logits[:40], labels[:40], [1]) == ("temperature", {})
+    assert choose_method(np.c_[logits, logits[:, :1]], labels, [1, 2]) == ("temperature", {})
+    assert fit_platt(logits, 1 - labels, [1]) is None
+
+
+def test_a_platt_calibrated_folder_is_applied_by_every_loader(tmp_path, model_dirs):
+    """The bias reaches config.json, the card and the detector's probabilities; a bad one is refused."""
+    from forensics.core import DetectorError
+    from forensics.detectors.card import calibration_lines
+
+    folder = tmp_path / "model"
+    shutil.copytree(model_dirs["timm-cnn"], folder)
+    det = load_detector(folder, allow_untrained=True, cache=False)
+    crops = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(6)]
+    batch = det.preprocess(crops)
+    with torch.no_grad():
+        logits = det.model(batch).float().numpy()
+    fit_logits, labels = _shifted()
+    record = calibrate_folder(folder, fit_logits, labels, det.fake_indices)
+    assert record["method"].startswith("Platt") and record["logit_bias"][0] == 0
+    config = json.loads((folder / "config.json").read_text())
+    assert config["forensics"]["logit_bias"] == pytest.approx(record["logit_bias"], abs=1e-5)
+    again = load_detector(folder, allow_untrained=True, cache=False)
+    expected = torch.softmax(torch.from_numpy(logits) / record["temperature"]
+                             + torch.tensor(record["logit_bias"]), -1).numpy()
+    assert np.allclose(again.predict(batch), expected, atol=1e-5)
+    text = "\n".join(calibration_lines(record))
+    assert "Platt scaling" in text and "logit bias -1." in text and "cross-validated ECE" in text
+    # recalibrated by temperature alone, the old bias goes
+    calibrate_folder(folder, *_overconfident(n=60), det.fake_indices)
+    assert "logit_bias" not in json.loads((folder / "config.json").read_text())["forensics"]
+    for bad, message in (([0.0], "one number under 1000 per label"), (["x", 1], "must be a list of numbers"),
+                         ([0.0, float("nan")], "one number under 1000 per label")):
+        config["forensics"]["logit_bias"] = bad
+        (folder / "config.json").write_text(json.dumps(config))
+        with pytest.raises(DetectorError, match=message):
+            load_detector(folder, allow_untrained=True, cache=False)
+
+
 def test_video_frames_are_samples_grouped_by_video_with_whole_videos_held_out(tmp_path):
     from training.data import video_frame_samples
     from forensics.detectors.card import holdout_sources

@@ -613,3 +613,38 @@ def test_card_says_which_pseudo_fakes_were_made():
     both = card_text({"config": {"sbi": True, "swap": 0.3, "ae_swap": 0.25}}, None)
     assert "cross-identity" not in plain and "autoencoder" not in plain
     assert "0.3 are cross-identity face swaps" in both and "0.25 are autoencoder swaps" in both
+
+
+def test_run_seed_moves_the_training_draws_not_the_split_and_trunk_lr_scale_reaches_the_optimizer(monkeypatch, tmp_path):
+    """Replicates of a recipe on one split: ``run_seed`` changes the training draws (pseudo-fakes,
+    order, the new layers' initial weights) and leaves the split and the validation faces'
+    pseudo-fakes as ``seed`` drew them; ``trunk_lr_scale`` is the pretrained trunk's share of ``lr``."""
+    from training import cli, pipeline
+    from training.data import CachedFace
+    from training.loop import param_groups
+    from training.models import PRETRAINED_PREFIXES
+
+    faces = [CachedFace(f"{i}.png", "real", "FFHQ", f"person{i}", [], 1.0, 0.0) for i in range(40)]
+    monkeypatch.setattr(pipeline, "cached_faces", lambda config, samples=None: faces)
+    seen = []
+
+    def fake_train(model, train_set, val_set, config, *args, trunk_prefixes=(), **kwargs):
+        groups = param_groups(model, config.lr, config.weight_decay, config.trunk_lr_scale, trunk_prefixes)
+        seen.append({"train_seed": train_set.parts[0].seed, "loop_seed": config.seed,
+                     "train": sorted(f.group for f in train_set.parts[0].faces),
+                     "val": sorted(f.group for f in val_set.parts[0].faces), "val_seed": val_set.parts[0].seed,
+                     "head": model.head.weight.detach().clone(), "lrs": sorted({g["lr"] for g in groups})})
+        return {"history": []}
+
+    monkeypatch.setattr(pipeline, "train", fake_train)
+    base = {**cli.DEFAULTS, "out": str(tmp_path / "run"), "pretrained": False, "image_size": 64,
+            "holdout_sources": [], "lr": 1e-3}
+    for extra in ({}, {"run_seed": 7}, {"run_seed": 7}, {"trunk_lr_scale": 0.1}):
+        pipeline.run_training({**base, **extra})
+    plain, seven, again, scaled = seen
+    assert plain["train_seed"] == plain["loop_seed"] == 0 and seven["train_seed"] == seven["loop_seed"] == 7
+    assert plain["train"] == seven["train"] and plain["val"] == seven["val"]  # the split is seed's
+    assert plain["val_seed"] == seven["val_seed"]  # and so are the validation faces' pseudo-fakes
+    assert not torch.equal(plain["head"], seven["head"]) and torch.equal(seven["head"], again["head"])
+    assert PRETRAINED_PREFIXES["hybrid"]
+    assert plain["lrs"] == pytest.approx([3e-4, 1e-3]) and scaled["lrs"] == pytest.approx([1e-4, 1e-3])

@@ -5,6 +5,11 @@ so that every loader (PyTorch, ONNX float, int8) gives the calibrated P(fake).
 Why temperature scaling: one parameter cannot overfit a few hundred validation faces and keeps the
 ranking (ROC-AUC) exactly as it was; isotonic regression can lower ECE further on the fitting set
 but makes ties and steps of its own and does not travel into the ONNX builds as a single number.
+Temperature scaling minimises the likelihood, not the calibration error, and cannot move a model
+whose probabilities are off by a constant on the logit scale (too many or too few fakes predicted
+everywhere): binary models are also offered Platt scaling (a temperature and a bias on the fake
+logit, still monotone, still two numbers every build applies), and the method with the lower
+cross-validated ECE on the validation faces is the one fitted.
 """
 
 from __future__ import annotations
@@ -67,9 +72,73 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.clip(1.0 / ((low + high) / 2.0), 0.05, 100.0))
 
 
-def fake_probability(logits: np.ndarray, fake_indices: Sequence[int], temperature: float = 1.0) -> np.ndarray:
-    probs = torch.softmax(torch.from_numpy(np.asarray(logits, np.float32)) / temperature, dim=-1).numpy()
-    return probs[:, list(fake_indices)].sum(axis=1)
+def fit_platt(logits: np.ndarray, labels: np.ndarray, fake_indices: Sequence[int]) -> tuple[float, list[float]] | None:
+    """Platt scaling of a binary model: P(fake) = sigmoid(a * (z_fake - z_real) + c) by maximum
+    likelihood, returned as a temperature 1/a and a logit bias with c on the fake class (the
+    detector's softmax(z / T + bias) is then that sigmoid). None where it does not apply: not two
+    classes, one class only, or a margin that does not rank fakes higher (a <= 0)."""
+    from sklearn.linear_model import LogisticRegression
+
+    z = np.asarray(logits, np.float64)
+    y = np.isin(labels, list(fake_indices)).astype(int)
+    if z.ndim != 2 or z.shape[1] != 2 or len(fake_indices) != 1 or y.min() == y.max():
+        return None
+    fake = int(fake_indices[0])
+    margin = (z[:, fake] - z[:, 1 - fake])[:, None]
+    fitted = LogisticRegression(C=1e4).fit(margin, y)
+    a, c = float(fitted.coef_[0, 0]), float(fitted.intercept_[0])
+    if a <= 0:
+        return None
+    bias = [0.0, 0.0]
+    bias[fake] = float(np.clip(c, -100.0, 100.0))
+    return float(np.clip(1.0 / a, 0.05, 100.0)), bias
+
+
+def fake_probability(logits: np.ndarray, fake_indices: Sequence[int], temperature: float = 1.0,
+                     bias: Sequence[float] | None = None) -> np.ndarray:
+    """P(fake) as a detector reports it: the softmax of ``logits / temperature + bias``, summed over the fake classes."""
+    scaled = torch.from_numpy(np.asarray(logits, np.float32)) / temperature
+    if bias is not None:
+        scaled = scaled + torch.tensor(list(bias), dtype=torch.float32)
+    return torch.softmax(scaled, dim=-1).numpy()[:, list(fake_indices)].sum(axis=1)
+
+
+METHODS = {"temperature": "temperature scaling", "platt": "Platt scaling (temperature and bias)"}
+
+
+def _fit(method: str, logits: np.ndarray, labels: np.ndarray, fake_indices: Sequence[int]):
+    """(temperature, bias or None) of ``method``; Platt falls back to the temperature where it does not apply."""
+    if method == "platt":
+        fitted = fit_platt(logits, labels, fake_indices)
+        if fitted is not None:
+            return fitted
+    return fit_temperature(logits, labels), None
+
+
+def cross_validated_ece(logits: np.ndarray, labels: np.ndarray, fake_indices: Sequence[int], method: str,
+                        folds: int = 5, seed: int = 0) -> float:
+    """ECE of ``method`` on faces it was not fitted on: each fold's P(fake) from a fit on the other folds."""
+    labels = np.asarray(labels)
+    order = np.random.default_rng(seed).permutation(len(labels))
+    p = np.empty(len(labels))
+    for part in np.array_split(order, folds):
+        rest = np.setdiff1d(order, part)
+        temperature, bias = _fit(method, logits[rest], labels[rest], fake_indices)
+        p[part] = fake_probability(logits[part], fake_indices, temperature, bias)
+    return calibration(np.isin(labels, list(fake_indices)).astype(int), p)["ece"]
+
+
+def choose_method(logits: np.ndarray, labels: np.ndarray, fake_indices: Sequence[int],
+                  min_faces: int = 100) -> tuple[str, dict]:
+    """The calibration to fit: Platt scaling where a binary model has at least ``min_faces``
+    validation faces of both classes and its cross-validated ECE is lower; temperature scaling
+    otherwise. Returns the method and the cross-validated ECE of each candidate."""
+    is_fake = np.isin(labels, list(fake_indices))
+    if (np.asarray(logits).shape[1] != 2 or min(is_fake.sum(), (~is_fake).sum()) < min_faces // 2
+            or fit_platt(logits, labels, fake_indices) is None):
+        return "temperature", {}
+    scores = {m: cross_validated_ece(np.asarray(logits), labels, fake_indices, m) for m in ("temperature", "platt")}
+    return ("platt" if scores["platt"] < scores["temperature"] else "temperature"), scores
 
 
 def balanced_threshold(is_fake: np.ndarray, p_fake: np.ndarray) -> float:
@@ -89,23 +158,29 @@ def balanced_threshold(is_fake: np.ndarray, p_fake: np.ndarray) -> float:
 
 def calibrate_folder(model_dir: str | Path, logits: np.ndarray, labels: np.ndarray,
                      fake_indices: Sequence[int]) -> dict:
-    """Fit the temperature and the threshold on validation ``logits`` and write both into
-    ``model_dir/config.json``; returns the record (ECE, reliability curves and accuracy before and
-    after) that the training record and the model card keep."""
+    """Fit the calibration (:func:`choose_method`) and the threshold on validation ``logits`` and
+    write them into ``model_dir/config.json``; returns the record (ECE, reliability curves and
+    accuracy before and after) that the training record and the model card keep."""
     is_fake = np.isin(labels, list(fake_indices)).astype(int)
     before = fake_probability(logits, fake_indices)
-    temperature = fit_temperature(logits, labels)
-    after = fake_probability(logits, fake_indices, temperature)
+    method, scores = choose_method(logits, labels, fake_indices)
+    temperature, bias = _fit(method, np.asarray(logits), np.asarray(labels), fake_indices)
+    after = fake_probability(logits, fake_indices, temperature, bias)
     threshold = balanced_threshold(is_fake, after)
     path = Path(model_dir) / "config.json"
     config = json.loads(path.read_text(encoding="utf-8"))
     block = config.setdefault("forensics", {})
     block["temperature"], block["threshold"] = round(temperature, 6), round(threshold, 6)
+    block.pop("logit_bias", None)
+    if bias is not None:
+        block["logit_bias"] = [round(v, 6) for v in bias]
     write_atomic(path, config)
     return {
-        "method": "temperature scaling",
+        "method": METHODS[method],
         "faces": int(len(labels)),
         "temperature": temperature,
+        **({"logit_bias": bias} if bias is not None else {}),
+        **({"cross_validated_ece": scores} if scores else {}),
         "threshold": threshold,
         "before": {**calibration(is_fake, before), "accuracy_at_0.5": binary_metrics(is_fake, before, 0.5)["accuracy"]},
         "after": {**calibration(is_fake, after),

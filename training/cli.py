@@ -39,6 +39,8 @@ DEFAULTS = {
     "max_padding": 0.15,
     "patience": 4,
     "seed": 0,
+    "run_seed": None,  # seed of the training draws (init, order, augmentation) when not `seed`: replicates on one split
+    "trunk_lr_scale": 0.3,  # the pretrained trunk's learning rate as a share of `lr`
     "resume": False,
     "pretrained": True,
     "workers": 1,

@@ -210,10 +210,14 @@ def run_training(config: dict, command: str | None = None) -> dict:
     # The autoencoder swap learns the people of the training split's talking-head frames only.
     ae = swapper_for([f for f in train_faces if f.source == VIDEO_SOURCE and f.label == "real"], config["cache"],
                      int(config.get("ae_steps", 2000)), int(config["seed"])) if ae_share > 0 else None
-    train_set = face_datasets(train_faces, labels, size, config["sbi"], True, config["seed"], augment_options(config),
+    # `seed` draws the split and the validation faces' pseudo-fakes; `run_seed` (when set) the training draws.
+    run_seed = int(config["seed"] if config.get("run_seed") is None else config["run_seed"])
+    train_set = face_datasets(train_faces, labels, size, config["sbi"], True, run_seed, augment_options(config),
                               float(config.get("sbi_downscale", 0.0)), float(config.get("swap", 0.0)), ae, ae_share)
     select_faces = selection_faces(val_faces, config)
     val_set = selection_set(select_faces, config)
+    if config.get("run_seed") is not None:
+        torch.manual_seed(run_seed)  # the new layers' initial weights too
     model, arch, model_args = build_model(config["model"], len(labels), config["pretrained"], size)
     if config.get("init_from"):
         init_weights(model, config["init_from"])
@@ -234,9 +238,9 @@ def run_training(config: dict, command: str | None = None) -> dict:
 
     train_config = TrainConfig(
         out_dir=str(out), epochs=int(config["epochs"]), lr=float(config["lr"]), weight_decay=float(config["weight_decay"]),
-        batch_size=int(config["batch_size"]), patience=int(config["patience"]), seed=int(config["seed"]),
+        batch_size=int(config["batch_size"]), patience=int(config["patience"]), seed=run_seed,
         resume=bool(config["resume"]), num_workers=int(config["workers"]), max_steps=config.get("max_steps"),
-        precision=str(config.get("precision", "auto")),
+        precision=str(config.get("precision", "auto")), trunk_lr_scale=float(config.get("trunk_lr_scale", 0.3)),
     )
     fake_indices = [i for i, x in enumerate(labels) if x != "real"]
     result = train(model, train_set, val_set, train_config, Collate(*IMAGENET), fake_indices, on_best=on_best,

@@ -71,6 +71,7 @@ class DetectorInfo:
     fake_labels: list[str] = field(default_factory=list)
     threshold: float = 0.5
     temperature: float = 1.0  # logits are divided by it before the softmax: calibrated on validation faces
+    logit_bias: list[float] | None = None  # added to the tempered logits before the softmax (Platt scaling)
     input_size: int = 224
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -96,6 +97,13 @@ class DetectorInfo:
         info.temperature = float(info.temperature)
         if not 0.0 < info.temperature < 1e3:
             raise DetectorError(f"temperature {info.temperature} must be a positive number below 1000")
+        if info.logit_bias is not None:
+            try:
+                info.logit_bias = [float(v) for v in info.logit_bias]
+            except (TypeError, ValueError):
+                raise DetectorError(f"logit_bias {info.logit_bias!r} must be a list of numbers") from None
+            if len(info.logit_bias) != len(info.labels) or not all(abs(v) < 1e3 for v in info.logit_bias):
+                raise DetectorError(f"logit_bias must hold one number under 1000 per label ({len(info.labels)})")
         if info.face_framing not in FRAMINGS:
             raise DetectorError(f"face_framing {info.face_framing!r} is not one of {', '.join(FRAMINGS)}")
         return info
@@ -147,8 +155,12 @@ class Detector(ABC):
         return crops_to_tensor(crops, self.input_size, self.info.mean, self.info.std)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """Calibrated class probabilities from logits: the softmax at the model's temperature."""
-        return torch.softmax(logits.detach().float() / self.info.temperature, dim=-1)
+        """Calibrated class probabilities from logits: the softmax at the model's temperature, after
+        its logit bias when calibration fitted one."""
+        scaled = logits.detach().float() / self.info.temperature
+        if self.info.logit_bias is not None:
+            scaled = scaled + torch.tensor(self.info.logit_bias, dtype=scaled.dtype)
+        return torch.softmax(scaled, dim=-1)
 
     @torch.inference_mode()
     def predict(self, batch: torch.Tensor) -> np.ndarray:

@@ -217,11 +217,13 @@ def quantizable_units(model_path: Path, op_types: Sequence[str], excluded: Seque
     return units
 
 
-def _probabilities(session, batch: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Class probabilities ``(B, C)`` at ``temperature`` from an onnxruntime session, 16 faces at a time."""
+def _probabilities(session, batch: np.ndarray, temperature: float = 1.0,
+                   bias: Sequence[float] | None = None) -> np.ndarray:
+    """Class probabilities ``(B, C)`` at ``temperature`` (then ``bias`` added, when calibration fitted
+    one) from an onnxruntime session, 16 faces at a time."""
     logits = np.concatenate([session.run(["logits"], {INPUT_NAME: batch[i : i + 16]})[0]
                              for i in range(0, len(batch), 16)])
-    return _softmax(logits / temperature)
+    return _softmax(logits / temperature + (0.0 if bias is None else np.asarray(bias, np.float32)))
 
 
 def _probe_faces(p_fake: np.ndarray, count: int) -> np.ndarray:
@@ -232,7 +234,8 @@ def _probe_faces(p_fake: np.ndarray, count: int) -> np.ndarray:
 
 def quantize_onnx(src: str | Path, dst: str | Path, mode: str, calibration: np.ndarray | None = None,
                   per_channel: bool = True, keep_float: str | Sequence[str] = "auto", max_delta: float = 0.015,
-                  temperature: float = 1.0, probe_faces: int = 32, progress=None) -> dict:
+                  temperature: float = 1.0, probe_faces: int = 32, progress=None,
+                  bias: Sequence[float] | None = None) -> dict:
     """int8 ``dst`` from float ``src`` (both single files; ``dst`` written atomically).
 
     Static builds are mixed precision, chosen by measurement. Forensic detectors read faint,
@@ -246,7 +249,7 @@ def quantize_onnx(src: str | Path, dst: str | Path, mode: str, calibration: np.n
     (the default's build searched at 0.02 held 0.018 on its 256 calibration faces and moved P(fake)
     by 0.023 on 200 validation faces). Activations are calibrated once (MinMax) and reused by every
     trial build.
-    A list of node names instead keeps exactly those float. P(fake) is read at ``temperature``,
+    A list of node names instead keeps exactly those float. P(fake) is read at ``temperature`` and ``bias``,
     as the detector reports it.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
@@ -290,14 +293,14 @@ def quantize_onnx(src: str | Path, dst: str | Path, mode: str, calibration: np.n
                     kept = [u for u in units if any(name in keep_float for name in u)]
                     build([name for u in kept for name in u], out)
                 else:
-                    reference = _probabilities(open_session(pre), calibration, temperature)[:, -1]
+                    reference = _probabilities(open_session(pre), calibration, temperature, bias)[:, -1]
                     probe = _probe_faces(reference, probe_faces)
 
                     def delta(path: Path, faces: np.ndarray | None = None) -> float:
                         batch = calibration if faces is None else calibration[faces]
                         ref = reference if faces is None else reference[faces]
                         # With two classes this is the largest move of P(fake).
-                        return float(np.abs(_probabilities(open_session(path), batch, temperature)[:, -1] - ref).max())
+                        return float(np.abs(_probabilities(open_session(path), batch, temperature, bias)[:, -1] - ref).max())
 
                     trial = work / "trial.onnx"
                     sensitivity = []
@@ -398,13 +401,14 @@ def build_onnx(detector: Detector, calibration_crops: Sequence[np.ndarray] | Non
     exported["seconds"] = round(time.perf_counter() - started, 1)
     step(0.5, f"quantizing ({mode} int8)")
     quantized = quantize_onnx(folder / ONNX_NAME, folder / INT8_NAME, mode, batch,
-                              temperature=detector.info.temperature,
+                              temperature=detector.info.temperature, bias=detector.info.logit_bias,
                               progress=lambda fraction, text: step(0.5 + 0.4 * fraction, f"int8: {text}"))
     record = {"source_weights": "model.safetensors", "float": exported, "int8": quantized}
     if batch is not None:
         step(0.9, "tuning the int8 threshold")
         p_float = detector.fake_probability(detector.predict(torch.from_numpy(batch)))
-        p_int8 = detector.fake_probability(_probabilities(open_session(folder / INT8_NAME), batch))
+        p_int8 = detector.fake_probability(_probabilities(open_session(folder / INT8_NAME), batch,
+                                                           detector.info.temperature, detector.info.logit_bias))
         tuned = operating_point_threshold(p_float, p_int8, detector.threshold)
         quantized["threshold"] = tuned
         quantized["threshold_tuned_on"] = f"{len(batch)} calibration faces (agreement with float at {detector.threshold:g})"

@@ -353,6 +353,24 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
                           text=True, timeout=600)
     assert proc.returncode != 0 and proc.stderr.strip() == "soup: the first model's weight must be in [0, 1], not 1.5"
     assert not (tmp_path / "bad" / "model").exists()
+    # `python -m training calibrate`: a folder calibrated again, as training does now; weights untouched
+    config_path = other / "config.json"
+    stale = json.loads(config_path.read_text())
+    stale["forensics"]["temperature"], stale["forensics"]["logit_bias"] = 7.0, [0.0, 3.0]
+    config_path.write_text(json.dumps(stale))
+    weights = (other / "model.safetensors").read_bytes()
+    proc = subprocess.run([sys.executable, "-m", "training", "calibrate", "--detector", str(other), *common], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.loads((other / "training.json").read_text())
+    assert again["recalibrated"].startswith("python -m training calibrate") and again["calibration"]["faces"] == cal["faces"]
+    fresh = json.loads(config_path.read_text())["forensics"]
+    assert fresh["temperature"] == pytest.approx(again["calibration"]["temperature"], rel=1e-5) != 7.0
+    assert "logit_bias" not in fresh  # 4 faces: temperature scaling, the stale bias gone
+    assert (other / "model.safetensors").read_bytes() == weights
+    proc = subprocess.run([sys.executable, "-m", "training", "calibrate", "--detector", str(tmp_path / "nothing")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and proc.stderr.strip().startswith("calibrate: ") and len(proc.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("name", ["hybrid", "hybrid-lite0", "mobilenetv2", "patch", "patch-mnv2", "patch-tiny"])

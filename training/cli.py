@@ -159,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--out", required=True, help="run folder; the souped model goes to out/model")
     w.add_argument("--data", default=None, help="labels.csv (default: the second run's)")
     w.add_argument("--cache", default=None, help="face-crop cache (default: the second run's)")
+    c = sub.add_parser("calibrate", help="calibrate a trained model folder again on its run's model-selection faces")
+    c.add_argument("--detector", required=True, help="a trained model folder (with its training.json)")
+    c.add_argument("--data", default=None, help="labels.csv (default: the run's)")
+    c.add_argument("--cache", default=None, help="face-crop cache (default: the run's)")
     from training import explain_bench
 
     explain_bench.add_parser(sub)
@@ -214,6 +218,15 @@ def main(argv=None) -> int:
             result = weight_soup(args.first, args.second, args.weight, args.out, args.data, args.cache, command=command)
         except (FileNotFoundError, ValueError) as exc:
             raise SystemExit(f"soup: {exc}") from None
+        print(json.dumps(result, indent=2))
+        return 0
+    if args.command == "calibrate":
+        from training.soup import recalibrate
+
+        try:
+            result = recalibrate(args.detector, args.data, args.cache, command=command)
+        except (FileNotFoundError, ValueError) as exc:
+            raise SystemExit(f"calibrate: {exc}") from None
         print(json.dumps(result, indent=2))
         return 0
     if args.command == "evaluate":

@@ -48,8 +48,6 @@ def weight_soup(first: str | Path, second: str | Path, weight: float, out: str |
     model-selection faces (``data``/``cache`` override its recorded ones), with its card."""
     from safetensors.torch import load_file, save_file
 
-    from training.pipeline import calibrate_model, cached_faces, selection_faces, selection_set, split_faces
-
     first, second = Path(first), Path(second)
     for folder in (first, second):
         if not (folder / "model.safetensors").is_file():
@@ -62,15 +60,44 @@ def weight_soup(first: str | Path, second: str | Path, weight: float, out: str |
         staging.mkdir(parents=True)
         shutil.copy2(second / "config.json", staging / "config.json")  # its training record is rewritten below
         save_file({k: v.contiguous() for k, v in state.items()}, str(staging / "model.safetensors"))
-        config = dict(record["config"])
-        config.update({k: v for k, v in (("data", data), ("cache", cache)) if v})
-        labels = list(config["labels"])
-        faces = selection_faces(split_faces(cached_faces(config), config)[1], config)
-        calibration = calibrate_model(staging, selection_set(faces, config), [i for i, x in enumerate(labels)
-                                                                               if x != "real"])
+        calibration = _calibrate_on_selection_faces(staging, record["config"], data, cache)
         record.update({"soup": {"first": first.as_posix(), "second": second.as_posix(), "weight_of_first": weight},
                        "calibration": calibration, **({"command": command} if command else {})})
         record["config"] = {**record["config"], "out": Path(out).as_posix()}
         (staging / "training.json").write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
         write_card(staging)
     return {"model_dir": str(model_dir), "calibration": {k: calibration[k] for k in ("temperature", "threshold")}}
+
+
+def _calibrate_on_selection_faces(folder: Path, config: dict, data: str | None, cache: str | None) -> dict:
+    """Calibrate the model folder on the model-selection faces of the run ``config`` describes
+    (``data``/``cache`` override the recorded ones): its config.json takes the fit, the record is returned."""
+    from training.pipeline import calibrate_model, cached_faces, selection_faces, selection_set, split_faces
+
+    config = {**config, **{k: v for k, v in (("data", data), ("cache", cache)) if v}}
+    faces = selection_faces(split_faces(cached_faces(config), config)[1], config)
+    return calibrate_model(folder, selection_set(faces, config),
+                           [i for i, x in enumerate(config["labels"]) if x != "real"])
+
+
+def recalibrate(folder: str | Path, data: str | None = None, cache: str | None = None,
+                command: str | None = None) -> dict:
+    """Calibrate a trained model folder again, on its own run's model-selection faces, as training
+    does now (for a model trained before the calibration changed): config.json, the training record's
+    calibration and the card are rewritten; the weights are not touched."""
+    from forensics.core import write_atomic
+
+    folder = Path(folder)
+    path = folder / "training.json"
+    if not (folder / "model.safetensors").is_file() or not path.is_file():
+        raise FileNotFoundError(f"{folder}: not a trained model folder (model.safetensors and training.json)")
+    record = json.loads(path.read_text(encoding="utf-8"))
+    calibration = _calibrate_on_selection_faces(folder, record["config"], data, cache)
+    record["calibration"] = calibration
+    if command:
+        record["recalibrated"] = command
+    write_atomic(path, record)
+    write_card(folder)
+    return {"model_dir": str(folder), "calibration": {k: calibration[k] for k in
+                                                       ("method", "temperature", "logit_bias", "threshold")
+                                                       if k in calibration}}

@@ -368,6 +368,8 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     assert fresh["temperature"] == pytest.approx(again["calibration"]["temperature"], rel=1e-5) != 7.0
     assert "logit_bias" not in fresh  # 4 faces: temperature scaling, the stale bias gone
     assert (other / "model.safetensors").read_bytes() == weights
+    printed = json.loads(proc.stdout)
+    assert printed["calibration"]["method"] == "temperature scaling" and "note" not in printed  # no ONNX build here
     proc = subprocess.run([sys.executable, "-m", "training", "calibrate", "--detector", str(tmp_path / "nothing")],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0 and proc.stderr.strip().startswith("calibrate: ") and len(proc.stderr.strip().splitlines()) == 1

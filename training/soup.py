@@ -98,6 +98,9 @@ def recalibrate(folder: str | Path, data: str | None = None, cache: str | None =
         record["recalibrated"] = command
     write_atomic(path, record)
     write_card(folder)
-    return {"model_dir": str(folder), "calibration": {k: calibration[k] for k in
-                                                       ("method", "temperature", "logit_bias", "threshold")
-                                                       if k in calibration}}
+    result = {"model_dir": str(folder), "calibration": {k: calibration[k] for k in
+                                                         ("method", "temperature", "logit_bias", "threshold")
+                                                         if k in calibration}}
+    if (folder / "onnx.json").is_file():  # the ONNX builds read the new config.json; not their int8 threshold
+        result["note"] = "the int8 threshold in onnx.json was tuned at the old calibration: run `python -m forensics quantize` again"
+    return result

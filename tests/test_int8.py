@@ -269,10 +269,16 @@ def test_cli_quantize_and_audit_fail_loudly(model_dirs, labelled_tree, tmp_path)
     q = run("quantize", "--detector", str(folder), "--calibration", str(labelled_tree), "--limit", "8")
     assert q.returncode == 0, q.stderr
     assert "model_quantized.onnx" in q.stdout and "static int8" in q.stdout
+    (folder / "audit").mkdir()
+    (folder / "audit" / "disagreement-99999.png").write_bytes(b"an earlier audit's strip")
     ok = run("audit", "--detector", str(folder), "--data", str(labelled_tree), "--out", str(tmp_path / "a"),
-             "--min-agreement", "0", "--max-auc-delta", "1", "--repeats", "2", "--no-maps")
+             "--min-agreement", "0", "--max-auc-delta", "1", "--repeats", "2", "--no-maps", "--bundle")
     assert ok.returncode == 0, ok.stderr
     assert "PASSED" in ok.stdout and "latency p50 / p95, batch 1" in ok.stdout
+    # --bundle keeps this audit with the detector, and only this audit's disagreement strips
+    kept = json.loads((folder / "audit" / "audit.json").read_text())
+    strips = {e["image"] for e in kept["disagreements"] if "image" in e}
+    assert {p.name for p in (folder / "audit").glob("*.png")} == strips
     bad = run("audit", "--detector", str(folder), "--data", str(labelled_tree), "--out", str(tmp_path / "b"),
               "--min-agreement", "1.01", "--repeats", "2", "--no-maps")
     assert bad.returncode == 3

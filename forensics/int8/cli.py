@@ -135,9 +135,12 @@ def cmd_audit(args) -> int:
     if args.bundle:  # the JSON and the disagreement images; the app draws the rest from them
         kept = folder / "audit"
         kept.mkdir(exist_ok=True)
-        for entry in audit["disagreements"]:
-            if "image" in entry:
-                shutil.copy(out / entry["image"], kept / entry["image"])
+        images = {entry["image"] for entry in audit["disagreements"] if "image" in entry}
+        for stale in kept.glob("disagreement-*.png"):  # an earlier audit's strips go with it
+            if stale.name not in images:
+                stale.unlink()
+        for name in sorted(images):
+            shutil.copy(out / name, kept / name)
         write_atomic(kept / "audit.json", audit)
     if args.json:
         print(json.dumps({k: v for k, v in audit.items() if k != "scores"}, indent=2))

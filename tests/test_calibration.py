@@ -56,7 +56,8 @@ def test_balanced_threshold_ignores_the_share_of_fakes():
     assert balanced_threshold(np.ones(3), np.array([0.2, 0.4, 0.9])) == 0.5  # one class: nothing to choose
 
 
-def test_calibrated_folder_is_applied_by_the_detector(tmp_path, model_dirs):
+def _model_copy(tmp_path, model_dirs):
+    """A copy of the small CNN detector's folder, the detector, a batch of 6 crops and its logits."""
     folder = tmp_path / "model"
     shutil.copytree(model_dirs["timm-cnn"], folder)
     det = load_detector(folder, allow_untrained=True, cache=False)
@@ -64,6 +65,11 @@ def test_calibrated_folder_is_applied_by_the_detector(tmp_path, model_dirs):
     batch = det.preprocess(crops)
     with torch.no_grad():
         logits = det.model(batch).float().numpy()
+    return folder, det, batch, logits
+
+
+def test_calibrated_folder_is_applied_by_the_detector(tmp_path, model_dirs):
+    folder, det, batch, logits = _model_copy(tmp_path, model_dirs)
     logits_scaled, labels = logits * 40.0, np.array([0, 1, 0, 1, 1, 0])  # an overconfident set to fit
     record = calibrate_folder(folder, logits_scaled, labels, det.fake_indices)
     config = json.loads((folder / "config.json").read_text())
@@ -124,13 +130,7 @@ def test_a_platt_calibrated_folder_is_applied_by_every_loader(tmp_path, model_di
     from forensics.core import DetectorError
     from forensics.detectors.card import calibration_lines
 
-    folder = tmp_path / "model"
-    shutil.copytree(model_dirs["timm-cnn"], folder)
-    det = load_detector(folder, allow_untrained=True, cache=False)
-    crops = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(6)]
-    batch = det.preprocess(crops)
-    with torch.no_grad():
-        logits = det.model(batch).float().numpy()
+    folder, det, batch, logits = _model_copy(tmp_path, model_dirs)
     fit_logits, labels = _shifted()
     record = calibrate_folder(folder, fit_logits, labels, det.fake_indices)
     assert record["method"].startswith("Platt") and record["logit_bias"][0] == 0

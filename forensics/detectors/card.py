@@ -150,14 +150,15 @@ def calibration_lines(cal: dict | None) -> list[str]:
     """The card's calibration section: what was fitted, and ECE with the reliability curve before and after."""
     if not cal:
         return []
+    bias = f", logit bias {max(cal['logit_bias'], key=abs):+.3f} on the fake class" if cal.get("logit_bias") else ""
+    names = {"temperature": "temperature scaling", "platt": "Platt scaling"}
+    chosen = (" Chosen by 5-fold cross-validated ECE: "
+              + ", ".join(f"{names.get(m, m)} {v:.3f}" for m, v in cal["cross_validated_ece"].items()) + "."
+              if cal.get("cross_validated_ece") else "")
     lines = ["", "## Calibration", "",
-             f"{cal['method'][0].upper() + cal['method'][1:]} on {cal['faces']} validation faces (the model-selection split): "
-             f"temperature {cal['temperature']:.3f}"
-             + (f", logit bias {max(cal['logit_bias'], key=abs):+.3f} on the fake class" if cal.get("logit_bias") else "")
-             + f", decision threshold {cal['threshold']:.3f} (best balanced accuracy), "
-             "stored in `config.json` and applied by every build (PyTorch, ONNX, int8)."
-             + (" Chosen by 5-fold cross-validated ECE: " + ", ".join(f"{m} {v:.3f}" for m, v in cal["cross_validated_ece"].items())
-                + "." if cal.get("cross_validated_ece") else ""), "",
+             f"{cal['method'][0].upper() + cal['method'][1:]} on {cal['faces']} validation faces (the model-selection "
+             f"split): temperature {cal['temperature']:.3f}{bias}, decision threshold {cal['threshold']:.3f} (best "
+             f"balanced accuracy), stored in `config.json` and applied by every build (PyTorch, ONNX, int8).{chosen}", "",
              "| | ECE | accuracy |", "|---|---|---|",
              f"| before (temperature 1, threshold 0.5) | {_fmt(cal['before']['ece'])} | "
              f"{_fmt(cal['before'].get('accuracy_at_0.5'))} |",

@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from forensics.core import write_atomic
+from forensics.detectors.base import calibrated_softmax
 from training.metrics import binary_metrics, calibration
 
 
@@ -96,11 +97,8 @@ def fit_platt(logits: np.ndarray, labels: np.ndarray, fake_indices: Sequence[int
 
 def fake_probability(logits: np.ndarray, fake_indices: Sequence[int], temperature: float = 1.0,
                      bias: Sequence[float] | None = None) -> np.ndarray:
-    """P(fake) as a detector reports it: the softmax of ``logits / temperature + bias``, summed over the fake classes."""
-    scaled = torch.from_numpy(np.asarray(logits, np.float32)) / temperature
-    if bias is not None:
-        scaled = scaled + torch.tensor(list(bias), dtype=torch.float32)
-    return torch.softmax(scaled, dim=-1).numpy()[:, list(fake_indices)].sum(axis=1)
+    """P(fake) as a detector reports it: :func:`calibrated_softmax`, summed over the fake classes."""
+    return calibrated_softmax(np.asarray(logits, np.float32), temperature, bias).numpy()[:, list(fake_indices)].sum(axis=1)
 
 
 METHODS = {"temperature": "temperature scaling", "platt": "Platt scaling (temperature and bias)"}

@@ -62,6 +62,16 @@ def _looks_real(name: str) -> bool:
     return bool(_REAL_WORDS.search(name)) and not re.search(r"unreal|not[ _-]?real", name, re.IGNORECASE)
 
 
+def calibrated_softmax(logits, temperature: float = 1.0, bias: Sequence[float] | None = None) -> torch.Tensor:
+    """``softmax(logits / temperature + bias)``: class probabilities as every build of a calibrated
+    detector reports them (``bias``: the logit bias of Platt scaling, when calibration fitted one).
+    ``logits``: a tensor or an array ``(B, C)``."""
+    scaled = torch.as_tensor(logits).detach().float() / temperature
+    if bias is not None:
+        scaled = scaled + torch.tensor(list(bias), dtype=scaled.dtype)
+    return torch.softmax(scaled, dim=-1)
+
+
 @dataclass
 class DetectorInfo:
     """The ``forensics`` block of a model folder's ``config.json``: what inference needs to know."""
@@ -155,12 +165,8 @@ class Detector(ABC):
         return crops_to_tensor(crops, self.input_size, self.info.mean, self.info.std)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """Calibrated class probabilities from logits: the softmax at the model's temperature, after
-        its logit bias when calibration fitted one."""
-        scaled = logits.detach().float() / self.info.temperature
-        if self.info.logit_bias is not None:
-            scaled = scaled + torch.tensor(self.info.logit_bias, dtype=scaled.dtype)
-        return torch.softmax(scaled, dim=-1)
+        """Calibrated class probabilities from logits (:func:`calibrated_softmax` at the model's calibration)."""
+        return calibrated_softmax(logits, self.info.temperature, self.info.logit_bias)
 
     @torch.inference_mode()
     def predict(self, batch: torch.Tensor) -> np.ndarray:

@@ -35,7 +35,7 @@ from torch import nn
 
 from forensics.catalog import ONNX_BUILDS
 from forensics.core import DetectorError, atomic_path, write_atomic
-from forensics.detectors.base import Detector
+from forensics.detectors.base import Detector, calibrated_softmax
 from forensics.detectors.onnx_family import BUILD_NAME, INPUT_NAME, open_session
 
 ONNX_NAME = ONNX_BUILDS["onnx"]
@@ -244,7 +244,7 @@ def _probabilities(session, batch: np.ndarray, temperature: float = 1.0,
     one) from an onnxruntime session, 16 faces at a time."""
     logits = np.concatenate([session.run(["logits"], {INPUT_NAME: batch[i : i + 16]})[0]
                              for i in range(0, len(batch), 16)])
-    return _softmax(logits / temperature + (0.0 if bias is None else np.asarray(bias, np.float32)))
+    return calibrated_softmax(logits, temperature, bias).numpy()
 
 
 def _probe_faces(p_fake: np.ndarray, count: int) -> np.ndarray:
@@ -438,9 +438,3 @@ def build_onnx(detector: Detector, calibration_crops: Sequence[np.ndarray] | Non
     write_atomic(folder / BUILD_NAME, record)
     step(1.0, "done")
     return record
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)

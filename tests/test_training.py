@@ -306,6 +306,11 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     assert gan_curve["images"] == 2 + 3 and set(gan_curve) >= {"clean", "jpeg_50", "video_codec_like"}
     assert gan_curve["clean"] == pytest.approx(metrics["per_source"]["GAN vs all held-out reals"]["roc_auc"])
     assert "FFHQ reals vs their SBI fakes" in metrics["robustness_auc_per_source"]
+    # the 2 real validation faces after camera processing (FFHQ names carry no groups)
+    real = metrics["real_faces"]
+    assert real["faces"] == 2 and real["groups"] == {} and real["threshold"] == pytest.approx(det.threshold)
+    assert len(real["processing"]) == 3 and all(v["faces"] == 2 and 0 <= v["mean_p_fake"] <= 1
+                                                for v in real["processing"].values())
     # the held-out source (GAN) has fakes only: no source-held-out figure, said as such
     assert metrics["summary"]["source_heldout_auc"] is None
     assert "| ROC-AUC, held-out sources only (never trained on) | n/a |" in (model_dir / "README.md").read_text()
@@ -314,6 +319,8 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     assert "RGB face crop (square scaled from the MTCNN landmarks, margin 0.1)" in card  # the input line
     assert f"| ROC-AUC | {metrics['summary']['roc_auc']:.3f} |" in card
     assert f"| GAN vs all held-out reals | 5 | {gan_curve['clean']:.3f} |" in card
+    clean = real["processing"]["clean"]
+    assert f"| clean | 2 | {clean['mean_p_fake']:.3f} | {clean['flagged']:.3f} |" in card
     # the int8 audit's and quantizer's faces, rebuilt by `python -m training faces` in a process of its own
     from forensics.int8.audit import faces_from_record
 
@@ -423,6 +430,87 @@ def test_source_subsets_split_by_source_and_held_out_sources():
     # nothing held out, or held-out sources of one class only: no held-out-only subset
     assert HELD_OUT_ONLY not in source_subsets(sources, y)
     assert HELD_OUT_ONLY not in source_subsets(sources, y, holdout_sources=["GAN"])
+
+
+def test_smoothing_is_edge_preserving_shared_by_a_pair_and_leaves_old_draws_alone(monkeypatch):
+    """`smooth_prob`: off (the default) the draws are those of earlier runs; on, a bilateral
+    filter (phone noise reduction) flattens texture but keeps a strong edge, and a real face and
+    its pseudo-fake are smoothed alike."""
+    import cv2
+
+    from training.datasets import SelfBlendedPairs
+
+    old = augment.draw_params(np.random.default_rng(3), jpeg_prob=0.9, sharpen_prob=0.2)
+    assert old == augment.draw_params(np.random.default_rng(3), jpeg_prob=0.9, sharpen_prob=0.2, smooth_prob=0.0)
+    assert old.smooth == (0, 0.0, 0.0)
+    drawn = [augment.draw_params(np.random.default_rng(i), smooth_prob=0.3) for i in range(300)]
+    smoothed = [p.smooth for p in drawn if p.smooth[0]]
+    assert 60 < len(smoothed) < 120
+    assert all(d in (5, 7, 9) and 20 <= c <= 75 and 3 <= sp <= 9 for d, c, sp in smoothed)
+
+    rng = np.random.default_rng(0)
+    textured = np.clip(128 + rng.normal(0, 12, (96, 96, 3)), 0, 255).astype(np.uint8)
+    textured[:, 48:] = np.clip(textured[:, 48:].astype(int) + 100, 0, 255).astype(np.uint8)  # a strong edge
+    identity = augment.AugmentParams(False, (1.0, 0.0, 0.0), 0.0, 1.0, 0, 1.0, None, False)
+    out = augment.apply(textured, augment.AugmentParams(**{**identity.__dict__, "smooth": (9, 75, 9)}), 96)
+    gray = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY).astype(float)
+    before = cv2.cvtColor(textured, cv2.COLOR_RGB2GRAY).astype(float)
+    assert gray[:, 8:40].std() < 0.5 * before[:, 8:40].std()  # texture flattened
+    assert gray[:, 52:].mean() - gray[:, :44].mean() > 0.9 * (before[:, 52:].mean() - before[:, :44].mean())  # edge kept
+
+    class Face:  # what SelfBlendedPairs reads of a cached face
+        landmarks = [[34, 42], [62, 42], [48, 57], [36, 72], [60, 72]]
+
+    monkeypatch.setattr("training.datasets.load_crop", lambda face: textured)
+    pairs = SelfBlendedPairs([Face()], 96, real_label=0, fake_label=1, aug={"smooth_prob": 1.0, "jpeg_prob": 0.0})
+    (real, fake), _ = pairs[0]
+    assert cv2.cvtColor(real, cv2.COLOR_RGB2GRAY)[:, 8:40].std() < 0.6 * before[:, 8:40].std()
+    difference = np.abs(real.astype(int) - fake.astype(int))
+    assert np.median(difference[:6, :6]) == 0 and np.median(difference[-6:, -6:]) == 0  # same smoothing outside the face
+
+
+def test_real_face_probes_report_groups_and_camera_processing():
+    """Real faces by UTKFace group (age band, gender, race from the file name) and after camera
+    processing: a detector that calls smooth faces fake shows it as a higher mean P(fake) and more
+    flagged faces once they are smoothed, and fewer once sharpened."""
+    import cv2
+
+    from training.data import CachedFace
+    from training.evaluate import CAMERA_PROCESSING, face_groups, real_face_probes
+
+    def face(name, source="UTKFace"):
+        return CachedFace(crop_path="", label="real", source=source, group=name, landmarks=[], confidence=1.0,
+                          padded_fraction=0.0, image_path=f"/data/faces/real/utkface/{name}")
+
+    assert face_groups(face("5_1_2_20170109.jpg")) == ["UTKFace age 0-12", "UTKFace female", "UTKFace Asian"]
+    assert face_groups(face("64_0_0_2017.jpg")) == ["UTKFace age 60+", "UTKFace male", "UTKFace White"]
+    assert face_groups(face("30_0_9_2017.jpg")) == [] and face_groups(face("x.jpg")) == []
+    assert face_groups(face("30_0_1_2017.jpg", source="FFHQ")) == []
+
+    class SmoothnessDetector:  # P(fake) falls with the image's fine detail (Laplacian variance)
+        threshold = 0.5
+
+        def predict_crops(self, crops, batch_size=32):
+            return [cv2.Laplacian(cv2.cvtColor(c, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var() for c in crops]
+
+        def fake_probability(self, detail):
+            return 1.0 / (1.0 + np.asarray(detail, float) / 60.0)
+
+    rng = np.random.default_rng(1)
+    images = [np.clip(128 + rng.normal(0, s, (64, 64, 3)), 0, 255).astype(np.uint8) for s in (4, 6, 8, 10, 12, 14)]
+    faces = [face(n) for n in ("5_1_2_a.jpg", "8_0_2_a.jpg", "30_0_0_a.jpg", "35_1_0_a.jpg", "70_0_1_a.jpg", "zz.jpg")]
+    det = SmoothnessDetector()
+    scores = det.fake_probability(det.predict_crops(images))
+    out = real_face_probes(det, faces, images, scores, count=6)
+    assert out["faces"] == 6 and out["threshold"] == 0.5
+    assert out["groups"]["UTKFace age 0-12"]["faces"] == 2 and out["groups"]["UTKFace Asian"]["faces"] == 2
+    assert out["groups"]["UTKFace age 0-12"]["mean_p_fake"] == pytest.approx(scores[:2].mean())
+    assert "UTKFace age 13-19" not in out["groups"]  # no such face: no empty row
+    clean, smoothed, sharpened = (out["processing"][k] for k in ["clean", *CAMERA_PROCESSING])
+    assert clean["faces"] == 6 and clean["mean_p_fake"] == pytest.approx(scores.mean())
+    assert smoothed["mean_p_fake"] > clean["mean_p_fake"] + 0.1 and smoothed["flagged"] > clean["flagged"]
+    assert sharpened["mean_p_fake"] < clean["mean_p_fake"]
+    assert real_face_probes(det, [], [], np.zeros(0)) == {"faces": 0, "threshold": 0.5}
 
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml")),

@@ -63,6 +63,7 @@ DEFAULTS = {
     "jpeg_prob": 0.75,  # share of training pairs re-encoded as JPEG (quality 30..100)
     "sharpen_prob": 0.0,  # share of training pairs sharpened (unsharp mask, amount 0.5..3.5)
     "noise_prob": 0.0,  # share of training pairs given Gaussian noise (sigma 1..6)
+    "smooth_prob": 0.0,  # share of training pairs smoothed by a bilateral filter (phone noise reduction / beauty mode)
     "sbi_downscale": 0.0,  # share of training self-blends whose blended-in copy is shrunk 2-4x and enlarged
     "swap": 0.0,  # share of training pseudo-fakes made as cross-identity face swaps (training.swap)
     "ae_swap": 0.0,  # share of the other pseudo-fakes made by an autoencoder swap (training.aeswap)

@@ -6,6 +6,7 @@ report.html."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -51,6 +52,58 @@ def _score(detector, images: Sequence[np.ndarray], transform: Callable | None = 
 
 
 HELD_OUT_ONLY = "held-out sources only (never trained on)"
+
+UTKFACE_RACES = ("White", "Black", "Asian", "Indian", "Other")  # UTKFace's race codes 0-4
+AGE_GROUPS = ((12, "0-12"), (19, "13-19"), (39, "20-39"), (59, "40-59"), (200, "60+"))
+# What a phone camera does to a real face before anyone analyses it: noise reduction / beauty mode
+# (edge-preserving smoothing) and sharpening. A detector that reads smooth skin as generated
+# flags such reals; the shift of their mean P(fake) measures it.
+CAMERA_PROCESSING: dict[str, Callable] = {
+    "smoothed (bilateral filter 9, 50, 7)": lambda im: cv2.bilateralFilter(np.ascontiguousarray(im), 9, 50, 7),
+    "sharpened (unsharp mask 1.5)": lambda im: augment.sharpen(im, 1.5),
+}
+
+
+def face_groups(face: CachedFace) -> list[str]:
+    """The groups a face belongs to, where its source's file names say (the data README: look at
+    results per age group). UTKFace names are ``age_gender_race_date``: gender 0 male, 1 female;
+    race 0-4 as in ``UTKFACE_RACES``."""
+    if face.source != "UTKFace":
+        return []
+    m = re.match(r"(\d+)_([01])_([0-4])_", Path(face.image_path).name)
+    if not m:
+        return []
+    age = int(m[1])
+    band = next(label for top, label in AGE_GROUPS if age <= top)
+    return [f"UTKFace age {band}", f"UTKFace {('male', 'female')[int(m[2])]}", f"UTKFace {UTKFACE_RACES[int(m[3])]}"]
+
+
+def real_face_probes(detector, faces: Sequence[CachedFace], images: Sequence[np.ndarray], scores: np.ndarray,
+                     seed: int = 0, count: int = 300) -> dict:
+    """How real faces never trained on fare, as mean P(fake) and the share flagged at the
+    detector's threshold: by group (:func:`face_groups`), and on a fixed subset of ``count`` of
+    them after camera processing (:data:`CAMERA_PROCESSING`). ``images``/``scores``: the real
+    faces' crops and clean scores, in the order of ``faces``."""
+    threshold = float(detector.threshold)
+    scores = np.asarray(scores, dtype=float)
+
+    def row(p: np.ndarray) -> dict:
+        return {"faces": int(len(p)), "mean_p_fake": float(p.mean()), "flagged": float((p >= threshold).mean())}
+
+    out: dict = {"faces": int(len(faces)), "threshold": threshold}
+    if not len(faces):
+        return out
+    members: dict[str, list[int]] = {}
+    for i, face in enumerate(faces):
+        for group in face_groups(face):
+            members.setdefault(group, []).append(i)
+    out["groups"] = {g: row(scores[members[g]]) for g in sorted(members)}
+    pick = np.sort(np.random.default_rng(seed).permutation(len(faces))[:count])
+    chosen = [images[i] for i in pick]
+    out["processing"] = {"clean": row(scores[pick])}
+    for name, fn in CAMERA_PROCESSING.items():
+        out["processing"][name] = row(_score(detector, chosen, fn))
+    return out
 
 
 def source_subsets(sources: Sequence[str], y, holdout_sources: Sequence[str] = ()) -> dict[str, np.ndarray]:
@@ -247,6 +300,9 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
     metrics["summary"]["source_heldout_jpeg_50_auc"] = (
         metrics["robustness_auc_per_source"].get(HELD_OUT_ONLY, {}).get("jpeg_50") if held else None)
     metrics["adversarial_accuracy"] = adversarial(detector, images, y, seed)
+    reals = [i for i, (_, t, s) in enumerate(items) if t == 0]  # the real faces, in the order of `val`
+    metrics["real_faces"] = real_face_probes(detector, [f for f in val if f.label == "real"],
+                                             [images[i] for i in reals], p[reals], seed)
     if videos:
         metrics["videos"] = video_results(detector_dir, data, trained_videos(record, data))
     out_dir = Path(out) if out else folder

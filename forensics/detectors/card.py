@@ -101,6 +101,7 @@ def card_text(record: dict, metrics: dict | None) -> str:
         if adv:
             lines += ["", f"Accuracy under attack ({adv['images']} validation images; budgets in pixel units of 0..255):", "",
                       *_table(["attack", "accuracy"], [(k, _fmt(v)) for k, v in adv.items() if k != "images"])]
+        lines += real_face_lines(metrics.get("real_faces"))
         videos = metrics.get("videos") or {}
         if videos.get("videos"):
             lines += ["", f"Videos never trained on (full analysis, {videos.get('frames', 16)} frames; far too few for a "
@@ -143,6 +144,22 @@ def leave_one_out_lines(runs: list[dict] | None) -> list[str]:
                          f"| {_fmt(run['video_auc'])} | |")
     lines += ["", "Reproduce: `python -m training train --config CONFIG` then `python -m training evaluate "
               "--detector runs/<name>/model --data ../shared/data/labels.csv`."]
+    return lines
+
+
+def real_face_lines(real: dict | None) -> list[str]:
+    """The card's rows on real faces never trained on: false alarms by group and after camera processing."""
+    if not real or not real.get("processing"):
+        return []
+    t = _fmt(real.get("threshold"))
+    lines = ["", f"Real validation faces (never trained on): mean P(fake) and the share flagged at the threshold ({t}), "
+             "after what phone cameras do to a face; a detector that reads smooth skin as generated flags smoothed reals:", "",
+             *_table(["real faces", "faces", "mean P(fake)", "flagged"],
+                     [(k, v["faces"], _fmt(v["mean_p_fake"]), _fmt(v["flagged"])) for k, v in real["processing"].items()])]
+    if real.get("groups"):
+        lines += ["", "By group (where the source's file names say):", "",
+                  *_table(["group", "faces", "mean P(fake)", "flagged"],
+                          [(k, v["faces"], _fmt(v["mean_p_fake"]), _fmt(v["flagged"])) for k, v in real["groups"].items()])]
     return lines
 
 

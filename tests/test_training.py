@@ -562,6 +562,55 @@ def test_model_selection_leaves_out_sources_a_run_does_not_train_on():
     assert len(selection_faces(faces, config)) == 4
 
 
+def test_train_caps_dose_a_source_without_touching_the_validation_faces():
+    """`train_caps`: at most N training faces of a named source, drawn with the seed; the
+    validation faces are those of an uncapped run; a cap on a source with no faces, or under one
+    face, is refused in one line."""
+    from training.data import CachedFace
+    from training.pipeline import cap_training_faces, split_faces
+
+    faces = [CachedFace(f"{s}{i}.png", label, s, f"{s}{i}", [], 1.0, 0.0)
+             for s, label, n in [("UTKFace", "real", 40), ("SD", "fake", 60), ("GAN", "fake", 20)] for i in range(n)]
+    config = {"val_fraction": 0.25, "seed": 0, "holdout_sources": []}
+    train, val = split_faces(faces, config)
+    capped_train, capped_val = split_faces(faces, {**config, "train_caps": {"SD": 10}})
+    assert [f.crop_path for f in capped_val] == [f.crop_path for f in val]
+    count = lambda fs, s: sum(f.source == s for f in fs)  # noqa: E731
+    assert count(train, "SD") > 10 and count(capped_train, "SD") == 10
+    assert {f.crop_path for f in capped_train if f.source == "SD"} < {f.crop_path for f in train if f.source == "SD"}
+    assert [f for f in capped_train if f.source != "SD"] == [f for f in train if f.source != "SD"]
+    again, _ = split_faces(faces, {**config, "train_caps": {"SD": 10}})
+    assert again == capped_train  # the same draw each time
+    assert cap_training_faces(train, {"SD": 1000}, 0) == train  # a cap above the count keeps all
+    with pytest.raises(ValueError, match="no training faces: Stable"):
+        cap_training_faces(train, {"Stable": 5}, 0)
+    with pytest.raises(ValueError, match="at least one face"):
+        cap_training_faces(train, {"SD": 0}, 0)
+
+
+def test_a_bad_train_cap_is_refused_in_one_line(tmp_path):
+    """`train` with a cap that is not a count, or on a source the data lacks: one line, no traceback."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    reals = sorted(data_path("faces/real/ffhq").glob("*.jpg"))[:4]
+    table = tmp_path / "labels.csv"
+    table.write_text("path,label,source\n" + "".join(f"{p},real,FFHQ\n" for p in reals))
+    for caps, message in [('{"FFHQ": 0}', "train_caps must map source names to a number of faces"),
+                          ('{"Nope": 3}', "train: train_caps names sources with no training faces: Nope")]:
+        config = tmp_path / "bad.yaml"
+        config.write_text(f"model: hybrid\ndata: {table}\ncache: {tmp_path / 'cache'}\nout: {tmp_path / 'run'}\n"
+                          f"image_size: 64\nepochs: 1\nworkers: 0\nval_fraction: 0.25\ntrain_caps: {caps}\n")
+        proc = subprocess.run([sys.executable, "-m", "training", "train", "--config", str(config)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode != 0
+        lines = [line for line in proc.stderr.splitlines() if line.strip() and "face crops" not in line]
+        assert lines[-1].startswith(message) and "Traceback" not in proc.stderr
+    assert not (tmp_path / "run" / "model").exists()
+
+
 def test_three_class_labels_self_blends_manipulated_and_grows_a_binary_head(tmp_path):
     """Three classes (real / manipulated / synthetic): self-blends take the manipulated index,
     labelled fakes their own, and a binary model's head grows with its fake row copied."""

@@ -34,6 +34,7 @@ DEFAULTS = {
     "labels": ["real", "fake"],
     "label_map": {},
     "train_sources": None,  # None: every source not held out
+    "train_caps": None,  # {source: most training faces}: a source's dose (validation faces unchanged)
     "holdout_sources": ["StyleGAN2 (thispersondoesnotexist)"],
     "val_fraction": 0.15,
     "max_padding": 0.15,
@@ -181,6 +182,10 @@ def resolve_config(args: argparse.Namespace) -> dict:
         raise SystemExit(f"unknown config keys: {sorted(unknown)}")
     if config["face_framing"] not in FRAMINGS:
         raise SystemExit(f"face_framing must be one of {', '.join(FRAMINGS)}, got {config['face_framing']!r}")
+    caps = config.get("train_caps")
+    if caps is not None and not (isinstance(caps, dict) and all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 1 for k, v in caps.items())):
+        raise SystemExit(f"train_caps must map source names to a number of faces (1 or more), got {caps!r}")
     return config
 
 
@@ -198,7 +203,12 @@ def main(argv=None) -> int:
         config = resolve_config(args)
         if args.command == "distill" and not config.get("teacher"):
             raise SystemExit("distill needs a teacher: --teacher MODEL_DIR or `teacher:` in --config")
-        result = run_training(config, command=command)
+        from training.pipeline import ConfigError
+
+        try:
+            result = run_training(config, command=command)
+        except ConfigError as exc:
+            raise SystemExit(f"{args.command}: {exc}") from None
         print(json.dumps({k: result[k] for k in ("model_dir", "best_auc")}, indent=2))
         return 0
     if args.command == "federated":

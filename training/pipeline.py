@@ -100,7 +100,31 @@ def split_faces(faces: Sequence[CachedFace], config: dict) -> tuple[list[CachedF
     train_faces, val_faces = grouped_split(faces, config["val_fraction"], config["seed"], holdout_sources(config))
     if config.get("train_sources"):
         train_faces = [f for f in train_faces if f.source in set(config["train_sources"])]
+    if config.get("train_caps"):
+        train_faces = cap_training_faces(train_faces, config["train_caps"], int(config["seed"]))
     return train_faces, val_faces
+
+
+class ConfigError(ValueError):
+    """A config asks for something the data cannot give (the CLI says so in one line)."""
+
+
+def cap_training_faces(faces: Sequence[CachedFace], caps: dict, seed: int) -> list[CachedFace]:
+    """At most ``caps[source]`` training faces of each source named there, drawn at random (the
+    rest of a capped source is not trained on, and not validated on either: the validation faces
+    are drawn before, so capped and uncapped runs are measured on the same faces). Caps only the
+    amount a source teaches; its faces keep their order."""
+    unknown = sorted(set(caps) - {f.source for f in faces})
+    if unknown:
+        raise ConfigError(f"train_caps names sources with no training faces: {', '.join(unknown)}")
+    rng = np.random.default_rng(seed)
+    keep: set[int] = set()
+    for source, most in caps.items():
+        if int(most) < 1:
+            raise ConfigError(f"train_caps: {source} must keep at least one face (got {most})")
+        members = [i for i, f in enumerate(faces) if f.source == source]
+        keep.update(members[j] for j in rng.permutation(len(members))[: int(most)])
+    return [f for i, f in enumerate(faces) if f.source not in caps or i in keep]
 
 
 def cap_per_source(samples: Sequence[Sample], most: int, seed: int) -> list[Sample]:

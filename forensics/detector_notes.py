@@ -7,7 +7,9 @@ drawing the page) and turns it into:
 
 - one line on what the detector catches and misses (per-source ROC-AUC on held-out faces),
 - how many decimals its probabilities deserve (from the expected calibration error), and
-- whether it is close to chance (then the app does not offer it).
+- whether it is close to chance (then the app does not offer it), and
+- a caution where real faces after a phone camera's smoothing (noise reduction, beauty mode) are
+  flagged far more often than unprocessed ones.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ NEAR_CHANCE_AUC = 0.6
 CATCHES_AUC, MISSES_AUC = 0.8, 0.7
 # Probabilities are shown to two decimals only when calibration error is below this; else to one.
 FINE_ECE = 0.05
+# A caution is shown when this share of smoothed real faces is flagged, and at least this much more than unprocessed.
+SMOOTHED_FLAGGED, SMOOTHED_RISE = 0.25, 0.10
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class DetectorNote:
     catches: str = ""
     misses: str = ""
     measured: bool = False
+    caution: str = ""
 
     @property
     def digits(self) -> int:
@@ -64,7 +69,7 @@ class DetectorNote:
             overall += " (close to chance)"
         if split_variant(self.name)[1]:
             overall += ", measured on the float model this build was made from"
-        return head + overall + "."
+        return head + overall + "." + (f" Caution: {self.caution}." if self.caution else "")
 
     @property
     def short(self) -> str:
@@ -135,7 +140,22 @@ def detector_note(name: str | Path | None) -> DetectorNote:
     auc = summary.get("roc_auc")
     ece = calibration.get("ece") if isinstance(calibration, dict) else None
     return DetectorNote(label, None if auc is None else float(auc), None if ece is None else float(ece),
-                        catches, misses, measured=True)
+                        catches, misses, measured=True, caution=_smoothing_caution(metrics.get("real_faces")))
+
+
+def _smoothing_caution(real: dict | None) -> str:
+    """'it flags 45% of real faces smoothed as a phone's beauty mode does (17% unsmoothed)', from
+    the evaluation's camera-processing probe, when that share is high and well above the clean one."""
+    processing = (real or {}).get("processing") if isinstance(real, dict) else None
+    if not isinstance(processing, dict):
+        return ""
+    clean = (processing.get("clean") or {}).get("flagged")
+    smoothed = next((v.get("flagged") for k, v in processing.items() if k.startswith("smoothed") and isinstance(v, dict)),
+                    None)
+    if clean is None or smoothed is None or smoothed < SMOOTHED_FLAGGED or smoothed - clean < SMOOTHED_RISE:
+        return ""
+    return (f"it flags {smoothed:.0%} of real faces smoothed as a phone's noise reduction or beauty mode does "
+            f"({clean:.0%} unsmoothed)")
 
 
 def offered_detectors() -> list[tuple[str, str]]:

@@ -157,3 +157,35 @@ def test_a_detector_close_to_chance_is_named_so_and_not_offered(tmp_path, monkey
     assert note.near_chance and "close to chance" in note.line and note.digits == 1
     assert "coin" not in {name for _, name in detector_notes.offered_detectors()}
     assert "default" in {name for _, name in detector_notes.offered_detectors()}
+
+
+def test_a_detector_that_flags_smoothed_real_faces_carries_a_caution(tmp_path, monkeypatch, model_dirs):
+    """The evaluation's camera-processing probe reaches the note shown beside a verdict: a caution
+    when many smoothed real faces are flagged and far more than unprocessed ones, none otherwise."""
+    import shutil
+
+    from forensics import detector_notes
+
+    root = tmp_path / "detectors"
+    folder = shutil.copytree(model_dirs["patch"], root / "smoothy")
+    config = json.loads((folder / "config.json").read_text())
+    config["forensics"]["trained"] = True
+    (folder / "config.json").write_text(json.dumps(config))
+    monkeypatch.setenv("FORENSICS_DETECTORS", str(root))
+
+    def measured(clean, smoothed):
+        (folder / "metrics.json").write_text(json.dumps({
+            "summary": {"roc_auc": 0.9}, "calibration": {"ece": 0.03}, "per_source": {},
+            "real_faces": {"faces": 300, "threshold": 0.5, "processing": {
+                "clean": {"faces": 300, "mean_p_fake": 0.3, "flagged": clean},
+                "smoothed (bilateral filter 9, 50, 7)": {"faces": 300, "mean_p_fake": 0.6, "flagged": smoothed},
+                "sharpened (unsharp mask 1.5)": {"faces": 300, "mean_p_fake": 0.2, "flagged": 0.05}}}}))
+        return detector_notes.detector_note("smoothy")
+
+    note = measured(0.17, 0.45)
+    assert note.line.endswith("Caution: it flags 45% of real faces smoothed as a phone's noise reduction or beauty "
+                              "mode does (17% unsmoothed).")
+    assert not measured(0.17, 0.20).caution  # few flagged
+    assert not measured(0.30, 0.35).caution  # no more than unprocessed faces
+    (folder / "metrics.json").write_text(json.dumps({"summary": {"roc_auc": 0.9}}))  # measured before the probe
+    assert not detector_notes.detector_note("smoothy").caution

@@ -286,3 +286,5 @@ def test_cli_quantize_and_audit_fail_loudly(model_dirs, labelled_tree, tmp_path)
     missing = run("audit", "--detector", str(folder), "--data", str(tmp_path / "nowhere"))
     assert missing.returncode == 1 and missing.stderr.strip().startswith("error:")
     assert "Traceback" not in missing.stderr
+    too_loose = run("quantize", "--detector", str(folder), "--calibration", str(labelled_tree), "--max-delta", "2")
+    assert too_loose.returncode != 0 and too_loose.stderr.strip() == "--max-delta must be between 0 and 1, got 2"

@@ -28,6 +28,9 @@ def add_parsers(sub) -> None:
     q.add_argument("--cache", default=DEFAULT_CACHE, help="face-crop cache of the training data")
     q.add_argument("--limit", type=int, default=256, help="calibration faces (default 256)")
     q.add_argument("--no-attention", action="store_true", help="export without attention outputs (no attention maps)")
+    q.add_argument("--max-delta", type=float, default=0.015,
+                   help="static int8: keep the fewest nodes float that hold P(fake) within this on every calibration "
+                        "face (default 0.015, a margin under the audit's 0.02)")
     q.add_argument("--allow-untrained", action="store_true", help=argparse.SUPPRESS)
 
     a = sub.add_parser("audit", help="float vs int8: agreement, AUC, size, load time and latency, side by side")
@@ -76,6 +79,8 @@ def cmd_quantize(args) -> int:
     from forensics.detectors import load_detector
     from forensics.int8.quantize import build_onnx, choose_mode
 
+    if not 0 < args.max_delta < 1:
+        raise SystemExit(f"--max-delta must be between 0 and 1, got {args.max_delta:g}")
     detector = load_detector(args.detector, allow_untrained=args.allow_untrained, cache=False)
     folder = Path(detector.path)
     crops = []
@@ -89,7 +94,8 @@ def cmd_quantize(args) -> int:
         raise ForensicsError("static int8 needs calibration faces: pass --calibration (a folder or labels.csv)")
     bar, update = _bar()
     try:
-        record = build_onnx(detector, crops, mode, attention=not args.no_attention, progress=update)
+        record = build_onnx(detector, crops, mode, attention=not args.no_attention, progress=update,
+                            max_delta=args.max_delta)
     finally:
         bar.close()
     f, q = record["float"], record["int8"]

@@ -402,10 +402,12 @@ def operating_point_threshold(p_float: np.ndarray, p_int8: np.ndarray, threshold
 
 
 def build_onnx(detector: Detector, calibration_crops: Sequence[np.ndarray] | None = None, mode: str = "auto",
-               attention: bool = True, out_dir: str | Path | None = None, progress=None) -> dict:
+               attention: bool = True, out_dir: str | Path | None = None, progress=None,
+               max_delta: float = 0.015) -> dict:
     """``model.onnx`` + ``model_quantized.onnx`` + ``onnx.json`` in the detector's folder (or
     ``out_dir``). The int8 threshold is tuned on ``calibration_crops`` to keep the float
-    model's decisions; :mod:`forensics.int8.audit` measures it on labelled faces."""
+    model's decisions; :mod:`forensics.int8.audit` measures it on labelled faces. ``max_delta``:
+    the static search's bound on P(fake) moves over the calibration faces (see :func:`quantize_onnx`)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
     folder = Path(out_dir or detector.path)
@@ -422,7 +424,7 @@ def build_onnx(detector: Detector, calibration_crops: Sequence[np.ndarray] | Non
     exported["seconds"] = round(time.perf_counter() - started, 1)
     step(0.5, f"quantizing ({mode} int8)")
     quantized = quantize_onnx(folder / ONNX_NAME, folder / INT8_NAME, mode, batch,
-                              temperature=detector.info.temperature, bias=detector.info.logit_bias,
+                              temperature=detector.info.temperature, bias=detector.info.logit_bias, max_delta=max_delta,
                               progress=lambda fraction, text: step(0.5 + 0.4 * fraction, f"int8: {text}"))
     record = {"source_weights": "model.safetensors", "float": exported, "int8": quantized}
     if batch is not None:

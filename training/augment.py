@@ -78,7 +78,7 @@ def apply(image: np.ndarray, p: AugmentParams, size: int) -> np.ndarray:
     if p.blur:
         out = cv2.GaussianBlur(out, (p.blur, p.blur), 0)
     if p.smooth[0]:
-        out = cv2.bilateralFilter(np.ascontiguousarray(out), p.smooth[0], p.smooth[1], p.smooth[2])
+        out = smooth(out, *p.smooth)
     if p.sharpen:
         out = sharpen(out, p.sharpen)
     if p.downscale < 1.0:
@@ -101,6 +101,11 @@ def sharpen(image: np.ndarray, amount: float, sigma: float = 1.2) -> np.ndarray:
     """Unsharp mask: ``image + amount * (image - blurred)`` (RGB uint8 in and out)."""
     blurred = cv2.GaussianBlur(image, (0, 0), sigma).astype(np.float32)
     return np.clip(np.round(image.astype(np.float32) * (1.0 + amount) - blurred * amount), 0, 255).astype(np.uint8)
+
+
+def smooth(image: np.ndarray, diameter: int, sigma_colour: float, sigma_space: float) -> np.ndarray:
+    """Edge-preserving (bilateral) smoothing, as a phone's noise reduction or beauty mode (RGB uint8 in and out)."""
+    return cv2.bilateralFilter(np.ascontiguousarray(image), diameter, sigma_colour, sigma_space)
 
 
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:

@@ -59,7 +59,7 @@ AGE_GROUPS = ((12, "0-12"), (19, "13-19"), (39, "20-39"), (59, "40-59"), (200, "
 # (edge-preserving smoothing) and sharpening. A detector that reads smooth skin as generated
 # flags such reals; the shift of their mean P(fake) measures it.
 CAMERA_PROCESSING: dict[str, Callable] = {
-    "smoothed (bilateral filter 9, 50, 7)": lambda im: cv2.bilateralFilter(np.ascontiguousarray(im), 9, 50, 7),
+    "smoothed (bilateral filter 9, 50, 7)": lambda im: augment.smooth(im, 9, 50, 7),
     "sharpened (unsharp mask 1.5)": lambda im: augment.sharpen(im, 1.5),
 }
 
@@ -300,7 +300,7 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
     metrics["summary"]["source_heldout_jpeg_50_auc"] = (
         metrics["robustness_auc_per_source"].get(HELD_OUT_ONLY, {}).get("jpeg_50") if held else None)
     metrics["adversarial_accuracy"] = adversarial(detector, images, y, seed)
-    reals = [i for i, (_, t, s) in enumerate(items) if t == 0]  # the real faces, in the order of `val`
+    reals = [i for i, (_, t, _) in enumerate(items) if t == 0]  # the real faces, in the order of `val`
     metrics["real_faces"] = real_face_probes(detector, [f for f in val if f.label == "real"],
                                              [images[i] for i in reals], p[reals], seed)
     if videos:

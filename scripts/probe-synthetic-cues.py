@@ -7,10 +7,13 @@
    a small transposed-convolution autoencoder is trained on real faces; a logistic regression on the
    frozen features learns reals against their reconstructions and is then scored on StyleGAN2
    against FFHQ reals it never saw.
+3. Leave-one-generator-out without training a detector: the same features and spectrum, a logistic
+   regression fitted on half the FFHQ reals against one generator's faces, scored on the other
+   half against the other generator's.
 
 Faces are the crop cache's margin-0 landmark-framed crops (built if missing).
 
-    .venv/bin/python scripts/probe-synthetic-cues.py [--ae-steps 400]
+    .venv/bin/python scripts/probe-synthetic-cues.py [--ae-steps 400] [--sections 1 2 3]
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ from training.models import load_mobilenet_v2_state  # noqa: E402
 
 STAGES = (1, 3, 6, 10, 13, 16, 18)
 GAN = "StyleGAN2 (thispersondoesnotexist)"
+SD = "Stable Diffusion 2.1 (SDFD)"
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
@@ -120,18 +124,39 @@ def auc(negatives: np.ndarray, positives: np.ndarray) -> float:
                                      np.r_[negatives, positives])), 3)
 
 
+def leave_one_generator_out(net, ffhq: list[np.ndarray], generators: dict[str, list[np.ndarray]]) -> None:
+    """Fit on half the FFHQ reals against one generator, score the other half against the other."""
+    print(f"\n3. Leave-one-generator-out without training a detector (FFHQ {len(ffhq)} split in halves; "
+          + ", ".join(f"{k} {len(v)}" for k, v in generators.items()) + ")")
+    order = np.random.default_rng(0).permutation(len(ffhq))
+    fit, test = [ffhq[i] for i in order[: len(ffhq) // 2]], [ffhq[i] for i in order[len(ffhq) // 2:]]
+    (a, faces_a), (b, faces_b) = generators.items()
+    kinds = {"residual spectrum": lambda ims: {0: residual_spectrum(ims)},
+             "MobileNetV2 stages": lambda ims: stage_features(net, ims)}
+    for name, extract in kinds.items():
+        x = {k: extract(v) for k, v in (("fit", fit), ("test", test), (a, faces_a), (b, faces_b))}
+        for seen, unseen in ((a, b), (b, a)):
+            row = {}
+            for j in x["fit"]:
+                clf = classifier().fit(np.r_[x["fit"][j], x[seen][j]],
+                                       np.r_[np.zeros(len(fit)), np.ones(len(x[seen][j]))])
+                row[j] = auc(clf.predict_proba(x["test"][j])[:, 1], clf.predict_proba(x[unseen][j])[:, 1])
+            print(f"   {name}, fitted on {seen}, {unseen} vs unseen FFHQ reals:", row[0] if list(row) == [0] else row)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/labels.csv")
     parser.add_argument("--cache", default=".cache/crops256")
     parser.add_argument("--ae-steps", type=int, default=400)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sections", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3])
     args = parser.parse_args()
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
-    samples = [s for s in read_labels_csv(args.data) if s.source in ("FFHQ", "UTKFace", GAN)]
+    samples = [s for s in read_labels_csv(args.data) if s.source in ("FFHQ", "UTKFace", GAN, SD)]
     cache = FaceCropCache(args.cache, 256, 0.0, framing="landmarks")
 
     def faces(source: str, count: int) -> list[np.ndarray]:
@@ -145,6 +170,10 @@ def main() -> int:
     net.load_state_dict(load_mobilenet_v2_state())
     net.eval()
 
+    if 3 in args.sections:
+        leave_one_generator_out(net, ffhq, {"StyleGAN2": gan, "Stable Diffusion": faces(SD, 500)})
+    if 1 not in args.sections and 2 not in args.sections:
+        return 0
     print("\n1. StyleGAN2 vs FFHQ reals, supervised on the pair itself (5-fold CV ROC-AUC; diagnosis only)")
     y = np.r_[np.zeros(len(ffhq)), np.ones(len(gan))]
     folds = StratifiedKFold(5, shuffle=True, random_state=0)
@@ -158,6 +187,8 @@ def main() -> int:
         feats = stage_features(net, ffhq + gan, crop)
         print(f"   MobileNetV2 stages, {name}:", {j: cv_auc(feats[j]) for j in STAGES})
 
+    if 2 not in args.sections:
+        return 0
     print(f"\n2. Up-sampling traces from real faces (autoencoder, {args.ae_steps} steps)")
     ae = AutoEncoder()
     optimizer = torch.optim.Adam(ae.parameters(), 2e-3)

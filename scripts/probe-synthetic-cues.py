@@ -144,6 +144,22 @@ def leave_one_generator_out(net, ffhq: list[np.ndarray], generators: dict[str, l
             print(f"   {name}, fitted on {seen}, {unseen} vs unseen FFHQ reals:", row[0] if list(row) == [0] else row)
 
 
+def supervised_pair(net, ffhq: list[np.ndarray], gan: list[np.ndarray]) -> None:
+    """Section 1: StyleGAN2 against FFHQ, cross-validated on the pair itself."""
+    print("\n1. StyleGAN2 vs FFHQ reals, supervised on the pair itself (5-fold CV ROC-AUC; diagnosis only)")
+    y = np.r_[np.zeros(len(ffhq)), np.ones(len(gan))]
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+
+    def cv_auc(x: np.ndarray) -> float:
+        p = cross_val_predict(classifier(), x, y, cv=folds, method="predict_proba")[:, 1]
+        return round(float(roc_auc_score(y, p)), 3)
+
+    print("   residual spectrum:", cv_auc(residual_spectrum(ffhq + gan)))
+    for name, crop in (("whole crop", None), ("face interior (centre 128 px)", (64, 192))):
+        feats = stage_features(net, ffhq + gan, crop)
+        print(f"   MobileNetV2 stages, {name}:", {j: cv_auc(feats[j]) for j in STAGES})
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/labels.csv")
@@ -172,20 +188,8 @@ def main() -> int:
 
     if 3 in args.sections:
         leave_one_generator_out(net, ffhq, {"StyleGAN2": gan, "Stable Diffusion": faces(SD, 500)})
-    if 1 not in args.sections and 2 not in args.sections:
-        return 0
-    print("\n1. StyleGAN2 vs FFHQ reals, supervised on the pair itself (5-fold CV ROC-AUC; diagnosis only)")
-    y = np.r_[np.zeros(len(ffhq)), np.ones(len(gan))]
-    folds = StratifiedKFold(5, shuffle=True, random_state=0)
-
-    def cv_auc(x: np.ndarray) -> float:
-        p = cross_val_predict(classifier(), x, y, cv=folds, method="predict_proba")[:, 1]
-        return round(float(roc_auc_score(y, p)), 3)
-
-    print("   residual spectrum:", cv_auc(residual_spectrum(ffhq + gan)))
-    for name, crop in (("whole crop", None), ("face interior (centre 128 px)", (64, 192))):
-        feats = stage_features(net, ffhq + gan, crop)
-        print(f"   MobileNetV2 stages, {name}:", {j: cv_auc(feats[j]) for j in STAGES})
+    if 1 in args.sections:
+        supervised_pair(net, ffhq, gan)
 
     if 2 not in args.sections:
         return 0

@@ -51,13 +51,13 @@ class MaskedAutoencoder(nn.Module):
             x = torch.cat([cls.expand(b, -1, -1), x], dim=1)
         x = enc.norm(enc.blocks(x))[:, prefix:]
         x = self.to_decoder(x)
-        full = self.mask_token.expand(b, n, -1).clone()
+        full = self.mask_token.to(x.dtype).expand(b, n, -1).clone()  # bf16 under autocast
         full.scatter_(1, visible[..., None].expand(-1, -1, full.shape[-1]), x)
         pred = self.to_pixels(self.decoder(full + self.decoder_pos))
         target = self.patchify(images)
         target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
         mask = torch.ones(b, n, device=tokens.device)
         mask.scatter_(1, visible, 0.0)
-        per_patch = F.mse_loss(pred, target, reduction="none").mean(-1)
+        per_patch = F.mse_loss(pred.float(), target.float(), reduction="none").mean(-1)
         return (per_patch * mask).sum() / mask.sum(), pred, mask
 

@@ -189,37 +189,56 @@ def _loss_for(config: dict):
 
 
 def run_pretraining(config: dict) -> dict:
-    """MAE pretraining of ``config['model']`` (a timm ViT) on the real training faces."""
+    """MAE pretraining of ``config['model']`` (a timm ViT) on the real training faces: AdamW
+    (betas 0.9, 0.95) with linear warm-up then cosine decay, bf16 autocast where ``precision``
+    asks for it, the masks drawn from ``seed``; the encoder and the loss curve are written after
+    every epoch."""
+    from contextlib import nullcontext
+
     from safetensors.torch import save_file
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
+    from training.loop import cosine_with_warmup
     from training.mae import MaskedAutoencoder
 
     out = Path(config["out"])
     out.mkdir(parents=True, exist_ok=True)
     faces = [f for f in split_faces(cached_faces(config), config)[0] if f.label == "real"]
+    if not faces:
+        raise ValueError("no real training faces to pretrain on")
     size = int(config["image_size"])
     data = LabelledFaces(faces, [0] * len(faces), size, train=True, seed=config["seed"])
     loader = DataLoader(data, batch_size=int(config["batch_size"]), shuffle=True, collate_fn=Collate(*IMAGENET),
-                        num_workers=int(config["workers"]), drop_last=True)
+                        num_workers=int(config["workers"]), drop_last=True,
+                        generator=torch.Generator().manual_seed(int(config["seed"])))
+    torch.manual_seed(int(config["seed"]))
     encoder, _, _ = build_model(config["model"], 0, pretrained=False, image_size=size)
     mae = MaskedAutoencoder(encoder, mask_ratio=float(config["mask_ratio"]))
-    optimizer = torch.optim.AdamW(mae.parameters(), lr=float(config["lr"]), weight_decay=0.05)
+    optimizer = torch.optim.AdamW(mae.parameters(), lr=float(config["lr"]), weight_decay=0.05, betas=(0.9, 0.95))
+    epochs = int(config["epochs"])
+    total = max(1, epochs * len(loader))
+    scheduler = cosine_with_warmup(optimizer, int(0.05 * total), total)
+    masks = torch.Generator().manual_seed(int(config["seed"]))
+    bf16 = str(config.get("precision", "auto")) == "bf16"
     history = []
-    for epoch in range(int(config["epochs"])):
+    for epoch in range(epochs):
         data.epoch = epoch
         losses = []
-        for images, _ in tqdm(loader, desc=f"pretrain {epoch + 1}/{config['epochs']}"):
-            loss, _, _ = mae(images)
+        bar = tqdm(loader, desc=f"pretrain {epoch + 1}/{epochs}")
+        for images, _ in bar:
+            with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext():
+                loss, _, _ = mae(images, masks)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            scheduler.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
         history.append({"epoch": epoch + 1, "loss": float(sum(losses) / max(1, len(losses)))})
         save_file({k: v.contiguous() for k, v in mae.encoder.state_dict().items()}, str(out / "encoder.safetensors"))
         (out / "history.json").write_text(json.dumps(history, indent=2))
-    return {"encoder": str(out / "encoder.safetensors"), "history": history}
+    return {"encoder": str(out / "encoder.safetensors"), "faces": len(faces), "history": history}
 
 
 def run_training(config: dict, command: str | None = None) -> dict:

@@ -9,11 +9,12 @@
    against FFHQ reals it never saw.
 3. Leave-one-generator-out without training a detector: the same features and spectrum, a logistic
    regression fitted on half the FFHQ reals against one generator's faces, scored on the other
-   half against the other generator's.
+   half against the other generator's. With ``--encoder`` (a ViT-Tiny encoder written by
+   ``python -m training pretrain``), also the frozen features of that self-supervised encoder.
 
 Faces are the crop cache's margin-0 landmark-framed crops (built if missing).
 
-    .venv/bin/python scripts/probe-synthetic-cues.py [--ae-steps 400] [--sections 1 2 3]
+    .venv/bin/python scripts/probe-synthetic-cues.py [--ae-steps 400] [--sections 1 2 3] [--encoder FILE]
 """
 from __future__ import annotations
 
@@ -91,6 +92,38 @@ def stage_features(net, images, crop: tuple[int, int] | None = None) -> dict[int
     return {j: torch.cat(v).numpy() for j, v in out.items()}
 
 
+VIT_BLOCKS = (2, 5, 8, 11)
+
+
+def load_encoder(path: str) -> nn.Module:
+    """A ViT-Tiny encoder from `pretrain` (safetensors, no pickle)."""
+    import timm
+    from safetensors.torch import load_file
+
+    encoder = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0)
+    missing, unexpected = encoder.load_state_dict(load_file(path), strict=False)
+    if missing or unexpected:
+        raise SystemExit(f"{path}: not a ViT-Tiny encoder (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return encoder.eval()
+
+
+@torch.no_grad()
+def vit_features(encoder, images) -> dict[int, np.ndarray]:
+    """Mean and standard deviation of each chosen block's patch tokens (JPEG 90 round trip, as
+    ``stage_features``)."""
+    out: dict[int, list] = {j: [] for j in VIT_BLOCKS}
+    for i in range(0, len(images), 32):
+        x = np.stack([cv2.resize(jpeg(im, 90), (224, 224), interpolation=cv2.INTER_AREA) for im in images[i:i + 32]])
+        x = (torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255 - MEAN) / STD
+        x = encoder.norm_pre(encoder._pos_embed(encoder.patch_embed(x)))
+        for j, block in enumerate(encoder.blocks):
+            x = block(x)
+            if j in VIT_BLOCKS:
+                tokens = x[:, encoder.num_prefix_tokens:]
+                out[j].append(torch.cat([tokens.mean(1), tokens.std(1)], 1))
+    return {j: torch.cat(v).numpy() for j, v in out.items()}
+
+
 def texture_swap(real: np.ndarray, recon: np.ndarray, sigma: float = 1.5) -> np.ndarray:
     """The real face's low frequencies with the reconstruction's high frequencies, rescaled to the
     real's high-frequency strength: the autoencoder's texture without its blur."""
@@ -124,7 +157,8 @@ def auc(negatives: np.ndarray, positives: np.ndarray) -> float:
                                      np.r_[negatives, positives])), 3)
 
 
-def leave_one_generator_out(net, ffhq: list[np.ndarray], generators: dict[str, list[np.ndarray]]) -> None:
+def leave_one_generator_out(net, ffhq: list[np.ndarray], generators: dict[str, list[np.ndarray]],
+                            encoder: nn.Module | None = None) -> None:
     """Fit on half the FFHQ reals against one generator, score the other half against the other."""
     print(f"\n3. Leave-one-generator-out without training a detector (FFHQ {len(ffhq)} split in halves; "
           + ", ".join(f"{k} {len(v)}" for k, v in generators.items()) + ")")
@@ -133,6 +167,8 @@ def leave_one_generator_out(net, ffhq: list[np.ndarray], generators: dict[str, l
     (a, faces_a), (b, faces_b) = generators.items()
     kinds = {"residual spectrum": lambda ims: {0: residual_spectrum(ims)},
              "MobileNetV2 stages": lambda ims: stage_features(net, ims)}
+    if encoder is not None:
+        kinds["MAE ViT-Tiny blocks"] = lambda ims: vit_features(encoder, ims)
     for name, extract in kinds.items():
         x = {k: extract(v) for k, v in (("fit", fit), ("test", test), (a, faces_a), (b, faces_b))}
         for seen, unseen in ((a, b), (b, a)):
@@ -167,6 +203,7 @@ def main() -> int:
     parser.add_argument("--ae-steps", type=int, default=400)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sections", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3])
+    parser.add_argument("--encoder", help="section 3 also on this pretrain encoder's features (encoder.safetensors)")
     args = parser.parse_args()
     random.seed(0)
     np.random.seed(0)
@@ -187,7 +224,8 @@ def main() -> int:
     net.eval()
 
     if 3 in args.sections:
-        leave_one_generator_out(net, ffhq, {"StyleGAN2": gan, "Stable Diffusion": faces(SD, 500)})
+        leave_one_generator_out(net, ffhq, {"StyleGAN2": gan, "Stable Diffusion": faces(SD, 500)},
+                                load_encoder(args.encoder) if args.encoder else None)
     if 1 in args.sections:
         supervised_pair(net, ffhq, gan)
 

@@ -518,7 +518,7 @@ def test_real_face_probes_report_groups_and_camera_processing():
 def test_every_shipped_config_resolves(path):
     """Each config the README tells a person to run resolves through the CLI (no unknown keys),
     names a known architecture, holds out sources that exist in the data's labels, and its
-    warm start (if any) is another config's output."""
+    warm start (if any) is another config's output (a model folder, or a `pretrain` encoder)."""
     import yaml
 
     from training.cli import build_parser, resolve_config
@@ -530,7 +530,7 @@ def test_every_shipped_config_resolves(path):
             from training.federated.settings import resolve_federated_config
 
             return resolve_federated_config(p)
-        command = "distill" if "teacher" in loaded else "train"
+        command = "distill" if "teacher" in loaded else "pretrain" if "mask_ratio" in loaded else "train"
         return resolve_config(build_parser().parse_args([command, "--config", str(p)]))
 
     config = resolve(path)
@@ -541,7 +541,8 @@ def test_every_shipped_config_resolves(path):
     outs = {resolve(p)["out"] for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml")}
     for start in (config["init_from"], config["teacher"]):
         if start:
-            assert start.rsplit("/model", 1)[0] in outs, f"{start} is no config's output"
+            folder = start.rsplit("/model", 1)[0].removesuffix("/encoder.safetensors")
+            assert folder in outs, f"{start} is no config's output"
 
 
 def test_model_selection_leaves_out_sources_a_run_does_not_train_on():

@@ -229,3 +229,11 @@ def test_pretrain_command_learns_from_real_training_faces_only(monkeypatch, tmp_
 
     classifier, _, _ = build_model("vit-tiny", 2, pretrained=False, image_size=64)
     assert pipeline.init_weights(classifier, result["encoder"]) == ["head.bias", "head.weight"]
+    assert sorted(p.name for p in (tmp_path / "mae").iterdir()) == ["encoder.safetensors", "history.json"]
+    # Too few faces for one batch: a clear error, not an empty epoch with loss 0.
+    with pytest.raises(ValueError, match="fewer than one batch of 64"):
+        pipeline.run_pretraining({**config, "batch_size": 64, "out": str(tmp_path / "none")})
+    # And the command says what is wrong in one line.
+    with pytest.raises(SystemExit, match=r"^pretrain: .*missing\.csv"):
+        cli.main(["pretrain", "--model", "vit-tiny", "--data", str(tmp_path / "missing.csv"), "--out",
+                  str(tmp_path / "none")])

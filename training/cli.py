@@ -195,7 +195,10 @@ def main(argv=None) -> int:
     if args.command == "pretrain":
         from training.pipeline import run_pretraining
 
-        print(json.dumps(run_pretraining(resolve_config(args)), indent=2))
+        try:
+            print(json.dumps(run_pretraining(resolve_config(args)), indent=2))
+        except (FileNotFoundError, ValueError) as exc:
+            raise SystemExit(f"pretrain: {exc}") from None
         return 0
     if args.command in ("train", "distill"):
         from training.pipeline import run_training

@@ -205,8 +205,8 @@ def run_pretraining(config: dict) -> dict:
     out = Path(config["out"])
     out.mkdir(parents=True, exist_ok=True)
     faces = [f for f in split_faces(cached_faces(config), config)[0] if f.label == "real"]
-    if not faces:
-        raise ValueError("no real training faces to pretrain on")
+    if len(faces) < int(config["batch_size"]):
+        raise ValueError(f"{len(faces)} real training faces: fewer than one batch of {config['batch_size']} to pretrain on")
     size = int(config["image_size"])
     data = LabelledFaces(faces, [0] * len(faces), size, train=True, seed=config["seed"])
     loader = DataLoader(data, batch_size=int(config["batch_size"]), shuffle=True, collate_fn=Collate(*IMAGENET),
@@ -236,8 +236,11 @@ def run_pretraining(config: dict) -> dict:
             losses.append(loss.item())
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
         history.append({"epoch": epoch + 1, "loss": float(sum(losses) / max(1, len(losses)))})
-        save_file({k: v.contiguous() for k, v in mae.encoder.state_dict().items()}, str(out / "encoder.safetensors"))
-        (out / "history.json").write_text(json.dumps(history, indent=2))
+        # Written beside and then moved into place: a stop mid-write leaves the last epoch's files whole.
+        save_file({k: v.contiguous() for k, v in mae.encoder.state_dict().items()}, str(out / "encoder.safetensors.tmp"))
+        (out / "encoder.safetensors.tmp").replace(out / "encoder.safetensors")
+        (out / "history.json.tmp").write_text(json.dumps(history, indent=2))
+        (out / "history.json.tmp").replace(out / "history.json")
     return {"encoder": str(out / "encoder.safetensors"), "faces": len(faces), "history": history}
 
 

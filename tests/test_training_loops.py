@@ -234,6 +234,7 @@ def test_pretrain_command_learns_from_real_training_faces_only(monkeypatch, tmp_
     with pytest.raises(ValueError, match="fewer than one batch of 64"):
         pipeline.run_pretraining({**config, "batch_size": 64, "out": str(tmp_path / "none")})
     # And the command says what is wrong in one line.
+    monkeypatch.undo()
     with pytest.raises(SystemExit, match=r"^pretrain: .*missing\.csv"):
         cli.main(["pretrain", "--model", "vit-tiny", "--data", str(tmp_path / "missing.csv"), "--out",
                   str(tmp_path / "none")])

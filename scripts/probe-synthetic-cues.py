@@ -76,15 +76,19 @@ def reconstruct(ae: AutoEncoder, images) -> list[np.ndarray]:
     return out
 
 
+def network_input(images) -> torch.Tensor:
+    """A batch as the frozen networks see it: a JPEG 90 round trip, 224 px, ImageNet-normalised."""
+    x = np.stack([cv2.resize(jpeg(im, 90), (224, 224), interpolation=cv2.INTER_AREA) for im in images])
+    return (torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255 - MEAN) / STD
+
+
 @torch.no_grad()
 def stage_features(net, images, crop: tuple[int, int] | None = None) -> dict[int, np.ndarray]:
     """Mean and standard deviation of each stage's channels, after a JPEG 90 round trip (so that
     PNG reconstructions and JPEG photos do not differ by compression)."""
     out: dict[int, list] = {j: [] for j in STAGES}
     for i in range(0, len(images), 32):
-        batch = [im[crop[0]:crop[1], crop[0]:crop[1]] if crop else im for im in images[i:i + 32]]
-        x = np.stack([cv2.resize(jpeg(im, 90), (224, 224), interpolation=cv2.INTER_AREA) for im in batch])
-        x = (torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255 - MEAN) / STD
+        x = network_input([im[crop[0]:crop[1], crop[0]:crop[1]] if crop else im for im in images[i:i + 32]])
         for j, layer in enumerate(net.features):
             x = layer(x)
             if j in STAGES:
@@ -97,10 +101,11 @@ VIT_BLOCKS = (2, 5, 8, 11)
 
 def load_encoder(path: str) -> nn.Module:
     """A ViT-Tiny encoder from `pretrain` (safetensors, no pickle)."""
-    import timm
     from safetensors.torch import load_file
 
-    encoder = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0)
+    from training.models import build_model
+
+    encoder, _, _ = build_model("vit-tiny", 0, pretrained=False)
     missing, unexpected = encoder.load_state_dict(load_file(path), strict=False)
     if missing or unexpected:
         raise SystemExit(f"{path}: not a ViT-Tiny encoder (missing {missing[:3]}, unexpected {unexpected[:3]})")
@@ -113,14 +118,10 @@ def vit_features(encoder, images) -> dict[int, np.ndarray]:
     ``stage_features``)."""
     out: dict[int, list] = {j: [] for j in VIT_BLOCKS}
     for i in range(0, len(images), 32):
-        x = np.stack([cv2.resize(jpeg(im, 90), (224, 224), interpolation=cv2.INTER_AREA) for im in images[i:i + 32]])
-        x = (torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255 - MEAN) / STD
-        x = encoder.norm_pre(encoder._pos_embed(encoder.patch_embed(x)))
-        for j, block in enumerate(encoder.blocks):
-            x = block(x)
-            if j in VIT_BLOCKS:
-                tokens = x[:, encoder.num_prefix_tokens:]
-                out[j].append(torch.cat([tokens.mean(1), tokens.std(1)], 1))
+        blocks = encoder.forward_intermediates(network_input(images[i:i + 32]), indices=list(VIT_BLOCKS),
+                                               output_fmt="NLC", intermediates_only=True, stop_early=True)
+        for j, tokens in zip(VIT_BLOCKS, blocks):  # patch tokens only (the class token left out)
+            out[j].append(torch.cat([tokens.mean(1), tokens.std(1)], 1))
     return {j: torch.cat(v).numpy() for j, v in out.items()}
 
 

@@ -806,3 +806,75 @@ def test_run_seed_moves_the_training_draws_not_the_split_and_trunk_lr_scale_reac
     assert not torch.equal(plain["head"], seven["head"]) and torch.equal(seven["head"], again["head"])
     assert PRETRAINED_PREFIXES["hybrid"]
     assert plain["lrs"] == pytest.approx([3e-4, 1e-3]) and scaled["lrs"] == pytest.approx([1e-4, 1e-3])
+
+
+def test_quality_weighted_poolings_weigh_each_frame_by_what_the_detector_can_see():
+    """`frame_quality`: a small or unsure face weighs less (``quality``), a blurred crop less than
+    the same crop sharp (``sharpness``); the weighted poolings move a track's score towards its
+    good frames, and the video's score is the max over counted tracks."""
+    import cv2
+    from types import SimpleNamespace
+
+    from training.evaluate import frame_quality, _pooled_scores
+
+    photo = cv2.cvtColor(cv2.imread(str(sorted(data_path("faces/real/ffhq").glob("*.jpg"))[0])), cv2.COLOR_BGR2RGB)
+    blurred = cv2.GaussianBlur(photo, (0, 0), 3)
+
+    def face(frame, track, p, side=160.0, conf=0.99, crop=photo):
+        return SimpleNamespace(frame=frame, track=track, fake_probability=p, face_confidence=conf,
+                               box=[10.0, 20.0, 10.0 + side, 20.0 + side], crop=crop)
+
+    sharp, soft = frame_quality(face(0, 0, 0.5)), frame_quality(face(0, 0, 0.5, crop=blurred))
+    assert sharp["quality"] == pytest.approx(0.99)  # a face over 128 px counts fully
+    assert frame_quality(face(0, 0, 0.5, side=64.0))["quality"] == pytest.approx(0.99 * 0.5)
+    assert frame_quality(face(0, 0, 0.5, conf=0.5))["quality"] == pytest.approx(0.5)
+    assert soft["sharpness"] < sharp["sharpness"] / 3
+    assert frame_quality(SimpleNamespace(face_confidence=None, box=None, crop=None)) == {"quality": 1e-6,
+                                                                                         "sharpness": 1e-6}
+
+    # Track 0: three good frames at P 0.2, one tiny blurred frame at P 0.9; track 1 (not counted): P 1.
+    faces = [face(0, 0, 0.2), face(1, 0, 0.2), face(2, 0, 0.2), face(3, 0, 0.9, side=32.0, crop=blurred),
+             face(0, 1, 1.0)]
+    result = SimpleNamespace(faces=faces, tracks=[SimpleNamespace(track=0, counted=True),
+                                                  SimpleNamespace(track=1, counted=False)])
+    pooled = _pooled_scores(result)
+    assert pooled["mean, all frames"] == pytest.approx(0.375)
+    assert pooled["max, all frames"] == pytest.approx(0.9)
+    assert pooled["quality_mean, all frames"] == pytest.approx((0.6 + 0.9 * 0.25) / 3.25)
+    assert 0.2 < pooled["sharpness_mean, all frames"] < pooled["mean, all frames"]
+    assert pooled["mean, half the frames"] == pytest.approx(0.2)  # frames 0 and 2
+
+
+def test_evaluate_videos_only_scores_labelled_videos_and_refuses_bad_input(tmp_path):
+    """`python -m training evaluate --videos-only`: the labelled videos through the app's analysis
+    (real MTCNN, a bundled detector), every pooling's video AUC in videos.json; a folder instead of
+    a CSV, frames under 1, or a detector that is no model folder is refused in one line."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    real, fake = data_path("video/hamilton_clip.mp4"), data_path("video/cvprw2019_demo_fake.mp4")
+    table = tmp_path / "labels.csv"
+    table.write_text(f"path,label,source\n{real},real,clip\n{fake},fake,demo\n")
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-m", "training", "evaluate", "--detector", "assets/detectors/default",
+                          "--data", str(table), "--videos-only", "--video-frames", "4", "--out", str(out)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    videos = json.loads((out / "videos.json").read_text())
+    assert [v["video"] for v in videos["videos"]] == ["hamilton_clip.mp4", "cvprw2019_demo_fake.mp4"]
+    assert videos["frames"] == 4 and videos["roc_auc"] in (0.0, 0.5, 1.0)
+    assert {"mean, all frames", "quality_mean, all frames", "sharpness_mean, all frames"} <= set(videos["aggregation_auc"])
+    assert all(0.0 <= v["fake_probability"] <= 1.0 for v in videos["videos"])
+    printed = json.loads(run.stdout)
+    assert printed["roc_auc"] == videos["roc_auc"]
+    default = ["--detector", "assets/detectors/default"]
+    for args, message in (([*default, "--data", str(tmp_path), "--videos-only"], "no labels CSV"),
+                          ([*default, "--data", str(table), "--videos-only", "--video-frames", "0"], "at least 1"),
+                          (["--detector", str(tmp_path), "--data", str(table), "--videos-only"], "no config.json"),
+                          (["--detector", "no-such-detector", "--data", str(table)], "is not a model folder")):
+        bad = subprocess.run([sys.executable, "-m", "training", "evaluate", *args], cwd=ROOT, capture_output=True,
+                             text=True, timeout=300)
+        assert bad.returncode != 0 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr[-800:]

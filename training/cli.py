@@ -147,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--holdout-sources", nargs="*", default=None,
                    help="the sources the model never saw (default: from its training record)")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--videos-only", action="store_true",
+                   help="only the labelled videos' verdicts and the pooling table (videos.json in --out, if given)")
+    e.add_argument("--video-frames", type=int, default=32, help="frames sampled from each video (default 32)")
     r = sub.add_parser("faces", help="write a model's validation (or training-side calibration) faces to an .npz")
     r.add_argument("--detector", required=True, help="a model folder with its training.json")
     r.add_argument("--data", default=DEFAULTS["data"])
@@ -192,6 +195,15 @@ def resolve_config(args: argparse.Namespace) -> dict:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     command = shlex.join(["python", "-m", "training", *(sys.argv[1:] if argv is None else argv)])  # for the records
+    from forensics.core.errors import ForensicsError
+
+    try:
+        return _dispatch(args, command)
+    except ForensicsError as exc:  # a detector that cannot be loaded, unreadable media, ...: one line
+        raise SystemExit(f"{args.command}: {exc}") from None
+
+
+def _dispatch(args: argparse.Namespace, command: str) -> int:
     if args.command == "pretrain":
         from training.pipeline import run_pretraining
 
@@ -244,8 +256,17 @@ def main(argv=None) -> int:
         print(json.dumps(result, indent=2))
         return 0
     if args.command == "evaluate":
-        from training.evaluate import run_evaluation
+        from training.evaluate import run_evaluation, run_video_evaluation
 
+        if args.videos_only:
+            try:
+                videos = run_video_evaluation(args.detector, args.data, args.out, args.video_frames)
+            except (FileNotFoundError, ValueError) as exc:
+                raise SystemExit(f"evaluate: {exc}") from None
+            print(json.dumps({"roc_auc": videos.get("roc_auc"), "aggregation_auc": videos.get("aggregation_auc"),
+                              "videos": {r["video"]: r["fake_probability"] for r in videos.get("videos", [])}},
+                             indent=2))
+            return 0
         metrics = run_evaluation(args.detector, args.data, args.cache, args.out, args.holdout_sources, args.seed)
         print(json.dumps(metrics["summary"], indent=2))
         return 0

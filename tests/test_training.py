@@ -878,3 +878,25 @@ def test_evaluate_videos_only_scores_labelled_videos_and_refuses_bad_input(tmp_p
         bad = subprocess.run([sys.executable, "-m", "training", "evaluate", *args], cwd=ROOT, capture_output=True,
                              text=True, timeout=300)
         assert bad.returncode != 0 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr[-800:]
+
+
+def test_a_config_file_that_cannot_be_used_is_refused_in_one_line(tmp_path):
+    """`train`, `pretrain` and `federated` with a missing config, invalid YAML or YAML that is not a
+    mapping of settings: one line naming the file and the problem, no traceback, nothing written."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    broken, listed = tmp_path / "broken.yaml", tmp_path / "list.yaml"
+    broken.write_text("epochs: [1,\n")
+    listed.write_text("- epochs\n- 2\n")
+    cases = [("train", tmp_path / "missing.yaml", "no such file"), ("train", broken, "not valid YAML"),
+             ("pretrain", listed, "expected a mapping of settings, got list"), ("federated", broken, "not valid YAML")]
+    for command, config, message in cases:
+        run = subprocess.run([sys.executable, "-m", "training", command, "--config", str(config)], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert run.returncode != 0, (command, config)
+        assert f"config {config}: {message}" in run.stderr and "Traceback" not in run.stderr, run.stderr[-800:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.yaml", "list.yaml"]

@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve_config(args: argparse.Namespace) -> dict:
     config = dict(DEFAULTS)
     if getattr(args, "config", None):
-        loaded = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
+        loaded = read_config_file(args.config)
         config.update({k.replace("-", "_"): v for k, v in loaded.items()})
     config.update({k: v for k, v in vars(args).items() if v is not None and k not in ("command", "config")})
     unknown = set(config) - set(DEFAULTS)
@@ -190,6 +190,21 @@ def resolve_config(args: argparse.Namespace) -> dict:
             isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 1 for k, v in caps.items())):
         raise SystemExit(f"train_caps must map source names to a number of faces (1 or more), got {caps!r}")
     return config
+
+
+def read_config_file(path: str) -> dict:
+    """A YAML config's mapping, or one line naming what is wrong with the file."""
+    try:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise SystemExit(f"config {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SystemExit(f"config {path}: cannot be read ({exc})") from None
+    except yaml.YAMLError as exc:
+        raise SystemExit(f"config {path}: not valid YAML ({' '.join(str(exc).split())[:160]})") from None
+    if not isinstance(loaded, dict):
+        raise SystemExit(f"config {path}: expected a mapping of settings, got {type(loaded).__name__}")
+    return loaded
 
 
 def main(argv=None) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 
 from forensics.faces import FRAMINGS
 
@@ -34,16 +33,11 @@ FEDERATED_DEFAULTS = {
 
 def resolve_federated_config(path: str | Path | None, overrides: dict | None = None) -> dict:
     """Defaults <- YAML file <- ``overrides`` (None values ignored); unknown keys are an error."""
-    from training.cli import DEFAULTS
+    from training.cli import DEFAULTS, read_config_file
 
     config = {**DEFAULTS, **FEDERATED_DEFAULTS}
     if path:
-        path = Path(path)
-        if not path.is_file():
-            raise SystemExit(f"{path}: no such config file")
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(loaded, dict):
-            raise SystemExit(f"{path}: expected a mapping of settings")
+        loaded = read_config_file(str(path))
         config.update({k.replace("-", "_"): v for k, v in loaded.items()})
     config.update({k.replace("-", "_"): v for k, v in (overrides or {}).items() if v is not None})
     unknown = set(config) - set(DEFAULTS) - set(FEDERATED_DEFAULTS)

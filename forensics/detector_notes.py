@@ -5,7 +5,9 @@ its probabilities are calibrated. Every trained model folder carries ``metrics.j
 ``python -m training evaluate``); this module reads it (JSON only, no torch: the app calls it while
 drawing the page) and turns it into:
 
-- one line on what the detector catches and misses (per-source ROC-AUC on held-out faces),
+- one line on what the detector catches and misses (per-source ROC-AUC on held-out faces; generated
+  faces against identically prepared reals; generators it never saw, from the leave-one-generator-out
+  runs its training record carries),
 - how many decimals its probabilities deserve (from the expected calibration error), and
 - whether it is close to chance (then the app does not offer it), and
 - a caution where real faces after a phone camera's smoothing (noise reduction, beauty mode) are
@@ -123,6 +125,45 @@ def _grouped(items: list[tuple[str, float]]) -> str:
     return ", ".join(out)
 
 
+def _auc(row) -> float | None:
+    return float(row["roc_auc"]) if isinstance(row, dict) and row.get("roc_auc") is not None else None
+
+
+def _kind_rows(per_source: dict) -> list[tuple[str, float]]:
+    """The per-source rows that say what kind of fake it sees: each kind against all held-out reals,
+    except generated faces, which are read against FFHQ's reals where that row exists (the reals
+    prepared exactly like the generated faces, the data README's pair: against reals of another look
+    a detector can score the look, not the generator)."""
+    rows = []
+    for key, row in per_source.items():
+        auc = _auc(row)
+        if auc is None or not re.search(r"vs all held-out reals$", key):
+            continue
+        what = key.split(" vs ")[0].strip()
+        paired = _auc(per_source.get(f"{what} vs FFHQ reals"))
+        rows.append((key, paired) if paired is not None and not what.startswith("SBI of") else (key, auc))
+    return rows
+
+
+def _unseen_generators(record: dict | None) -> tuple[float, float] | None:
+    """Lowest and highest ROC-AUC of the recipe's leave-one-generator-out runs (``training.json``'s
+    ``leave_one_out``, from scripts/leave-one-out.py) on the generator each run never saw, against
+    FFHQ's reals; None when the record has none."""
+    aucs = []
+    for run in (record or {}).get("leave_one_out") or []:
+        for held in run.get("held_out") or []:
+            auc = _auc((run.get("subsets") or {}).get(f"{held} vs FFHQ reals"))
+            if auc is not None:
+                aucs.append(auc)
+    return (min(aucs), max(aucs)) if aucs else None
+
+
+def _unseen_phrase(span: tuple[float, float]) -> str:
+    low, high = span
+    value = f"{low:.2f}" if abs(high - low) < 0.005 else f"{low:.2f}-{high:.2f}"
+    return f"generators it never saw (AUC {value} with one held out of training)"
+
+
 def detector_note(name: str | Path | None) -> DetectorNote:
     """The note for a named detector, an ONNX build or a model folder; unmeasured when no metrics."""
     label = str(name or "")
@@ -132,11 +173,14 @@ def detector_note(name: str | Path | None) -> DetectorNote:
         return DetectorNote(label)
     summary = metrics.get("summary") or {}
     calibration = metrics.get("calibration") or {}
-    # Per-source rows against all held-out reals: the ones that say what kind of fake it sees.
-    rows = [(k, float(v["roc_auc"])) for k, v in (metrics.get("per_source") or {}).items()
-            if isinstance(v, dict) and v.get("roc_auc") is not None and re.search(r"vs all held-out reals$", k)]
+    rows = _kind_rows(metrics.get("per_source") or {})
     catches = _grouped([r for r in rows if r[1] >= CATCHES_AUC])
     misses = _grouped([r for r in rows if r[1] < MISSES_AUC])
+    unseen = _unseen_generators(read_json(folder / "training.json"))
+    if unseen is not None and unseen[1] < MISSES_AUC:
+        misses = ", ".join(filter(None, [misses, _unseen_phrase(unseen)]))
+    elif unseen is not None and unseen[0] >= CATCHES_AUC:
+        catches = ", ".join(filter(None, [catches, _unseen_phrase(unseen)]))
     auc = summary.get("roc_auc")
     ece = calibration.get("ece") if isinstance(calibration, dict) else None
     return DetectorNote(label, None if auc is None else float(auc), None if ece is None else float(ece),

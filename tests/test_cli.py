@@ -189,3 +189,46 @@ def test_a_detector_that_flags_smoothed_real_faces_carries_a_caution(tmp_path, m
     assert not measured(0.30, 0.35).caution  # no more than unprocessed faces
     (folder / "metrics.json").write_text(json.dumps({"summary": {"roc_auc": 0.9}}))  # measured before the probe
     assert not detector_notes.detector_note("smoothy").caution
+
+
+def test_the_note_reads_generated_faces_against_identical_reals_and_names_unseen_generators(tmp_path, monkeypatch,
+                                                                                           model_dirs):
+    """Generated faces are judged against FFHQ's reals (prepared exactly like them) where the
+    metrics have that row, not against reals of another look; the recipe's leave-one-generator-out
+    runs (the training record's ``leave_one_out``) say what it does on generators it never saw."""
+    import shutil
+
+    from forensics import detector_notes
+
+    root = tmp_path / "detectors"
+    folder = shutil.copytree(model_dirs["patch"], root / "gens")
+    config = json.loads((folder / "config.json").read_text())
+    config["forensics"]["trained"] = True
+    (folder / "config.json").write_text(json.dumps(config))
+    monkeypatch.setenv("FORENSICS_DETECTORS", str(root))
+    (folder / "metrics.json").write_text(json.dumps({
+        "summary": {"roc_auc": 0.9}, "calibration": {"ece": 0.03}, "per_source": {
+            "SBI of FFHQ vs all held-out reals": {"roc_auc": 0.95},
+            "StyleGAN2 (x) vs all held-out reals": {"roc_auc": 0.85},  # flattered by UTKFace's look
+            "StyleGAN2 (x) vs FFHQ reals": {"roc_auc": 0.52},
+            "Stable Diffusion 2.1 (y) vs all held-out reals": {"roc_auc": 0.90}}}))  # no FFHQ row: as is
+    note = detector_notes.detector_note("gens")
+    assert note.catches == "blended face swaps (AUC 0.95), generated faces (Stable Diffusion 2.1) (AUC 0.90)"
+    assert note.misses == "generated faces (StyleGAN2) (AUC 0.52)"
+    record = json.loads((folder / "training.json").read_text()) if (folder / "training.json").is_file() else {}
+    record["leave_one_out"] = [
+        {"held_out": ["StyleGAN2 (x)"], "subsets": {"StyleGAN2 (x) vs FFHQ reals": {"roc_auc": 0.36},
+                                                      "talking-head video, held out reals vs their SBI fakes":
+                                                          {"roc_auc": 0.95}}},
+        {"held_out": ["Stable Diffusion 2.1 (y)"], "subsets": {"Stable Diffusion 2.1 (y) vs FFHQ reals":
+                                                                {"roc_auc": 0.41}}}]
+    (folder / "training.json").write_text(json.dumps(record))
+    note = detector_notes.detector_note("gens")
+    assert note.misses.endswith(", generators it never saw (AUC 0.36-0.41 with one held out of training)")
+    assert "misses generated faces (StyleGAN2), generators it never saw" in note.short
+    record["leave_one_out"][0]["subsets"]["StyleGAN2 (x) vs FFHQ reals"]["roc_auc"] = 0.85
+    record["leave_one_out"][1]["subsets"]["Stable Diffusion 2.1 (y) vs FFHQ reals"]["roc_auc"] = 0.88
+    (folder / "training.json").write_text(json.dumps(record))
+    note = detector_notes.detector_note("gens")
+    assert note.catches.endswith("generators it never saw (AUC 0.85-0.88 with one held out of training)")
+    assert "never saw" not in note.misses

@@ -138,21 +138,27 @@ def test_analyze_faithfulness_scores_every_map_against_random_with_the_int8_buil
     assert bad.returncode == 1 and "needs --explain" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_a_detector_close_to_chance_is_named_so_and_not_offered(tmp_path, monkeypatch, model_dirs):
-    """No bundled detector is close to chance any more: a folder measured at AUC 0.53 stands in."""
+def _trained_folder(tmp_path, model_dirs, name: str):
+    """A copy of a random model folder marked trained, under tmp_path/detectors (FORENSICS_DETECTORS
+    is pointed there by the caller), for the note's tests to give measurements of their own."""
     import shutil
 
-    from forensics import detector_notes
-
-    root = tmp_path / "detectors"
-    folder = shutil.copytree(model_dirs["patch"], root / "coin")
+    folder = shutil.copytree(model_dirs["patch"], tmp_path / "detectors" / name)
     config = json.loads((folder / "config.json").read_text())
     config["forensics"]["trained"] = True
     (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_a_detector_close_to_chance_is_named_so_and_not_offered(tmp_path, monkeypatch, model_dirs):
+    """No bundled detector is close to chance any more: a folder measured at AUC 0.53 stands in."""
+    from forensics import detector_notes
+
+    folder = _trained_folder(tmp_path, model_dirs, "coin")
     (folder / "metrics.json").write_text(json.dumps({
         "summary": {"roc_auc": 0.53}, "calibration": {"ece": 0.2},
         "per_source": {"SBI of FFHQ vs all held-out reals": {"roc_auc": 0.55}}}))
-    monkeypatch.setenv("FORENSICS_DETECTORS", str(root))
+    monkeypatch.setenv("FORENSICS_DETECTORS", str(tmp_path / "detectors"))
     note = detector_notes.detector_note("coin")
     assert note.near_chance and "close to chance" in note.line and note.digits == 1
     assert "coin" not in {name for _, name in detector_notes.offered_detectors()}
@@ -162,16 +168,10 @@ def test_a_detector_close_to_chance_is_named_so_and_not_offered(tmp_path, monkey
 def test_a_detector_that_flags_smoothed_real_faces_carries_a_caution(tmp_path, monkeypatch, model_dirs):
     """The evaluation's camera-processing probe reaches the note shown beside a verdict: a caution
     when many smoothed real faces are flagged and far more than unprocessed ones, none otherwise."""
-    import shutil
-
     from forensics import detector_notes
 
-    root = tmp_path / "detectors"
-    folder = shutil.copytree(model_dirs["patch"], root / "smoothy")
-    config = json.loads((folder / "config.json").read_text())
-    config["forensics"]["trained"] = True
-    (folder / "config.json").write_text(json.dumps(config))
-    monkeypatch.setenv("FORENSICS_DETECTORS", str(root))
+    folder = _trained_folder(tmp_path, model_dirs, "smoothy")
+    monkeypatch.setenv("FORENSICS_DETECTORS", str(tmp_path / "detectors"))
 
     def measured(clean, smoothed):
         (folder / "metrics.json").write_text(json.dumps({
@@ -196,16 +196,10 @@ def test_the_note_reads_generated_faces_against_identical_reals_and_names_unseen
     """Generated faces are judged against FFHQ's reals (prepared exactly like them) where the
     metrics have that row, not against reals of another look; the recipe's leave-one-generator-out
     runs (the training record's ``leave_one_out``) say what it does on generators it never saw."""
-    import shutil
-
     from forensics import detector_notes
 
-    root = tmp_path / "detectors"
-    folder = shutil.copytree(model_dirs["patch"], root / "gens")
-    config = json.loads((folder / "config.json").read_text())
-    config["forensics"]["trained"] = True
-    (folder / "config.json").write_text(json.dumps(config))
-    monkeypatch.setenv("FORENSICS_DETECTORS", str(root))
+    folder = _trained_folder(tmp_path, model_dirs, "gens")
+    monkeypatch.setenv("FORENSICS_DETECTORS", str(tmp_path / "detectors"))
     (folder / "metrics.json").write_text(json.dumps({
         "summary": {"roc_auc": 0.9}, "calibration": {"ece": 0.03}, "per_source": {
             "SBI of FFHQ vs all held-out reals": {"roc_auc": 0.95},

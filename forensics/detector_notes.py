@@ -117,12 +117,13 @@ def _grouped(items: list[tuple[str, float]]) -> str:
     by_subject: dict[str, list[float]] = {}
     for subset, auc in items:
         by_subject.setdefault(_subject(subset), []).append(auc)
-    out = []
-    for subject, aucs in by_subject.items():
-        low, high = min(aucs), max(aucs)
-        span = f"{low:.2f}" if abs(high - low) < 0.005 else f"{low:.2f}-{high:.2f}"
-        out.append(f"{subject} (AUC {span})")
-    return ", ".join(out)
+    return ", ".join(f"{subject} (AUC {_span(aucs)})" for subject, aucs in by_subject.items())
+
+
+def _span(aucs: list[float]) -> str:
+    """'0.92' or '0.92-0.97': the range of some ROC-AUCs, one value when they round alike."""
+    low, high = min(aucs), max(aucs)
+    return f"{low:.2f}" if abs(high - low) < 0.005 else f"{low:.2f}-{high:.2f}"
 
 
 def _auc(row) -> float | None:
@@ -145,23 +146,17 @@ def _kind_rows(per_source: dict) -> list[tuple[str, float]]:
     return rows
 
 
-def _unseen_generators(record: dict | None) -> tuple[float, float] | None:
-    """Lowest and highest ROC-AUC of the recipe's leave-one-generator-out runs (``training.json``'s
+def _unseen_generators(record: dict | None) -> list[float]:
+    """The ROC-AUCs of the recipe's leave-one-generator-out runs (``training.json``'s
     ``leave_one_out``, from scripts/leave-one-out.py) on the generator each run never saw, against
-    FFHQ's reals; None when the record has none."""
+    FFHQ's reals; empty when the record has none."""
     aucs = []
     for run in (record or {}).get("leave_one_out") or []:
         for held in run.get("held_out") or []:
             auc = _auc((run.get("subsets") or {}).get(f"{held} vs FFHQ reals"))
             if auc is not None:
                 aucs.append(auc)
-    return (min(aucs), max(aucs)) if aucs else None
-
-
-def _unseen_phrase(span: tuple[float, float]) -> str:
-    low, high = span
-    value = f"{low:.2f}" if abs(high - low) < 0.005 else f"{low:.2f}-{high:.2f}"
-    return f"generators it never saw (AUC {value} with one held out of training)"
+    return aucs
 
 
 def detector_note(name: str | Path | None) -> DetectorNote:
@@ -177,10 +172,11 @@ def detector_note(name: str | Path | None) -> DetectorNote:
     catches = _grouped([r for r in rows if r[1] >= CATCHES_AUC])
     misses = _grouped([r for r in rows if r[1] < MISSES_AUC])
     unseen = _unseen_generators(read_json(folder / "training.json"))
-    if unseen is not None and unseen[1] < MISSES_AUC:
-        misses = ", ".join(filter(None, [misses, _unseen_phrase(unseen)]))
-    elif unseen is not None and unseen[0] >= CATCHES_AUC:
-        catches = ", ".join(filter(None, [catches, _unseen_phrase(unseen)]))
+    phrase = f"generators it never saw (AUC {_span(unseen)} with one held out of training)" if unseen else ""
+    if unseen and max(unseen) < MISSES_AUC:
+        misses = ", ".join(filter(None, [misses, phrase]))
+    elif unseen and min(unseen) >= CATCHES_AUC:
+        catches = ", ".join(filter(None, [catches, phrase]))
     auc = summary.get("roc_auc")
     ece = calibration.get("ece") if isinstance(calibration, dict) else None
     return DetectorNote(label, None if auc is None else float(auc), None if ece is None else float(ece),

@@ -17,6 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from forensics.core import atomic_path  # noqa: E402
 from tests.served_app import CHROMIUM, CHROMIUM_ARGS, serve, wait_served  # noqa: E402
 
 
@@ -44,9 +45,8 @@ def main() -> int:
                 expect(page.get_by_text("calibrated P(fake) ≈").first).to_be_visible(timeout=120_000)
                 expect(page.get_by_text("Grad-CAM++ ('fake')").first).to_be_visible(timeout=60_000)
                 page.wait_for_timeout(1000)
-                tmp = Path(args.out).with_suffix(".tmp.png")
-                page.screenshot(path=str(tmp))
-                tmp.replace(args.out)
+                with atomic_path(args.out) as tmp:
+                    page.screenshot(path=str(tmp))
                 browser.close()
         finally:
             proc.terminate()

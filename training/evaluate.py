@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from forensics.core import read_json
+from forensics.core import read_json, write_atomic
 from forensics.detectors import load_detector
 from forensics.detectors.card import holdout_sources as held_out_sources
 from forensics.detectors.card import write_card
@@ -319,18 +319,14 @@ def run_video_evaluation(detector_dir: str, data: str, out: str | None = None, f
     video-level figures of ``run_evaluation`` in a minute or two, written to ``out/videos.json``."""
     if Path(data).suffix.lower() != ".csv" or not Path(data).is_file():
         raise FileNotFoundError(f"no labels CSV at {data} (the labelled videos are read from one)")
-    detector = load_detector(detector_dir, cache=False)
+    detector = load_detector(detector_dir)  # cached: video_results' Analyzer gets this same load
     if frames < 1:
         raise ValueError(f"--video-frames must be at least 1, not {frames}")
     videos = video_results(detector.path, data, trained_videos(_record(Path(detector.path)), data), frames)
     if not videos:
         raise ValueError(f"{data} labels no video this model has not trained on")
     if out:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        target = Path(out) / "videos.json"
-        tmp = target.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(videos, indent=2))
-        tmp.replace(target)
+        write_atomic(Path(out) / "videos.json", videos)
     return videos
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from forensics.core import atomic_path, write_atomic
 from forensics.detectors.base import DetectorInfo
 from forensics.detectors.card import VIDEO_SOURCE, holdout_sources, write_card
 from forensics.detectors.timm_family import save_timm_detector
@@ -237,10 +238,9 @@ def run_pretraining(config: dict) -> dict:
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
         history.append({"epoch": epoch + 1, "loss": float(sum(losses) / max(1, len(losses)))})
         # Written beside and then moved into place: a stop mid-write leaves the last epoch's files whole.
-        save_file({k: v.contiguous() for k, v in mae.encoder.state_dict().items()}, str(out / "encoder.safetensors.tmp"))
-        (out / "encoder.safetensors.tmp").replace(out / "encoder.safetensors")
-        (out / "history.json.tmp").write_text(json.dumps(history, indent=2))
-        (out / "history.json.tmp").replace(out / "history.json")
+        with atomic_path(out / "encoder.safetensors") as tmp:
+            save_file({k: v.contiguous() for k, v in mae.encoder.state_dict().items()}, str(tmp))
+        write_atomic(out / "history.json", history)
     return {"encoder": str(out / "encoder.safetensors"), "faces": len(faces), "history": history}
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from forensics.faces import FRAMINGS
 
 FEDERATED_DEFAULTS = {

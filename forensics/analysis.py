@@ -238,6 +238,8 @@ class Analyzer:
                     crop_box=[int(v) for v in crop.crop_box],
                     timestamp=None if timestamps[owner] is None else round(float(timestamps[owner]), 3),
                     fallback=crop.fallback,
+                    fake_kinds={det.labels[i]: float(probs[i]) for i in sorted(det.fake_indices, key=lambda i: -probs[i])}
+                    if len(det.fake_indices) > 1 else {},
                     crop=crop.image,
                 )
             )

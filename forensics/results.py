@@ -21,6 +21,9 @@ class FaceResult:
     crop_box: list[int]
     timestamp: float | None = None
     fallback: bool = False
+    # A detector with more than one fake class (real / manipulated / synthetic): their probabilities,
+    # likeliest first (empty for a binary detector).
+    fake_kinds: dict[str, float] = field(default_factory=dict)
     maps: dict[str, str] = field(default_factory=dict)  # method -> the overlay's file, once written (render)
     explained_class: str | None = None
     # map -> {deletion, insertion, random_deletion, random_insertion, curves}: see forensics.explain.faithfulness
@@ -33,7 +36,13 @@ class FaceResult:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("crop", "heatmaps")}
         data["fake_probability"] = round(float(self.fake_probability), 6)
         data["probabilities"] = {k: round(float(v), 6) for k, v in self.probabilities.items()}
+        data["fake_kinds"] = {k: round(float(v), 6) for k, v in self.fake_kinds.items()}
         return data
+
+    @property
+    def fake_kind(self) -> str | None:
+        """The likeliest fake class of a detector with several ("synthetic"), else None."""
+        return next(iter(self.fake_kinds), None)
 
 
 @dataclass

@@ -96,6 +96,15 @@ def test_smoke_run_survives_a_failing_site_writes_a_model_folder_and_resumes(tmp
     assert json.loads((out / "checkpoint" / "state.json").read_text())["round"] == 2
 
 
+def test_three_labels_for_a_binary_architecture_stop_in_one_line(tmp_path, crops):
+    from training.cli import main as training_main
+
+    config = _config(tmp_path, crops, labels=["real", "manipulated", "synthetic"])  # the smoke model is patch-level
+    with pytest.raises(SystemExit, match=r"^federated: the patch-level detector scores real vs fake: num_classes must be 2$"):
+        training_main(["federated", "--config", str(config), "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run" / "model").exists()
+
+
 def test_a_round_below_the_minimum_of_clients_stops_with_a_clear_error(monkeypatch):
     """Flower's own messages through the strategy: a failed and a missing reply are counted; below
     ``min_train_clients`` the round is refused (the checkpoint keeps the last completed one)."""

@@ -219,7 +219,10 @@ def test_settings_are_checked_and_commands_built_per_kind(tmp_path, faces, base_
                        ({"lr": "fast"}, "learning rate 'fast' is not a number"),
                        ({"lr": 2}, r"learning rate 2.0 must be in \(0, 1\]"),
                        ({"epochs": 0}, "epochs 0 must be a whole number from 1 to 1000"),
-                       ({"labels": ["real", "deepfake"]}, "label order 'real deepfake'"),
+                       ({"labels": ["real", "deepfake"]}, "label order 'real deepfake' must be one of 'real fake', "
+                                                          "'fake real', 'real manipulated synthetic'"),
+                       ({"labels": ["real", "manipulated", "synthetic"], "model": "patch-tiny"},
+                        "patch-tiny scores real vs fake only: choose a binary label order"),
                        ({"image_size": 40}, "must be a multiple of 16 for hybrid"),
                        ({"image_size": 40, "model": "hybrid-lite0"}, "must be a multiple of 16 for hybrid-lite0"),
                        ({"name": "../escape"}, "name '../escape'"),
@@ -245,6 +248,52 @@ def test_settings_are_checked_and_commands_built_per_kind(tmp_path, faces, base_
     own = tmp_path / "models" / "mine"
     command = build_command(settings, tmp_path / "run", "cache", "e", tmp_path / "models", own)
     assert "--out" not in command  # a job's own model keeps its metrics and card beside it
+
+
+def test_a_three_class_job_trains_real_manipulated_synthetic_and_a_mismatched_order_fails_in_one_line(
+        home, faces, tmp_path):
+    """The form's third label order: an ImageFolder with real/ and synthetic/ faces, self-blends as
+    the manipulated class; the model it publishes says which kind of fake it suspects. The same
+    order on a real/fake tree fails before training, with one line naming the labels."""
+    tree = tmp_path / "three"
+    for label, folder, count in (("real", "faces/real/ffhq", 6), ("synthetic", "faces/fake/stylegan2_tpdne", 2),
+                                 ("synthetic", "faces/fake/sd21_sdfd", 2)):
+        (tree / label).mkdir(parents=True, exist_ok=True)
+        for path in sorted(data_path(folder).glob("*.jpg"))[:count]:
+            shutil.copy(path, tree / label / path.name)
+    store = JobStore()
+    three = ["real", "manipulated", "synthetic"]
+    settings = dict(TINY, model="hybrid", labels=three)
+    good = store.submit(JobSettings(kind="train", data=str(tree), name="tiny-three", **settings))
+    bad = store.submit(JobSettings(kind="train", data=str(faces), name="tiny-mismatch", **settings))
+    good, bad = wait_done(store, good.id), wait_done(store, bad.id)
+    assert good.status == "finished", good.error
+    assert good.command[good.command.index("--labels") + 1:][:3] == three
+    config = json.loads((Path(good.model_dir) / "config.json").read_text())
+    assert config["label_names"] == three and config["num_classes"] == 3
+    import dataclasses
+
+    from forensics.detectors import load_detector
+    from forensics.service import analyze
+    from ui.present import face_label, summary
+
+    assert load_detector("tiny-three").labels == three
+    # The analysis of a real photo says which kind of fake each face most resembles.
+    result = analyze(str(sorted((tree / "real").iterdir())[0]), detector="tiny-three", methods=[]).result
+    face = result.faces[0]
+    assert set(face.probabilities) == set(three) and set(face.fake_kinds) == {"manipulated", "synthetic"}
+    assert list(face.fake_kinds.values()) == sorted(face.fake_kinds.values(), reverse=True)
+    assert abs(sum(face.fake_kinds.values()) - face.fake_probability) < 1e-5
+    assert abs(face.fake_probability - (1 - face.probabilities["real"])) < 1e-5
+    assert face.to_dict()["fake_kinds"].keys() == face.fake_kinds.keys()
+    assert f"P(fake) {face.fake_probability:.2f}, likeliest {face.fake_kind} " in face_label(face, 1)
+    line = f"Suspected kind of fake (the most suspicious face): **{face.fake_kind}** ({face.fake_kind} "
+    assert (line in summary(dataclasses.replace(result, label="fake"))) and line not in summary(
+        dataclasses.replace(result, label="real"))
+
+    assert bad.status == "failed" and bad.model_dir is None
+    assert bad.error == ("train: the data has labels 'fake' that the label order 'real manipulated synthetic' lacks: "
+                         "choose a label order with every label of the data (or map them with label_map)")
 
 
 def test_command_line_evaluates_lists_shows_and_deletes(two_jobs, home, faces):

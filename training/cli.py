@@ -247,7 +247,12 @@ def _dispatch(args: argparse.Namespace, command: str) -> int:
 
         overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
         config = resolve_federated_config(args.config, {**overrides, "resume": args.resume or None})
-        record = run_federated(config, command=command)
+        from training.pipeline import ConfigError
+
+        try:
+            record = run_federated(config, command=command)
+        except ConfigError as exc:
+            raise SystemExit(f"federated: {exc}") from None
         print(json.dumps({"model_dir": record["model_dir"], "rounds": [
             {"round": h["round"], "server_auc": h["server"].get("auc")} for h in record["federated"]["rounds_history"]]},
             indent=2))

@@ -149,9 +149,10 @@ def face_datasets(faces: Sequence[CachedFace], labels: Sequence[str], size: int,
     share of self-blends whose blended-in copy is shrunk and enlarged; ``swap``: the share of those
     fakes made as cross-identity face swaps instead; ``ae_share``: the share of the rest re-drawn
     by the autoencoder swapper ``ae`` (all for training sets only)."""
+    check_labels(faces, labels, sbi)
     real = labels.index("real")
     # Self-blends are the "manipulated" class of a three-class model (real / manipulated / synthetic).
-    fake = labels.index("manipulated" if "manipulated" in labels else "fake")
+    fake = labels.index("manipulated" if "manipulated" in labels else "fake") if sbi else -1
     reals = [f for f in faces if f.label == "real"]
     others = [f for f in faces if f.label != "real"]
     parts: list[Dataset] = []
@@ -164,6 +165,20 @@ def face_datasets(faces: Sequence[CachedFace], labels: Sequence[str], size: int,
         parts.append(LabelledFaces(others, [labels.index(f.label) for f in others], size, train=train, seed=seed,
                                    aug=aug))
     return Concat(parts)
+
+
+def check_labels(faces: Sequence[CachedFace], labels: Sequence[str], sbi: bool) -> None:
+    """One line, before any training, when the data's labels and the model's label order disagree
+    (e.g. an ImageFolder with ``manipulated/`` and ``synthetic/`` trained as ``real fake``)."""
+    order = " ".join(labels)
+    unknown = sorted({f.label for f in faces} - set(labels))
+    if unknown:
+        raise ConfigError(f"the data has labels {', '.join(repr(u) for u in unknown)} that the label order "
+                          f"'{order}' lacks: choose a label order with every label of the data (or map them with label_map)")
+    if "real" not in labels:
+        raise ConfigError(f"the label order '{order}' has no 'real' label")
+    if sbi and not {"fake", "manipulated"} & set(labels):
+        raise ConfigError(f"self-blended fakes need a 'fake' or 'manipulated' label; the label order is '{order}'")
 
 
 def augment_options(config: dict) -> dict:
@@ -265,7 +280,10 @@ def run_training(config: dict, command: str | None = None) -> dict:
     val_set = selection_set(select_faces, config)
     if config.get("run_seed") is not None:
         torch.manual_seed(run_seed)  # the new layers' initial weights too
-    model, arch, model_args = build_model(config["model"], len(labels), config["pretrained"], size)
+    try:
+        model, arch, model_args = build_model(config["model"], len(labels), config["pretrained"], size)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if config.get("init_from"):
         init_weights(model, config["init_from"])
     info = detector_info(config)

@@ -57,9 +57,20 @@ def summary(result: AnalysisResult) -> str:
     text = (f"**{result.label.upper()}** ({side} the threshold): calibrated P(fake) ≈ {shown}{error}, "
             f"threshold {result.threshold:.2f}; {where}; detector `{result.detector}`.  \n"
             f"What this detector catches and misses: {note.line} {card}  \nHow: {result.aggregation}.")
+    top = first_face(result)
+    if result.label == "fake" and top is not None and result.faces[top].fake_kind:
+        text += f"  \nSuspected kind of fake (the most suspicious face): {kind_of_fake(result.faces[top])}."
     if result.notes:
         text += "  \n" + " ".join(result.notes)
     return text
+
+
+def kind_of_fake(face: FaceResult) -> str:
+    """"**synthetic** (synthetic 0.61, manipulated 0.22)": which of a three-class detector's fake
+    classes the face most resembles, with every fake class's probability; "" for a binary detector."""
+    if not face.fake_kind:
+        return ""
+    return f"**{face.fake_kind}** ({', '.join(f'{label} {p:.2f}' for label, p in face.fake_kinds.items())})"
 
 
 def _card_link(detector: str) -> str:
@@ -84,7 +95,8 @@ def face_label(face: FaceResult, number: int, video: bool = False) -> str:
         where = f"frame {face.frame}" + (f" ({face.timestamp:.2f}s)" if face.timestamp is not None else "")
         where += (f", person {face.track}" if face.track is not None else "") + ", "
     what = " (whole image: no face found)" if face.fallback else ""
-    return f"Face {number}: {where}P(fake) {face.fake_probability:.2f}{what}"
+    kind = f", likeliest {face.fake_kind} {face.fake_kinds[face.fake_kind]:.2f}" if face.fake_kind else ""
+    return f"Face {number}: {where}P(fake) {face.fake_probability:.2f}{kind}{what}"
 
 
 def face_choices(result: AnalysisResult) -> list[tuple[str, int]]:

@@ -21,18 +21,20 @@ from plotly.subplots import make_subplots
 
 from forensics import access, catalog
 from forensics.core import ForensicsError
-from forensics.jobs import KINDS, MODEL_CHOICES, Job, JobSettings, JobStore
+from forensics.jobs import KINDS, LABEL_ORDERS, MODEL_CHOICES, Job, JobSettings, JobStore
 from ui.common import errors_as_one_line
 
 TABLE_HEADERS = ["id", "name", "kind", "status", "progress", "created", "result"]
-LABEL_ORDER_CHOICES = ["real fake", "fake real"]
+LABEL_ORDER_CHOICES = [" ".join(order) for order in LABEL_ORDERS]
 KIND_CHOICES = list(zip(("train", "fine-tune", "distil", "evaluate", "federated (FedProx)"), KINDS))
 
 INTRO = """Train, fine-tune, distil or evaluate a detector, or fine-tune one federated, in the background: each job runs as its own
 process (a capped number of threads, at lower priority), one at a time unless configured otherwise,
 and its state is kept on disk, so jobs survive a restart. A finished job's model appears in the
 detector boxes at once, with its model card. Data: a folder (an ImageFolder tree with `real/` and
-`fake/` subfolders, or a `labels.csv`) on the server, or a zip of such a tree. A federated job (FedProx on
+`fake/` subfolders, or a `labels.csv`) on the server, or a zip of such a tree. For three classes (label order
+`real manipulated synthetic`: the verdict then also says which kind of fake it suspects), the tree has
+`real/`, `manipulated/` and `synthetic/` subfolders, and self-blends join the manipulated class. A federated job (FedProx on
 Flower, simulated on this server: `docs/federated.md`) takes a federated YAML config instead, such as
 `configs/federated.yaml`: its epochs are rounds, its max steps the local steps per client and round."""
 

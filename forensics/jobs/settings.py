@@ -24,7 +24,8 @@ ARCHITECTURES = {
     "vit-tiny": ("vit_tiny_patch16_224", dict(img_size=224)),
 }
 MODEL_CHOICES = tuple(ARCHITECTURES)
-LABEL_ORDERS = (("real", "fake"), ("fake", "real"))
+# Binary either way round, or three classes as SIDA-style detectors label them (P(fake) = 1 - P(real)).
+LABEL_ORDERS = (("real", "fake"), ("fake", "real"), ("real", "manipulated", "synthetic"))
 
 
 @dataclass
@@ -89,7 +90,10 @@ def validate(settings: JobSettings) -> JobSettings:
     s.sbi = bool(s.sbi)
     labels = tuple(s.labels.split() if isinstance(s.labels, str) else s.labels or ())
     if labels not in LABEL_ORDERS:
-        raise JobError(f"label order {' '.join(labels)!r} must be 'real fake' or 'fake real'")
+        raise JobError(f"label order {' '.join(labels)!r} must be one of "
+                       + ", ".join(repr(" ".join(order)) for order in LABEL_ORDERS))
+    if len(labels) > 2 and s.kind in ("train", "distill") and s.model.startswith("patch"):
+        raise JobError(f"the patch-level architecture {s.model} scores real vs fake only: choose a binary label order")
     s.labels = list(labels)
     if s.max_steps in ("", 0):
         s.max_steps = None

@@ -354,6 +354,8 @@ def _gallery_face(result: AnalysisResult, n: int, face: FaceResult, alpha: float
         where.append(f"person {face.track}")
     flag = " — at or above the threshold" if face.fake_probability >= threshold else ""
     title = f"Face {n}: " + "".join(w + ", " for w in where) + f"P(fake) {face.fake_probability:.3f}{flag}"
+    if face.fake_kinds:  # a detector with several fake classes: which kind it suspects
+        title += " (" + ", ".join(f"{label} {p:.3f}" for label, p in face.fake_kinds.items()) + ")"
     if face.fallback:
         title += " (whole image, no face found)"
     figures, missing = [], None

@@ -21,15 +21,18 @@ from training.evaluate import source_subsets
 from training.loop import TrainConfig, predict_fake, train
 from training.metrics import binary_metrics
 from training.models import PRETRAINED_PREFIXES, build_model
-from training.pipeline import IMAGENET, augment_options, face_datasets, init_weights
+from training.pipeline import IMAGENET, ConfigError, augment_options, face_datasets, init_weights
 
 
 def build_detector(config: dict) -> tuple[nn.Module, str, dict]:
     """(model, timm architecture, model_args): the global model's starting point, the same on every
     node (ImageNet trunk where the architecture has one, or ``init_from``: a trained detector to
     fine-tune further)."""
-    model, arch, args = build_model(config["model"], len(config["labels"]), bool(config["pretrained"]),
-                                    int(config["image_size"]))
+    try:
+        model, arch, args = build_model(config["model"], len(config["labels"]), bool(config["pretrained"]),
+                                        int(config["image_size"]))
+    except ValueError as exc:  # e.g. three labels for a binary architecture: one line, not a traceback
+        raise ConfigError(str(exc)) from None
     if config.get("init_from"):
         init_weights(model, config["init_from"])
     return model, arch, args

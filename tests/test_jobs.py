@@ -291,6 +291,22 @@ def test_a_three_class_job_trains_real_manipulated_synthetic_and_a_mismatched_or
     assert (line in summary(dataclasses.replace(result, label="fake"))) and line not in summary(
         dataclasses.replace(result, label="real"))
 
+    # Its evaluation counts how often each kind of fake is called its own kind, and its card says so.
+    from training.evaluate import run_evaluation
+
+    metrics = run_evaluation(good.model_dir, str(tree), str(tmp_path / "cache"), videos=False)
+    record = json.loads((Path(good.model_dir) / "training.json").read_text())
+    counts = record["counts"]["validation"]
+    kinds = metrics["fake_kinds"]
+    assert list(kinds) == ["manipulated", "synthetic"]
+    # One self-blend per validation real is the manipulated kind; the validation generated faces are synthetic.
+    assert kinds["manipulated"]["faces"] == sum(v for k, v in counts.items() if k.startswith("real/")) > 0
+    assert kinds["synthetic"]["faces"] == sum(v for k, v in counts.items() if k.startswith("synthetic/")) > 0
+    for kind, m in kinds.items():
+        assert sum(m["called"].values()) == m["faces"] and m["accuracy"] == round(m["called"][kind] / m["faces"], 4)
+    card = (Path(good.model_dir) / "README.md").read_text()
+    assert "Which kind of fake" in card and f"| synthetic | {kinds['synthetic']['faces']} |" in card
+
     assert bad.status == "failed" and bad.model_dir is None
     assert bad.error == ("train: the data has labels 'fake' that the label order 'real manipulated synthetic' lacks: "
                          "choose a label order with every label of the data (or map them with label_map)")

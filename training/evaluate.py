@@ -40,6 +40,31 @@ def evaluation_images(faces: Sequence[CachedFace], seed: int = 0) -> list[tuple[
     return items
 
 
+def fake_kind_accuracy(detector, faces: Sequence[CachedFace], items: Sequence[tuple[np.ndarray, int, str]]) -> dict:
+    """For a detector with several fake classes (real / manipulated / synthetic): how often each
+    kind of fake is called its own kind (the likeliest of the fake classes), as the app names it.
+    The kinds are those training gave: self-blends take "manipulated" (else the first fake class),
+    a labelled fake its own label. Items are :func:`evaluation_images` of ``faces``."""
+    fake_labels = [detector.labels[i] for i in detector.fake_indices]
+    blend_kind = "manipulated" if "manipulated" in fake_labels else fake_labels[0]
+    kinds, face_iter = [], iter(faces)
+    for _, is_fake, source in items:
+        if source.startswith("SBI of "):
+            kinds.append(blend_kind)
+            continue
+        face = next(face_iter)
+        kinds.append(face.label if is_fake and face.label in fake_labels else None)
+    chosen = [i for i, kind in enumerate(kinds) if kind is not None]
+    probs = detector.predict_crops([items[i][0] for i in chosen], batch_size=32)[:, detector.fake_indices]
+    called = [fake_labels[j] for j in probs.argmax(1)]
+    out = {}
+    for kind in fake_labels:
+        mine = [c for i, c in zip(chosen, called) if kinds[i] == kind]
+        out[kind] = {"faces": len(mine), "called": {k: mine.count(k) for k in fake_labels},
+                     "accuracy": round(mine.count(kind) / len(mine), 4) if mine else None}
+    return out
+
+
 def _score(detector, images: Sequence[np.ndarray], transform: Callable | None = None) -> np.ndarray:
     batch_size = 32
     out = []
@@ -303,6 +328,8 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
     reals = [i for i, (_, t, _) in enumerate(items) if t == 0]  # the real faces, in the order of `val`
     metrics["real_faces"] = real_face_probes(detector, [f for f in val if f.label == "real"],
                                              [images[i] for i in reals], p[reals], seed)
+    if len(detector.fake_indices) > 1:
+        metrics["fake_kinds"] = fake_kind_accuracy(detector, val, items)
     if videos:
         metrics["videos"] = video_results(detector_dir, data, trained_videos(record, data))
     out_dir = Path(out) if out else folder

@@ -102,6 +102,13 @@ def card_text(record: dict, metrics: dict | None) -> str:
             lines += ["", f"Accuracy under attack ({adv['images']} validation images; budgets in pixel units of 0..255):", "",
                       *_table(["attack", "accuracy"], [(k, _fmt(v)) for k, v in adv.items() if k != "images"])]
         lines += real_face_lines(metrics.get("real_faces"))
+        kinds = metrics.get("fake_kinds") or {}
+        if kinds:
+            lines += ["", "Which kind of fake (the likeliest fake class, as the app names it), on the validation fakes "
+                      "(each validation real's self-blend counts as manipulated):", "",
+                      *_table(["kind", "faces", *(f"called {k}" for k in kinds), "called its own kind"],
+                              [(kind, m["faces"], *(m["called"].get(k, 0) for k in kinds), _fmt(m["accuracy"]))
+                               for kind, m in kinds.items()])]
         videos = metrics.get("videos") or {}
         if videos.get("videos"):
             lines += ["", f"Videos never trained on (full analysis, {videos.get('frames', 16)} frames; far too few for a "

@@ -143,3 +143,52 @@ def test_browser_train_tab_runs_a_job_from_a_zip_and_its_model_joins_the_detecto
     expect(page.get_by_role("option", name="browser-tiny")).to_be_visible(timeout=10_000)
     assert (servers["admin_home"] / "models" / "browser-tiny" / "model.safetensors").is_file()
     page.close()
+
+
+@pytest.fixture(scope="module")
+def three_class_zip(tmp_path_factory) -> Path:
+    """A zip of a three-class ImageFolder tree: faces/real (6 FFHQ faces), faces/synthetic (2
+    StyleGAN2 and 2 Stable Diffusion faces); self-blends of the reals make the manipulated class."""
+    path = tmp_path_factory.mktemp("upload3") / "three.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for label, folder, count in (("real", "faces/real/ffhq", 6), ("synthetic", "faces/fake/stylegan2_tpdne", 2),
+                                     ("synthetic", "faces/fake/sd21_sdfd", 2)):
+            for image in sorted(data_path(folder).glob("*.jpg"))[:count]:
+                archive.write(image, f"faces/{label}/{image.name}")
+    return path
+
+
+@pytest.mark.browser
+def test_browser_a_three_class_job_and_its_detector_names_the_kind_of_fake(servers, browser, three_class_zip):
+    """The Train tab's third label order trains a real / manipulated / synthetic detector; in the
+    Image tab its face picker names the likeliest kind of fake beside P(fake)."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    page.goto(servers["admin"], timeout=60_000)
+    page.get_by_role("tab", name="Train").click()
+    page.get_by_label("Admin token").fill(TOKEN)
+    page.locator("input[type=file][accept*='.zip']").set_input_files(str(three_class_zip))
+    expect(page.get_by_text("three.zip").first).to_be_visible(timeout=30_000)
+    for label, value in (("Epochs", "1"), ("Batch size", "2"), ("Image size", "32")):
+        page.get_by_label(label, exact=True).fill(value)
+    page.get_by_label("real manipulated synthetic").check()
+    page.get_by_text("More", exact=True).click()
+    page.get_by_label("Stop after this many steps (empty: all)").fill("2")
+    page.get_by_label("Name of the model it makes (default job<id>-<architecture>)").fill("browser-three")
+    page.get_by_role("button", name="Start job").click()
+    expect(page.get_by_text(re.compile(r"Job \d+ \(browser-three\) started\.")).first).to_be_visible(timeout=30_000)
+    expect(page.get_by_text(re.compile(r"finished, 100%")).first).to_be_visible(timeout=180_000)
+    config = (servers["admin_home"] / "models" / "browser-three" / "config.json").read_text()
+    assert '"num_classes": 3' in config and '"synthetic"' in config
+
+    page.get_by_role("tab", name="Image").click()
+    box = page.get_by_label("Detector (name, model folder or Hub id)").first
+    box.fill("browser-three")
+    box.press("Enter")
+    page.locator("input[type=file]").first.set_input_files(str(data_path("photos/face_recognition/obama.jpg")))
+    page.get_by_role("button", name="Analyse image").click()
+    expect(page.get_by_text("calibrated P(fake) ≈").first).to_be_visible(timeout=90_000)
+    expect(page.get_by_label("Face shown below").first).to_have_value(
+        re.compile(r"^Face 1: P\(fake\) \d\.\d\d, likeliest (manipulated|synthetic) \d\.\d\d$"), timeout=30_000)
+    page.close()

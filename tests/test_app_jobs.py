@@ -101,15 +101,57 @@ def test_with_a_token_configured_wrong_or_missing_tokens_are_refused_and_the_rig
     assert time.time() - start < 10
 
 
-@pytest.fixture(scope="module")
-def faces_zip(tmp_path_factory) -> Path:
-    """A zip of an ImageFolder tree: faces/real (6 FFHQ faces), faces/fake (2 StyleGAN2 faces)."""
-    path = tmp_path_factory.mktemp("upload") / "faces.zip"
+def _zip_tree(path: Path, tree) -> Path:
+    """A zip of an ImageFolder tree under faces/: (label, data folder, count) per part."""
     with zipfile.ZipFile(path, "w") as archive:
-        for label, folder, count in (("real", "faces/real/ffhq", 6), ("fake", "faces/fake/stylegan2_tpdne", 2)):
+        for label, folder, count in tree:
             for image in sorted(data_path(folder).glob("*.jpg"))[:count]:
                 archive.write(image, f"faces/{label}/{image.name}")
     return path
+
+
+@pytest.fixture(scope="module")
+def faces_zip(tmp_path_factory) -> Path:
+    """A zip of an ImageFolder tree: faces/real (6 FFHQ faces), faces/fake (2 StyleGAN2 faces)."""
+    return _zip_tree(tmp_path_factory.mktemp("upload") / "faces.zip",
+                     (("real", "faces/real/ffhq", 6), ("fake", "faces/fake/stylegan2_tpdne", 2)))
+
+
+@pytest.fixture(scope="module")
+def three_class_zip(tmp_path_factory) -> Path:
+    """A zip of a three-class ImageFolder tree: faces/real (6 FFHQ faces), faces/synthetic (2
+    StyleGAN2 and 2 Stable Diffusion faces); self-blends of the reals make the manipulated class."""
+    return _zip_tree(tmp_path_factory.mktemp("upload3") / "three.zip",
+                     (("real", "faces/real/ffhq", 6), ("synthetic", "faces/fake/stylegan2_tpdne", 2),
+                      ("synthetic", "faces/fake/sd21_sdfd", 2)))
+
+
+def _run_tiny_job(browser, url: str, archive: Path, name: str, architecture: str | None = None,
+                  label_order: str | None = None):
+    """In real Chromium: the Train tab, the admin token, the uploaded zip, one epoch of two steps
+    on 32 px crops, started and waited for; returns the page."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    page.goto(url, timeout=60_000)
+    page.get_by_role("tab", name="Train").click()
+    page.get_by_label("Admin token").fill(TOKEN)
+    page.locator("input[type=file][accept*='.zip']").set_input_files(str(archive))
+    expect(page.get_by_text(archive.name).first).to_be_visible(timeout=30_000)
+    if architecture:
+        page.get_by_label("Architecture (train, distil)").click()
+        page.get_by_role("option", name=architecture).click()
+    for label, value in (("Epochs", "1"), ("Batch size", "2"), ("Image size", "32")):
+        page.get_by_label(label, exact=True).fill(value)
+    if label_order:
+        page.get_by_label(label_order).check()
+    page.get_by_text("More", exact=True).click()
+    page.get_by_label("Stop after this many steps (empty: all)").fill("2")
+    page.get_by_label("Name of the model it makes (default job<id>-<architecture>)").fill(name)
+    page.get_by_role("button", name="Start job").click()
+    expect(page.get_by_text(re.compile(rf"Job \d+ \({name}\) started\.")).first).to_be_visible(timeout=30_000)
+    expect(page.get_by_text(re.compile(r"finished, 100%")).first).to_be_visible(timeout=180_000)
+    return page
 
 
 @pytest.mark.browser
@@ -117,22 +159,7 @@ def test_browser_train_tab_runs_a_job_from_a_zip_and_its_model_joins_the_detecto
                                                                                      tmp_path):
     from playwright.sync_api import expect
 
-    page = browser.new_page(viewport={"width": 1500, "height": 1100})
-    page.goto(servers["admin"], timeout=60_000)
-    page.get_by_role("tab", name="Train").click()
-    page.get_by_label("Admin token").fill(TOKEN)
-    page.locator("input[type=file][accept*='.zip']").set_input_files(str(faces_zip))
-    expect(page.get_by_text("faces.zip").first).to_be_visible(timeout=30_000)
-    page.get_by_label("Architecture (train, distil)").click()
-    page.get_by_role("option", name="patch-tiny").click()
-    for label, value in (("Epochs", "1"), ("Batch size", "2"), ("Image size", "32")):
-        page.get_by_label(label, exact=True).fill(value)
-    page.get_by_text("More", exact=True).click()
-    page.get_by_label("Stop after this many steps (empty: all)").fill("2")
-    page.get_by_label("Name of the model it makes (default job<id>-<architecture>)").fill("browser-tiny")
-    page.get_by_role("button", name="Start job").click()
-    expect(page.get_by_text(re.compile(r"Job \d+ \(browser-tiny\) started\.")).first).to_be_visible(timeout=30_000)
-    expect(page.get_by_text(re.compile(r"finished, 100%")).first).to_be_visible(timeout=180_000)
+    page = _run_tiny_job(browser, servers["admin"], faces_zip, "browser-tiny", architecture="patch-tiny")
     expect(page.get_by_label("Log")).to_have_value(re.compile(r"epoch 1: loss"), timeout=10_000)
     expect(page.get_by_text("Model card").first).to_be_visible()
     expect(page.locator(".js-plotly-plot").first).to_be_visible()
@@ -145,40 +172,14 @@ def test_browser_train_tab_runs_a_job_from_a_zip_and_its_model_joins_the_detecto
     page.close()
 
 
-@pytest.fixture(scope="module")
-def three_class_zip(tmp_path_factory) -> Path:
-    """A zip of a three-class ImageFolder tree: faces/real (6 FFHQ faces), faces/synthetic (2
-    StyleGAN2 and 2 Stable Diffusion faces); self-blends of the reals make the manipulated class."""
-    path = tmp_path_factory.mktemp("upload3") / "three.zip"
-    with zipfile.ZipFile(path, "w") as archive:
-        for label, folder, count in (("real", "faces/real/ffhq", 6), ("synthetic", "faces/fake/stylegan2_tpdne", 2),
-                                     ("synthetic", "faces/fake/sd21_sdfd", 2)):
-            for image in sorted(data_path(folder).glob("*.jpg"))[:count]:
-                archive.write(image, f"faces/{label}/{image.name}")
-    return path
-
-
 @pytest.mark.browser
 def test_browser_a_three_class_job_and_its_detector_names_the_kind_of_fake(servers, browser, three_class_zip):
     """The Train tab's third label order trains a real / manipulated / synthetic detector; in the
     Image tab its face picker names the likeliest kind of fake beside P(fake)."""
     from playwright.sync_api import expect
 
-    page = browser.new_page(viewport={"width": 1500, "height": 1100})
-    page.goto(servers["admin"], timeout=60_000)
-    page.get_by_role("tab", name="Train").click()
-    page.get_by_label("Admin token").fill(TOKEN)
-    page.locator("input[type=file][accept*='.zip']").set_input_files(str(three_class_zip))
-    expect(page.get_by_text("three.zip").first).to_be_visible(timeout=30_000)
-    for label, value in (("Epochs", "1"), ("Batch size", "2"), ("Image size", "32")):
-        page.get_by_label(label, exact=True).fill(value)
-    page.get_by_label("real manipulated synthetic").check()
-    page.get_by_text("More", exact=True).click()
-    page.get_by_label("Stop after this many steps (empty: all)").fill("2")
-    page.get_by_label("Name of the model it makes (default job<id>-<architecture>)").fill("browser-three")
-    page.get_by_role("button", name="Start job").click()
-    expect(page.get_by_text(re.compile(r"Job \d+ \(browser-three\) started\.")).first).to_be_visible(timeout=30_000)
-    expect(page.get_by_text(re.compile(r"finished, 100%")).first).to_be_visible(timeout=180_000)
+    page = _run_tiny_job(browser, servers["admin"], three_class_zip, "browser-three",
+                         label_order="real manipulated synthetic")
     config = (servers["admin_home"] / "models" / "browser-three" / "config.json").read_text()
     assert '"num_classes": 3' in config and '"synthetic"' in config
 

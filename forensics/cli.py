@@ -185,8 +185,8 @@ def cmd_analyze(args) -> int:
     if args.frames < 1:
         raise ValueError("--frames must be at least 1")
     target: int | str = int(args.target) if args.target.isdigit() else args.target
-    detector = load_detector(settings.allowed_detector(args.detector or default_detector_name()),
-                             allow_untrained=args.allow_untrained)
+    chosen = args.detector or default_detector_name()
+    detector = load_detector(settings.allowed_detector(chosen), allow_untrained=args.allow_untrained)
     analyzer = Analyzer(
         detector,
         FaceDetector(min_face_size=args.min_face, confidence=args.face_confidence),
@@ -214,6 +214,7 @@ def cmd_analyze(args) -> int:
             name = Path(path).name[:30]
             bar.set_postfix_str(name)
             result, frames = analyzer.analyze_with_frames(path, progress=lambda _f, s: bar.set_postfix_str(f"{name}: {s}"))
+            result.detector = str(chosen)  # as given (name, folder, Hub id, ":int8"): what finds its card again
             if methods and not result.error:  # the maps' PNGs: their own step, timed apart from computing them
                 started = time.perf_counter()
                 write_maps(result, frames, args.out, style)

@@ -84,6 +84,9 @@ def analyze(path: str | Path | None, detector: str | None = None, methods: Seque
     result, frames = analyzer.analyze_with_frames(path, name=Path(path).name, progress=progress)
     if result.error:
         raise ForensicsError(result.error)
+    # The detector as the user chose it (a name, a model folder, a Hub id, ":int8"), which its card,
+    # its measured note and its Hub link are found by; the model's own name may resolve to nothing.
+    result.detector = name
     return Session(result, name, target or "fake", options, list(methods), bool(score_maps), frames)
 
 

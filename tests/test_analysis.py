@@ -177,3 +177,36 @@ def test_animated_gif_is_analysed_as_a_short_video(analyzer, tmp_path):
     assert result.media.sampled_frames == 6 and result.media.frame_count == 10
     assert result.faces and {f.track for f in result.faces} == {1} and result.label in ("fake", "real")
     assert [f.timestamp for f in result.faces] == sorted(f.timestamp for f in result.faces)
+
+
+def test_a_detector_chosen_by_its_folder_keeps_its_measured_note_under_the_verdict(tmp_path):
+    """A model folder whose own name resolves to nothing (a copy, renamed): the verdict's small print
+    and the CLI's JSON name the detector as it was chosen, so its measured note (ECE, what it
+    catches) is found, not "calibration unmeasured"."""
+    import shutil
+
+    from forensics.cli import main as forensics_main
+    from forensics.detector_notes import detector_note
+    from forensics.service import analyze
+    from ui.present import summary
+
+    folder = tmp_path / "my-copy"
+    shutil.copytree(ROOT / "assets/detectors/default", folder,
+                    ignore=shutil.ignore_patterns("*.onnx", "onnx.json", "audit*"))
+    config = json.loads((folder / "config.json").read_text())
+    config["forensics"]["name"] = "renamed-copy"
+    (folder / "config.json").write_text(json.dumps(config))
+    assert not detector_note("renamed-copy").measured  # the model's own name finds no card
+    note = detector_note(str(folder))
+    assert note.measured and note.ece is not None
+
+    photo = data_path("photos/face_recognition/obama.jpg")
+    result = analyze(str(photo), detector=str(folder), methods=[]).result
+    assert result.detector == str(folder)
+    text = summary(result)
+    assert f"± {note.ece:.2f} (its calibration error)" in text and "calibration unmeasured" not in text
+    assert note.line in text
+
+    out = tmp_path / "out.json"
+    assert forensics_main(["analyze", str(photo), "--detector", str(folder), "--explain", "none", "--json", str(out)]) == 0
+    assert json.loads(out.read_text().splitlines()[0])["detector"] == str(folder)

@@ -78,7 +78,8 @@ def test_smoke_run_survives_a_failing_site_writes_a_model_folder_and_resumes(tmp
     assert forensics_main(["analyze", str(photo), "--detector", str(model), "--explain", "none",
                            "--out", str(tmp_path / "maps"), "--json", "-"]) == 0
     analysed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert analysed["error"] is None and analysed["detector"] == "federated-smoke"
+    assert analysed["error"] is None and analysed["detector"] == str(model)  # as chosen: the folder
+    assert json.loads((model / "config.json").read_text())["forensics"]["name"] == "federated-smoke"
     assert len(analysed["faces"]) == 1 and 0.0 <= analysed["fake_probability"] <= 1.0
 
     # A restart resumes after the last completed round: round 1 is kept as it was, only round 2 runs.

@@ -125,8 +125,12 @@ class Analyzer:
         max_explained: int = 64,
         batch_size: int = 4,  # faces per explanation pass: 8 costs ~250 MB more (ViT-S) for no speed-up
         faithfulness: FaithfulnessOptions | None = None,
+        detector_name: str | None = None,
     ):
         self.detector = detector
+        # The detector as the caller chose it (a name, a model folder, a Hub id, ":int8"), which its
+        # card and measured note are found by; results record it. Default: the model's own name.
+        self.detector_name = detector_name or detector.name
         self.face_detector = face_detector or FaceDetector()
         self.methods = list(methods)
         self.target = target
@@ -156,7 +160,7 @@ class Analyzer:
         frames: list[np.ndarray] = []
         label = name or (Path(source).name if not isinstance(source, bytes) else "upload")
         result = AnalysisResult(input=name or (label if isinstance(source, bytes) else str(source)), kind=None,
-                                detector=self.detector.name, detector_version=self.detector.info.version)
+                                detector=self.detector_name, detector_version=self.detector.info.version)
         start = time.perf_counter()
         try:
             kind = media_kind(name or source) if not isinstance(source, bytes) or name else "image"

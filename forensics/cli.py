@@ -199,6 +199,7 @@ def cmd_analyze(args) -> int:
         limits=settings.media_limits(),  # the same upload limits as the app and its API
         faithfulness=(FaithfulnessOptions() if args.faithfulness_steps is None else
                       FaithfulnessOptions(steps=args.faithfulness_steps)) if args.faithfulness else None,
+        detector_name=chosen,  # as given (name, folder, Hub id, ":int8"): what finds its card again
     )
     style = OverlayStyle(args.alpha, args.colormap, args.gamma)
     sink = None
@@ -214,7 +215,6 @@ def cmd_analyze(args) -> int:
             name = Path(path).name[:30]
             bar.set_postfix_str(name)
             result, frames = analyzer.analyze_with_frames(path, progress=lambda _f, s: bar.set_postfix_str(f"{name}: {s}"))
-            result.detector = str(chosen)  # as given (name, folder, Hub id, ":int8"): what finds its card again
             if methods and not result.error:  # the maps' PNGs: their own step, timed apart from computing them
                 started = time.perf_counter()
                 write_maps(result, frames, args.out, style)

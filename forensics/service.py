@@ -62,10 +62,10 @@ class Session:
 
 
 def _analyzer(det: Detector, methods: Sequence[str], target: str, options: ExplainOptions, frames: int,
-              score_maps: bool = False) -> Analyzer:
+              score_maps: bool = False, name: str | None = None) -> Analyzer:
     return Analyzer(det, face_detector(), methods=list(methods), target=target or "fake", options=options,
                     frames=int(frames), limits=settings.media_limits(),
-                    faithfulness=FaithfulnessOptions() if score_maps else None)
+                    faithfulness=FaithfulnessOptions() if score_maps else None, detector_name=name)
 
 
 def analyze(path: str | Path | None, detector: str | None = None, methods: Sequence[str] = ALL_METHODS,
@@ -79,14 +79,11 @@ def analyze(path: str | Path | None, detector: str | None = None, methods: Seque
     name = (detector or "").strip() or default_detector() or ""
     det = get_detector(name)
     options = _options(head_fusion, discard_ratio)
-    analyzer = _analyzer(det, methods, target, options, frames, bool(score_maps))
+    analyzer = _analyzer(det, methods, target, options, frames, bool(score_maps), name)
     analyzer.fallback_whole_image = bool(whole_image)
     result, frames = analyzer.analyze_with_frames(path, name=Path(path).name, progress=progress)
     if result.error:
         raise ForensicsError(result.error)
-    # The detector as the user chose it (a name, a model folder, a Hub id, ":int8"), which its card,
-    # its measured note and its Hub link are found by; the model's own name may resolve to nothing.
-    result.detector = name
     return Session(result, name, target or "fake", options, list(methods), bool(score_maps), frames)
 
 
@@ -197,11 +194,10 @@ def compare(path: str | Path | None, detectors: Sequence[str], methods: Sequence
             comparison.runs.append(DetectorRun(name, error=str(exc)))
             continue
         analyzer = Analyzer(detector, shared, methods=list(methods), target="fake", options=ExplainOptions(),
-                            frames=int(frames))
+                            frames=int(frames), detector_name=name)  # e.g. "default:int8", not the model's own
         result = analyzer.analyze(path, name=Path(path).name, progress=step)
         if result.error:  # the input itself is bad: every detector would say the same
             raise ForensicsError(result.error)
-        result.detector = name  # the name the user chose (e.g. "default:int8"), not the model's own
         comparison.kind = result.kind
         comparison.runs.append(DetectorRun(name, result))
     if not comparison.done:

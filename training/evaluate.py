@@ -40,11 +40,13 @@ def evaluation_images(faces: Sequence[CachedFace], seed: int = 0) -> list[tuple[
     return items
 
 
-def fake_kind_accuracy(detector, faces: Sequence[CachedFace], items: Sequence[tuple[np.ndarray, int, str]]) -> dict:
+def fake_kind_accuracy(detector, faces: Sequence[CachedFace], items: Sequence[tuple[np.ndarray, int, str]],
+                       probabilities: np.ndarray) -> dict:
     """For a detector with several fake classes (real / manipulated / synthetic): how often each
     kind of fake is called its own kind (the likeliest of the fake classes), as the app names it.
     The kinds are those training gave: self-blends take "manipulated" (else the first fake class),
-    a labelled fake its own label. Items are :func:`evaluation_images` of ``faces``."""
+    a labelled fake its own label. Items are :func:`evaluation_images` of ``faces``; ``probabilities``
+    the detector's class probabilities for them, row for row."""
     fake_labels = [detector.labels[i] for i in detector.fake_indices]
     blend_kind = "manipulated" if "manipulated" in fake_labels else fake_labels[0]
     kinds, face_iter = [], iter(faces)
@@ -55,8 +57,7 @@ def fake_kind_accuracy(detector, faces: Sequence[CachedFace], items: Sequence[tu
         face = next(face_iter)
         kinds.append(face.label if is_fake and face.label in fake_labels else None)
     chosen = [i for i, kind in enumerate(kinds) if kind is not None]
-    probs = detector.predict_crops([items[i][0] for i in chosen], batch_size=32)[:, detector.fake_indices]
-    called = [fake_labels[j] for j in probs.argmax(1)]
+    called = [fake_labels[j] for j in probabilities[chosen][:, detector.fake_indices].argmax(1)]
     out = {}
     for kind in fake_labels:
         mine = [c for i, c in zip(chosen, called) if kinds[i] == kind]
@@ -65,15 +66,21 @@ def fake_kind_accuracy(detector, faces: Sequence[CachedFace], items: Sequence[tu
     return out
 
 
-def _score(detector, images: Sequence[np.ndarray], transform: Callable | None = None) -> np.ndarray:
+def _probabilities(detector, images: Sequence[np.ndarray], transform: Callable | None = None) -> np.ndarray:
+    """Class probabilities ``(N, C)`` of ``images`` (each through ``transform`` first), in batches."""
     batch_size = 32
     out = []
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
         if transform is not None:
             chunk = [transform(im) for im in chunk]
-        out.append(detector.fake_probability(detector.predict_crops(chunk, batch_size=batch_size)))
-    return np.concatenate(out) if out else np.zeros(0)
+        out.append(detector.predict_crops(chunk, batch_size=batch_size))
+    return np.concatenate(out) if out else np.zeros((0, len(detector.labels)), dtype=np.float32)
+
+
+def _score(detector, images: Sequence[np.ndarray], transform: Callable | None = None) -> np.ndarray:
+    """P(fake) of ``images``: the summed probability of the fake classes."""
+    return detector.fake_probability(_probabilities(detector, images, transform))
 
 
 HELD_OUT_ONLY = "held-out sources only (never trained on)"
@@ -298,7 +305,8 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
     images = [im for im, _, _ in items]
     y = np.array([t for _, t, _ in items])
     sources = [s for _, _, s in items]
-    p = _score(detector, images)
+    probabilities = _probabilities(detector, images)  # one pass: P(fake) and, with several fake classes, the kinds
+    p = detector.fake_probability(probabilities)
     summary = binary_metrics(y, p, detector.threshold)
     tuned = tune_threshold(y, p)
     per_source = {name: _subset(y, p, mask) for name, mask in source_subsets(sources, y, holdout_sources).items()}
@@ -329,7 +337,7 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
     metrics["real_faces"] = real_face_probes(detector, [f for f in val if f.label == "real"],
                                              [images[i] for i in reals], p[reals], seed)
     if len(detector.fake_indices) > 1:
-        metrics["fake_kinds"] = fake_kind_accuracy(detector, val, items)
+        metrics["fake_kinds"] = fake_kind_accuracy(detector, val, items, probabilities)
     if videos:
         metrics["videos"] = video_results(detector_dir, data, trained_videos(record, data))
     out_dir = Path(out) if out else folder

@@ -641,6 +641,38 @@ def test_three_class_labels_self_blends_manipulated_and_grows_a_binary_head(tmp_
     assert torch.equal(three.head.bias, torch.cat([b, b[1:]]))
 
 
+def test_init_from_a_model_of_another_image_size_resamples_its_position_grid(tmp_path):
+    """A hybrid trained at one image size starts another of a larger size: every tensor loads,
+    the position grid is resampled (class token kept):
+    a grid that, taken back to the old size, is the old one (a fresh model's is unrelated)."""
+    from safetensors.torch import save_file
+
+    from training.models import build_model
+    from training.pipeline import init_weights
+
+    small, _, _ = build_model("hybrid", 2, pretrained=False, image_size=64)
+    save_file({k: v.contiguous() for k, v in small.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    large, _, _ = build_model("hybrid", 2, pretrained=False, image_size=96)
+    assert large.pos_embed.shape[1] != small.pos_embed.shape[1]
+    assert init_weights(large, tmp_path / "model.safetensors") == []
+    assert torch.equal(large.pos_embed[:, 0], small.pos_embed[:, 0])
+    other, _, _ = build_model("hybrid", 2, pretrained=False, image_size=96)
+
+    def agreement(grid: torch.Tensor) -> float:  # a 6x6 grid taken back to 4x4, against the original
+        side, width = small.patch_embed.grid_size[0], grid.shape[-1]
+        back = torch.nn.functional.interpolate(grid[0, 1:].reshape(1, 6, 6, width).permute(0, 3, 1, 2),
+                                               size=side, mode="bilinear", antialias=True)
+        return torch.cosine_similarity(back.flatten(), small.pos_embed[0, 1:].reshape(1, side, side, width)
+                                       .permute(0, 3, 1, 2).flatten(), dim=0).item()
+
+    assert agreement(large.pos_embed.detach()) > 0.8 > 0.2 > agreement(other.pos_embed.detach())
+    before = other.pos_embed.detach().clone()
+    save_file({"pos_embed": torch.zeros(1, 10, 7)}, str(tmp_path / "odd.safetensors"))  # not a grid of this width
+    with pytest.raises(ValueError, match="none of its tensors fits"):
+        init_weights(other, tmp_path / "odd.safetensors")
+    assert torch.equal(other.pos_embed, before)
+
+
 def test_cross_identity_swap_puts_another_face_in_the_mask(tmp_path, face_detector):
     """Two real FFHQ faces (MTCNN crops and landmarks): the swap replaces the target's face with the
     source's, colour-matched to the target, touches nothing outside its mask (alpha), and stays

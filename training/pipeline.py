@@ -4,6 +4,7 @@ datasets (self-blended pairs) -> the training core -> ``out/model`` in Hugging F
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -382,12 +383,32 @@ def init_weights(model: torch.nn.Module, path: str | Path) -> list[str]:
     for k, v in load_file(str(path)).items():
         if k in own and own[k].shape == v.shape:
             state[k] = v
+        elif k == "pos_embed" and _resizable_pos_embed(model, v):  # trained at another image size:
+            state[k] = _resample_pos_embed(model, v)                # its grid resampled to this one
         elif _grown_head(k, v, own):  # binary -> real / manipulated / synthetic: the known rows kept,
             state[k] = torch.cat([v, v[-1:].expand(len(own[k]) - len(v), *v.shape[1:])])  # new ones as the last
     if not state:
         raise ValueError(f"{path}: none of its tensors fits this model")
     model.load_state_dict(state, strict=False)
     return sorted(set(own) - set(state))
+
+
+def _resizable_pos_embed(model: torch.nn.Module, tensor: torch.Tensor) -> bool:
+    """A ViT's absolute position embedding of another square grid (same width, same prefix tokens)."""
+    own = getattr(model, "pos_embed", None)
+    prefix = 0 if getattr(model, "no_embed_class", False) else getattr(model, "num_prefix_tokens", 0)
+    if own is None or tensor.ndim != 3 or tensor.shape[2] != own.shape[2]:
+        return False
+    side = math.isqrt(tensor.shape[1] - prefix)
+    return side > 0 and side * side == tensor.shape[1] - prefix
+
+
+def _resample_pos_embed(model: torch.nn.Module, tensor: torch.Tensor) -> torch.Tensor:
+    from timm.layers import resample_abs_pos_embed
+
+    prefix = 0 if getattr(model, "no_embed_class", False) else getattr(model, "num_prefix_tokens", 0)
+    side = math.isqrt(tensor.shape[1] - prefix)
+    return resample_abs_pos_embed(tensor, list(model.patch_embed.grid_size), [side, side], num_prefix_tokens=prefix)
 
 
 def _grown_head(name: str, tensor: torch.Tensor, own: dict) -> bool:

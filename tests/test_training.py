@@ -589,6 +589,26 @@ def test_train_caps_dose_a_source_without_touching_the_validation_faces():
         cap_training_faces(train, {"SD": 0}, 0)
 
 
+def test_train_repeats_raise_a_small_source_dose_without_touching_the_validation_faces():
+    """`train_repeats`: each training face of a named source taken N times an epoch, after any
+    cap; the other sources and the validation faces are those of a plain run."""
+    from training.data import CachedFace
+    from training.pipeline import repeat_training_faces, split_faces
+
+    faces = [CachedFace(f"{s}{i}.png", label, s, f"{s}{i}", [], 1.0, 0.0)
+             for s, label, n in [("UTKFace", "real", 40), ("SD", "fake", 60), ("GAN", "fake", 20)] for i in range(n)]
+    config = {"val_fraction": 0.25, "seed": 0, "holdout_sources": []}
+    train, val = split_faces(faces, config)
+    more_train, more_val = split_faces(faces, {**config, "train_repeats": {"GAN": 3}, "train_caps": {"SD": 10}})
+    assert more_val == val
+    gan = [f for f in train if f.source == "GAN"]
+    assert [f for f in more_train if f.source == "GAN"] == [f for f in gan for _ in range(3)]
+    assert sum(f.source == "SD" for f in more_train) == 10
+    assert [f for f in more_train if f.source == "UTKFace"] == [f for f in train if f.source == "UTKFace"]
+    with pytest.raises(ValueError, match="train_repeats names sources with no training faces: Nope"):
+        repeat_training_faces(train, {"Nope": 2})
+
+
 def test_a_bad_train_cap_is_refused_in_one_line(tmp_path):
     """`train` with a cap that is not a count, or on a source the data lacks: one line, no traceback."""
     import subprocess
@@ -600,7 +620,9 @@ def test_a_bad_train_cap_is_refused_in_one_line(tmp_path):
     table = tmp_path / "labels.csv"
     table.write_text("path,label,source\n" + "".join(f"{p},real,FFHQ\n" for p in reals))
     for caps, message in [('{"FFHQ": 0}', "train_caps must map source names to a number of faces"),
-                          ('{"Nope": 3}', "train: train_caps names sources with no training faces: Nope")]:
+                          ('{"Nope": 3}', "train: train_caps names sources with no training faces: Nope"),
+                          ('{"FFHQ": 2}\ntrain_repeats: {"FFHQ": 1.5}', "train_repeats must map source names to a number of times"),
+                          ('{"FFHQ": 2}\ntrain_repeats: {"Nope": 2}', "train: train_repeats names sources with no training faces: Nope")]:
         config = tmp_path / "bad.yaml"
         config.write_text(f"model: hybrid\ndata: {table}\ncache: {tmp_path / 'cache'}\nout: {tmp_path / 'run'}\n"
                           f"image_size: 64\nepochs: 1\nworkers: 0\nval_fraction: 0.25\ntrain_caps: {caps}\n")

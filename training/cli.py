@@ -35,6 +35,7 @@ DEFAULTS = {
     "label_map": {},
     "train_sources": None,  # None: every source not held out
     "train_caps": None,  # {source: most training faces}: a source's dose (validation faces unchanged)
+    "train_repeats": None,  # {source: times}: each training face of a source taken that many times an epoch
     "holdout_sources": ["StyleGAN2 (thispersondoesnotexist)"],
     "val_fraction": 0.15,
     "max_padding": 0.15,
@@ -189,6 +190,10 @@ def resolve_config(args: argparse.Namespace) -> dict:
     if caps is not None and not (isinstance(caps, dict) and all(
             isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 1 for k, v in caps.items())):
         raise SystemExit(f"train_caps must map source names to a number of faces (1 or more), got {caps!r}")
+    repeats = config.get("train_repeats")
+    if repeats is not None and not (isinstance(repeats, dict) and all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 1 for k, v in repeats.items())):
+        raise SystemExit(f"train_repeats must map source names to a number of times (1 or more), got {repeats!r}")
     return config
 
 

@@ -104,6 +104,8 @@ def split_faces(faces: Sequence[CachedFace], config: dict) -> tuple[list[CachedF
         train_faces = [f for f in train_faces if f.source in set(config["train_sources"])]
     if config.get("train_caps"):
         train_faces = cap_training_faces(train_faces, config["train_caps"], int(config["seed"]))
+    if config.get("train_repeats"):
+        train_faces = repeat_training_faces(train_faces, config["train_repeats"])
     return train_faces, val_faces
 
 
@@ -127,6 +129,19 @@ def cap_training_faces(faces: Sequence[CachedFace], caps: dict, seed: int) -> li
         members = [i for i, f in enumerate(faces) if f.source == source]
         keep.update(members[j] for j in rng.permutation(len(members))[: int(most)])
     return [f for i, f in enumerate(faces) if f.source not in caps or i in keep]
+
+
+def repeat_training_faces(faces: Sequence[CachedFace], repeats: dict) -> list[CachedFace]:
+    """Each training face of a source named in ``repeats`` taken that many times an epoch (each
+    time with its own augmentation draw): a small source's dose raised without new faces. The
+    validation faces are untouched."""
+    unknown = sorted(set(repeats) - {f.source for f in faces})
+    if unknown:
+        raise ConfigError(f"train_repeats names sources with no training faces: {', '.join(unknown)}")
+    out: list[CachedFace] = []
+    for face in faces:
+        out.extend([face] * int(repeats.get(face.source, 1)))
+    return out
 
 
 def cap_per_source(samples: Sequence[Sample], most: int, seed: int) -> list[Sample]:

@@ -186,14 +186,11 @@ def resolve_config(args: argparse.Namespace) -> dict:
         raise SystemExit(f"unknown config keys: {sorted(unknown)}")
     if config["face_framing"] not in FRAMINGS:
         raise SystemExit(f"face_framing must be one of {', '.join(FRAMINGS)}, got {config['face_framing']!r}")
-    caps = config.get("train_caps")
-    if caps is not None and not (isinstance(caps, dict) and all(
-            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 1 for k, v in caps.items())):
-        raise SystemExit(f"train_caps must map source names to a number of faces (1 or more), got {caps!r}")
-    repeats = config.get("train_repeats")
-    if repeats is not None and not (isinstance(repeats, dict) and all(
-            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 1 for k, v in repeats.items())):
-        raise SystemExit(f"train_repeats must map source names to a number of times (1 or more), got {repeats!r}")
+    for key, what in (("train_caps", "faces"), ("train_repeats", "times")):
+        counts = config.get(key)
+        if counts is not None and not (isinstance(counts, dict) and all(
+                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 1 for k, v in counts.items())):
+            raise SystemExit(f"{key} must map source names to a number of {what} (1 or more), got {counts!r}")
     return config
 
 

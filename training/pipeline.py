@@ -398,8 +398,8 @@ def init_weights(model: torch.nn.Module, path: str | Path) -> list[str]:
     for k, v in load_file(str(path)).items():
         if k in own and own[k].shape == v.shape:
             state[k] = v
-        elif k == "pos_embed" and _resizable_pos_embed(model, v):  # trained at another image size:
-            state[k] = _resample_pos_embed(model, v)                # its grid resampled to this one
+        elif k == "pos_embed" and (grid := _resampled_pos_embed(model, v)) is not None:  # another image size:
+            state[k] = grid                                                             # its grid resampled
         elif _grown_head(k, v, own):  # binary -> real / manipulated / synthetic: the known rows kept,
             state[k] = torch.cat([v, v[-1:].expand(len(own[k]) - len(v), *v.shape[1:])])  # new ones as the last
     if not state:
@@ -408,21 +408,18 @@ def init_weights(model: torch.nn.Module, path: str | Path) -> list[str]:
     return sorted(set(own) - set(state))
 
 
-def _resizable_pos_embed(model: torch.nn.Module, tensor: torch.Tensor) -> bool:
-    """A ViT's absolute position embedding of another square grid (same width, same prefix tokens)."""
-    own = getattr(model, "pos_embed", None)
-    prefix = 0 if getattr(model, "no_embed_class", False) else getattr(model, "num_prefix_tokens", 0)
-    if own is None or tensor.ndim != 3 or tensor.shape[2] != own.shape[2]:
-        return False
-    side = math.isqrt(tensor.shape[1] - prefix)
-    return side > 0 and side * side == tensor.shape[1] - prefix
-
-
-def _resample_pos_embed(model: torch.nn.Module, tensor: torch.Tensor) -> torch.Tensor:
+def _resampled_pos_embed(model: torch.nn.Module, tensor: torch.Tensor) -> torch.Tensor | None:
+    """A ViT's absolute position embedding of another square grid (same width, same prefix tokens),
+    resampled to this model's grid; None when ``tensor`` is not one."""
     from timm.layers import resample_abs_pos_embed
 
+    own = getattr(model, "pos_embed", None)
     prefix = 0 if getattr(model, "no_embed_class", False) else getattr(model, "num_prefix_tokens", 0)
+    if own is None or tensor.ndim != 3 or tensor.shape[2] != own.shape[2] or tensor.shape[1] <= prefix:
+        return None
     side = math.isqrt(tensor.shape[1] - prefix)
+    if side * side != tensor.shape[1] - prefix:
+        return None
     return resample_abs_pos_embed(tensor, list(model.patch_embed.grid_size), [side, side], num_prefix_tokens=prefix)
 
 

@@ -108,6 +108,40 @@ def aggregate_video(faces: Sequence[FaceResult], sampled_frames: int) -> tuple[f
     return score, tracks, text
 
 
+def deciding_faces(result: AnalysisResult) -> tuple[list[FaceResult], str]:
+    """The faces the verdict rests on and what to call them: an image's most suspicious face
+    ("face 2"), a video's highest-scoring counted track ("person 1")."""
+    faces = [f for f in result.faces if not f.fallback]
+    if not faces:
+        return [], ""
+    if result.kind == "video" and result.tracks:
+        counted = [t for t in result.tracks if t.counted] or result.tracks
+        top = max(counted, key=lambda t: t.mean_fake_probability)
+        mine = [f for f in faces if (f.track if f.track is not None else -1) == top.track]
+        if mine:
+            return mine, f"person {top.track}" if top.track >= 1 else "the tracked face"
+    i = max(range(len(result.faces)), key=lambda k: result.faces[k].fake_probability)
+    return [result.faces[i]], f"face {face_number(result, i)}"
+
+
+def _small_face_caution(result: AnalysisResult, detector: Detector) -> str:
+    """The caution for a verdict decided by a small face (median crop side of the deciding faces),
+    with the detector's measured figures where its folder has them."""
+    from forensics.core import read_json
+    from forensics.detector_notes import METRICS_NAME, SMALL_FACE_PX, small_face_caution
+
+    faces, what = deciding_faces(result)
+    sides = [max(f.crop_box[2] - f.crop_box[0], f.crop_box[3] - f.crop_box[1]) for f in faces if f.crop_box]
+    if not sides:
+        return ""
+    side = float(np.median(sides))
+    if side >= SMALL_FACE_PX:  # the common case: no file read
+        return ""
+    folder = Path(detector.path) if getattr(detector, "path", None) else None
+    metrics = read_json(folder / METRICS_NAME) if folder is not None and (folder / METRICS_NAME).is_file() else None
+    return small_face_caution(side, what, metrics)
+
+
 class Analyzer:
     """Runs the whole pipeline with one detector; reusable across inputs (models load once)."""
 
@@ -253,6 +287,9 @@ class Analyzer:
             result.fake_probability, result.aggregation = aggregate_image(result.faces)
         if not result.faces[0].fallback:
             result.label = "fake" if result.fake_probability >= det.threshold else "real"
+            caution = _small_face_caution(result, det)
+            if caution:
+                result.notes.append(caution)
         if self.methods:
             self.explain_faces(result, progress)
 

@@ -11,7 +11,9 @@ drawing the page) and turns it into:
 - how many decimals its probabilities deserve (from the expected calibration error), and
 - whether it is close to chance (then the app does not offer it), and
 - a caution where real faces after a phone camera's smoothing (noise reduction, beauty mode) are
-  flagged far more often than unprocessed ones.
+  flagged far more often than unprocessed ones, and
+- a caution beside a verdict decided by a small face (:func:`small_face_caution`), with the
+  detector's measured ROC-AUC on faces that small.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ CATCHES_AUC, MISSES_AUC = 0.8, 0.7
 FINE_ECE = 0.05
 # A caution is shown when this share of smoothed real faces is flagged, and at least this much more than unprocessed.
 SMOOTHED_FLAGGED, SMOOTHED_RISE = 0.25, 0.10
+# A verdict decided by a face whose crop is under this many source pixels across gets a caution:
+# the detector sees it enlarged, with little of the detail it reads (the evaluation's small-face rows).
+SMALL_FACE_PX = 128
+SMALL_FACE_ROW = re.compile(r"small_(\d+)_h264_crf_(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -196,6 +202,31 @@ def _smoothing_caution(real: dict | None) -> str:
         return ""
     return (f"it flags {smoothed:.0%} of real faces smoothed as a phone's noise reduction or beauty mode does "
             f"({clean:.0%} unsmoothed)")
+
+
+def small_face_caution(side: float, what: str, metrics: dict | None) -> str:
+    """A one-line caution for a verdict decided by a face ``side`` source pixels across (``what``
+    names it: "face 2", "person 1"), or "" when it is not small. The figures are the detector's own
+    (``metrics.json``'s ``robustness_auc``: faces shrunk to N px and compressed at that size, against
+    full-size faces through the same codec): the row of the smallest size at or above ``side``."""
+    if not side or side >= SMALL_FACE_PX:
+        return ""
+    text = (f"Caution: the verdict rests on a small face ({what}, {side:.0f} px across), which the detector "
+            f"sees enlarged, with little of the detail it reads")
+    rob = (metrics or {}).get("robustness_auc") if isinstance(metrics, dict) else None
+    rows = []
+    for key, auc in (rob or {}).items():
+        m = SMALL_FACE_ROW.match(key)
+        full = (rob or {}).get(f"h264_crf_{m[2]}") if m else None
+        if m and isinstance(auc, (int, float)) and isinstance(full, (int, float)):
+            rows.append((int(m[1]), int(m[2]), float(auc), float(full)))
+    if not rows:
+        return text + " (its accuracy on small faces was not measured)."
+    at_least = [r for r in rows if r[0] >= side]  # the nearest measured size this face is no larger than
+    size, crf, auc, full = min(at_least) if at_least else max(rows)
+    smaller = ", larger than this one" if side < size - 8 else ""
+    return (text + f": on validation faces {size} px across{smaller}, through H.264 (CRF {crf}), its ROC-AUC is "
+            f"{auc:.2f}, against {full:.2f} at full size through the same codec.")
 
 
 def offered_detectors() -> list[tuple[str, str]]:

@@ -210,3 +210,51 @@ def test_a_detector_chosen_by_its_folder_keeps_its_measured_note_under_the_verdi
     out = tmp_path / "out.json"
     assert forensics_main(["analyze", str(photo), "--detector", str(folder), "--explain", "none", "--json", str(out)]) == 0
     assert json.loads(out.read_text().splitlines()[0])["detector"] == str(folder)
+
+
+def test_a_verdict_decided_by_a_small_face_says_so_with_the_detectors_own_figures(model_dirs, face_detector, tmp_path):
+    """A face far from the camera is judged from a few dozen pixels, enlarged: the verdict says so,
+    with the detector's measured ROC-AUC on faces that small (its metrics.json); a full-size face
+    gets no such caution, and a detector without the measurement says it was not measured."""
+    import shutil
+
+    import cv2
+
+    from forensics.analysis import deciding_faces
+    from forensics.detector_notes import small_face_caution
+
+    folder = tmp_path / "measured"
+    shutil.copytree(model_dirs["timm-vit"], folder)
+    (folder / "metrics.json").write_text(json.dumps({"robustness_auc": {
+        "h264_crf_32": 0.87, "small_128_h264_crf_32": 0.78, "small_96_h264_crf_32": 0.71}}))
+    analyzer = Analyzer(load_detector(folder, allow_untrained=True, cache=False), face_detector)
+    photo = np.asarray(Image.open(data_path("photos/face_recognition/obama.jpg")).convert("RGB"))
+    big = analyzer.analyze(data_path("photos/face_recognition/obama.jpg"))
+    assert big.error is None and len(big.faces) == 1
+    assert min(big.faces[0].crop_box[2] - big.faces[0].crop_box[0], 128) == 128  # a large face
+    assert not any("small face" in n for n in big.notes)
+
+    scale = 94 / (big.faces[0].crop_box[2] - big.faces[0].crop_box[0])  # the face's crop about 80 px across
+    small_photo = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    Image.fromarray(small_photo).save(tmp_path / "far.png")
+    small = analyzer.analyze(tmp_path / "far.png")
+    assert small.error is None and len(small.faces) == 1
+    side = small.faces[0].crop_box[2] - small.faces[0].crop_box[0]
+    assert 88 <= side < 100
+    caution = [n for n in small.notes if "small face" in n]
+    assert caution == [f"Caution: the verdict rests on a small face (face 1, {side} px across), which the detector "
+                       "sees enlarged, with little of the detail it reads: on validation faces 96 px across, through "
+                       "H.264 (CRF 32), its ROC-AUC is 0.71, against 0.87 at full size through the same codec."]
+    from ui.present import summary
+    assert caution[0] in summary(small)  # shown under the verdict in the app
+    assert small_face_caution(60, "face 1", None).endswith("(its accuracy on small faces was not measured).")
+    assert ", larger than this one" in small_face_caution(60, "face 1", json.loads((folder / "metrics.json").read_text()))
+
+    # a video: the faces of the highest-scoring counted track decide, named by person
+    faces = [_face(i, 1, 0.2) for i in range(4)] + [_face(i, 2, 0.8) for i in range(3)] + [_face(1, 3, 0.99)]
+    from forensics.results import AnalysisResult
+    result = AnalysisResult(input="clip.mp4", kind="video", detector="x")
+    result.faces = faces
+    result.fake_probability, result.tracks, _ = aggregate_video(faces, 4)
+    chosen, what = deciding_faces(result)
+    assert what == "person 2" and len(chosen) == 3 and all(f.track == 2 for f in chosen)

@@ -299,7 +299,8 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     assert len(json.loads((tmp_path / "cache" / "index.json").read_text())) == 11
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert metrics["validation_faces"] == 2 + 3 and metrics["evaluated_images"] == 2 * 2 + 3
-    assert set(metrics["robustness_auc"]) >= {"jpeg_95", "jpeg_50", "jpeg_30", "resize_0.5", "blur_5"}
+    assert set(metrics["robustness_auc"]) >= {"jpeg_95", "jpeg_50", "jpeg_30", "resize_0.5", "blur_5",
+                                              "small_128_h264_crf_32", "small_96_h264_crf_32"}
     assert "GAN vs all held-out reals" in metrics["per_source"]
     # the robustness curves split by source as well: the GAN row scores the 3 fakes against the 2 reals
     gan_curve = metrics["robustness_auc_per_source"]["GAN vs all held-out reals"]
@@ -757,6 +758,40 @@ def test_h264_reencode_is_a_real_codec_pass_and_leaves_old_draws_alone():
     via_apply = augment.apply(face, augment.AugmentParams(**{**identity.__dict__, "h264": 40}), 96)
     assert np.array_equal(via_apply, augment.apply(augment.h264(face, 40), augment.AugmentParams(
         **{**identity.__dict__, "jpeg": None}), 96))  # H.264 instead of the JPEG pass, before the resize
+
+
+def test_small_face_augmentation_compresses_at_the_small_size_and_leaves_old_draws_alone():
+    """`lowres_prob`: off (the default), the draws are those of earlier runs; on, a face is shrunk
+    to a 64-192 px crop, compressed at that size and enlarged by the crop resize, so compression
+    blocks are as coarse as in a wide shot. A real FFHQ face through it keeps its size and loses
+    more detail than the same codec at full size."""
+    import cv2
+
+    from forensics.faces import resize_square
+    from forensics.media import load_image
+    from training import augment
+
+    old = augment.draw_params(np.random.default_rng(5), jpeg_prob=0.9, h264_prob=0.3, smooth_prob=0.2)
+    assert old == augment.draw_params(np.random.default_rng(5), jpeg_prob=0.9, h264_prob=0.3, smooth_prob=0.2,
+                                      lowres_prob=0.0) and old.lowres == 0
+    drawn = [augment.draw_params(np.random.default_rng(i), lowres_prob=0.4) for i in range(300)]
+    sides = [p.lowres for p in drawn if p.lowres]
+    assert 80 < len(sides) < 160 and min(sides) >= 64 and max(sides) <= 192
+    assert min(sides) < 90 and max(sides) > 160  # the whole range is drawn
+
+    face = load_image(data_path("faces/real/ffhq/ffhq_1.jpg"))
+    face = cv2.resize(face, (256, 256), interpolation=cv2.INTER_AREA)
+    assert augment.shrink(face, 300) is face and augment.shrink(face[:, :200], 100).shape == (100, 78, 3)
+    identity = augment.AugmentParams(False, (1.0, 0.0, 0.0), 0.0, 1.0, 0, 1.0, None, False)
+    small = augment.AugmentParams(**{**identity.__dict__, "lowres": 80, "h264": 32})
+    out = augment.apply(face, small, 224)
+    by_hand = resize_square(augment.h264(cv2.resize(face, (80, 80), interpolation=cv2.INTER_AREA), 32), 224)
+    assert out.shape == (224, 224, 3) and np.array_equal(out, by_hand)  # compressed at 80 px, then enlarged
+    full = augment.apply(face, augment.AugmentParams(**{**identity.__dict__, "h264": 32}), 224)
+    target = resize_square(face, 224).astype(int)
+    assert np.abs(out.astype(int) - target).mean() > 1.5 * np.abs(full.astype(int) - target).mean()
+    evaluated = augment.small_face(face, 96, lambda im: augment.h264(im, 32))
+    assert evaluated.shape == face.shape and 1.0 < np.abs(evaluated.astype(int) - face.astype(int)).mean() < 30
 
 
 def test_autoencoder_swap_learns_two_people_and_redraws_a_face_in_the_mask(tmp_path, face_detector, monkeypatch):

@@ -2,6 +2,8 @@
 manipulation separates them: flips, small crops, colour, blur, resizing and compression (JPEG
 quality 30..100, and a video-codec-like pass: chroma blur plus heavy JPEG) and, when asked for,
 real H.264 (libx264 through PyAV, constant rate factor 23..40: what video sites do to a face),
+small faces (the crop shrunk to 64..192 px, as a face far from the camera is, and compressed at
+that size before it is enlarged, as a frame's codec does before the detector sees the face),
 sharpening and sensor-like noise (sources differ in sharpness: UTKFace's crops are soft, FFHQ's
 crisp; measured, that was not what a new source's score hinged on, see the README)."""
 
@@ -30,14 +32,18 @@ class AugmentParams:
     noise_seed: int = 0
     h264: int = 0  # H.264 constant rate factor of a re-encode (0: none; replaces JPEG and codec_like)
     smooth: tuple[int, float, float] = (0, 0.0, 0.0)  # bilateral filter (diameter, sigma colour, sigma space); 0: none
+    lowres: int = 0  # a small face: the crop's longer side in pixels while it is compressed (0: none)
+
+
+LOWRES_SIDES = (64, 192)  # the small-face crop sides drawn (log-uniform): faces 64-192 px across in the frame
 
 
 def draw_params(rng: np.random.Generator, strength: float = 1.0, jpeg_prob: float = 0.75,
                 sharpen_prob: float = 0.0, noise_prob: float = 0.0, h264_prob: float = 0.0,
-                smooth_prob: float = 0.0) -> AugmentParams:
+                smooth_prob: float = 0.0, lowres_prob: float = 0.0) -> AugmentParams:
     """One random set of augmentation parameters (shared by a real and its fake). The sharpening,
-    noise, H.264 and smoothing draws come last and only when asked for, so runs without them draw
-    exactly as before. Smoothing is an edge-preserving (bilateral) filter, what a phone camera's
+    noise, H.264, smoothing and small-face draws come last and only when asked for, so runs without
+    them draw exactly as before. Smoothing is an edge-preserving (bilateral) filter, what a phone camera's
     noise reduction and "beauty" mode do to skin: applied to every class alike, it keeps a detector
     from reading smooth skin as generated (the bundled v5 doubles a real face's P(fake) under it)."""
     scale = rng.uniform(0.9, 1.0)
@@ -59,6 +65,9 @@ def draw_params(rng: np.random.Generator, strength: float = 1.0, jpeg_prob: floa
         params = replace(params, h264=int(rng.integers(23, 41)))
     if smooth_prob > 0 and rng.random() < smooth_prob:
         params = replace(params, smooth=(int(rng.choice([5, 7, 9])), float(rng.uniform(20, 75)), float(rng.uniform(3, 9))))
+    if lowres_prob > 0 and rng.random() < lowres_prob:
+        low, high = np.log(LOWRES_SIDES[0]), np.log(LOWRES_SIDES[1])
+        params = replace(params, lowres=int(round(float(np.exp(rng.uniform(low, high))))))
     return params
 
 
@@ -88,6 +97,8 @@ def apply(image: np.ndarray, p: AugmentParams, size: int) -> np.ndarray:
     if p.noise:
         noise = np.random.default_rng(p.noise_seed).normal(0.0, p.noise, out.shape)
         out = np.clip(np.round(out.astype(np.float32) + noise), 0, 255).astype(np.uint8)
+    if p.lowres:
+        out = shrink(out, p.lowres)
     if p.h264:
         out = h264(out, p.h264)
     elif p.codec_like:
@@ -95,6 +106,27 @@ def apply(image: np.ndarray, p: AugmentParams, size: int) -> np.ndarray:
     elif p.jpeg is not None:
         out = jpeg(out, p.jpeg)
     return resize_square(out, size)
+
+
+def shrink(image: np.ndarray, side: int) -> np.ndarray:
+    """``image`` with its longer side at most ``side`` pixels (area averaging, aspect kept): a face
+    as small as it is in a wide shot. Compressing the result and enlarging it with
+    :func:`forensics.faces.resize_square` is what happens to such a face on its way to the detector."""
+    h, w = image.shape[:2]
+    scale = side / max(h, w)
+    if scale >= 1.0:
+        return image
+    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+def small_face(image: np.ndarray, side: int, compress=None) -> np.ndarray:
+    """``image`` as a small face: shrunk to ``side`` pixels, passed through ``compress`` (an
+    image -> image function, e.g. ``lambda im: h264(im, 32)``) at that size, and enlarged back to
+    its own size as the detector's crop resize does (the evaluation's small-face cases)."""
+    out = shrink(image, side)
+    if compress is not None:
+        out = compress(out)
+    return cv2.resize(out, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_CUBIC)
 
 
 def sharpen(image: np.ndarray, amount: float, sigma: float = 1.2) -> np.ndarray:

@@ -25,6 +25,7 @@ from training.sbi import self_blend
 
 JPEG_QUALITIES = (95, 85, 75, 65, 50, 40, 30)
 H264_RATE_FACTORS = (32, 40)  # a fair stream and a heavily compressed one
+SMALL_FACE_SIDES = (128, 96)  # crop sides of small faces: a face that many pixels across in the frame
 
 
 def evaluation_images(faces: Sequence[CachedFace], seed: int = 0) -> list[tuple[np.ndarray, int, str]]:
@@ -172,8 +173,9 @@ def _subset(y, p, mask) -> dict | None:
 
 def robustness(detector, images, y, seed: int = 0, count: int = 600, sources: Sequence[str] | None = None,
                holdout_sources: Sequence[str] = (), scores: np.ndarray | None = None) -> dict:
-    """ROC-AUC under JPEG re-compression, half-size resizing, blur, a video-codec-like pass and H.264
-    (libx264) at two rate factors, on a
+    """ROC-AUC under JPEG re-compression, half-size resizing, blur, a video-codec-like pass, H.264
+    (libx264) at two rate factors and small faces (the crop shrunk to 128 or 96 px, H.264 at CRF 32
+    at that size, enlarged again: a face in a wide shot of a compressed video), on a
     fixed random subset of ``count`` images stratified by label (each transform rescans the set).
     With ``sources``, ``per_source`` holds the same curves for each per-source comparison of that
     subset (see :func:`source_subsets`), so that a kind of fake the model holds up on is not hidden
@@ -189,6 +191,8 @@ def robustness(detector, images, y, seed: int = 0, count: int = 600, sources: Se
     cases["video_codec_like"] = lambda im: augment.video_codec_like(im, 30)
     for crf in H264_RATE_FACTORS:  # a real codec pass, as video sites re-encode
         cases[f"h264_crf_{crf}"] = lambda im, crf=crf: augment.h264(im, crf)
+    for side in SMALL_FACE_SIDES:  # a face far from the camera: compressed small, then enlarged for the detector
+        cases[f"small_{side}_h264_crf_32"] = lambda im, side=side: augment.small_face(im, side, lambda s: augment.h264(s, 32))
     cases["clean"] = None
     subsets = source_subsets([sources[i] for i in pick], y, holdout_sources) if sources is not None else {}
     out: dict = {"images": int(len(pick))}

@@ -18,6 +18,8 @@ How a verdict is reached
   ``no_face``: such a score is never turned into a fake/real verdict.
 - ``label`` is ``fake`` when ``fake_probability >= threshold`` (the detector's own threshold) and at
   least one face was found.
+- A verdict that rests on a small face (the deciding faces' median crop side under 128 source
+  pixels) carries a caution in ``notes`` with the detector's measured ROC-AUC on faces that small.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from forensics.detectors.base import Detector
+from forensics.detectors.base import Detector, size_temperature, temper
 from forensics.core import ForensicsError, sha256_file
 from forensics.explain import METHODS, ExplainOptions, explain
 from forensics.explain.faithfulness import FaithfulnessOptions, most_faithful, score_face, scoring_detector
@@ -108,6 +110,11 @@ def aggregate_video(faces: Sequence[FaceResult], sampled_frames: int) -> tuple[f
     return score, tracks, text
 
 
+def _side(crop_box) -> float:
+    """A crop's side in source pixels (its larger one)."""
+    return float(max(crop_box[2] - crop_box[0], crop_box[3] - crop_box[1]))
+
+
 def deciding_faces(result: AnalysisResult) -> tuple[list[FaceResult], str]:
     """The faces the verdict rests on and what to call them: an image's most suspicious face
     ("face 2"), a video's highest-scoring counted track ("person 1")."""
@@ -131,7 +138,7 @@ def _small_face_caution(result: AnalysisResult, detector: Detector) -> str:
     from forensics.detector_notes import METRICS_NAME, SMALL_FACE_PX, small_face_caution
 
     faces, what = deciding_faces(result)
-    sides = [max(f.crop_box[2] - f.crop_box[0], f.crop_box[3] - f.crop_box[1]) for f in faces if f.crop_box]
+    sides = [_side(f.crop_box) for f in faces if f.crop_box]
     if not sides:
         return ""
     side = float(np.median(sides))
@@ -139,7 +146,7 @@ def _small_face_caution(result: AnalysisResult, detector: Detector) -> str:
         return ""
     folder = Path(detector.path) if getattr(detector, "path", None) else None
     metrics = read_json(folder / METRICS_NAME) if folder is not None and (folder / METRICS_NAME).is_file() else None
-    return small_face_caution(side, what, metrics)
+    return small_face_caution(side, what, metrics, build=bool(getattr(detector, "variant", None)))
 
 
 class Analyzer:
@@ -262,8 +269,11 @@ class Analyzer:
         _report(progress, 0.35, f"classifying {len(crops)} face(s)")
         with step("classify"):
             probabilities = det.predict_crops([c.image for c in crops], batch_size=16)
+            temperatures = [1.0 if c.fallback else size_temperature(det.info.size_temperatures, _side(c.crop_box))
+                            for c in crops]
+            probabilities = temper(probabilities, temperatures)  # small faces: calibrated for their size
             fake = det.fake_probability(probabilities)
-        for crop, owner, probs, p_fake in zip(crops, owners, probabilities, fake):
+        for crop, owner, probs, p_fake, t in zip(crops, owners, probabilities, fake, temperatures):
             face = crop.face
             result.faces.append(
                 FaceResult(
@@ -279,6 +289,7 @@ class Analyzer:
                     fake_kinds={det.labels[i]: float(probs[i]) for i in sorted(det.fake_indices, key=lambda i: -probs[i])}
                     if len(det.fake_indices) > 1 else {},
                     crop=crop.image,
+                    size_temperature=round(float(t), 4),
                 )
             )
         if result.kind == "video":
@@ -321,7 +332,8 @@ class Analyzer:
                 if self.faithfulness is not None and faces[i].heatmaps:
                     options = dataclasses.replace(self.faithfulness, seed=self.faithfulness.seed + i)  # own random map
                     target = explanation.targets[j]  # the crop's own probability is known: not run again
-                    original = faces[i].probabilities.get(self.detector.labels[target])
+                    original = (faces[i].probabilities.get(self.detector.labels[target])  # unless tempered for size
+                                if faces[i].size_temperature == 1.0 else None)
                     with timed(result.timings_ms, "faithfulness"):
                         scores = score_face(self.detector, batch[j], faces[i].heatmaps, target, options,
                                             original=original).to_dict()

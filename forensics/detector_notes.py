@@ -204,11 +204,12 @@ def _smoothing_caution(real: dict | None) -> str:
             f"({clean:.0%} unsmoothed)")
 
 
-def small_face_caution(side: float, what: str, metrics: dict | None) -> str:
+def small_face_caution(side: float, what: str, metrics: dict | None, build: bool = False) -> str:
     """A one-line caution for a verdict decided by a face ``side`` source pixels across (``what``
     names it: "face 2", "person 1"), or "" when it is not small. The figures are the detector's own
     (``metrics.json``'s ``robustness_auc``: faces shrunk to N px and compressed at that size, against
-    full-size faces through the same codec): the row of the smallest size at or above ``side``."""
+    full-size faces through the same codec): the row of the smallest size at or above ``side``.
+    ``build``: the detector is an ONNX build, whose figures are its float model's."""
     if not side or side >= SMALL_FACE_PX:
         return ""
     text = (f"Caution: the verdict rests on a small face ({what}, {side:.0f} px across), which the detector "
@@ -226,7 +227,8 @@ def small_face_caution(side: float, what: str, metrics: dict | None) -> str:
     size, crf, auc, full = min(at_least) if at_least else max(rows)
     smaller = ", larger than this one" if side < size - 8 else ""
     return (text + f": on validation faces {size} px across{smaller}, through H.264 (CRF {crf}), its ROC-AUC is "
-            f"{auc:.2f}, against {full:.2f} at full size through the same codec.")
+            f"{auc:.2f}, against {full:.2f} at full size through the same codec"
+            + (" (measured on the float model this build was made from)." if build else "."))
 
 
 def offered_detectors() -> list[tuple[str, str]]:

@@ -29,6 +29,9 @@ class FaceResult:
     # map -> {deletion, insertion, random_deletion, random_insertion, curves}: see forensics.explain.faithfulness
     faithfulness: dict[str, dict] = field(default_factory=dict)
     most_faithful: str | None = None
+    # The extra temperature its probabilities were softened by for its size (1: none; a small face,
+    # calibrated on validation faces that small: DetectorInfo.size_temperatures).
+    size_temperature: float = 1.0
     crop: np.ndarray | None = field(default=None, repr=False)
     heatmaps: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 

@@ -248,7 +248,25 @@ def test_a_verdict_decided_by_a_small_face_says_so_with_the_detectors_own_figure
     from ui.present import summary
     assert caution[0] in summary(small)  # shown under the verdict in the app
     assert small_face_caution(60, "face 1", None).endswith("(its accuracy on small faces was not measured).")
-    assert ", larger than this one" in small_face_caution(60, "face 1", json.loads((folder / "metrics.json").read_text()))
+    measured = json.loads((folder / "metrics.json").read_text())
+    assert ", larger than this one" in small_face_caution(60, "face 1", measured)
+    assert small_face_caution(60, "face 1", measured, build=True).endswith("this build was made from).")
+    assert small_face_caution(128, "face 1", measured) == ""
+
+    # with size temperatures in its calibration, the small face's probabilities are softened by its
+    # own (interpolated) temperature, and a large face's are not touched
+    from forensics.detectors.base import size_temperature
+    config = json.loads((folder / "config.json").read_text())
+    config["forensics"]["size_temperatures"] = {"64": 4.0, "96": 3.0, "128": 2.0}
+    (folder / "config.json").write_text(json.dumps(config))
+    tempered = Analyzer(load_detector(folder, allow_untrained=True, cache=False), face_detector)
+    soft = tempered.analyze(tmp_path / "far.png").faces[0]
+    raw = small.faces[0]
+    t = size_temperature(config["forensics"]["size_temperatures"], side)
+    assert 2.0 < t < 4.0 and soft.size_temperature == pytest.approx(t, abs=1e-4)
+    logit = lambda q: np.log(q / (1 - q))
+    assert logit(soft.fake_probability) == pytest.approx(logit(raw.fake_probability) / t, rel=1e-3, abs=1e-4)
+    assert tempered.analyze(data_path("photos/face_recognition/obama.jpg")).faces[0].size_temperature == 1.0
 
     # a video: the faces of the highest-scoring counted track decide, named by person
     faces = [_face(i, 1, 0.2) for i in range(4)] + [_face(i, 2, 0.8) for i in range(3)] + [_face(1, 3, 0.99)]

@@ -145,6 +145,7 @@ def test_video_handler_gives_timeline_frames_and_table(tabs):
     summary, timeline, frames, table, faces, session = (out.summary, out.timeline, out.frames_gallery, out.table,
                                                         out.face, out.state)
     assert "tracked face" in summary
+    assert "Caution: the verdict rests on a small face (person" in summary  # the broadcast clip's faces: ~110 px
     people = [t for t in timeline.data if t.name != "no face in this frame"]
     assert people and {t.name.split(" (")[0] for t in people} <= {f"person {t.track}" for t in session.result.tracks}
     assert 1 <= len(frames) <= 8 and table and len(table) == len(session.result.faces)

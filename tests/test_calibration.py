@@ -186,3 +186,60 @@ def test_video_frames_are_samples_grouped_by_video_with_whole_videos_held_out(tm
     config = {"video_frames": 3, "holdout_videos": [clips[1].name], "holdout_sources": [], "val_fraction": 0.0,
               "seed": 0}
     assert holdout_sources(config) == ["talking-head video, held out"]
+
+
+def test_small_faces_are_softened_by_their_own_fitted_temperature(tmp_path, model_dirs):
+    """Size temperatures: one per calibrated side, fitted (at least 1) on the validation faces made
+    small and H.264-compressed; between sides linear in log side, 1 at the model's input size; a
+    row's probabilities softened as its logits divided by the temperature; bad values refused."""
+    from PIL import Image
+    from torch.utils.data import Dataset
+
+    from forensics.core import DetectorError
+    from forensics.detectors.base import calibrated_softmax, size_temperature, temper
+    from training.calibrate import SmallFaces, fit_size_temperatures
+    from training.datasets import Collate
+
+    table = {"64": 4.0, "96": 2.0, "128": 1.5}
+    assert size_temperature(table, 224, 224) == 1.0 and size_temperature(table, 300, 224) == 1.0
+    assert size_temperature(table, 96, 224) == pytest.approx(2.0) and size_temperature(table, 40, 224) == 4.0
+    assert size_temperature(table, np.sqrt(64 * 96), 224) == pytest.approx(3.0)  # halfway in log side
+    assert 1.0 < size_temperature(table, 180, 224) < 1.5 and size_temperature(None, 50, 224) == 1.0
+    logits = np.array([[0.3, 2.5], [1.0, -1.0]], np.float32)
+    p = calibrated_softmax(logits).numpy()
+    assert np.allclose(temper(p, [2.0, 1.0]), np.stack([calibrated_softmax(logits[:1] / 2.0).numpy()[0], p[1]]),
+                       atol=1e-5)
+    three = calibrated_softmax(np.array([[0.2, 0.1, 3.0]], np.float32)).numpy()
+    assert np.allclose(temper(three, [3.0]), calibrated_softmax(np.array([[0.2, 0.1, 3.0]]) / 3.0).numpy(), atol=1e-5)
+
+    folder, det, batch, _ = _model_copy(tmp_path, model_dirs)
+    config = json.loads((folder / "config.json").read_text())
+    for bad, message in (({"96": 0.5}, r"temperatures in \[1, 100\]"), ({"big": 2.0}, "must map face sides")):
+        config["forensics"]["size_temperatures"] = bad
+        (folder / "config.json").write_text(json.dumps(config))
+        with pytest.raises(DetectorError, match=message):
+            load_detector(folder, allow_untrained=True, cache=False)
+    config["forensics"].pop("size_temperatures")
+    (folder / "config.json").write_text(json.dumps(config))
+
+    face = np.asarray(Image.open(data_path("faces/real/ffhq/ffhq_1.jpg")).convert("RGB").resize((64, 64)))
+
+    class Pairs(Dataset):  # a real face and a sharp-edged "fake" of it, as the selection set yields them
+        def __len__(self):
+            return 6
+
+        def __getitem__(self, i):
+            fake = face.copy()
+            fake[20:44, 20:44] = 255 - fake[20:44, 20:44]
+            return [face, fake], [0, 1]
+
+    assert SmallFaces(Pairs(), 32)[0][0][0].shape == face.shape  # made small, then back to the crop's size
+    record = fit_size_temperatures(det.model, Pairs(), Collate(det.info.mean, det.info.std), folder,
+                                   det.fake_indices, sides=(32, 48))
+    fitted = json.loads((folder / "config.json").read_text())["forensics"]["size_temperatures"]
+    assert set(fitted) == {"32", "48"} and all(v >= 1.0 for v in fitted.values())
+    assert {k: v["temperature"] for k, v in record["sides"].items()} == fitted
+    assert all(v["faces"] == 12 and 0 <= v["ece_after"] <= 1 for v in record["sides"].values())
+    assert load_detector(folder, allow_untrained=True, cache=False).info.size_temperatures == fitted
+    calibrate_folder(folder, np.zeros((4, 2), np.float32), np.array([0, 1, 0, 1]), det.fake_indices)
+    assert "size_temperatures" not in json.loads((folder / "config.json").read_text())["forensics"]  # refit after

@@ -289,6 +289,9 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     # calibrated at the end of training: the folder's temperature and threshold are the record's
     cal = record["calibration"]
     assert cal["faces"] == 2 * 2 and cal["method"] == "temperature scaling"  # selection faces: 2 reals + SBI
+    # and small faces calibrated on the same faces made small: a temperature per side, in the folder
+    assert set(cal["small_faces"]["sides"]) == {"64", "96", "128", "176"}
+    assert det.info.size_temperatures == {k: v["temperature"] for k, v in cal["small_faces"]["sides"].items()}
     assert det.info.temperature == pytest.approx(cal["temperature"], rel=1e-5)
     assert det.threshold == pytest.approx(cal["threshold"], rel=1e-5)
     assert "## Calibration" in (model_dir / "README.md").read_text()
@@ -307,6 +310,8 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     assert gan_curve["images"] == 2 + 3 and set(gan_curve) >= {"clean", "jpeg_50", "video_codec_like"}
     assert gan_curve["clean"] == pytest.approx(metrics["per_source"]["GAN vs all held-out reals"]["roc_auc"])
     assert "FFHQ reals vs their SBI fakes" in metrics["robustness_auc_per_source"]
+    small = metrics["small_face_calibration"]  # ECE on small faces with and without their temperature
+    assert set(small) == {"128", "96"} and all(0 <= v["ece_with"] <= 1 and v["temperature"] >= 1 for v in small.values())
     # the 2 real validation faces after camera processing (FFHQ names carry no groups)
     real = metrics["real_faces"]
     assert real["faces"] == 2 and real["groups"] == {} and real["threshold"] == pytest.approx(det.threshold)

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from forensics.core import read_json, write_atomic
 from forensics.detectors import load_detector
 from forensics.detectors.card import holdout_sources as held_out_sources
+from forensics.detectors.base import size_temperature, temper
 from forensics.detectors.card import write_card
 from training import augment
 from training.data import VIDEO_EXTENSIONS, CachedFace, _inside, load_crop, read_labels_csv
@@ -197,14 +198,25 @@ def robustness(detector, images, y, seed: int = 0, count: int = 600, sources: Se
     subsets = source_subsets([sources[i] for i in pick], y, holdout_sources) if sources is not None else {}
     out: dict = {"images": int(len(pick))}
     per_source: dict[str, dict] = {name: {} for name in subsets}
+    small_calibration: dict = {}
     for name, fn in tqdm(cases.items(), desc="robustness", leave=False):
-        p = clean if name == "clean" and clean is not None else _score(detector, images, fn)
+        if name.startswith("small_"):  # how honest P(fake) is on faces that small, with and without their temperature
+            probabilities = _probabilities(detector, images, fn)
+            p = detector.fake_probability(probabilities)
+            side = int(name.split("_")[1])
+            t = size_temperature(detector.info.size_temperatures, side)
+            softened = detector.fake_probability(temper(probabilities, [t] * len(p)))
+            small_calibration[str(side)] = {"temperature": round(t, 4), "ece_without": calibration(y, p)["ece"],
+                                            "ece_with": calibration(y, softened)["ece"]}
+        else:
+            p = clean if name == "clean" and clean is not None else _score(detector, images, fn)
         out[name] = binary_metrics(y, p)["roc_auc"]
         for subset, mask in subsets.items():
             m = _subset(y, p, mask)
             per_source[subset][name] = m["roc_auc"] if m else None
     if subsets:
         out["per_source"] = {name: {"images": int(subsets[name].sum()), **curve} for name, curve in per_source.items()}
+    out["small_face_calibration"] = small_calibration
     return out
 
 
@@ -330,6 +342,7 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
                                      scores=p),
     }
     metrics["robustness_auc_per_source"] = metrics["robustness_auc"].pop("per_source", {})
+    metrics["small_face_calibration"] = metrics["robustness_auc"].pop("small_face_calibration", {})
     metrics["summary"]["jpeg_50_auc"] = metrics["robustness_auc"]["jpeg_50"]
     # The figure: the sources never trained on, alone (None when they hold only one class).
     held = per_source.get(HELD_OUT_ONLY)

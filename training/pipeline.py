@@ -347,12 +347,18 @@ def selection_set(select_faces: Sequence[CachedFace], config: dict) -> Dataset:
 
 
 def calibrate_model(model_dir: Path, val_set: Dataset, fake_indices: Sequence[int]) -> dict:
-    """Temperature and threshold of the saved (best) model, fitted on the model-selection faces."""
+    """Temperature and threshold of the saved (best) model, fitted on the model-selection faces,
+    then the extra temperatures of small faces (the same faces shrunk and compressed:
+    :func:`training.calibrate.fit_size_temperatures`)."""
     from forensics.detectors import load_detector
+    from training.calibrate import fit_size_temperatures
 
     detector = load_detector(model_dir, cache=False)
-    logits, labels = collect_logits(detector.model, val_set, Collate(detector.info.mean, detector.info.std))
-    return calibrate_folder(model_dir, logits, labels, fake_indices)
+    collate = Collate(detector.info.mean, detector.info.std)
+    logits, labels = collect_logits(detector.model, val_set, collate)
+    record = calibrate_folder(model_dir, logits, labels, fake_indices)
+    record["small_faces"] = fit_size_temperatures(detector.model, val_set, collate, model_dir, fake_indices)
+    return record
 
 
 def detector_info(config: dict, how: str = "trained") -> DetectorInfo:

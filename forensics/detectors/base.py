@@ -72,6 +72,40 @@ def calibrated_softmax(logits, temperature: float = 1.0, bias: Sequence[float] |
     return torch.softmax(scaled, dim=-1)
 
 
+# Faces this many source pixels across or more are scored as calibrated (the validation faces the
+# calibration is fitted on are crops of about this size).
+FULL_FACE_PX = 224
+
+
+def size_temperature(size_temperatures: dict | None, side: float, full_size: int = FULL_FACE_PX) -> float:
+    """The extra temperature of a face ``side`` source pixels across: 1 at ``full_size`` and above; between the calibrated sizes (``size_temperatures``: side -> temperature,
+    fitted on validation faces shrunk to that side and compressed there), linear in log side; below
+    the smallest, the smallest's."""
+    if not size_temperatures or not side or side >= full_size:
+        return 1.0
+    points = sorted((float(k), float(v)) for k, v in size_temperatures.items() if float(k) < full_size)
+    points.append((float(full_size), 1.0))
+    if side <= points[0][0]:
+        return points[0][1]
+    for (s0, t0), (s1, t1) in zip(points, points[1:]):
+        if s0 <= side <= s1:
+            w = (np.log(side) - np.log(s0)) / (np.log(s1) - np.log(s0))
+            return float(t0 + w * (t1 - t0))
+    return 1.0
+
+
+def temper(probabilities: np.ndarray, temperatures: Sequence[float]) -> np.ndarray:
+    """Each row of class probabilities softened by its temperature: ``softmax(log p / t)``, which is
+    the calibrated softmax with its logits divided by ``t`` (a row with ``t == 1`` is unchanged)."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    t = np.asarray(temperatures, dtype=np.float64)[:, None]
+    z = np.log(np.clip(p, 1e-12, 1.0)) / t
+    z -= z.max(axis=1, keepdims=True)
+    out = np.exp(z)
+    out /= out.sum(axis=1, keepdims=True)
+    return np.where(t == 1.0, p, out).astype(np.asarray(probabilities).dtype)
+
+
 @dataclass
 class DetectorInfo:
     """The ``forensics`` block of a model folder's ``config.json``: what inference needs to know."""
@@ -82,6 +116,9 @@ class DetectorInfo:
     threshold: float = 0.5
     temperature: float = 1.0  # logits are divided by it before the softmax: calibrated on validation faces
     logit_bias: list[float] | None = None  # added to the tempered logits before the softmax (Platt scaling)
+    # {side in px: temperature}: faces that small are scored less sharply (calibrated on validation
+    # faces shrunk to that side and compressed there; see size_temperature). None: every face alike.
+    size_temperatures: dict[str, float] | None = None
     input_size: int = 224
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -114,6 +151,15 @@ class DetectorInfo:
                 raise DetectorError(f"logit_bias {info.logit_bias!r} must be a list of numbers") from None
             if len(info.logit_bias) != len(info.labels) or not all(abs(v) < 1e3 for v in info.logit_bias):
                 raise DetectorError(f"logit_bias must hold one number under 1000 per label ({len(info.labels)})")
+        if info.size_temperatures is not None:
+            try:
+                info.size_temperatures = {str(int(k)): float(v) for k, v in dict(info.size_temperatures).items()}
+            except (TypeError, ValueError):
+                raise DetectorError(f"size_temperatures {info.size_temperatures!r} must map face sides in pixels "
+                                    "to temperatures") from None
+            if not all(int(k) > 0 and 1.0 <= v <= 100 for k, v in info.size_temperatures.items()):
+                raise DetectorError(f"size_temperatures {info.size_temperatures!r}: sides must be positive and "
+                                    "temperatures in [1, 100]")
         if info.face_framing not in FRAMINGS:
             raise DetectorError(f"face_framing {info.face_framing!r} is not one of {', '.join(FRAMINGS)}")
         return info

@@ -60,7 +60,7 @@ def card_text(record: dict, metrics: dict | None) -> str:
               f"real faces (+ as many pseudo-fakes), AdamW lr {config.get('lr')} (pretrained trunk x0.3), weight decay "
               f"{config.get('weight_decay')}, cosine schedule with warm-up, gradient clipping 1.0, precision "
               f"{config.get('precision')}, seed {config.get('seed')}. Best epoch: {record.get('best_epoch', {}).get('epoch')}."]
-    lines += calibration_lines(record.get("calibration"))
+    lines += calibration_lines(record.get("calibration"), metrics)
     best_val = (record.get("best_epoch") or {}).get("val")
     if not metrics and best_val:  # not evaluated yet: what the training loop measured on its validation split
         lines += ["", "## Validation during training (best epoch)", "",
@@ -170,7 +170,7 @@ def real_face_lines(real: dict | None) -> list[str]:
     return lines
 
 
-def calibration_lines(cal: dict | None) -> list[str]:
+def calibration_lines(cal: dict | None, metrics: dict | None = None) -> list[str]:
     """The card's calibration section: what was fitted, and ECE with the reliability curve before and after."""
     if not cal:
         return []
@@ -191,6 +191,26 @@ def calibration_lines(cal: dict | None) -> list[str]:
     for when in ("before", "after"):
         pairs = zip(cal[when]["mean_predicted"], cal[when]["fraction_positive"])
         lines.append(f"- {when}: " + ", ".join(f"{p:.2f}->{f:.2f}" for p, f in pairs))
+    return lines + small_face_lines(cal.get("small_faces"), metrics)
+
+
+def small_face_lines(small: dict | None, metrics: dict | None = None) -> list[str]:
+    """Small faces' own temperatures (fitted on the calibration faces made small) and, when the
+    evaluation measured it, ECE on validation faces that small with and without them."""
+    if not small or not small.get("sides"):
+        return []
+    measured = (metrics or {}).get("small_face_calibration") or {}
+    lines = ["", f"Small faces: the same faces shrunk to each side and compressed there (H.264, CRF {small.get('crf')}) "
+             "are scored less sharply, by one more temperature per side (at least 1; between sides linear in log "
+             "side, none from 224 px up), stored in `config.json` (`size_temperatures`) and applied to every face "
+             "by its crop's side in the source:", "",
+             *_table(["face side (px)", "temperature", "ROC-AUC", "ECE before / after (calibration faces)",
+                      "ECE without / with (validation faces)"],
+                     [(side, f"{v['temperature']:.2f}", _fmt(v.get("roc_auc")),
+                       f"{_fmt(v['ece_before'])} / {_fmt(v['ece_after'])}",
+                       f"{_fmt(measured[side]['ece_without'])} / {_fmt(measured[side]['ece_with'])}"
+                       if side in measured else "not measured")
+                      for side, v in sorted(small["sides"].items(), key=lambda kv: int(kv[0]))])]
     return lines
 
 

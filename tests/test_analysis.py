@@ -264,7 +264,9 @@ def test_a_verdict_decided_by_a_small_face_says_so_with_the_detectors_own_figure
     raw = small.faces[0]
     t = size_temperature(config["forensics"]["size_temperatures"], side)
     assert 2.0 < t < 4.0 and soft.size_temperature == pytest.approx(t, abs=1e-4)
-    logit = lambda q: np.log(q / (1 - q))
+    def logit(q):
+        return np.log(q / (1 - q))
+
     assert logit(soft.fake_probability) == pytest.approx(logit(raw.fake_probability) / t, rel=1e-3, abs=1e-4)
     assert tempered.analyze(data_path("photos/face_recognition/obama.jpg")).faces[0].size_temperature == 1.0
 

@@ -204,7 +204,7 @@ def small_face_lines(small: dict | None, metrics: dict | None = None) -> list[st
              "are scored less sharply, by one more temperature per side (at least 1; between sides linear in log "
              "side, none from 224 px up), stored in `config.json` (`size_temperatures`) and applied to every face "
              "by its crop's side in the source:", "",
-             *_table(["face side (px)", "temperature", "ROC-AUC", "ECE before / after (calibration faces)",
+             *_table(["face side (px)", "temperature", "ROC-AUC (calibration faces)", "ECE before / after (calibration faces)",
                       "ECE without / with (validation faces)"],
                      [(side, f"{v['temperature']:.2f}", _fmt(v.get("roc_auc")),
                        f"{_fmt(v['ece_before'])} / {_fmt(v['ece_after'])}",

@@ -16,8 +16,8 @@ from tqdm import tqdm
 
 from forensics.core import read_json, write_atomic
 from forensics.detectors import load_detector
-from forensics.detectors.card import holdout_sources as held_out_sources
 from forensics.detectors.base import size_temperature, temper
+from forensics.detectors.card import holdout_sources as held_out_sources
 from forensics.detectors.card import write_card
 from training import augment
 from training.data import VIDEO_EXTENSIONS, CachedFace, _inside, load_crop, read_labels_csv
@@ -192,18 +192,19 @@ def robustness(detector, images, y, seed: int = 0, count: int = 600, sources: Se
     cases["video_codec_like"] = lambda im: augment.video_codec_like(im, 30)
     for crf in H264_RATE_FACTORS:  # a real codec pass, as video sites re-encode
         cases[f"h264_crf_{crf}"] = lambda im, crf=crf: augment.h264(im, crf)
-    for side in SMALL_FACE_SIDES:  # a face far from the camera: compressed small, then enlarged for the detector
-        cases[f"small_{side}_h264_crf_32"] = lambda im, side=side: augment.small_face(im, side, lambda s: augment.h264(s, 32))
+    small_sides = {f"small_{side}_h264_crf_32": side for side in SMALL_FACE_SIDES}
+    for name, side in small_sides.items():  # a face far from the camera: compressed small, then enlarged for the detector
+        cases[name] = lambda im, side=side: augment.small_face(im, side, lambda s: augment.h264(s, 32))
     cases["clean"] = None
     subsets = source_subsets([sources[i] for i in pick], y, holdout_sources) if sources is not None else {}
     out: dict = {"images": int(len(pick))}
     per_source: dict[str, dict] = {name: {} for name in subsets}
     small_calibration: dict = {}
     for name, fn in tqdm(cases.items(), desc="robustness", leave=False):
-        if name.startswith("small_"):  # how honest P(fake) is on faces that small, with and without their temperature
+        if name in small_sides:  # how honest P(fake) is on faces that small, with and without their temperature
             probabilities = _probabilities(detector, images, fn)
             p = detector.fake_probability(probabilities)
-            side = int(name.split("_")[1])
+            side = small_sides[name]
             t = size_temperature(detector.info.size_temperatures, side)
             softened = detector.fake_probability(temper(probabilities, [t] * len(p)))
             small_calibration[str(side)] = {"temperature": round(t, 4), "ece_without": calibration(y, p)["ece"],

@@ -78,20 +78,15 @@ FULL_FACE_PX = 224
 
 
 def size_temperature(size_temperatures: dict | None, side: float, full_size: int = FULL_FACE_PX) -> float:
-    """The extra temperature of a face ``side`` source pixels across: 1 at ``full_size`` and above; between the calibrated sizes (``size_temperatures``: side -> temperature,
-    fitted on validation faces shrunk to that side and compressed there), linear in log side; below
-    the smallest, the smallest's."""
+    """The extra temperature of a face ``side`` source pixels across: between the calibrated sides
+    (``size_temperatures``: side -> temperature, fitted on validation faces shrunk to that side and
+    compressed there) linear in log side, falling to 1 at ``full_size`` and staying 1 above it; below
+    the smallest side, the smallest side's."""
     if not size_temperatures or not side or side >= full_size:
         return 1.0
     points = sorted((float(k), float(v)) for k, v in size_temperatures.items() if float(k) < full_size)
-    points.append((float(full_size), 1.0))
-    if side <= points[0][0]:
-        return points[0][1]
-    for (s0, t0), (s1, t1) in zip(points, points[1:]):
-        if s0 <= side <= s1:
-            w = (np.log(side) - np.log(s0)) / (np.log(s1) - np.log(s0))
-            return float(t0 + w * (t1 - t0))
-    return 1.0
+    sides, temperatures = zip(*points, (float(full_size), 1.0))
+    return float(np.interp(np.log(side), np.log(sides), temperatures))
 
 
 def temper(probabilities: np.ndarray, temperatures: Sequence[float]) -> np.ndarray:

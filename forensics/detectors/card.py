@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from forensics.detectors.base import CARD_NAME, DetectorInfo, read_config
+from forensics.detectors.base import CARD_NAME, FULL_FACE_PX, DetectorInfo, read_config
 from forensics.core import read_json, write_atomic
 from forensics.faces import FRAMING_TEXT
 
@@ -202,7 +202,7 @@ def small_face_lines(small: dict | None, metrics: dict | None = None) -> list[st
     measured = (metrics or {}).get("small_face_calibration") or {}
     lines = ["", f"Small faces: the same faces shrunk to each side and compressed there (H.264, CRF {small.get('crf')}) "
              "are scored less sharply, by one more temperature per side (at least 1; between sides linear in log "
-             "side, none from 224 px up), stored in `config.json` (`size_temperatures`) and applied to every face "
+             f"side, none from {FULL_FACE_PX} px up), stored in `config.json` (`size_temperatures`) and applied to every face "
              "by its crop's side in the source:", "",
              *_table(["face side (px)", "temperature", "ROC-AUC (calibration faces)", "ECE before / after (calibration faces)",
                       "ECE without / with (validation faces)"],

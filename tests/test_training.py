@@ -865,6 +865,9 @@ def test_card_says_which_pseudo_fakes_were_made():
     both = card_text({"config": {"sbi": True, "swap": 0.3, "ae_swap": 0.25}}, None)
     assert "cross-identity" not in plain and "autoencoder" not in plain
     assert "0.3 are cross-identity face swaps" in both and "0.25 are autoencoder swaps" in both
+    assert "expression swaps" not in plain and "expression swaps" not in both
+    expression = card_text({"config": {"sbi": True, "expression_swap": 0.5}}, None)
+    assert "0.5 are expression swaps made here (reenactment-like" in expression
 
 
 def test_run_seed_moves_the_training_draws_not_the_split_and_trunk_lr_scale_reaches_the_optimizer(monkeypatch, tmp_path):
@@ -994,3 +997,83 @@ def test_a_config_file_that_cannot_be_used_is_refused_in_one_line(tmp_path):
         assert run.returncode != 0, (command, config)
         assert f"config {config}: {message}" in run.stderr and "Traceback" not in run.stderr, run.stderr[-800:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.yaml", "list.yaml"]
+
+
+def _clip_frames(tmp_path, face_detector, clip: str = "iplap_129.mp4", count: int = 4):
+    """``count`` frames of a real talking-head clip, 1.5 s apart, cropped by MTCNN with their landmarks."""
+    import cv2
+
+    from forensics.detectors.card import VIDEO_SOURCE
+
+    capture = cv2.VideoCapture(str(data_path(f"video/real_talking/{clip}")))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25
+    paths = []
+    for k in range(count):
+        capture.set(cv2.CAP_PROP_POS_FRAMES, int(k * 1.5 * fps))
+        ok, frame = capture.read()
+        assert ok, f"cannot read frame {k} of {clip}"
+        paths.append(tmp_path / f"frame{k}.png")
+        cv2.imwrite(str(paths[-1]), frame)
+    capture.release()
+    samples = [Sample(str(p), "real", VIDEO_SOURCE, clip) for p in paths]
+    cache = FaceCropCache(tmp_path / "cache", size=128, margin=0.0, face_detector=face_detector, framing="landmarks")
+    return cache.build(samples, progress=False)
+
+
+def test_expression_swap_puts_another_frames_expression_in_the_mask(tmp_path, face_detector):
+    """Real frames of one talking-head clip (MTCNN crops and landmarks): partners are other frames of
+    the same clip only; the swap takes the candidate that differs most (never the frame itself),
+    changes only the masked region, stays colour-matched without jitter, and a training set with
+    ``expression`` on makes its fakes of clip frames that way."""
+    from training.datasets import SelfBlendedPairs
+    from training.swap import expression_partners, expression_swap
+
+    frames = _clip_frames(tmp_path, face_detector)
+    assert len(frames) == 4
+    images = [load_crop(f) for f in frames]
+    points = [np.asarray(f.landmarks, np.float32) for f in frames]
+    pairs = expression_partners(points, ["a", "a", "a", "b"], [True, True, False, True], nearest=5)
+    assert sorted(pairs[0]) == [1] and sorted(pairs[1]) == [0]  # same clip, eligible, never itself
+    assert len(pairs[2]) == 0 and len(pairs[3]) == 0  # not eligible; alone in its clip
+
+    target, tl = images[0], points[0]
+    fake, mask = expression_swap(target, tl, [(target, tl), (images[2], points[2])], np.random.default_rng(0),
+                                 jitter=0.0, outline="lower")
+    assert fake.shape == target.shape and fake.dtype == np.uint8
+    assert np.array_equal(fake[mask < 1e-3], target[mask < 1e-3])
+    inner = mask > 0.7
+    assert inner.sum() > 0.03 * mask.size
+    assert np.abs(fake.astype(int) - target.astype(int))[inner].mean() > 2  # another frame's face, not its own
+    assert np.abs(fake[inner].astype(float).mean(0) - target[inner].mean(0)).max() < 6  # colour-matched
+    lower = (mask > 0.5).nonzero()[0].mean()
+    full = expression_swap(target, tl, [(images[2], points[2])], np.random.default_rng(0), jitter=0.0, outline="full")[1]
+    assert lower > (full > 0.5).nonzero()[0].mean()  # the lower-face mask sits below the full face's centre
+    with pytest.raises(ValueError, match="at least one other frame"):
+        expression_swap(target, tl, [], np.random.default_rng(0))
+
+    pairs_set = SelfBlendedPairs(frames, 64, 0, 1, train=True, expression=1.0)
+    assert [len(p) for p in pairs_set.expression_partners] == [3, 3, 3, 3]
+    (real, made), labels = pairs_set[1]
+    assert labels == [0, 1] and made.shape == real.shape and not np.array_equal(real, made)
+    off = SelfBlendedPairs(frames, 64, 0, 1, train=True)
+    assert off.expression_partners == [] and np.array_equal(off[1][0][1], SelfBlendedPairs(frames, 64, 0, 1, train=True)[1][0][1])
+
+
+def test_evaluation_measures_expression_swaps_of_clip_frames(tmp_path, face_detector):
+    """`evaluate`'s expression-swap rows on real clip frames with the bundled default: every frame gets
+    its swap, both codecs are scored with AUCs in range, and the card prints the table."""
+    from forensics.detectors.card import expression_swap_lines
+    from training.evaluate import expression_swaps
+
+    frames = _clip_frames(tmp_path, face_detector)
+    detector = load_detector(str(Path(__file__).resolve().parent.parent / "assets/detectors/default"))
+    out = expression_swaps(detector, frames)
+    assert out["faces"] == 4 and out["clips"] == 1 and out["swaps"] == 4
+    for name in ("clean", "h264_crf_32"):
+        row = out[name]
+        assert 0.0 <= row["roc_auc"] <= 1.0 and 0.0 <= row["mean_p_fake"] <= 1.0 and 0.0 <= row["flagged"] <= 1.0
+    again = expression_swaps(detector, frames)
+    assert again["clean"] == out["clean"]  # the same swaps every run
+    text = "\n".join(expression_swap_lines(out))
+    assert "Expression swaps" in text and "4 validation frames of 1 talking-head clips" in text
+    assert expression_swap_lines({"faces": 0, "clips": 0, "swaps": 0}) == []

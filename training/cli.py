@@ -68,6 +68,7 @@ DEFAULTS = {
     "smooth_prob": 0.0,  # share of training pairs smoothed by a bilateral filter (phone noise reduction / beauty mode)
     "sbi_downscale": 0.0,  # share of training self-blends whose blended-in copy is shrunk 2-4x and enlarged
     "swap": 0.0,  # share of training pseudo-fakes made as cross-identity face swaps (training.swap)
+    "expression_swap": 0.0,  # share of the pseudo-fakes of talking-head frames made as same-person expression swaps
     "ae_swap": 0.0,  # share of the other pseudo-fakes made by an autoencoder swap (training.aeswap)
     "ae_steps": 2000,  # that autoencoder's training steps (learnt once per split, kept in the cache)
     "h264_prob": 0.0,  # share of training faces (real and fake alike) re-encoded with H.264 at CRF 23-40

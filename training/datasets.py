@@ -9,12 +9,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from forensics.detectors.card import VIDEO_SOURCE
 from forensics.preprocess import to_tensor
 from training import augment
 from training.aeswap import AutoencoderSwapper
 from training.data import CachedFace, load_crop
 from training.sbi import self_blend
-from training.swap import face_swap, partners
+from training.swap import expression_partners, expression_swap, face_swap, partners
 
 
 class LabelledFaces(Dataset):
@@ -45,7 +46,8 @@ class SelfBlendedPairs(Dataset):
 
     def __init__(self, faces: Sequence[CachedFace], size: int, real_label: int, fake_label: int,
                  train: bool = True, seed: int = 0, aug: dict | None = None, downscale: float = 0.0,
-                 swap: float = 0.0, ae: AutoencoderSwapper | None = None, ae_share: float = 0.0):
+                 swap: float = 0.0, ae: AutoencoderSwapper | None = None, ae_share: float = 0.0,
+                 expression: float = 0.0):
         self.faces, self.size, self.train, self.seed = list(faces), size, train, seed
         self.downscale = downscale  # share of blended-in copies shrunk and enlarged (``self_blend``)
         # share of fakes that are cross-identity swaps (training.swap) instead of self-blends
@@ -54,6 +56,12 @@ class SelfBlendedPairs(Dataset):
             if swap > 0 else []
         # share of the other fakes re-drawn by an autoencoder swap (training.aeswap) instead of self-blended
         self.ae, self.ae_share = ae, ae_share
+        # share of the fakes of clip frames that are expression swaps (training.swap): the same
+        # person's face from another frame of the clip blended in, as reenactment does
+        self.expression = expression
+        self.expression_partners = expression_partners(
+            [np.asarray(f.landmarks) for f in self.faces], [f.group for f in self.faces],
+            [f.source == VIDEO_SOURCE for f in self.faces]) if expression > 0 else []
         self.real_label, self.fake_label = real_label, fake_label
         self.aug = dict(aug or {})  # keyword options of ``augment.draw_params``
         self.epoch = 0
@@ -65,7 +73,11 @@ class SelfBlendedPairs(Dataset):
         face = self.faces[i]
         image = load_crop(face)
         rng = np.random.default_rng((self.seed, self.epoch if self.train else 0, i))
-        if self.swap > 0 and len(self.partners[i]) and rng.random() < self.swap:
+        if self.expression > 0 and len(self.expression_partners[i]) and rng.random() < self.expression:
+            picked = rng.choice(self.expression_partners[i], size=min(3, len(self.expression_partners[i])), replace=False)
+            sources = [(load_crop(self.faces[int(j)]), np.asarray(self.faces[int(j)].landmarks, np.float32)) for j in picked]
+            fake, _ = expression_swap(image, np.asarray(face.landmarks, np.float32), sources, rng)
+        elif self.swap > 0 and len(self.partners[i]) and rng.random() < self.swap:
             other = self.faces[int(rng.choice(self.partners[i]))]
             fake, _ = face_swap(image, np.asarray(face.landmarks, np.float32), load_crop(other),
                                 np.asarray(other.landmarks, np.float32), rng)

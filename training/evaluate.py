@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -17,12 +18,14 @@ from tqdm import tqdm
 from forensics.core import read_json, write_atomic
 from forensics.detectors import load_detector
 from forensics.detectors.base import size_temperature, temper
+from forensics.detectors.card import VIDEO_SOURCE
 from forensics.detectors.card import holdout_sources as held_out_sources
 from forensics.detectors.card import write_card
 from training import augment
 from training.data import VIDEO_EXTENSIONS, CachedFace, _inside, load_crop, read_labels_csv
 from training.metrics import binary_metrics, calibration, roc_points, tune_threshold
 from training.sbi import self_blend
+from training.swap import EXPRESSION_OUTLINES, expression_partners, expression_swap
 
 JPEG_QUALITIES = (95, 85, 75, 65, 50, 40, 30)
 H264_RATE_FACTORS = (32, 40)  # a fair stream and a heavily compressed one
@@ -86,6 +89,8 @@ def _score(detector, images: Sequence[np.ndarray], transform: Callable | None = 
 
 
 HELD_OUT_ONLY = "held-out sources only (never trained on)"
+# The frames of talking-head clips: the validated share of the training clips and the clips held out whole.
+CLIP_SOURCES = (VIDEO_SOURCE, f"{VIDEO_SOURCE}, held out")
 
 UTKFACE_RACES = ("White", "Black", "Asian", "Indian", "Other")  # UTKFace's race codes 0-4
 AGE_GROUPS = ((12, "0-12"), (19, "13-19"), (39, "20-39"), (59, "40-59"), (200, "60+"))
@@ -218,6 +223,57 @@ def robustness(detector, images, y, seed: int = 0, count: int = 600, sources: Se
     if subsets:
         out["per_source"] = {name: {"images": int(subsets[name].sum()), **curve} for name, curve in per_source.items()}
     out["small_face_calibration"] = small_calibration
+    return out
+
+
+def expression_swaps(detector, faces: Sequence[CachedFace], seed: int = 0, real_images: Sequence[np.ndarray] | None = None,
+                     real_scores: np.ndarray | None = None) -> dict:
+    """Reenactment-like fakes of the validation talking-head frames: each real frame with the same
+    person's face from another frame of its clip blended in (:func:`training.swap.expression_swap`,
+    no rendering jitter: colour-matched, only the expression and the seam differ), drawn with a fixed
+    seed. ROC-AUC of the frames against their swaps, clean and through H.264 at CRF 32, overall and
+    per mask (lower face, inner face, full face). ``real_images``/``real_scores``: the frames and
+    their clean scores, when already at hand (in the order of ``faces``' clip frames)."""
+    frames = [f for f in faces if f.label == "real" and f.source in CLIP_SOURCES]
+    out: dict = {"faces": len(frames), "clips": len({f.group for f in frames})}
+    if real_images is not None:
+        reals = list(real_images)
+    else:
+        reals = [load_crop(f) for f in frames]
+    pairs = expression_partners([np.asarray(f.landmarks) for f in frames], [f.group for f in frames],
+                                [True] * len(frames))
+    fakes, outlines, kept = [], [], []
+    for i, face in enumerate(frames):
+        if not len(pairs[i]):
+            continue
+        rng = np.random.default_rng((seed, 14, i))
+        outline = str(rng.choice(list(EXPRESSION_OUTLINES), p=list(EXPRESSION_OUTLINES.values())))
+        picked = rng.choice(pairs[i], size=min(3, len(pairs[i])), replace=False)
+        sources = [(load_crop(frames[int(j)]), np.asarray(frames[int(j)].landmarks, np.float32)) for j in picked]
+        fake, _ = expression_swap(reals[i], np.asarray(face.landmarks, np.float32), sources, rng, jitter=0.0,
+                                  outline=outline)
+        fakes.append(fake)
+        outlines.append(outline)
+        kept.append(i)
+    out["swaps"] = len(fakes)
+    if not fakes:
+        return out
+    real_pick = [reals[i] for i in kept]
+    outlines = np.array(outlines)
+    clean_real = np.asarray(real_scores)[kept] if real_scores is not None else _score(detector, real_pick)
+    h264 = partial(augment.h264, crf=32)
+    for name, real_p, fake_p in (("clean", clean_real, _score(detector, fakes)),
+                                 ("h264_crf_32", _score(detector, real_pick, h264), _score(detector, fakes, h264))):
+        y = np.r_[np.zeros(len(real_p)), np.ones(len(fake_p))]
+        row = {"roc_auc": binary_metrics(y, np.r_[real_p, fake_p])["roc_auc"],
+               "mean_p_real": float(np.mean(real_p)), "mean_p_fake": float(np.mean(fake_p)),
+               "flagged": float(np.mean(fake_p >= float(detector.threshold)))}
+        for outline in EXPRESSION_OUTLINES:
+            chosen = outlines == outline
+            if chosen.any():
+                y_o = np.r_[np.zeros(len(real_p)), np.ones(int(chosen.sum()))]
+                row[f"roc_auc_{outline}"] = binary_metrics(y_o, np.r_[real_p, fake_p[chosen]])["roc_auc"]
+        out[name] = row
     return out
 
 
@@ -354,6 +410,10 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
     reals = [i for i, (_, t, _) in enumerate(items) if t == 0]  # the real faces, in the order of `val`
     metrics["real_faces"] = real_face_probes(detector, [f for f in val if f.label == "real"],
                                              [images[i] for i in reals], p[reals], seed)
+    real_val = [f for f in val if f.label == "real"]
+    clip_frames = [k for k, f in enumerate(real_val) if f.source in CLIP_SOURCES]
+    metrics["expression_swaps"] = expression_swaps(detector, real_val, seed, [images[reals[k]] for k in clip_frames],
+                                                   p[[reals[k] for k in clip_frames]])
     if len(detector.fake_indices) > 1:
         metrics["fake_kinds"] = fake_kind_accuracy(detector, val, items, probabilities)
     if videos:

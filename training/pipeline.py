@@ -159,12 +159,13 @@ def cap_per_source(samples: Sequence[Sample], most: int, seed: int) -> list[Samp
 
 def face_datasets(faces: Sequence[CachedFace], labels: Sequence[str], size: int, sbi: bool, train: bool,
                   seed: int, aug: dict | None = None, sbi_downscale: float = 0.0, swap: float = 0.0,
-                  ae: AutoencoderSwapper | None = None, ae_share: float = 0.0) -> Dataset:
+                  ae: AutoencoderSwapper | None = None, ae_share: float = 0.0, expression: float = 0.0) -> Dataset:
     """Reals paired with self-blended fakes (when ``sbi``), plus every labelled fake as it is;
     ``aug``: the training augmentation's options (:func:`augment_options`); ``sbi_downscale``: the
     share of self-blends whose blended-in copy is shrunk and enlarged; ``swap``: the share of those
     fakes made as cross-identity face swaps instead; ``ae_share``: the share of the rest re-drawn
-    by the autoencoder swapper ``ae`` (all for training sets only)."""
+    by the autoencoder swapper ``ae``; ``expression``: the share of the fakes of talking-head frames
+    made as same-person expression swaps (all for training sets only)."""
     check_labels(faces, labels, sbi)
     real = labels.index("real")
     # Self-blends are the "manipulated" class of a three-class model (real / manipulated / synthetic).
@@ -174,7 +175,7 @@ def face_datasets(faces: Sequence[CachedFace], labels: Sequence[str], size: int,
     parts: list[Dataset] = []
     if sbi:
         parts.append(SelfBlendedPairs(reals, size, real, fake, train=train, seed=seed, aug=aug, downscale=sbi_downscale,
-                                      swap=swap, ae=ae, ae_share=ae_share))
+                                      swap=swap, ae=ae, ae_share=ae_share, expression=expression))
     else:
         others = list(faces)
     if others:
@@ -291,7 +292,8 @@ def run_training(config: dict, command: str | None = None) -> dict:
     # `seed` draws the split and the validation faces' pseudo-fakes; `run_seed` (when set) the training draws.
     run_seed = int(config["seed"] if config.get("run_seed") is None else config["run_seed"])
     train_set = face_datasets(train_faces, labels, size, config["sbi"], True, run_seed, augment_options(config),
-                              float(config.get("sbi_downscale", 0.0)), float(config.get("swap", 0.0)), ae, ae_share)
+                              float(config.get("sbi_downscale", 0.0)), float(config.get("swap", 0.0)), ae, ae_share,
+                              float(config.get("expression_swap", 0.0)))
     select_faces = selection_faces(val_faces, config)
     val_set = selection_set(select_faces, config)
     if config.get("run_seed") is not None:

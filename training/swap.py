@@ -86,3 +86,60 @@ def paste(target: np.ndarray, warped: np.ndarray, target_landmarks: np.ndarray, 
     alpha = mask * rng.uniform(0.75, 1.0)
     blended = coloured * alpha[..., None] + target.astype(np.float32) * (1.0 - alpha[..., None])
     return np.clip(np.round(blended), 0, 255).astype(np.uint8), alpha
+
+
+# Expression swaps: reenactment-like fakes (Face2Face, NeuralTextures) keep the person and replace
+# their expression, mostly around the mouth. Made here from talking-head clips: the same person's
+# face from another frame of the clip, warped onto this frame by the landmarks and blended in.
+EXPRESSION_OUTLINES = {"lower": 0.5, "inner": 0.3, "full": 0.2}
+
+
+def expression_partners(landmarks: Sequence[np.ndarray], groups: Sequence[str], eligible: Sequence[bool],
+                        nearest: int = 12) -> list[np.ndarray]:
+    """For each eligible face (a frame of a clip), the indices of up to ``nearest`` other eligible
+    frames of the same clip (group) with the closest head turn; empty for the others."""
+    yaw = np.array([yaw_proxy(p) for p in landmarks]) if len(landmarks) else np.zeros(0)
+    groups, eligible = np.asarray(groups), np.asarray(eligible, bool)
+    out = []
+    for i in range(len(yaw)):
+        if not eligible[i]:
+            out.append(np.zeros(0, np.int64))
+            continue
+        same = np.flatnonzero((groups == groups[i]) & eligible)
+        same = same[same != i]
+        out.append(same[np.argsort(np.abs(yaw[same] - yaw[i]), kind="stable")[:nearest]])
+    return out
+
+
+def expression_swap(target: np.ndarray, target_landmarks: np.ndarray,
+                    sources: Sequence[tuple[np.ndarray, np.ndarray]], rng: np.random.Generator,
+                    jitter: float = 0.5, outline: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A reenactment-like fake of ``target``: of the candidate ``sources`` (other frames of the same
+    person, with their landmarks), the one whose warped face differs most from the target inside
+    the mask (another expression) is colour-matched and alpha-blended in through a lower-face,
+    inner-face or full-face mask. ``jitter``: the share given rendering differences (colour,
+    sharpness, a small shift); the rest differ from the real frame only by the new expression and
+    the seam. (the fake, uint8; the blending mask, float HxW in [0, 1])."""
+    if not len(sources):
+        raise ValueError("an expression swap needs at least one other frame of the same person")
+    h, w = target.shape[:2]
+    tl = np.asarray(target_landmarks, np.float32)
+    name = outline or str(rng.choice(list(EXPRESSION_OUTLINES), p=list(EXPRESSION_OUTLINES.values())))
+    mask = face_mask((h, w), tl, rng, name)
+    best, best_change = None, -1.0
+    for source, source_landmarks in sources:
+        matrix, _ = cv2.estimateAffinePartial2D(np.asarray(source_landmarks, np.float32), tl, method=cv2.LMEDS)
+        if matrix is None:
+            continue
+        warped = cv2.warpAffine(source, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        change = float((np.abs(warped.astype(np.float32) - target).mean(axis=-1) * mask).sum() / max(mask.sum(), 1.0))
+        if change > best_change:
+            best, best_change = warped, change
+    if best is None:
+        raise ValueError("cannot fit another frame's landmarks to this face's")
+    coloured = match_colour(best, target, mask)
+    if rng.random() < jitter:
+        coloured = _jitter_source(np.clip(coloured, 0, 255).astype(np.uint8), rng)
+    alpha = mask * rng.uniform(0.75, 1.0)
+    blended = coloured * alpha[..., None] + target.astype(np.float32) * (1.0 - alpha[..., None])
+    return np.clip(np.round(blended), 0, 255).astype(np.uint8), alpha

@@ -38,6 +38,10 @@ def card_text(record: dict, metrics: dict | None) -> str:
     if config.get("sbi") and config.get("swap"):
         lines.append(f"- Of those pseudo-fakes, {config['swap']:g} are cross-identity face swaps made here (another "
                      "person's face warped on by the 5 landmarks, colour-matched, alpha or Poisson blended).")
+    if config.get("sbi") and config.get("expression_swap"):
+        lines.append(f"- Of the pseudo-fakes of talking-head frames, {config['expression_swap']:g} are expression swaps "
+                     "made here (reenactment-like: the same person's face from another frame of the clip, warped on "
+                     "by the landmarks, colour-matched and blended through a lower-, inner- or full-face mask).")
     if config.get("sbi") and config.get("ae_swap"):
         lines.append(f"- Of the rest, {config['ae_swap']:g} are autoencoder swaps made here (a shared encoder and one "
                      "decoder per training talking-head person redraw the face).")
@@ -102,6 +106,7 @@ def card_text(record: dict, metrics: dict | None) -> str:
             lines += ["", f"Accuracy under attack ({adv['images']} validation images; budgets in pixel units of 0..255):", "",
                       *_table(["attack", "accuracy"], [(k, _fmt(v)) for k, v in adv.items() if k != "images"])]
         lines += real_face_lines(metrics.get("real_faces"))
+        lines += expression_swap_lines(metrics.get("expression_swaps"))
         kinds = metrics.get("fake_kinds") or {}
         if kinds:
             lines += ["", "Which kind of fake (the likeliest fake class, as the app names it), on the validation fakes "
@@ -168,6 +173,22 @@ def real_face_lines(real: dict | None) -> list[str]:
                   *_table(["group", "faces", "mean P(fake)", "flagged"],
                           [(k, v["faces"], _fmt(v["mean_p_fake"]), _fmt(v["flagged"])) for k, v in real["groups"].items()])]
     return lines
+
+
+def expression_swap_lines(swaps: dict | None) -> list[str]:
+    """The card's rows on reenactment-like fakes of validation clip frames (``training.evaluate.expression_swaps``)."""
+    if not swaps or not swaps.get("swaps"):
+        return []
+    rows = []
+    for name, label in (("clean", "as stored"), ("h264_crf_32", "H.264 (CRF 32), real and fake alike")):
+        m = swaps.get(name) or {}
+        rows.append((label, _fmt(m.get("roc_auc")), *(_fmt(m.get(f"roc_auc_{o}")) for o in ("lower", "inner", "full")),
+                     f"{_fmt(m.get('mean_p_real'))} / {_fmt(m.get('mean_p_fake'))}", _fmt(m.get("flagged"))))
+    return ["", f"Expression swaps (reenactment-like fakes made here: each of {swaps['swaps']} validation frames of "
+            f"{swaps.get('clips')} talking-head clips with the same person's face from another frame of its clip "
+            "blended in through a lower-, inner- or full-face mask, colour-matched, no other rendering difference):", "",
+            *_table(["frames", "ROC-AUC", "lower face", "inner face", "full face", "mean P(fake): reals / swaps",
+                     "swaps flagged"], rows)]
 
 
 def calibration_lines(cal: dict | None, metrics: dict | None = None) -> list[str]:

@@ -43,8 +43,8 @@ from forensics.explain import METHODS, ExplainOptions, explain
 from forensics.explain.faithfulness import FaithfulnessOptions, most_faithful, score_face, scoring_detector
 from forensics.results import AnalysisResult, Explanations, FaceResult, MediaInfo, TrackSummary, face_number
 from forensics.faces import FaceCrop, FaceDetector, crop_faces, track_faces, whole_image_crop
-from forensics.media import (DEFAULT_LIMITS, MediaLimits, VideoFrames, is_animated, load_animation, load_image,
-                            load_video, media_kind)
+from forensics.media import (DEFAULT_LIMITS, MediaLimits, VideoFrames, is_animated, jpeg_quality, load_animation,
+                            load_image, load_video, media_kind)
 
 Progress = Callable[[float, str], None]
 
@@ -131,11 +131,19 @@ def deciding_faces(result: AnalysisResult) -> tuple[list[FaceResult], str]:
     return [result.faces[i]], f"face {face_number(result, i)}"
 
 
+def _detector_metrics(detector: Detector) -> dict | None:
+    """The detector folder's own measurements (``metrics.json``), or None without them."""
+    from forensics.core import read_json
+    from forensics.detector_notes import METRICS_NAME
+
+    folder = Path(detector.path) if getattr(detector, "path", None) else None
+    return read_json(folder / METRICS_NAME) if folder is not None and (folder / METRICS_NAME).is_file() else None
+
+
 def _small_face_caution(result: AnalysisResult, detector: Detector) -> str:
     """The caution for a verdict decided by a small face (median crop side of the deciding faces),
     with the detector's measured figures where its folder has them."""
-    from forensics.core import read_json
-    from forensics.detector_notes import METRICS_NAME, SMALL_FACE_PX, small_face_caution
+    from forensics.detector_notes import SMALL_FACE_PX, small_face_caution
 
     faces, what = deciding_faces(result)
     sides = [_side(f.crop_box) for f in faces if f.crop_box]
@@ -144,9 +152,18 @@ def _small_face_caution(result: AnalysisResult, detector: Detector) -> str:
     side = float(np.median(sides))
     if side >= SMALL_FACE_PX:  # the common case: no file read
         return ""
-    folder = Path(detector.path) if getattr(detector, "path", None) else None
-    metrics = read_json(folder / METRICS_NAME) if folder is not None and (folder / METRICS_NAME).is_file() else None
-    return small_face_caution(side, what, metrics, build=bool(getattr(detector, "variant", None)))
+    return small_face_caution(side, what, _detector_metrics(detector), build=bool(getattr(detector, "variant", None)))
+
+
+def _jpeg_caution(result: AnalysisResult, detector: Detector) -> str:
+    """The caution for an image saved as a low-quality JPEG, with the detector's measured figures
+    where its folder has them."""
+    from forensics.detector_notes import LOW_JPEG_QUALITY, jpeg_caution
+
+    quality = result.media.jpeg_quality
+    if quality is None or quality > LOW_JPEG_QUALITY:  # the common case: no file read
+        return ""
+    return jpeg_caution(quality, _detector_metrics(detector), build=bool(getattr(detector, "variant", None)))
 
 
 class Analyzer:
@@ -218,7 +235,8 @@ class Analyzer:
                 elif kind == "image":
                     image = load_image(source, name=label, limits=self.limits)
                     frames, timestamps, indices = [image], [None], [0]
-                    result.media = MediaInfo(width=int(image.shape[1]), height=int(image.shape[0]))
+                    result.media = MediaInfo(width=int(image.shape[1]), height=int(image.shape[0]),
+                                             jpeg_quality=jpeg_quality(source, name=label, limits=self.limits))
                 else:
                     video = load_video(source, frames=self.frames, fps=self.fps, name=label, limits=self.limits)
                     frames, timestamps, indices = video.frames, video.timestamps, video.indices
@@ -298,9 +316,9 @@ class Analyzer:
             result.fake_probability, result.aggregation = aggregate_image(result.faces)
         if not result.faces[0].fallback:
             result.label = "fake" if result.fake_probability >= det.threshold else "real"
-            caution = _small_face_caution(result, det)
-            if caution:
-                result.notes.append(caution)
+            for caution in (_small_face_caution(result, det), _jpeg_caution(result, det)):
+                if caution:
+                    result.notes.append(caution)
         if self.methods:
             self.explain_faces(result, progress)
 

@@ -13,7 +13,9 @@ drawing the page) and turns it into:
 - a caution where real faces after a phone camera's smoothing (noise reduction, beauty mode) are
   flagged far more often than unprocessed ones, and
 - a caution beside a verdict decided by a small face (:func:`small_face_caution`), with the
-  detector's measured ROC-AUC on faces that small.
+  detector's measured ROC-AUC on faces that small, and
+- a caution beside the verdict on an image saved as a low-quality JPEG (:func:`jpeg_caution`), with
+  the detector's measured ROC-AUC at that quality and the share of real faces it flags there.
 """
 
 from __future__ import annotations
@@ -229,6 +231,40 @@ def small_face_caution(side: float, what: str, metrics: dict | None, build: bool
     return (text + f": on validation faces {size} px across{smaller}, through H.264 (CRF {crf}), its ROC-AUC is "
             f"{auc:.2f}, against {full:.2f} at full size through the same codec"
             + (" (measured on the float model this build was made from)." if build else "."))
+
+
+# An image saved at this JPEG quality or lower gets a caution: the detail the detectors read is going.
+LOW_JPEG_QUALITY = 60
+JPEG_ROW = re.compile(r"jpeg_(\d+)$")
+JPEG_REALS_ROW = "JPEG quality 50"  # the real-face probe's re-encoding row (training.evaluate.RE_ENCODING)
+
+
+def jpeg_caution(quality: int | None, metrics: dict | None, build: bool = False) -> str:
+    """A one-line caution for an image saved as a JPEG of ``quality`` (libjpeg's scale), or "" when
+    it is above :data:`LOW_JPEG_QUALITY`. The figures are the detector's own (``metrics.json``):
+    ROC-AUC on validation faces re-encoded at the nearest measured quality at or below this one
+    (the lowest measured when none is), against the same faces as stored, and the share of real
+    faces flagged at quality 50 against as stored. ``build``: an ONNX build (its float model's figures)."""
+    if quality is None or quality > LOW_JPEG_QUALITY:
+        return ""
+    text = (f"Caution: the image is a JPEG of quality {quality} (of 100), whose compression erases some of "
+            "the detail the detector reads")
+    rob = (metrics or {}).get("robustness_auc") if isinstance(metrics, dict) else None
+    rows = sorted((int(m[1]), float(v)) for k, v in (rob or {}).items()
+                  if (m := JPEG_ROW.match(k)) and isinstance(v, (int, float)))
+    clean = (rob or {}).get("clean")
+    if not rows or not isinstance(clean, (int, float)):
+        return text + " (its accuracy at that quality was not measured)."
+    at_most = [r for r in rows if r[0] <= quality]
+    measured, auc = max(at_most) if at_most else min(rows)
+    milder = " (milder than this image's)" if measured > quality else ""
+    text += (f": on validation faces re-encoded at quality {measured}{milder}, its ROC-AUC is {auc:.2f} "
+             f"({clean:.2f} as stored)")
+    processing = ((metrics.get("real_faces") or {}).get("processing") or {}) if isinstance(metrics, dict) else {}
+    low, stored = (processing.get(JPEG_REALS_ROW) or {}).get("flagged"), (processing.get("clean") or {}).get("flagged")
+    if isinstance(low, (int, float)) and isinstance(stored, (int, float)):
+        text += f", and at quality 50 it flags {low:.0%} of real faces ({stored:.0%} as stored)"
+    return text + (" (measured on the float model this build was made from)." if build else ".")
 
 
 def offered_detectors() -> list[tuple[str, str]]:

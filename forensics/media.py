@@ -284,6 +284,38 @@ def load_image(
             raise MediaError(f"{label}: cannot convert {im.mode} image to RGB ({exc})") from None
 
 
+# The JPEG standard's luminance quantization table (Annex K), which libjpeg scales by quality.
+_JPEG_LUMINANCE = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99])
+
+
+def _ijg_table(quality: int) -> np.ndarray:
+    """libjpeg's luminance table at ``quality`` (1-100), entries clamped to 1..255 (baseline)."""
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return np.clip((_JPEG_LUMINANCE * scale + 50) // 100, 1, 255)
+
+
+def jpeg_quality(source: str | Path | bytes, name: str | None = None,
+                 limits: MediaLimits = DEFAULT_LIMITS) -> int | None:
+    """The quality (1-100) on libjpeg's scale that the image's luminance quantization table is
+    nearest to, read from the file's header: exact for files written by libjpeg (OpenCV, PIL, most
+    software), an estimate for cameras and editors with tables of their own. None for an image that
+    is not a JPEG. Compared as sorted entries, so the table's storage order does not matter."""
+    label = _label(source, name)
+    with _open_image(source, label, limits.max_image_bytes) as im:
+        tables = getattr(im, "quantization", None) if im.format in ("JPEG", "MPO") else None
+        try:
+            table = np.sort(np.asarray(tables[min(tables)], dtype=np.int64).ravel()) if tables else None
+        except (TypeError, ValueError, KeyError):  # a header PIL parsed oddly: no estimate, not an error
+            table = None
+    if table is None or table.size != 64:
+        return None
+    errors = [np.abs(np.sort(_ijg_table(q)) - table).sum() for q in range(1, 101)]
+    return int(np.argmin(errors)) + 1
+
+
 # --------------------------------------------------------------------------------------------
 # animated images (GIF, WebP, APNG): short videos
 

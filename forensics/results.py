@@ -61,8 +61,8 @@ class TrackSummary:
 
 @dataclass
 class MediaInfo:
-    """What was decoded: the size, the file's SHA-256, and for a video (or an animated image) its frame
-    rate, length and the frames sampled. A file that failed to decode has none of it."""
+    """What was decoded: the size, the file's SHA-256, a JPEG's quality, and for a video (or an animated
+    image) its frame rate, length and the frames sampled. A file that failed to decode has none of it."""
 
     width: int | None = None
     height: int | None = None
@@ -73,6 +73,7 @@ class MediaInfo:
     sampled_indices: list[int] = field(default_factory=list)
     animated_image: bool = False
     sha256: str | None = None
+    jpeg_quality: int | None = None  # a JPEG image's quality on libjpeg's scale, from its quantization table
 
     def to_dict(self) -> dict:
         """What was measured: the rest is left out of the JSON, not written as null."""

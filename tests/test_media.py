@@ -591,3 +591,26 @@ def test_animation_longer_than_the_limit_is_refused(tmp_path: Path) -> None:
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=5000, loop=0)
     with pytest.raises(MediaError, match=r"long.gif: animation is 10.0 s long; the limit is 5 s"):
         media.load_animation(path, limits=media.MediaLimits(max_duration_s=5))
+
+
+def test_jpeg_quality_is_read_from_the_quantization_table():
+    """Files written by PIL and by OpenCV (both libjpeg) give back the quality they were saved at,
+    from bytes and from a path; UTKFace's crops were saved at 75; a PNG is not a JPEG; a file that
+    is not an image is refused in one line as every reader here refuses it."""
+    from tests.conftest import data_path
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    for quality in (5, 30, 50, 51, 75, 95, 100):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, "JPEG", quality=quality)
+        assert media.jpeg_quality(buffer.getvalue(), name="pil.jpg") == quality
+        ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        assert ok and media.jpeg_quality(encoded.tobytes(), name="cv.jpg") == quality
+    utk = sorted(data_path("faces/real/utkface").glob("*.jpg"))[0]
+    assert media.jpeg_quality(utk) == 75
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "PNG")
+    assert media.jpeg_quality(buffer.getvalue(), name="x.png") is None
+    with pytest.raises(MediaError, match="not an image"):
+        media.jpeg_quality(b"plain text, not a picture", name="notes.jpg")

@@ -315,8 +315,11 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     # the 2 real validation faces after camera processing (FFHQ names carry no groups)
     real = metrics["real_faces"]
     assert real["faces"] == 2 and real["groups"] == {} and real["threshold"] == pytest.approx(det.threshold)
-    assert len(real["processing"]) == 3 and all(v["faces"] == 2 and 0 <= v["mean_p_fake"] <= 1
+    assert len(real["processing"]) == 6 and all(v["faces"] == 2 and 0 <= v["mean_p_fake"] <= 1
                                                 for v in real["processing"].values())
+    # ECE on the robustness images as stored and after re-encoding, in the card's calibration section
+    codec = metrics["codec_calibration"]
+    assert set(codec) == {"clean", "jpeg_50", "h264_crf_32", "h264_crf_40"} and all(0 <= v <= 1 for v in codec.values())
     # the held-out source (GAN) has fakes only: no source-held-out figure, said as such
     assert metrics["summary"]["source_heldout_auc"] is None
     assert "| ROC-AUC, held-out sources only (never trained on) | n/a |" in (model_dir / "README.md").read_text()
@@ -327,6 +330,7 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     assert f"| GAN vs all held-out reals | 5 | {gan_curve['clean']:.3f} |" in card
     clean = real["processing"]["clean"]
     assert f"| clean | 2 | {clean['mean_p_fake']:.3f} | {clean['flagged']:.3f} |" in card
+    assert f"| H.264 CRF 40 | {codec['h264_crf_40']:.3f} |" in card and "| as stored |" in card
     # the int8 audit's and quantizer's faces, rebuilt by `python -m training faces` in a process of its own
     from forensics.int8.audit import faces_from_record
 
@@ -482,7 +486,7 @@ def test_real_face_probes_report_groups_and_camera_processing():
     import cv2
 
     from training.data import CachedFace
-    from training.evaluate import CAMERA_PROCESSING, face_groups, real_face_probes
+    from training.evaluate import CAMERA_PROCESSING, RE_ENCODING, face_groups, real_face_probes
 
     def face(name, source="UTKFace"):
         return CachedFace(crop_path="", label="real", source=source, group=name, landmarks=[], confidence=1.0,
@@ -516,6 +520,10 @@ def test_real_face_probes_report_groups_and_camera_processing():
     assert clean["faces"] == 6 and clean["mean_p_fake"] == pytest.approx(scores.mean())
     assert smoothed["mean_p_fake"] > clean["mean_p_fake"] + 0.1 and smoothed["flagged"] > clean["flagged"]
     assert sharpened["mean_p_fake"] < clean["mean_p_fake"]
+    # re-encoding after: a real codec pass each (the noise's detail goes, so this detector's P(fake) rises)
+    assert list(out["processing"])[3:] == list(RE_ENCODING) == ["JPEG quality 50", "H.264 CRF 32", "H.264 CRF 40"]
+    assert out["processing"]["H.264 CRF 40"]["mean_p_fake"] > out["processing"]["H.264 CRF 32"]["mean_p_fake"] \
+        > clean["mean_p_fake"]
     assert real_face_probes(det, [], [], np.zeros(0)) == {"faces": 0, "threshold": 0.5}
 
 

@@ -101,6 +101,14 @@ CAMERA_PROCESSING: dict[str, Callable] = {
     "smoothed (bilateral filter 9, 50, 7)": lambda im: augment.smooth(im, 9, 50, 7),
     "sharpened (unsharp mask 1.5)": lambda im: augment.sharpen(im, 1.5),
 }
+# What sharing does to it after: re-encoding. Compression pushes real faces towards "fake" too.
+RE_ENCODING: dict[str, Callable] = {
+    "JPEG quality 50": partial(augment.jpeg, quality=50),
+    "H.264 CRF 32": partial(augment.h264, crf=32),
+    "H.264 CRF 40": partial(augment.h264, crf=40),
+}
+# The robustness cases whose calibration is reported beside the clean one (``codec_calibration``).
+CODEC_CALIBRATION_CASES = ("jpeg_50", "h264_crf_32", "h264_crf_40")
 
 
 def face_groups(face: CachedFace) -> list[str]:
@@ -140,7 +148,7 @@ def real_face_probes(detector, faces: Sequence[CachedFace], images: Sequence[np.
     pick = np.sort(np.random.default_rng(seed).permutation(len(faces))[:count])
     chosen = [images[i] for i in pick]
     out["processing"] = {"clean": row(scores[pick])}
-    for name, fn in CAMERA_PROCESSING.items():
+    for name, fn in {**CAMERA_PROCESSING, **RE_ENCODING}.items():
         out["processing"][name] = row(_score(detector, chosen, fn))
     return out
 
@@ -205,6 +213,7 @@ def robustness(detector, images, y, seed: int = 0, count: int = 600, sources: Se
     out: dict = {"images": int(len(pick))}
     per_source: dict[str, dict] = {name: {} for name in subsets}
     small_calibration: dict = {}
+    codec_calibration: dict = {}
     for name, fn in tqdm(cases.items(), desc="robustness", leave=False):
         if name in small_sides:  # how honest P(fake) is on faces that small, with and without their temperature
             probabilities = _probabilities(detector, images, fn)
@@ -217,12 +226,15 @@ def robustness(detector, images, y, seed: int = 0, count: int = 600, sources: Se
         else:
             p = clean if name == "clean" and clean is not None else _score(detector, images, fn)
         out[name] = binary_metrics(y, p)["roc_auc"]
+        if name == "clean" or name in CODEC_CALIBRATION_CASES:  # how honest P(fake) stays after compression
+            codec_calibration[name] = calibration(y, p)["ece"]
         for subset, mask in subsets.items():
             m = _subset(y, p, mask)
             per_source[subset][name] = m["roc_auc"] if m else None
     if subsets:
         out["per_source"] = {name: {"images": int(subsets[name].sum()), **curve} for name, curve in per_source.items()}
     out["small_face_calibration"] = small_calibration
+    out["codec_calibration"] = codec_calibration
     return out
 
 
@@ -400,6 +412,7 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
     }
     metrics["robustness_auc_per_source"] = metrics["robustness_auc"].pop("per_source", {})
     metrics["small_face_calibration"] = metrics["robustness_auc"].pop("small_face_calibration", {})
+    metrics["codec_calibration"] = metrics["robustness_auc"].pop("codec_calibration", {})
     metrics["summary"]["jpeg_50_auc"] = metrics["robustness_auc"]["jpeg_50"]
     # The figure: the sources never trained on, alone (None when they hold only one class).
     held = per_source.get(HELD_OUT_ONLY)

@@ -165,7 +165,8 @@ def real_face_lines(real: dict | None) -> list[str]:
         return []
     t = _fmt(real.get("threshold"))
     lines = ["", f"Real validation faces (never trained on): mean P(fake) and the share flagged at the threshold ({t}), "
-             "after what phone cameras do to a face; a detector that reads smooth skin as generated flags smoothed reals:", "",
+             "after what phone cameras do to a face and what re-encoding does after; a detector that reads smooth skin as "
+             "generated flags smoothed reals:", "",
              *_table(["real faces", "faces", "mean P(fake)", "flagged"],
                      [(k, v["faces"], _fmt(v["mean_p_fake"]), _fmt(v["flagged"])) for k, v in real["processing"].items()])]
     if real.get("groups"):
@@ -212,7 +213,24 @@ def calibration_lines(cal: dict | None, metrics: dict | None = None) -> list[str
     for when in ("before", "after"):
         pairs = zip(cal[when]["mean_predicted"], cal[when]["fraction_positive"])
         lines.append(f"- {when}: " + ", ".join(f"{p:.2f}->{f:.2f}" for p, f in pairs))
-    return lines + small_face_lines(cal.get("small_faces"), metrics)
+    return lines + small_face_lines(cal.get("small_faces"), metrics) + codec_calibration_lines(metrics)
+
+
+CODEC_CASE_NAMES = {"clean": "as stored", "jpeg_50": "JPEG quality 50", "h264_crf_32": "H.264 CRF 32",
+                    "h264_crf_40": "H.264 CRF 40"}
+
+
+def codec_calibration_lines(metrics: dict | None) -> list[str]:
+    """ECE on the evaluation's robustness images as stored and after re-encoding (no temperature
+    for compression is fitted: the app cannot tell how a face was compressed)."""
+    codec = (metrics or {}).get("codec_calibration") or {}
+    if not codec:
+        return []
+    images = ((metrics or {}).get("robustness_auc") or {}).get("images")
+    return ["", f"After re-encoding (ECE on the {images} robustness images, half real and half fake, as stored and "
+            "re-encoded: another mix of classes than the validation faces', so its first row is not the ECE above; "
+            "calibrated on faces as stored, and nothing here knows how an input was compressed):", "",
+            *_table(["images", "ECE"], [(name, _fmt(codec[k])) for k, name in CODEC_CASE_NAMES.items() if k in codec])]
 
 
 def small_face_lines(small: dict | None, metrics: dict | None = None) -> list[str]:

@@ -138,6 +138,7 @@ def test_json_report_round_trips_with_hash_time_detector_and_input(photo_result,
     assert report["input"]["sha256"] == hashlib.sha256(photo.read_bytes()).hexdigest()
     assert report["input"]["file_name"] == "couple.jpg" and str(photo.parent) not in json.dumps(report["input"])
     assert report["input"]["size_bytes"] == photo.stat().st_size and report["input"]["format"] == "JPEG"
+    assert report["input"]["jpeg_quality"] == 94
     assert (report["input"]["width"], report["input"]["height"]) == Image.open(photo).size
     generated = datetime.fromisoformat(report["generated_at"])
     assert generated.utcoffset() == timedelta(0)
@@ -183,6 +184,7 @@ def test_photo_html_is_self_contained_and_says_what_it_is_about(photo_html, phot
     assert hashlib.sha256(photo.read_bytes()).hexdigest() in text
     assert detector.name in text and "timm-vit" in text and "couple.jpg" in text
     assert "2280 × 1588 px" in text and forensics.__version__ in text
+    assert photo_result.media.jpeg_quality == 94 and "JPEG quality 94 of 100" in text  # read from the file
     assert "Interpreting this report" in text and "not proof" in text
     assert len(page.find("style")) == 1 and not re.search(r"url\(|@import|https?://", photo_html)
     assert len(photo_html.encode("utf-8")) < 3_000_000

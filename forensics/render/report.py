@@ -244,6 +244,9 @@ def _details(result: AnalysisResult, meta: dict) -> dict:
         given.append(("Format", inp["format"], None))
     if inp.get("width") and inp.get("height"):
         given.append(("Dimensions", f"{inp['width']} × {inp['height']} px", None))
+    if inp.get("jpeg_quality") is not None:
+        given.append(("JPEG quality", f"{inp['jpeg_quality']} of 100 (libjpeg's scale, read from the quantization table)",
+                      None))
     if inp.get("size_bytes") is not None:
         n = float(inp["size_bytes"])
         given.append(("Size", f"{n / 1e6:.2f} MB ({int(n):,} bytes)" if n >= 1e5 else f"{int(n):,} bytes", None))

@@ -909,6 +909,7 @@ def test_run_seed_moves_the_training_draws_not_the_split_and_trunk_lr_scale_reac
     assert plain["train"] == seven["train"] and plain["val"] == seven["val"]  # the split is seed's
     assert plain["val_seed"] == seven["val_seed"]  # and so are the validation faces' pseudo-fakes
     assert not torch.equal(plain["head"], seven["head"]) and torch.equal(seven["head"], again["head"])
+    assert torch.equal(plain["head"], scaled["head"])  # without run_seed, `seed` draws the new layers: repeatable
     assert PRETRAINED_PREFIXES["hybrid"]
     assert plain["lrs"] == pytest.approx([3e-4, 1e-3]) and scaled["lrs"] == pytest.approx([1e-4, 1e-3])
 

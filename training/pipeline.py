@@ -296,8 +296,7 @@ def run_training(config: dict, command: str | None = None) -> dict:
                               float(config.get("expression_swap", 0.0)))
     select_faces = selection_faces(val_faces, config)
     val_set = selection_set(select_faces, config)
-    if config.get("run_seed") is not None:
-        torch.manual_seed(run_seed)  # the new layers' initial weights too
+    torch.manual_seed(run_seed)  # the new layers' initial weights too: a run is repeatable with or without run_seed
     try:
         model, arch, model_args = build_model(config["model"], len(labels), config["pretrained"], size)
     except ValueError as exc:

@@ -10,8 +10,8 @@ drawing the page) and turns it into:
   runs its training record carries),
 - how many decimals its probabilities deserve (from the expected calibration error), and
 - whether it is close to chance (then the app does not offer it), and
-- a caution where real faces after a phone camera's smoothing (noise reduction, beauty mode) are
-  flagged far more often than unprocessed ones, and
+- a caution where real faces after a phone camera's smoothing (noise reduction, beauty mode), or
+  after a video stream's compression, are flagged far more often than unprocessed ones, and
 - a caution beside a verdict decided by a small face (:func:`small_face_caution`), with the
   detector's measured ROC-AUC on faces that small, and
 - a caution beside the verdict on an image saved as a low-quality JPEG (:func:`jpeg_caution`), with
@@ -36,6 +36,8 @@ CATCHES_AUC, MISSES_AUC = 0.8, 0.7
 FINE_ECE = 0.05
 # A caution is shown when this share of smoothed real faces is flagged, and at least this much more than unprocessed.
 SMOOTHED_FLAGGED, SMOOTHED_RISE = 0.25, 0.10
+# The same rule for real faces through a fair video stream (the real-face probe's re-encoding row).
+VIDEO_REALS_ROW = "H.264 CRF 32"
 # A verdict decided by a face whose crop is under this many source pixels across gets a caution:
 # the detector sees it enlarged, with little of the detail it reads (the evaluation's small-face rows).
 SMALL_FACE_PX = 128
@@ -193,17 +195,29 @@ def detector_note(name: str | Path | None) -> DetectorNote:
 
 def _smoothing_caution(real: dict | None) -> str:
     """'it flags 45% of real faces smoothed as a phone's beauty mode does (17% unsmoothed)', from
-    the evaluation's camera-processing probe, when that share is high and well above the clean one."""
+    the evaluation's camera-processing probe, when that share is high and well above the clean one;
+    the same for real faces through H.264 at CRF 32 (a fair video stream), joined by '; '."""
     processing = (real or {}).get("processing") if isinstance(real, dict) else None
     if not isinstance(processing, dict):
         return ""
     clean = (processing.get("clean") or {}).get("flagged")
-    smoothed = next((v.get("flagged") for k, v in processing.items() if k.startswith("smoothed") and isinstance(v, dict)),
+
+    def flagged(prefix: str) -> float | None:
+        return next((v.get("flagged") for k, v in processing.items() if k.startswith(prefix) and isinstance(v, dict)),
                     None)
-    if clean is None or smoothed is None or smoothed < SMOOTHED_FLAGGED or smoothed - clean < SMOOTHED_RISE:
-        return ""
-    return (f"it flags {smoothed:.0%} of real faces smoothed as a phone's noise reduction or beauty mode does "
-            f"({clean:.0%} unsmoothed)")
+
+    def high(share: float | None) -> bool:
+        return clean is not None and share is not None and share >= SMOOTHED_FLAGGED and share - clean >= SMOOTHED_RISE
+
+    smoothed, video = flagged("smoothed"), flagged(VIDEO_REALS_ROW)
+    parts = []
+    if high(smoothed):
+        parts.append(f"it flags {smoothed:.0%} of real faces smoothed as a phone's noise reduction or beauty mode does "
+                     f"({clean:.0%} unsmoothed)")
+    if high(video):
+        parts.append(f"it flags {video:.0%} of real faces compressed as video sites do (H.264, CRF 32; "
+                     f"{clean:.0%} as stored)")
+    return "; ".join(parts)
 
 
 def small_face_caution(side: float, what: str, metrics: dict | None, build: bool = False) -> str:

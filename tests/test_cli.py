@@ -173,13 +173,15 @@ def test_a_detector_that_flags_smoothed_real_faces_carries_a_caution(tmp_path, m
     folder = _trained_folder(tmp_path, model_dirs, "smoothy")
     monkeypatch.setenv("FORENSICS_DETECTORS", str(tmp_path / "detectors"))
 
-    def measured(clean, smoothed):
+    def measured(clean, smoothed, video=None):
+        processing = {"clean": {"faces": 300, "mean_p_fake": 0.3, "flagged": clean},
+                      "smoothed (bilateral filter 9, 50, 7)": {"faces": 300, "mean_p_fake": 0.6, "flagged": smoothed},
+                      "sharpened (unsharp mask 1.5)": {"faces": 300, "mean_p_fake": 0.2, "flagged": 0.05}}
+        if video is not None:
+            processing["H.264 CRF 32"] = {"faces": 300, "mean_p_fake": 0.5, "flagged": video}
         (folder / "metrics.json").write_text(json.dumps({
             "summary": {"roc_auc": 0.9}, "calibration": {"ece": 0.03}, "per_source": {},
-            "real_faces": {"faces": 300, "threshold": 0.5, "processing": {
-                "clean": {"faces": 300, "mean_p_fake": 0.3, "flagged": clean},
-                "smoothed (bilateral filter 9, 50, 7)": {"faces": 300, "mean_p_fake": 0.6, "flagged": smoothed},
-                "sharpened (unsharp mask 1.5)": {"faces": 300, "mean_p_fake": 0.2, "flagged": 0.05}}}}))
+            "real_faces": {"faces": 300, "threshold": 0.5, "processing": processing}}))
         return detector_notes.detector_note("smoothy")
 
     note = measured(0.17, 0.45)
@@ -187,6 +189,13 @@ def test_a_detector_that_flags_smoothed_real_faces_carries_a_caution(tmp_path, m
                               "mode does (17% unsmoothed).")
     assert not measured(0.17, 0.20).caution  # few flagged
     assert not measured(0.30, 0.35).caution  # no more than unprocessed faces
+    # real faces through a video stream's compression: the same rule, both cautions in one line
+    both = measured(0.19, 0.45, video=0.64)
+    assert both.line.endswith("Caution: it flags 45% of real faces smoothed as a phone's noise reduction or beauty "
+                              "mode does (19% unsmoothed); it flags 64% of real faces compressed as video sites do "
+                              "(H.264, CRF 32; 19% as stored).")
+    assert measured(0.13, 0.20, video=0.64).caution.startswith("it flags 64% of real faces compressed")
+    assert not measured(0.13, 0.20, video=0.17).caution  # the default's figures: no caution
     (folder / "metrics.json").write_text(json.dumps({"summary": {"roc_auc": 0.9}}))  # measured before the probe
     assert not detector_notes.detector_note("smoothy").caution
 

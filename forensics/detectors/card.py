@@ -94,6 +94,7 @@ def card_text(record: dict, metrics: dict | None) -> str:
         lines += ["", f"Robustness (ROC-AUC on {rob.get('images')} validation images, half real and half fake, "
                   "re-scored after each transform):", "",
                   *_table(["transform", "ROC-AUC"], [(k, _fmt(v)) for k, v in rob.items() if k != "images"])]
+        lines += codec_calibration_lines(metrics)
         per_source = metrics.get("robustness_auc_per_source") or {}
         if per_source:
             cases = [k for k in rob if k not in ("images", "clean")]
@@ -213,7 +214,7 @@ def calibration_lines(cal: dict | None, metrics: dict | None = None) -> list[str
     for when in ("before", "after"):
         pairs = zip(cal[when]["mean_predicted"], cal[when]["fraction_positive"])
         lines.append(f"- {when}: " + ", ".join(f"{p:.2f}->{f:.2f}" for p, f in pairs))
-    return lines + small_face_lines(cal.get("small_faces"), metrics) + codec_calibration_lines(metrics)
+    return lines + small_face_lines(cal.get("small_faces"), metrics)
 
 
 CODEC_CASE_NAMES = {"clean": "as stored", "jpeg_50": "JPEG quality 50", "h264_crf_32": "H.264 CRF 32",
@@ -229,7 +230,7 @@ def codec_calibration_lines(metrics: dict | None) -> list[str]:
     images = ((metrics or {}).get("robustness_auc") or {}).get("images")
     return ["", f"After re-encoding (ECE on the {images} robustness images, half real and half fake, as stored and "
             "re-encoded: another mix of classes than the validation faces', so its first row is not the ECE above; "
-            "calibrated on faces as stored, and nothing here knows how an input was compressed):", "",
+            "any calibration was fitted on faces as stored, and nothing here knows how an input was compressed):", "",
             *_table(["images", "ECE"], [(name, _fmt(codec[k])) for k, name in CODEC_CASE_NAMES.items() if k in codec])]
 
 

@@ -221,6 +221,22 @@ def test_compare_handler_gives_a_row_per_face_per_detector_and_their_maps(tabs):
         tab.compare_detectors(str(EXAMPLES / "astronaut.jpg"), [])
 
 
+def test_compare_summary_carries_each_detectors_caution_on_a_poor_jpeg(tabs, tmp_path):
+    """A real photo saved at JPEG quality 35, compared: the default's line carries its own caution with
+    its measured figures at that quality; the same photo at quality 90 gets none."""
+    from PIL import Image
+
+    photo = Image.open(data_path("photos/deepface/couple.jpg")).convert("RGB")
+    photo.save(tmp_path / "poor.jpg", quality=35)
+    photo.save(tmp_path / "fine.jpg", quality=90)
+    poor = Shown(tabs.compare, tabs.compare.compare_detectors(str(tmp_path / "poor.jpg"), ["default"], ["gradcam"]))
+    line = [x for x in poor.summary.splitlines() if x.startswith("- `default`:")]
+    assert len(line) == 1 and "Caution: the image is a JPEG of quality 35 (of 100)" in line[0]
+    assert "re-encoded at quality 30, its ROC-AUC is" in line[0] and "of real faces (13% as stored)" in line[0]
+    fine = Shown(tabs.compare, tabs.compare.compare_detectors(str(tmp_path / "fine.jpg"), ["default"], ["gradcam"]))
+    assert "JPEG of quality" not in fine.summary
+
+
 def test_the_manipulated_example_made_by_the_project_is_flagged_by_the_default(tabs):
     out = answered(tabs.image, tabs.image.analyze_image, str(EXAMPLES / "astronaut-self-blended.jpg"), detector="default")
     verdict, summary = out.verdict, out.summary

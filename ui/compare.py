@@ -40,8 +40,9 @@ def summary(comparison: comparing.Comparison) -> str:
         lines.append(f"{len(comparison.done)} detector(s) on {len(agree)} {what}: they agree on {unanimous} of "
                      f"{len(agree)} (each at its own threshold).")
         lines += [f"- **{unit}**: {text}" for unit, text in agree.items()]
-    for run in comparison.done:
-        lines.append(f"- `{run.detector}`: {detector_note(run.detector).line}")
+    for run in comparison.done:  # what the detector is, then what it cautions about this input (a small face, a poor JPEG)
+        cautions = "".join(f" {n}" for n in run.result.notes if n.startswith("Caution:"))
+        lines.append(f"- `{run.detector}`: {detector_note(run.detector).line}{cautions}")
     for run in comparison.runs:
         if run.error:
             lines.append(f"- `{run.detector}` could not run: {run.error}")

@@ -274,7 +274,7 @@ def jpeg_caution(quality: int | None, metrics: dict | None, build: bool = False)
     milder = " (milder than this image's)" if measured > quality else ""
     text += (f": on validation faces re-encoded at quality {measured}{milder}, its ROC-AUC is {auc:.2f} "
              f"({clean:.2f} as stored)")
-    processing = ((metrics.get("real_faces") or {}).get("processing") or {}) if isinstance(metrics, dict) else {}
+    processing = (metrics.get("real_faces") or {}).get("processing") or {}  # metrics is a dict: it had the rows
     low, stored = (processing.get(JPEG_REALS_ROW) or {}).get("flagged"), (processing.get("clean") or {}).get("flagged")
     if isinstance(low, (int, float)) and isinstance(stored, (int, float)):
         text += f", and at quality 50 it flags {low:.0%} of real faces ({stored:.0%} as stored)"

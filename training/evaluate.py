@@ -248,10 +248,7 @@ def expression_swaps(detector, faces: Sequence[CachedFace], seed: int = 0, real_
     their clean scores, when already at hand (in the order of ``faces``' clip frames)."""
     frames = [f for f in faces if f.label == "real" and f.source in CLIP_SOURCES]
     out: dict = {"faces": len(frames), "clips": len({f.group for f in frames})}
-    if real_images is not None:
-        reals = list(real_images)
-    else:
-        reals = [load_crop(f) for f in frames]
+    reals = list(real_images) if real_images is not None else [load_crop(f) for f in frames]
     pairs = expression_partners([np.asarray(f.landmarks) for f in frames], [f.group for f in frames],
                                 [True] * len(frames))
     fakes, outlines, kept = [], [], []
@@ -261,7 +258,7 @@ def expression_swaps(detector, faces: Sequence[CachedFace], seed: int = 0, real_
         rng = np.random.default_rng((seed, 14, i))
         outline = str(rng.choice(list(EXPRESSION_OUTLINES), p=list(EXPRESSION_OUTLINES.values())))
         picked = rng.choice(pairs[i], size=min(3, len(pairs[i])), replace=False)
-        sources = [(load_crop(frames[int(j)]), np.asarray(frames[int(j)].landmarks, np.float32)) for j in picked]
+        sources = [(reals[int(j)], np.asarray(frames[int(j)].landmarks, np.float32)) for j in picked]  # decoded once
         fake, _ = expression_swap(reals[i], np.asarray(face.landmarks, np.float32), sources, rng, jitter=0.0,
                                   outline=outline)
         fakes.append(fake)

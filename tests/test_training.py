@@ -295,6 +295,9 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     assert det.info.temperature == pytest.approx(cal["temperature"], rel=1e-5)
     assert det.threshold == pytest.approx(cal["threshold"], rel=1e-5)
     assert "## Calibration" in (model_dir / "README.md").read_text()
+    from training.loop import resolve_precision
+
+    assert record["precision"] == {"requested": "auto", "used": resolve_precision("auto")[0]}  # what it trained in
     proc = subprocess.run([sys.executable, "-m", "training", "evaluate", "--detector", str(model_dir), *common],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -834,7 +837,7 @@ def test_autoencoder_swap_learns_two_people_and_redraws_a_face_in_the_mask(tmp_p
 
     torch.manual_seed(0)
     untrained = aeswap.SwapAutoencoder(2)
-    swapper = aeswap.swapper_for(faces, tmp_path / "cache", steps=60, min_faces=4)
+    swapper = aeswap.swapper_for(faces, tmp_path / "cache", steps=100, min_faces=4)
     assert swapper.identities == ["a", "b"] and error(swapper.model) < 0.7 * error(untrained)
     with pytest.raises(ValueError, match="at least 2 identities"):
         aeswap.train_autoencoder({"a": aligned["a"]}, steps=1)
@@ -855,7 +858,7 @@ def test_autoencoder_swap_learns_two_people_and_redraws_a_face_in_the_mask(tmp_p
     assert np.abs(fake.astype(int) - image.astype(int))[mask > 0.7].mean() > 4  # redrawn, not copied
 
     monkeypatch.setattr(aeswap, "train_autoencoder", lambda *a, **k: pytest.fail("retrained a cached autoencoder"))
-    again = aeswap.swapper_for(faces, tmp_path / "cache", steps=60, min_faces=4)
+    again = aeswap.swapper_for(faces, tmp_path / "cache", steps=100, min_faces=4)
     x = aeswap._tensor(np.stack(aligned["a"]))
     with torch.no_grad():
         assert torch.equal(again.model(x, 1), aeswap.SwapAutoencoder.forward(swapper.model, x, 1))

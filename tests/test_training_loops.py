@@ -183,6 +183,40 @@ def test_training_core_shards_across_processes(tmp_path):
     assert (tmp_path / "run" / "checkpoint" / "state.json").is_file()
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_falls_back_to_fp32_on_a_cpu_without_native_bfloat16(monkeypatch, tmp_path, capsys, native):
+    """bf16 autocast on a CPU without bf16 kernels is emulated and several times slower than fp32:
+    there a run asked for bf16 trains in fp32 and says so in one line; where the CPU has them, bf16."""
+    from accelerate.state import AcceleratorState
+
+    from training import loop
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: native)
+    AcceleratorState._reset_state(True)  # accelerate keeps one precision per process: start clean, leave clean
+    assert loop.resolve_precision("auto") == ("no", None)  # auto: bf16 only on a GPU that has it
+    assert loop.resolve_precision("no") == ("no", None)
+    torch.manual_seed(0)
+    model = timm.create_model("forensics_patch_cnn_tiny", num_classes=2)
+    config = TrainConfig(out_dir=str(tmp_path), epochs=1, lr=3e-3, batch_size=8, num_workers=0, precision="bf16")
+    seen = []
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))  # the output is cast back to fp32
+    conv.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    try:
+        result = train(model, Squares(16), Squares(8), config, Collate(MEAN, STD), [1])
+    finally:
+        AcceleratorState._reset_state(True)
+    printed = capsys.readouterr().out
+    if native:
+        assert result["precision"] == "bf16" and "precision_note" not in result and torch.bfloat16 in seen
+        assert "no native bfloat16" not in printed
+    else:
+        assert result["precision"] == "no" and set(seen) == {torch.float32}
+        assert result["precision_note"].startswith("precision bf16: this CPU has no native bfloat16")
+        assert result["precision_note"] in printed and "training in fp32" in result["precision_note"]
+    assert len(result["history"]) == 1 and np.isfinite(result["history"][0]["train_loss"])
+
+
 def test_mae_runs_under_bf16_autocast():
     """`pretrain` with precision bf16: the decoder's inputs are bf16, the loss stays fp32 and finite."""
     torch.manual_seed(0)

@@ -46,7 +46,8 @@ DEFAULTS = {
     "resume": False,
     "pretrained": True,
     "workers": 1,
-    "precision": "auto",  # auto: bf16 on CUDA with support, else fp32; bf16 also speeds up recent CPUs
+    "precision": "auto",  # auto: bf16 on CUDA with support, else fp32; bf16 also speeds up CPUs that have it
+    # natively (AVX-512/AMX) and falls back to fp32 on those that do not (training.loop.resolve_precision)
     "max_steps": None,
     "name": None,
     "version": "1",

@@ -232,7 +232,7 @@ def run_pretraining(config: dict) -> dict:
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
-    from training.loop import cosine_with_warmup
+    from training.loop import cosine_with_warmup, resolve_precision
     from training.mae import MaskedAutoencoder
 
     out = Path(config["out"])
@@ -253,7 +253,13 @@ def run_pretraining(config: dict) -> dict:
     total = max(1, epochs * len(loader))
     scheduler = cosine_with_warmup(optimizer, int(0.05 * total), total)
     masks = torch.Generator().manual_seed(int(config["seed"]))
-    bf16 = str(config.get("precision", "auto")) == "bf16"
+    # Pretraining runs on the CPU: bf16 autocast only when asked for and the CPU has it natively.
+    bf16, note = False, None
+    if str(config.get("precision", "auto")) == "bf16":
+        precision, note = resolve_precision("bf16")
+        bf16 = precision == "bf16"
+    if note:
+        print(note, flush=True)
     history = []
     for epoch in range(epochs):
         data.epoch = epoch
@@ -331,6 +337,8 @@ def run_training(config: dict, command: str | None = None) -> dict:
     if record_path.is_file():  # the whole run's curves travel with the model folder
         saved = json.loads(record_path.read_text())
         saved["history"] = result["history"]
+        saved["precision"] = {"requested": train_config.precision, "used": result.get("precision"),
+                              **({"note": result["precision_note"]} if result.get("precision_note") else {})}
         if config.get("calibrate", True):
             saved["calibration"] = calibrate_model(model_dir, val_set, fake_indices)
         record_path.write_text(json.dumps(saved, indent=2, default=str))

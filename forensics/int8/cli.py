@@ -31,6 +31,9 @@ def add_parsers(sub) -> None:
     q.add_argument("--max-delta", type=float, default=0.015,
                    help="static int8: keep the fewest nodes float that hold P(fake) within this on every calibration "
                         "face (default 0.015, a margin under the audit's 0.02)")
+    q.add_argument("--reduce-range", action="store_true",
+                   help="7-bit weights: int8 products cannot saturate on x86 CPUs without VNNI (AVX2 only), "
+                        "at a little precision (docs/int8.md)")
     q.add_argument("--allow-untrained", action="store_true", help=argparse.SUPPRESS)
 
     a = sub.add_parser("audit", help="float vs int8: agreement, AUC, size, load time and latency, side by side")
@@ -95,7 +98,7 @@ def cmd_quantize(args) -> int:
     bar, update = _bar()
     try:
         record = build_onnx(detector, crops, mode, attention=not args.no_attention, progress=update,
-                            max_delta=args.max_delta)
+                            max_delta=args.max_delta, reduce_range=args.reduce_range)
     finally:
         bar.close()
     f, q = record["float"], record["int8"]

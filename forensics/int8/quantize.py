@@ -256,7 +256,7 @@ def _probe_faces(p_fake: np.ndarray, count: int) -> np.ndarray:
 def quantize_onnx(src: str | Path, dst: str | Path, mode: str, calibration: np.ndarray | None = None,
                   per_channel: bool = True, keep_float: str | Sequence[str] = "auto", max_delta: float = 0.015,
                   temperature: float = 1.0, probe_faces: int = 32, progress=None,
-                  bias: Sequence[float] | None = None) -> dict:
+                  bias: Sequence[float] | None = None, reduce_range: bool = False) -> dict:
     """int8 ``dst`` from float ``src`` (both single files; ``dst`` written atomically).
 
     Static builds are mixed precision, chosen by measurement. Forensic detectors read faint,
@@ -272,6 +272,9 @@ def quantize_onnx(src: str | Path, dst: str | Path, mode: str, calibration: np.n
     trial build.
     A list of node names instead keeps exactly those float. P(fake) is read at ``temperature`` and ``bias``,
     as the detector reports it.
+    ``reduce_range``: 7-bit weights. On x86 CPUs without VNNI (AVX2 only) onnxruntime multiplies
+    uint8 activations by int8 weights with an instruction whose pairwise sums saturate at 16 bits;
+    7-bit weights cannot, at a little precision (docs/int8.md).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -294,7 +297,8 @@ def quantize_onnx(src: str | Path, dst: str | Path, mode: str, calibration: np.n
             warnings.simplefilter("ignore")
             if mode == "dynamic":
                 quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, per_channel=per_channel,
-                                 op_types_to_quantize=op_types_for(mode), nodes_to_exclude=excluded)
+                                 op_types_to_quantize=op_types_for(mode), nodes_to_exclude=excluded,
+                                 reduce_range=reduce_range)
             else:
                 ops = op_types_for(mode)
                 units = quantizable_units(pre, ops, excluded)
@@ -307,7 +311,7 @@ def quantize_onnx(src: str | Path, dst: str | Path, mode: str, calibration: np.n
                     quantize_static(str(pre), str(path), _Calibration(calibration), quant_format=QuantFormat.QDQ,
                                     op_types_to_quantize=ops, nodes_to_exclude=[*excluded, *floats],
                                     nodes_to_quantize=list(only) if only else None, per_channel=per_channel,
-                                    weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+                                    reduce_range=reduce_range, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
                                     calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache))
 
                 if keep_float != "auto":
@@ -371,7 +375,8 @@ def quantize_onnx(src: str | Path, dst: str | Path, mode: str, calibration: np.n
             shutil.move(str(out), str(final))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    info = {"file": dst.name, "mode": mode, "per_channel": per_channel, "weights": "int8",
+    info = {"file": dst.name, "mode": mode, "per_channel": per_channel,
+            "weights": "int8 (7-bit range: reduce_range)" if reduce_range else "int8",
             "int8_ops": op_types_for(mode),
             "activations": "uint8, calibrated (MinMax)" if mode == "static" else "quantized per batch at run time",
             "float_nodes": "attention products (q@k, attn@v) and softmax", "bytes": dst.stat().st_size}
@@ -403,7 +408,7 @@ def operating_point_threshold(p_float: np.ndarray, p_int8: np.ndarray, threshold
 
 def build_onnx(detector: Detector, calibration_crops: Sequence[np.ndarray] | None = None, mode: str = "auto",
                attention: bool = True, out_dir: str | Path | None = None, progress=None,
-               max_delta: float = 0.015) -> dict:
+               max_delta: float = 0.015, reduce_range: bool = False) -> dict:
     """``model.onnx`` + ``model_quantized.onnx`` + ``onnx.json`` in the detector's folder (or
     ``out_dir``). The int8 threshold is tuned on ``calibration_crops`` to keep the float
     model's decisions; :mod:`forensics.int8.audit` measures it on labelled faces. ``max_delta``:
@@ -425,7 +430,7 @@ def build_onnx(detector: Detector, calibration_crops: Sequence[np.ndarray] | Non
     step(0.5, f"quantizing ({mode} int8)")
     quantized = quantize_onnx(folder / ONNX_NAME, folder / INT8_NAME, mode, batch,
                               temperature=detector.info.temperature, bias=detector.info.logit_bias, max_delta=max_delta,
-                              progress=lambda fraction, text: step(0.5 + 0.4 * fraction, f"int8: {text}"))
+                              reduce_range=reduce_range, progress=lambda fraction, text: step(0.5 + 0.4 * fraction, f"int8: {text}"))
     record = {"source_weights": "model.safetensors", "float": exported, "int8": quantized}
     if batch is not None:
         step(0.9, "tuning the int8 threshold")

@@ -282,6 +282,9 @@ def test_cli_quantize_and_audit_fail_loudly(model_dirs, labelled_tree, tmp_path)
              "--min-agreement", "0", "--max-auc-delta", "1", "--repeats", "2", "--no-maps", "--bundle")
     assert ok.returncode == 0, ok.stderr
     assert "PASSED" in ok.stdout and "latency p50 / p95, batch 1" in ok.stdout
+    from forensics.int8.audit import cpu_info
+
+    assert f"measured on: {cpu_info()['model']} ({cpu_info()['int8']})" in ok.stdout  # the CPU its figures hold for
     # --bundle keeps this audit with the detector, and only this audit's disagreement strips
     kept = json.loads((folder / "audit" / "audit.json").read_text())
     strips = {e["image"] for e in kept["disagreements"] if "image" in e}
@@ -295,3 +298,24 @@ def test_cli_quantize_and_audit_fail_loudly(model_dirs, labelled_tree, tmp_path)
     assert "Traceback" not in missing.stderr
     too_loose = run("quantize", "--detector", str(folder), "--calibration", str(labelled_tree), "--max-delta", "2")
     assert too_loose.returncode != 0 and too_loose.stderr.strip() == "--max-delta must be between 0 and 1, got 2"
+
+
+def test_cpu_info_says_whether_int8_products_can_saturate(tmp_path):
+    """An audit records the CPU it measured on: with VNNI onnxruntime's int8 products cannot saturate,
+    on an AVX2-only CPU they can (docs/int8.md), so |delta P| and speed may differ between the two."""
+    from forensics.int8.audit import cpu_info
+
+    def info(model: str, flags: str) -> dict:
+        path = tmp_path / "cpuinfo"
+        path.write_text(f"processor\t: 0\nmodel name\t: {model}\nflags\t\t: {flags}\n\n"
+                        f"processor\t: 1\nmodel name\t: {model}\nflags\t\t: {flags}\n")
+        return cpu_info(path)
+
+    assert info("AMD EPYC", "fpu sse avx avx2 fma") == {
+        "model": "AMD EPYC", "int8": "AVX2 without VNNI: uint8 x int8 products can saturate"}
+    assert info("Intel Xeon", "avx2 avx512f avx512_vnni amx_int8")["int8"] == "VNNI (amx_int8, avx512_vnni)"
+    assert info("Intel Core", "avx2 avx_vnni")["int8"] == "VNNI (avx_vnni)"
+    assert info("ARM", "fp asimd")["int8"] == "no x86 int8 dot-product flags"
+    assert cpu_info(tmp_path / "missing")["int8"] == "unknown (no /proc/cpuinfo)"
+    here = cpu_info()  # this machine's, as the audit records it
+    assert here["model"] and here["int8"]

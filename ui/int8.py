@@ -102,8 +102,9 @@ class Int8Tab:
                 f"threshold instead: {c.get('agreement_at_float_threshold', c['agreement']):.2%}; the best threshold on "
                 f"these faces: {c['int8_threshold_tuned']:.4f}, agreement {c['agreement_at_tuned_threshold']:.2%}). Mean |ΔP(fake)| {c['mean_abs_delta']:.4f}, "
                 f"max {c['max_abs_delta']:.4f}. Tolerance: agreement ≥ {audit['tolerance']['min_agreement']:.0%}, "
-                f"|ΔAUC| ≤ {audit['tolerance']['max_auc_delta']}. Timed with {audit['threads']} thread(s), "
-                "every model in the same interleaved rounds.")
+                f"|ΔAUC| ≤ {audit['tolerance']['max_auc_delta']}. Timed with {audit['threads']} thread(s)"
+                + (f" on {audit['cpu']['model']} ({audit['cpu']['int8']})" if audit.get("cpu") else "")
+                + ", every model in the same interleaved rounds.")
         figs = figures(audit)
         gallery = []
         for entry in audit["disagreements"]:

@@ -30,6 +30,34 @@ import numpy as np
 from forensics.core import DetectorError, ForensicsError, read_json, write_atomic
 
 AUDIT_NAME = "audit.json"
+# CPU flags that give onnxruntime int8 dot products without 16-bit saturation (docs/int8.md).
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_info(cpuinfo: str | Path = "/proc/cpuinfo") -> dict:
+    """The CPU an audit's speeds and deltas were measured on, and whether it has VNNI: without it
+    (AVX2 only) onnxruntime's uint8 x int8 products can saturate, so an int8 build's |delta P| may
+    differ from one CPU to another."""
+    import platform
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path(cpuinfo).read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                model = value.strip()
+            elif key.strip() in ("flags", "Features") and not flags:
+                flags = set(value.split())
+    except OSError:
+        return {"model": model, "int8": "unknown (no /proc/cpuinfo)"}
+    vnni = sorted(flags.intersection(VNNI_FLAGS))
+    if vnni:
+        int8 = f"VNNI ({', '.join(vnni)})"
+    elif "avx2" in flags:
+        int8 = "AVX2 without VNNI: uint8 x int8 products can saturate"
+    else:
+        int8 = "no x86 int8 dot-product flags"
+    return {"model": model, "int8": int8}
 MAX_DISAGREEMENTS = 8
 FLOAT_MAPS = ("attention", "rollout", "gradcam", "gradcam++", "patches")
 INT8_MAPS = ("attention", "rollout", "patches")
@@ -311,6 +339,7 @@ def run_audit(detector: str, faces: LabelledFaces, tolerance: Tolerance | None =
         "models": table,
         "speedup": speed,
         "threads": int(__import__("torch").get_num_threads()),
+        "cpu": cpu_info(),
         "tolerance": {**asdict(tolerance), "passed": not failures, "failures": failures},
         "disagreements": [{"index": int(i), "name": faces.names[i], "source": faces.sources[i], "label": int(y[i]),
                            "p_float": float(p_float[i]), "p_int8": float(p_int8[i])} for i in order],

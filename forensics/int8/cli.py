@@ -158,6 +158,8 @@ def cmd_audit(args) -> int:
 
         for row in summary_rows(audit):
             print(f"{row[0]:<38}" + "".join(f"{c:>28}" for c in row[1:]))
+        cpu = audit.get("cpu") or {}
+        print(f"measured on: {cpu.get('model', '?')} ({cpu.get('int8', '?')}), {audit['threads']} thread(s)")
         print(f"report: {out / 'audit.html'}")
     line = verdict_line(audit)
     print(line, file=sys.stderr if not audit["tolerance"]["passed"] else sys.stdout)

@@ -230,7 +230,7 @@ def test_mae_runs_under_bf16_autocast():
     assert all(torch.isfinite(p.grad).all() for p in mae.parameters() if p.grad is not None)
 
 
-def test_pretrain_command_learns_from_real_training_faces_only(monkeypatch, tmp_path):
+def test_pretrain_command_learns_from_real_training_faces_only(monkeypatch, tmp_path, capsys):
     """`python -m training pretrain` end to end on real face photos: only the real faces of the
     training split are pretrained on, the encoder is written after each epoch, and it starts a
     ViT classifier (everything but the head loaded)."""
@@ -255,7 +255,11 @@ def test_pretrain_command_learns_from_real_training_faces_only(monkeypatch, tmp_
               "batch_size": 4, "lr": 1e-3, "holdout_sources": [], "val_fraction": 0.2, "precision": "bf16",
               "workers": 0, "mask_ratio": 0.75}
     train, _ = pipeline.split_faces(faces, config)
+    from training import loop
+
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: False)  # bf16 asked for, on a CPU without it
     result = pipeline.run_pretraining(config)
+    assert loop.NO_CPU_BF16 in capsys.readouterr().out  # pretrained in fp32, and said so
     assert result["faces"] == sum(f.label == "real" for f in train) < 9
     history = json.loads((tmp_path / "mae" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2] and all(np.isfinite(h["loss"]) and h["loss"] > 0 for h in history)

@@ -48,6 +48,10 @@ class TrainConfig:
     log_every: int = 10
 
 
+NO_CPU_BF16 = ("precision bf16: this CPU has no native bfloat16 (oneDNN reports no bf16 kernels), where bf16 "
+               "runs several times slower than fp32; training in fp32")
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether oneDNN has bfloat16 kernels for this CPU (AVX-512 or AMX). Without them bf16
     autocast is emulated: measured on an AMD EPYC with AVX2 only, a training step of the default's
@@ -68,8 +72,7 @@ def resolve_precision(requested: str) -> tuple[str, str | None]:
     if requested == "auto":
         return ("bf16" if cuda and torch.cuda.is_bf16_supported() else "no"), None
     if requested == "bf16" and not cuda and not cpu_has_native_bf16():
-        return "no", ("precision bf16: this CPU has no native bfloat16 (oneDNN reports no bf16 kernels), where "
-                      "bf16 runs several times slower than fp32; training in fp32")
+        return "no", NO_CPU_BF16
     return requested, None
 
 

@@ -232,7 +232,7 @@ def run_pretraining(config: dict) -> dict:
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
-    from training.loop import cosine_with_warmup, resolve_precision
+    from training.loop import NO_CPU_BF16, cosine_with_warmup, cpu_has_native_bf16
     from training.mae import MaskedAutoencoder
 
     out = Path(config["out"])
@@ -254,12 +254,10 @@ def run_pretraining(config: dict) -> dict:
     scheduler = cosine_with_warmup(optimizer, int(0.05 * total), total)
     masks = torch.Generator().manual_seed(int(config["seed"]))
     # Pretraining runs on the CPU: bf16 autocast only when asked for and the CPU has it natively.
-    bf16, note = False, None
-    if str(config.get("precision", "auto")) == "bf16":
-        precision, note = resolve_precision("bf16")
-        bf16 = precision == "bf16"
-    if note:
-        print(note, flush=True)
+    bf16 = str(config.get("precision", "auto")) == "bf16"
+    if bf16 and not cpu_has_native_bf16():
+        bf16 = False
+        print(NO_CPU_BF16, flush=True)
     history = []
     for epoch in range(epochs):
         data.epoch = epoch

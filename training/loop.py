@@ -62,13 +62,14 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
-def resolve_precision(requested: str) -> tuple[str, str | None]:
+def resolve_precision(requested: str, cuda: bool | None = None) -> tuple[str, str | None]:
     """The mixed precision a run uses, and a one-line note when it is not the one asked for.
 
-    ``auto``: bf16 on a CUDA GPU that has it, else fp32 (``"no"``). ``bf16`` on a machine without a
-    GPU falls back to fp32 where the CPU has no native bfloat16 (:func:`cpu_has_native_bf16`): there
-    it would only make training several times slower."""
-    cuda = torch.cuda.is_available()
+    ``auto``: bf16 on a CUDA GPU that has it, else fp32 (``"no"``). ``bf16`` on the CPU falls back
+    to fp32 where the CPU has no native bfloat16 (:func:`cpu_has_native_bf16`): there it would only
+    make training several times slower. ``cuda``: whether the run uses the GPU (default: whether
+    there is one)."""
+    cuda = torch.cuda.is_available() if cuda is None else cuda
     if requested == "auto":
         return ("bf16" if cuda and torch.cuda.is_bf16_supported() else "no"), None
     if requested == "bf16" and not cuda and not cpu_has_native_bf16():

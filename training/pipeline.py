@@ -232,7 +232,7 @@ def run_pretraining(config: dict) -> dict:
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
-    from training.loop import NO_CPU_BF16, cosine_with_warmup, cpu_has_native_bf16
+    from training.loop import cosine_with_warmup, resolve_precision
     from training.mae import MaskedAutoencoder
 
     out = Path(config["out"])
@@ -253,11 +253,10 @@ def run_pretraining(config: dict) -> dict:
     total = max(1, epochs * len(loader))
     scheduler = cosine_with_warmup(optimizer, int(0.05 * total), total)
     masks = torch.Generator().manual_seed(int(config["seed"]))
-    # Pretraining runs on the CPU: bf16 autocast only when asked for and the CPU has it natively.
-    bf16 = str(config.get("precision", "auto")) == "bf16"
-    if bf16 and not cpu_has_native_bf16():
-        bf16 = False
-        print(NO_CPU_BF16, flush=True)
+    precision, note = resolve_precision(str(config.get("precision", "auto")), cuda=False)  # it runs on the CPU
+    if note:
+        print(note, flush=True)
+    bf16 = precision == "bf16"
     history = []
     for epoch in range(epochs):
         data.epoch = epoch

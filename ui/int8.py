@@ -89,7 +89,7 @@ class Int8Tab:
                 self.gallery: gr.Gallery(value=[], visible=False)}
 
     def _audit_outputs(self, audit: dict, folder: Path | None) -> dict:
-        from forensics.int8.audit import figures, summary_rows, verdict_line
+        from forensics.int8.audit import figures, measured_on, summary_rows, verdict_line
 
         rows = summary_rows(audit)
         names = list(audit["models"])
@@ -103,7 +103,7 @@ class Int8Tab:
                 f"these faces: {c['int8_threshold_tuned']:.4f}, agreement {c['agreement_at_tuned_threshold']:.2%}). Mean |ΔP(fake)| {c['mean_abs_delta']:.4f}, "
                 f"max {c['max_abs_delta']:.4f}. Tolerance: agreement ≥ {audit['tolerance']['min_agreement']:.0%}, "
                 f"|ΔAUC| ≤ {audit['tolerance']['max_auc_delta']}. Timed with {audit['threads']} thread(s)"
-                + (f" on {audit['cpu']['model']} ({audit['cpu']['int8']})" if audit.get("cpu") else "")
+                + (f" on {cpu}" if (cpu := measured_on(audit)) else "")
                 + ", every model in the same interleaved rounds.")
         figs = figures(audit)
         gallery = []

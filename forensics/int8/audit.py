@@ -30,6 +30,10 @@ import numpy as np
 from forensics.core import DetectorError, ForensicsError, read_json, write_atomic
 
 AUDIT_NAME = "audit.json"
+MAX_DISAGREEMENTS = 8
+FLOAT_MAPS = ("attention", "rollout", "gradcam", "gradcam++", "patches")
+INT8_MAPS = ("attention", "rollout", "patches")
+
 # CPU flags that give onnxruntime int8 dot products without 16-bit saturation (docs/int8.md).
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
@@ -58,9 +62,12 @@ def cpu_info(cpuinfo: str | Path = "/proc/cpuinfo") -> dict:
     else:
         int8 = "no x86 int8 dot-product flags"
     return {"model": model, "int8": int8}
-MAX_DISAGREEMENTS = 8
-FLOAT_MAPS = ("attention", "rollout", "gradcam", "gradcam++", "patches")
-INT8_MAPS = ("attention", "rollout", "patches")
+
+
+def measured_on(audit: dict) -> str | None:
+    """The CPU an audit ran on as "model (its int8 kernels)", or None for an audit that predates the record."""
+    cpu = audit.get("cpu")
+    return f"{cpu['model']} ({cpu['int8']})" if cpu else None
 _TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("forensics.int8"), autoescape=True)
 
 
@@ -465,7 +472,8 @@ def write_audit(audit: dict, out: str | Path) -> tuple[Path, Path]:
     parts = [fig.to_html(full_html=False, include_plotlyjs="inline" if i == 0 else False)
              for i, fig in enumerate(figures(audit).values())]
     html = _TEMPLATES.get_template("audit.html").render(audit=audit, verdict=verdict_line(audit),
-                                                        rows=summary_rows(audit), figures=parts, images=images)
+                                                        rows=summary_rows(audit), figures=parts, images=images,
+                                                        measured_on=measured_on(audit))
     write_atomic(html_path, html)
     return json_path, html_path
 

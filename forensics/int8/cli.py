@@ -154,12 +154,11 @@ def cmd_audit(args) -> int:
     if args.json:
         print(json.dumps({k: v for k, v in audit.items() if k != "scores"}, indent=2))
     else:
-        from forensics.int8.audit import summary_rows
+        from forensics.int8.audit import measured_on, summary_rows
 
         for row in summary_rows(audit):
             print(f"{row[0]:<38}" + "".join(f"{c:>28}" for c in row[1:]))
-        cpu = audit.get("cpu") or {}
-        print(f"measured on: {cpu.get('model', '?')} ({cpu.get('int8', '?')}), {audit['threads']} thread(s)")
+        print(f"measured on: {measured_on(audit) or '?'}, {audit['threads']} thread(s)")
         print(f"report: {out / 'audit.html'}")
     line = verdict_line(audit)
     print(line, file=sys.stderr if not audit["tolerance"]["passed"] else sys.stdout)

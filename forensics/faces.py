@@ -22,6 +22,7 @@ import numpy as np
 
 from forensics import mtcnn as mtcnn_pass
 from forensics.core import DetectorError, MediaError
+from forensics.core.framing import FRAMING_TEXT, FRAMINGS, check_framing
 
 __all__ = [
     "FRAMINGS",
@@ -49,25 +50,16 @@ _MTCNN_MIN_WINDOW = 12.0
 # Faces cut by the image border are kept when at least this share of their box is inside.
 _MIN_VISIBLE = 1.0 / 3.0
 
-# How a crop is framed around a face: "box" squares MTCNN's box; "landmarks" squares a region
-# scaled from the five landmarks. MTCNN's box depends on the picture around the face: relative to
-# the eyes and mouth it is 16% tighter on UTKFace's tight 200x200 crops than on FFHQ's full-head
-# images, and centred lower, so box crops frame the same face differently by source.
-FRAMINGS = ("box", "landmarks")
+# How a crop is framed around a face (``FRAMINGS``, in forensics.core.framing): "box" squares MTCNN's
+# box; "landmarks" squares a region scaled from the five landmarks. MTCNN's box depends on the
+# picture around the face: relative to the eyes and mouth it is 16% tighter on UTKFace's tight
+# 200x200 crops than on FFHQ's full-head images, and centred lower, so box crops frame the same face
+# differently by source.
 # Landmark framing: the larger of the eye distance and the eyes-to-mouth distance is this share of
 # the side (between UTKFace's MTCNN boxes, 0.43, and FFHQ's, 0.37); the side stays within
 # 0.6..1.6 box sides so that a bad landmark cannot shrink or blow up a crop.
 LANDMARK_FACE_SHARE = 0.40
 _LANDMARK_SIDE_LIMITS = (0.6, 1.6)
-# How model cards name each framing.
-FRAMING_TEXT = {"box": "MTCNN box", "landmarks": "square scaled from the MTCNN landmarks"}
-
-
-def check_framing(framing: str) -> str:
-    """``framing`` if it is one of ``FRAMINGS``; otherwise a one-line ``ValueError``."""
-    if framing not in FRAMINGS:
-        raise ValueError(f"face framing must be one of {', '.join(FRAMINGS)}, got {framing!r}")
-    return framing
 
 
 @dataclass

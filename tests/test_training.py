@@ -1011,6 +1011,42 @@ def test_a_config_file_that_cannot_be_used_is_refused_in_one_line(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.yaml", "list.yaml"]
 
 
+def test_a_bad_setting_is_refused_before_torch_is_imported(tmp_path):
+    """The training command line reads and checks its settings before it loads torch and the
+    explanation stack, so a mistake is reported at once; `explain-bench --help` still lists the
+    bench's own options, and `--help` every command."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("face_framing: sideways\n")
+    probe = ("import sys\nfrom training.cli import main\n"
+             "for argv in {cases!r}:\n"
+             "    try:\n        main(argv)\n    except SystemExit as exc:\n        print(exc)\n"
+             "print('torch loaded' if 'torch' in sys.modules else 'torch not loaded')\n")
+    cases = [["train", "--config", str(tmp_path / "missing.yaml")], ["pretrain", "--config", str(broken)],
+             ["distill", "--model", "hybrid"], ["federated", "--config", str(broken)],
+             ["train", "--config", str(broken), "--epochs", "1"]]
+    run = subprocess.run([sys.executable, "-c", probe.format(cases=cases)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-800:]
+    assert run.stdout.splitlines() == [
+        f"config {tmp_path / 'missing.yaml'}: no such file",
+        "face_framing must be one of box, landmarks, got 'sideways'",
+        "distill needs a teacher: --teacher MODEL_DIR or `teacher:` in --config",
+        "face_framing must be one of box, landmarks, got 'sideways'",
+        "face_framing must be one of box, landmarks, got 'sideways'",
+        "torch not loaded"]
+    listing = subprocess.run([sys.executable, "-m", "training", "--help"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=300)
+    assert listing.returncode == 0 and "explain-bench" in listing.stdout and "score every explanation" in listing.stdout
+    bench = subprocess.run([sys.executable, "-m", "training", "explain-bench", "--help"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=300)
+    assert bench.returncode == 0 and "--removal" in bench.stdout and "--no-casia" in bench.stdout, bench.stderr[-800:]
+
+
 def _clip_frames(tmp_path, face_detector, clip: str = "iplap_129.mp4", count: int = 4):
     """``count`` frames of a real talking-head clip, 1.5 s apart, cropped by MTCNN with their landmarks."""
     import cv2

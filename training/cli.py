@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from forensics.faces import FRAMINGS
+from forensics.core.framing import FRAMINGS
 from forensics.jobs.settings import MODEL_CHOICES
 
 DEFAULTS = {
@@ -119,7 +119,14 @@ def _train_parser(sub, name: str = "train", text: str = "fine-tune a detector (s
     p.add_argument("--noise-prob", type=float, help="share of training pairs given the same noise (default 0)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+EXPLAIN_BENCH_HELP = "score every explanation method of a detector on self-blended fakes"
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line. ``command``: the subcommand about to be parsed. Only for
+    ``explain-bench`` does it load that bench's options, which sit behind torch and the explanation
+    stack; every other command (and ``--help``) parses without them, so that it can refuse a bad
+    setting at once instead of after seconds of imports."""
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
@@ -172,10 +179,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--detector", required=True, help="a trained model folder (with its training.json)")
     c.add_argument("--data", default=None, help="labels.csv (default: the run's)")
     c.add_argument("--cache", default=None, help="face-crop cache (default: the run's)")
-    from training import explain_bench
+    if command == "explain-bench":
+        from training import explain_bench
 
-    explain_bench.add_parser(sub)
+        explain_bench.add_parser(sub, EXPLAIN_BENCH_HELP)
+    else:  # listed in --help all the same
+        sub.add_parser("explain-bench", help=EXPLAIN_BENCH_HELP)
     return parser
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The subcommand named in ``argv`` (its first word that is not an option), if any."""
+    return next((word for word in argv if not word.startswith("-")), None)
 
 
 def resolve_config(args: argparse.Namespace) -> dict:
@@ -213,8 +228,9 @@ def read_config_file(path: str) -> dict:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    command = shlex.join(["python", "-m", "training", *(sys.argv[1:] if argv is None else argv)])  # for the records
+    words = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_command_of(words)).parse_args(words)
+    command = shlex.join(["python", "-m", "training", *words])  # for the records
     from forensics.core.errors import ForensicsError
 
     try:
@@ -225,20 +241,19 @@ def main(argv=None) -> int:
 
 def _dispatch(args: argparse.Namespace, command: str) -> int:
     if args.command == "pretrain":
+        config = resolve_config(args)
         from training.pipeline import run_pretraining
 
         try:
-            print(json.dumps(run_pretraining(resolve_config(args)), indent=2))
+            print(json.dumps(run_pretraining(config), indent=2))
         except (FileNotFoundError, ValueError) as exc:
             raise SystemExit(f"pretrain: {exc}") from None
         return 0
     if args.command in ("train", "distill"):
-        from training.pipeline import run_training
-
         config = resolve_config(args)
         if args.command == "distill" and not config.get("teacher"):
             raise SystemExit("distill needs a teacher: --teacher MODEL_DIR or `teacher:` in --config")
-        from training.pipeline import ConfigError
+        from training.pipeline import ConfigError, run_training
 
         try:
             result = run_training(config, command=command)
@@ -247,11 +262,11 @@ def _dispatch(args: argparse.Namespace, command: str) -> int:
         print(json.dumps({k: result[k] for k in ("model_dir", "best_auc")}, indent=2))
         return 0
     if args.command == "federated":
-        from training.federated.run import run_federated
         from training.federated.settings import resolve_federated_config
 
         overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
         config = resolve_federated_config(args.config, {**overrides, "resume": args.resume or None})
+        from training.federated.run import run_federated
         from training.pipeline import ConfigError
 
         try:

@@ -431,8 +431,8 @@ def markdown_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("explain-bench", help="score every explanation method of a detector on self-blended fakes")
+def add_parser(sub, help: str) -> None:  # noqa: A002 - argparse's word
+    p = sub.add_parser("explain-bench", help=help)
     p.add_argument("--detector", default="default", help="bundled name or model folder (default: default)")
     p.add_argument("--data", default="../shared/data/labels.csv")
     p.add_argument("--cache", default=".cache/crops256")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from forensics.faces import FRAMINGS
+from forensics.core.framing import FRAMINGS
 
 FEDERATED_DEFAULTS = {
     "out": "runs/federated",

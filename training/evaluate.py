@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from forensics.core import read_json, write_atomic
+from forensics.core import read_json, sha256_file, write_atomic
 from forensics.detectors import load_detector
 from forensics.detectors.base import size_temperature, temper
 from forensics.detectors.card import VIDEO_SOURCE
@@ -375,6 +375,19 @@ def save_record_faces(folder: str | Path, data: str, cache: str, out: str | Path
     return len(items)
 
 
+def measured_weights(folder: Path) -> dict:
+    """Which model the figures are of: its folder (relative to the working directory when inside it, so
+    that a record made in a checkout names no one's home directory) and the SHA-256 of its weights, which
+    ties the figures to the weights wherever the folder is copied."""
+    folder = Path(folder)
+    try:
+        shown = str(folder.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        shown = str(folder)
+    weights = folder / "model.safetensors"
+    return {"path": shown, "weights_sha256": sha256_file(weights) if weights.is_file() else None}
+
+
 def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = None,
                    holdout_sources: Sequence[str] | None = None, seed: int = 0, videos: bool = True) -> dict:
     detector = load_detector(detector_dir, cache=False)
@@ -393,7 +406,7 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
     tuned = tune_threshold(y, p)
     per_source = {name: _subset(y, p, mask) for name, mask in source_subsets(sources, y, holdout_sources).items()}
     metrics = {
-        "detector": detector.describe(),
+        "detector": {**detector.describe(), **measured_weights(folder)},
         "validation_faces": len(val),
         "evaluated_images": len(items),
         "holdout_sources": list(holdout_sources),

@@ -78,7 +78,9 @@ def card_text(record: dict, metrics: dict | None) -> str:
                   f"Validation faces: {metrics['validation_faces']} held-out faces, each real one with a self-blended "
                   f"fake ({metrics['evaluated_images']} images). \"SBI\" rows: held-back faces of the training sources "
                   "with their pseudo-fakes; the held-out sources' rows (never trained on, never used to choose an "
-                  "epoch) are what says how it generalises.", "",
+                  "epoch) are what says how it generalises."
+                  + (f" Weights measured: SHA-256 `{metrics['detector']['weights_sha256'][:16]}`..."
+                     if metrics.get("detector", {}).get("weights_sha256") else ""), "",
                   *_table(["measure", "value"], [
                       ("ROC-AUC", _fmt(s["roc_auc"])),
                       ("ROC-AUC, held-out sources only (never trained on)", _fmt(s.get("source_heldout_auc"))),

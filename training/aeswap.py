@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from forensics.core import write_atomic
 from tqdm import tqdm
 
 from training.data import CachedFace, load_crop
@@ -137,7 +139,7 @@ class AutoencoderSwapper:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, str(folder / "aeswap.safetensors"))
-        (folder / "aeswap.json").write_text(json.dumps({"identities": self.identities, "size": SIZE}, indent=2))
+        write_atomic(folder / "aeswap.json", {"identities": self.identities, "size": SIZE})
 
     @classmethod
     def load(cls, folder: str | Path) -> "AutoencoderSwapper":

@@ -5,7 +5,6 @@ report.html."""
 
 from __future__ import annotations
 
-import json
 import re
 from functools import partial
 from pathlib import Path
@@ -443,7 +442,7 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
         metrics["videos"] = video_results(detector_dir, data, trained_videos(record, data))
     out_dir = Path(out) if out else folder
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_atomic(out_dir / "metrics.json", metrics)
     write_report(metrics, out_dir / "report.html", folder)
     if out_dir == folder and record:
         write_card(folder, metrics)  # the card states what was just measured
@@ -598,4 +597,4 @@ def write_report(metrics: dict, path: Path, model_dir: Path) -> None:
         fig.add_trace(go.Scatter(x=[h["epoch"] for h in history], y=[h["val"]["roc_auc"] for h in history],
                                  name="val AUC"), row=2, col=2)
     fig.update_layout(height=800, title=f"Evaluation of {metrics['detector']['name']}")
-    fig.write_html(str(path), include_plotlyjs=True)
+    write_atomic(path, fig.to_html(include_plotlyjs=True))

@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from forensics.core import atomic_path
+from forensics.core import atomic_path, write_atomic
 from training.metrics import binary_metrics
 
 
@@ -217,7 +217,7 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset, config: TrainC
                 state["bad_epochs"] += 1
             if main:
                 _save_checkpoint(ckpt, accelerator.unwrap_model(model), optimizer, scheduler, generator, state)
-                (out / "history.json").write_text(json.dumps(state["history"], indent=2))
+                write_atomic(out / "history.json", state["history"])
             accelerator.wait_for_everyone()
             if state["bad_epochs"] >= config.patience:
                 accelerator.print(f"early stop: no better validation AUC for {config.patience} epochs")

@@ -319,7 +319,7 @@ def run_training(config: dict, command: str | None = None) -> dict:
 
     def on_best(best_model, entry) -> None:
         save_timm_detector(best_model, model_dir, arch, info, model_args=model_args)
-        (model_dir / "training.json").write_text(json.dumps({**record, "best_epoch": entry}, indent=2, default=str))
+        write_atomic(model_dir / "training.json", {**record, "best_epoch": entry})
 
     train_config = TrainConfig(
         out_dir=str(out), epochs=int(config["epochs"]), lr=float(config["lr"]), weight_decay=float(config["weight_decay"]),
@@ -338,7 +338,7 @@ def run_training(config: dict, command: str | None = None) -> dict:
                               **({"note": result["precision_note"]} if result.get("precision_note") else {})}
         if config.get("calibrate", True):
             saved["calibration"] = calibrate_model(model_dir, val_set, fake_indices)
-        record_path.write_text(json.dumps(saved, indent=2, default=str))
+        write_atomic(record_path, saved)
         write_card(model_dir)  # the card states the record, calibration included
     return {**result, "model_dir": str(model_dir), "record": record}
 

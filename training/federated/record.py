@@ -5,10 +5,10 @@ figures), plus ``federated_metrics.json`` and the per-round curves (``rounds.htm
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from torch import nn
 
+from forensics.core import write_atomic
 from forensics.detectors.timm_family import save_timm_detector
 from training.data import face_counts
 from training.federated.partitions import DATA_FILE, Partitions
@@ -64,12 +64,12 @@ def write_federated_model(model: nn.Module, arch: str, model_args: dict, config:
                        "val": {"n": last.get("images"), "roc_auc": last.get("auc"), "f1": last.get("f1"),
                                "accuracy": last.get("accuracy")}},
     }
-    (model_dir / "training.json").write_text(json.dumps(record, indent=2, default=str))
-    (out / METRICS_FILE).write_text(json.dumps({"rounds": history, "federated": {
-        k: v for k, v in record["federated"].items() if k != "rounds_history"}}, indent=2, default=str))
+    write_atomic(model_dir / "training.json", record)
+    write_atomic(out / METRICS_FILE, {"rounds": history, "federated": {
+        k: v for k, v in record["federated"].items() if k != "rounds_history"}})
     from forensics.render.figures import federated_rounds_figure
 
-    federated_rounds_figure(history).write_html(str(out / CURVES_FILE), include_plotlyjs=True)
+    write_atomic(out / CURVES_FILE, federated_rounds_figure(history).to_html(include_plotlyjs=True))
     if config.get("evaluate", True):
         from training.evaluate import run_evaluation
 

@@ -782,6 +782,44 @@ def test_h264_reencode_is_a_real_codec_pass_and_leaves_old_draws_alone():
         **{**identity.__dict__, "jpeg": None}), 96))  # H.264 instead of the JPEG pass, before the resize
 
 
+def test_h264_round_trip_is_the_same_on_every_cpu():
+    """The H.264 pass gives the same pixels whatever SIMD the CPU has: FFmpeg's C code (every CPU
+    feature turned off through libavutil's av_force_cpu_flags) and this CPU's SIMD code agree to
+    the bit, on odd sizes too, so figures measured through it reproduce across machines. The
+    unguarded conversion would not (checked as well, so that the test can tell the two apart)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    probe = """
+import ctypes, glob, os, sys
+import av, cv2, numpy as np
+from forensics.media import load_image
+from training.augment import h264
+libs = glob.glob(os.path.join(os.path.dirname(av.__file__), os.pardir, "av.libs", "libavutil*.so*"))
+util = ctypes.CDLL(libs[0] if libs else "libavutil.so")
+faces = [cv2.resize(load_image(sys.argv[k]), size, interpolation=cv2.INTER_AREA)
+         for k, size in ((1, (224, 224)), (2, (161, 131)))]
+def unguarded(image):  # the earlier pass: the encoder and to_ndarray convert with swscale's defaults
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = image.shape[1], image.shape[0], "yuv420p"
+    encoder.options = {"crf": "32", "preset": "veryfast", "tune": "zerolatency"}
+    packets = encoder.encode(av.VideoFrame.from_ndarray(image, format="rgb24")) + encoder.encode(None)
+    decoder = av.CodecContext.create("h264", "r")
+    frames = [f for p in packets for f in decoder.decode(p)] + list(decoder.decode(None))
+    return frames[0].to_ndarray(format="rgb24")
+simd = [h264(f, crf) for f in faces for crf in (32, 40)] + [unguarded(faces[0])]
+util.av_force_cpu_flags(0)
+plain = [h264(f, crf) for f in faces for crf in (32, 40)] + [unguarded(faces[0])]
+print(all(np.array_equal(a, b) for a, b in zip(simd[:4], plain[:4])), not np.array_equal(simd[4], plain[4]))
+"""
+    faces = [str(data_path("faces/real/ffhq/ffhq_1.jpg")), str(data_path("faces/fake/stylegan2_tpdne/tpdne_1.jpg"))]
+    run = subprocess.run([sys.executable, "-c", probe, *faces], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-800:]
+    assert run.stdout.split() == ["True", "True"]
+
+
 def test_small_face_augmentation_compresses_at_the_small_size_and_leaves_old_draws_alone():
     """`lowres_prob`: off (the default), the draws are those of earlier runs; on, a face is shrunk
     to a 64-192 px crop, compressed at that size and enlarged by the crop resize, so compression

@@ -195,3 +195,19 @@ def test_hub_ids_resolve_from_the_cache_offline_and_fail_fast_otherwise(tmp_path
     with pytest.raises(DetectorError, match="offline and not in the local cache"):
         resolve_model_folder("someone/not-cached")
     assert time.perf_counter() - start < 5, "offline must fail fast, not retry"
+
+
+def test_every_bundled_card_was_measured_on_the_weights_it_ships_with():
+    """Each bundled folder's metrics.json (and so its card and the app's figures) names the SHA-256
+    of the weights it measured, and they are the folder's weights: new weights without a new
+    `python -m training evaluate` fail here. The path is the bundled folder's, not a machine's."""
+    from forensics.core import sha256_file
+    from tests.conftest import ROOT
+
+    bundled = sorted(p for p in (ROOT / "assets" / "detectors").iterdir() if (p / "metrics.json").is_file())
+    assert [p.name for p in bundled] == ["default", "mobilenetv2", "patch"]
+    for folder in bundled:
+        measured = json.loads((folder / "metrics.json").read_text())["detector"]
+        assert measured["weights_sha256"] == sha256_file(folder / "model.safetensors"), folder.name
+        assert measured["path"] == f"assets/detectors/{folder.name}"
+        assert f"Weights measured: SHA-256 `{measured['weights_sha256'][:16]}`" in (folder / "README.md").read_text()

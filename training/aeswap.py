@@ -23,10 +23,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
-
-from forensics.core import write_atomic
 from tqdm import tqdm
 
+from forensics.core import write_atomic
 from training.data import CachedFace, load_crop
 from training.sbi import TEMPLATE
 from training.swap import paste

@@ -168,25 +168,34 @@ def default_detector_name() -> str:
 
 
 def cmd_analyze(args) -> int:
+    from forensics import settings
+    from forensics.results import AnalysisResult
+
+    if args.frames < 1:
+        raise ValueError("--frames must be at least 1")
+    chosen = args.detector or default_detector_name()
+    allowed = settings.allowed_detector(chosen)
+    refused = _refused_inputs(args.paths, settings.media_limits())
+    if len(refused) == len(args.paths):  # nothing to analyse: said before torch and the detector are loaded
+        _write_results([AnalysisResult(input=str(path), kind=refused[path][0], detector=chosen, error=refused[path][1])
+                        for path in args.paths], args.json_out)
+        return EXIT_INPUT_FAILED
+
     from tqdm import tqdm
 
-    from forensics import settings
     from forensics.analysis import Analyzer
     from forensics.detectors import load_detector
     from forensics.explain import ExplainOptions, parse_methods
     from forensics.explain.faithfulness import FaithfulnessOptions
+    from forensics.faces import FaceDetector
     from forensics.overlay import OverlayStyle
     from forensics.render.maps import write_maps
-    from forensics.faces import FaceDetector
 
     methods = parse_methods(args.explain)
     if args.faithfulness and not methods:
         raise ValueError("--faithfulness scores the maps: it needs --explain other than none")
-    if args.frames < 1:
-        raise ValueError("--frames must be at least 1")
     target: int | str = int(args.target) if args.target.isdigit() else args.target
-    chosen = args.detector or default_detector_name()
-    detector = load_detector(settings.allowed_detector(chosen), allow_untrained=args.allow_untrained)
+    detector = load_detector(allowed, allow_untrained=args.allow_untrained)
     analyzer = Analyzer(
         detector,
         FaceDetector(min_face_size=args.min_face, confidence=args.face_confidence),
@@ -229,6 +238,42 @@ def cmd_analyze(args) -> int:
         if sink is not None and sink is not sys.stdout:
             sink.close()
     return EXIT_INPUT_FAILED if failed else 0
+
+
+def _refused_inputs(paths: Sequence[str], limits) -> dict[str, tuple[str | None, str]]:
+    """The inputs that cannot be analysed, told without reading them (``forensics.media.check_file``:
+    type, presence, size), each with its kind (None: not a supported type) and one-line error."""
+    from forensics.core import MediaError
+    from forensics.media import check_file, media_kind
+
+    refused = {}
+    for path in paths:
+        try:
+            check_file(path, limits)
+        except MediaError as exc:
+            try:
+                kind = media_kind(path)
+            except MediaError:
+                kind = None
+            refused[path] = (kind, str(exc))
+    return refused
+
+
+def _write_results(results, json_out: str | None) -> None:
+    """Inputs refused before the detector was loaded: their JSON objects and summary lines, as
+    analysed inputs get them."""
+    if json_out and json_out != "-":
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+    sink = sys.stdout if json_out == "-" else open(json_out, "w", encoding="utf-8") if json_out else None
+    try:
+        for result in results:
+            if sink is not None:
+                sink.write(json.dumps(result.to_dict()) + "\n")
+            if sink is not sys.stdout:
+                print(_summary_line(result))
+    finally:
+        if sink is not None and sink is not sys.stdout:
+            sink.close()
 
 
 def _summary_line(result) -> str:

@@ -31,6 +31,7 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "MediaLimits",
     "VideoFrames",
+    "check_file",
     "is_animated",
     "load_animation",
     "load_image",
@@ -137,6 +138,16 @@ def media_kind(path: str | Path) -> str:
 
 # --------------------------------------------------------------------------------------------
 # images
+
+
+def check_file(path: str | Path, limits: MediaLimits = DEFAULT_LIMITS) -> str:
+    """What can be told of an input file without reading it: a supported type, present, a regular
+    file, not empty and within the size limit of its kind. Returns the kind ("image" or "video");
+    raises MediaError with the same one-line message that loading it would give."""
+    kind = media_kind(path)
+    path = Path(path)
+    _check_path(path, path.name, limits.max_image_bytes if kind == "image" else limits.max_video_bytes)
+    return kind
 
 
 @contextmanager

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from forensics.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from tests.conftest import ROOT, data_path
 
 KEYS = {"input", "kind", "detector", "fake_probability", "label", "threshold", "faces", "timings_ms", "error"}
@@ -41,6 +42,35 @@ def test_analyze_mixed_inputs_writes_one_object_each_and_exits_2(model_dirs, tmp
     assert clip["kind"] == "video" and clip["error"] is None and clip["faces"]
     assert all(face["track"] is not None for face in clip["faces"])
     assert set(image["timings_ms"]) >= {"decode", "faces", "classify", "explain", "total"}
+
+
+def test_inputs_that_cannot_be_analysed_are_refused_before_torch_is_loaded(tmp_path):
+    """Every input missing, of an unsupported type, a folder or empty: each gets its one-line error
+    (and its JSON object) without the detector, or torch, being loaded."""
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    inputs = [tmp_path / "missing.jpg", tmp_path / "notes.txt", tmp_path, empty]
+    (tmp_path / "notes.txt").write_text("not an image")
+    report = tmp_path / "out" / "results.jsonl"
+    code = ("import sys; from forensics.cli import main; rc = main(sys.argv[1:]); "
+            "print('torch loaded:', 'torch' in sys.modules); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, "analyze", *map(str, inputs), "--json", str(report)], cwd=ROOT,
+                          env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "torch loaded: False" in proc.stdout and "Traceback" not in proc.stderr
+    errors = [json.loads(line)["error"] for line in report.read_text().splitlines()]
+    assert errors == ["missing.jpg: file not found", f"notes.txt: unsupported file type '.txt'; supported: "
+                      f"{' '.join(sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))}",
+                      f"{tmp_path.name}: file has no extension; supported: "
+                      f"{' '.join(sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))}", "empty.mp4: file is empty"]
+    assert [line for line in proc.stdout.splitlines() if line.startswith("ERROR")] == [f"ERROR  {e}" for e in errors]
+    # One input that can be read: the detector is loaded and the others keep the same messages.
+    photo = data_path("photos/face_recognition/obama.jpg")
+    proc = _cli("analyze", inputs[0], photo, "--explain", "none", "--json", "-")
+    assert proc.returncode == 2, proc.stderr
+    missing, analysed = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert missing["error"] == errors[0] and missing["kind"] == "image"
+    assert analysed["error"] is None and analysed["fake_probability"] is not None
 
 
 def test_analyze_to_a_file_with_no_maps_exits_0(model_dirs, tmp_path):

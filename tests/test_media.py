@@ -274,6 +274,15 @@ def test_missing_file_and_size_limit(tmp_path: Path) -> None:
         load_video(big.read_bytes(), name="clip.mp4", limits=MediaLimits(max_video_bytes=2**20))
     with pytest.raises(MediaError, match=r"is a directory"):
         load_image(tmp_path)
+    # check_file tells the same without reading: each kind against its own limit
+    limits = MediaLimits(max_image_bytes=2**20, max_video_bytes=2 * 2**20)
+    with pytest.raises(MediaError, match=r"^big\.jpg: file is 1\.5 MB; the limit is 1 MB$"):
+        media.check_file(big, limits)
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(big.read_bytes())
+    assert media.check_file(clip, limits) == "video"
+    with pytest.raises(MediaError, match=r"^photo\.jpg: file not found$"):
+        media.check_file(tmp_path / "photo.jpg")
 
 
 def test_media_kind() -> None:

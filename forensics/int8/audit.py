@@ -68,6 +68,8 @@ def measured_on(audit: dict) -> str | None:
     """The CPU an audit ran on as "model (its int8 kernels)", or None for an audit that predates the record."""
     cpu = audit.get("cpu")
     return f"{cpu['model']} ({cpu['int8']})" if cpu else None
+
+
 _TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("forensics.int8"), autoescape=True)
 
 

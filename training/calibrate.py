@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
 from forensics.core import write_atomic
 from forensics.detectors.base import calibrated_softmax
@@ -28,11 +29,13 @@ from training.metrics import binary_metrics, calibration
 
 
 @torch.no_grad()
-def collect_logits(model: torch.nn.Module, dataset: Dataset, collate, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """(logits, label indices) of a dataset, in eval mode."""
+def collect_logits(model: torch.nn.Module, dataset: Dataset, collate, batch_size: int = 32,
+                   desc: str = "calibration faces") -> tuple[np.ndarray, np.ndarray]:
+    """(logits, label indices) of a dataset, in eval mode (a progress bar named ``desc``)."""
     model.eval()
     logits, labels = [], []
-    for images, y in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate):
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    for images, y in tqdm(loader, desc=desc, unit="batch", leave=False):
         logits.append(model(images).float().numpy())
         labels.append(y.numpy())
     return np.concatenate(logits), np.concatenate(labels)
@@ -222,7 +225,7 @@ def fit_size_temperatures(model: torch.nn.Module, dataset: Dataset, collate, mod
     temperature, bias = float(block.get("temperature", 1.0)), block.get("logit_bias")
     record: dict = {"crf": SIZE_CRF, "sides": {}}
     for side in sides:
-        logits, labels = collect_logits(model, SmallFaces(dataset, side), collate)
+        logits, labels = collect_logits(model, SmallFaces(dataset, side), collate, desc=f"small faces {side} px")
         calibrated = logits / temperature + (np.asarray(bias, np.float64) if bias is not None else 0.0)
         extra = max(1.0, fit_temperature(calibrated, labels))
         is_fake = np.isin(labels, list(fake_indices)).astype(int)

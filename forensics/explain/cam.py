@@ -12,11 +12,18 @@ from typing import Callable
 
 import numpy as np
 import torch
-from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-CAM_METHODS: dict[str, type] = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus}
+# The methods by name. pytorch_grad_cam is imported when maps are first drawn: it brings scikit-learn
+# and matplotlib with it (seconds of start-up that a run without Grad-CAM maps need not pay).
+CAM_METHODS: tuple[str, ...] = ("gradcam", "gradcam++")
+
+
+def cam_classes() -> dict[str, type]:
+    """pytorch_grad_cam's class of each name in :data:`CAM_METHODS`."""
+    from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
+
+    return {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus}
 
 
 class SharedCams:
@@ -33,7 +40,8 @@ class SharedCams:
         reshape: Callable[[torch.Tensor], torch.Tensor] | None,
         methods: list[str],
     ):
-        self.cams = {name: CAM_METHODS[name](model, target_layers, reshape) for name in methods}
+        classes = cam_classes()
+        self.cams = {name: classes[name](model, target_layers, reshape) for name in methods}
         first, *others = self.cams.values()
         self.recorder = first.activations_and_grads
         for cam in others:
@@ -47,6 +55,8 @@ class SharedCams:
         self.recorder.release()
 
     def maps(self, inputs: torch.Tensor, targets: list[int]) -> dict[str, np.ndarray]:
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
         wanted = [ClassifierOutputTarget(t) for t in targets]
         result = {}
         for name, cam in self.cams.items():

@@ -396,6 +396,25 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     assert (other / "model.safetensors").read_bytes() == weights
     printed = json.loads(proc.stdout)
     assert printed["calibration"]["method"] == "temperature scaling" and "note" not in printed  # no ONNX build here
+    # --small-faces-only: the small faces' temperatures fitted again, the rest of the calibration untouched
+    from training.cli import main as training_main
+
+    stale = json.loads(config_path.read_text())
+    stale["forensics"]["size_temperatures"] = {"96": 50.0}
+    config_path.write_text(json.dumps(stale))
+    assert training_main(["calibrate", "--detector", str(other), "--small-faces-only", *common]) == 0
+    refit, record = json.loads(config_path.read_text())["forensics"], json.loads((other / "training.json").read_text())
+    assert {k: refit[k] for k in ("temperature", "threshold")} == {k: fresh[k] for k in ("temperature", "threshold")}
+    sides = record["calibration"]["small_faces"]["sides"]
+    assert refit["size_temperatures"] == {k: v["temperature"] for k, v in sides.items()} and set(sides) == {"64", "96", "128", "176"}
+    assert record["calibration"]["temperature"] == again["calibration"]["temperature"]
+    assert "--small-faces-only" in record["recalibrated"]
+    uncalibrated = tmp_path / "uncalibrated"
+    shutil.copytree(other, uncalibrated)
+    bare = {k: v for k, v in record.items() if k != "calibration"}
+    (uncalibrated / "training.json").write_text(json.dumps(bare))
+    with pytest.raises(SystemExit, match=r"^calibrate: .*never calibrated.*without --small-faces-only\)$"):
+        training_main(["calibrate", "--detector", str(uncalibrated), "--small-faces-only", *common])
     proc = subprocess.run([sys.executable, "-m", "training", "calibrate", "--detector", str(tmp_path / "nothing")],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0 and proc.stderr.strip().startswith("calibrate: ") and len(proc.stderr.strip().splitlines()) == 1

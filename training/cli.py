@@ -179,6 +179,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     c.add_argument("--detector", required=True, help="a trained model folder (with its training.json)")
     c.add_argument("--data", default=None, help="labels.csv (default: the run's)")
     c.add_argument("--cache", default=None, help="face-crop cache (default: the run's)")
+    c.add_argument("--small-faces-only", action="store_true",
+                   help="fit only the small faces' temperatures again; temperature, bias and threshold stay")
     if command == "explain-bench":
         from training import explain_bench
 
@@ -290,7 +292,8 @@ def _dispatch(args: argparse.Namespace, command: str) -> int:
         from training.soup import recalibrate
 
         try:
-            result = recalibrate(args.detector, args.data, args.cache, command=command)
+            result = recalibrate(args.detector, args.data, args.cache, command=command,
+                                 small_faces_only=args.small_faces_only)
         except (FileNotFoundError, ValueError) as exc:
             raise SystemExit(f"calibrate: {exc}") from None
         print(json.dumps(result, indent=2))

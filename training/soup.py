@@ -69,22 +69,44 @@ def weight_soup(first: str | Path, second: str | Path, weight: float, out: str |
     return {"model_dir": str(model_dir), "calibration": {k: calibration[k] for k in ("temperature", "threshold")}}
 
 
-def _calibrate_on_selection_faces(folder: Path, config: dict, data: str | None, cache: str | None) -> dict:
-    """Calibrate the model folder on the model-selection faces of the run ``config`` describes
-    (``data``/``cache`` override the recorded ones): its config.json takes the fit, the record is returned."""
-    from training.pipeline import calibrate_model, cached_faces, selection_faces, selection_set, split_faces
+def _selection_set(config: dict, data: str | None, cache: str | None):
+    """The model-selection faces of the run ``config`` describes (``data``/``cache`` override the
+    recorded ones), and the indices of its fake classes."""
+    from training.pipeline import cached_faces, selection_faces, selection_set, split_faces
 
     config = {**config, **{k: v for k, v in (("data", data), ("cache", cache)) if v}}
     faces = selection_faces(split_faces(cached_faces(config), config)[1], config)
-    return calibrate_model(folder, selection_set(faces, config),
-                           [i for i, x in enumerate(config["labels"]) if x != "real"])
+    return selection_set(faces, config), [i for i, x in enumerate(config["labels"]) if x != "real"]
+
+
+def _calibrate_on_selection_faces(folder: Path, config: dict, data: str | None, cache: str | None) -> dict:
+    """Calibrate the model folder on the model-selection faces of the run ``config`` describes
+    (``data``/``cache`` override the recorded ones): its config.json takes the fit, the record is returned."""
+    from training.pipeline import calibrate_model
+
+    return calibrate_model(folder, *_selection_set(config, data, cache))
+
+
+def _fit_small_faces_on_selection_faces(folder: Path, config: dict, data: str | None, cache: str | None) -> dict:
+    """The small faces' temperatures alone, fitted on the same faces over the folder's calibration
+    as it stands (:func:`training.calibrate.fit_size_temperatures`); config.json takes them."""
+    from forensics.detectors import load_detector
+    from training.calibrate import fit_size_temperatures
+    from training.datasets import Collate
+
+    dataset, fake_indices = _selection_set(config, data, cache)
+    detector = load_detector(folder, cache=False)
+    return fit_size_temperatures(detector.model, dataset, Collate(detector.info.mean, detector.info.std), folder,
+                                 fake_indices)
 
 
 def recalibrate(folder: str | Path, data: str | None = None, cache: str | None = None,
-                command: str | None = None) -> dict:
+                command: str | None = None, small_faces_only: bool = False) -> dict:
     """Calibrate a trained model folder again, on its own run's model-selection faces, as training
     does now (for a model trained before the calibration changed): config.json, the training record's
-    calibration and the card are rewritten; the weights are not touched."""
+    calibration and the card are rewritten; the weights are not touched. ``small_faces_only``: only
+    the small faces' temperatures are fitted again (on the folder's own temperature, bias and
+    threshold, which stay as they are, and so does an int8 build's threshold tuned on them)."""
     from forensics.core import write_atomic
 
     folder = Path(folder)
@@ -92,7 +114,14 @@ def recalibrate(folder: str | Path, data: str | None = None, cache: str | None =
     if not (folder / "model.safetensors").is_file() or not path.is_file():
         raise FileNotFoundError(f"{folder}: not a trained model folder (model.safetensors and training.json)")
     record = json.loads(path.read_text(encoding="utf-8"))
-    calibration = _calibrate_on_selection_faces(folder, record["config"], data, cache)
+    if small_faces_only:
+        if "temperature" not in record.get("calibration", {}):
+            raise ValueError(f"{folder}: never calibrated, so there is nothing to fit small faces on: "
+                             "calibrate it whole (without --small-faces-only)")
+        calibration = {**record["calibration"],
+                       "small_faces": _fit_small_faces_on_selection_faces(folder, record["config"], data, cache)}
+    else:
+        calibration = _calibrate_on_selection_faces(folder, record["config"], data, cache)
     record["calibration"] = calibration
     if command:
         record["recalibrated"] = command
@@ -101,6 +130,9 @@ def recalibrate(folder: str | Path, data: str | None = None, cache: str | None =
     result = {"model_dir": str(folder), "calibration": {k: calibration[k] for k in
                                                          ("method", "temperature", "logit_bias", "threshold")
                                                          if k in calibration}}
-    if (folder / "onnx.json").is_file():  # the ONNX builds read the new config.json; not their int8 threshold
+    if small_faces_only:
+        result["calibration"]["size_temperatures"] = {k: v["temperature"]
+                                                      for k, v in calibration["small_faces"]["sides"].items()}
+    elif (folder / "onnx.json").is_file():  # the ONNX builds read the new config.json; not their int8 threshold
         result["note"] = "the int8 threshold in onnx.json was tuned at the old calibration: run `python -m forensics quantize` again"
     return result

@@ -135,4 +135,8 @@ def recalibrate(folder: str | Path, data: str | None = None, cache: str | None =
                                                       for k, v in calibration["small_faces"]["sides"].items()}
     elif (folder / "onnx.json").is_file():  # the ONNX builds read the new config.json; not their int8 threshold
         result["note"] = "the int8 threshold in onnx.json was tuned at the old calibration: run `python -m forensics quantize` again"
+    if (folder / "metrics.json").is_file():  # measured at the old calibration: the card leaves its figures out
+        stale = ("the card leaves out metrics.json, measured at the old calibration: run `python -m training "
+                 "evaluate` again")
+        result["note"] = f"{result['note']}; {stale}" if "note" in result else stale
     return result

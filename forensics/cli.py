@@ -176,7 +176,7 @@ def cmd_analyze(args) -> int:
     chosen = args.detector or default_detector_name()
     allowed = settings.allowed_detector(chosen)
     refused = _refused_inputs(args.paths, settings.media_limits())
-    if len(refused) == len(args.paths):  # nothing to analyse: said before torch and the detector are loaded
+    if all(path in refused for path in args.paths):  # nothing to analyse: said before torch and the detector load
         _write_results([AnalysisResult(input=str(path), kind=refused[path][0], detector=chosen, error=refused[path][1])
                         for path in args.paths], args.json_out)
         return EXIT_INPUT_FAILED

@@ -169,12 +169,14 @@ def default_detector_name() -> str:
 
 def cmd_analyze(args) -> int:
     from forensics import settings
+    from forensics.hub_download import check_detector
     from forensics.results import AnalysisResult
 
     if args.frames < 1:
         raise ValueError("--frames must be at least 1")
     chosen = args.detector or default_detector_name()
     allowed = settings.allowed_detector(chosen)
+    check_detector(allowed, allow_untrained=args.allow_untrained)  # a bad name, refused before torch is loaded
     refused = _refused_inputs(args.paths, settings.media_limits())
     if all(path in refused for path in args.paths):  # nothing to analyse: said before torch and the detector load
         _write_results([AnalysisResult(input=str(path), kind=refused[path][0], detector=chosen, error=refused[path][1])

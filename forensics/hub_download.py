@@ -2,9 +2,10 @@
 byte of it is fetched, only the file kinds the loader reads are asked for, and the cache they land
 in keeps to a budget by removing the least recently used model repositories.
 
-Light on purpose (huggingface_hub is imported inside the functions that call it): the registry
-(:mod:`forensics.detectors`) calls this before ``snapshot_download``; the limits are
-:mod:`forensics.settings`'s.
+Light on purpose (huggingface_hub is imported inside the functions that call it, and torch never):
+a detector name is resolved to its folder here (:func:`resolve_model_folder`, which the registry,
+:mod:`forensics.detectors`, loads from), so a command line can refuse a bad name before it loads
+torch (:func:`check_detector`); the limits are :mod:`forensics.settings`'s.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from forensics import settings
+from forensics.catalog import HUB_ID, available_detectors, read_config, split_variant
 from forensics.core import DetectorError, HubError
 
 # What the loader reads: configs (config.json, preprocessor_config.json, training record and
@@ -170,3 +172,80 @@ def make_room(needed: int, keep: str) -> list[str]:
 
 def _mb(size: int) -> str:
     return f"{size / 2**20:.1f} MB"
+
+
+def resolve_model_folder(name_or_path: str | Path, offline: bool | None = None) -> Path:
+    """A bundled name, a local folder, or a Hub id (``org/name[@revision]``) -> a local folder.
+
+    Hub models are fetched with ``snapshot_download`` (only configs, safetensors, ONNX and the
+    card) into the usual cache; offline, only what is cached resolves, and quickly.
+    """
+    text = str(name_or_path).strip()
+    if not text:
+        raise DetectorError("no detector given")
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    named = available_detectors()
+    if text in named:
+        return named[text]
+    match = HUB_ID.match(text)
+    if match and not path.exists() and not text.startswith((".", "/")):
+        return _download(match.group(1), match.group(2), offline)
+    choices = ", ".join(named) or "none bundled"
+    raise DetectorError(f"detector {text!r} is not a model folder, a bundled name ({choices}) or a Hub id")
+
+
+def _download(repo_id: str, revision: str | None, offline: bool | None) -> Path:
+    """Fetch a Hub model under the server's policy (``forensics.settings``): only an allowed repo,
+    only the model files, only when its file listing says they fit the size cap and the cache."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    if not settings.hub_allowed(repo_id):
+        raise DetectorError(f"Hub model {repo_id!r}: not on this server's Hub allowlist ({settings.HUB_ALLOW_ENV})")
+    if offline is None:
+        offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    # One quick TCP probe: with the Hub unreachable, go straight to the cache instead of waiting
+    # on the client's timeouts.
+    endpoint = hub_endpoint()
+    local_only = offline or not reachable(endpoint)
+    try:
+        patterns = list(MODEL_FILES)
+        if not local_only:
+            # The size is read from the repo's file listing before anything is fetched. Older repos
+            # hold only a pickled checkpoint: the plan then names it (private mode only), and it is
+            # loaded only if torch.load(weights_only=True) accepts it (tensors, no code).
+            plan = plan_download(repo_id, revision)
+            make_room(plan.total_bytes, keep=repo_id)
+            patterns = plan.patterns
+        folder = snapshot_download(repo_id, revision=revision, allow_patterns=patterns, local_files_only=local_only,
+                                   etag_timeout=5, cache_dir=settings.hub_cache_dir(), endpoint=endpoint)
+        mark_used(repo_id)
+    except LocalEntryNotFoundError as exc:
+        where = "offline and not in the local cache" if offline else "not reachable and not in the local cache"
+        raise DetectorError(f"Hub model {repo_id!r}: {where}") from exc
+    except RepositoryNotFoundError as exc:
+        raise DetectorError(f"Hub model {repo_id!r}: no such repository (or it is private)") from exc
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        raise DetectorError(f"Hub model {repo_id!r}: download failed ({' '.join(str(exc).split())[:200]})") from exc
+    return Path(folder)
+
+
+def trained_config(folder: Path, allow_untrained: bool = False) -> dict:
+    """The model folder's config.json, refusing a model marked untrained (random weights) unless
+    ``allow_untrained``: what loading it would say first, told without torch."""
+    config = read_config(folder)
+    if not config.get("forensics", {}).get("trained", True) and not allow_untrained:
+        raise DetectorError(f"{folder.name}: this model is marked untrained (random weights) and is not a detector")
+    return config
+
+
+def check_detector(name: str, allow_untrained: bool = False) -> Path:
+    """The folder a detector name (bundled name, folder or Hub id, with ``:onnx``/``:int8``) points
+    at, with its config read: every one-line refusal of ``forensics.detectors.load_detector`` that
+    comes before the weights, without importing torch (a command line refuses a bad name at once)."""
+    base, _variant = split_variant(str(name))
+    folder = resolve_model_folder(base)
+    trained_config(folder, allow_untrained)
+    return folder

@@ -52,10 +52,7 @@ def test_inputs_that_cannot_be_analysed_are_refused_before_torch_is_loaded(tmp_p
     inputs = [tmp_path / "missing.jpg", tmp_path / "notes.txt", tmp_path, empty]
     (tmp_path / "notes.txt").write_text("not an image")
     report = tmp_path / "out" / "results.jsonl"
-    code = ("import sys; from forensics.cli import main; rc = main(sys.argv[1:]); "
-            "print('torch loaded:', 'torch' in sys.modules); sys.exit(rc)")
-    proc = subprocess.run([sys.executable, "-c", code, "analyze", *map(str, inputs), "--json", str(report)], cwd=ROOT,
-                          env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True, text=True, timeout=120)
+    proc = _cli_noting_torch("analyze", *inputs, "--json", report)
     assert proc.returncode == 2, proc.stderr
     assert "torch loaded: False" in proc.stdout and "Traceback" not in proc.stderr
     errors = [json.loads(line)["error"] for line in report.read_text().splitlines()]
@@ -84,12 +81,22 @@ def test_analyze_to_a_file_with_no_maps_exits_0(model_dirs, tmp_path):
     assert "P(fake)=" in proc.stdout  # a human summary line on stdout when JSON goes to a file
 
 
+def _cli_noting_torch(*args):
+    """`python -m forensics ARGS` in-process in a child, which says at exit whether torch was loaded."""
+    code = ("import sys; from forensics.cli import main; rc = main(sys.argv[1:]); "
+            "print('torch loaded:', 'torch' in sys.modules); sys.exit(rc)")
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=ROOT,
+                          env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True, text=True, timeout=120)
+
+
 def test_untrained_and_unknown_detectors_are_refused_plainly(model_dirs, tmp_path):
+    # refused before torch is loaded: what the folder's name and config.json say is enough
     photo = data_path("photos/face_recognition/obama.jpg")
-    proc = _cli("analyze", photo, "--detector", model_dirs["timm-vit"])
+    proc = _cli_noting_torch("analyze", photo, "--detector", model_dirs["timm-vit"])
     assert proc.returncode == 1 and "marked untrained" in proc.stderr and "Traceback" not in proc.stderr
-    proc = _cli("analyze", photo, "--detector", tmp_path / "nothing-here")
-    assert proc.returncode == 1 and "not a model folder" in proc.stderr
+    assert "torch loaded: False" in proc.stdout
+    proc = _cli_noting_torch("analyze", photo, "--detector", tmp_path / "nothing-here")
+    assert proc.returncode == 1 and "not a model folder" in proc.stderr and "torch loaded: False" in proc.stdout
     proc = _cli("analyze", photo, "--explain", "lime", "--detector", model_dirs["timm-vit"], "--allow-untrained")
     assert proc.returncode == 1 and "unknown explanation method" in proc.stderr
 

@@ -4,6 +4,7 @@ and push or pull models on the Hugging Face Hub."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -176,11 +177,12 @@ def cmd_analyze(args) -> int:
         raise ValueError("--frames must be at least 1")
     chosen = args.detector or default_detector_name()
     allowed = settings.allowed_detector(chosen)
-    check_detector(allowed, allow_untrained=args.allow_untrained)  # a bad name, refused before torch is loaded
+    located = check_detector(allowed, allow_untrained=args.allow_untrained)  # a bad name: refused before torch
     refused = _refused_inputs(args.paths, settings.media_limits())
     if all(path in refused for path in args.paths):  # nothing to analyse: said before torch and the detector load
-        _write_results([AnalysisResult(input=str(path), kind=refused[path][0], detector=chosen, error=refused[path][1])
-                        for path in args.paths], args.json_out)
+        with _result_sink(args.json_out) as emit:
+            for path in args.paths:
+                emit(AnalysisResult(input=str(path), kind=refused[path][0], detector=chosen, error=refused[path][1]))
         return EXIT_INPUT_FAILED
 
     from tqdm import tqdm
@@ -197,7 +199,7 @@ def cmd_analyze(args) -> int:
     if args.faithfulness and not methods:
         raise ValueError("--faithfulness scores the maps: it needs --explain other than none")
     target: int | str = int(args.target) if args.target.isdigit() else args.target
-    detector = load_detector(allowed, allow_untrained=args.allow_untrained)
+    detector = load_detector(located, allow_untrained=args.allow_untrained)
     analyzer = Analyzer(
         detector,
         FaceDetector(min_face_size=args.min_face, confidence=args.face_confidence),
@@ -213,14 +215,8 @@ def cmd_analyze(args) -> int:
         detector_name=chosen,  # as given (name, folder, Hub id, ":int8"): what finds its card again
     )
     style = OverlayStyle(args.alpha, args.colormap, args.gamma)
-    sink = None
-    if args.json_out == "-":
-        sink = sys.stdout
-    elif args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        sink = open(args.json_out, "w", encoding="utf-8")
     failed = 0
-    try:
+    with _result_sink(args.json_out) as emit:
         bar = tqdm(args.paths, desc="analysing", unit="input", disable=None, file=sys.stderr)
         for path in bar:
             name = Path(path).name[:30]
@@ -231,14 +227,7 @@ def cmd_analyze(args) -> int:
                 write_maps(result, frames, args.out, style)
                 result.timings_ms["render"] = (time.perf_counter() - started) * 1000.0
             failed += result.error is not None
-            if sink is not None:
-                sink.write(json.dumps(result.to_dict()) + "\n")
-                sink.flush()
-            if sink is not sys.stdout:
-                print(_summary_line(result))
-    finally:
-        if sink is not None and sink is not sys.stdout:
-            sink.close()
+            emit(result)
     return EXIT_INPUT_FAILED if failed else 0
 
 
@@ -261,18 +250,23 @@ def _refused_inputs(paths: Sequence[str], limits) -> dict[str, tuple[str | None,
     return refused
 
 
-def _write_results(results, json_out: str | None) -> None:
-    """Inputs refused before the detector was loaded: their JSON objects and summary lines, as
-    analysed inputs get them."""
+@contextlib.contextmanager
+def _result_sink(json_out: str | None):
+    """``emit(result)`` for each input: its JSON object to ``json_out`` (a file, or "-" for stdout),
+    and its summary line on stdout unless the JSON goes there."""
     if json_out and json_out != "-":
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
     sink = sys.stdout if json_out == "-" else open(json_out, "w", encoding="utf-8") if json_out else None
+
+    def emit(result) -> None:
+        if sink is not None:
+            sink.write(json.dumps(result.to_dict()) + "\n")
+            sink.flush()
+        if sink is not sys.stdout:
+            print(_summary_line(result))
+
     try:
-        for result in results:
-            if sink is not None:
-                sink.write(json.dumps(result.to_dict()) + "\n")
-            if sink is not sys.stdout:
-                print(_summary_line(result))
+        yield emit
     finally:
         if sink is not None and sink is not sys.stdout:
             sink.close()

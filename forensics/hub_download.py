@@ -241,11 +241,12 @@ def trained_config(folder: Path, allow_untrained: bool = False) -> dict:
     return config
 
 
-def check_detector(name: str, allow_untrained: bool = False) -> Path:
-    """The folder a detector name (bundled name, folder or Hub id, with ``:onnx``/``:int8``) points
-    at, with its config read: every one-line refusal of ``forensics.detectors.load_detector`` that
-    comes before the weights, without importing torch (a command line refuses a bad name at once)."""
-    base, _variant = split_variant(str(name))
+def check_detector(name: str, allow_untrained: bool = False) -> str:
+    """Every one-line refusal of ``forensics.detectors.load_detector`` that comes before the weights,
+    without importing torch (a command line refuses a bad name at once), for a detector name
+    (bundled name, folder or Hub id, with ``:onnx``/``:int8``). Returns what to load: the local
+    folder it resolved to, with its build, so that a Hub id is not resolved a second time."""
+    base, variant = split_variant(str(name))
     folder = resolve_model_folder(base)
     trained_config(folder, allow_untrained)
-    return folder
+    return str(folder) if variant is None else f"{folder}:{variant}"

@@ -352,17 +352,21 @@ def selection_set(select_faces: Sequence[CachedFace], config: dict) -> Dataset:
                          config["seed"] + 1)
 
 
-def calibrate_model(model_dir: Path, val_set: Dataset, fake_indices: Sequence[int]) -> dict:
+def calibrate_model(model_dir: Path, val_set: Dataset, fake_indices: Sequence[int],
+                    small_faces_only: bool = False) -> dict:
     """Temperature and threshold of the saved (best) model, fitted on the model-selection faces,
     then the extra temperatures of small faces (the same faces shrunk and compressed:
-    :func:`training.calibrate.fit_size_temperatures`)."""
+    :func:`training.calibrate.fit_size_temperatures`). ``small_faces_only``: those alone, over the
+    calibration config.json holds (the record then has only ``small_faces``)."""
     from forensics.detectors import load_detector
     from training.calibrate import fit_size_temperatures
 
     detector = load_detector(model_dir, cache=False)
     collate = Collate(detector.info.mean, detector.info.std)
-    logits, labels = collect_logits(detector.model, val_set, collate)
-    record = calibrate_folder(model_dir, logits, labels, fake_indices)
+    record = {}
+    if not small_faces_only:
+        logits, labels = collect_logits(detector.model, val_set, collate)
+        record = calibrate_folder(model_dir, logits, labels, fake_indices)
     record["small_faces"] = fit_size_temperatures(detector.model, val_set, collate, model_dir, fake_indices)
     return record
 

@@ -69,35 +69,17 @@ def weight_soup(first: str | Path, second: str | Path, weight: float, out: str |
     return {"model_dir": str(model_dir), "calibration": {k: calibration[k] for k in ("temperature", "threshold")}}
 
 
-def _selection_set(config: dict, data: str | None, cache: str | None):
-    """The model-selection faces of the run ``config`` describes (``data``/``cache`` override the
-    recorded ones), and the indices of its fake classes."""
-    from training.pipeline import cached_faces, selection_faces, selection_set, split_faces
+def _calibrate_on_selection_faces(folder: Path, config: dict, data: str | None, cache: str | None,
+                                  small_faces_only: bool = False) -> dict:
+    """Calibrate the model folder on the model-selection faces of the run ``config`` describes
+    (``data``/``cache`` override the recorded ones): its config.json takes the fit, the record is
+    returned (:func:`training.pipeline.calibrate_model`)."""
+    from training.pipeline import calibrate_model, cached_faces, selection_faces, selection_set, split_faces
 
     config = {**config, **{k: v for k, v in (("data", data), ("cache", cache)) if v}}
     faces = selection_faces(split_faces(cached_faces(config), config)[1], config)
-    return selection_set(faces, config), [i for i, x in enumerate(config["labels"]) if x != "real"]
-
-
-def _calibrate_on_selection_faces(folder: Path, config: dict, data: str | None, cache: str | None) -> dict:
-    """Calibrate the model folder on the model-selection faces of the run ``config`` describes
-    (``data``/``cache`` override the recorded ones): its config.json takes the fit, the record is returned."""
-    from training.pipeline import calibrate_model
-
-    return calibrate_model(folder, *_selection_set(config, data, cache))
-
-
-def _fit_small_faces_on_selection_faces(folder: Path, config: dict, data: str | None, cache: str | None) -> dict:
-    """The small faces' temperatures alone, fitted on the same faces over the folder's calibration
-    as it stands (:func:`training.calibrate.fit_size_temperatures`); config.json takes them."""
-    from forensics.detectors import load_detector
-    from training.calibrate import fit_size_temperatures
-    from training.datasets import Collate
-
-    dataset, fake_indices = _selection_set(config, data, cache)
-    detector = load_detector(folder, cache=False)
-    return fit_size_temperatures(detector.model, dataset, Collate(detector.info.mean, detector.info.std), folder,
-                                 fake_indices)
+    return calibrate_model(folder, selection_set(faces, config),
+                           [i for i, x in enumerate(config["labels"]) if x != "real"], small_faces_only)
 
 
 def recalibrate(folder: str | Path, data: str | None = None, cache: str | None = None,
@@ -114,14 +96,11 @@ def recalibrate(folder: str | Path, data: str | None = None, cache: str | None =
     if not (folder / "model.safetensors").is_file() or not path.is_file():
         raise FileNotFoundError(f"{folder}: not a trained model folder (model.safetensors and training.json)")
     record = json.loads(path.read_text(encoding="utf-8"))
-    if small_faces_only:
-        if "temperature" not in record.get("calibration", {}):
-            raise ValueError(f"{folder}: never calibrated, so there is nothing to fit small faces on: "
-                             "calibrate it whole (without --small-faces-only)")
-        calibration = {**record["calibration"],
-                       "small_faces": _fit_small_faces_on_selection_faces(folder, record["config"], data, cache)}
-    else:
-        calibration = _calibrate_on_selection_faces(folder, record["config"], data, cache)
+    if small_faces_only and "temperature" not in record.get("calibration", {}):
+        raise ValueError(f"{folder}: never calibrated, so there is nothing to fit small faces on: "
+                         "calibrate it whole (without --small-faces-only)")
+    fitted = _calibrate_on_selection_faces(folder, record["config"], data, cache, small_faces_only)
+    calibration = {**record["calibration"], **fitted} if small_faces_only else fitted
     record["calibration"] = calibration
     if command:
         record["recalibrated"] = command

@@ -26,6 +26,41 @@ def data_path(relative: str) -> Path:
     return path
 
 
+_REFUSAL_PROBE = """
+import contextlib, io, json, sys
+from {module} import main
+results = []
+for argv in json.loads(sys.argv[1]):
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code
+    said = code if isinstance(code, str) else err.getvalue().strip()
+    results.append([1 if isinstance(code, str) else code, said])
+print(json.dumps({{"results": results, "torch": "torch" in sys.modules}}))
+"""
+
+
+def refusals_without_torch(module: str, cases: list[list[str]], cwd: Path = ROOT) -> list[tuple[int, str]]:
+    """``module``'s command line (``training.cli``, ``forensics.cli``) on each argument list, in one
+    child process: (exit code, what it said on stderr or in its SystemExit) per case. Asserts that no
+    case raised anything else (a traceback fails the child) and that torch was never imported: the
+    refusals come before the seconds of imports."""
+    import json
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
+    run = subprocess.run([sys.executable, "-c", _REFUSAL_PROBE.format(module=module), json.dumps([list(map(str, c))
+                          for c in cases])], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(run.stdout.splitlines()[-1])
+    assert report["torch"] is False, report["results"]
+    return [tuple(r) for r in report["results"]]
+
+
 @pytest.fixture(scope="session")
 def model_dirs(tmp_path_factory) -> dict[str, Path]:
     """One small randomly initialised model folder per random model of every family (marked untrained)."""

@@ -27,7 +27,7 @@ from forensics.int8.quantize import (
     quantizable_units,
     quantize_onnx,
 )
-from tests.conftest import ROOT, data_path
+from tests.conftest import ROOT, data_path, refusals_without_torch
 
 
 @pytest.fixture(scope="module")
@@ -293,11 +293,16 @@ def test_cli_quantize_and_audit_fail_loudly(model_dirs, labelled_tree, tmp_path)
               "--min-agreement", "1.01", "--repeats", "2", "--no-maps")
     assert bad.returncode == 3
     assert "int8 audit FAILED: agreement" in bad.stderr
-    missing = run("audit", "--detector", str(folder), "--data", str(tmp_path / "nowhere"))
-    assert missing.returncode == 1 and missing.stderr.strip().startswith("error:")
-    assert "Traceback" not in missing.stderr
-    too_loose = run("quantize", "--detector", str(folder), "--calibration", str(labelled_tree), "--max-delta", "2")
-    assert too_loose.returncode != 0 and too_loose.stderr.strip() == "--max-delta must be between 0 and 1, got 2"
+    # refused in one line each before torch is loaded: no labelled images, a bound out of range, no such detector
+    *said, (code, unknown) = refusals_without_torch("forensics.cli", [
+        ["audit", "--detector", folder, "--data", tmp_path / "nowhere"],
+        ["quantize", "--detector", folder, "--calibration", labelled_tree, "--max-delta", "2"],
+        ["quantize", "--detector", folder, "--calibration", tmp_path / "nowhere"],
+        ["quantize", "--detector", tmp_path / "no-model", "--calibration", labelled_tree]])
+    assert said == [(1, f"error: {tmp_path / 'nowhere'}: not a folder of class subfolders or a labels .csv"),
+                    (1, "--max-delta must be between 0 and 1, got 2"),
+                    (1, f"error: {tmp_path / 'nowhere'}: not a folder of class subfolders or a labels .csv")]
+    assert code == 1 and unknown.startswith(f"error: detector '{tmp_path / 'no-model'}' is not a model folder")
 
 
 def test_cpu_info_says_whether_int8_products_can_saturate(tmp_path):

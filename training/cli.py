@@ -241,7 +241,28 @@ def main(argv=None) -> int:
         raise SystemExit(f"{args.command}: {exc}") from None
 
 
+def _check_before_torch(args: argparse.Namespace) -> None:
+    """What a command can refuse without torch (a setting out of range, a folder or file that is not
+    there, a detector name that resolves to nothing), refused first: in under a second, where
+    loading torch and the data would take seconds (``training.checks``)."""
+    from forensics.hub_download import check_detector
+    from training import checks
+
+    try:
+        if args.command == "soup":
+            checks.soup_inputs(args.first, args.second, args.weight)
+        elif args.command == "calibrate":
+            checks.calibration_record(args.detector, args.small_faces_only)
+        elif args.command == "evaluate":
+            if args.videos_only:
+                checks.video_evaluation_inputs(args.data, args.video_frames)
+            args.detector = check_detector(args.detector)  # the folder it resolved to: a Hub id is fetched once
+    except (FileNotFoundError, ValueError) as exc:  # a detector's ForensicsError goes to main's one line
+        raise SystemExit(f"{args.command}: {exc}") from None
+
+
 def _dispatch(args: argparse.Namespace, command: str) -> int:
+    _check_before_torch(args)
     if args.command == "pretrain":
         config = resolve_config(args)
         from training.pipeline import run_pretraining

@@ -21,6 +21,7 @@ from forensics.detectors.card import VIDEO_SOURCE
 from forensics.detectors.card import holdout_sources as held_out_sources
 from forensics.detectors.card import write_card
 from training import augment
+from training.checks import video_evaluation_inputs
 from training.data import VIDEO_EXTENSIONS, CachedFace, _inside, load_crop, read_labels_csv
 from training.metrics import binary_metrics, calibration, roc_points, tune_threshold
 from training.sbi import self_blend
@@ -452,11 +453,8 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
 def run_video_evaluation(detector_dir: str, data: str, out: str | None = None, frames: int = 32) -> dict:
     """The labelled videos alone (``video_results``, those the model trained on left out): the
     video-level figures of ``run_evaluation`` in a minute or two, written to ``out/videos.json``."""
-    if Path(data).suffix.lower() != ".csv" or not Path(data).is_file():
-        raise FileNotFoundError(f"no labels CSV at {data} (the labelled videos are read from one)")
+    video_evaluation_inputs(data, frames)
     detector = load_detector(detector_dir)  # cached: video_results' Analyzer gets this same load
-    if frames < 1:
-        raise ValueError(f"--video-frames must be at least 1, not {frames}")
     videos = video_results(detector.path, data, trained_videos(_record(Path(detector.path)), data), frames)
     if not videos:
         raise ValueError(f"{data} labels no video this model has not trained on")

@@ -113,6 +113,25 @@ class ConfigError(ValueError):
     """A config asks for something the data cannot give (the CLI says so in one line)."""
 
 
+def check_named_sources(config: dict) -> None:
+    """``train_caps`` and ``train_repeats`` naming a source the data lacks or holds out, refused before
+    the faces are cropped (minutes on the whole data) rather than after; a source whose every face
+    is lost in cropping is refused after it (``cap_training_faces``, ``repeat_training_faces``)."""
+    named = {key: set(config.get(key) or {}) for key in ("train_caps", "train_repeats")}
+    if not any(named.values()):
+        return
+    trainable = {s.source for s in load_samples(config["data"], config.get("label_map"))}
+    if config.get("video_frames"):
+        trainable.add(VIDEO_SOURCE)
+    trainable -= set(holdout_sources(config))
+    if config.get("train_sources"):
+        trainable &= set(config["train_sources"])
+    for key, names in named.items():
+        unknown = sorted(names - trainable)
+        if unknown:
+            raise ConfigError(f"{key} names sources with no training faces: {', '.join(unknown)}")
+
+
 def cap_training_faces(faces: Sequence[CachedFace], caps: dict, seed: int) -> list[CachedFace]:
     """At most ``caps[source]`` training faces of each source named there, drawn at random (the
     rest of a capped source is not trained on, and not validated on either: the validation faces
@@ -285,6 +304,7 @@ def run_training(config: dict, command: str | None = None) -> dict:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(config["out"])
     labels = list(config["labels"])
+    check_named_sources(config)
     faces = cached_faces(config)
     train_faces, val_faces = split_faces(faces, config)
     size = int(config["image_size"])

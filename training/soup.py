@@ -21,6 +21,7 @@ import torch
 
 from forensics.core.io import atomic_path
 from forensics.detectors.card import write_card
+from training.checks import calibration_record, soup_inputs, soup_weight
 
 
 
@@ -28,8 +29,7 @@ def soup_state(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor],
                weight: float) -> dict[str, torch.Tensor]:
     """``weight * first + (1 - weight) * second`` for every floating-point tensor (weights and
     BatchNorm statistics); integer tensors (BatchNorm's batch counts) come from ``second``."""
-    if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"the first model's weight must be in [0, 1], not {weight}")
+    weight = soup_weight(weight)
     if first.keys() != second.keys():
         missing = sorted(set(first) ^ set(second))[:3]
         raise ValueError(f"the two models differ in their tensors ({', '.join(missing)} ...): not one architecture")
@@ -48,10 +48,8 @@ def weight_soup(first: str | Path, second: str | Path, weight: float, out: str |
     model-selection faces (``data``/``cache`` override its recorded ones), with its card."""
     from safetensors.torch import load_file, save_file
 
+    soup_inputs(first, second, weight)
     first, second = Path(first), Path(second)
-    for folder in (first, second):
-        if not (folder / "model.safetensors").is_file():
-            raise FileNotFoundError(f"{folder}: not a trained model folder (no model.safetensors)")
     record = json.loads((second / "training.json").read_text(encoding="utf-8"))
     state = soup_state(load_file(str(first / "model.safetensors")), load_file(str(second / "model.safetensors")),
                        float(weight))
@@ -91,14 +89,9 @@ def recalibrate(folder: str | Path, data: str | None = None, cache: str | None =
     threshold, which stay as they are, and so does an int8 build's threshold tuned on them)."""
     from forensics.core import write_atomic
 
+    record = calibration_record(folder, small_faces_only)
     folder = Path(folder)
     path = folder / "training.json"
-    if not (folder / "model.safetensors").is_file() or not path.is_file():
-        raise FileNotFoundError(f"{folder}: not a trained model folder (model.safetensors and training.json)")
-    record = json.loads(path.read_text(encoding="utf-8"))
-    if small_faces_only and "temperature" not in record.get("calibration", {}):
-        raise ValueError(f"{folder}: never calibrated, so there is nothing to fit small faces on: "
-                         "calibrate it whole (without --small-faces-only)")
     fitted = _calibrate_on_selection_faces(folder, record["config"], data, cache, small_faces_only)
     calibration = {**record["calibration"], **fitted} if small_faces_only else fitted
     record["calibration"] = calibration

@@ -156,10 +156,10 @@ def faces_from_files(data: str | Path, size: int, margin: float = 0.3, limit: in
                      face_detector=None, progress: Callable | None = None, framing: str = "box") -> LabelledFaces:
     """The largest MTCNN face of each labelled image, cropped as analysis crops it. Images
     without a face or that do not decode are skipped and counted."""
+    rows = labelled_files(data)  # a path that holds no labelled images is refused before MTCNN (and torch) loads
     from forensics.faces import FaceDetector, crop_face
     from forensics.media import load_image
 
-    rows = labelled_files(data)
     if limit and len(rows) > limit:  # a label-stratified, reproducible sample
         rng = np.random.default_rng(seed)
         picked = []

@@ -78,13 +78,19 @@ def run(args) -> int:
 
 
 def cmd_quantize(args) -> int:
-    from forensics.int8.audit import faces_from_files, faces_from_record
+    from forensics.hub_download import check_detector
+    from forensics.int8.audit import faces_from_files, faces_from_record, labelled_files
+
+    # Refused before torch is loaded: a bound out of range, a detector or calibration set that is not there.
+    if not 0 < args.max_delta < 1:
+        raise SystemExit(f"--max-delta must be between 0 and 1, got {args.max_delta:g}")
+    name = check_detector(args.detector, allow_untrained=args.allow_untrained)
+    if args.calibration:
+        labelled_files(args.calibration)
     from forensics.detectors import load_detector
     from forensics.int8.quantize import build_onnx, choose_mode
 
-    if not 0 < args.max_delta < 1:
-        raise SystemExit(f"--max-delta must be between 0 and 1, got {args.max_delta:g}")
-    detector = load_detector(args.detector, allow_untrained=args.allow_untrained, cache=False)
+    detector = load_detector(name, allow_untrained=args.allow_untrained, cache=False)
     folder = Path(detector.path)
     crops = []
     if args.calibration:
@@ -117,9 +123,9 @@ def cmd_quantize(args) -> int:
 def cmd_audit(args) -> int:
     import shutil
 
-    from forensics.int8.audit import Tolerance, faces_from_files, faces_from_record, run_audit, verdict_line
-    from forensics.detectors import resolve_model_folder
     from forensics.catalog import split_variant
+    from forensics.hub_download import resolve_model_folder
+    from forensics.int8.audit import Tolerance, faces_from_files, faces_from_record, run_audit, verdict_line
 
     base, _ = split_variant(args.detector)
     folder = resolve_model_folder(base)

@@ -1,0 +1,47 @@
+"""The training command line's refusals that need no torch: a setting out of range, or a file or
+model folder that is not there. Each command runs them before it imports torch, so a mistake is
+told in under a second instead of after the imports; the functions behind the commands
+(``training.soup``, ``training.evaluate``) call the same checks, so a library caller gets the same
+one-line messages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def soup_weight(weight: float) -> float:
+    """The first model's share in a weight soup: a number in [0, 1]."""
+    if not 0.0 <= float(weight) <= 1.0:
+        raise ValueError(f"the first model's weight must be in [0, 1], not {weight}")
+    return float(weight)
+
+
+def soup_inputs(first: str | Path, second: str | Path, weight: float) -> None:
+    """``python -m training soup``: two trained model folders and a weight in [0, 1]."""
+    soup_weight(weight)
+    for folder in (Path(first), Path(second)):
+        if not (folder / "model.safetensors").is_file():
+            raise FileNotFoundError(f"{folder}: not a trained model folder (no model.safetensors)")
+
+
+def calibration_record(folder: str | Path, small_faces_only: bool = False) -> dict:
+    """The training record of a model folder that ``python -m training calibrate`` can calibrate
+    again: weights and training.json present, and for ``small_faces_only`` a calibration to keep."""
+    folder = Path(folder)
+    path = folder / "training.json"
+    if not (folder / "model.safetensors").is_file() or not path.is_file():
+        raise FileNotFoundError(f"{folder}: not a trained model folder (model.safetensors and training.json)")
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if small_faces_only and "temperature" not in record.get("calibration", {}):
+        raise ValueError(f"{folder}: never calibrated, so there is nothing to fit small faces on: "
+                         "calibrate it whole (without --small-faces-only)")
+    return record
+
+
+def video_evaluation_inputs(data: str | Path, frames: int) -> None:
+    """``python -m training evaluate --videos-only``: a labels CSV and at least one frame a video."""
+    if Path(data).suffix.lower() != ".csv" or not Path(data).is_file():
+        raise FileNotFoundError(f"no labels CSV at {data} (the labelled videos are read from one)")
+    if frames < 1:
+        raise ValueError(f"--video-frames must be at least 1, not {frames}")

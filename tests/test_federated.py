@@ -101,7 +101,7 @@ def test_three_labels_for_a_binary_architecture_stop_in_one_line(tmp_path, crops
     from training.cli import main as training_main
 
     config = _config(tmp_path, crops, labels=["real", "manipulated", "synthetic"])  # the smoke model is patch-level
-    with pytest.raises(SystemExit, match=r"^federated: the patch-level detector scores real vs fake: num_classes must be 2$"):
+    with pytest.raises(SystemExit, match=r"^the patch-level architecture patch\S* scores real vs fake only: choose a binary"):
         training_main(["federated", "--config", str(config), "--out", str(tmp_path / "run")])
     assert not (tmp_path / "run" / "model").exists()
 

@@ -1092,13 +1092,15 @@ def test_a_bad_setting_is_refused_before_torch_is_imported(tmp_path):
     broken.write_text("face_framing: sideways\n")
     cases = [["train", "--config", str(tmp_path / "missing.yaml")], ["pretrain", "--config", str(broken)],
              ["distill", "--model", "hybrid"], ["federated", "--config", str(broken)],
-             ["train", "--config", str(broken), "--epochs", "1"]]
+             ["train", "--config", str(broken), "--epochs", "1"],
+             ["train", "--model", "patch", "--labels", "real", "manipulated", "synthetic"]]
     assert [line for _, line in refusals_without_torch("training.cli", cases)] == [
         f"config {tmp_path / 'missing.yaml'}: no such file",
         "face_framing must be one of box, landmarks, got 'sideways'",
         "distill needs a teacher: --teacher MODEL_DIR or `teacher:` in --config",
         "face_framing must be one of box, landmarks, got 'sideways'",
-        "face_framing must be one of box, landmarks, got 'sideways'"]
+        "face_framing must be one of box, landmarks, got 'sideways'",
+        "the patch-level architecture patch scores real vs fake only: choose a binary label order"]
     listing = subprocess.run([sys.executable, "-m", "training", "--help"], cwd=ROOT, capture_output=True, text=True,
                              timeout=300)
     assert listing.returncode == 0 and "explain-bench" in listing.stdout and "score every explanation" in listing.stdout

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from forensics.core.framing import FRAMINGS
-from forensics.jobs.settings import MODEL_CHOICES
+from forensics.jobs.settings import MODEL_CHOICES, label_order_problem
 
 DEFAULTS = {
     "model": "hybrid",
@@ -206,6 +206,9 @@ def resolve_config(args: argparse.Namespace) -> dict:
         raise SystemExit(f"unknown config keys: {sorted(unknown)}")
     if config["face_framing"] not in FRAMINGS:
         raise SystemExit(f"face_framing must be one of {', '.join(FRAMINGS)}, got {config['face_framing']!r}")
+    problem = label_order_problem(config["model"], list(config["labels"] or ()))
+    if problem:
+        raise SystemExit(problem)
     for key, what in (("train_caps", "faces"), ("train_repeats", "times")):
         counts = config.get(key)
         if counts is not None and not (isinstance(counts, dict) and all(

@@ -28,6 +28,14 @@ MODEL_CHOICES = tuple(ARCHITECTURES)
 LABEL_ORDERS = (("real", "fake"), ("fake", "real"), ("real", "manipulated", "synthetic"))
 
 
+def label_order_problem(model: str, labels) -> str | None:
+    """Why architecture ``model`` cannot learn the label order ``labels`` (None: it can): the
+    patch-level detectors score real vs fake only. One rule for jobs, `train` and `federated`."""
+    if len(labels) > 2 and str(model).startswith("patch"):
+        return f"the patch-level architecture {model} scores real vs fake only: choose a binary label order"
+    return None
+
+
 @dataclass
 class JobSettings:
     """What a job runs. ``base`` is the detector a fine-tune starts from, the teacher of a
@@ -92,8 +100,8 @@ def validate(settings: JobSettings) -> JobSettings:
     if labels not in LABEL_ORDERS:
         raise JobError(f"label order {' '.join(labels)!r} must be one of "
                        + ", ".join(repr(" ".join(order)) for order in LABEL_ORDERS))
-    if len(labels) > 2 and s.kind in ("train", "distill") and s.model.startswith("patch"):
-        raise JobError(f"the patch-level architecture {s.model} scores real vs fake only: choose a binary label order")
+    if s.kind in ("train", "distill") and label_order_problem(s.model, labels):
+        raise JobError(label_order_problem(s.model, labels))
     s.labels = list(labels)
     if s.max_steps in ("", 0):
         s.max_steps = None

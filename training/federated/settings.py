@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from forensics.core.framing import FRAMINGS
+from forensics.jobs.settings import label_order_problem
 
 FEDERATED_DEFAULTS = {
     "out": "runs/federated",
@@ -69,3 +70,6 @@ def check_federated_config(config: dict) -> None:
         raise SystemExit(f"fraction_train must be in (0, 1], got {config['fraction_train']}")
     if int(config["min_train_clients"]) < 1:
         raise SystemExit("min_train_clients must be at least 1")
+    problem = label_order_problem(config["model"], list(config["labels"] or ()))
+    if problem:
+        raise SystemExit(problem)

@@ -8,6 +8,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Iterable
 
 from forensics.core import DetectorError
 
@@ -160,3 +161,21 @@ def detector_cards() -> list[tuple[str, str]]:
         cards.append((name, text))
     return cards
 
+
+def parse_methods(text: str | Iterable[str] | None) -> list[str]:
+    """``"all"``, ``"none"``, or a comma list such as ``"attention,gradcam++"`` -> method names."""
+    if text is None:
+        return list(METHODS)
+    items = [t.strip().lower() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
+    if items in (["all"], []):
+        return list(METHODS + EXTRA_METHODS) if items else []
+    if items == ["none"]:
+        return []
+    aliases = {"gradcampp": "gradcam++", "gradcam_pp": "gradcam++", "grad-cam": "gradcam", "grad-cam++": "gradcam++",
+               "attn": "attention"}
+    methods = [aliases.get(item, item) for item in items]
+    unknown = [m for m in methods if m not in METHODS + EXTRA_METHODS]
+    if unknown:
+        raise ValueError(f"unknown explanation method(s) {unknown}; choose from "
+                         f"{', '.join(METHODS + EXTRA_METHODS)}, all or none")
+    return list(dict.fromkeys(methods))

@@ -170,11 +170,15 @@ def default_detector_name() -> str:
 
 def cmd_analyze(args) -> int:
     from forensics import settings
+    from forensics.catalog import parse_methods
     from forensics.hub_download import check_detector
     from forensics.results import AnalysisResult
 
     if args.frames < 1:
         raise ValueError("--frames must be at least 1")
+    methods = parse_methods(args.explain)
+    if args.faithfulness and not methods:
+        raise ValueError("--faithfulness scores the maps: it needs --explain other than none")
     chosen = args.detector or default_detector_name()
     allowed = settings.allowed_detector(chosen)
     located = check_detector(allowed, allow_untrained=args.allow_untrained)  # a bad name: refused before torch
@@ -189,15 +193,12 @@ def cmd_analyze(args) -> int:
 
     from forensics.analysis import Analyzer
     from forensics.detectors import load_detector
-    from forensics.explain import ExplainOptions, parse_methods
+    from forensics.explain import ExplainOptions
     from forensics.explain.faithfulness import FaithfulnessOptions
     from forensics.faces import FaceDetector
     from forensics.overlay import OverlayStyle
     from forensics.render.maps import write_maps
 
-    methods = parse_methods(args.explain)
-    if args.faithfulness and not methods:
-        raise ValueError("--faithfulness scores the maps: it needs --explain other than none")
     target: int | str = int(args.target) if args.target.isdigit() else args.target
     detector = load_detector(located, allow_untrained=args.allow_untrained)
     analyzer = Analyzer(

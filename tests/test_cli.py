@@ -97,8 +97,9 @@ def test_untrained_and_unknown_detectors_are_refused_plainly(model_dirs, tmp_pat
     assert "torch loaded: False" in proc.stdout
     proc = _cli_noting_torch("analyze", photo, "--detector", tmp_path / "nothing-here")
     assert proc.returncode == 1 and "not a model folder" in proc.stderr and "torch loaded: False" in proc.stdout
-    proc = _cli("analyze", photo, "--explain", "lime", "--detector", model_dirs["timm-vit"], "--allow-untrained")
-    assert proc.returncode == 1 and "unknown explanation method" in proc.stderr
+    proc = _cli_noting_torch("analyze", photo, "--explain", "lime", "--detector", model_dirs["timm-vit"],
+                             "--allow-untrained")
+    assert proc.returncode == 1 and "unknown explanation method" in proc.stderr and "torch loaded: False" in proc.stdout
 
 
 def test_detectors_lists_only_trained_models(model_dirs, tmp_path):
@@ -171,8 +172,9 @@ def test_analyze_faithfulness_scores_every_map_against_random_with_the_int8_buil
         assert scores["deletion_curve"][-1] == scores["insertion_curve"][0]
     assert face["most_faithful"] in {None, "attention", "rollout"}
     assert obj["timings_ms"]["faithfulness"] > 0 and obj["explanations"]["faithfulness"]["steps"] == 4
-    bad = _cli("analyze", photo, "--explain", "none", "--faithfulness")
+    bad = _cli_noting_torch("analyze", photo, "--explain", "none", "--faithfulness")
     assert bad.returncode == 1 and "needs --explain" in bad.stderr and "Traceback" not in bad.stderr
+    assert "torch loaded: False" in bad.stdout  # refused before the detector and torch are loaded
 
 
 def _trained_folder(tmp_path, model_dirs, name: str):

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from forensics.catalog import EXTRA_METHODS, METHODS
+from forensics.catalog import EXTRA_METHODS, METHODS, parse_methods  # noqa: F401  (parse_methods: re-exported)
 from forensics.detectors.base import Detector
 from forensics.explain.attention import HEAD_FUSIONS, attention_rollout, last_layer_attention
 from forensics.explain.cam import CAM_METHODS, SharedCams
@@ -54,25 +54,6 @@ class Explanation:
     probabilities: np.ndarray
     targets: list[int]
     skipped: dict[str, str] = field(default_factory=dict)
-
-
-def parse_methods(text: str | Iterable[str] | None) -> list[str]:
-    """``"all"``, ``"none"``, or a comma list such as ``"attention,gradcam++"`` -> method names."""
-    if text is None:
-        return list(METHODS)
-    items = [t.strip().lower() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
-    if items in (["all"], []):
-        return list(METHODS + EXTRA_METHODS) if items else []
-    if items == ["none"]:
-        return []
-    aliases = {"gradcampp": "gradcam++", "gradcam_pp": "gradcam++", "grad-cam": "gradcam", "grad-cam++": "gradcam++",
-               "attn": "attention"}
-    methods = [aliases.get(item, item) for item in items]
-    unknown = [m for m in methods if m not in METHODS + EXTRA_METHODS]
-    if unknown:
-        raise ValueError(f"unknown explanation method(s) {unknown}; choose from "
-                         f"{', '.join(METHODS + EXTRA_METHODS)}, all or none")
-    return list(dict.fromkeys(methods))
 
 
 def explain(

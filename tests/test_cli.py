@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from forensics.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from tests.conftest import ROOT, data_path
+from tests.conftest import ROOT, data_path, refusals_without_torch
 
 KEYS = {"input", "kind", "detector", "fake_probability", "label", "threshold", "faces", "timings_ms", "error"}
 
@@ -91,15 +91,15 @@ def _cli_noting_torch(*args):
 
 def test_untrained_and_unknown_detectors_are_refused_plainly(model_dirs, tmp_path):
     # refused before torch is loaded: what the folder's name and config.json say is enough
+    # (one child process for the three; it fails on a traceback and asserts that torch was never loaded)
     photo = data_path("photos/face_recognition/obama.jpg")
-    proc = _cli_noting_torch("analyze", photo, "--detector", model_dirs["timm-vit"])
-    assert proc.returncode == 1 and "marked untrained" in proc.stderr and "Traceback" not in proc.stderr
-    assert "torch loaded: False" in proc.stdout
-    proc = _cli_noting_torch("analyze", photo, "--detector", tmp_path / "nothing-here")
-    assert proc.returncode == 1 and "not a model folder" in proc.stderr and "torch loaded: False" in proc.stdout
-    proc = _cli_noting_torch("analyze", photo, "--explain", "lime", "--detector", model_dirs["timm-vit"],
-                             "--allow-untrained")
-    assert proc.returncode == 1 and "unknown explanation method" in proc.stderr and "torch loaded: False" in proc.stdout
+    untrained, missing, lime = refusals_without_torch("forensics.cli", [
+        ["analyze", photo, "--detector", model_dirs["timm-vit"]],
+        ["analyze", photo, "--detector", tmp_path / "nothing-here"],
+        ["analyze", photo, "--explain", "lime", "--detector", model_dirs["timm-vit"], "--allow-untrained"]])
+    assert untrained[0] == 1 and "marked untrained" in untrained[1]
+    assert missing[0] == 1 and "not a model folder" in missing[1]
+    assert lime[0] == 1 and "unknown explanation method" in lime[1]
 
 
 def test_detectors_lists_only_trained_models(model_dirs, tmp_path):
@@ -172,9 +172,9 @@ def test_analyze_faithfulness_scores_every_map_against_random_with_the_int8_buil
         assert scores["deletion_curve"][-1] == scores["insertion_curve"][0]
     assert face["most_faithful"] in {None, "attention", "rollout"}
     assert obj["timings_ms"]["faithfulness"] > 0 and obj["explanations"]["faithfulness"]["steps"] == 4
-    bad = _cli_noting_torch("analyze", photo, "--explain", "none", "--faithfulness")
-    assert bad.returncode == 1 and "needs --explain" in bad.stderr and "Traceback" not in bad.stderr
-    assert "torch loaded: False" in bad.stdout  # refused before the detector and torch are loaded
+    # refused before the detector and torch are loaded, in one line
+    ((code, said),) = refusals_without_torch("forensics.cli", [["analyze", photo, "--explain", "none", "--faithfulness"]])
+    assert code == 1 and "needs --explain" in said
 
 
 def _trained_folder(tmp_path, model_dirs, name: str):

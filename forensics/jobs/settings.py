@@ -100,8 +100,9 @@ def validate(settings: JobSettings) -> JobSettings:
     if labels not in LABEL_ORDERS:
         raise JobError(f"label order {' '.join(labels)!r} must be one of "
                        + ", ".join(repr(" ".join(order)) for order in LABEL_ORDERS))
-    if s.kind in ("train", "distill") and label_order_problem(s.model, labels):
-        raise JobError(label_order_problem(s.model, labels))
+    problem = label_order_problem(s.model, labels) if s.kind in ("train", "distill") else None
+    if problem:
+        raise JobError(problem)
     s.labels = list(labels)
     if s.max_steps in ("", 0):
         s.max_steps = None

@@ -25,6 +25,18 @@ METHODS = ("attention", "rollout", "gradcam", "gradcam++")
 EXTRA_METHODS = ("patches",)
 METHOD_TITLES = {"attention": "Last-layer attention", "rollout": "Attention rollout", "gradcam": "Grad-CAM",
                  "gradcam++": "Grad-CAM++", "patches": "Patch scores"}
+# Map faithfulness (forensics.explain.faithfulness): what a removed pixel becomes, and the points on each
+# deletion/insertion curve after the start. Here, torch-free, so that command lines offer and check them
+# before loading the explanation stack.
+REMOVALS = {
+    "blur": "replaced by the crop Gaussian-blurred (sigma = {sigma})",
+    "impute": "imputed from the kept pixels (push-pull: their local mean, coarse to fine); all removed: the "
+              "crop's mean colour",
+    "mean": "replaced by the crop's mean colour",
+    "road": "imputed by ROAD's noisy linear imputation (pytorch_grad_cam.metrics.road, one sparse solve per "
+            "image: slow); all removed: the crop's mean colour",
+}
+FAITHFULNESS_STEPS = 4
 
 
 def read_config(folder: Path) -> dict:

@@ -1093,22 +1093,32 @@ def test_a_bad_setting_is_refused_before_torch_is_imported(tmp_path):
     cases = [["train", "--config", str(tmp_path / "missing.yaml")], ["pretrain", "--config", str(broken)],
              ["distill", "--model", "hybrid"], ["federated", "--config", str(broken)],
              ["train", "--config", str(broken), "--epochs", "1"],
-             ["train", "--model", "patch", "--labels", "real", "manipulated", "synthetic"]]
-    assert [line for _, line in refusals_without_torch("training.cli", cases)] == [
+             ["train", "--model", "patch", "--labels", "real", "manipulated", "synthetic"],
+             ["explain-bench", "--data", str(tmp_path / "none.csv")], ["explain-bench", "--limit", "0"],
+             ["explain-bench", "--steps", "1"], ["explain-bench", "--detector", "no-such-detector"]]
+    lines = [line for _, line in refusals_without_torch("training.cli", cases)]
+    assert lines.pop().startswith("explain-bench: detector 'no-such-detector' is not a model folder, a bundled name")
+    assert lines == [
         f"config {tmp_path / 'missing.yaml'}: no such file",
         "face_framing must be one of box, landmarks, got 'sideways'",
         "distill needs a teacher: --teacher MODEL_DIR or `teacher:` in --config",
         "face_framing must be one of box, landmarks, got 'sideways'",
         "face_framing must be one of box, landmarks, got 'sideways'",
-        "the patch-level architecture patch scores real vs fake only: choose a binary label order"]
+        "the patch-level architecture patch scores real vs fake only: choose a binary label order",
+        f"explain-bench: {tmp_path / 'none.csv'}: no such data (labels.csv or an ImageFolder tree)",
+        "explain-bench: --limit must be at least 1 and --road at least 0",
+        "explain-bench: --steps must be in 2..100, not 1"]
     listing = subprocess.run([sys.executable, "-m", "training", "--help"], cwd=ROOT, capture_output=True, text=True,
                              timeout=300)
     assert listing.returncode == 0 and "explain-bench" in listing.stdout and "score every explanation" in listing.stdout
-    from training.cli import _command_of, build_parser  # explain-bench's own options, when it is the command
+    assert "--removal {blur,impute,mean,road}" in subprocess.run(
+        [sys.executable, "-m", "training", "explain-bench", "--help"], cwd=ROOT, capture_output=True, text=True,
+        timeout=300).stdout  # the bench's own options, without its imports
+    from training.cli import build_parser
 
     words = ["explain-bench", "--removal", "mean", "--no-casia"]
-    bench = build_parser(_command_of(words)).parse_args(words)
-    assert bench.removal == "mean" and bench.no_casia and bench.limit == 200
+    bench = build_parser().parse_args(words)
+    assert bench.removal == "mean" and bench.no_casia and bench.limit == 200 and bench.steps == 4
 
 
 def _clip_frames(tmp_path, face_detector, clip: str = "iplap_129.mp4", count: int = 4):

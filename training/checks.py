@@ -45,3 +45,14 @@ def video_evaluation_inputs(data: str | Path, frames: int) -> None:
         raise FileNotFoundError(f"no labels CSV at {data} (the labelled videos are read from one)")
     if frames < 1:
         raise ValueError(f"--video-frames must be at least 1, not {frames}")
+
+
+def explain_bench_inputs(data: str | Path, limit: int, steps: int, road: int) -> None:
+    """``python -m training explain-bench``: labelled data that is there, at least one face to score,
+    2..100 points a curve and a ROAD share that is not negative."""
+    if limit < 1 or road < 0:
+        raise ValueError("--limit must be at least 1 and --road at least 0")
+    if not 2 <= steps <= 100:
+        raise ValueError(f"--steps must be in 2..100, not {steps}")
+    if not Path(data).exists():
+        raise FileNotFoundError(f"{data}: no such data (labels.csv or an ImageFolder tree)")

@@ -122,11 +122,10 @@ def _train_parser(sub, name: str = "train", text: str = "fine-tune a detector (s
 EXPLAIN_BENCH_HELP = "score every explanation method of a detector on self-blended fakes"
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The whole command line. ``command``: the subcommand about to be parsed. Only for
-    ``explain-bench`` does it load that bench's options, which sit behind torch and the explanation
-    stack; every other command (and ``--help``) parses without them, so that it can refuse a bad
-    setting at once instead of after seconds of imports."""
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line, torch-free: every command parses (and ``--help`` lists) its options
+    without loading torch or the explanation stack, so that it can refuse a bad setting at once
+    instead of after seconds of imports."""
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
@@ -181,18 +180,28 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     c.add_argument("--cache", default=None, help="face-crop cache (default: the run's)")
     c.add_argument("--small-faces-only", action="store_true",
                    help="fit only the small faces' temperatures again; temperature, bias and threshold stay")
-    if command == "explain-bench":
-        from training import explain_bench
-
-        explain_bench.add_parser(sub, EXPLAIN_BENCH_HELP)
-    else:  # listed in --help all the same
-        sub.add_parser("explain-bench", help=EXPLAIN_BENCH_HELP)
+    _explain_bench_parser(sub)
     return parser
 
 
-def _command_of(argv: list[str]) -> str | None:
-    """The subcommand named in ``argv`` (its first word that is not an option), if any."""
-    return next((word for word in argv if not word.startswith("-")), None)
+def _explain_bench_parser(sub) -> None:
+    from forensics.catalog import FAITHFULNESS_STEPS, REMOVALS
+
+    p = sub.add_parser("explain-bench", help=EXPLAIN_BENCH_HELP)
+    p.add_argument("--detector", default="default", help="bundled name or model folder (default: default)")
+    p.add_argument("--data", default="../shared/data/labels.csv")
+    p.add_argument("--cache", default=".cache/crops256")
+    p.add_argument("--limit", type=int, default=200, help="faces scored (default 200)")
+    p.add_argument("--steps", type=int, default=FAITHFULNESS_STEPS,
+                   help=f"points per deletion/insertion curve (default {FAITHFULNESS_STEPS})")
+    p.add_argument("--removal", choices=sorted(REMOVALS), default="blur",
+                   help="what a removed pixel becomes (default blur; impute and mean to compare)")
+    p.add_argument("--road", type=int, default=32, help="faces ROAD is computed on (costlier; default 32)")
+    p.add_argument("--sanity-blocks", type=int, default=2, help="blocks re-initialised for the sanity check")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-casia", action="store_true", help="skip the CASIA applicability check")
+    p.add_argument("--json", dest="json_out", default=None, metavar="FILE")
+    p.add_argument("--markdown", default=None, metavar="FILE")
 
 
 def resolve_config(args: argparse.Namespace) -> dict:
@@ -234,7 +243,7 @@ def read_config_file(path: str) -> dict:
 
 def main(argv=None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(_command_of(words)).parse_args(words)
+    args = build_parser().parse_args(words)
     command = shlex.join(["python", "-m", "training", *words])  # for the records
     from forensics.core.errors import ForensicsError
 
@@ -260,6 +269,9 @@ def _check_before_torch(args: argparse.Namespace) -> None:
             if args.videos_only:
                 checks.video_evaluation_inputs(args.data, args.video_frames)
             args.detector = check_detector(args.detector)  # the folder it resolved to: a Hub id is fetched once
+        elif args.command == "explain-bench":
+            checks.explain_bench_inputs(args.data, args.limit, args.steps, args.road)
+            args.detector = check_detector(args.detector)
     except (FileNotFoundError, ValueError) as exc:  # a detector's ForensicsError goes to main's one line
         raise SystemExit(f"{args.command}: {exc}") from None
 

@@ -39,11 +39,12 @@ from forensics.detectors import load_detector
 from forensics.detectors.base import Detector
 from forensics.core import ForensicsError, write_atomic
 from forensics.explain import METHODS, explain
-from forensics.explain.faithfulness import (REMOVALS, FaithfulnessOptions, centre_map, deletion_insertion,
+from forensics.explain.faithfulness import (FaithfulnessOptions, centre_map, deletion_insertion,
                                             random_map, road_scores, score_face, scoring_detector)
 from forensics.explain.localisation import pointing_game, region_auc, region_from_mask
 from forensics.explain.randomisation import randomised_detector, rank_correlation
 from forensics.overlay import resize_map
+from training import checks
 from training.data import load_crop
 from training.sbi import self_blend
 
@@ -431,39 +432,21 @@ def markdown_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def add_parser(sub, help: str) -> None:  # noqa: A002 - argparse's word
-    p = sub.add_parser("explain-bench", help=help)
-    p.add_argument("--detector", default="default", help="bundled name or model folder (default: default)")
-    p.add_argument("--data", default="../shared/data/labels.csv")
-    p.add_argument("--cache", default=".cache/crops256")
-    p.add_argument("--limit", type=int, default=200, help="faces scored (default 200)")
-    p.add_argument("--steps", type=int, default=FaithfulnessOptions.steps,
-                   help=f"points per deletion/insertion curve (default {FaithfulnessOptions.steps})")
-    p.add_argument("--removal", choices=sorted(REMOVALS), default="blur",
-                   help="what a removed pixel becomes (default blur; impute and mean to compare)")
-    p.add_argument("--road", type=int, default=32, help="faces ROAD is computed on (costlier; default 32)")
-    p.add_argument("--sanity-blocks", type=int, default=2, help="blocks re-initialised for the sanity check")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-casia", action="store_true", help="skip the CASIA applicability check")
-    p.add_argument("--json", dest="json_out", default=None, metavar="FILE")
-    p.add_argument("--markdown", default=None, metavar="FILE")
-
-
 def run(args: argparse.Namespace) -> int:
     import signal
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stopped bench still writes what it measured
-    if args.limit < 1 or args.road < 0:
-        raise SystemExit("error: --limit must be at least 1 and --road at least 0")
-    if not Path(args.data).exists():
-        raise SystemExit(f"error: {args.data}: no such data (labels.csv or an ImageFolder tree)")
+    try:
+        checks.explain_bench_inputs(args.data, args.limit, args.steps, args.road)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"explain-bench: {exc}") from None
     try:
         report = run_bench(args.detector, args.data, args.cache, args.limit, args.steps, args.road,
                            args.sanity_blocks, args.seed, removal=args.removal)
         if not args.no_casia:
             report["casia"] = casia_check(args.data)
     except ForensicsError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise SystemExit(f"explain-bench: {exc}") from None
     table = markdown_table(report)
     if "casia" in report:
         c = report["casia"]

@@ -49,6 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from forensics.catalog import FAITHFULNESS_STEPS, REMOVALS
 from forensics.detectors.base import Detector
 from forensics.overlay import normalize_map, resize_map
 
@@ -56,14 +57,6 @@ log = logging.getLogger(__name__)
 
 RANDOM = "random"
 CENTRE = "centre"
-REMOVALS = {
-    "blur": "replaced by the crop Gaussian-blurred (sigma = {sigma})",
-    "impute": "imputed from the kept pixels (push-pull: their local mean, coarse to fine); all removed: the "
-              "crop's mean colour",
-    "mean": "replaced by the crop's mean colour",
-    "road": "imputed by ROAD's noisy linear imputation (pytorch_grad_cam.metrics.road, one sparse solve per "
-            "image: slow); all removed: the crop's mean colour",
-}
 RUNTIMES = ("auto", "detector")
 ONNX_BATCH, TORCH_BATCH = 8, 64  # images per forward pass when FaithfulnessOptions.max_batch is None
 
@@ -78,7 +71,7 @@ class FaithfulnessOptions:
     the ONNX float build of a PyTorch detector's folder when it has one that gives the same
     probabilities (:func:`scoring_detector`), ``"detector"`` through the detector itself."""
 
-    steps: int = 4
+    steps: int = FAITHFULNESS_STEPS
     removal: str = "blur"
     blur_sigma_fraction: float = 1.0 / 16.0
     max_batch: int | None = None

@@ -160,14 +160,14 @@ def test_browser_train_tab_runs_a_job_from_a_zip_and_its_model_joins_the_detecto
     from playwright.sync_api import expect
 
     page = _run_tiny_job(browser, servers["admin"], faces_zip, "browser-tiny", architecture="patch-tiny")
-    expect(page.get_by_label("Log")).to_have_value(re.compile(r"epoch 1: loss"), timeout=10_000)
+    expect(page.get_by_label("Log")).to_have_value(re.compile(r"epoch 1: loss"), timeout=30_000)
     expect(page.get_by_text("Model card").first).to_be_visible()
     expect(page.locator(".js-plotly-plot").first).to_be_visible()
     page.screenshot(path=str(Path(os.environ.get("SCREENSHOT_DIR", tmp_path)) / "train-tab.png"), full_page=True)
 
     page.get_by_role("tab", name="Image").click()
     page.get_by_label("Detector (name, model folder or Hub id)").first.click()
-    expect(page.get_by_role("option", name="browser-tiny")).to_be_visible(timeout=10_000)
+    expect(page.get_by_role("option", name="browser-tiny")).to_be_visible(timeout=30_000)
     assert (servers["admin_home"] / "models" / "browser-tiny" / "model.safetensors").is_file()
     page.close()
 

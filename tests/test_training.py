@@ -416,6 +416,10 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     assert refit["size_temperatures"] == {k: v["temperature"] for k, v in sides.items()} and set(sides) == {"64", "96", "128", "176"}
     assert record["calibration"]["temperature"] == again["calibration"]["temperature"]
     assert "--small-faces-only" in record["recalibrated"]
+    # every recalibration is kept, in order: the whole one, then the small faces' refit
+    assert len(record["recalibrations"]) == 2
+    assert [(r["command"] == c, r["small_faces_only"]) for r, c in zip(record["recalibrations"], (
+        again["recalibrated"], record["recalibrated"]))] == [(True, False), (True, True)]
     uncalibrated = tmp_path / "uncalibrated"
     shutil.copytree(other, uncalibrated)
     bare = {k: v for k, v in record.items() if k != "calibration"}

@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from forensics.core.framing import FRAMINGS
+from forensics.jobs.settings import label_order_problem
+
 
 def soup_weight(weight: float) -> float:
     """The first model's share in a weight soup: a number in [0, 1]."""
@@ -56,3 +59,14 @@ def explain_bench_inputs(data: str | Path, limit: int, steps: int, road: int) ->
         raise ValueError(f"--steps must be in 2..100, not {steps}")
     if not Path(data).exists():
         raise FileNotFoundError(f"{data}: no such data (labels.csv or an ImageFolder tree)")
+
+
+def model_settings(config: dict) -> None:
+    """Settings every training command shares (``train``, ``distill``, ``pretrain``, ``federated``): a
+    known face framing, and a label order the architecture can score (the Train tab's jobs ask the
+    same :func:`forensics.jobs.settings.label_order_problem`)."""
+    if config["face_framing"] not in FRAMINGS:
+        raise ValueError(f"face_framing must be one of {', '.join(FRAMINGS)}, got {config['face_framing']!r}")
+    problem = label_order_problem(config["model"], list(config["labels"] or ()))
+    if problem:
+        raise ValueError(problem)

@@ -18,7 +18,8 @@ from pathlib import Path
 import yaml
 
 from forensics.core.framing import FRAMINGS
-from forensics.jobs.settings import MODEL_CHOICES, label_order_problem
+from forensics.jobs.settings import MODEL_CHOICES
+from training import checks
 
 DEFAULTS = {
     "model": "hybrid",
@@ -213,11 +214,10 @@ def resolve_config(args: argparse.Namespace) -> dict:
     unknown = set(config) - set(DEFAULTS)
     if unknown:
         raise SystemExit(f"unknown config keys: {sorted(unknown)}")
-    if config["face_framing"] not in FRAMINGS:
-        raise SystemExit(f"face_framing must be one of {', '.join(FRAMINGS)}, got {config['face_framing']!r}")
-    problem = label_order_problem(config["model"], list(config["labels"] or ()))
-    if problem:
-        raise SystemExit(problem)
+    try:
+        checks.model_settings(config)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     for key, what in (("train_caps", "faces"), ("train_repeats", "times")):
         counts = config.get(key)
         if counts is not None and not (isinstance(counts, dict) and all(
@@ -258,7 +258,6 @@ def _check_before_torch(args: argparse.Namespace) -> None:
     there, a detector name that resolves to nothing), refused first: in under a second, where
     loading torch and the data would take seconds (``training.checks``)."""
     from forensics.hub_download import check_detector
-    from training import checks
 
     try:
         if args.command == "soup":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import torch
@@ -95,7 +96,11 @@ def recalibrate(folder: str | Path, data: str | None = None, cache: str | None =
     fitted = _calibrate_on_selection_faces(folder, record["config"], data, cache, small_faces_only)
     calibration = {**record["calibration"], **fitted} if small_faces_only else fitted
     record["calibration"] = calibration
-    if command:
+    if command:  # the latest command, and every one in order (a record from before the list starts it)
+        history = record.get("recalibrations") or ([{"command": record["recalibrated"]}]
+                                                    if record.get("recalibrated") else [])
+        record["recalibrations"] = [*history, {"command": command, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                               "small_faces_only": small_faces_only}]
         record["recalibrated"] = command
     write_atomic(path, record)
     write_card(folder)

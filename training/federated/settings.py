@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from forensics.core.framing import FRAMINGS
-from forensics.jobs.settings import label_order_problem
+from training import checks
 
 FEDERATED_DEFAULTS = {
     "out": "runs/federated",
@@ -49,8 +48,10 @@ def resolve_federated_config(path: str | Path | None, overrides: dict | None = N
 
 def check_federated_config(config: dict) -> None:
     """One clear line for each setting a run cannot start with."""
-    if config["face_framing"] not in FRAMINGS:
-        raise SystemExit(f"face_framing must be one of {', '.join(FRAMINGS)}, got {config['face_framing']!r}")
+    try:
+        checks.model_settings(config)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     clients = config["clients"]
     if not isinstance(clients, list) or not clients:
         raise SystemExit("clients: give at least one client (name and sources, data or videos)")
@@ -70,6 +71,3 @@ def check_federated_config(config: dict) -> None:
         raise SystemExit(f"fraction_train must be in (0, 1], got {config['fraction_train']}")
     if int(config["min_train_clients"]) < 1:
         raise SystemExit("min_train_clients must be at least 1")
-    problem = label_order_problem(config["model"], list(config["labels"] or ()))
-    if problem:
-        raise SystemExit(problem)

@@ -39,6 +39,13 @@ REMOVALS = {
 FAITHFULNESS_STEPS = 4
 
 
+def faithfulness_steps(steps: int) -> int:
+    """Points on each deletion/insertion curve after the start: 2..100 (one rule for every caller)."""
+    if not 2 <= int(steps) <= 100:
+        raise ValueError(f"faithfulness steps must be in 2..100, not {steps}")
+    return int(steps)
+
+
 def read_config(folder: Path) -> dict:
     """A model folder's ``config.json`` as a dict, or a one-line ``DetectorError``."""
     path = folder / CONFIG_NAME

@@ -170,7 +170,7 @@ def default_detector_name() -> str:
 
 def cmd_analyze(args) -> int:
     from forensics import settings
-    from forensics.catalog import parse_methods
+    from forensics.catalog import faithfulness_steps, parse_methods
     from forensics.hub_download import check_detector
     from forensics.results import AnalysisResult
 
@@ -179,6 +179,8 @@ def cmd_analyze(args) -> int:
     methods = parse_methods(args.explain)
     if args.faithfulness and not methods:
         raise ValueError("--faithfulness scores the maps: it needs --explain other than none")
+    if args.faithfulness_steps is not None:
+        faithfulness_steps(args.faithfulness_steps)
     chosen = args.detector or default_detector_name()
     allowed = settings.allowed_detector(chosen)
     located = check_detector(allowed, allow_untrained=args.allow_untrained)  # a bad name: refused before torch

@@ -173,8 +173,11 @@ def test_analyze_faithfulness_scores_every_map_against_random_with_the_int8_buil
     assert face["most_faithful"] in {None, "attention", "rollout"}
     assert obj["timings_ms"]["faithfulness"] > 0 and obj["explanations"]["faithfulness"]["steps"] == 4
     # refused before the detector and torch are loaded, in one line
-    ((code, said),) = refusals_without_torch("forensics.cli", [["analyze", photo, "--explain", "none", "--faithfulness"]])
+    (code, said), (steps_code, steps_said) = refusals_without_torch("forensics.cli", [
+        ["analyze", photo, "--explain", "none", "--faithfulness"],
+        ["analyze", photo, "--faithfulness", "--faithfulness-steps", "1"]])
     assert code == 1 and "needs --explain" in said
+    assert steps_code == 1 and steps_said.endswith("faithfulness steps must be in 2..100, not 1")
 
 
 def _trained_folder(tmp_path, model_dirs, name: str):

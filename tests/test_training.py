@@ -1111,7 +1111,7 @@ def test_a_bad_setting_is_refused_before_torch_is_imported(tmp_path):
         "the patch-level architecture patch scores real vs fake only: choose a binary label order",
         f"explain-bench: {tmp_path / 'none.csv'}: no such data (labels.csv or an ImageFolder tree)",
         "explain-bench: --limit must be at least 1 and --road at least 0",
-        "explain-bench: --steps must be in 2..100, not 1"]
+        "explain-bench: faithfulness steps must be in 2..100, not 1"]
     listing = subprocess.run([sys.executable, "-m", "training", "--help"], cwd=ROOT, capture_output=True, text=True,
                              timeout=300)
     assert listing.returncode == 0 and "explain-bench" in listing.stdout and "score every explanation" in listing.stdout

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from forensics.catalog import faithfulness_steps
 from forensics.core.framing import FRAMINGS
 from forensics.jobs.settings import label_order_problem
 
@@ -55,8 +56,7 @@ def explain_bench_inputs(data: str | Path, limit: int, steps: int, road: int) ->
     2..100 points a curve and a ROAD share that is not negative."""
     if limit < 1 or road < 0:
         raise ValueError("--limit must be at least 1 and --road at least 0")
-    if not 2 <= steps <= 100:
-        raise ValueError(f"--steps must be in 2..100, not {steps}")
+    faithfulness_steps(steps)
     if not Path(data).exists():
         raise FileNotFoundError(f"{data}: no such data (labels.csv or an ImageFolder tree)")
 

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from forensics.catalog import FAITHFULNESS_STEPS, REMOVALS
+from forensics.catalog import FAITHFULNESS_STEPS, REMOVALS, faithfulness_steps
 from forensics.detectors.base import Detector
 from forensics.overlay import normalize_map, resize_map
 
@@ -80,8 +80,7 @@ class FaithfulnessOptions:
     runtime: str = "auto"
 
     def __post_init__(self) -> None:
-        if not 2 <= int(self.steps) <= 100:
-            raise ValueError(f"faithfulness steps must be in 2..100, not {self.steps}")
+        faithfulness_steps(self.steps)
         if self.max_batch is not None and int(self.max_batch) < 1:
             raise ValueError(f"max_batch must be at least 1, not {self.max_batch}")
         if self.removal not in REMOVALS:

@@ -118,11 +118,12 @@ def measure(det: Detector, batch_size: int = 1, repeats: int = 10, warmup: int =
 def run_bench(args) -> int:
     """CLI entry: ``python -m forensics bench``."""
     if args.model == "vit-small":
-        folder = Path(tempfile.mkdtemp(prefix="bench-")) / "vit-small"
-        make_random_detector(folder, "vit-small", size=args.size)
+        with tempfile.TemporaryDirectory(prefix="bench-") as scratch:  # the random model is not kept
+            folder = Path(scratch) / "vit-small"
+            make_random_detector(folder, "vit-small", size=args.size)
+            det = load_detector(folder, allow_untrained=True, cache=False)
     else:
-        folder = args.model
-    det = load_detector(folder, allow_untrained=True, cache=False)
+        det = load_detector(args.model, allow_untrained=True, cache=False)
     report = measure(det, batch_size=args.batch, repeats=args.repeats)
     text = json.dumps(report, indent=2)
     if args.json_out == "-":

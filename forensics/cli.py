@@ -102,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "analyze":
             return cmd_analyze(args)
         if args.command == "bench":
+            _check_bench(args)
             from forensics.bench import run_bench
 
             return run_bench(args)
@@ -113,6 +114,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 1
+
+
+def _check_bench(args) -> None:
+    """``bench``'s refusals that need no torch: sizes and counts out of range, a model that resolves to
+    nothing (the folder it resolved to is what gets timed)."""
+    from forensics.hub_download import check_detector
+
+    for name, value, low, high in (("--batch", args.batch, 1, 1024), ("--size", args.size, 16, 1024),
+                                   ("--repeats", args.repeats, 1, 10_000)):
+        if not low <= value <= high:
+            raise ValueError(f"{name} must be from {low} to {high}, not {value}")
+    if args.model == "vit-small":
+        if args.size % 16:
+            raise ValueError(f"--size {args.size} must be a multiple of 16 (the ViT's patch size)")
+    else:
+        args.model = check_detector(args.model, allow_untrained=True)
 
 
 def cmd_detectors(args) -> int:

@@ -129,6 +129,18 @@ def test_bench_reports_the_ratios(model_dirs, tmp_path):
                                       "four_maps_naive"}
     assert all(v > 0 for v in data["median_ms"].values())
     assert "four_maps / forward_backward" in data["ratios"]
+    # the default, a random ViT-Small made for the run, leaves nothing behind in the temp folder
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    small = _cli("bench", "--size", "32", "--repeats", "1", "--json", "-", env={"TMPDIR": str(scratch)})
+    assert small.returncode == 0, small.stderr
+    assert json.loads(small.stdout)["input_size"] == 32 and not list(scratch.iterdir())
+    # bad settings and a model that resolves to nothing: one line each, before torch is loaded
+    repeats, size, model = (line for _, line in refusals_without_torch("forensics.cli", [
+        ["bench", "--repeats", "0"], ["bench", "--size", "200"], ["bench", "--model", str(tmp_path / "none")]]))
+    assert repeats == "error: --repeats must be from 1 to 10000, not 0"
+    assert size == "error: --size 200 must be a multiple of 16 (the ViT's patch size)"
+    assert model.startswith(f"error: detector '{tmp_path / 'none'}' is not a model folder, a bundled name")
 
 
 def test_analyze_the_bundled_cat_says_no_face_and_gives_no_verdict():

@@ -21,7 +21,7 @@ import torch
 from forensics.detectors import load_detector, resolve_model_folder
 from forensics.detectors.random_models import make_random_detector
 from forensics.core import DetectorError, HubError
-from tests.conftest import ROOT
+from tests.conftest import ROOT, refusals_without_torch
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 SHA2 = "89abcdef0123456789abcdef0123456789abcdef"
@@ -91,6 +91,17 @@ def test_timm_hf_hub_model_with_revisions_loads_from_the_cache(hub_cache, tmp_pa
     assert load_detector("timm-user/face-vit", cache=False).kind == "timm-cnn"
     with pytest.raises(DetectorError, match="offline and not in the local cache"):
         resolve_model_folder("timm-user/face-vit@v9")
+
+
+def test_cli_pull_loads_a_cached_hub_model_and_refuses_a_bad_id_before_torch(hub_cache, tmp_path, capsys):
+    from forensics.cli import main
+
+    _publish(hub_cache, "someone/face-cnn", _as_published(make_random_detector(tmp_path / "cnn", "timm-cnn", size=32)))
+    assert main(["pull", "someone/face-cnn@main"]) == 0
+    described = json.loads(capsys.readouterr().out)
+    assert described["kind"] == "timm-cnn" and described["input_size"] == 32
+    (code, line), = refusals_without_torch("forensics.cli", [["pull", "bad//id"]])
+    assert code == 1 and line.startswith("error: detector 'bad//id' is not a model folder, a bundled name")
 
 
 class _Payload:

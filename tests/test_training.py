@@ -1099,7 +1099,10 @@ def test_a_bad_setting_is_refused_before_torch_is_imported(tmp_path):
              ["train", "--config", str(broken), "--epochs", "1"],
              ["train", "--model", "patch", "--labels", "real", "manipulated", "synthetic"],
              ["explain-bench", "--data", str(tmp_path / "none.csv")], ["explain-bench", "--limit", "0"],
-             ["explain-bench", "--steps", "1"], ["explain-bench", "--detector", "no-such-detector"]]
+             ["explain-bench", "--steps", "1"], ["train", "--epochs", "0"], ["distill", "--jpeg-prob", "1.5"],
+             ["pretrain", "--lr", "0"], ["train", "--data", str(tmp_path / "none.csv")],
+             ["faces", "--detector", str(tmp_path), "--out", str(tmp_path / "f.npz")],
+             ["explain-bench", "--detector", "no-such-detector"]]
     lines = [line for _, line in refusals_without_torch("training.cli", cases)]
     assert lines.pop().startswith("explain-bench: detector 'no-such-detector' is not a model folder, a bundled name")
     assert lines == [
@@ -1111,15 +1114,24 @@ def test_a_bad_setting_is_refused_before_torch_is_imported(tmp_path):
         "the patch-level architecture patch scores real vs fake only: choose a binary label order",
         f"explain-bench: {tmp_path / 'none.csv'}: no such data (labels.csv or an ImageFolder tree)",
         "explain-bench: --limit must be at least 1 and --road at least 0",
-        "explain-bench: faithfulness steps must be in 2..100, not 1"]
+        "explain-bench: faithfulness steps must be in 2..100, not 1",
+        "epochs must be a whole number from 1 to 1000, got 0",  # before: a run of no epoch, exit 0
+        "jpeg_prob must be a number in [0, 1], got 1.5",
+        "lr must be a number in (0, 1), got 0.0",
+        f"train: data {tmp_path / 'none.csv'}: no such labels CSV or ImageFolder folder",  # before: a traceback
+        f"faces: {tmp_path}: not a trained model folder (model.safetensors and training.json)"]
+    # YAML reads 3e-4 as a string; the pipeline's float() takes it, and so does the check
+    (tmp_path / "lr.yaml").write_text("lr: 3e-4\nepochs: 2\n")
+    from training.checks import model_settings
+    from training.cli import build_parser, resolve_config
+
+    model_settings(resolve_config(build_parser().parse_args(["train", "--config", str(tmp_path / "lr.yaml")])))
     listing = subprocess.run([sys.executable, "-m", "training", "--help"], cwd=ROOT, capture_output=True, text=True,
                              timeout=300)
     assert listing.returncode == 0 and "explain-bench" in listing.stdout and "score every explanation" in listing.stdout
     assert "--removal {blur,impute,mean,road}" in subprocess.run(
         [sys.executable, "-m", "training", "explain-bench", "--help"], cwd=ROOT, capture_output=True, text=True,
         timeout=300).stdout  # the bench's own options, without its imports
-    from training.cli import build_parser
-
     words = ["explain-bench", "--removal", "mean", "--no-casia"]
     bench = build_parser().parse_args(words)
     assert bench.removal == "mean" and bench.no_casia and bench.limit == 200 and bench.steps == 4

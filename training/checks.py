@@ -7,6 +7,7 @@ one-line messages."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from forensics.catalog import faithfulness_steps
@@ -70,3 +71,47 @@ def model_settings(config: dict) -> None:
     problem = label_order_problem(config["model"], list(config["labels"] or ()))
     if problem:
         raise ValueError(problem)
+    for key, low, high in INTEGER_RANGES:
+        value = config.get(key)
+        if value is None and key in OPTIONAL:
+            continue
+        number = _number(value)
+        if number is None or number != int(number) or not low <= number <= high:
+            raise ValueError(f"{key} must be a whole number from {low} to {high}, got {value!r}")
+    for key, low, high, closed in NUMBER_RANGES:
+        value = config.get(key)
+        number = _number(value)
+        if number is None or not (low <= number <= high if closed else low < number < high):
+            span = f"[{low:g}, {high:g}]" if closed else f"({low:g}, {high:g})"
+            raise ValueError(f"{key} must be a number in {span}, got {value!r}")
+
+
+def _number(value) -> float | None:
+    """``value`` as the pipeline reads it (``float()``/``int()``: YAML's ``3e-4`` is a string), or None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+# What a training run can start with (min, max); the Train tab's jobs check their own subset alike.
+INTEGER_RANGES = (("epochs", 1, 1000), ("batch_size", 1, 4096), ("image_size", 16, 1024), ("patience", 1, 1000),
+                  ("workers", 0, 64), ("max_steps", 1, 10_000_000), ("max_per_source", 1, 10_000_000),
+                  ("video_frames", 0, 10_000), ("ae_steps", 1, 10_000_000))
+OPTIONAL = {"max_steps", "max_per_source"}  # None: no cap
+# (key, low, high, closed): shares of the training faces or pairs in [0, 1]; open intervals for the rest.
+NUMBER_RANGES = (*((key, 0.0, 1.0, True) for key in (
+    "jpeg_prob", "sharpen_prob", "noise_prob", "smooth_prob", "sbi_downscale", "swap", "expression_swap", "ae_swap",
+    "h264_prob", "lowres_prob", "trunk_lr_scale", "max_padding", "face_margin")),
+    ("lr", 0.0, 1.0, False), ("val_fraction", 0.0, 1.0, False), ("mask_ratio", 0.0, 1.0, False),
+    ("weight_decay", 0.0, 10.0, True), ("adv_eps", 0.0, 255.0, True))
+
+
+def training_data(data: str | Path) -> None:
+    """The data a training command reads: a labels CSV or an ImageFolder tree that is there."""
+    path = Path(data)
+    if not (path.is_file() and path.suffix.lower() == ".csv") and not path.is_dir():
+        raise FileNotFoundError(f"data {data}: no such labels CSV or ImageFolder folder")

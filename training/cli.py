@@ -268,6 +268,10 @@ def _check_before_torch(args: argparse.Namespace) -> None:
             if args.videos_only:
                 checks.video_evaluation_inputs(args.data, args.video_frames)
             args.detector = check_detector(args.detector)  # the folder it resolved to: a Hub id is fetched once
+        elif args.command == "faces":
+            checks.calibration_record(args.detector)  # its faces are found through its training record
+            if args.limit is not None and args.limit < 1:
+                raise ValueError(f"--limit must be at least 1, not {args.limit}")
         elif args.command == "explain-bench":
             checks.explain_bench_inputs(args.data, args.limit, args.steps, args.road)
             args.detector = check_detector(args.detector)
@@ -277,8 +281,13 @@ def _check_before_torch(args: argparse.Namespace) -> None:
 
 def _dispatch(args: argparse.Namespace, command: str) -> int:
     _check_before_torch(args)
-    if args.command == "pretrain":
+    if args.command in ("pretrain", "train", "distill"):
         config = resolve_config(args)
+        try:
+            checks.training_data(config["data"])
+        except FileNotFoundError as exc:
+            raise SystemExit(f"{args.command}: {exc}") from None
+    if args.command == "pretrain":
         from training.pipeline import run_pretraining
 
         try:
@@ -287,7 +296,6 @@ def _dispatch(args: argparse.Namespace, command: str) -> int:
             raise SystemExit(f"pretrain: {exc}") from None
         return 0
     if args.command in ("train", "distill"):
-        config = resolve_config(args)
         if args.command == "distill" and not config.get("teacher"):
             raise SystemExit("distill needs a teacher: --teacher MODEL_DIR or `teacher:` in --config")
         from training.pipeline import ConfigError, run_training

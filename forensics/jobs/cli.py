@@ -66,9 +66,12 @@ def run(args) -> int:
         print(json.dumps(result, indent=2))
         return 0
     if args.command == "pull":
+        from forensics.hub_download import check_detector
+
+        located = check_detector(args.repo_id)  # fetched, and a bad id or an untrained model refused, before torch
         from forensics.detectors import load_detector
 
-        print(json.dumps(load_detector(args.repo_id).describe(), indent=2))
+        print(json.dumps(load_detector(located).describe(), indent=2))
         return 0
     from forensics.jobs import JobSettings, JobStore
 

@@ -217,7 +217,8 @@ def test_settings_are_checked_and_commands_built_per_kind(tmp_path, faces, base_
     for bad, match in [({"kind": "bake"}, "unknown job kind 'bake'"),
                        ({"data": str(tmp_path / "missing")}, "is neither a folder nor a labels.csv"),
                        ({"lr": "fast"}, "learning rate 'fast' is not a number"),
-                       ({"lr": 2}, r"learning rate 2.0 must be in \(0, 1\]"),
+                       ({"lr": 2}, r"learning rate 2.0 must be in \(0, 1\)"),
+                       ({"lr": 1}, r"learning rate 1.0 must be in \(0, 1\)"),  # as python -m training refuses it
                        ({"epochs": 0}, "epochs 0 must be a whole number from 1 to 1000"),
                        ({"labels": ["real", "deepfake"]}, "label order 'real deepfake' must be one of 'real fake', "
                                                           "'fake real', 'real manipulated synthetic'"),

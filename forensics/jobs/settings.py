@@ -93,8 +93,8 @@ def validate(settings: JobSettings) -> JobSettings:
     if patched and s.kind != "evaluate" and s.image_size % 16:
         raise JobError(f"image size {s.image_size} must be a multiple of 16 for {s.model}")
     s.lr = _number("learning rate", s.lr)
-    if not 0.0 < s.lr <= 1.0:
-        raise JobError(f"learning rate {s.lr} must be in (0, 1]")
+    if not 0.0 < s.lr < 1.0:  # the range `python -m training` checks (training.checks.NUMBER_RANGES)
+        raise JobError(f"learning rate {s.lr} must be in (0, 1)")
     s.sbi = bool(s.sbi)
     labels = tuple(s.labels.split() if isinstance(s.labels, str) else s.labels or ())
     if labels not in LABEL_ORDERS:

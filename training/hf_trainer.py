@@ -49,6 +49,7 @@ def train_with_trainer(model, train_set: Dataset, val_set: Dataset, out_dir: str
         lr_scheduler_type="cosine", warmup_steps=0.05, weight_decay=0.05, max_grad_norm=1.0,
         bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(), report_to=[], max_steps=max_steps,
         remove_unused_columns=False, save_total_limit=2, logging_steps=5, dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinned memory only helps a GPU (and warns on a CPU)
     )
     trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
                       data_collator=PixelCollator(mean, std), compute_metrics=metrics_for(fake_indices),

@@ -11,10 +11,14 @@
    regression fitted on half the FFHQ reals against one generator's faces, scored on the other
    half against the other generator's. With ``--encoder`` (a ViT-Tiny encoder written by
    ``python -m training pretrain``), also the frozen features of that self-supervised encoder.
+4. Typicality, with no generated face at all: a Gaussian (PCA, Ledoit-Wolf) fitted on real faces'
+   features only (half the FFHQ reals, or those and 700 UTKFace faces), each face scored by its
+   Mahalanobis distance (one-sided: far from the reals = generated) and by how far its log distance
+   lies from the reals' median, either way (two-sided: too typical counts too).
 
 Faces are the crop cache's margin-0 landmark-framed crops (built if missing).
 
-    .venv/bin/python scripts/probe-synthetic-cues.py [--ae-steps 400] [--sections 1 2 3] [--encoder FILE]
+    .venv/bin/python scripts/probe-synthetic-cues.py [--ae-steps 400] [--sections 1 2 3 4] [--encoder FILE]
 """
 from __future__ import annotations
 
@@ -181,6 +185,39 @@ def leave_one_generator_out(net, ffhq: list[np.ndarray], generators: dict[str, l
             print(f"   {name}, fitted on {seen}, {unseen} vs unseen FFHQ reals:", row[0] if list(row) == [0] else row)
 
 
+def typicality(net, ffhq: list[np.ndarray], utk: list[np.ndarray], generators: dict[str, list[np.ndarray]]) -> None:
+    """Section 4: is 'unlike real faces' a cue that covers both generators without seeing either?"""
+    from sklearn.covariance import LedoitWolf
+    from sklearn.decomposition import PCA
+
+    print(f"\n4. Typicality under a Gaussian of real faces' features (no generated face fitted; FFHQ {len(ffhq)} "
+          f"in halves, UTKFace {len(utk)}: 700 fitted, the rest scored)")
+    order = np.random.default_rng(0).permutation(len(ffhq))
+    sets = {"FFHQ fit": [ffhq[i] for i in order[: len(ffhq) // 2]], "FFHQ": [ffhq[i] for i in order[len(ffhq) // 2:]],
+            "UTKFace fit": utk[:700], "UTKFace": utk[700:], **generators}
+    feats = {k: {"residual spectrum": residual_spectrum(v),
+                 **{f"stage {j}": x for j, x in stage_features(net, v).items()}} for k, v in sets.items()}
+
+    def distance(fit: np.ndarray, x: np.ndarray) -> np.ndarray:
+        scaler = StandardScaler().fit(fit)
+        pca = PCA(min(32, fit.shape[1], len(fit) - 1), random_state=0).fit(scaler.transform(fit))
+        gauss = LedoitWolf().fit(pca.transform(scaler.transform(fit)))
+        return np.log(gauss.mahalanobis(pca.transform(scaler.transform(x))))
+
+    scored = ("FFHQ", "UTKFace", *generators)
+    for fitted in (("FFHQ fit",), ("FFHQ fit", "UTKFace fit")):
+        print(f"   fitted on {' + '.join(fitted)} (ROC-AUC, the first named is the positive class):")
+        for kind in feats["FFHQ"]:
+            fit = np.concatenate([feats[k][kind] for k in fitted])
+            folds = np.array_split(np.random.default_rng(0).permutation(len(fit)), 5)
+            inside = np.concatenate([distance(np.delete(fit, f, 0), fit[f]) for f in folds])
+            d = {k: distance(fit, feats[k][kind]) for k in scored}
+            two = {k: np.abs(v - np.median(inside)) for k, v in d.items()}
+            row = [f"{g} vs FFHQ {auc(d['FFHQ'], d[g])} / {auc(two['FFHQ'], two[g])}" for g in generators]
+            print(f"     {kind}: one-sided / two-sided: " + "; ".join(row)
+                  + f"; UTKFace reals vs FFHQ {auc(d['FFHQ'], d['UTKFace'])} / {auc(two['FFHQ'], two['UTKFace'])}")
+
+
 def supervised_pair(net, ffhq: list[np.ndarray], gan: list[np.ndarray]) -> None:
     """Section 1: StyleGAN2 against FFHQ, cross-validated on the pair itself."""
     print("\n1. StyleGAN2 vs FFHQ reals, supervised on the pair itself (5-fold CV ROC-AUC; diagnosis only)")
@@ -203,7 +240,7 @@ def main() -> int:
     parser.add_argument("--cache", default=".cache/crops256")
     parser.add_argument("--ae-steps", type=int, default=400)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--sections", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3])
+    parser.add_argument("--sections", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3, 4])
     parser.add_argument("--encoder", help="section 3 also on this pretrain encoder's features (encoder.safetensors)")
     args = parser.parse_args()
     random.seed(0)
@@ -227,6 +264,8 @@ def main() -> int:
     if 3 in args.sections:
         leave_one_generator_out(net, ffhq, {"StyleGAN2": gan, "Stable Diffusion": faces(SD, 500)},
                                 load_encoder(args.encoder) if args.encoder else None)
+    if 4 in args.sections:
+        typicality(net, ffhq, utk[:1000], {"StyleGAN2": gan, "Stable Diffusion": faces(SD, 500)})
     if 1 in args.sections:
         supervised_pair(net, ffhq, gan)
 

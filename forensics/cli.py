@@ -236,6 +236,7 @@ def cmd_analyze(args) -> int:
     )
     style = OverlayStyle(args.alpha, args.colormap, args.gamma)
     failed = 0
+    told_skipped = args.explain.strip().lower() == "all"  # maps asked for by name: say once which cannot be drawn
     with _result_sink(args.json_out) as emit:
         bar = tqdm(args.paths, desc="analysing", unit="input", disable=None, file=sys.stderr)
         for path in bar:
@@ -247,6 +248,10 @@ def cmd_analyze(args) -> int:
                 write_maps(result, frames, args.out, style)
                 result.timings_ms["render"] = (time.perf_counter() - started) * 1000.0
             failed += result.error is not None
+            skipped = result.explanations.skipped if result.explanations else {}
+            if skipped and not told_skipped:
+                told_skipped = True
+                bar.write("note: no " + "; no ".join(f"{m} map: {why}" for m, why in skipped.items()), file=sys.stderr)
             emit(result)
     return EXIT_INPUT_FAILED if failed else 0
 

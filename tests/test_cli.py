@@ -81,6 +81,20 @@ def test_analyze_to_a_file_with_no_maps_exits_0(model_dirs, tmp_path):
     assert "P(fake)=" in proc.stdout  # a human summary line on stdout when JSON goes to a file
 
 
+def test_maps_asked_for_by_name_that_the_detector_cannot_draw_are_named_once(tmp_path):
+    examples = ROOT / "assets" / "examples"
+    proc = _cli("analyze", examples / "astronaut.jpg", examples / "astronaut-self-blended.jpg", "--detector", "patch",
+                "--explain", "rollout,gradcam", "--out", tmp_path / "maps", "--json", tmp_path / "out.jsonl")
+    assert proc.returncode == 0, proc.stderr
+    notes = [line for line in proc.stderr.splitlines() if line.startswith("note:")]
+    assert notes == ["note: no rollout map: patch detector has no attention layers"]  # once, not per input
+    for obj in map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines()):
+        assert obj["explanations"]["skipped"] == {"rollout": "patch detector has no attention layers"}
+        assert set(obj["faces"][0]["maps"]) == {"gradcam"}  # the map it can draw is drawn
+    everything = _cli("analyze", examples / "astronaut.jpg", "--detector", "patch", "--out", tmp_path / "all")
+    assert everything.returncode == 0 and "note:" not in everything.stderr  # "all": what it can, no note
+
+
 def _cli_noting_torch(*args):
     """`python -m forensics ARGS` in-process in a child, which says at exit whether torch was loaded."""
     code = ("import sys; from forensics.cli import main; rc = main(sys.argv[1:]); "

@@ -163,7 +163,7 @@ def cmd_detectors(args) -> int:
                       f"ONNX build of {row['build_of']}  {row['note']}")
             else:
                 print(f"{row['name']:<20} {row['kind']:<10} {_count(row['parameters']):>6} params  "
-                      f"threshold {row['threshold']:<4}  {row['note']}")
+                      f"threshold {row['threshold']:.3f}  {row['note']}")
     return 0
 
 
@@ -306,7 +306,8 @@ def _summary_line(result) -> str:
                  f"  whole-image score {result.fake_probability:.2f} (outside the detector's training, not a verdict)")
         return f"no face found: no verdict{score}  {where}"
     faces = sum(not f.fallback for f in result.faces)
-    return (f"{result.label or '-':<7} P(fake)={result.fake_probability:.3f}  threshold={result.threshold}  "
+    threshold = "-" if result.threshold is None else f"{result.threshold:.3f}"  # the JSON keeps every digit
+    return (f"{result.label or '-':<7} P(fake)={result.fake_probability:.3f}  threshold={threshold}  "
             f"faces={faces}  {where}")
 
 

@@ -9,6 +9,7 @@ import shutil
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 from training.federated.partitions import PARTITIONS_FILE, Partitions, prepare_partitions
@@ -54,6 +55,10 @@ def run_federated(config: dict, command: str | None = None) -> dict:
     def main(grid: Grid, context: Context) -> None:
         result.update(run_server(grid, config, command))
 
+    # The simulated clients are allotted no GPU, and the training loop takes one whenever it sees one: keep
+    # Ray hiding GPUs from such workers (today's default, which later Rays drop), and its tip about that quiet.
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "1")
+    warnings.filterwarnings("ignore", message="Tip: In future versions of Ray", category=FutureWarning)
     run_simulation(server_app=server, client_app=client_app, num_supernodes=clients,
                    backend_config={"client_resources": {"num_cpus": int(config["client_cpus"]), "num_gpus": 0.0},
                                    "init_args": {"num_cpus": max(int(config["client_cpus"]), _cpus())}})

@@ -94,13 +94,13 @@ def test_mae_pretraining_learns_and_its_encoder_starts_a_classifier(tmp_path):
     loss, pred, mask = mae(images, torch.Generator().manual_seed(0))
     assert pred.shape == (8, 16, 8 * 8 * 3) and mask.sum(1).eq(12).all()  # 75% of 16 patches hidden
     optimizer = torch.optim.AdamW(mae.parameters(), 3e-3)
-    first = float(loss)
+    first = loss.item()
     for step in range(60):
         optimizer.zero_grad()
         loss, _, _ = mae(images, torch.Generator().manual_seed(step))
         loss.backward()
         optimizer.step()
-    assert float(loss) < 0.5 * first
+    assert loss.item() < 0.5 * first
     # As `pretrain` writes the encoder and `train --init-from` starts a classifier from it.
     from safetensors.torch import save_file
 

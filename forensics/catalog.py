@@ -198,3 +198,27 @@ def parse_methods(text: str | Iterable[str] | None) -> list[str]:
         raise ValueError(f"unknown explanation method(s) {unknown}; choose from "
                          f"{', '.join(METHODS + EXTRA_METHODS)}, all or none")
     return list(dict.fromkeys(methods))
+
+
+# What a training run can start with (min, max): `python -m training` checks every setting against these
+# (training.checks.model_settings) and the Train tab's jobs the ones they set (forensics.jobs.settings).
+INTEGER_RANGES = (("epochs", 1, 1000), ("batch_size", 1, 4096), ("image_size", 16, 1024), ("patience", 1, 1000),
+                  ("workers", 0, 64), ("max_steps", 1, 10_000_000), ("max_per_source", 1, 10_000_000),
+                  ("video_frames", 0, 10_000), ("ae_steps", 1, 10_000_000))
+OPTIONAL = {"max_steps", "max_per_source"}  # None: no cap
+# (key, low, high, closed): closed, the ends are allowed. Shares (of the training faces or pairs, of the
+# learning rate, of the teacher's targets) and margins in [0, 1]; the rest as each needs.
+NUMBER_RANGES = (*((key, 0.0, 1.0, True) for key in (
+    "jpeg_prob", "sharpen_prob", "noise_prob", "smooth_prob", "sbi_downscale", "swap", "expression_swap", "ae_swap",
+    "h264_prob", "lowres_prob", "trunk_lr_scale", "max_padding", "face_margin", "alpha")),
+    ("lr", 0.0, 1.0, False), ("val_fraction", 0.0, 1.0, False), ("mask_ratio", 0.0, 1.0, False),
+    ("temperature", 0.0, 100.0, False), ("weight_decay", 0.0, 10.0, True), ("adv_eps", 0.0, 255.0, True))
+
+
+def setting_range(key: str) -> tuple:
+    """``(low, high)`` of an integer setting, ``(low, high, closed)`` of a number's."""
+    for row in (*INTEGER_RANGES, *NUMBER_RANGES):
+        if row[0] == key:
+            return row[1:]
+    raise KeyError(key)
+

@@ -236,7 +236,7 @@ def cmd_analyze(args) -> int:
     )
     style = OverlayStyle(args.alpha, args.colormap, args.gamma)
     failed = 0
-    told_skipped = args.explain.strip().lower() == "all"  # maps asked for by name: say once which cannot be drawn
+    told_skipped = methods == parse_methods("all")  # maps asked for by name: say once which cannot be drawn
     with _result_sink(args.json_out) as emit:
         bar = tqdm(args.paths, desc="analysing", unit="input", disable=None, file=sys.stderr)
         for path in bar:

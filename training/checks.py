@@ -10,7 +10,7 @@ import json
 import math
 from pathlib import Path
 
-from forensics.catalog import faithfulness_steps
+from forensics.catalog import INTEGER_RANGES, NUMBER_RANGES, OPTIONAL, faithfulness_steps
 from forensics.core.framing import FRAMINGS
 from forensics.jobs.settings import label_order_problem
 
@@ -95,20 +95,6 @@ def _number(value) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
-
-
-# What a training run can start with (min, max); the Train tab's jobs check their own subset alike.
-INTEGER_RANGES = (("epochs", 1, 1000), ("batch_size", 1, 4096), ("image_size", 16, 1024), ("patience", 1, 1000),
-                  ("workers", 0, 64), ("max_steps", 1, 10_000_000), ("max_per_source", 1, 10_000_000),
-                  ("video_frames", 0, 10_000), ("ae_steps", 1, 10_000_000))
-OPTIONAL = {"max_steps", "max_per_source"}  # None: no cap
-# (key, low, high, closed): closed, the ends are allowed. Shares (of the training faces or pairs, of the
-# learning rate, of the teacher's targets) and margins in [0, 1]; the rest as each needs.
-NUMBER_RANGES = (*((key, 0.0, 1.0, True) for key in (
-    "jpeg_prob", "sharpen_prob", "noise_prob", "smooth_prob", "sbi_downscale", "swap", "expression_swap", "ae_swap",
-    "h264_prob", "lowres_prob", "trunk_lr_scale", "max_padding", "face_margin", "alpha")),
-    ("lr", 0.0, 1.0, False), ("val_fraction", 0.0, 1.0, False), ("mask_ratio", 0.0, 1.0, False),
-    ("temperature", 0.0, 100.0, False), ("weight_decay", 0.0, 10.0, True), ("adv_eps", 0.0, 255.0, True))
 
 
 def training_data(data: str | Path) -> None:

@@ -87,14 +87,16 @@ def validate(settings: JobSettings) -> JobSettings:
         raise JobError(f"a {s.kind} job needs {what}")
     if s.kind in ("train", "distill") and s.model not in MODEL_CHOICES:
         raise JobError(f"unknown architecture {s.model!r}; choose from {', '.join(MODEL_CHOICES)}")
-    s.epochs, s.batch_size, s.image_size = _int("epochs", s.epochs, 1, 1000), _int("batch size", s.batch_size, 1, 4096), \
-        _int("image size", s.image_size, 16, 1024)
+    s.epochs, s.batch_size, s.image_size = (_int(what, value, *catalog.setting_range(key)) for what, value, key in (
+        ("epochs", s.epochs, "epochs"), ("batch size", s.batch_size, "batch_size"),
+        ("image size", s.image_size, "image_size")))
     patched = "img_size" in ARCHITECTURES.get(s.model, ("", {}))[1]  # a ViT or hybrid: 16-pixel patches
     if patched and s.kind != "evaluate" and s.image_size % 16:
         raise JobError(f"image size {s.image_size} must be a multiple of 16 for {s.model}")
     s.lr = _number("learning rate", s.lr)
-    if not 0.0 < s.lr < 1.0:  # the range `python -m training` checks (training.checks.NUMBER_RANGES)
-        raise JobError(f"learning rate {s.lr} must be in (0, 1)")
+    low, high, _ = catalog.setting_range("lr")  # open at both ends
+    if not low < s.lr < high:
+        raise JobError(f"learning rate {s.lr} must be in ({low:g}, {high:g})")
     s.sbi = bool(s.sbi)
     labels = tuple(s.labels.split() if isinstance(s.labels, str) else s.labels or ())
     if labels not in LABEL_ORDERS:

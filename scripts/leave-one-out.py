@@ -1,7 +1,10 @@
-"""Copy the figures of leave-one-out runs (the same recipe with one source held out) into a model
-folder's training record, so that its card shows them beside its own figures; then rewrite the card.
+"""Copy the figures of leave-one-out runs (the same recipe with one source held out, or other
+talking-head clips held out whole) into a model folder's training record, so that its card shows them
+beside its own figures; then rewrite the card.
 
-    .venv/bin/python scripts/leave-one-out.py assets/detectors/default runs/logo-sg2/model runs/logo-sd/model
+    .venv/bin/python scripts/leave-one-out.py assets/detectors/default runs/logo-sg2/model runs/logo-sd/model \
+        runs/fold2/model
+    .venv/bin/python scripts/leave-one-out.py --add assets/detectors/default runs/fold3/model   # keep the others
 
 Each run must have been evaluated (`python -m training evaluate`): its metrics.json is read, never
 typed in.
@@ -15,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from forensics.core import write_atomic  # noqa: E402
 from forensics.detectors.card import holdout_sources, write_card  # noqa: E402
 
 
@@ -30,6 +34,7 @@ def summary(run: Path) -> dict:
         "config": Path(record.get("command", "").split("--config ")[-1].split()[0]).as_posix()
         if "--config" in record.get("command", "") else str(run),
         "held_out": held,
+        "held_out_videos": [Path(v).stem for v in record["config"].get("holdout_videos") or []],
         "subsets": {name: {"roc_auc": (metrics["per_source"][name] or {}).get("roc_auc"),
                            "jpeg_50": robust.get(name, {}).get("jpeg_50")} for name in wanted},
         "video_auc": (metrics.get("videos") or {}).get("roc_auc"),
@@ -40,12 +45,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="the model folder whose card gets the figures")
     parser.add_argument("runs", nargs="+", help="evaluated model folders of the leave-one-out runs")
+    parser.add_argument("--add", action="store_true",
+                        help="keep the runs already in the record (a run of the same config is replaced)")
     args = parser.parse_args()
     folder = Path(args.model)
     path = folder / "training.json"
     record = json.loads(path.read_text())
-    record["leave_one_out"] = [summary(Path(r)) for r in args.runs]
-    path.write_text(json.dumps(record, indent=2))
+    for run in map(Path, args.runs):
+        missing = [name for name in ("training.json", "metrics.json") if not (run / name).is_file()]
+        if missing:
+            print(f"error: {run}: no {' or '.join(missing)} (evaluate it first: python -m training evaluate "
+                  f"--detector {run} --data ../shared/data/labels.csv)", file=sys.stderr)
+            return 2
+    runs = [summary(Path(r)) for r in args.runs]
+    if args.add:
+        new = {run["config"] for run in runs}
+        runs = [run for run in record.get("leave_one_out") or [] if run.get("config") not in new] + runs
+    record["leave_one_out"] = runs
+    write_atomic(path, record)
     metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else None
     write_card(folder, metrics)
     print(json.dumps(record["leave_one_out"], indent=2))

@@ -303,3 +303,72 @@ def test_the_note_reads_generated_faces_against_identical_reals_and_names_unseen
     note = detector_notes.detector_note("gens")
     assert note.catches.endswith("generators it never saw (AUC 0.85-0.88 with one held out of training)")
     assert "never saw" not in note.misses
+
+
+def test_leave_one_out_runs_and_other_folds_go_into_the_card_from_their_own_metrics(tmp_path, model_dirs):
+    """``scripts/leave-one-out.py`` copies each run's figures from its own metrics.json into the model's
+    training record and rewrites the card: a leave-one-generator-out run names its generator, a run
+    that held out other talking-head clips names them; ``--add`` keeps the runs already there, a run
+    of the same config replaces its old entry, and a run never evaluated is refused in one line with
+    the record untouched."""
+    import shutil
+
+    from forensics import detector_notes
+
+    model = shutil.copytree(model_dirs["patch"], tmp_path / "model")
+    own = ["a_clip.mp4", "b_clip.mp4"]
+    (model / "training.json").write_text(json.dumps({"config": {"video_frames": 8, "holdout_videos": own}}))
+
+    def run(name: str, config: dict, blend: float, video: float):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "training.json").write_text(json.dumps({
+            "command": f"python -m training train --config configs/experiments/{name}.yaml",
+            "config": {"video_frames": 8, **config}}))
+        (folder / "metrics.json").write_text(json.dumps({
+            "per_source": {"StyleGAN2 (x) vs FFHQ reals": {"roc_auc": 0.36},
+                           "talking-head video, held out reals vs their SBI fakes": {"roc_auc": blend}},
+            "robustness_auc_per_source": {"talking-head video, held out reals vs their SBI fakes": {"jpeg_50": 0.9}},
+            "videos": {"roc_auc": video}}))
+        return folder
+
+    logo = run("logo", {"holdout_sources": ["StyleGAN2 (x)"], "holdout_videos": own}, 0.95, 0.944)
+    fold = run("fold2", {"holdout_videos": ["c_clip.mp4", "d_clip.mp4"]}, 0.957, 1.0)
+    script = ROOT / "scripts" / "leave-one-out.py"
+
+    def leave_one_out(*args):
+        return subprocess.run([sys.executable, str(script), *map(str, args)], cwd=ROOT, capture_output=True,
+                              text=True, timeout=300)
+
+    assert leave_one_out(model, logo).returncode == 0
+    done = leave_one_out("--add", model, fold)
+    assert done.returncode == 0, done.stderr
+    record = json.loads((model / "training.json").read_text())
+    assert [r["config"] for r in record["leave_one_out"]] == ["configs/experiments/logo.yaml",
+                                                              "configs/experiments/fold2.yaml"]
+    assert record["leave_one_out"][1]["held_out"] == [] and record["leave_one_out"][1]["held_out_videos"] == [
+        "c_clip", "d_clip"]
+    card = (model / "README.md").read_text()
+    assert ("| `configs/experiments/logo.yaml` | StyleGAN2 (x) | StyleGAN2 (x) vs FFHQ reals | 0.360 | n/a |"
+            in card)
+    assert ("| `configs/experiments/fold2.yaml` | talking-head clips c_clip, d_clip (instead of this model's) "
+            "| videos never trained on, video level | 1.000 | |") in card
+    assert "| `configs/experiments/fold2.yaml` | talking-head clips c_clip, d_clip (instead of this model's) " \
+           "| talking-head video, held out reals vs their SBI fakes | 0.957 | 0.900 |" in card
+    assert "| `configs/experiments/logo.yaml` | StyleGAN2 (x) | videos never trained on, video level | 0.944 | |" in card
+    # the fold names no generator, so the note's unseen-generator span is the leave-one-generator-out run's alone
+    assert detector_notes._unseen_generators(record) == [0.36]
+
+    again = leave_one_out("--add", model, fold)  # the same config again: replaced, not doubled
+    assert again.returncode == 0
+    assert len(json.loads((model / "training.json").read_text())["leave_one_out"]) == 2
+
+    before = (model / "training.json").read_bytes()
+    never = tmp_path / "never"
+    never.mkdir()
+    (never / "training.json").write_text("{}")
+    refused = leave_one_out("--add", model, never)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().count("\n") == 0 and "no metrics.json" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert (model / "training.json").read_bytes() == before

@@ -127,7 +127,7 @@ def card_text(record: dict, metrics: dict | None) -> str:
             if videos.get("aggregation_auc"):
                 lines += ["", "Video-level ROC-AUC by how a face's frame scores are pooled (the same pass):", "",
                           *_table(["pooling", "ROC-AUC"], [(k, _fmt(v)) for k, v in videos["aggregation_auc"].items()])]
-    lines += leave_one_out_lines(record.get("leave_one_out"))
+    lines += leave_one_out_lines(record.get("leave_one_out"), config.get("holdout_videos"))
     generators = sorted(k.split("/", 1)[1] for k in (record.get("counts", {}).get("train") or {})
                         if k.startswith("fake/"))
     if generators:
@@ -142,22 +142,31 @@ def card_text(record: dict, metrics: dict | None) -> str:
     return "\n".join(lines)
 
 
-def leave_one_out_lines(runs: list[dict] | None) -> list[str]:
-    """The same recipe with one source held out whole (``training.json``'s ``leave_one_out``, written
-    by ``scripts/leave-one-out.py`` from those runs' own metrics): how the recipe does on a kind of
-    fake it never saw, beside this model's figures."""
+def leave_one_out_lines(runs: list[dict] | None, own_videos: list[str] | None = None) -> list[str]:
+    """The same recipe with one source held out whole, or other talking-head clips held out
+    (``training.json``'s ``leave_one_out``, written by ``scripts/leave-one-out.py`` from those runs'
+    own metrics): how the recipe does on a kind of fake it never saw, and how much its video figure
+    rests on which clips are held out, beside this model's figures. ``own_videos`` are this model's
+    held-out clips (file names or stems): a run that held out others says which."""
     if not runs:
         return []
-    lines = ["", "## Leave-one-out runs (the same recipe, one source held out whole)", "",
+    own = {Path(v).stem for v in own_videos or []}
+    lines = ["", "## Leave-one-out runs (the same recipe, one generator or other talking-head clips held out whole)", "",
              "| run | held out | subset | ROC-AUC | after JPEG 50 |", "|---|---|---|---|---|"]
     for run in runs:
+        videos = [v for v in run.get("held_out_videos") or [] if v]
+        held = list(run.get("held_out") or [])
+        if videos and set(videos) != own:
+            held.append(f"talking-head clips {', '.join(videos)} (instead of this model's)")
+        held_text = ", ".join(held) or "n/a"
         for subset, figures in run["subsets"].items():
-            lines.append(f"| `{run['config']}` | {', '.join(run['held_out'])} | {subset} | {_fmt(figures.get('roc_auc'))} "
+            lines.append(f"| `{run['config']}` | {held_text} | {subset} | {_fmt(figures.get('roc_auc'))} "
                          f"| {_fmt(figures.get('jpeg_50'))} |")
         if run.get("video_auc") is not None:
-            lines.append(f"| `{run['config']}` | {', '.join(run['held_out'])} | videos never trained on, video level "
+            lines.append(f"| `{run['config']}` | {held_text} | videos never trained on, video level "
                          f"| {_fmt(run['video_auc'])} | |")
-    lines += ["", "Reproduce: `python -m training train --config CONFIG` then `python -m training evaluate "
+    lines += ["", "Reproduce: `python -m training train --config CONFIG` (after the stage its `init_from` names, "
+              "trained the same way) then `python -m training evaluate "
               "--detector runs/<name>/model --data ../shared/data/labels.csv`."]
     return lines
 

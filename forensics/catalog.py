@@ -221,4 +221,3 @@ def setting_range(key: str) -> tuple:
         if row[0] == key:
             return row[1:]
     raise KeyError(key)
-

@@ -51,13 +51,14 @@ def main() -> int:
     folder = Path(args.model)
     path = folder / "training.json"
     record = json.loads(path.read_text())
-    for run in map(Path, args.runs):
+    run_dirs = [Path(r) for r in args.runs]
+    for run in run_dirs:
         missing = [name for name in ("training.json", "metrics.json") if not (run / name).is_file()]
         if missing:
             print(f"error: {run}: no {' or '.join(missing)} (evaluate it first: python -m training evaluate "
                   f"--detector {run} --data ../shared/data/labels.csv)", file=sys.stderr)
             return 2
-    runs = [summary(Path(r)) for r in args.runs]
+    runs = [summary(run) for run in run_dirs]
     if args.add:
         new = {run["config"] for run in runs}
         runs = [run for run in record.get("leave_one_out") or [] if run.get("config") not in new] + runs

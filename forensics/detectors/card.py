@@ -154,7 +154,7 @@ def leave_one_out_lines(runs: list[dict] | None, own_videos: list[str] | None = 
     lines = ["", "## Leave-one-out runs (the same recipe, one generator or other talking-head clips held out whole)", "",
              "| run | held out | subset | ROC-AUC | after JPEG 50 |", "|---|---|---|---|---|"]
     for run in runs:
-        videos = [v for v in run.get("held_out_videos") or [] if v]
+        videos = run.get("held_out_videos") or []
         held = list(run.get("held_out") or [])
         if videos and set(videos) != own:
             held.append(f"talking-head clips {', '.join(videos)} (instead of this model's)")

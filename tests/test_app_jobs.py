@@ -137,7 +137,10 @@ def _run_tiny_job(browser, url: str, archive: Path, name: str, architecture: str
     page.get_by_role("tab", name="Train").click()
     page.get_by_label("Admin token").fill(TOKEN)
     page.locator("input[type=file][accept*='.zip']").set_input_files(str(archive))
-    expect(page.get_by_text(archive.name).first).to_be_visible(timeout=30_000)
+    # The uploaded file's row: Gradio renders its name as two spans ("faces", ".zip"), so the
+    # text "faces.zip" exists only in the cell's accessible name (only a transient progress
+    # line carries it as text, and waiting on that raced the upload).
+    expect(page.get_by_role("cell", name=archive.name, exact=True)).to_be_visible(timeout=30_000)
     if architecture:
         page.get_by_label("Architecture (train, distil)").click()
         page.get_by_role("option", name=architecture).click()

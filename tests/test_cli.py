@@ -359,9 +359,21 @@ def test_leave_one_out_runs_and_other_folds_go_into_the_card_from_their_own_metr
     # the fold names no generator, so the note's unseen-generator span is the leave-one-generator-out run's alone
     assert detector_notes._unseen_generators(record) == [0.36]
 
+    # one fold and no figures of the model's own (never evaluated): no spread to give
+    assert "Over the folds" not in card
+
     again = leave_one_out("--add", model, fold)  # the same config again: replaced, not doubled
     assert again.returncode == 0
     assert len(json.loads((model / "training.json").read_text())["leave_one_out"]) == 2
+
+    # a second fold: the card gives the spread and mean over the two, and leaves the generator run out
+    fold3 = run("fold3", {"holdout_videos": ["e_clip.mp4", "f_clip.mp4"]}, 0.914, 0.875)
+    assert leave_one_out("--add", model, fold3).returncode == 0
+    card = (model / "README.md").read_text()
+    assert ("Over the folds of held-out talking-head clips (2 runs above, the same recipe): blending on the held-out "
+            "clips 0.914-0.957 (mean 0.935 over 2 folds), video-level ROC-AUC 0.875-1.000 (mean 0.938 over 2 folds)."
+            ) in card
+    assert len(json.loads((model / "training.json").read_text())["leave_one_out"]) == 3
 
     before = (model / "training.json").read_bytes()
     never = tmp_path / "never"
@@ -372,3 +384,25 @@ def test_leave_one_out_runs_and_other_folds_go_into_the_card_from_their_own_metr
     assert refused.stderr.strip().count("\n") == 0 and "no metrics.json" in refused.stderr
     assert "Traceback" not in refused.stderr
     assert (model / "training.json").read_bytes() == before
+
+
+def test_the_fold_summary_counts_the_model_itself_only_with_its_own_figures():
+    """The model's own held-out clips make a fold when its evaluation measured them; a run that held
+    out the model's own clips, or a generator, is no fold; one fold alone gives no spread."""
+    from forensics.detectors.card import HELD_OUT_BLENDING, fold_summary_lines
+
+    own = {"a_clip", "b_clip"}
+    fold = {"held_out": [], "held_out_videos": ["c_clip"], "subsets": {HELD_OUT_BLENDING: {"roc_auc": 0.957}},
+            "video_auc": 1.0}
+    logo = {"held_out": ["StyleGAN2"], "held_out_videos": ["a_clip", "b_clip"],
+            "subsets": {HELD_OUT_BLENDING: {"roc_auc": 0.5}}, "video_auc": 0.5}
+    same = {**fold, "held_out_videos": ["b_clip", "a_clip"]}
+    metrics = {"per_source": {HELD_OUT_BLENDING: {"roc_auc": 0.935}}, "videos": {"roc_auc": 0.875}}
+
+    line = fold_summary_lines([logo, fold, same], own, metrics)[-1]
+    assert line.startswith("Over the folds of held-out talking-head clips (this model and 1 run above, ")
+    assert "blending on the held-out clips 0.935-0.957 (mean 0.946 over 2 folds)" in line
+    assert "video-level ROC-AUC 0.875-1.000 (mean 0.938 over 2 folds)" in line
+    assert fold_summary_lines([logo, fold], own, None) == []  # one fold: no spread
+    assert fold_summary_lines([logo, fold], own, {"per_source": {}, "videos": {}}) == []
+    assert fold_summary_lines([logo, same], own, metrics) == []  # no run held out other clips

@@ -11,6 +11,8 @@ from forensics.core import read_json, write_atomic
 from forensics.faces import FRAMING_TEXT
 
 VIDEO_SOURCE = "talking-head video"  # the source of frames of training videos
+#: The per-source row of blending on whole talking-head clips held out of training.
+HELD_OUT_BLENDING = f"{VIDEO_SOURCE}, held out reals vs their SBI fakes"
 
 
 def holdout_sources(config: dict) -> list[str]:
@@ -127,7 +129,7 @@ def card_text(record: dict, metrics: dict | None) -> str:
             if videos.get("aggregation_auc"):
                 lines += ["", "Video-level ROC-AUC by how a face's frame scores are pooled (the same pass):", "",
                           *_table(["pooling", "ROC-AUC"], [(k, _fmt(v)) for k, v in videos["aggregation_auc"].items()])]
-    lines += leave_one_out_lines(record.get("leave_one_out"), config.get("holdout_videos"))
+    lines += leave_one_out_lines(record.get("leave_one_out"), config.get("holdout_videos"), metrics)
     generators = sorted(k.split("/", 1)[1] for k in (record.get("counts", {}).get("train") or {})
                         if k.startswith("fake/"))
     if generators:
@@ -142,12 +144,14 @@ def card_text(record: dict, metrics: dict | None) -> str:
     return "\n".join(lines)
 
 
-def leave_one_out_lines(runs: list[dict] | None, own_videos: list[str] | None = None) -> list[str]:
+def leave_one_out_lines(runs: list[dict] | None, own_videos: list[str] | None = None,
+                        metrics: dict | None = None) -> list[str]:
     """The same recipe with one source held out whole, or other talking-head clips held out
     (``training.json``'s ``leave_one_out``, written by ``scripts/leave-one-out.py`` from those runs'
     own metrics): how the recipe does on a kind of fake it never saw, and how much its video figure
     rests on which clips are held out, beside this model's figures. ``own_videos`` are this model's
-    held-out clips (file names or stems): a run that held out others says which."""
+    held-out clips (file names or stems): a run that held out others says which. With such runs
+    (folds), the spread and mean over the folds, this model's own (from ``metrics``) included."""
     if not runs:
         return []
     own = {Path(v).stem for v in own_videos or []}
@@ -165,10 +169,39 @@ def leave_one_out_lines(runs: list[dict] | None, own_videos: list[str] | None = 
         if run.get("video_auc") is not None:
             lines.append(f"| `{run['config']}` | {held_text} | videos never trained on, video level "
                          f"| {_fmt(run['video_auc'])} | |")
+    lines += fold_summary_lines(runs, own, metrics)
     lines += ["", "Reproduce: `python -m training train --config CONFIG` (after the stage its `init_from` names, "
               "trained the same way) then `python -m training evaluate "
               "--detector runs/<name>/model --data ../shared/data/labels.csv`."]
     return lines
+
+
+def fold_summary_lines(runs: list[dict], own: set[str], metrics: dict | None) -> list[str]:
+    """Blending on held-out clips and the video-level AUC over the folds: the runs that held out
+    other talking-head clips and no generator, and this model itself when it held clips out and its
+    evaluation measured them. One fold's figure is one draw of which clips are held out; the spread
+    says how much that draw moves it, the mean is the recipe's estimate. Nothing under two folds."""
+    folds = [((r.get("subsets", {}).get(HELD_OUT_BLENDING) or {}).get("roc_auc"), r.get("video_auc"))
+             for r in runs if r.get("held_out_videos") and not r.get("held_out") and set(r["held_out_videos"]) != own]
+    runs_counted = len(folds)
+    mine = (((metrics or {}).get("per_source") or {}).get(HELD_OUT_BLENDING) or {}).get("roc_auc"), \
+        ((metrics or {}).get("videos") or {}).get("roc_auc")
+    if own and any(v is not None for v in mine):
+        folds.insert(0, mine)
+    if len(folds) < 2 or not runs_counted:
+        return []
+
+    def spread(values: list) -> str:
+        values = [v for v in values if v is not None]
+        if len(values) < 2:
+            return "n/a" if not values else f"{values[0]:.3f} (one fold)"
+        return f"{min(values):.3f}-{max(values):.3f} (mean {sum(values) / len(values):.3f} over {len(values)} folds)"
+
+    who = ("this model and " if len(folds) > runs_counted else "") + \
+        f"{runs_counted} run{'s' if runs_counted > 1 else ''} above"
+    return ["", f"Over the folds of held-out talking-head clips ({who}, the same recipe): blending on the held-out "
+            f"clips {spread([b for b, _ in folds])}, video-level ROC-AUC {spread([v for _, v in folds])}. Each fold is "
+            "one draw of which clips are held out; the mean is the recipe's estimate, the spread what the draw moves."]
 
 
 def real_face_lines(real: dict | None) -> list[str]:

@@ -186,9 +186,10 @@ def fold_summary_lines(runs: list[dict], own: set[str], metrics: dict | None) ->
     runs_counted = len(folds)
     mine = (((metrics or {}).get("per_source") or {}).get(HELD_OUT_BLENDING) or {}).get("roc_auc"), \
         ((metrics or {}).get("videos") or {}).get("roc_auc")
-    if own and any(v is not None for v in mine):
+    counts_mine = bool(own) and any(v is not None for v in mine)
+    if counts_mine:
         folds.insert(0, mine)
-    if len(folds) < 2 or not runs_counted:
+    if len(folds) < 2:  # with no run, the model alone is one fold
         return []
 
     def spread(values: list) -> str:
@@ -197,7 +198,7 @@ def fold_summary_lines(runs: list[dict], own: set[str], metrics: dict | None) ->
             return "n/a" if not values else f"{values[0]:.3f} (one fold)"
         return f"{min(values):.3f}-{max(values):.3f} (mean {sum(values) / len(values):.3f} over {len(values)} folds)"
 
-    who = ("this model and " if len(folds) > runs_counted else "") + \
+    who = ("this model and " if counts_mine else "") + \
         f"{runs_counted} run{'s' if runs_counted > 1 else ''} above"
     return ["", f"Over the folds of held-out talking-head clips ({who}, the same recipe): blending on the held-out "
             f"clips {spread([b for b, _ in folds])}, video-level ROC-AUC {spread([v for _, v in folds])}. Each fold is "

@@ -231,6 +231,38 @@ def test_settings_are_checked_and_commands_built_per_kind(tmp_path, faces, base_
                        ({"model": "resnet"}, "unknown architecture 'resnet'")]:
         with pytest.raises(JobError, match=match):
             validate(JobSettings(**{**ok, **bad}))
+    # The data's labels are checked at submission, from its listing, before any face is cropped.
+    empty = tmp_path / "empty"
+    (empty / "real").mkdir(parents=True)
+    (empty / "real" / "notes.txt").write_text("no image here")
+    only_reals = tmp_path / "reals"
+    shutil.copytree(faces / "real", only_reals / "real")
+    rows = [f"{p.relative_to(faces).as_posix()},{p.parent.name}" for p in sorted(faces.rglob("*.jpg"))]
+    (faces / "labels.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    (faces / "no-label.csv").write_text("path,kind\n" + rows[0].replace(",", ",x") + "\n")
+    try:
+        for bad, match in [({"data": str(empty)}, "data empty: no <label>/ folder below it holds an image"),
+                           ({"data": str(faces / "no-label.csv")}, "data no-label.csv: not a labels CSV"),
+                           ({"data": str(only_reals), "sbi": False},
+                            "the data has only 'real' faces: without self-blended fakes"),
+                           ({"labels": ["real", "manipulated", "synthetic"]},
+                            "the data has labels 'fake' that the label order 'real manipulated synthetic' lacks"),
+                           ({"data": str(faces / "labels.csv"), "labels": ["real", "manipulated", "synthetic"]},
+                            "the data has labels 'fake' that the label order"),
+                           ({"kind": "finetune", "base": str(base_detector), "data": str(empty)}, "data empty: no"),
+                           ({"kind": "distill", "base": str(base_detector), "data": str(only_reals),
+                             "sbi": False}, "the data has only 'real' faces")]:
+            with pytest.raises(JobError, match=match):
+                validate(JobSettings(**{**ok, **bad}))
+        assert validate(JobSettings(kind="train", data=str(faces / "labels.csv"))).labels == ["real", "fake"]
+        assert validate(JobSettings(kind="train", data=str(only_reals))).sbi  # self-blends bring the fakes
+        # An evaluation reads the detector's labels, and a config in the extra options maps its own.
+        validate(JobSettings(kind="evaluate", base=str(base_detector), data=str(empty)))
+        validate(JobSettings(kind="train", data=str(empty), extra=["--config", "mine.yaml"]))
+    finally:
+        (faces / "labels.csv").unlink()
+        (faces / "no-label.csv").unlink()
+
     store = JobStore(tmp_path / "home")
     with pytest.raises(JobError, match="architecture 'vit' cannot be fine-tuned here"):
         store.submit(JobSettings(kind="finetune", data=str(faces), base=str(model_dirs["hf-vit"])), start=False)
@@ -255,7 +287,8 @@ def test_a_three_class_job_trains_real_manipulated_synthetic_and_a_mismatched_or
         home, faces, tmp_path):
     """The form's third label order: an ImageFolder with real/ and synthetic/ faces, self-blends as
     the manipulated class; the model it publishes says which kind of fake it suspects. The same
-    order on a real/fake tree fails before training, with one line naming the labels."""
+    order on a real/fake tree is refused at submission, with one line naming the labels, and
+    `train` itself refuses it the same way before training."""
     tree = tmp_path / "three"
     for label, folder, count in (("real", "faces/real/ffhq", 6), ("synthetic", "faces/fake/stylegan2_tpdne", 2),
                                  ("synthetic", "faces/fake/sd21_sdfd", 2)):
@@ -266,8 +299,19 @@ def test_a_three_class_job_trains_real_manipulated_synthetic_and_a_mismatched_or
     three = ["real", "manipulated", "synthetic"]
     settings = dict(TINY, model="hybrid", labels=three)
     good = store.submit(JobSettings(kind="train", data=str(tree), name="tiny-three", **settings))
-    bad = store.submit(JobSettings(kind="train", data=str(faces), name="tiny-mismatch", **settings))
-    good, bad = wait_done(store, good.id), wait_done(store, bad.id)
+    line = ("the data has labels 'fake' that the label order 'real manipulated synthetic' lacks: "
+            "choose a label order with every label of the data (or map them with label_map)")
+    jobs_before = len(store.list())
+    with pytest.raises(JobError) as refused:
+        store.submit(JobSettings(kind="train", data=str(faces), name="tiny-mismatch", **settings))
+    assert str(refused.value) == line and len(store.list()) == jobs_before  # no row, no run folder
+    from training.data import image_folder
+    from training.pipeline import ConfigError, check_labels
+
+    with pytest.raises(ConfigError) as refused:  # `python -m training train`, after cropping, says the same
+        check_labels(image_folder(faces), three, sbi=True)
+    assert str(refused.value) == line
+    good = wait_done(store, good.id)
     assert good.status == "finished", good.error
     assert good.command[good.command.index("--labels") + 1:][:3] == three
     config = json.loads((Path(good.model_dir) / "config.json").read_text())
@@ -308,9 +352,6 @@ def test_a_three_class_job_trains_real_manipulated_synthetic_and_a_mismatched_or
     card = (Path(good.model_dir) / "README.md").read_text()
     assert "Which kind of fake" in card and f"| synthetic | {kinds['synthetic']['faces']} |" in card
 
-    assert bad.status == "failed" and bad.model_dir is None
-    assert bad.error == ("train: the data has labels 'fake' that the label order 'real manipulated synthetic' lacks: "
-                         "choose a label order with every label of the data (or map them with label_map)")
 
 
 def test_command_line_evaluates_lists_shows_and_deletes(two_jobs, home, faces):

@@ -16,6 +16,7 @@ from forensics.core import atomic_path, write_atomic
 from forensics.detectors.base import DetectorInfo
 from forensics.detectors.card import VIDEO_SOURCE, holdout_sources, write_card
 from forensics.detectors.timm_family import save_timm_detector
+from forensics.jobs.settings import labels_problem
 from training.data import (
     FRAMES_DIR,
     CachedFace,
@@ -205,16 +206,11 @@ def face_datasets(faces: Sequence[CachedFace], labels: Sequence[str], size: int,
 
 def check_labels(faces: Sequence[CachedFace], labels: Sequence[str], sbi: bool) -> None:
     """One line, before any training, when the data's labels and the model's label order disagree
-    (e.g. an ImageFolder with ``manipulated/`` and ``synthetic/`` trained as ``real fake``)."""
-    order = " ".join(labels)
-    unknown = sorted({f.label for f in faces} - set(labels))
-    if unknown:
-        raise ConfigError(f"the data has labels {', '.join(repr(u) for u in unknown)} that the label order "
-                          f"'{order}' lacks: choose a label order with every label of the data (or map them with label_map)")
-    if "real" not in labels:
-        raise ConfigError(f"the label order '{order}' has no 'real' label")
-    if sbi and not {"fake", "manipulated"} & set(labels):
-        raise ConfigError(f"self-blended fakes need a 'fake' or 'manipulated' label; the label order is '{order}'")
+    (e.g. an ImageFolder with ``manipulated/`` and ``synthetic/`` trained as ``real fake``); the
+    Train tab's jobs ask the same :func:`forensics.jobs.settings.labels_problem` at submission."""
+    problem = labels_problem({f.label for f in faces}, labels, sbi)
+    if problem:
+        raise ConfigError(problem)
 
 
 def augment_options(config: dict) -> dict:

@@ -3,8 +3,10 @@ and the ``python -m training ...`` command they become."""
 
 from __future__ import annotations
 
+import csv
 import re
 import sys
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,6 +35,45 @@ def label_order_problem(model: str, labels) -> str | None:
     patch-level detectors score real vs fake only. One rule for jobs, `train` and `federated`."""
     if len(labels) > 2 and str(model).startswith("patch"):
         return f"the patch-level architecture {model} scores real vs fake only: choose a binary label order"
+    return None
+
+
+def labels_problem(found, labels, sbi: bool) -> str | None:
+    """Why data whose labels are ``found`` cannot train a model with the label order ``labels``
+    (None: it can). One rule for jobs (at submission) and `train` (after cropping its faces)."""
+    order = " ".join(labels)
+    unknown = sorted(set(found) - set(labels))
+    if unknown:
+        return (f"the data has labels {', '.join(repr(u) for u in unknown)} that the label order "
+                f"'{order}' lacks: choose a label order with every label of the data (or map them with label_map)")
+    if "real" not in labels:
+        return f"the label order '{order}' has no 'real' label"
+    if sbi and not {"fake", "manipulated"} & set(labels):
+        return f"self-blended fakes need a 'fake' or 'manipulated' label; the label order is '{order}'"
+    return None
+
+
+def data_problem(data: str | Path, labels, sbi: bool) -> str | None:
+    """Why the images of ``data`` (a labels CSV or an ImageFolder tree) cannot train a job with the
+    label order ``labels`` (None: they can), read from the listing alone, before any face is cropped:
+    no image at all, a label the order lacks, or a single label with no self-blended fakes to add."""
+    from training.data import image_folder, read_labels_csv  # cv2 and numpy: only when a job is submitted
+
+    path = Path(data)
+    try:
+        samples = read_labels_csv(path) if path.is_file() else image_folder(path)
+    except (KeyError, AttributeError, UnicodeDecodeError, csv.Error):
+        return f"data {path.name}: not a labels CSV (a header with path and label, and both on every row)"
+    found = Counter(s.label for s in samples)
+    if not found:
+        where = "no row names an image" if path.is_file() else "no <label>/ folder below it holds an image"
+        return f"data {path.name}: {where}"
+    problem = labels_problem(found, labels, sbi)
+    if problem:
+        return problem
+    if not sbi and len(found) < 2:
+        return (f"the data has only {next(iter(found))!r} faces: without self-blended fakes (sbi) a detector "
+                "needs faces of at least two labels")
     return None
 
 
@@ -115,6 +156,12 @@ def validate(settings: JobSettings) -> JobSettings:
         raise JobError(f"name {s.name!r}: use up to 64 letters, digits, '.', '_' or '-'")
     if any(not isinstance(a, str) for a in s.extra):
         raise JobError("extra options must be strings")
+    # The data's labels against the order, now rather than minutes into the job (after its faces are
+    # cropped); a config given in the extra options may map labels, so it decides for itself.
+    if s.kind in ("train", "finetune", "distill") and not {"--config", "--label-map"} & set(s.extra):
+        problem = data_problem(s.data, s.labels, s.sbi)
+        if problem:
+            raise JobError(problem)
     return s
 
 

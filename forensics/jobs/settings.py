@@ -135,9 +135,10 @@ def validate(settings: JobSettings) -> JobSettings:
     if patched and s.kind != "evaluate" and s.image_size % 16:
         raise JobError(f"image size {s.image_size} must be a multiple of 16 for {s.model}")
     s.lr = _number("learning rate", s.lr)
-    low, high, _ = catalog.setting_range("lr")  # open at both ends
-    if not low < s.lr < high:
-        raise JobError(f"learning rate {s.lr} must be in ({low:g}, {high:g})")
+    low, high, closed = catalog.setting_range("lr")  # the range `python -m training` checks
+    if not (low <= s.lr <= high if closed else low < s.lr < high):
+        span = f"[{low:g}, {high:g}]" if closed else f"({low:g}, {high:g})"
+        raise JobError(f"learning rate {s.lr} must be in {span}")
     s.sbi = bool(s.sbi)
     labels = tuple(s.labels.split() if isinstance(s.labels, str) else s.labels or ())
     if labels not in LABEL_ORDERS:

@@ -47,7 +47,12 @@ def test_explain_bench_writes_one_row_per_method_with_baselines(tmp_path):
     assert "Removal check: the blend mask" in text and "1 forward pass(es) of 7 images, run by patch:onnx" in text
     bad = subprocess.run([sys.executable, "-m", "forensics", "explain-bench", "--data", str(tmp_path / "none.csv")],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert bad.returncode != 0 and "no such data" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode != 0 and "no such labels CSV or ImageFolder folder" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    (tmp_path / "faces.txt").write_text("a file that is neither a labels CSV nor a folder")
+    bad = subprocess.run([sys.executable, "-m", "forensics", "explain-bench", "--data", str(tmp_path / "faces.txt")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "faces.txt: no such labels CSV or ImageFolder folder" in bad.stderr
 
 
 def test_bootstrap_resamples_whole_groups_and_leaves_out_undefined_scores():

@@ -1112,7 +1112,7 @@ def test_a_bad_setting_is_refused_before_torch_is_imported(tmp_path):
         "face_framing must be one of box, landmarks, got 'sideways'",
         "face_framing must be one of box, landmarks, got 'sideways'",
         "the patch-level architecture patch scores real vs fake only: choose a binary label order",
-        f"explain-bench: {tmp_path / 'none.csv'}: no such data (labels.csv or an ImageFolder tree)",
+        f"explain-bench: data {tmp_path / 'none.csv'}: no such labels CSV or ImageFolder folder",
         "explain-bench: --limit must be at least 1 and --road at least 0",
         "explain-bench: faithfulness steps must be in 2..100, not 1",
         "epochs must be a whole number from 1 to 1000, got 0",  # before: a run of no epoch, exit 0

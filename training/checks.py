@@ -58,8 +58,7 @@ def explain_bench_inputs(data: str | Path, limit: int, steps: int, road: int) ->
     if limit < 1 or road < 0:
         raise ValueError("--limit must be at least 1 and --road at least 0")
     faithfulness_steps(steps)
-    if not Path(data).exists():
-        raise FileNotFoundError(f"{data}: no such data (labels.csv or an ImageFolder tree)")
+    training_data(data)  # the rule the training commands use: a labels CSV or a folder
 
 
 def model_settings(config: dict) -> None:

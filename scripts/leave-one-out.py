@@ -5,6 +5,8 @@ beside its own figures; then rewrite the card.
     .venv/bin/python scripts/leave-one-out.py assets/detectors/default runs/logo-sg2/model runs/logo-sd/model \
         runs/fold2/model
     .venv/bin/python scripts/leave-one-out.py --add assets/detectors/default runs/fold3/model   # keep the others
+    .venv/bin/python scripts/leave-one-out.py --keep-from runs/default/model runs/all-clips/model runs/default/model
+        # a new model: the runs another model's record holds, plus that model itself as one more run
 
 Each run must have been evaluated (`python -m training evaluate`): its metrics.json is read, never
 typed in.
@@ -47,10 +49,19 @@ def main() -> int:
     parser.add_argument("runs", nargs="+", help="evaluated model folders of the leave-one-out runs")
     parser.add_argument("--add", action="store_true",
                         help="keep the runs already in the record (a run of the same config is replaced)")
+    parser.add_argument("--keep-from", metavar="MODEL",
+                        help="start from the runs in another model folder's record (e.g. the model this one replaces)")
     args = parser.parse_args()
     folder = Path(args.model)
     path = folder / "training.json"
     record = json.loads(path.read_text())
+    if args.keep_from:
+        other = Path(args.keep_from) / "training.json"
+        if not other.is_file():
+            print(f"error: {args.keep_from}: no training.json to keep the runs of", file=sys.stderr)
+            return 2
+        record["leave_one_out"] = json.loads(other.read_text()).get("leave_one_out") or []
+        args.add = True
     run_dirs = [Path(r) for r in args.runs]
     for run in run_dirs:
         missing = [name for name in ("training.json", "metrics.json") if not (run / name).is_file()]

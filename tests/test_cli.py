@@ -375,6 +375,27 @@ def test_leave_one_out_runs_and_other_folds_go_into_the_card_from_their_own_metr
             ) in card
     assert len(json.loads((model / "training.json").read_text())["leave_one_out"]) == 3
 
+    # A model trained on every clip replaces this one: it keeps this one's runs and adds this one as a fold.
+    (model / "metrics.json").write_text(json.dumps({
+        "per_source": {"talking-head video, held out reals vs their SBI fakes": {"roc_auc": 0.935}},
+        "videos": {"roc_auc": 0.889}}))
+    (model / "training.json").write_text(json.dumps({
+        **json.loads((model / "training.json").read_text()),
+        "command": "python -m training train --config configs/default.yaml"}))
+    every = shutil.copytree(model_dirs["patch"], tmp_path / "every")
+    (every / "training.json").write_text(json.dumps({"config": {"video_frames": 8, "holdout_videos": []}}))
+    done = leave_one_out("--keep-from", model, every, model)
+    assert done.returncode == 0, done.stderr
+    runs = json.loads((every / "training.json").read_text())["leave_one_out"]
+    assert [r["config"] for r in runs] == ["configs/experiments/logo.yaml", "configs/experiments/fold2.yaml",
+                                           "configs/experiments/fold3.yaml", "configs/default.yaml"]
+    card = (every / "README.md").read_text()
+    assert "| `configs/default.yaml` | talking-head clips a_clip, b_clip | videos never trained on, video level " \
+           "| 0.889 | |" in card and "instead of this model's" not in card
+    assert "video-level ROC-AUC 0.875-1.000 (mean 0.921 over 3 folds)" in card
+    missing = leave_one_out("--keep-from", tmp_path / "nowhere", every, model)
+    assert missing.returncode == 2 and "nowhere: no training.json" in missing.stderr
+
     before = (model / "training.json").read_bytes()
     never = tmp_path / "never"
     never.mkdir()

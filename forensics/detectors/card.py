@@ -161,7 +161,8 @@ def leave_one_out_lines(runs: list[dict] | None, own_videos: list[str] | None = 
         videos = run.get("held_out_videos") or []
         held = list(run.get("held_out") or [])
         if videos and set(videos) != own:
-            held.append(f"talking-head clips {', '.join(videos)} (instead of this model's)")
+            # a model that trains on every clip has none of its own for the run to replace
+            held.append(f"talking-head clips {', '.join(videos)}" + (" (instead of this model's)" if own else ""))
         held_text = ", ".join(held) or "n/a"
         for subset, figures in run["subsets"].items():
             lines.append(f"| `{run['config']}` | {held_text} | {subset} | {_fmt(figures.get('roc_auc'))} "

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from forensics.core import DEFAULT_LIMITS, MediaError, MediaLimits
+from forensics.core.labelled import IMAGE_EXTENSIONS
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -40,7 +41,6 @@ __all__ = [
     "sample_frame_indices",
 ]
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 VIDEO_EXTENSIONS = {".mp4", ".webm", ".avi", ".mov", ".mkv", ".m4v"}
 
 # PIL formats we let Image.open try. Restricting them keeps exotic plugins (EPS runs

@@ -57,7 +57,7 @@ def data_problem(data: str | Path, labels, sbi: bool) -> str | None:
     """Why the images of ``data`` (a labels CSV or an ImageFolder tree) cannot train a job with the
     label order ``labels`` (None: they can), read from the listing alone, before any face is cropped:
     no image at all, a label the order lacks, or a single label with no self-blended fakes to add."""
-    from training.data import image_folder, read_labels_csv  # cv2 and numpy: only when a job is submitted
+    from forensics.core.labelled import image_folder, read_labels_csv
 
     path = Path(data)
     try:

@@ -221,3 +221,12 @@ def setting_range(key: str) -> tuple:
         if row[0] == key:
             return row[1:]
     raise KeyError(key)
+
+
+def out_of_range(key: str, number: float | None) -> str | None:
+    """The range of the number setting ``key`` as text (``[0, 1]``, ``(0, 1)``) when ``number`` is
+    outside it or missing, else None: one rule for the training commands and the jobs."""
+    low, high, closed = setting_range(key)
+    if number is not None and (low <= number <= high if closed else low < number < high):
+        return None
+    return f"[{low:g}, {high:g}]" if closed else f"({low:g}, {high:g})"

@@ -61,7 +61,6 @@ def main() -> int:
             print(f"error: {args.keep_from}: no training.json to keep the runs of", file=sys.stderr)
             return 2
         record["leave_one_out"] = json.loads(other.read_text()).get("leave_one_out") or []
-        args.add = True
     run_dirs = [Path(r) for r in args.runs]
     for run in run_dirs:
         missing = [name for name in ("training.json", "metrics.json") if not (run / name).is_file()]
@@ -70,7 +69,7 @@ def main() -> int:
                   f"--detector {run} --data ../shared/data/labels.csv)", file=sys.stderr)
             return 2
     runs = [summary(run) for run in run_dirs]
-    if args.add:
+    if args.add or args.keep_from:  # keep the runs already there (or just carried over)
         new = {run["config"] for run in runs}
         runs = [run for run in record.get("leave_one_out") or [] if run.get("config") not in new] + runs
     record["leave_one_out"] = runs

@@ -10,7 +10,7 @@ import json
 import math
 from pathlib import Path
 
-from forensics.catalog import INTEGER_RANGES, NUMBER_RANGES, OPTIONAL, faithfulness_steps
+from forensics.catalog import INTEGER_RANGES, NUMBER_RANGES, OPTIONAL, faithfulness_steps, out_of_range
 from forensics.core.framing import FRAMINGS
 from forensics.jobs.settings import label_order_problem
 
@@ -77,11 +77,10 @@ def model_settings(config: dict) -> None:
         number = _number(value)
         if number is None or number != int(number) or not low <= number <= high:
             raise ValueError(f"{key} must be a whole number from {low} to {high}, got {value!r}")
-    for key, low, high, closed in NUMBER_RANGES:
+    for key, *_ in NUMBER_RANGES:
         value = config.get(key)
-        number = _number(value)
-        if number is None or not (low <= number <= high if closed else low < number < high):
-            span = f"[{low:g}, {high:g}]" if closed else f"({low:g}, {high:g})"
+        span = out_of_range(key, _number(value))
+        if span:
             raise ValueError(f"{key} must be a number in {span}, got {value!r}")
 
 

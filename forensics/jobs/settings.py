@@ -6,12 +6,12 @@ from __future__ import annotations
 import csv
 import re
 import sys
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from forensics import catalog
 from forensics.core import JobError
+from forensics.core.labelled import image_folder, read_labels_csv
 
 KINDS = ("train", "finetune", "distill", "evaluate", "federated")
 TRAINING_KINDS = ("train", "finetune", "distill", "federated")
@@ -57,14 +57,12 @@ def data_problem(data: str | Path, labels, sbi: bool) -> str | None:
     """Why the images of ``data`` (a labels CSV or an ImageFolder tree) cannot train a job with the
     label order ``labels`` (None: they can), read from the listing alone, before any face is cropped:
     no image at all, a label the order lacks, or a single label with no self-blended fakes to add."""
-    from forensics.core.labelled import image_folder, read_labels_csv
-
     path = Path(data)
     try:
         samples = read_labels_csv(path) if path.is_file() else image_folder(path)
     except (KeyError, AttributeError, UnicodeDecodeError, csv.Error):
         return f"data {path.name}: not a labels CSV (a header with path and label, and both on every row)"
-    found = Counter(s.label for s in samples)
+    found = {s.label for s in samples}
     if not found:
         where = "no row names an image" if path.is_file() else "no <label>/ folder below it holds an image"
         return f"data {path.name}: {where}"
@@ -135,9 +133,8 @@ def validate(settings: JobSettings) -> JobSettings:
     if patched and s.kind != "evaluate" and s.image_size % 16:
         raise JobError(f"image size {s.image_size} must be a multiple of 16 for {s.model}")
     s.lr = _number("learning rate", s.lr)
-    low, high, closed = catalog.setting_range("lr")  # the range `python -m training` checks
-    if not (low <= s.lr <= high if closed else low < s.lr < high):
-        span = f"[{low:g}, {high:g}]" if closed else f"({low:g}, {high:g})"
+    span = catalog.out_of_range("lr", s.lr)  # the range `python -m training` checks
+    if span:
         raise JobError(f"learning rate {s.lr} must be in {span}")
     s.sbi = bool(s.sbi)
     labels = tuple(s.labels.split() if isinstance(s.labels, str) else s.labels or ())
@@ -159,7 +156,7 @@ def validate(settings: JobSettings) -> JobSettings:
         raise JobError("extra options must be strings")
     # The data's labels against the order, now rather than minutes into the job (after its faces are
     # cropped); a config given in the extra options may map labels, so it decides for itself.
-    if s.kind in ("train", "finetune", "distill") and not {"--config", "--label-map"} & set(s.extra):
+    if s.kind in ("train", "finetune", "distill") and "--config" not in s.extra:
         problem = data_problem(s.data, s.labels, s.sbi)
         if problem:
             raise JobError(problem)

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Train and evaluate every detector bundled in assets/detectors (hours on a 2-core CPU).
-# Two queues run side by side with one thread each: the default (stage 1, stage 2, then the two
-# leave-one-generator-out runs started from stage 1) and the small
-# models (patch teacher -> tiny student, MobileNetV2 baseline). Logs in runs/<name>/stdout.log.
+# Two queues run side by side with one thread each: the default (stage 1, stage 2: every talking-head clip
+# trains), then the runs its card's leave-one-out figures come from (the same recipe with four talking-head clips
+# held out, three times: version 7 and folds 2 and 3; the two leave-one-generator-out runs, started from version
+# 7's stage 1, which saw neither generator nor those four clips), whose figures are copied into the default's card;
+# and the small models (patch teacher -> tiny student, MobileNetV2 baseline). Logs in runs/<name>/stdout.log.
 # Afterwards copy runs/<name>/model into assets/detectors/<name> (see README, "Bundled detectors").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,13 +19,18 @@ run() {  # run NAME COMMAND...: log to runs/NAME/stdout.log
   "$@" >>"runs/$name/stdout.log" 2>&1
 }
 
-made() {  # made NAME [train|distill]: train (or distil) as configs/NAME.yaml says, then evaluate
-  run $1 $PY -m training ${2:-train} --config configs/$1.yaml
-  run $1 $PY -m training evaluate --detector runs/$1/model --data "$DATA"
+made() {  # made CONFIG [train|distill]: train (or distil) as configs/CONFIG.yaml says (its out: runs/<its base
+  # name>), then evaluate
+  local name; name=$(basename "$1")
+  run "$name" $PY -m training ${2:-train} --config "configs/$1.yaml"
+  run "$name" $PY -m training evaluate --detector "runs/$name/model" --data "$DATA"
 }
 
-default_queue() {  # stage 1 (self-blended reals only), the default from it, the leave-one-generator-out runs from it
-  for name in default-stage1 default logo-sg2 logo-sd; do made $name; done
+default_queue() {  # the default (stage 1 on the reals only, stage 2 from it), then its card's leave-one-out runs
+  for name in default-stage1 default experiments/v7-stage1 experiments/v7 logo-sg2 logo-sd \
+      experiments/fold2-stage1 experiments/fold2 experiments/fold3-stage1 experiments/fold3; do made $name; done
+  run default $PY scripts/leave-one-out.py runs/default/model runs/logo-sg2/model runs/logo-sd/model runs/v7/model \
+      runs/fold2/model runs/fold3/model
 }
 
 small_queue() {

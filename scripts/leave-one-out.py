@@ -40,6 +40,10 @@ def summary(run: Path) -> dict:
         "subsets": {name: {"roc_auc": (metrics["per_source"][name] or {}).get("roc_auc"),
                            "jpeg_50": robust.get(name, {}).get("jpeg_50")} for name in wanted},
         "video_auc": (metrics.get("videos") or {}).get("roc_auc"),
+        # how many videos that figure is over (the clips the split held back for validation count since
+        # the twenty-fourth session; records from before have no count)
+        "videos": sum(v.get("fake_probability") is not None for v in (metrics.get("videos") or {}).get("videos", []))
+        or None,
     }
 
 

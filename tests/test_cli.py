@@ -319,7 +319,7 @@ def test_leave_one_out_runs_and_other_folds_go_into_the_card_from_their_own_metr
     own = ["a_clip.mp4", "b_clip.mp4"]
     (model / "training.json").write_text(json.dumps({"config": {"video_frames": 8, "holdout_videos": own}}))
 
-    def run(name: str, config: dict, blend: float, video: float):
+    def run(name: str, config: dict, blend: float, video: float, scored: int = 0):
         folder = tmp_path / name
         folder.mkdir()
         (folder / "training.json").write_text(json.dumps({
@@ -329,7 +329,9 @@ def test_leave_one_out_runs_and_other_folds_go_into_the_card_from_their_own_metr
             "per_source": {"StyleGAN2 (x) vs FFHQ reals": {"roc_auc": 0.36},
                            "talking-head video, held out reals vs their SBI fakes": {"roc_auc": blend}},
             "robustness_auc_per_source": {"talking-head video, held out reals vs their SBI fakes": {"jpeg_50": 0.9}},
-            "videos": {"roc_auc": video}}))
+            "videos": {"roc_auc": video, "videos": [{"video": f"v{i}.mp4", "fake_probability": 0.5}
+                                                    for i in range(scored)]
+                       + ([{"video": "broken.mp4", "fake_probability": None}] if scored else [])}}))
         return folder
 
     logo = run("logo", {"holdout_sources": ["StyleGAN2 (x)"], "holdout_videos": own}, 0.95, 0.944)
@@ -367,9 +369,12 @@ def test_leave_one_out_runs_and_other_folds_go_into_the_card_from_their_own_metr
     assert len(json.loads((model / "training.json").read_text())["leave_one_out"]) == 2
 
     # a second fold: the card gives the spread and mean over the two, and leaves the generator run out
-    fold3 = run("fold3", {"holdout_videos": ["e_clip.mp4", "f_clip.mp4"]}, 0.914, 0.875)
+    fold3 = run("fold3", {"holdout_videos": ["e_clip.mp4", "f_clip.mp4"]}, 0.914, 0.875, scored=9)
     assert leave_one_out("--add", model, fold3).returncode == 0
     card = (model / "README.md").read_text()
+    # a run whose evaluation lists its videos says how many the figure is over (a video not scored is not counted)
+    assert "| `configs/experiments/fold3.yaml` | talking-head clips e_clip, f_clip (instead of this model's) " \
+           "| videos never trained on (9 videos), video level | 0.875 | |" in card
     assert ("Over the folds of held-out talking-head clips (2 runs above, the same recipe): blending on the held-out "
             "clips 0.914-0.957 (mean 0.935 over 2 folds), video-level ROC-AUC 0.875-1.000 (mean 0.938 over 2 folds)."
             ) in card

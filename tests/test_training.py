@@ -1022,6 +1022,33 @@ def test_quality_weighted_poolings_weigh_each_frame_by_what_the_detector_can_see
     assert pooled["mean, half the frames"] == pytest.approx(0.2)  # frames 0 and 2
 
 
+def test_videos_the_split_held_back_count_as_unseen_and_are_marked(tmp_path):
+    """A training video is scored as unseen when it was held out by name (`holdout_videos`) or when the
+    grouped split kept it whole for validation (its frames are in the record's validation images);
+    videos the model trained frames of are left out; the card names the validation clips."""
+    from forensics.detectors.card import card_text
+    from training.evaluate import trained_videos, validated_videos
+
+    (tmp_path / "labels.csv").write_text("path,label,source\n" + "".join(
+        f"video/talk/{n}.mp4,real,talk\n" for n in ("a", "b", "c", "d")) + "video/fake.mp4,fake,demo\n")
+    record = {"config": {"video_frames": 8, "video_folders": ["video/talk"], "holdout_videos": ["a.mp4"]},
+              "validation_images": ["frames/video__talk__b.mp4@8/000003.png", "frames/video__talk__b.mp4@8/000007.png",
+                                    "ffhq/00001.png", "odd@name/frames.png"]}
+    data = str(tmp_path / "labels.csv")
+    assert validated_videos(record, data) == {"b.mp4"}
+    assert trained_videos(record, data) == {"c.mp4", "d.mp4"}  # a held out by name, b by the split
+    record["config"]["holdout_videos"] = []
+    assert trained_videos(record, data) == {"a.mp4", "c.mp4", "d.mp4"}
+    assert validated_videos({"config": {**record["config"], "video_frames": 0}, "validation_images": []}, data) == set()
+
+    videos = {"frames": 8, "roc_auc": 1.0, "videos": [
+        {"video": "b.mp4", "label": "real", "fake_probability": 0.2, "validation_clip": True},
+        {"video": "fake.mp4", "label": "fake", "fake_probability": 0.9}]}
+    metrics = json.loads((Path(__file__).resolve().parents[1] / "assets/detectors/default/metrics.json").read_text())
+    card = card_text({"config": record["config"]}, {**metrics, "videos": videos})
+    assert "Video-level ROC-AUC over these videos: 1.000. b.mp4: training clips that the grouped split held back" in card
+
+
 def test_evaluate_videos_only_scores_labelled_videos_and_refuses_bad_input(tmp_path):
     """`python -m training evaluate --videos-only`: the labelled videos through the app's analysis
     (real MTCNN, a bundled detector), every pooling's video AUC in videos.json; a folder instead of

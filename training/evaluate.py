@@ -22,7 +22,7 @@ from forensics.detectors.card import holdout_sources as held_out_sources
 from forensics.detectors.card import write_card
 from training import augment
 from training.checks import video_evaluation_inputs
-from training.data import VIDEO_EXTENSIONS, CachedFace, _inside, load_crop, read_labels_csv
+from training.data import FRAMES_DIR, VIDEO_EXTENSIONS, CachedFace, _inside, load_crop, read_labels_csv
 from training.metrics import binary_metrics, calibration, roc_points, tune_threshold
 from training.sbi import self_blend
 from training.swap import EXPRESSION_OUTLINES, expression_partners, expression_swap
@@ -440,7 +440,8 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
     if len(detector.fake_indices) > 1:
         metrics["fake_kinds"] = fake_kind_accuracy(detector, val, items, probabilities)
     if videos:
-        metrics["videos"] = video_results(detector_dir, data, trained_videos(record, data))
+        metrics["videos"] = video_results(detector_dir, data, trained_videos(record, data),
+                                          validated=validated_videos(record, data))
     out_dir = Path(out) if out else folder
     out_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(out_dir / "metrics.json", metrics)
@@ -455,7 +456,9 @@ def run_video_evaluation(detector_dir: str, data: str, out: str | None = None, f
     video-level figures of ``run_evaluation`` in a minute or two, written to ``out/videos.json``."""
     video_evaluation_inputs(data, frames)
     detector = load_detector(detector_dir)  # cached: video_results' Analyzer gets this same load
-    videos = video_results(detector.path, data, trained_videos(_record(Path(detector.path)), data), frames)
+    record = _record(Path(detector.path))
+    videos = video_results(detector.path, data, trained_videos(record, data), frames,
+                           validated=validated_videos(record, data))
     if not videos:
         raise ValueError(f"{data} labels no video this model has not trained on")
     if out:
@@ -463,15 +466,45 @@ def run_video_evaluation(detector_dir: str, data: str, out: str | None = None, f
     return videos
 
 
+def _frame_folders(images) -> set[str]:
+    """The frame folders (``<video group, '/' as '__'>``, without ``@frames``) that image paths of a
+    training record lie in: which videos' frames they are."""
+    found = set()
+    for image in images:
+        parts = Path(image).parts
+        for above, part in zip(parts, parts[1:]):
+            if above == FRAMES_DIR and "@" in part:
+                found.add(part.rsplit("@", 1)[0])
+    return found
+
+
+def validated_videos(record: dict, data: str) -> set[str]:
+    """File names of the training videos that the grouped split held back whole for validation: none of
+    their frames was trained on (a video is one group), but the epoch and the calibration were chosen on
+    them. They are scored as unseen videos, and marked as such."""
+    config = record.get("config", {})
+    data = Path(data)
+    if not config.get("video_frames") or not data.is_file():
+        return set()
+    held = set(config.get("holdout_videos") or [])
+    validated = _frame_folders(record.get("validation_images") or [])
+    folders = [data.parent / f for f in config.get("video_folders") or []]
+    return {Path(s.path).name for s in read_labels_csv(data, kinds=VIDEO_EXTENSIONS)
+            if any(_inside(s.path, f) for f in folders) and Path(s.path).name not in held
+            and s.group.replace("/", "__") in validated}
+
+
 def trained_videos(record: dict, data: str) -> set[str]:
-    """File names of the videos whose frames a model trained on (never scored as unseen videos)."""
+    """File names of the videos whose frames a model trained on (never scored as unseen videos): the
+    videos of its ``video_folders`` but those held out whole (``holdout_videos``) and those the grouped
+    split kept for validation (:func:`validated_videos`)."""
     config = record.get("config", {})
     if not config.get("video_frames"):
         return set()
     data = Path(data)
     if not data.is_file():
         return set()
-    held = set(config.get("holdout_videos") or [])
+    held = set(config.get("holdout_videos") or []) | validated_videos(record, data)
     folders = [data.parent / f for f in config.get("video_folders") or []]
     return {Path(s.path).name for s in read_labels_csv(data, kinds=VIDEO_EXTENSIONS)
             if any(_inside(s.path, f) for f in folders) and Path(s.path).name not in held}
@@ -510,11 +543,13 @@ def frame_quality(face) -> dict[str, float]:
     return {"quality": max(quality, 1e-6), "sharpness": max(sharpness, 1e-6)}
 
 
-def video_results(detector_dir: str, data: str, skip: set[str] = frozenset(), frames: int = 32) -> dict:
+def video_results(detector_dir: str, data: str, skip: set[str] = frozenset(), frames: int = 32,
+                  validated: set[str] = frozenset()) -> dict:
     """Each labelled video's verdict through the full analysis (MTCNN, tracking, aggregation);
     videos in ``skip`` (trained on) are left out. Beside the app's verdict, the video-level AUC of
     other ways to pool a track's frame scores (mean, median, mean of the top quarter, max), on all
-    ``frames`` sampled frames and on every other one (half as many), from the same single pass."""
+    ``frames`` sampled frames and on every other one (half as many), from the same single pass. Videos
+    in ``validated`` (held back by the training split: never trained on, validated on) are marked."""
     from forensics.analysis import Analyzer
 
     path = Path(data)
@@ -530,7 +565,8 @@ def video_results(detector_dir: str, data: str, skip: set[str] = frozenset(), fr
         result = analyzer.analyze(sample.path)
         rows.append({"video": Path(sample.path).name, "label": sample.label, "source": sample.source,
                      "fake_probability": result.fake_probability, "error": result.error,
-                     "pooled": _pooled_scores(result)})
+                     "pooled": _pooled_scores(result),
+                     **({"validation_clip": True} if Path(sample.path).name in validated else {})})
     scored = [r for r in rows if r["fake_probability"] is not None]
     y = np.array([r["label"] != "real" for r in scored])
     both = len(set(y)) == 2

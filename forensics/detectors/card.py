@@ -126,6 +126,11 @@ def card_text(record: dict, metrics: dict | None) -> str:
                       *_table(["video", "label", "P(fake)"],
                               [(v["video"], v["label"], _fmt(v["fake_probability"])) for v in videos["videos"]])]
             lines += ["", f"Video-level ROC-AUC over these videos: {_fmt(videos.get('roc_auc'))}."]
+            validated = [v["video"] for v in videos["videos"] if v.get("validation_clip")]
+            if validated:
+                lines[-1] += (f" {', '.join(validated)}: training clips that the grouped split held back whole for "
+                              "validation (none of their frames trained; the epoch and the calibration were chosen "
+                              "on their faces).")
             if videos.get("aggregation_auc"):
                 lines += ["", "Video-level ROC-AUC by how a face's frame scores are pooled (the same pass):", "",
                           *_table(["pooling", "ROC-AUC"], [(k, _fmt(v)) for k, v in videos["aggregation_auc"].items()])]
@@ -168,7 +173,8 @@ def leave_one_out_lines(runs: list[dict] | None, own_videos: list[str] | None = 
             lines.append(f"| `{run['config']}` | {held_text} | {subset} | {_fmt(figures.get('roc_auc'))} "
                          f"| {_fmt(figures.get('jpeg_50'))} |")
         if run.get("video_auc") is not None:
-            lines.append(f"| `{run['config']}` | {held_text} | videos never trained on, video level "
+            count = f" ({run['videos']} videos)" if run.get("videos") else ""
+            lines.append(f"| `{run['config']}` | {held_text} | videos never trained on{count}, video level "
                          f"| {_fmt(run['video_auc'])} | |")
     lines += fold_summary_lines(runs, own, metrics)
     lines += ["", "Reproduce: `python -m training train --config CONFIG` (after the stage its `init_from` names, "

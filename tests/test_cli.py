@@ -375,6 +375,7 @@ def test_leave_one_out_runs_and_other_folds_go_into_the_card_from_their_own_metr
     # a run whose evaluation lists its videos says how many the figure is over (a video not scored is not counted)
     assert "| `configs/experiments/fold3.yaml` | talking-head clips e_clip, f_clip (instead of this model's) " \
            "| videos never trained on (9 videos), video level | 0.875 | |" in card
+    assert "A video figure without a count was measured before the clips" in card  # fold2's has none
     assert ("Over the folds of held-out talking-head clips (2 runs above, the same recipe): blending on the held-out "
             "clips 0.914-0.957 (mean 0.935 over 2 folds), video-level ROC-AUC 0.875-1.000 (mean 0.938 over 2 folds)."
             ) in card

@@ -176,6 +176,10 @@ def leave_one_out_lines(runs: list[dict] | None, own_videos: list[str] | None = 
             count = f" ({run['videos']} videos)" if run.get("videos") else ""
             lines.append(f"| `{run['config']}` | {held_text} | videos never trained on{count}, video level "
                          f"| {_fmt(run['video_auc'])} | |")
+    if any(r.get("video_auc") is not None and not r.get("videos") for r in runs) and any(r.get("videos") for r in runs):
+        lines += ["", "A video figure without a count was measured before the clips a run's grouped split held back "
+                  "for validation counted as unseen: it is over the clips held out by name and the other labelled "
+                  "videos only."]
     lines += fold_summary_lines(runs, own, metrics)
     lines += ["", "Reproduce: `python -m training train --config CONFIG` (after the stage its `init_from` names, "
               "trained the same way) then `python -m training evaluate "

@@ -433,3 +433,41 @@ def test_the_fold_summary_counts_the_model_itself_only_with_its_own_figures():
     assert fold_summary_lines([logo, fold], own, None) == []  # one fold: no spread
     assert fold_summary_lines([logo, fold], own, {"per_source": {}, "videos": {}}) == []
     assert fold_summary_lines([logo, same], own, metrics) == []  # no run held out other clips
+
+
+def test_false_alarms_script_scores_real_photos_per_folder_and_refuses_bad_input(tmp_path):
+    """scripts/false-alarms.py: real photos (MTCNN on real files) through the app's analysis, the share
+    of faces and photos over the detector's threshold, per subfolder; a photo without a face counts as a
+    photo, not as a face; a missing or empty folder or an unknown detector is refused in one line."""
+    import shutil
+
+    photos = tmp_path / "photos"
+    (photos / "portraits").mkdir(parents=True)
+    (photos / "other").mkdir()
+    shutil.copy(data_path("photos/face_recognition/biden.jpg"), photos / "portraits" / "biden.jpg")
+    shutil.copy(data_path("photos/face_recognition/obama.jpg"), photos / "portraits" / "obama.jpg")
+    from PIL import Image
+
+    Image.new("RGB", (200, 200), (90, 120, 150)).save(photos / "other" / "wall.png")  # no face
+    script = ROOT / "scripts" / "false-alarms.py"
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    done = subprocess.run([sys.executable, str(script), "patch", "--photos", str(photos), "--json", str(tmp_path / "fa.json")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    [result] = json.loads((tmp_path / "fa.json").read_text())
+    assert result["detector"] == "patch" and set(result["groups"]) == {"portraits", "other"}
+    assert result["all"]["photos"] == 3 and result["all"]["photos_with_faces"] == 2 and result["all"]["faces"] >= 2
+    assert result["groups"]["other"]["faces"] == 0 and result["groups"]["other"]["faces_flagged"] is None
+    flagged = [f["p_fake"] > result["threshold"] for r in result["photos"] for f in r["faces"]]
+    assert result["all"]["faces_flagged"] == sum(flagged) / len(flagged)
+    assert "| patch (portraits) | 2 (2) |" in done.stdout
+    for argv, line in [(["patch", "--photos", str(tmp_path / "nowhere")], "no such folder"),
+                       (["no-such-detector", "--photos", str(photos)], "neither a bundled name nor a model folder")]:
+        bad = subprocess.run([sys.executable, str(script), *argv], cwd=ROOT, capture_output=True, text=True,
+                             timeout=120, env=env)
+        assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and line in bad.stderr, bad.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad = subprocess.run([sys.executable, str(script), "patch", "--photos", str(empty)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert bad.returncode == 2 and "no image" in bad.stderr

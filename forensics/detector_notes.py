@@ -190,13 +190,16 @@ def detector_note(name: str | Path | None) -> DetectorNote:
     auc = summary.get("roc_auc")
     ece = calibration.get("ece") if isinstance(calibration, dict) else None
     return DetectorNote(label, None if auc is None else float(auc), None if ece is None else float(ece),
-                        catches, misses, measured=True, caution=_smoothing_caution(metrics.get("real_faces")))
+                        catches, misses, measured=True,
+                        caution=_smoothing_caution(metrics.get("real_faces"), metrics.get("real_photos")))
 
 
-def _smoothing_caution(real: dict | None) -> str:
+def _smoothing_caution(real: dict | None, photos: dict | None = None) -> str:
     """'it flags 45% of real faces smoothed as a phone's beauty mode does (17% unsmoothed)', from
     the evaluation's camera-processing probe, when that share is high and well above the clean one;
-    the same for real faces through H.264 at CRF 32 (a fair video stream), joined by '; '."""
+    the same for real faces through H.264 at CRF 32 (a fair video stream), and for the faces of a
+    full-size face or larger in real photographs of another kind than its training reals (the
+    evaluation's ``real_photos``), joined by '; '."""
     processing = (real or {}).get("processing") if isinstance(real, dict) else None
     if not isinstance(processing, dict):
         return ""
@@ -217,6 +220,12 @@ def _smoothing_caution(real: dict | None) -> str:
     if high(video):
         parts.append(f"it flags {video:.0%} of real faces compressed as video sites do (H.264, CRF 32; "
                      f"{clean:.0%} as stored)")
+    overall = (photos or {}).get("all") if isinstance(photos, dict) else None
+    large = overall.get("faces_large_flagged") if isinstance(overall, dict) else None
+    if high(large):
+        side = photos.get("small_face_px", SMALL_FACE_PX)
+        parts.append(f"it flags {large:.0%} of the faces {side} px or wider in {overall.get('photos')} real photographs "
+                     f"unlike its training faces ({clean:.0%} of its real validation faces)")
     return "; ".join(parts)
 
 

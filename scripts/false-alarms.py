@@ -1,8 +1,7 @@
 """How often detectors call real photographs manipulated: every image under a folder of real photos
-(none of them in any training data) through the app's own analysis (MTCNN, the detector's crop, its
-calibration and size temperatures), and the share of faces and of images over each detector's
-threshold, per subfolder and by face size. A verdict on a real photo that says "fake" is a false
-alarm, so this is the false-alarm rate an analyst meets on ordinary photographs.
+(none of them in any training data) through the app's own analysis, and the share of faces and of
+photos over each detector's threshold, per subfolder and by face size (``training/false_alarms.py``;
+``python -m training evaluate`` measures the same on ``<data's folder>/photos`` for the card).
 
     .venv/bin/python scripts/false-alarms.py default runs/default-v7 --photos ../shared/data/photos \
         --json runs/false-alarms.json
@@ -16,69 +15,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from forensics.core import write_atomic  # noqa: E402
-from forensics.media import IMAGE_EXTENSIONS  # noqa: E402
-
-SMALL_FACE = 128  # faces narrower than this (source pixels) are reported apart: the detector sees them enlarged
-
-
-def photos_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-
-
-def _rate(flags: list[bool]) -> float | None:
-    return sum(flags) / len(flags) if flags else None
-
-
-def score(detector: str, photos: list[Path], root: Path) -> dict:
-    """Each photo's faces through the app's analysis; the shares over the detector's threshold."""
-    from tqdm import tqdm
-
-    from forensics.analysis import Analyzer
-    from forensics.detectors import load_detector
-
-    model = load_detector(detector)
-    analyzer = Analyzer(model, methods=[])
-    rows = []
-    for photo in tqdm(photos, desc=f"false alarms {detector}", unit="photo", leave=False):
-        result = analyzer.analyze(photo)
-        faces = [{"p_fake": f.fake_probability, "width": (f.box[2] - f.box[0]) if f.box else None}
-                 for f in result.faces if f.fake_probability is not None]
-        rows.append({"photo": photo.relative_to(root).as_posix(), "group": photo.relative_to(root).parts[0]
-                     if len(photo.relative_to(root).parts) > 1 else ".", "p_fake": result.fake_probability,
-                     "faces": faces, "error": result.error})
-    threshold = float(model.threshold)
-
-    def summary(chosen: list[dict]) -> dict:
-        faces = [f for r in chosen for f in r["faces"]]
-        scored = [r for r in chosen if r["p_fake"] is not None]
-        return {"photos": len(chosen), "photos_with_faces": len(scored),
-                "faces": len(faces), "faces_flagged": _rate([f["p_fake"] > threshold for f in faces]),
-                "photos_flagged": _rate([r["p_fake"] > threshold for r in scored]),
-                "mean_p_fake": sum(f["p_fake"] for f in faces) / len(faces) if faces else None,
-                "faces_small": len([f for f in faces if (f["width"] or 0) < SMALL_FACE]),
-                "faces_small_flagged": _rate([f["p_fake"] > threshold for f in faces if (f["width"] or 0) < SMALL_FACE]),
-                "faces_large_flagged": _rate([f["p_fake"] > threshold for f in faces if (f["width"] or 0) >= SMALL_FACE])}
-
-    groups = sorted({r["group"] for r in rows})
-    return {"detector": detector, "threshold": threshold, "all": summary(rows),
-            "groups": {g: summary([r for r in rows if r["group"] == g]) for g in groups}, "photos": rows}
-
-
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.0f}%"
-
-
-def table(results: list[dict]) -> str:
-    lines = ["| detector | photos (with faces) | faces | faces flagged | photos flagged | faces under "
-             f"{SMALL_FACE} px flagged | larger faces flagged | mean P(fake) |", "|---|---|---|---|---|---|---|---|"]
-    for r in results:
-        for name, s in [("all", r["all"]), *r["groups"].items()]:
-            mean = "n/a" if s["mean_p_fake"] is None else f"{s['mean_p_fake']:.3f}"
-            lines.append(f"| {r['detector']} ({name}) | {s['photos']} ({s['photos_with_faces']}) | {s['faces']} "
-                         f"| {_pct(s['faces_flagged'])} | {_pct(s['photos_flagged'])} "
-                         f"| {_pct(s['faces_small_flagged'])} ({s['faces_small']}) | {_pct(s['faces_large_flagged'])} "
-                         f"| {mean} |")
-    return "\n".join(lines)
+from forensics.detectors.card import FALSE_ALARM_HEADER, false_alarm_rows  # noqa: E402
+from training.false_alarms import photos_under  # noqa: E402
 
 
 def main() -> int:
@@ -93,7 +31,7 @@ def main() -> int:
         return 2
     photos = photos_under(root)
     if not photos:
-        print(f"false-alarms: {root}: no image ({', '.join(sorted(IMAGE_EXTENSIONS))}) below it", file=sys.stderr)
+        print(f"false-alarms: {root}: no image below it", file=sys.stderr)
         return 2
     from forensics.catalog import available_detectors, split_variant
 
@@ -103,8 +41,14 @@ def main() -> int:
         if base not in known and not (Path(base) / "config.json").is_file():
             print(f"false-alarms: detector {name!r} is neither a bundled name nor a model folder", file=sys.stderr)
             return 2
-    results = [score(d, photos, root) for d in args.detectors]
-    print(table(results))
+    from training.false_alarms import real_photo_false_alarms
+
+    results = [{"detector": d, **real_photo_false_alarms(d, root, photos)} for d in args.detectors]
+    print("| detector | " + " | ".join(FALSE_ALARM_HEADER) + " |")
+    print("|" + "---|" * (len(FALSE_ALARM_HEADER) + 1))
+    for r in results:
+        for row in false_alarm_rows(r["detector"], r):
+            print("| " + " | ".join(str(x) for x in row) + " |")
     if args.json:
         write_atomic(Path(args.json), results)
     return 0

@@ -241,7 +241,7 @@ def test_a_detector_that_flags_smoothed_real_faces_carries_a_caution(tmp_path, m
     folder = _trained_folder(tmp_path, model_dirs, "smoothy")
     monkeypatch.setenv("FORENSICS_DETECTORS", str(tmp_path / "detectors"))
 
-    def measured(clean, smoothed, video=None):
+    def measured(clean, smoothed, video=None, photos=None):
         processing = {"clean": {"faces": 300, "mean_p_fake": 0.3, "flagged": clean},
                       "smoothed (bilateral filter 9, 50, 7)": {"faces": 300, "mean_p_fake": 0.6, "flagged": smoothed},
                       "sharpened (unsharp mask 1.5)": {"faces": 300, "mean_p_fake": 0.2, "flagged": 0.05}}
@@ -249,7 +249,9 @@ def test_a_detector_that_flags_smoothed_real_faces_carries_a_caution(tmp_path, m
             processing["H.264 CRF 32"] = {"faces": 300, "mean_p_fake": 0.5, "flagged": video}
         (folder / "metrics.json").write_text(json.dumps({
             "summary": {"roc_auc": 0.9}, "calibration": {"ece": 0.03}, "per_source": {},
-            "real_faces": {"faces": 300, "threshold": 0.5, "processing": processing}}))
+            "real_faces": {"faces": 300, "threshold": 0.5, "processing": processing},
+            **({"real_photos": {"small_face_px": 128, "all": {"photos": 120, "faces_large_flagged": photos}}}
+               if photos is not None else {})}))
         return detector_notes.detector_note("smoothy")
 
     note = measured(0.17, 0.45)
@@ -263,7 +265,13 @@ def test_a_detector_that_flags_smoothed_real_faces_carries_a_caution(tmp_path, m
                               "mode does (19% unsmoothed); it flags 64% of real faces compressed as video sites do "
                               "(H.264, CRF 32; 19% as stored).")
     assert measured(0.13, 0.20, video=0.64).caution.startswith("it flags 64% of real faces compressed")
-    assert not measured(0.13, 0.20, video=0.17).caution  # the default's figures: no caution
+    assert not measured(0.13, 0.20, video=0.17).caution  # no caution from these figures
+    # real photographs unlike its training faces (the evaluation's real_photos): the same rule, large faces
+    assert measured(0.13, 0.22, video=0.17, photos=0.31).caution == (
+        "it flags 31% of the faces 128 px or wider in 120 real photographs unlike its training faces "
+        "(13% of its real validation faces)")
+    assert not measured(0.13, 0.22, video=0.17, photos=0.20).caution
+    assert not measured(0.13, 0.22, video=0.17, photos=None).caution
     (folder / "metrics.json").write_text(json.dumps({"summary": {"roc_auc": 0.9}}))  # measured before the probe
     assert not detector_notes.detector_note("smoothy").caution
 

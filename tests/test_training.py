@@ -1049,6 +1049,42 @@ def test_videos_the_split_held_back_count_as_unseen_and_are_marked(tmp_path):
     assert "Video-level ROC-AUC over these videos: 1.000. b.mp4: training clips that the grouped split held back" in card
 
 
+def test_evaluate_finds_real_photos_beside_the_labels_and_the_card_shows_their_false_alarms(tmp_path):
+    """`evaluate` probes false alarms on real photographs: `--real-photos FOLDER`, else a `photos/` folder
+    beside the labels CSV when it holds an image, 'none' for no probe; a folder that is not there or holds
+    no image is refused in one line before torch loads; the card's table has a row per folder."""
+    from forensics.detectors.card import real_photo_lines
+    from training.false_alarms import real_photos_folder
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label\n")
+    assert real_photos_folder(labels) is None  # no photos/ beside it
+    (tmp_path / "photos" / "crowds").mkdir(parents=True)
+    assert real_photos_folder(labels) is None  # one without an image
+    Image.new("RGB", (8, 8)).save(tmp_path / "photos" / "crowds" / "a.jpg")
+    assert real_photos_folder(labels) == tmp_path / "photos"
+    assert real_photos_folder(labels, "none") is None
+    assert real_photos_folder(labels, str(tmp_path / "other")) == tmp_path / "other"
+    assert real_photos_folder(tmp_path / "folder-data") is None  # image folders as data: nothing beside them
+
+    summary = {"photos": 3, "photos_with_faces": 2, "faces": 5, "faces_flagged": 0.4, "photos_flagged": 0.5,
+               "mean_p_fake": 0.45, "faces_small": 2, "faces_small_flagged": 0.0, "faces_large": 3,
+               "faces_large_flagged": 2 / 3}
+    lines = real_photo_lines({"folder": "photos", "threshold": 0.6, "all": summary, "groups": {"crowds": summary}})
+    assert "| all | 3 (2) | 5 | 40% | 50% | 0% (2) | 67% (3) | 0.450 |" in lines
+    assert "| crowds | 3 (2) | 5 | 40% | 50% | 0% (2) | 67% (3) | 0.450 |" in lines
+    assert real_photo_lines(None) == [] and real_photo_lines({}) == []
+
+    default = ["evaluate", "--detector", "assets/detectors/default", "--data", str(labels)]
+    (tmp_path / "empty").mkdir()
+    cases = [([*default, "--real-photos", str(tmp_path / "nowhere")], "--real-photos " + str(tmp_path / "nowhere")
+              + ": no such folder"),
+             ([*default, "--real-photos", str(tmp_path / "empty")], "no image below it")]
+    said = refusals_without_torch("training.cli", [argv for argv, _ in cases])
+    for (code, line), (_, message) in zip(said, cases):
+        assert code == 1 and line.startswith("evaluate: ") and message in line and "\n" not in line, line
+
+
 def test_evaluate_videos_only_scores_labelled_videos_and_refuses_bad_input(tmp_path):
     """`python -m training evaluate --videos-only`: the labelled videos through the app's analysis
     (real MTCNN, a bundled detector), every pooling's video AUC in videos.json; a folder instead of

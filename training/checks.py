@@ -12,6 +12,7 @@ from pathlib import Path
 
 from forensics.catalog import INTEGER_RANGES, NUMBER_RANGES, OPTIONAL, faithfulness_steps, out_of_range
 from forensics.core.framing import FRAMINGS
+from forensics.core.labelled import IMAGE_EXTENSIONS
 from forensics.jobs.settings import label_order_problem
 
 
@@ -50,6 +51,16 @@ def video_evaluation_inputs(data: str | Path, frames: int) -> None:
         raise FileNotFoundError(f"no labels CSV at {data} (the labelled videos are read from one)")
     if frames < 1:
         raise ValueError(f"--video-frames must be at least 1, not {frames}")
+
+
+def real_photos_input(folder: str | None) -> None:
+    """``python -m training evaluate --real-photos``: a folder that holds an image, or "none"."""
+    if folder is None or folder == "none":
+        return
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"--real-photos {folder}: no such folder")
+    if not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in Path(folder).rglob("*") if p.is_file()):
+        raise ValueError(f"--real-photos {folder}: no image below it")
 
 
 def explain_bench_inputs(data: str | Path, limit: int, steps: int, road: int) -> None:

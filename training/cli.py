@@ -161,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--videos-only", action="store_true",
                    help="only the labelled videos' verdicts and the pooling table (videos.json in --out, if given)")
     e.add_argument("--video-frames", type=int, default=32, help="frames sampled from each video (default 32)")
+    e.add_argument("--real-photos", default=None, metavar="FOLDER",
+                   help="real photographs for the false-alarm probe (default: photos/ beside the labels CSV, when "
+                        "there is one; 'none' to skip it)")
     r = sub.add_parser("faces", help="write a model's validation (or training-side calibration) faces to an .npz")
     r.add_argument("--detector", required=True, help="a model folder with its training.json")
     r.add_argument("--data", default=DEFAULTS["data"])
@@ -267,6 +270,7 @@ def _check_before_torch(args: argparse.Namespace) -> None:
         elif args.command == "evaluate":
             if args.videos_only:
                 checks.video_evaluation_inputs(args.data, args.video_frames)
+            checks.real_photos_input(args.real_photos)
             args.detector = check_detector(args.detector)  # the folder it resolved to: a Hub id is fetched once
         elif args.command == "faces":
             checks.calibration_record(args.detector)  # its faces are found through its training record
@@ -353,7 +357,8 @@ def _dispatch(args: argparse.Namespace, command: str) -> int:
                               "videos": {r["video"]: r["fake_probability"] for r in videos.get("videos", [])}},
                              indent=2))
             return 0
-        metrics = run_evaluation(args.detector, args.data, args.cache, args.out, args.holdout_sources, args.seed)
+        metrics = run_evaluation(args.detector, args.data, args.cache, args.out, args.holdout_sources, args.seed,
+                                 photos=args.real_photos)
         print(json.dumps(metrics["summary"], indent=2))
         return 0
     if args.command == "faces":

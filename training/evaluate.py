@@ -23,6 +23,7 @@ from forensics.detectors.card import write_card
 from training import augment
 from training.checks import video_evaluation_inputs
 from training.data import FRAMES_DIR, VIDEO_EXTENSIONS, CachedFace, _inside, load_crop, read_labels_csv
+from training.false_alarms import real_photo_false_alarms, real_photos_folder
 from training.metrics import binary_metrics, calibration, roc_points, tune_threshold
 from training.sbi import self_blend
 from training.swap import EXPRESSION_OUTLINES, expression_partners, expression_swap
@@ -389,7 +390,11 @@ def measured_weights(folder: Path) -> dict:
 
 
 def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = None,
-                   holdout_sources: Sequence[str] | None = None, seed: int = 0, videos: bool = True) -> dict:
+                   holdout_sources: Sequence[str] | None = None, seed: int = 0, videos: bool = True,
+                   photos: str | None = None) -> dict:
+    """Every figure of a model's card, into ``metrics.json``, ``report.html`` and the card. ``photos``: a
+    folder of real photographs for the false-alarm probe (default: ``photos`` beside the labels CSV, when
+    there is one; "none": no probe)."""
     detector = load_detector(detector_dir, cache=False)
     folder = Path(detector.path)
     record = _record(folder)
@@ -442,6 +447,9 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
     if videos:
         metrics["videos"] = video_results(detector_dir, data, trained_videos(record, data),
                                           validated=validated_videos(record, data))
+    photos_dir = real_photos_folder(data, photos)
+    if photos_dir:
+        metrics["real_photos"] = real_photo_false_alarms(load_detector(detector_dir), photos_dir, keep_photos=False)
     out_dir = Path(out) if out else folder
     out_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(out_dir / "metrics.json", metrics)

@@ -111,6 +111,7 @@ def card_text(record: dict, metrics: dict | None) -> str:
             lines += ["", f"Accuracy under attack ({adv['images']} validation images; budgets in pixel units of 0..255):", "",
                       *_table(["attack", "accuracy"], [(k, _fmt(v)) for k, v in adv.items() if k != "images"])]
         lines += real_face_lines(metrics.get("real_faces"))
+        lines += real_photo_lines(metrics.get("real_photos"))
         lines += expression_swap_lines(metrics.get("expression_swaps"))
         kinds = metrics.get("fake_kinds") or {}
         if kinds:
@@ -214,6 +215,41 @@ def fold_summary_lines(runs: list[dict], own: set[str], metrics: dict | None) ->
     return ["", f"Over the folds of held-out talking-head clips ({who}, the same recipe): blending on the held-out "
             f"clips {spread([b for b, _ in folds])}, video-level ROC-AUC {spread([v for _, v in folds])}. Each fold is "
             "one draw of which clips are held out; the mean is the recipe's estimate, the spread what the draw moves."]
+
+
+REAL_PHOTO_SMALL_FACE = 128  # training.false_alarms.SMALL_FACE: the size the real-photo probe splits faces at
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.0f}%"
+
+
+def false_alarm_rows(name: str, result: dict) -> list[tuple]:
+    """Table rows (what, photos (with faces), faces, faces flagged, photos flagged, small faces flagged
+    (count), larger faces flagged (count), mean P(fake)) for ``all`` and each subfolder."""
+    rows = []
+    for group, s in [("all", result["all"]), *result["groups"].items()]:
+        mean = "n/a" if s["mean_p_fake"] is None else f"{s['mean_p_fake']:.3f}"
+        rows.append((f"{name} ({group})" if name else group, f"{s['photos']} ({s['photos_with_faces']})", s["faces"],
+                     _pct(s["faces_flagged"]), _pct(s["photos_flagged"]),
+                     f"{_pct(s['faces_small_flagged'])} ({s['faces_small']})",
+                     f"{_pct(s['faces_large_flagged'])} ({s.get('faces_large', s['faces'] - s['faces_small'])})", mean))
+    return rows
+
+
+FALSE_ALARM_HEADER = ["photos (with faces)", "faces", "faces flagged", "photos flagged",
+                      f"faces under {REAL_PHOTO_SMALL_FACE} px flagged", f"faces of {REAL_PHOTO_SMALL_FACE} px or more flagged", "mean P(fake)"]
+
+
+def real_photo_lines(photos: dict | None) -> list[str]:
+    """The card's false alarms on real photographs of another kind than its training reals
+    (``metrics.json``'s ``real_photos``, from ``training.false_alarms``)."""
+    if not photos or not photos.get("all"):
+        return []
+    return ["", f"Real photographs never trained on (`{photos.get('folder')}`, through the app's analysis): the share "
+            f"of faces and of photos over the threshold ({_fmt(photos.get('threshold'))}), by folder; every such call "
+            "is a false alarm:", "",
+            *_table(["photos", *FALSE_ALARM_HEADER], false_alarm_rows("", photos))]
 
 
 def real_face_lines(real: dict | None) -> list[str]:

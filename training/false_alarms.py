@@ -1,0 +1,80 @@
+"""False alarms on real photographs: every image under a folder of real photos (none of them in any
+training data) through the app's own analysis (MTCNN, the detector's crop, its calibration and size
+temperatures), and the share of faces and of photos over the detector's threshold, per subfolder and
+by face size. A "fake" verdict on a real photo is a false alarm, so this is the false-alarm rate an
+analyst meets on ordinary photographs, which may be of another kind than the detector's training
+reals. ``python -m training evaluate`` measures it on ``<data's folder>/photos`` when there is one
+(``metrics.json``'s ``real_photos``); ``scripts/false-alarms.py`` compares detectors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from forensics.detectors.card import REAL_PHOTO_SMALL_FACE as SMALL_FACE  # faces narrower are counted apart
+from forensics.media import IMAGE_EXTENSIONS
+
+
+def photos_under(folder: str | Path) -> list[Path]:
+    """The images below ``folder``, sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _rate(flags: list[bool]) -> float | None:
+    return sum(flags) / len(flags) if flags else None
+
+
+def _summary(rows: list[dict], threshold: float) -> dict:
+    faces = [f for r in rows for f in r["faces"]]
+    scored = [r for r in rows if r["p_fake"] is not None]
+    small = [f for f in faces if (f["width"] or 0) < SMALL_FACE]
+    large = [f for f in faces if (f["width"] or 0) >= SMALL_FACE]
+    return {"photos": len(rows), "photos_with_faces": len(scored), "faces": len(faces),
+            "faces_flagged": _rate([f["p_fake"] > threshold for f in faces]),
+            "photos_flagged": _rate([r["p_fake"] > threshold for r in scored]),
+            "mean_p_fake": sum(f["p_fake"] for f in faces) / len(faces) if faces else None,
+            "faces_small": len(small), "faces_small_flagged": _rate([f["p_fake"] > threshold for f in small]),
+            "faces_large": len(large), "faces_large_flagged": _rate([f["p_fake"] > threshold for f in large])}
+
+
+def real_photo_false_alarms(detector, folder: str | Path, photos: list[Path] | None = None,
+                            keep_photos: bool = True) -> dict:
+    """``detector`` (a loaded detector or a name) on every photo below ``folder``: the shares over its
+    threshold overall (``all``) and per first-level subfolder (``groups``), and, with ``keep_photos``,
+    each photo's faces (``photos``)."""
+    from tqdm import tqdm
+
+    from forensics.analysis import Analyzer
+    from forensics.detectors import load_detector
+
+    root = Path(folder)
+    photos = photos_under(root) if photos is None else photos
+    if not photos:
+        raise FileNotFoundError(f"{root}: no image ({', '.join(sorted(IMAGE_EXTENSIONS))}) below it")
+    model = load_detector(detector) if isinstance(detector, (str, Path)) else detector
+    analyzer = Analyzer(model, methods=[])
+    rows = []
+    for photo in tqdm(photos, desc="real photos", unit="photo", leave=False):
+        result = analyzer.analyze(photo)
+        relative = photo.relative_to(root)
+        rows.append({"photo": relative.as_posix(), "group": relative.parts[0] if len(relative.parts) > 1 else ".",
+                     "p_fake": result.fake_probability, "error": result.error,
+                     "faces": [{"p_fake": f.fake_probability, "width": (f.box[2] - f.box[0]) if f.box else None}
+                               for f in result.faces if f.fake_probability is not None]})
+    threshold = float(model.threshold)
+    groups = sorted({r["group"] for r in rows})
+    out = {"folder": root.as_posix(), "threshold": threshold, "small_face_px": SMALL_FACE,
+           "all": _summary(rows, threshold),
+           "groups": {g: _summary([r for r in rows if r["group"] == g], threshold) for g in groups}}
+    if keep_photos:
+        out["photos"] = rows
+    return out
+
+
+def real_photos_folder(data: str | Path, photos: str | Path | None = None) -> Path | None:
+    """Where ``evaluate`` measures false alarms on real photos: ``photos`` when given ("none": nowhere),
+    else a ``photos`` folder beside the labels CSV ``data``, when it holds an image."""
+    if photos is not None:
+        return None if str(photos) == "none" else Path(photos)
+    beside = Path(data).parent / "photos"
+    if Path(data).is_file() and beside.is_dir() and photos_under(beside):
+        return beside
+    return None

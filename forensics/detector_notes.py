@@ -220,7 +220,7 @@ def _smoothing_caution(real: dict | None, photos: dict | None = None) -> str:
     if high(video):
         parts.append(f"it flags {video:.0%} of real faces compressed as video sites do (H.264, CRF 32; "
                      f"{clean:.0%} as stored)")
-    overall = (photos or {}).get("all") if isinstance(photos, dict) else None
+    overall = photos.get("all") if isinstance(photos, dict) else None
     large = overall.get("faces_large_flagged") if isinstance(overall, dict) else None
     if high(large):
         side = photos.get("small_face_px", SMALL_FACE_PX)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from forensics.catalog import INTEGER_RANGES, NUMBER_RANGES, OPTIONAL, faithfulness_steps, out_of_range
 from forensics.core.framing import FRAMINGS
-from forensics.core.labelled import IMAGE_EXTENSIONS
+from forensics.core.labelled import images_under
 from forensics.jobs.settings import label_order_problem
 
 
@@ -59,7 +59,7 @@ def real_photos_input(folder: str | None) -> None:
         return
     if not Path(folder).is_dir():
         raise FileNotFoundError(f"--real-photos {folder}: no such folder")
-    if not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in Path(folder).rglob("*") if p.is_file()):
+    if not images_under(folder):
         raise ValueError(f"--real-photos {folder}: no image below it")
 
 

@@ -445,8 +445,8 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
     if len(detector.fake_indices) > 1:
         metrics["fake_kinds"] = fake_kind_accuracy(detector, val, items, probabilities)
     if videos:
-        metrics["videos"] = video_results(detector_dir, data, trained_videos(record, data),
-                                          validated=validated_videos(record, data))
+        trained, validated = _training_videos(record, data)
+        metrics["videos"] = video_results(detector_dir, data, trained, validated=validated)
     photos_dir = real_photos_folder(data, photos)
     if photos_dir:
         metrics["real_photos"] = real_photo_false_alarms(load_detector(detector_dir), photos_dir, keep_photos=False)
@@ -464,9 +464,8 @@ def run_video_evaluation(detector_dir: str, data: str, out: str | None = None, f
     video-level figures of ``run_evaluation`` in a minute or two, written to ``out/videos.json``."""
     video_evaluation_inputs(data, frames)
     detector = load_detector(detector_dir)  # cached: video_results' Analyzer gets this same load
-    record = _record(Path(detector.path))
-    videos = video_results(detector.path, data, trained_videos(record, data), frames,
-                           validated=validated_videos(record, data))
+    trained, validated = _training_videos(_record(Path(detector.path)), data)
+    videos = video_results(detector.path, data, trained, frames, validated=validated)
     if not videos:
         raise ValueError(f"{data} labels no video this model has not trained on")
     if out:
@@ -486,36 +485,37 @@ def _frame_folders(images) -> set[str]:
     return found
 
 
-def validated_videos(record: dict, data: str) -> set[str]:
-    """File names of the training videos that the grouped split held back whole for validation: none of
-    their frames was trained on (a video is one group), but the epoch and the calibration were chosen on
-    them. They are scored as unseen videos, and marked as such."""
+def _training_videos(record: dict, data: str) -> tuple[set[str], set[str]]:
+    """File names of the videos of a model's ``video_folders`` (those held out whole by
+    ``holdout_videos`` left out), split in two: those whose frames it trained on, and those the grouped
+    split held back whole for validation (a video is one group: none of their frames trained, but the
+    epoch and the calibration were chosen on them)."""
     config = record.get("config", {})
     data = Path(data)
     if not config.get("video_frames") or not data.is_file():
-        return set()
+        return set(), set()
     held = set(config.get("holdout_videos") or [])
-    validated = _frame_folders(record.get("validation_images") or [])
+    in_validation = _frame_folders(record.get("validation_images") or [])
     folders = [data.parent / f for f in config.get("video_folders") or []]
-    return {Path(s.path).name for s in read_labels_csv(data, kinds=VIDEO_EXTENSIONS)
-            if any(_inside(s.path, f) for f in folders) and Path(s.path).name not in held
-            and s.group.replace("/", "__") in validated}
+    trained, validated = set(), set()
+    for sample in read_labels_csv(data, kinds=VIDEO_EXTENSIONS):
+        name = Path(sample.path).name
+        if name not in held and any(_inside(sample.path, f) for f in folders):
+            (validated if sample.group.replace("/", "__") in in_validation else trained).add(name)
+    return trained, validated
+
+
+def validated_videos(record: dict, data: str) -> set[str]:
+    """File names of the training videos that the grouped split held back whole for validation: scored
+    as unseen videos, and marked as such (:func:`_training_videos`)."""
+    return _training_videos(record, data)[1]
 
 
 def trained_videos(record: dict, data: str) -> set[str]:
     """File names of the videos whose frames a model trained on (never scored as unseen videos): the
-    videos of its ``video_folders`` but those held out whole (``holdout_videos``) and those the grouped
-    split kept for validation (:func:`validated_videos`)."""
-    config = record.get("config", {})
-    if not config.get("video_frames"):
-        return set()
-    data = Path(data)
-    if not data.is_file():
-        return set()
-    held = set(config.get("holdout_videos") or []) | validated_videos(record, data)
-    folders = [data.parent / f for f in config.get("video_folders") or []]
-    return {Path(s.path).name for s in read_labels_csv(data, kinds=VIDEO_EXTENSIONS)
-            if any(_inside(s.path, f) for f in folders) and Path(s.path).name not in held}
+    videos of its ``video_folders`` but those held out whole and those the grouped split kept for
+    validation (:func:`_training_videos`)."""
+    return _training_videos(record, data)[0]
 
 
 VIDEO_AGGREGATIONS = {

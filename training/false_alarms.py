@@ -9,13 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from forensics.core.labelled import IMAGE_EXTENSIONS
+from forensics.core.labelled import images_under as photos_under
 from forensics.detectors.card import REAL_PHOTO_SMALL_FACE as SMALL_FACE  # faces narrower are counted apart
-from forensics.media import IMAGE_EXTENSIONS
-
-
-def photos_under(folder: str | Path) -> list[Path]:
-    """The images below ``folder``, sorted."""
-    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
 def _rate(flags: list[bool]) -> float | None:

@@ -43,6 +43,11 @@ def read_labels_csv(csv_path: str | Path, root: str | Path | None = None,
     return samples
 
 
+def images_under(folder: str | Path) -> list[Path]:
+    """The image files anywhere below ``folder``, sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
 def image_folder(root: str | Path, skip_masks: bool = True) -> list[Sample]:
     """An ImageFolder tree (``root/<label>/**/*.jpg``); folders of masks are skipped.
 

@@ -233,7 +233,7 @@ def false_alarm_rows(name: str, result: dict) -> list[tuple]:
         rows.append((f"{name} ({group})" if name else group, f"{s['photos']} ({s['photos_with_faces']})", s["faces"],
                      _pct(s["faces_flagged"]), _pct(s["photos_flagged"]),
                      f"{_pct(s['faces_small_flagged'])} ({s['faces_small']})",
-                     f"{_pct(s['faces_large_flagged'])} ({s.get('faces_large', s['faces'] - s['faces_small'])})", mean))
+                     f"{_pct(s['faces_large_flagged'])} ({s['faces_large']})", mean))
     return rows
 
 

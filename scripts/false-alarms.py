@@ -1,5 +1,6 @@
 """How often detectors call real photographs manipulated: every image under a folder of real photos
-(none of them in any training data) through the app's own analysis, and the share of faces and of
+through the app's own analysis (photos any of the detectors trained on, its ``photo_folders``, are left
+out for all), and the share of faces and of
 photos over each detector's threshold, per subfolder and by face size (``training/false_alarms.py``;
 ``python -m training evaluate`` measures the same on ``<data's folder>/photos`` for the card).
 
@@ -41,9 +42,14 @@ def main() -> int:
         if base not in known and not (Path(base) / "config.json").is_file():
             print(f"false-alarms: detector {name!r} is neither a bundled name nor a model folder", file=sys.stderr)
             return 2
-    from training.false_alarms import real_photo_false_alarms
+    from forensics.detectors import load_detector
+    from training.false_alarms import detector_trained_photos, real_photo_false_alarms
 
-    results = [{"detector": d, **real_photo_false_alarms(d, root, photos)} for d in args.detectors]
+    models = [load_detector(d) for d in args.detectors]
+    # The photos any of them trained on are left out for all: each is measured on the same photos.
+    trained = set().union(*(detector_trained_photos(m) for m in models))
+    results = [{"detector": d, **real_photo_false_alarms(m, root, photos, trained=trained)}
+               for d, m in zip(args.detectors, models)]
     print("| detector | " + " | ".join(FALSE_ALARM_HEADER) + " |")
     print("|" + "---|" * (len(FALSE_ALARM_HEADER) + 1))
     for r in results:

@@ -659,6 +659,79 @@ def test_train_repeats_raise_a_small_source_dose_without_touching_the_validation
         repeat_training_faces(train, {"Nope": 2})
 
 
+def test_photo_folders_train_as_reals_outside_the_split_and_leave_the_false_alarm_measure(tmp_path):
+    """`photo_folders`: every image below each folder (relative to the CSV) is a real sample of the
+    source "real photos (<folder>)"; its faces only ever train (the validation faces and every other
+    training face are those of a run without them) and `train_repeats` can dose them; the false-alarm
+    measure leaves the photos the model trained on out; a folder without an image is refused."""
+    from training.data import CachedFace, photo_samples
+    from training.false_alarms import trained_photos
+    from training.pipeline import split_faces
+
+    for name in ("portraits/a.jpg", "portraits/b.png", "crowds/c.jpg"):
+        (tmp_path / "photos" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "photos" / name)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label\n")
+    samples = photo_samples(labels, ["photos/portraits"])
+    assert [(Path(s.path).name, s.label, s.source) for s in samples] == [
+        ("a.jpg", "real", "real photos (photos/portraits)"), ("b.png", "real", "real photos (photos/portraits)")]
+    assert len({s.group for s in samples}) == 2  # each photo its own group
+    with pytest.raises(ValueError, match="photo_folders: .*nowhere holds no image"):
+        photo_samples(labels, ["photos/nowhere"])
+
+    faces = [CachedFace(f"{s}{i}.png", label, s, f"{s}{i}", [], 1.0, 0.0)
+             for s, label, n in [("UTKFace", "real", 40), ("SD", "fake", 60)] for i in range(n)]
+    photos = [CachedFace(f"p{i}.png", "real", "real photos (photos/portraits)", f"p{i}", [], 1.0, 0.0) for i in range(6)]
+    config = {"val_fraction": 0.25, "seed": 0, "holdout_sources": []}
+    train, val = split_faces(faces, config)
+    with_photos, same_val = split_faces(faces[:30] + photos + faces[30:], {**config, "train_repeats":
+                                                                          {"real photos (photos/portraits)": 2}})
+    assert same_val == val and not any(f.source.startswith("real photos") for f in same_val)
+    assert [f for f in with_photos if not f.source.startswith("real photos")] == train
+    assert [f for f in with_photos if f.source.startswith("real photos")] == [f for f in photos for _ in range(2)]
+
+    trained = trained_photos({"photo_folders": ["photos/portraits"]}, labels)
+    assert trained == {(tmp_path / "photos" / n).resolve() for n in ("portraits/a.jpg", "portraits/b.png")}
+    assert trained_photos({}, labels) == set()
+
+
+def test_the_false_alarm_measure_leaves_out_the_photos_a_model_trained_on(tmp_path):
+    """Real photos (MTCNN on real files) through the app's analysis, those in ``trained`` left out and
+    counted, and the card says so; every photo trained on is refused in one line."""
+    from forensics.detectors.card import real_photo_lines
+    from training.false_alarms import real_photo_false_alarms
+
+    (tmp_path / "portraits").mkdir()
+    for name in ("biden.jpg", "obama.jpg"):
+        shutil.copy(data_path(f"photos/face_recognition/{name}"), tmp_path / "portraits" / name)
+    trained = {(tmp_path / "portraits" / "obama.jpg").resolve()}
+    result = real_photo_false_alarms("patch", tmp_path, keep_photos=True, trained=trained)
+    assert result["trained_left_out"] == 1 and result["all"]["photos"] == 1
+    assert [r["photo"] for r in result["photos"]] == ["portraits/biden.jpg"]
+    assert "(1 photos below it that the model trained on left out)" in real_photo_lines(result)[1]
+    with pytest.raises(ValueError, match="trained on every photo below it"):
+        real_photo_false_alarms("patch", tmp_path, trained=trained | {(tmp_path / "portraits" / "biden.jpg").resolve()})
+
+
+def test_bad_photo_folders_are_refused_in_one_line(tmp_path):
+    """`train` with `photo_folders` that is not a list of folders, or names one without an image: one
+    line, no traceback, before torch loads and before anything is cropped."""
+    from training.cli import main as training_main
+
+    table = tmp_path / "labels.csv"
+    table.write_text("path,label,source\n")
+    for folders, message in [('"photos"', "train: photo_folders must be a list of folders"),
+                             ("[photos/nowhere]", f"train: photo_folders: {tmp_path / 'photos' / 'nowhere'} holds no image")]:
+        config = tmp_path / "bad.yaml"
+        config.write_text(f"model: hybrid\ndata: {table}\ncache: {tmp_path / 'cache'}\nout: {tmp_path / 'run'}\n"
+                          f"photo_folders: {folders}\n")
+        with pytest.raises(SystemExit) as refused:
+            training_main(["train", "--config", str(config)])
+        assert str(refused.value.code) == message or str(refused.value.code).startswith(message), refused.value.code
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "run").exists()
+
+
 def test_a_bad_train_cap_is_refused_in_one_line(tmp_path):
     """`train` with a cap that is not a count, or on a source the data lacks: one line, no traceback,
     before the faces are cropped."""

@@ -111,3 +111,16 @@ def training_data(data: str | Path) -> None:
     path = Path(data)
     if not (path.is_file() and path.suffix.lower() == ".csv") and not path.is_dir():
         raise FileNotFoundError(f"data {data}: no such labels CSV or ImageFolder folder")
+
+
+def photo_folders(config: dict) -> None:
+    """``photo_folders``: a list of folders, relative to the labels CSV, each holding an image."""
+    folders = config.get("photo_folders") or []
+    if not isinstance(folders, list) or not all(isinstance(f, str) and f for f in folders):
+        raise ValueError(f"photo_folders must be a list of folders (relative to the labels CSV), got {folders!r}")
+    if folders and not str(config["data"]).lower().endswith(".csv"):
+        raise ValueError("photo_folders needs a labels CSV as data (its folders are relative to the CSV)")
+    for folder in folders:
+        root = Path(config["data"]).parent / folder
+        if not images_under(root):
+            raise FileNotFoundError(f"photo_folders: {root} holds no image")

@@ -78,6 +78,7 @@ DEFAULTS = {
     "mask_ratio": 0.75,
     "video_frames": 0,  # frames sampled from each training video (0: videos are not trained on)
     "video_folders": [],  # folders of labelled videos (relative to the CSV) whose frames are training faces
+    "photo_folders": [],  # folders of real photographs (relative to the CSV) whose largest faces train as reals, never validated
     "holdout_videos": [],  # video file names kept out of training whole (validation and video-level figures)
     "max_per_source": None,  # at most this many images of each source (train and validation), drawn at random
     "calibrate": True,  # fit a temperature and a threshold on the validation faces after training
@@ -289,7 +290,8 @@ def _dispatch(args: argparse.Namespace, command: str) -> int:
         config = resolve_config(args)
         try:
             checks.training_data(config["data"])
-        except FileNotFoundError as exc:
+            checks.photo_folders(config)
+        except (FileNotFoundError, ValueError) as exc:
             raise SystemExit(f"{args.command}: {exc}") from None
     if args.command == "pretrain":
         from training.pipeline import run_pretraining

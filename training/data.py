@@ -91,6 +91,25 @@ def face_counts(faces: Iterable[CachedFace]) -> dict[str, int]:
     return dict(sorted(Counter(f"{f.label}/{f.source}" for f in faces).items()))
 
 
+PHOTO_SOURCE = "real photos"  # the source of photo_folders' faces: "real photos (<folder>)"
+
+
+def photo_samples(csv_path: str | Path, folders: Sequence[str]) -> list[Sample]:
+    """Every image below each of ``folders`` (relative to the CSV's folder) as a real sample of the
+    source ``"real photos (<folder>)"``, each photo its own group. A missing or empty folder is a
+    one-line ``ValueError``."""
+    from forensics.core.labelled import images_under
+
+    out = []
+    for folder in folders:
+        root = Path(csv_path).parent / folder
+        images = images_under(root) if root.is_dir() else []
+        if not images:
+            raise ValueError(f"photo_folders: {root} holds no image")
+        out += [Sample(str(p), "real", f"{PHOTO_SOURCE} ({Path(folder).as_posix()})", str(p)) for p in images]
+    return out
+
+
 def _inside(path: str | Path, folder: str | Path) -> bool:
     """Whether ``path`` lies below ``folder``, as written (links are not followed: a data folder
     may link its files from elsewhere)."""

@@ -23,7 +23,7 @@ from forensics.detectors.card import write_card
 from training import augment
 from training.checks import video_evaluation_inputs
 from training.data import FRAMES_DIR, VIDEO_EXTENSIONS, CachedFace, _inside, load_crop, read_labels_csv
-from training.false_alarms import real_photo_false_alarms, real_photos_folder
+from training.false_alarms import real_photo_false_alarms, real_photos_folder, trained_photos
 from training.metrics import binary_metrics, calibration, roc_points, tune_threshold
 from training.sbi import self_blend
 from training.swap import EXPRESSION_OUTLINES, expression_partners, expression_swap
@@ -449,7 +449,8 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
         metrics["videos"] = video_results(detector_dir, data, trained, validated=validated)
     photos_dir = real_photos_folder(data, photos)
     if photos_dir:
-        metrics["real_photos"] = real_photo_false_alarms(load_detector(detector_dir), photos_dir, keep_photos=False)
+        metrics["real_photos"] = real_photo_false_alarms(load_detector(detector_dir), photos_dir, keep_photos=False,
+                                                         trained=trained_photos(record.get("config", {}), data))
     out_dir = Path(out) if out else folder
     out_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(out_dir / "metrics.json", metrics)

@@ -32,10 +32,11 @@ def _summary(rows: list[dict], threshold: float) -> dict:
 
 
 def real_photo_false_alarms(detector, folder: str | Path, photos: list[Path] | None = None,
-                            keep_photos: bool = True) -> dict:
+                            keep_photos: bool = True, trained: set[Path] = frozenset()) -> dict:
     """``detector`` (a loaded detector or a name) on every photo below ``folder``: the shares over its
     threshold overall (``all``) and per first-level subfolder (``groups``), and, with ``keep_photos``,
-    each photo's faces (``photos``)."""
+    each photo's faces (``photos``). Photos in ``trained`` (resolved paths: the model trained on them,
+    ``trained_photos``) are left out and counted (``trained_left_out``)."""
     from tqdm import tqdm
 
     from forensics.analysis import Analyzer
@@ -45,6 +46,11 @@ def real_photo_false_alarms(detector, folder: str | Path, photos: list[Path] | N
     photos = photos_under(root) if photos is None else photos
     if not photos:
         raise FileNotFoundError(f"{root}: no image ({', '.join(sorted(IMAGE_EXTENSIONS))}) below it")
+    kept = [p for p in photos if Path(p).resolve() not in trained]
+    left_out = len(photos) - len(kept)
+    if not kept:
+        raise ValueError(f"{root}: the model trained on every photo below it")
+    photos = kept
     model = load_detector(detector) if isinstance(detector, (str, Path)) else detector
     analyzer = Analyzer(model, methods=[])
     rows = []
@@ -57,7 +63,7 @@ def real_photo_false_alarms(detector, folder: str | Path, photos: list[Path] | N
                                for f in result.faces if f.fake_probability is not None]})
     threshold = float(model.threshold)
     groups = sorted({r["group"] for r in rows})
-    out = {"folder": root.as_posix(), "threshold": threshold, "small_face_px": SMALL_FACE,
+    out = {"folder": root.as_posix(), "threshold": threshold, "small_face_px": SMALL_FACE, "trained_left_out": left_out,
            "all": _summary(rows, threshold),
            "groups": {g: _summary([r for r in rows if r["group"] == g], threshold) for g in groups}}
     if keep_photos:
@@ -74,3 +80,18 @@ def real_photos_folder(data: str | Path, photos: str | Path | None = None) -> Pa
     if Path(data).is_file() and beside.is_dir() and photos_under(beside):
         return beside
     return None
+
+
+def trained_photos(config: dict, data: str | Path) -> set[Path]:
+    """The photos a model trained on (its config's ``photo_folders``, relative to the labels CSV
+    ``data``), as resolved paths: a false-alarm measure leaves them out."""
+    return {p.resolve() for folder in config.get("photo_folders") or []
+            for p in photos_under(Path(data).parent / folder)}
+
+
+def detector_trained_photos(detector) -> set[Path]:
+    """``trained_photos`` of a loaded detector, from its folder's training record (none without one)."""
+    from forensics.core.io import read_json
+
+    config = (read_json(Path(detector.path) / "training.json") or {}).get("config") or {}
+    return trained_photos(config, config["data"]) if config.get("photo_folders") and config.get("data") else set()

@@ -19,12 +19,14 @@ from forensics.detectors.timm_family import save_timm_detector
 from forensics.jobs.settings import labels_problem
 from training.data import (
     FRAMES_DIR,
+    PHOTO_SOURCE,
     CachedFace,
     FaceCropCache,
     Sample,
     face_counts,
     grouped_split,
     image_folder,
+    photo_samples,
     read_labels_csv,
     remap_labels,
     video_frame_samples,
@@ -90,6 +92,8 @@ def cached_faces(config: dict, samples: Sequence | None = None,
                                     config.get("label_map") or {})
         if config.get("max_per_source"):
             samples = cap_per_source(samples, int(config["max_per_source"]), int(config.get("seed", 0)))
+        if config.get("photo_folders") and str(config["data"]).lower().endswith(".csv"):
+            samples += photo_samples(config["data"], config["photo_folders"])
     if keep is not None:
         samples = [s for s in samples if keep(s)]
     # The crop margin is the model's: its folder records it, and inference crops faces the same way.
@@ -100,7 +104,13 @@ def cached_faces(config: dict, samples: Sequence | None = None,
 
 
 def split_faces(faces: Sequence[CachedFace], config: dict) -> tuple[list[CachedFace], list[CachedFace]]:
+    """Training and validation faces: a grouped split of the data (``grouped_split``), then the
+    training share's sources, caps and repeats. Faces of ``photo_folders`` only ever train: they are
+    kept out of the split, so that adding them leaves every other face on the side it was."""
+    photos = [f for f in faces if f.source.startswith(PHOTO_SOURCE + " (")]
+    faces = [f for f in faces if not f.source.startswith(PHOTO_SOURCE + " (")]
     train_faces, val_faces = grouped_split(faces, config["val_fraction"], config["seed"], holdout_sources(config))
+    train_faces += photos
     if config.get("train_sources"):
         train_faces = [f for f in train_faces if f.source in set(config["train_sources"])]
     if config.get("train_caps"):
@@ -124,6 +134,7 @@ def check_named_sources(config: dict) -> None:
     trainable = {s.source for s in load_samples(config["data"], config.get("label_map"))}
     if config.get("video_frames"):
         trainable.add(VIDEO_SOURCE)
+    trainable |= {f"{PHOTO_SOURCE} ({Path(f).as_posix()})" for f in config.get("photo_folders") or []}
     trainable -= set(holdout_sources(config))
     if config.get("train_sources"):
         trainable &= set(config["train_sources"])

@@ -246,9 +246,11 @@ def real_photo_lines(photos: dict | None) -> list[str]:
     (``metrics.json``'s ``real_photos``, from ``training.false_alarms``)."""
     if not photos or not photos.get("all"):
         return []
-    return ["", f"Real photographs never trained on (`{photos.get('folder')}`, through the app's analysis): the share "
-            f"of faces and of photos over the threshold ({_fmt(photos.get('threshold'))}), by folder; every such call "
-            "is a false alarm:", "",
+    left = (f" ({photos['trained_left_out']} photos below it that the model trained on left out)"
+            if photos.get("trained_left_out") else "")
+    return ["", f"Real photographs never trained on (`{photos.get('folder')}`{left}, through the app's analysis): the "
+            f"share of faces and of photos over the threshold ({_fmt(photos.get('threshold'))}), by folder; every such "
+            "call is a false alarm:", "",
             *_table(["photos", *FALSE_ALARM_HEADER], false_alarm_rows("", photos))]
 
 

@@ -323,6 +323,12 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     assert "FFHQ reals vs their SBI fakes" in metrics["robustness_auc_per_source"]
     small = metrics["small_face_calibration"]  # ECE on small faces with and without their temperature
     assert set(small) == {"128", "96"} and all(0 <= v["ece_with"] <= 1 and v["temperature"] >= 1 for v in small.values())
+    # the same validation faces cut the app's way (MTCNN on their source images, straight to the input size)
+    path = metrics["app_crop_path"]
+    assert path["faces"] == 5 and path["scored"] == path["reals"] + path["generated"] and path["reals"] == 2
+    assert 0 <= path["mean_abs_delta"] <= path["max_abs_delta"] <= 1 and path["threshold"] == pytest.approx(det.threshold)
+    assert path["cache"]["roc_auc"] == pytest.approx(metrics["per_source"]["GAN vs all held-out reals"]["roc_auc"])
+    assert "The same validation faces cut the app's way" in (model_dir / "README.md").read_text()
     # the 2 real validation faces after camera processing (FFHQ names carry no groups)
     real = metrics["real_faces"]
     assert real["faces"] == 2 and real["groups"] == {} and real["threshold"] == pytest.approx(det.threshold)

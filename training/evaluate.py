@@ -84,6 +84,45 @@ def _probabilities(detector, images: Sequence[np.ndarray], transform: Callable |
     return np.concatenate(out) if out else np.zeros((0, len(detector.labels)), dtype=np.float32)
 
 
+def app_crop_path(detector, faces: Sequence[CachedFace], cache_scores: np.ndarray, batch_size: int = 32) -> dict:
+    """The validation faces (reals and generated faces: their source images) cut the app's way and scored
+    as their cache crops are: MTCNN with the app's settings on the source image, its largest face cut
+    straight to the model's input size at the model's margin and framing (``forensics.faces.crop_face``),
+    against the crop cache's path (cut at 256 px, fitted inside the image, then resized). The card's
+    validation figures come through the cache's path and the app's verdicts through the other; this says
+    how far the two part: P(fake) of the same faces, reals flagged and generated-vs-real ROC-AUC by each."""
+    from forensics.faces import FaceDetector, crop_face
+    from forensics.media import load_image
+
+    finder = FaceDetector()
+    kept, crops = [], []
+    for k, face in enumerate(tqdm(faces, desc="app crop path", unit="face", leave=False)):
+        try:
+            image = load_image(face.image_path)
+        except Exception:  # noqa: BLE001 - a source that no longer loads is counted as not found
+            continue
+        found = finder.detect(image)
+        if found:
+            largest = max(found, key=lambda f: f.width * f.height)
+            crops.append(crop_face(image, largest, detector.input_size, detector.info.face_margin,
+                                   detector.info.face_framing).image)
+            kept.append(k)
+    if not kept:
+        return {}
+    app = np.concatenate([_score(detector, crops[i:i + batch_size]) for i in range(0, len(crops), batch_size)])
+    cache = np.asarray(cache_scores, dtype=np.float64)[kept]
+    fake = np.array([faces[k].label != "real" for k in kept])
+    delta = np.abs(app - cache)
+    out = {"faces": len(faces), "scored": len(kept), "reals": int((~fake).sum()), "generated": int(fake.sum()),
+           "mean_abs_delta": float(delta.mean()), "p95_abs_delta": float(np.percentile(delta, 95)),
+           "max_abs_delta": float(delta.max()), "threshold": float(detector.threshold)}
+    for name, scores in (("cache", cache), ("app", app)):
+        out[name] = {"reals_flagged": float((scores[~fake] > detector.threshold).mean()) if (~fake).any() else None,
+                     "mean_p_fake_reals": float(scores[~fake].mean()) if (~fake).any() else None,
+                     "roc_auc": binary_metrics(fake, scores)["roc_auc"] if fake.any() and (~fake).any() else None}
+    return out
+
+
 def _score(detector, images: Sequence[np.ndarray], transform: Callable | None = None) -> np.ndarray:
     """P(fake) of ``images``: the summed probability of the fake classes."""
     return detector.fake_probability(_probabilities(detector, images, transform))
@@ -444,6 +483,8 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
                                                    p[[reals[k] for k in clip_frames]])
     if len(detector.fake_indices) > 1:
         metrics["fake_kinds"] = fake_kind_accuracy(detector, val, items, probabilities)
+    own = [i for i, (_, _, source) in enumerate(items) if not source.startswith("SBI of ")]  # one per face of `val`
+    metrics["app_crop_path"] = app_crop_path(detector, val, p[own])
     if videos:
         trained, validated = _training_videos(record, data)
         metrics["videos"] = video_results(detector_dir, data, trained, validated=validated)

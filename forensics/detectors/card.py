@@ -112,6 +112,7 @@ def card_text(record: dict, metrics: dict | None) -> str:
                       *_table(["attack", "accuracy"], [(k, _fmt(v)) for k, v in adv.items() if k != "images"])]
         lines += real_face_lines(metrics.get("real_faces"))
         lines += real_photo_lines(metrics.get("real_photos"))
+        lines += app_crop_path_lines(metrics.get("app_crop_path"))
         lines += expression_swap_lines(metrics.get("expression_swaps"))
         kinds = metrics.get("fake_kinds") or {}
         if kinds:
@@ -252,6 +253,22 @@ def real_photo_lines(photos: dict | None) -> list[str]:
             f"share of faces and of photos over the threshold ({_fmt(photos.get('threshold'))}), by folder; every such "
             "call is a false alarm:", "",
             *_table(["photos", *FALSE_ALARM_HEADER], false_alarm_rows("", photos))]
+
+
+def app_crop_path_lines(path: dict | None) -> list[str]:
+    """The card's comparison of the two ways a face reaches the model (``metrics.json``'s
+    ``app_crop_path``, from ``training.evaluate.app_crop_path``)."""
+    if not path or not path.get("scored"):
+        return []
+    rows = [(label, _fmt(path[key].get("roc_auc")), _pct(path[key].get("reals_flagged")),
+             _fmt(path[key].get("mean_p_fake_reals"))) for key, label in
+            (("cache", "crop cache (cut at 256 px, then resized): the figures above"),
+             ("app", "the app's crop (cut straight to the input size)"))]
+    return ["", f"The same validation faces cut the app's way ({path['scored']} of {path['faces']} found again in their "
+            f"source images: {path['reals']} real, {path['generated']} generated; their self-blends are made from the "
+            f"cache's crops only): P(fake) moves by {_fmt(path['mean_abs_delta'])} on average, {_fmt(path['p95_abs_delta'])} "
+            f"at the 95th percentile and {_fmt(path['max_abs_delta'])} at most:", "",
+            *_table(["crop", "generated vs real ROC-AUC", "reals flagged", "mean P(fake) of reals"], rows)]
 
 
 def real_face_lines(real: dict | None) -> list[str]:

@@ -267,8 +267,7 @@ class Analyzer:
             crops: list[FaceCrop] = []
             owners: list[int] = []
             for i, (frame, faces) in enumerate(zip(frames, faces_per_frame)):
-                for crop in crop_faces(frame, reading_order(faces), det.input_size, det.info.face_margin,
-                                       det.info.face_framing):
+                for crop in crop_faces(frame, reading_order(faces), det.input_size, **det.info.crop_options()):
                     crops.append(crop)
                     owners.append(i)
             if crops:  # a sampled frame without a face is never drawn: freed now, in place (positions stay)

@@ -456,23 +456,48 @@ def face_region(face: Face, framing: str = "box") -> Box:
     return face.box if check_framing(framing) == "box" else landmark_box(face)
 
 
-def crop_face(image: np.ndarray, face: Face, size: int, margin: float = 0.3, framing: str = "box") -> FaceCrop:
+def fit_region(region: Box, image_shape: Sequence[int], margin: float, shrink: bool = True) -> tuple[Box, float]:
+    """``region`` and ``margin`` made to fit inside the image, as the training crops are
+    (``training.data.FaceCropCache``'s ``fit_inside``): with ``shrink``, a square region larger than the
+    image's shorter side is shrunk about its centre to that side; the margin is lowered so that the
+    margined square fits too. Tightly cropped images then give a face, not a face on a black surround."""
+    x0, y0, x1, y1 = (float(v) for v in region)
+    img_h, img_w = int(image_shape[0]), int(image_shape[1])
+    if shrink and x1 - x0 > min(img_h, img_w):
+        cx, cy, side = (x0 + x1) / 2.0, (y0 + y1) / 2.0, float(min(img_h, img_w))
+        x0, y0, x1, y1 = cx - side / 2.0, cy - side / 2.0, cx + side / 2.0, cy + side / 2.0
+    margin = min(margin, max(0.0, min(img_h, img_w) / max(x1 - x0, y1 - y0) - 1.0))
+    return (x0, y0, x1, y1), margin
+
+
+def crop_face(image: np.ndarray, face: Face, size: int, margin: float = 0.3, framing: str = "box",
+              cut_size: int | None = None, fit_inside: bool = False) -> FaceCrop:
     """Square crop of ``face`` with ``margin`` context around its ``framing`` region (MTCNN's box by
     default), resized to ``size x size`` RGB uint8.
 
     Parts of the square outside the image are black (constant 0) rather than replicated edge
-    pixels, which would invent texture for the detector to judge.
+    pixels, which would invent texture for the detector to judge. A model trained here crops the
+    way its training crops were cut (its ``crop_size`` and ``fit_inside``): ``fit_inside`` fits the
+    region into the image (``fit_region``), and ``cut_size`` cuts the square at that side first and
+    then resizes it to ``size``, the two resizes its training and validation faces went through.
     """
     image = _check_image(image)
-    crop_box = square_crop_box(face_region(face, framing), image.shape, margin)
-    return FaceCrop(face=face, image=_cut_square(image, crop_box, size), crop_box=crop_box)
+    region = face_region(face, framing)
+    if fit_inside:
+        region, margin = fit_region(region, image.shape, margin, shrink=framing != "box")
+    crop_box = square_crop_box(region, image.shape, margin)
+    cut = _cut_square(image, crop_box, cut_size or size)
+    if cut.shape[0] != size:
+        cut = np.ascontiguousarray(resize_square(cut, size))
+    return FaceCrop(face=face, image=cut, crop_box=crop_box)
 
 
 def crop_faces(
-    image: np.ndarray, faces: Sequence[Face], size: int, margin: float = 0.3, framing: str = "box"
+    image: np.ndarray, faces: Sequence[Face], size: int, margin: float = 0.3, framing: str = "box",
+    cut_size: int | None = None, fit_inside: bool = False,
 ) -> list[FaceCrop]:
     """``crop_face`` for each face, in the given order."""
-    return [crop_face(image, face, size, margin, framing) for face in faces]
+    return [crop_face(image, face, size, margin, framing, cut_size, fit_inside) for face in faces]
 
 
 def whole_image_crop(image: np.ndarray, size: int) -> FaceCrop:

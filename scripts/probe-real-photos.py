@@ -1,8 +1,9 @@
 """Why a detector flags real photographs (docs/experiments.md, twenty-fifth session): two probes.
 
 ``crop-path``: the false alarms on ``photos/`` and the labelled videos when the app cuts each face at
-``--cut`` pixels and then resizes it to the model's input (the path the training and validation crops
-take: the crop cache's 256 px, then the input size), against straight to the input size (the app).
+``--cut`` pixels and then resizes it to the model's input (the crop cache's 256 px, then the input
+size), or with ``--cut 0`` straight to the input size (the app until the twenty-fifth session); never
+fitted inside the image (``scripts/probe-crop-path.py`` takes that part too, on validation faces).
 
 ``sharpness``: the mean absolute Laplacian of face crops at 224 px, per source of the labels CSV (the
 training crop cache's crops) and for the faces found in ``photos/`` (the app's crops), beside each photo
@@ -32,12 +33,11 @@ def crop_path(detector: str, cut: int) -> dict:
     from training.evaluate import run_video_evaluation
     from training.false_alarms import real_photo_false_alarms
 
-    def cut_then_resize(image, faces, size, margin=0.3, framing="box"):
+    def cut_then_resize(image, faces, size, margin=0.3, framing="box", **_):
         return [FaceCrop(face=c.face, image=np.ascontiguousarray(resize_square(c.image, size)), crop_box=c.crop_box)
-                for c in crop_faces(image, faces, cut, margin, framing)]
+                for c in crop_faces(image, faces, cut or size, margin, framing)]
 
-    if cut:
-        analysis.crop_faces = cut_then_resize
+    analysis.crop_faces = cut_then_resize  # whatever the model folder says (its crop_size, fit_inside)
     photos = real_photo_false_alarms(detector, DATA / "photos", keep_photos=False)
     videos = run_video_evaluation(detector, str(DATA / "labels.csv"))
     return {"cut": cut, "photos": photos["all"], "video_auc": videos["roc_auc"],

@@ -25,7 +25,9 @@ from forensics.faces import (
     crop_face,
     crop_faces,
     face_region,
+    fit_region,
     landmark_box,
+    resize_square,
     square_crop_box,
     track_faces,
     whole_image_crop,
@@ -217,6 +219,48 @@ def test_crop_face_with_landmark_framing_squares_the_landmark_region():
     assert x1 - x0 == y1 - y0 == 132  # 110 * 1.2
     assert crop.crop_box != crop_face(img, f, 64, margin=0.2).crop_box
     assert [c.crop_box for c in crop_faces(img, [f], 64, 0.2, "landmarks")] == [crop.crop_box]
+
+
+def test_crop_face_cuts_as_the_training_crops_were_cut_when_asked():
+    """`cut_size` cuts the square at that side and then resizes it to the input (the crop cache's two
+    resizes); `fit_inside` shrinks a landmark square larger than the image to its shorter side and lowers
+    the margin so the square fits, instead of padding black: the crop cache's own rule, so a model
+    trained on its crops sees the app's faces cut the same way."""
+    img = gradient_image(200, 160)  # h 200, w 160: no black pixel anywhere
+    marks = [(50, 90), (110, 90), (80, 120), (55, 160), (105, 160)]  # landmark square side 175 > 160
+    f = Face(box=(30, 50, 130, 190), confidence=0.99, landmarks=marks)
+    padded = crop_face(img, f, 64, margin=0.1, framing="landmarks")
+    assert padded.image.min() == 0  # black outside the image
+    fitted = crop_face(img, f, 64, margin=0.1, framing="landmarks", fit_inside=True)
+    x0, y0, x1, y1 = fitted.crop_box
+    assert x1 - x0 == y1 - y0 == 160 and x0 >= 0 and y0 >= 0 and x1 <= 160 and y1 <= 200
+    assert fitted.image.min() > 0
+    region, margin = fit_region(landmark_box(f), img.shape, 0.1)
+    assert region[2] - region[0] == pytest.approx(160.0) and margin == 0.0
+    via = crop_face(img, f, 64, margin=0.1, framing="landmarks", cut_size=96, fit_inside=True)
+    np.testing.assert_array_equal(via.image, resize_square(crop_face(img, f, 96, 0.1, "landmarks", fit_inside=True).image, 64))
+    assert via.crop_box == fitted.crop_box and via.image.shape == (64, 64, 3)
+    noisy = np.random.default_rng(0).integers(0, 256, (200, 160, 3), dtype=np.uint8)  # a gradient resizes alike
+    assert not np.array_equal(crop_face(noisy, f, 64, 0.1, "landmarks", 96, True).image,
+                              crop_face(noisy, f, 64, 0.1, "landmarks", fit_inside=True).image)  # two resizes are not one
+    assert [c.crop_box for c in crop_faces(img, [f], 64, 0.1, "landmarks", 96, True)] == [via.crop_box]
+    # A square that fits already is left alone; the box framing is never shrunk, only its margin lowered.
+    inside = crop_face(gradient_image(400, 400), f, 64, 0.1, "landmarks", fit_inside=True)
+    assert inside.crop_box == crop_face(gradient_image(400, 400), f, 64, 0.1, "landmarks").crop_box
+    assert fit_region((0, 0, 150, 150), (100, 100), 0.3, shrink=False) == ((0, 0, 150, 150), 0.0)
+    # A model folder says how its faces are cut (config.json's forensics block); bad values are refused.
+    from forensics.core import DetectorError
+    from forensics.detectors.base import DetectorInfo
+
+    base = {"name": "x", "labels": ["real", "fake"], "face_margin": 0.0, "face_framing": "landmarks"}
+    assert DetectorInfo.from_dict({**base, "crop_size": 256, "fit_inside": True}).crop_options() == {
+        "margin": 0.0, "framing": "landmarks", "cut_size": 256, "fit_inside": True}
+    assert DetectorInfo.from_dict(base).crop_options()["cut_size"] is None  # older folders: straight to the input
+    for bad, message in (({"crop_size": 8}, "crop_size 8 must be a whole number of pixels from 16 to 4096"),
+                         ({"crop_size": "256"}, "crop_size '256' must be"), ({"crop_size": 25.5}, "crop_size 25.5"),
+                         ({"fit_inside": "yes"}, "fit_inside 'yes' must be true or false")):
+        with pytest.raises(DetectorError, match=message):
+            DetectorInfo.from_dict({**base, **bad})
 
 
 def test_whole_image_crop_is_the_centre_square():

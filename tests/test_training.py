@@ -284,6 +284,7 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     assert det.kind == "hybrid" and det.input_size == 64 and det.labels == ["real", "fake"]
     assert det.info.face_margin == pytest.approx(0.1)  # inference crops faces as training did
     assert det.info.face_framing == "landmarks"
+    assert det.info.crop_size == 256 and det.info.fit_inside is True  # and cuts them as the crop cache cut its faces
     cached = json.loads((tmp_path / "cache" / "index.json").read_text())
     assert len(cached) == 11 and all(e["margin"] <= 0.1 for e in cached.values())
     record = json.loads((model_dir / "training.json").read_text())

@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from forensics.core import MediaError, write_atomic
-from forensics.faces import Face, FaceDetector, check_framing, crop_face, face_region
+from forensics.faces import FaceDetector, check_framing, crop_face, face_region, fit_region
 from forensics.core.labelled import (  # noqa: F401  (re-exported: training's callers read them here)
     IMAGE_EXTENSIONS, MASK_DIRS, Sample, image_folder, read_labels_csv, remap_labels)
 from forensics.media import load_image, load_video
@@ -189,19 +189,10 @@ class FaceCropCache:
         if not faces:
             return {"crop_path": None, "error": "no face"}
         face = max(faces, key=lambda f: f.width * f.height)
-        margin = self.margin
-        framed = face
-        if self.framing != "box":  # crop around the landmark square, given as the box (same geometry)
-            x0, y0, x1, y1 = face_region(face, self.framing)
-            side = x1 - x0
-            if self.fit_inside and side > min(image.shape[:2]):
-                cx, cy, side = (x0 + x1) / 2.0, (y0 + y1) / 2.0, float(min(image.shape[:2]))
-                x0, y0, x1, y1 = cx - side / 2.0, cy - side / 2.0, cx + side / 2.0, cy + side / 2.0
-            framed = Face(box=(x0, y0, x1, y1), confidence=face.confidence, landmarks=face.landmarks)
-        if self.fit_inside:
-            h, w = image.shape[:2]
-            margin = min(margin, max(0.0, min(h, w) / max(framed.width, framed.height) - 1.0))
-        crop = crop_face(image, framed, self.size, margin)
+        # The app crops a model's faces the same way (``forensics.faces.crop_face``, its fit_inside).
+        crop = crop_face(image, face, self.size, self.margin, self.framing, fit_inside=self.fit_inside)
+        margin = (fit_region(face_region(face, self.framing), image.shape, self.margin, shrink=self.framing != "box")[1]
+                  if self.fit_inside else self.margin)  # the margin used, recorded
         x0, y0, x1, y1 = crop.crop_box
         scale = self.size / (x1 - x0)
         landmarks = [[(x - x0) * scale, (y - y0) * scale] for x, y in face.landmarks]

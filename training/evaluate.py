@@ -86,9 +86,10 @@ def _probabilities(detector, images: Sequence[np.ndarray], transform: Callable |
 
 def app_crop_path(detector, faces: Sequence[CachedFace], cache_scores: np.ndarray, batch_size: int = 32) -> dict:
     """The validation faces (reals and generated faces: their source images) cut the app's way and scored
-    as their cache crops are: MTCNN with the app's settings on the source image, its largest face cut
-    straight to the model's input size at the model's margin and framing (``forensics.faces.crop_face``),
-    against the crop cache's path (cut at 256 px, fitted inside the image, then resized). The card's
+    as their cache crops are: MTCNN with the app's settings on the source image, its largest face cut as
+    the app cuts it for this model (``forensics.faces.crop_face`` with its ``crop_options``: since the
+    twenty-fifth session a model trained here is cut the cache's way too, fitted inside the image, at
+    256 px, then resized; before, straight to the input size), against the crop cache's own crops. The card's
     validation figures come through the cache's path and the app's verdicts through the other; this says
     how far the two part: P(fake) of the same faces, reals flagged and generated-vs-real ROC-AUC by each."""
     from forensics.faces import FaceDetector, crop_face
@@ -104,8 +105,7 @@ def app_crop_path(detector, faces: Sequence[CachedFace], cache_scores: np.ndarra
         found = finder.detect(image)
         if found:
             largest = max(found, key=lambda f: f.width * f.height)
-            crops.append(crop_face(image, largest, detector.input_size, detector.info.face_margin,
-                                   detector.info.face_framing).image)
+            crops.append(crop_face(image, largest, detector.input_size, **detector.info.crop_options()).image)
             kept.append(k)
     if not kept:
         return {}
@@ -115,7 +115,8 @@ def app_crop_path(detector, faces: Sequence[CachedFace], cache_scores: np.ndarra
     delta = np.abs(app - cache)
     out = {"faces": len(faces), "scored": len(kept), "reals": int((~fake).sum()), "generated": int(fake.sum()),
            "mean_abs_delta": float(delta.mean()), "p95_abs_delta": float(np.percentile(delta, 95)),
-           "max_abs_delta": float(delta.max()), "threshold": float(detector.threshold)}
+           "max_abs_delta": float(delta.max()), "threshold": float(detector.threshold),
+           "crop_size": detector.info.crop_size, "fit_inside": detector.info.fit_inside}
     for name, scores in (("cache", cache), ("app", app)):
         out[name] = {"reals_flagged": float((scores[~fake] > detector.threshold).mean()) if (~fake).any() else None,
                      "mean_p_fake_reals": float(scores[~fake].mean()) if (~fake).any() else None,

@@ -408,6 +408,7 @@ def detector_info(config: dict, how: str = "trained") -> DetectorInfo:
         input_size=int(config["image_size"]), mean=IMAGENET[0], std=IMAGENET[1], trained=True,
         version=str(config["version"]), face_margin=float(config.get("face_margin", 0.3)),
         face_framing=str(config.get("face_framing", "box")),
+        crop_size=CROP_CACHE_SIZE, fit_inside=True,  # the app cuts its faces as the crop cache cut these
         description=f"{config['model']} face-manipulation detector {how} by Deepfake Forensics Studio.",
     )
 

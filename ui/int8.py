@@ -173,8 +173,8 @@ class Int8Tab:
             detector = settings.allowed_detector(detector)  # public mode: registered detectors only
             data = dataset_root(extract_zip(upload, Path(work) / "data"))
             det = load_detector(detector)
-            faces = faces_from_files(data, det.input_size, det.info.face_margin, AUDIT_FACE_LIMIT,
-                                     progress=progress_of(progress), framing=det.info.face_framing)
+            faces = faces_from_files(data, det.input_size, limit=AUDIT_FACE_LIMIT, progress=progress_of(progress),
+                                     **det.info.crop_options())
             out = Path(tempfile.mkdtemp(prefix="audit-out-"))
             audit = run_audit(detector, faces, Tolerance(float(min_agreement), float(max_auc_delta)), out, repeats=10,
                               progress=progress_of(progress))

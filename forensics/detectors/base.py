@@ -119,6 +119,11 @@ class DetectorInfo:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     face_margin: float = 0.3
     face_framing: str = "box"  # what the margin is added around: MTCNN's box or a landmark-scaled square
+    # How a face reaches the model as its training crops did (forensics.faces.crop_face): the side the
+    # square is cut at before it is resized to input_size (the crop cache's 256 px for models trained
+    # here; None: straight to input_size), and whether the region is fitted inside the image first.
+    crop_size: int | None = None
+    fit_inside: bool = False
     trained: bool = True
     version: str = "0"
     description: str = ""
@@ -157,7 +162,19 @@ class DetectorInfo:
                                     "temperatures in [1, 100]")
         if info.face_framing not in FRAMINGS:
             raise DetectorError(f"face_framing {info.face_framing!r} is not one of {', '.join(FRAMINGS)}")
+        if info.crop_size is not None:
+            if isinstance(info.crop_size, bool) or not isinstance(info.crop_size, (int, float)) \
+                    or info.crop_size != int(info.crop_size) or not 16 <= info.crop_size <= 4096:
+                raise DetectorError(f"crop_size {info.crop_size!r} must be a whole number of pixels from 16 to 4096")
+            info.crop_size = int(info.crop_size)
+        if not isinstance(info.fit_inside, bool):
+            raise DetectorError(f"fit_inside {info.fit_inside!r} must be true or false")
         return info
+
+    def crop_options(self) -> dict:
+        """How this model's faces are cut (``forensics.faces.crop_face``'s keywords after the size)."""
+        return {"margin": self.face_margin, "framing": self.face_framing, "cut_size": self.crop_size,
+                "fit_inside": self.fit_inside}
 
 
 class Detector(ABC):

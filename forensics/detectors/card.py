@@ -260,10 +260,12 @@ def app_crop_path_lines(path: dict | None) -> list[str]:
     ``app_crop_path``, from ``training.evaluate.app_crop_path``)."""
     if not path or not path.get("scored"):
         return []
+    app = ("the app's crop (" + ("fitted inside the image, " if path.get("fit_inside") else "")
+           + (f"cut at {path['crop_size']} px, then resized)" if path.get("crop_size") else "cut straight to the input size)"))
     rows = [(label, _fmt(path[key].get("roc_auc")), _pct(path[key].get("reals_flagged")),
              _fmt(path[key].get("mean_p_fake_reals"))) for key, label in
-            (("cache", "crop cache (cut at 256 px, then resized): the figures above"),
-             ("app", "the app's crop (cut straight to the input size)"))]
+            (("cache", "crop cache (fitted inside the image, cut at 256 px, then resized): the figures above"),
+             ("app", app))]
     return ["", f"The same validation faces cut the app's way ({path['scored']} of {path['faces']} found again in their "
             f"source images: {path['reals']} real, {path['generated']} generated; their self-blends are made from the "
             f"cache's crops only): P(fake) moves by {_fmt(path['mean_abs_delta'])} on average, {_fmt(path['p95_abs_delta'])} "

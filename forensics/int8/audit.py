@@ -153,9 +153,11 @@ def labelled_files(data: str | Path) -> list[tuple[Path, int, str]]:
 
 
 def faces_from_files(data: str | Path, size: int, margin: float = 0.3, limit: int | None = None, seed: int = 0,
-                     face_detector=None, progress: Callable | None = None, framing: str = "box") -> LabelledFaces:
-    """The largest MTCNN face of each labelled image, cropped as analysis crops it. Images
-    without a face or that do not decode are skipped and counted."""
+                     face_detector=None, progress: Callable | None = None, framing: str = "box",
+                     cut_size: int | None = None, fit_inside: bool = False) -> LabelledFaces:
+    """The largest MTCNN face of each labelled image, cropped as analysis crops it (the detector's
+    margin, framing, ``cut_size`` and ``fit_inside``). Images without a face or that do not decode
+    are skipped and counted."""
     rows = labelled_files(data)  # a path that holds no labelled images is refused before MTCNN (and torch) loads
     from forensics.faces import FaceDetector, crop_face
     from forensics.media import load_image
@@ -184,7 +186,7 @@ def faces_from_files(data: str | Path, size: int, margin: float = 0.3, limit: in
             faces.skipped["no face"] += 1
             continue
         face = max(found, key=lambda f: f.size)
-        faces.crops.append(crop_face(image, face, size, margin, framing).image)
+        faces.crops.append(crop_face(image, face, size, margin, framing, cut_size, fit_inside).image)
         labels.append(label)
         faces.sources.append(source)
         faces.names.append(str(path.name))

@@ -94,8 +94,8 @@ def cmd_quantize(args) -> int:
     folder = Path(detector.path)
     crops = []
     if args.calibration:
-        crops = faces_from_files(args.calibration, detector.input_size, detector.info.face_margin, args.limit,
-                                 framing=detector.info.face_framing).crops
+        crops = faces_from_files(args.calibration, detector.input_size, limit=args.limit,
+                                 **detector.info.crop_options()).crops
     elif _record_available(folder, args.data):
         crops = faces_from_record(folder, args.data, args.cache, args.limit, split="training").crops
     mode = choose_mode(detector) if args.mode == "auto" else args.mode
@@ -134,7 +134,8 @@ def cmd_audit(args) -> int:
 
         info = read_config(folder).get("forensics", {})
         margin, size = float(info.get("face_margin", 0.3)), int(info.get("input_size", 224))
-        faces = faces_from_files(args.data, size, margin, args.limit, framing=str(info.get("face_framing", "box")))
+        faces = faces_from_files(args.data, size, margin, args.limit, framing=str(info.get("face_framing", "box")),
+                                 cut_size=info.get("crop_size"), fit_inside=bool(info.get("fit_inside", False)))
     elif _record_available(folder, DEFAULT_DATA):
         faces = faces_from_record(folder, DEFAULT_DATA, args.cache, args.limit)
     else:

@@ -30,7 +30,7 @@ def main() -> int:
     import numpy as np
 
     from forensics.detectors import load_detector
-    from forensics.faces import Face, FaceDetector, crop_face, face_region, resize_square
+    from forensics.faces import FaceDetector, crop_face
     from forensics.media import load_image
     from training.evaluate import _score, evaluation_images, validation_faces
     from training.metrics import binary_metrics
@@ -51,15 +51,11 @@ def main() -> int:
             continue
         largest = max(found, key=lambda f: f.width * f.height)
         kept.append(k)
-        crops["direct"].append(crop_face(image, largest, det.input_size, margin, framing).image)
-        crops["cut256"].append(resize_square(crop_face(image, largest, 256, margin, framing).image, det.input_size))
-        x0, y0, x1, y1 = face_region(largest, framing)
-        if x1 - x0 > min(image.shape[:2]):  # the cache's fit_inside: shrink the square about its centre
-            cx, cy, side = (x0 + x1) / 2, (y0 + y1) / 2, float(min(image.shape[:2]))
-            x0, y0, x1, y1 = cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2
-        fitted = Face(box=(x0, y0, x1, y1), confidence=largest.confidence, landmarks=largest.landmarks)
-        crops["fit"].append(crop_face(image, fitted, det.input_size, margin).image)
-        crops["fit256"].append(resize_square(crop_face(image, fitted, 256, margin).image, det.input_size))
+        size = det.input_size
+        crops["direct"].append(crop_face(image, largest, size, margin, framing).image)
+        crops["cut256"].append(crop_face(image, largest, size, margin, framing, cut_size=256).image)
+        crops["fit"].append(crop_face(image, largest, size, margin, framing, fit_inside=True).image)  # the cache's fit
+        crops["fit256"].append(crop_face(image, largest, size, margin, framing, cut_size=256, fit_inside=True).image)
     kept_ = np.array(kept)
     cache = cache_scores[kept_]
     sources = np.array([val[k].source for k in kept])

@@ -110,13 +110,15 @@ class FaceCrop:
     ``crop_box`` is the square region in source-image coordinates; it may reach past the image,
     in which case that part of ``image`` is black padding. ``face`` is ``None`` and ``fallback``
     is ``True`` when no face was found and the crop is the whole-image fallback, so reports can
-    say the score does not come from a face.
+    say the score does not come from a face. ``margin`` is the context margin the crop was cut with
+    (lower than asked where ``fit_inside`` fitted it into the image; ``None`` for the fallback).
     """
 
     face: Face | None
     image: np.ndarray
     crop_box: tuple[int, int, int, int]
     fallback: bool = False
+    margin: float | None = None
 
 
 def _check_image(image: Any, what: str = "image") -> np.ndarray:
@@ -489,7 +491,7 @@ def crop_face(image: np.ndarray, face: Face, size: int, margin: float = 0.3, fra
     cut = _cut_square(image, crop_box, cut_size or size)
     if cut.shape[0] != size:
         cut = np.ascontiguousarray(resize_square(cut, size))
-    return FaceCrop(face=face, image=cut, crop_box=crop_box)
+    return FaceCrop(face=face, image=cut, crop_box=crop_box, margin=float(margin))
 
 
 def crop_faces(

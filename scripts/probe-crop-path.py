@@ -30,9 +30,8 @@ def main() -> int:
     import numpy as np
 
     from forensics.detectors import load_detector
-    from forensics.faces import FaceDetector, crop_face
-    from forensics.media import load_image
-    from training.evaluate import _score, evaluation_images, validation_faces
+    from forensics.faces import crop_face
+    from training.evaluate import _score, evaluation_images, refound_faces, validation_faces
     from training.metrics import binary_metrics
 
     det = load_detector(args.detector)
@@ -40,16 +39,10 @@ def main() -> int:
     items = evaluation_images(val)
     own = [i for i, (_, _, source) in enumerate(items) if not source.startswith("SBI of ")]
     cache_scores = _score(det, [items[i][0] for i in own])
-    finder = FaceDetector()
     margin, framing = det.info.face_margin, det.info.face_framing
     crops: dict[str, list] = {"direct": [], "cut256": [], "fit": [], "fit256": []}
     kept = []
-    for k, face in enumerate(val):
-        image = load_image(face.image_path)
-        found = finder.detect(image)
-        if not found:
-            continue
-        largest = max(found, key=lambda f: f.width * f.height)
+    for k, image, largest in refound_faces(val, desc="probe crop path"):
         kept.append(k)
         size = det.input_size
         crops["direct"].append(crop_face(image, largest, size, margin, framing).image)

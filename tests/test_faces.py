@@ -237,6 +237,7 @@ def test_crop_face_cuts_as_the_training_crops_were_cut_when_asked():
     assert fitted.image.min() > 0
     region, margin = fit_region(landmark_box(f), img.shape, 0.1)
     assert region[2] - region[0] == pytest.approx(160.0) and margin == 0.0
+    assert fitted.margin == 0.0 and padded.margin == pytest.approx(0.1)  # the margin each was cut with
     via = crop_face(img, f, 64, margin=0.1, framing="landmarks", cut_size=96, fit_inside=True)
     np.testing.assert_array_equal(via.image, resize_square(crop_face(img, f, 96, 0.1, "landmarks", fit_inside=True).image, 64))
     assert via.crop_box == fitted.crop_box and via.image.shape == (64, 64, 3)

@@ -671,7 +671,7 @@ def test_photo_folders_train_as_reals_outside_the_split_and_leave_the_false_alar
     source "real photos (<folder>)"; its faces only ever train (the validation faces and every other
     training face are those of a run without them) and `train_repeats` can dose them; the false-alarm
     measure leaves the photos the model trained on out; a folder without an image is refused."""
-    from training.data import CachedFace, photo_samples
+    from training.data import CachedFace, is_photo_source, photo_samples, photo_source
     from training.false_alarms import trained_photos
     from training.pipeline import split_faces
 
@@ -684,6 +684,9 @@ def test_photo_folders_train_as_reals_outside_the_split_and_leave_the_false_alar
     assert [(Path(s.path).name, s.label, s.source) for s in samples] == [
         ("a.jpg", "real", "real photos (photos/portraits)"), ("b.png", "real", "real photos (photos/portraits)")]
     assert len({s.group for s in samples}) == 2  # each photo its own group
+    assert photo_source(Path("photos") / "portraits") == "real photos (photos/portraits)"
+    assert is_photo_source("real photos (photos/portraits)") and not is_photo_source("real photos")
+    assert not is_photo_source("UTKFace") and not is_photo_source("FFHQ (real photos (x))")
     with pytest.raises(ValueError, match="photo_folders: .*nowhere holds no image"):
         photo_samples(labels, ["photos/nowhere"])
 

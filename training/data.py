@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from forensics.core import MediaError, write_atomic
-from forensics.faces import FaceDetector, check_framing, crop_face, face_region, fit_region
+from forensics.faces import FaceDetector, check_framing, crop_face
 from forensics.core.labelled import (  # noqa: F401  (re-exported: training's callers read them here)
     IMAGE_EXTENSIONS, MASK_DIRS, Sample, image_folder, read_labels_csv, remap_labels)
 from forensics.media import load_image, load_video
@@ -94,6 +94,16 @@ def face_counts(faces: Iterable[CachedFace]) -> dict[str, int]:
 PHOTO_SOURCE = "real photos"  # the source of photo_folders' faces: "real photos (<folder>)"
 
 
+def photo_source(folder: str | Path) -> str:
+    """The source name of a ``photo_folders`` folder's faces: ``"real photos (<folder>)"``."""
+    return f"{PHOTO_SOURCE} ({Path(folder).as_posix()})"
+
+
+def is_photo_source(source: str) -> bool:
+    """Whether ``source`` names the faces of a ``photo_folders`` folder (``photo_source``)."""
+    return source.startswith(PHOTO_SOURCE + " (") and source.endswith(")")
+
+
 def photo_samples(csv_path: str | Path, folders: Sequence[str]) -> list[Sample]:
     """Every image below each of ``folders`` (relative to the CSV's folder) as a real sample of the
     source ``"real photos (<folder>)"``, each photo its own group. A missing or empty folder is a
@@ -106,7 +116,7 @@ def photo_samples(csv_path: str | Path, folders: Sequence[str]) -> list[Sample]:
         images = images_under(root) if root.is_dir() else []
         if not images:
             raise ValueError(f"photo_folders: {root} holds no image")
-        out += [Sample(str(p), "real", f"{PHOTO_SOURCE} ({Path(folder).as_posix()})", str(p)) for p in images]
+        out += [Sample(str(p), "real", photo_source(folder), str(p)) for p in images]
     return out
 
 
@@ -191,8 +201,6 @@ class FaceCropCache:
         face = max(faces, key=lambda f: f.width * f.height)
         # The app crops a model's faces the same way (``forensics.faces.crop_face``, its fit_inside).
         crop = crop_face(image, face, self.size, self.margin, self.framing, fit_inside=self.fit_inside)
-        margin = (fit_region(face_region(face, self.framing), image.shape, self.margin, shrink=self.framing != "box")[1]
-                  if self.fit_inside else self.margin)  # the margin used, recorded
         x0, y0, x1, y1 = crop.crop_box
         scale = self.size / (x1 - x0)
         landmarks = [[(x - x0) * scale, (y - y0) * scale] for x, y in face.landmarks]
@@ -202,7 +210,7 @@ class FaceCropCache:
         path = self.folder / f"{key}.png"
         cv2.imwrite(str(path), cv2.cvtColor(crop.image, cv2.COLOR_RGB2BGR))
         return {"crop_path": str(path), "landmarks": landmarks, "confidence": float(face.confidence),
-                "padded_fraction": round(padded, 4), "margin": round(margin, 4)}
+                "padded_fraction": round(padded, 4), "margin": round(crop.margin, 4)}
 
 
 def load_crop(face: CachedFace) -> np.ndarray:

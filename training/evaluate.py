@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from functools import partial
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -84,6 +84,24 @@ def _probabilities(detector, images: Sequence[np.ndarray], transform: Callable |
     return np.concatenate(out) if out else np.zeros((0, len(detector.labels)), dtype=np.float32)
 
 
+def refound_faces(faces: Sequence[CachedFace], desc: str = "app crop path") -> Iterator[tuple[int, np.ndarray, Any]]:
+    """Each of ``faces`` found again in its source image as the app finds faces (MTCNN with the app's
+    settings, the largest face): ``(index, image, face)``, one image at a time. A source that no longer
+    loads or shows no face is skipped (the caller counts what it got back)."""
+    from forensics.faces import FaceDetector
+    from forensics.media import load_image
+
+    finder = FaceDetector()
+    for k, face in enumerate(tqdm(faces, desc=desc, unit="face", leave=False)):
+        try:
+            image = load_image(face.image_path)
+        except Exception:  # noqa: BLE001 - a source that no longer loads is counted as not found
+            continue
+        found = finder.detect(image)
+        if found:
+            yield k, image, max(found, key=lambda f: f.width * f.height)
+
+
 def app_crop_path(detector, faces: Sequence[CachedFace], cache_scores: np.ndarray, batch_size: int = 32) -> dict:
     """The validation faces (reals and generated faces: their source images) cut the app's way and scored
     as their cache crops are: MTCNN with the app's settings on the source image, its largest face cut as
@@ -92,21 +110,12 @@ def app_crop_path(detector, faces: Sequence[CachedFace], cache_scores: np.ndarra
     256 px, then resized; before, straight to the input size), against the crop cache's own crops. The card's
     validation figures come through the cache's path and the app's verdicts through the other; this says
     how far the two part: P(fake) of the same faces, reals flagged and generated-vs-real ROC-AUC by each."""
-    from forensics.faces import FaceDetector, crop_face
-    from forensics.media import load_image
+    from forensics.faces import crop_face
 
-    finder = FaceDetector()
     kept, crops = [], []
-    for k, face in enumerate(tqdm(faces, desc="app crop path", unit="face", leave=False)):
-        try:
-            image = load_image(face.image_path)
-        except Exception:  # noqa: BLE001 - a source that no longer loads is counted as not found
-            continue
-        found = finder.detect(image)
-        if found:
-            largest = max(found, key=lambda f: f.width * f.height)
-            crops.append(crop_face(image, largest, detector.input_size, **detector.info.crop_options()).image)
-            kept.append(k)
+    for k, image, largest in refound_faces(faces):
+        crops.append(crop_face(image, largest, detector.input_size, **detector.info.crop_options()).image)
+        kept.append(k)
     if not kept:
         return {}
     app = np.concatenate([_score(detector, crops[i:i + batch_size]) for i in range(0, len(crops), batch_size)])

@@ -19,14 +19,15 @@ from forensics.detectors.timm_family import save_timm_detector
 from forensics.jobs.settings import labels_problem
 from training.data import (
     FRAMES_DIR,
-    PHOTO_SOURCE,
     CachedFace,
     FaceCropCache,
     Sample,
     face_counts,
     grouped_split,
     image_folder,
+    is_photo_source,
     photo_samples,
+    photo_source,
     read_labels_csv,
     remap_labels,
     video_frame_samples,
@@ -107,8 +108,8 @@ def split_faces(faces: Sequence[CachedFace], config: dict) -> tuple[list[CachedF
     """Training and validation faces: a grouped split of the data (``grouped_split``), then the
     training share's sources, caps and repeats. Faces of ``photo_folders`` only ever train: they are
     kept out of the split, so that adding them leaves every other face on the side it was."""
-    photos = [f for f in faces if f.source.startswith(PHOTO_SOURCE + " (")]
-    faces = [f for f in faces if not f.source.startswith(PHOTO_SOURCE + " (")]
+    photos = [f for f in faces if is_photo_source(f.source)]
+    faces = [f for f in faces if not is_photo_source(f.source)]
     train_faces, val_faces = grouped_split(faces, config["val_fraction"], config["seed"], holdout_sources(config))
     train_faces += photos
     if config.get("train_sources"):
@@ -134,7 +135,7 @@ def check_named_sources(config: dict) -> None:
     trainable = {s.source for s in load_samples(config["data"], config.get("label_map"))}
     if config.get("video_frames"):
         trainable.add(VIDEO_SOURCE)
-    trainable |= {f"{PHOTO_SOURCE} ({Path(f).as_posix()})" for f in config.get("photo_folders") or []}
+    trainable |= {photo_source(f) for f in config.get("photo_folders") or []}
     trainable -= set(holdout_sources(config))
     if config.get("train_sources"):
         trainable &= set(config["train_sources"])

@@ -20,6 +20,9 @@ How a verdict is reached
   least one face was found.
 - A verdict that rests on a small face (the deciding faces' median crop side under 128 source
   pixels) carries a caution in ``notes`` with the detector's measured ROC-AUC on faces that small.
+- A verdict whose score lies within the detector's calibration error (its validation ECE) of the
+  threshold, plus for a video twice the standard error of the deciding person's mean over the
+  sampled frames, carries a "close call" caution in ``notes``: the call could go either way.
 """
 
 from __future__ import annotations
@@ -164,6 +167,22 @@ def _jpeg_caution(result: AnalysisResult, detector: Detector) -> str:
     if quality is None or quality > LOW_JPEG_QUALITY:  # the common case: no file read
         return ""
     return jpeg_caution(quality, _detector_metrics(detector), build=bool(getattr(detector, "variant", None)))
+
+
+def _close_call_caution(result: AnalysisResult, detector: Detector) -> str:
+    """The caution for a verdict whose score lies within what is known of it from the detector's
+    threshold (``forensics.detector_notes.close_call_caution``): its calibration error and, for a
+    video, the standard error of the deciding person's mean over the sampled frames."""
+    from forensics.detector_notes import close_call_caution
+
+    sampling = None
+    if result.kind == "video":
+        faces, who = deciding_faces(result)
+        scores = [f.fake_probability for f in faces]
+        if len(scores) >= 2:
+            sampling = (who, len(scores), float(np.std(scores, ddof=1) / np.sqrt(len(scores))))
+    return close_call_caution(result.fake_probability, detector.threshold, _detector_metrics(detector),
+                              build=bool(getattr(detector, "variant", None)), sampling=sampling)
 
 
 class Analyzer:
@@ -315,7 +334,8 @@ class Analyzer:
             result.fake_probability, result.aggregation = aggregate_image(result.faces)
         if not result.faces[0].fallback:
             result.label = "fake" if result.fake_probability >= det.threshold else "real"
-            for caution in (_small_face_caution(result, det), _jpeg_caution(result, det)):
+            for caution in (_close_call_caution(result, det), _small_face_caution(result, det),
+                            _jpeg_caution(result, det)):
                 if caution:
                     result.notes.append(caution)
         if self.methods:

@@ -305,10 +305,13 @@ def _summary_line(result) -> str:
         score = ("" if result.fake_probability is None else
                  f"  whole-image score {result.fake_probability:.2f} (outside the detector's training, not a verdict)")
         return f"no face found: no verdict{score}  {where}"
+    from forensics.detector_notes import CAUTION_PREFIXES
+
     faces = sum(not f.fallback for f in result.faces)
     threshold = "-" if result.threshold is None else f"{result.threshold:.3f}"  # the JSON keeps every digit
+    cautions = "".join(f"\n  {note}" for note in result.notes if note.startswith(CAUTION_PREFIXES))
     return (f"{result.label or '-':<7} P(fake)={result.fake_probability:.3f}  threshold={threshold}  "
-            f"faces={faces}  {where}")
+            f"faces={faces}  {where}{cautions}")
 
 
 if __name__ == "__main__":  # pragma: no cover

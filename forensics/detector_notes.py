@@ -41,6 +41,8 @@ VIDEO_REALS_ROW = "H.264 CRF 32"
 # A verdict decided by a face whose crop is under this many source pixels across gets a caution:
 # the detector sees it enlarged, with little of the detail it reads (the evaluation's small-face rows).
 SMALL_FACE_PX = 128
+# How this input's cautions begin (``AnalysisResult.notes``), so that a view listing them can pick them out.
+CAUTION_PREFIXES = ("Caution:", "Close call:")
 SMALL_FACE_ROW = re.compile(r"small_(\d+)_h264_crf_(\d+)$")
 
 
@@ -254,6 +256,35 @@ def small_face_caution(side: float, what: str, metrics: dict | None, build: bool
     return (text + f": on validation faces {size} px across{smaller}, through H.264 (CRF {crf}), its ROC-AUC is "
             f"{auc:.2f}, against {full:.2f} at full size through the same codec"
             + (" (measured on the float model this build was made from)." if build else "."))
+
+
+def close_call_caution(p: float | None, threshold: float | None, metrics: dict | None, build: bool = False,
+                       sampling: tuple[str, int, float] | None = None) -> str:
+    """A one-line caution for a verdict whose score ``p`` lies within what is known of it from its
+    ``threshold``, so that the call could go either way; "" when it is farther, or when the
+    detector's calibration was not measured. What is known: the detector's calibration error
+    (``metrics.json``'s validation ECE) and, for a video, ``sampling = (who, frames, standard error)``:
+    the score is the deciding person's mean P(fake) over the sampled frames, whose standard error
+    (frame scores' spread / sqrt(frames)) counts twice (about a 95% interval). ``build``: an ONNX
+    build (its float model's calibration)."""
+    calibration = metrics.get("calibration") if isinstance(metrics, dict) else None
+    ece = calibration.get("ece") if isinstance(calibration, dict) else None
+    if p is None or threshold is None or not isinstance(ece, (int, float)):
+        return ""
+    se = float(sampling[2]) if sampling else 0.0
+    if abs(p - threshold) > ece + 2 * se:
+        return ""
+    side = "above" if p > threshold else "below" if p < threshold else "at"
+    gap = f"{abs(p - threshold):.3f} {side}" if side != "at" else "at"
+    text = (f"Close call: P(fake) {p:.3f} lies {gap} the threshold {threshold:.2f}, within the detector's "
+            f"calibration error (ECE {ece:.3f} on its validation faces)")
+    if sampling and se > 0:
+        who, frames = sampling[0], int(sampling[1])
+        text += (f" plus twice the standard error of {who}'s mean over {frames} sampled frames (2 x {se:.3f}), "
+                 "so the verdict could go either way; more sampled frames narrow the second")
+    else:
+        text += ", so the verdict could go either way"
+    return text + (" (the calibration of the float model this build was made from)." if build else ".")
 
 
 # An image saved at this JPEG quality or lower gets a caution: the detail the detectors read is going.

@@ -320,3 +320,70 @@ def test_a_low_quality_jpeg_says_so_with_the_detectors_own_figures(model_dirs, f
     assert jpeg_caution(61, measured) == "" and jpeg_caution(None, measured) == ""
     assert jpeg_caution(40, None).endswith("(its accuracy at that quality was not measured).")
     assert jpeg_caution(40, measured, build=True).endswith("this build was made from).")
+
+
+def test_a_verdict_within_the_calibration_error_of_the_threshold_is_a_close_call(model_dirs, face_detector, tmp_path):
+    """A score that lies within the detector's calibration error (its metrics.json's ECE) of its threshold
+    says so under the verdict: the probability is known only that closely, so the call could go either
+    way. A score farther away, or a detector whose calibration was not measured, gets no such note."""
+    import shutil
+
+    from forensics.detector_notes import close_call_caution
+    from ui.present import summary
+
+    folder = tmp_path / "measured"
+    shutil.copytree(model_dirs["timm-vit"], folder)
+    photo = data_path("photos/face_recognition/obama.jpg")
+
+    def analyse(threshold: float, ece: float | None):
+        config = json.loads((folder / "config.json").read_text())
+        config.setdefault("forensics", {})["threshold"] = threshold
+        (folder / "config.json").write_text(json.dumps(config))
+        (folder / "metrics.json").write_text(json.dumps({} if ece is None else {"calibration": {"ece": ece}}))
+        result = Analyzer(load_detector(folder, allow_untrained=True, cache=False), face_detector, methods=()).analyze(photo)
+        assert result.error is None and len(result.faces) == 1
+        return result
+
+    p = analyse(0.5, None).fake_probability
+    threshold = min(0.99, p + 0.012) if p < 0.5 else max(0.01, p - 0.012)
+    close = analyse(threshold, 0.03)
+    assert close.fake_probability == pytest.approx(p)
+    side = "below" if p < threshold else "above"
+    notes = [n for n in close.notes if n.startswith("Close call")]
+    assert notes == [f"Close call: P(fake) {p:.3f} lies {abs(p - threshold):.3f} {side} the threshold {threshold:.2f}, "
+                     "within the detector's calibration error (ECE 0.030 on its validation faces), so the verdict "
+                     "could go either way."]
+    assert notes[0] in summary(close)  # shown under the verdict in the app
+    from forensics.compare import Comparison, DetectorRun
+    from ui.compare import summary as compare_summary
+    compared = compare_summary(Comparison(str(photo), "image", [DetectorRun(str(folder), close)]))
+    assert notes[0] in compared  # and beside that detector in *Compare detectors*
+    from forensics.cli import _summary_line
+    assert _summary_line(close).splitlines()[1:] == [f"  {notes[0]}"]  # and under the CLI's summary line
+    assert len(_summary_line(analyse(threshold, 0.005)).splitlines()) == 1
+    assert not any(n.startswith("Close call") for n in analyse(threshold, 0.005).notes)  # farther than its error
+    assert not any(n.startswith("Close call") for n in analyse(threshold, None).notes)  # calibration unmeasured
+    # a video: the deciding person's mean over the sampled frames is known to its standard error too
+    from types import SimpleNamespace
+
+    from forensics.analysis import _close_call_caution
+    from forensics.results import AnalysisResult
+    video = AnalysisResult(input="clip.mp4", kind="video", detector="x")
+    frames = [0.2, 0.9, 0.3, 0.8, 0.25, 0.85, 0.3, 0.8]  # person 1: mean 0.55, spread 0.31 over 8 frames
+    video.faces = [_face(i, 1, p) for i, p in enumerate(frames)] + [_face(i, 2, 0.1) for i in range(8)]
+    video.fake_probability, video.tracks, _ = aggregate_video(video.faces, 8)
+    se = float(np.std(frames, ddof=1) / np.sqrt(8))
+    (folder / "metrics.json").write_text(json.dumps({"calibration": {"ece": 0.02}}))
+    det = SimpleNamespace(threshold=0.75, path=str(folder), variant=None)  # 0.2 above: beyond 0.02, within 0.02 + 2 SE
+    note = _close_call_caution(video, det)
+    assert note == (f"Close call: P(fake) 0.550 lies 0.200 below the threshold 0.75, within the detector's calibration "
+                    f"error (ECE 0.020 on its validation faces) plus twice the standard error of person 1's mean over 8 "
+                    f"sampled frames (2 x {se:.3f}), so the verdict could go either way; more sampled frames narrow the second.")
+    assert _close_call_caution(video, SimpleNamespace(threshold=0.55 + 0.03 + 2 * se, path=str(folder), variant=None)) == ""
+    steady = [0.55] * 8
+    video.faces = [_face(i, 1, p) for i, p in enumerate(steady)]
+    video.fake_probability, video.tracks, _ = aggregate_video(video.faces, 8)
+    assert _close_call_caution(video, det) == ""  # frames that agree leave only the calibration error
+    assert close_call_caution(0.6, 0.6, {"calibration": {"ece": 0.02}}).startswith("Close call: P(fake) 0.600 lies at the")
+    assert close_call_caution(0.59, 0.6, {"calibration": {"ece": 0.02}}, build=True).endswith("this build was made from).")
+    assert close_call_caution(0.5, 0.6, {"calibration": {"ece": 0.02}}) == "" and close_call_caution(None, 0.6, {}) == ""

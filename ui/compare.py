@@ -7,7 +7,7 @@ import numpy as np
 
 from forensics import compare as comparing
 from forensics.catalog import METHODS
-from forensics.detector_notes import detector_note, offered_detectors
+from forensics.detector_notes import CAUTION_PREFIXES, detector_note, offered_detectors
 from forensics.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from forensics.render.figures import comparison_figure
 from ui.common import engine, errors_as_one_line, progress_of
@@ -40,8 +40,8 @@ def summary(comparison: comparing.Comparison) -> str:
         lines.append(f"{len(comparison.done)} detector(s) on {len(agree)} {what}: they agree on {unanimous} of "
                      f"{len(agree)} (each at its own threshold).")
         lines += [f"- **{unit}**: {text}" for unit, text in agree.items()]
-    for run in comparison.done:  # what the detector is, then what it cautions about this input (a small face, a poor JPEG)
-        cautions = "".join(f" {n}" for n in run.result.notes if n.startswith("Caution:"))
+    for run in comparison.done:  # what the detector is, then its cautions for this input (a small face, a poor JPEG, a close call)
+        cautions = "".join(f" {n}" for n in run.result.notes if n.startswith(CAUTION_PREFIXES))
         lines.append(f"- `{run.detector}`: {detector_note(run.detector).line}{cautions}")
     for run in comparison.runs:
         if run.error:

@@ -44,7 +44,8 @@ from forensics.detectors.base import Detector, size_temperature, temper
 from forensics.core import ForensicsError, sha256_file
 from forensics.explain import METHODS, ExplainOptions, explain
 from forensics.explain.faithfulness import FaithfulnessOptions, most_faithful, score_face, scoring_detector
-from forensics.results import AnalysisResult, Explanations, FaceResult, MediaInfo, TrackSummary, face_number
+from forensics.results import (AnalysisResult, Explanations, FaceResult, MediaInfo, TrackSummary, deciding_faces,  # noqa: F401
+                               face_number, sampling_error)
 from forensics.faces import FaceCrop, FaceDetector, crop_faces, track_faces, whole_image_crop
 from forensics.media import (DEFAULT_LIMITS, MediaLimits, VideoFrames, is_animated, jpeg_quality, load_animation,
                             load_image, load_video, media_kind)
@@ -118,22 +119,6 @@ def _side(crop_box) -> float:
     return float(max(crop_box[2] - crop_box[0], crop_box[3] - crop_box[1]))
 
 
-def deciding_faces(result: AnalysisResult) -> tuple[list[FaceResult], str]:
-    """The faces the verdict rests on and what to call them: an image's most suspicious face
-    ("face 2"), a video's highest-scoring counted track ("person 1")."""
-    faces = [f for f in result.faces if not f.fallback]
-    if not faces:
-        return [], ""
-    if result.kind == "video" and result.tracks:
-        counted = [t for t in result.tracks if t.counted] or result.tracks
-        top = max(counted, key=lambda t: t.mean_fake_probability)
-        mine = [f for f in faces if (f.track if f.track is not None else -1) == top.track]
-        if mine:
-            return mine, f"person {top.track}" if top.track >= 1 else "the tracked face"
-    i = max(range(len(result.faces)), key=lambda k: result.faces[k].fake_probability)
-    return [result.faces[i]], f"face {face_number(result, i)}"
-
-
 def _detector_metrics(detector: Detector) -> dict | None:
     """The detector folder's own measurements (``metrics.json``), or None without them."""
     from forensics.core import read_json
@@ -175,14 +160,8 @@ def _close_call_caution(result: AnalysisResult, detector: Detector) -> str:
     video, the standard error of the deciding person's mean over the sampled frames."""
     from forensics.detector_notes import close_call_caution
 
-    sampling = None
-    if result.kind == "video":
-        faces, who = deciding_faces(result)
-        scores = [f.fake_probability for f in faces]
-        if len(scores) >= 2:
-            sampling = (who, len(scores), float(np.std(scores, ddof=1) / np.sqrt(len(scores))))
     return close_call_caution(result.fake_probability, detector.threshold, _detector_metrics(detector),
-                              build=bool(getattr(detector, "variant", None)), sampling=sampling)
+                              build=bool(getattr(detector, "variant", None)), sampling=sampling_error(result))
 
 
 class Analyzer:

@@ -135,3 +135,32 @@ def face_number(result: AnalysisResult, index: int) -> int:
     """The number a face is shown with everywhere: its position in ``result.faces`` (frames in
     order, faces in reading order within a frame), counted from 1."""
     return int(index) + 1
+
+
+def deciding_faces(result: AnalysisResult) -> tuple[list[FaceResult], str]:
+    """The faces the verdict rests on and what to call them: an image's most suspicious face
+    ("face 2"), a video's highest-scoring counted track ("person 1")."""
+    faces = [f for f in result.faces if not f.fallback]
+    if not faces:
+        return [], ""
+    if result.kind == "video" and result.tracks:
+        counted = [t for t in result.tracks if t.counted] or result.tracks
+        top = max(counted, key=lambda t: t.mean_fake_probability)
+        mine = [f for f in faces if (f.track if f.track is not None else -1) == top.track]
+        if mine:
+            return mine, f"person {top.track}" if top.track >= 1 else "the tracked face"
+    i = max(range(len(result.faces)), key=lambda k: result.faces[k].fake_probability)
+    return [result.faces[i]], f"face {face_number(result, i)}"
+
+
+def sampling_error(result: AnalysisResult) -> tuple[str, int, float] | None:
+    """How well a video's sampled frames pin its score down: ``(who, frames, standard error)`` of the
+    deciding person's mean P(fake) over the frames they appear in (their frame scores' spread /
+    sqrt(frames)); None for an image or a person seen in one frame."""
+    if result.kind != "video":
+        return None
+    faces, who = deciding_faces(result)
+    scores = [f.fake_probability for f in faces]
+    if len(scores) < 2:
+        return None
+    return who, len(scores), float(np.std(scores, ddof=1) / np.sqrt(len(scores)))

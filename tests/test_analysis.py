@@ -380,6 +380,9 @@ def test_a_verdict_within_the_calibration_error_of_the_threshold_is_a_close_call
                     f"error (ECE 0.020 on its validation faces) plus twice the standard error of person 1's mean over 8 "
                     f"sampled frames (2 x {se:.3f}), so the verdict could go either way; more sampled frames narrow the second.")
     assert _close_call_caution(video, SimpleNamespace(threshold=0.55 + 0.03 + 2 * se, path=str(folder), variant=None)) == ""
+    video.label, video.threshold = "real", 0.75  # the app's small print gives the video's standard error beside the ECE
+    assert f", ± {se:.2f} over 8 sampled frames of person 1 (the mean's standard error)" in summary(video)
+    assert "sampled frames" not in summary(close)  # an image's score is no mean over frames
     steady = [0.55] * 8
     video.faces = [_face(i, 1, p) for i, p in enumerate(steady)]
     video.fake_probability, video.tracks, _ = aggregate_video(video.faces, 8)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from forensics.results import AnalysisResult, FaceResult, face_number
+from forensics.results import AnalysisResult, FaceResult, face_number, sampling_error
 from forensics.catalog import EXTRA_METHODS, METHOD_TITLES, METHODS, available_detectors, split_variant
 from forensics.detector_notes import detector_note, format_probability
 from forensics.held import RELEASED
@@ -54,6 +54,10 @@ def summary(result: AnalysisResult) -> str:
         people = len({f.track for f in result.faces if f.track is not None})
         where = f"faces in {found} of {sampled} sampled frames, {people} person(s)"
     error = f" ± {note.ece:.2f} (its calibration error)" if note.ece is not None else " (calibration unmeasured)"
+    sampled = sampling_error(result)
+    if sampled:  # a video's score is a person's mean over the sampled frames: known to its standard error too
+        who, count, se = sampled
+        error += f", ± {se:.2f} over {count} sampled frames of {who} (the mean's standard error)"
     text = (f"**{result.label.upper()}** ({side} the threshold): calibrated P(fake) ≈ {shown}{error}, "
             f"threshold {result.threshold:.2f}; {where}; detector `{result.detector}`.  \n"
             f"What this detector catches and misses: {note.line} {card}  \nHow: {result.aggregation}.")

@@ -154,14 +154,26 @@ def _jpeg_caution(result: AnalysisResult, detector: Detector) -> str:
     return jpeg_caution(quality, _detector_metrics(detector), build=bool(getattr(detector, "variant", None)))
 
 
-def _close_call_caution(result: AnalysisResult, detector: Detector) -> str:
-    """The caution for a verdict whose score lies within what is known of it from the detector's
-    threshold (``forensics.detector_notes.close_call_caution``): its calibration error and, for a
-    video, the standard error of the deciding person's mean over the sampled frames."""
+def _close_call(result: AnalysisResult, detector: Detector) -> tuple[dict, str]:
+    """What is known of the verdict's score (``AnalysisResult.uncertainty``: the detector's calibration
+    error, for a video the deciding person's standard error over the sampled frames, ``close_call``)
+    and the caution for a close call (``forensics.detector_notes.close_call_caution``), "" otherwise."""
     from forensics.detector_notes import close_call_caution
 
-    return close_call_caution(result.fake_probability, detector.threshold, _detector_metrics(detector),
-                              build=bool(getattr(detector, "variant", None)), sampling=sampling_error(result))
+    metrics = _detector_metrics(detector)
+    sampling = sampling_error(result)
+    note = close_call_caution(result.fake_probability, detector.threshold, metrics,
+                              build=bool(getattr(detector, "variant", None)), sampling=sampling)
+    calibration = metrics.get("calibration") if isinstance(metrics, dict) else None
+    ece = calibration.get("ece") if isinstance(calibration, dict) else None
+    known: dict = {}
+    if isinstance(ece, (int, float)):
+        known["calibration_error"] = round(float(ece), 4)
+    if sampling:
+        known.update(sampling_error=round(sampling[2], 4), sampled_frames=sampling[1], deciding=sampling[0])
+    if "calibration_error" in known:
+        known["close_call"] = bool(note)
+    return known, note
 
 
 class Analyzer:
@@ -313,8 +325,8 @@ class Analyzer:
             result.fake_probability, result.aggregation = aggregate_image(result.faces)
         if not result.faces[0].fallback:
             result.label = "fake" if result.fake_probability >= det.threshold else "real"
-            for caution in (_close_call_caution(result, det), _small_face_caution(result, det),
-                            _jpeg_caution(result, det)):
+            result.uncertainty, close_call = _close_call(result, det)
+            for caution in (close_call, _small_face_caution(result, det), _jpeg_caution(result, det)):
                 if caution:
                     result.notes.append(caution)
         if self.methods:

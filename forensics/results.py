@@ -119,6 +119,9 @@ class AnalysisResult:
     media: MediaInfo = field(default_factory=MediaInfo)
     explanations: Explanations | None = None  # None: no maps were asked for
     notes: list[str] = field(default_factory=list)
+    # What is known of fake_probability (``forensics.analysis``): the detector's calibration error, for a
+    # video the deciding person's standard error over the sampled frames, and whether it is a close call.
+    uncertainty: dict = field(default_factory=dict)
     error: str | None = None
     full_maps: dict[str, str] = field(default_factory=dict)  # method -> the full image's overlay, once written
 

@@ -354,6 +354,8 @@ def test_a_verdict_within_the_calibration_error_of_the_threshold_is_a_close_call
                      "within the detector's calibration error (ECE 0.030 on its validation faces), so the verdict "
                      "could go either way."]
     assert notes[0] in summary(close)  # shown under the verdict in the app
+    assert close.uncertainty == {"calibration_error": 0.03, "close_call": True}  # and in the JSON, for a program
+    assert close.to_dict()["uncertainty"]["close_call"] is True
     from forensics.compare import Comparison, DetectorRun
     from ui.compare import summary as compare_summary
     compared = compare_summary(Comparison(str(photo), "image", [DetectorRun(str(folder), close)]))
@@ -362,11 +364,12 @@ def test_a_verdict_within_the_calibration_error_of_the_threshold_is_a_close_call
     assert _summary_line(close).splitlines()[1:] == [f"  {notes[0]}"]  # and under the CLI's summary line
     assert len(_summary_line(analyse(threshold, 0.005)).splitlines()) == 1
     assert not any(n.startswith("Close call") for n in analyse(threshold, 0.005).notes)  # farther than its error
-    assert not any(n.startswith("Close call") for n in analyse(threshold, None).notes)  # calibration unmeasured
+    unmeasured = analyse(threshold, None)
+    assert not any(n.startswith("Close call") for n in unmeasured.notes) and unmeasured.uncertainty == {}  # calibration unmeasured
     # a video: the deciding person's mean over the sampled frames is known to its standard error too
     from types import SimpleNamespace
 
-    from forensics.analysis import _close_call_caution
+    from forensics.analysis import _close_call
     from forensics.results import AnalysisResult
     video = AnalysisResult(input="clip.mp4", kind="video", detector="x")
     frames = [0.2, 0.9, 0.3, 0.8, 0.25, 0.85, 0.3, 0.8]  # person 1: mean 0.55, spread 0.31 over 8 frames
@@ -375,18 +378,21 @@ def test_a_verdict_within_the_calibration_error_of_the_threshold_is_a_close_call
     se = float(np.std(frames, ddof=1) / np.sqrt(8))
     (folder / "metrics.json").write_text(json.dumps({"calibration": {"ece": 0.02}}))
     det = SimpleNamespace(threshold=0.75, path=str(folder), variant=None)  # 0.2 above: beyond 0.02, within 0.02 + 2 SE
-    note = _close_call_caution(video, det)
+    note = _close_call(video, det)[1]
     assert note == (f"Close call: P(fake) 0.550 lies 0.200 below the threshold 0.75, within the detector's calibration "
                     f"error (ECE 0.020 on its validation faces) plus twice the standard error of person 1's mean over 8 "
                     f"sampled frames (2 x {se:.3f}), so the verdict could go either way; more sampled frames narrow the second.")
-    assert _close_call_caution(video, SimpleNamespace(threshold=0.55 + 0.03 + 2 * se, path=str(folder), variant=None)) == ""
+    far = _close_call(video, SimpleNamespace(threshold=0.55 + 0.03 + 2 * se, path=str(folder), variant=None))
+    assert far == ({"calibration_error": 0.02, "sampling_error": round(se, 4), "sampled_frames": 8,
+                    "deciding": "person 1", "close_call": False}, "")
+    assert _close_call(video, det)[0]["close_call"] is True
     video.label, video.threshold = "real", 0.75  # the app's small print gives the video's standard error beside the ECE
     assert f", ± {se:.2f} over 8 sampled frames of person 1 (the mean's standard error)" in summary(video)
     assert "sampled frames" not in summary(close)  # an image's score is no mean over frames
     steady = [0.55] * 8
     video.faces = [_face(i, 1, p) for i, p in enumerate(steady)]
     video.fake_probability, video.tracks, _ = aggregate_video(video.faces, 8)
-    assert _close_call_caution(video, det) == ""  # frames that agree leave only the calibration error
+    assert _close_call(video, det)[1] == ""  # frames that agree leave only the calibration error
     assert close_call_caution(0.6, 0.6, {"calibration": {"ece": 0.02}}).startswith("Close call: P(fake) 0.600 lies at the")
     assert close_call_caution(0.59, 0.6, {"calibration": {"ece": 0.02}}, build=True).endswith("this build was made from).")
     assert close_call_caution(0.5, 0.6, {"calibration": {"ece": 0.02}}) == "" and close_call_caution(None, 0.6, {}) == ""

@@ -320,3 +320,17 @@ def test_scored_maps_show_their_scores_against_random_and_their_curves(detector,
     marked = [f.most_faithful for f in scored.faces]
     assert page.text.count("★ most faithful") == sum(m is not None for m in marked)
     assert "Deletion AUC (lower is better)" in page.text
+
+
+def test_a_close_call_is_said_in_the_reports_verdict_and_notes(photo_result):
+    """A verdict within the detector's uncertainty of its threshold (a "Close call" note) is headed as a
+    close call leaning that way, not as "no manipulation detected", and the note itself is listed."""
+    plain = _Page(report_html(photo_result))
+    assert "close call" not in plain.text
+    note = ("Close call: P(fake) 0.590 lies 0.014 below the threshold 0.60, within the detector's calibration "
+            "error (ECE 0.025 on its validation faces), so the verdict could go either way.")
+    for label, leaning in (("real", "leaning real"), ("fake", "leaning manipulated")):
+        close = dataclasses.replace(photo_result, label=label, notes=[*photo_result.notes, note])
+        page = _Page(report_html(close))
+        assert f"but within its uncertainty: a close call, {leaning}" in page.text and note in page.text
+        assert "no manipulation detected" not in page.text

@@ -222,6 +222,11 @@ def _verdict(result: AnalysisResult) -> dict:
     head = {"fake": "Scored at or above the detector's threshold: likely manipulated",
             "real": "Scored below the detector's threshold: no manipulation detected",
             "no_face": "No face found: no verdict (the detector judges faces, and there is none to judge)"}
+    if any(note.startswith("Close call:") for note in result.notes):  # within what is known of the score
+        head.update(fake="Scored at or above the detector's threshold, but within its uncertainty: a close call, "
+                         "leaning manipulated (see the notes)",
+                    real="Scored below the detector's threshold, but within its uncertainty: a close call, "
+                         "leaning real (see the notes)")
     return {"css": label if label in ("fake", "real") else "none", "head": head.get(label, "No verdict"),
             "badge": "NO FACE FOUND" if label == "no_face" else label.replace("_", " ").upper(),
             "card_line": detector_note(result.detector).line}

@@ -120,12 +120,23 @@ def _side(crop_box) -> float:
 
 
 def _detector_metrics(detector: Detector) -> dict | None:
-    """The detector folder's own measurements (``metrics.json``), or None without them."""
-    from forensics.core import read_json
+    """The detector folder's own measurements (``metrics.json``), or None without them; parsed once per
+    version of the file (every verdict reads its calibration), never to be changed by the caller."""
     from forensics.detector_notes import METRICS_NAME
 
     folder = Path(detector.path) if getattr(detector, "path", None) else None
-    return read_json(folder / METRICS_NAME) if folder is not None and (folder / METRICS_NAME).is_file() else None
+    try:
+        stat = (folder / METRICS_NAME).stat() if folder is not None else None
+    except OSError:
+        return None
+    return _read_metrics(str(folder / METRICS_NAME), stat.st_mtime_ns, stat.st_size) if stat else None
+
+
+@functools.lru_cache(maxsize=16)
+def _read_metrics(path: str, mtime_ns: int, size: int) -> dict | None:
+    from forensics.core import read_json
+
+    return read_json(Path(path))
 
 
 def _small_face_caution(result: AnalysisResult, detector: Detector) -> str:
@@ -158,17 +169,16 @@ def _close_call(result: AnalysisResult, detector: Detector) -> tuple[dict, str]:
     """What is known of the verdict's score (``AnalysisResult.uncertainty``: the detector's calibration
     error, for a video the deciding person's standard error over the sampled frames, ``close_call``)
     and the caution for a close call (``forensics.detector_notes.close_call_caution``), "" otherwise."""
-    from forensics.detector_notes import close_call_caution
+    from forensics.detector_notes import calibration_error, close_call_caution
 
     metrics = _detector_metrics(detector)
     sampling = sampling_error(result)
     note = close_call_caution(result.fake_probability, detector.threshold, metrics,
                               build=bool(getattr(detector, "variant", None)), sampling=sampling)
-    calibration = metrics.get("calibration") if isinstance(metrics, dict) else None
-    ece = calibration.get("ece") if isinstance(calibration, dict) else None
+    ece = calibration_error(metrics)
     known: dict = {}
-    if isinstance(ece, (int, float)):
-        known["calibration_error"] = round(float(ece), 4)
+    if ece is not None:
+        known["calibration_error"] = round(ece, 4)
     if sampling:
         known.update(sampling_error=round(sampling[2], 4), sampled_frames=sampling[1], deciding=sampling[0])
     if "calibration_error" in known:

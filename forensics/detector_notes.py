@@ -179,7 +179,6 @@ def detector_note(name: str | Path | None) -> DetectorNote:
     if not isinstance(metrics, dict):
         return DetectorNote(label)
     summary = metrics.get("summary") or {}
-    calibration = metrics.get("calibration") or {}
     rows = _kind_rows(metrics.get("per_source") or {})
     catches = _grouped([r for r in rows if r[1] >= CATCHES_AUC])
     misses = _grouped([r for r in rows if r[1] < MISSES_AUC])
@@ -190,8 +189,7 @@ def detector_note(name: str | Path | None) -> DetectorNote:
     elif unseen and min(unseen) >= CATCHES_AUC:
         catches = ", ".join(filter(None, [catches, phrase]))
     auc = summary.get("roc_auc")
-    ece = calibration.get("ece") if isinstance(calibration, dict) else None
-    return DetectorNote(label, None if auc is None else float(auc), None if ece is None else float(ece),
+    return DetectorNote(label, None if auc is None else float(auc), calibration_error(metrics),
                         catches, misses, measured=True,
                         caution=_smoothing_caution(metrics.get("real_faces"), metrics.get("real_photos")))
 
@@ -258,6 +256,14 @@ def small_face_caution(side: float, what: str, metrics: dict | None, build: bool
             + (" (measured on the float model this build was made from)." if build else "."))
 
 
+def calibration_error(metrics: dict | None) -> float | None:
+    """The detector's measured calibration error (``metrics.json``'s ``calibration.ece`` on its
+    validation faces), or None where it was not measured."""
+    calibration = metrics.get("calibration") if isinstance(metrics, dict) else None
+    ece = calibration.get("ece") if isinstance(calibration, dict) else None
+    return float(ece) if isinstance(ece, (int, float)) and not isinstance(ece, bool) else None
+
+
 def close_call_caution(p: float | None, threshold: float | None, metrics: dict | None, build: bool = False,
                        sampling: tuple[str, int, float] | None = None) -> str:
     """A one-line caution for a verdict whose score ``p`` lies within what is known of it from its
@@ -267,9 +273,8 @@ def close_call_caution(p: float | None, threshold: float | None, metrics: dict |
     the score is the deciding person's mean P(fake) over the sampled frames, whose standard error
     (frame scores' spread / sqrt(frames)) counts twice (about a 95% interval). ``build``: an ONNX
     build (its float model's calibration)."""
-    calibration = metrics.get("calibration") if isinstance(metrics, dict) else None
-    ece = calibration.get("ece") if isinstance(calibration, dict) else None
-    if p is None or threshold is None or not isinstance(ece, (int, float)):
+    ece = calibration_error(metrics)
+    if p is None or threshold is None or ece is None:
         return ""
     se = float(sampling[2]) if sampling else 0.0
     if abs(p - threshold) > ece + 2 * se:

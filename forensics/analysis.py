@@ -23,6 +23,9 @@ How a verdict is reached
 - A verdict whose score lies within the detector's calibration error (its validation ECE) of the
   threshold, plus for a video twice the standard error of the deciding person's mean over the
   sampled frames, carries a "close call" caution in ``notes``: the call could go either way.
+- A video whose verdict is a close call is sampled again at about twice the frames (``look_again``
+  passes at most: N, 2N - 1, 4N - 3 frames, each pass keeping the frames it has), until it is no
+  longer close; only the new frames are decoded, searched and scored, and ``notes`` says so.
 """
 
 from __future__ import annotations
@@ -48,11 +51,12 @@ from forensics.results import (AnalysisResult, Explanations, FaceResult, MediaIn
                                face_number, sampling_error)
 from forensics.faces import FaceCrop, FaceDetector, crop_faces, track_faces, whole_image_crop
 from forensics.media import (DEFAULT_LIMITS, MediaLimits, VideoFrames, is_animated, jpeg_quality, load_animation,
-                            load_image, load_video, media_kind)
+                            load_image, load_video, media_kind, sample_frame_indices)
 
 Progress = Callable[[float, str], None]
 
 NO_FACE_NOTE = "no face found: no verdict (the detector judges faces, and there is none to judge)"
+LOOKED_AGAIN = "Looked again:"  # the note of a video sampled again after a close call (Analyzer.look_again)
 WHOLE_IMAGE_NOTE = ("whole image scored on request, outside what the detector was trained for (face crops): "
                     "a score, not a verdict")
 
@@ -204,6 +208,7 @@ class Analyzer:
         batch_size: int = 4,  # faces per explanation pass: 8 costs ~250 MB more (ViT-S) for no speed-up
         faithfulness: FaithfulnessOptions | None = None,
         detector_name: str | None = None,
+        look_again: int = 2,
     ):
         self.detector = detector
         # The detector as the caller chose it (a name, a model folder, a Hub id, ":int8"), which its
@@ -218,6 +223,11 @@ class Analyzer:
         self.max_explained = max_explained
         self.batch_size = batch_size
         self.faithfulness = faithfulness  # None: maps are not scored (deletion/insertion: 31 images a face at 4 steps)
+        # A video verdict that is a close call is sampled again at about twice the frames, at most this
+        # many times (2: up to 4N - 3 frames from N); 0 never. Frames sampled by rate (``fps``) are not.
+        if isinstance(look_again, bool) or not isinstance(look_again, int) or look_again < 0:
+            raise ValueError(f"look_again must be a non-negative integer, got {look_again!r}")
+        self.look_again = look_again
 
     # -- entry points -------------------------------------------------------------------------
     def analyze(
@@ -246,24 +256,35 @@ class Analyzer:
             result.timings_ms.update(decode=0.0, faces=0.0, classify=0.0, explain=0.0)
             step = functools.partial(timed, result.timings_ms)
             _report(progress, 0.02, "decoding")
+            load: Callable[[list[int]], VideoFrames] | None = None
             with step("decode"):
                 if kind == "image" and is_animated(source, name=label, limits=self.limits):
                     kind = result.kind = "video"  # an animated GIF or WebP is a short video
                     video = load_animation(source, frames=self.frames, fps=self.fps, name=label, limits=self.limits)
-                    frames, timestamps, indices = video.frames, video.timestamps, video.indices
+                    load = functools.partial(load_animation, source, name=label, limits=self.limits)
                     result.media = _video_media(video, animated=True)
                 elif kind == "image":
                     image = load_image(source, name=label, limits=self.limits)
-                    frames, timestamps, indices = [image], [None], [0]
+                    video = None
                     result.media = MediaInfo(width=int(image.shape[1]), height=int(image.shape[0]),
                                              jpeg_quality=jpeg_quality(source, name=label, limits=self.limits))
                 else:
                     video = load_video(source, frames=self.frames, fps=self.fps, name=label, limits=self.limits)
-                    frames, timestamps, indices = video.frames, video.timestamps, video.indices
+                    load = functools.partial(load_video, source, name=label, limits=self.limits)
                     result.media = _video_media(video)
             result.media.sha256 = (hashlib.sha256(source).hexdigest() if isinstance(source, bytes)
                                    else sha256_file(source))
-            self._run(result, frames, timestamps, indices, step, progress)
+            if video is None:
+                frames = [image]
+                self._run(result, frames, [None], [0], step, progress)
+            else:
+                seen: dict[int, _Seen] = {}
+                self._run(result, video.frames, video.timestamps, video.indices, step, progress, seen)
+                if self.look_again and load is not None:
+                    video = self._look_again(result, lambda new: load(indices=new), video, step, progress, seen)
+                frames = video.frames
+            if self.methods and result.faces:  # none when no face was found (and no whole image asked for)
+                self.explain_faces(result, progress)
         except ForensicsError as exc:
             result.error = str(exc)
         except Exception as exc:  # keep going: one broken input must not stop the others
@@ -276,24 +297,34 @@ class Analyzer:
         return result, frames
 
     # -- the pipeline ---------------------------------------------------------------------------
-    def _run(self, result, frames, timestamps, indices, step, progress) -> None:
+    def _run(self, result, frames, timestamps, indices, step, progress, seen: dict | None = None) -> None:
+        """Faces, scores and the verdict of ``frames`` (explanations apart: :meth:`explain_faces`).
+        ``seen``: what earlier passes over the same video found, by frame index (:class:`_Seen`); only
+        frames not in it are searched for faces and scored, and it gains them."""
         det = self.detector
+        seen = {} if seen is None else seen
         result.threshold = det.threshold
+        result.faces, result.notes = [], []
         _report(progress, 0.15, "finding faces")
         with step("faces"):
-            faces_per_frame = self.face_detector.detect_batch(frames)
+            new = [k for k, i in enumerate(indices) if int(i) not in seen]
+            found = self.face_detector.detect_batch([frames[k] for k in new]) if new else []
+            for k, faces in zip(new, found):
+                seen[int(indices[k])] = _Seen(list(faces))
+            faces_per_frame = [seen[int(i)].faces for i in indices]
             if result.kind == "video":
-                track_faces(faces_per_frame)
+                track_faces(faces_per_frame)  # all frames again: a new frame can join two tracks
             crops: list[FaceCrop] = []
             owners: list[int] = []
-            for i, (frame, faces) in enumerate(zip(frames, faces_per_frame)):
-                for crop in crop_faces(frame, reading_order(faces), det.input_size, **det.info.crop_options()):
+            for k in new:
+                for crop in crop_faces(frames[k], reading_order(faces_per_frame[k]), det.input_size,
+                                       **det.info.crop_options()):
                     crops.append(crop)
-                    owners.append(i)
-            if crops:  # a sampled frame without a face is never drawn: freed now, in place (positions stay)
-                for i, faces in enumerate(faces_per_frame):
+                    owners.append(k)
+            if any(faces_per_frame):  # a sampled frame without a face is never drawn: freed now, in place
+                for k, faces in enumerate(faces_per_frame):
                     if not faces and isinstance(frames, list):
-                        frames[i] = None
+                        frames[k] = None
             else:
                 result.label = "no_face"
                 result.notes.append(NO_FACE_NOTE)
@@ -303,32 +334,26 @@ class Analyzer:
                 crops = [whole_image_crop(frame, det.input_size) for frame in frames]
                 owners = list(range(len(frames)))
                 result.notes.append(WHOLE_IMAGE_NOTE)
-        _report(progress, 0.35, f"classifying {len(crops)} face(s)")
-        with step("classify"):
-            probabilities = det.predict_crops([c.image for c in crops], batch_size=16)
-            temperatures = [1.0 if c.fallback else size_temperature(det.info.size_temperatures, _side(c.crop_box))
-                            for c in crops]
-            probabilities = temper(probabilities, temperatures)  # small faces: calibrated for their size
-            fake = det.fake_probability(probabilities)
-        for crop, owner, probs, p_fake, t in zip(crops, owners, probabilities, fake, temperatures):
-            face = crop.face
-            result.faces.append(
-                FaceResult(
-                    frame=int(indices[owner]),
-                    track=None if face is None or face.track is None else face.track + 1,  # people from 1
-                    box=[round(float(v), 1) for v in face.box] if face is not None else None,
-                    face_confidence=round(float(face.confidence), 4) if face is not None else None,
-                    fake_probability=float(p_fake),
-                    probabilities={label: float(p) for label, p in zip(det.labels, probs)},
-                    crop_box=[int(v) for v in crop.crop_box],
-                    timestamp=None if timestamps[owner] is None else round(float(timestamps[owner]), 3),
-                    fallback=crop.fallback,
-                    fake_kinds={det.labels[i]: float(probs[i]) for i in sorted(det.fake_indices, key=lambda i: -probs[i])}
-                    if len(det.fake_indices) > 1 else {},
-                    crop=crop.image,
-                    size_temperature=round(float(t), 4),
-                )
-            )
+        if crops:
+            _report(progress, 0.35, f"classifying {len(crops)} face(s)")
+            with step("classify"):
+                probabilities = det.predict_crops([c.image for c in crops], batch_size=16)
+                temperatures = [1.0 if c.fallback else size_temperature(det.info.size_temperatures, _side(c.crop_box))
+                                for c in crops]
+                probabilities = temper(probabilities, temperatures)  # small faces: calibrated for their size
+                fake = det.fake_probability(probabilities)
+            # Scores are kept by frame for a later pass; the whole frames, scored on request, are not.
+            scored = defaultdict(list) if crops[0].fallback else {k: seen[int(indices[k])].scored for k in set(owners)}
+            for crop, owner, probs, p_fake, t in zip(crops, owners, probabilities, fake, temperatures):
+                scored[owner].append((crop, probs, float(p_fake), float(t)))
+            if crops[0].fallback:
+                for k in sorted(scored):
+                    for crop, probs, p_fake, t in scored[k]:
+                        result.faces.append(self._face_result(crop, int(indices[k]), timestamps[k], probs, p_fake, t))
+        if not result.faces:
+            for k in range(len(indices)):
+                for crop, probs, p_fake, t in seen[int(indices[k])].scored:
+                    result.faces.append(self._face_result(crop, int(indices[k]), timestamps[k], probs, p_fake, t))
         if result.kind == "video":
             result.fake_probability, result.tracks, result.aggregation = aggregate_video(result.faces, len(frames))
         else:
@@ -339,8 +364,64 @@ class Analyzer:
             for caution in (close_call, _small_face_caution(result, det), _jpeg_caution(result, det)):
                 if caution:
                     result.notes.append(caution)
-        if self.methods:
-            self.explain_faces(result, progress)
+
+    def _face_result(self, crop: FaceCrop, frame: int, timestamp, probs, p_fake: float, t: float) -> FaceResult:
+        det, face = self.detector, crop.face
+        return FaceResult(
+            frame=frame,
+            track=None if face is None or face.track is None else face.track + 1,  # people from 1
+            box=[round(float(v), 1) for v in face.box] if face is not None else None,
+            face_confidence=round(float(face.confidence), 4) if face is not None else None,
+            fake_probability=p_fake,
+            probabilities={label: float(p) for label, p in zip(det.labels, probs)},
+            crop_box=[int(v) for v in crop.crop_box],
+            timestamp=None if timestamp is None else round(float(timestamp), 3),
+            fallback=crop.fallback,
+            fake_kinds={det.labels[i]: float(probs[i]) for i in sorted(det.fake_indices, key=lambda i: -probs[i])}
+            if len(det.fake_indices) > 1 else {},
+            crop=crop.image,
+            size_temperature=round(t, 4),
+        )
+
+    def _look_again(self, result: AnalysisResult, load: Callable[[list[int]], VideoFrames], video: VideoFrames,
+                    step, progress, seen: dict) -> VideoFrames:
+        """A video whose verdict is a close call is sampled again at about twice the frames (N, then
+        2N - 1, 4N - 3, ...: each pass keeps the frames already sampled and adds the ones between),
+        up to ``look_again`` times or until the call is no longer close; only the new frames are
+        decoded, searched and scored. Returns the frames the verdict now rests on."""
+        passes = [_pass_record(result, len(video.frames))]
+        while (len(passes) <= self.look_again and self.fps is None and result.uncertainty.get("close_call")
+               and result.fake_probability is not None):
+            have = [int(i) for i in video.indices]
+            wanted = sample_frame_indices(video.frame_count, frames=min(2 * len(have) - 1, self.limits.max_frames))
+            new = sorted(set(wanted) - set(have))
+            if not new:  # every frame is already sampled, or the limit is reached
+                break
+            _report(progress, 0.4, f"close call at {len(have)} frames: sampling {len(new)} more")
+            again = None if progress is None else (lambda f, text: progress(0.4 + 0.1 * f, f"looking again: {text}"))
+            with step("decode"):
+                more = load(new)
+            order = sorted(range(len(have) + len(more.indices)),
+                           key=lambda k: (have + [int(i) for i in more.indices])[k])
+            frames = video.frames + more.frames
+            stamps = video.timestamps + more.timestamps
+            every = have + [int(i) for i in more.indices]
+            video = dataclasses.replace(video, frames=[frames[k] for k in order], indices=[every[k] for k in order],
+                                        timestamps=[stamps[k] for k in order],
+                                        frame_count=max(video.frame_count, more.frame_count))
+            self._run(result, video.frames, video.timestamps, video.indices, step, again, seen)
+            passes.append(_pass_record(result, len(video.frames)))
+        if len(passes) > 1:
+            result.media.sampled_frames = len(video.frames)
+            result.media.sampled_indices = [int(i) for i in video.indices]
+            result.uncertainty["passes"] = passes
+            first, last = passes[0], passes[-1]
+            result.notes.insert(0,
+                f"{LOOKED_AGAIN} P(fake) {first['fake_probability']:.3f} over {first['frames']} sampled frames was a "
+                f"close call, so the video was sampled again at {', '.join(str(p['frames']) for p in passes[1:])} "
+                f"frames; the verdict rests on {last['frames']} (P(fake) {last['fake_probability']:.3f}"
+                + (", still a close call)." if last["close_call"] else ")."))
+        return video
 
     def explain_faces(self, result: AnalysisResult, progress: Progress | None = None) -> None:
         """(Re)compute the maps of an analysed result's faces with this analyzer's methods, target
@@ -396,6 +477,23 @@ class Analyzer:
                 "better": "lower deletion, higher insertion",
                 "scored_by": (scoring_detector(self.detector).name if self.faithfulness.runtime == "auto"
                               else self.detector.name)}
+
+
+@dataclasses.dataclass
+class _Seen:
+    """One sampled frame of a video, as a pass found it: its faces (tracked anew by each pass) and the
+    scored crops of them, (crop, class probabilities, P(fake), size temperature) each."""
+
+    faces: list
+    scored: list = dataclasses.field(default_factory=list)
+
+
+def _pass_record(result: AnalysisResult, frames: int) -> dict:
+    """A pass over a video's sampled frames, as ``uncertainty["passes"]`` lists it."""
+    sampling = sampling_error(result)
+    return {"frames": int(frames), "fake_probability": round(float(result.fake_probability), 4),
+            "sampling_error": None if sampling is None else round(sampling[2], 4),
+            "close_call": bool(result.uncertainty.get("close_call"))}
 
 
 def _video_media(video: VideoFrames, animated: bool = False) -> MediaInfo:

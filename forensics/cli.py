@@ -24,6 +24,9 @@ def _add_analyze(sub) -> None:
     p.add_argument("--detector", default=None, help="bundled name, model folder or Hub id (default: the bundled default)")
     p.add_argument("--frames", type=int, default=16, help="frames sampled evenly from each video (default 16)")
     p.add_argument("--fps", type=float, default=None, help="sample videos at this rate instead of --frames")
+    p.add_argument("--look-again", type=int, default=2, metavar="N",
+                   help="a video whose verdict is a close call is sampled again at about twice the frames, up to N "
+                        "times (default 2: up to 4x --frames; 0 never)")
     p.add_argument("--explain", default="all", help="attention,rollout,gradcam,gradcam++ | all | none (default all)")
     p.add_argument("--target", default="fake", help="class the maps explain: fake, real, predicted, a label or an index")
     p.add_argument("--head-fusion", default="mean", choices=["mean", "max", "min"], help="rollout head fusion")
@@ -193,6 +196,8 @@ def cmd_analyze(args) -> int:
 
     if args.frames < 1:
         raise ValueError("--frames must be at least 1")
+    if args.look_again < 0:
+        raise ValueError("--look-again must be 0 or more")
     methods = parse_methods(args.explain)
     if args.faithfulness and not methods:
         raise ValueError("--faithfulness scores the maps: it needs --explain other than none")
@@ -228,6 +233,7 @@ def cmd_analyze(args) -> int:
         options=ExplainOptions(args.head_fusion, args.discard_ratio, not args.class_agnostic),
         frames=args.frames,
         fps=args.fps,
+        look_again=args.look_again,
         fallback_whole_image=args.whole_image and not args.no_fallback,
         limits=settings.media_limits(),  # the same upload limits as the app and its API
         faithfulness=(FaithfulnessOptions() if args.faithfulness_steps is None else
@@ -305,11 +311,12 @@ def _summary_line(result) -> str:
         score = ("" if result.fake_probability is None else
                  f"  whole-image score {result.fake_probability:.2f} (outside the detector's training, not a verdict)")
         return f"no face found: no verdict{score}  {where}"
+    from forensics.analysis import LOOKED_AGAIN
     from forensics.detector_notes import CAUTION_PREFIXES
 
     faces = sum(not f.fallback for f in result.faces)
     threshold = "-" if result.threshold is None else f"{result.threshold:.3f}"  # the JSON keeps every digit
-    cautions = "".join(f"\n  {note}" for note in result.notes if note.startswith(CAUTION_PREFIXES))
+    cautions = "".join(f"\n  {note}" for note in result.notes if note.startswith((LOOKED_AGAIN, *CAUTION_PREFIXES)))
     return (f"{result.label or '-':<7} P(fake)={result.fake_probability:.3f}  threshold={threshold}  "
             f"faces={faces}  {where}{cautions}")
 

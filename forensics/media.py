@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Sequence
 
 import cv2
 import numpy as np
@@ -344,10 +344,12 @@ def load_animation(
     fps: float | None = None,
     name: str | None = None,
     limits: MediaLimits = DEFAULT_LIMITS,
+    indices: Sequence[int] | None = None,
 ) -> VideoFrames:
     """Sample an animated GIF/WebP/PNG like a video: the same sampling rule as :func:`load_video`
-    (``frames`` evenly, or ``fps``), timestamps from the frames' own durations, RGB uint8 frames
-    (each frame composited as a viewer shows it). Short manipulated clips circulate as GIFs."""
+    (``frames`` evenly, ``fps``, or just the frames at ``indices``), timestamps from the frames' own
+    durations, RGB uint8 frames (each frame composited as a viewer shows it). Short manipulated clips
+    circulate as GIFs."""
     label = _label(source, name)
     with _open_image(source, label, limits.max_image_bytes) as im:
         _check_pixels(im, label, limits)
@@ -366,10 +368,13 @@ def load_animation(
                     raise MediaError(f"{label}: animation is {t:.1f} s long; the limit is {limits.max_duration_s:g} s")
                 fps_in = count / t if t > 0 else _FALLBACK_FPS
                 try:
-                    wanted = sample_frame_indices(count, frames=None if fps else frames, fps_in=fps_in, fps=fps,
-                                                  max_frames=limits.max_frames)
+                    wanted = ([i for i in _checked_indices(indices, label, limits) if i < count] if indices is not None
+                              else sample_frame_indices(count, frames=None if fps else frames, fps_in=fps_in, fps=fps,
+                                                        max_frames=limits.max_frames))
                 except ValueError as exc:
                     raise MediaError(f"{label}: {exc}") from None
+                if not wanted:
+                    raise MediaError(f"{label}: none of the frames asked for exists (the animation has {count} frames)")
                 out = []
                 for i in wanted:
                     im.seek(i)
@@ -432,6 +437,19 @@ def sample_frame_indices(
         return [(frame_count - 1) // 2]
     raw = np.rint(np.linspace(0, frame_count - 1, frames)).astype(np.int64)
     return sorted({int(i) for i in raw})
+
+
+def _checked_indices(indices: Sequence[int], label: str, limits: MediaLimits) -> list[int]:
+    """Frame indices asked for by a caller: sorted, unique, non-negative ints, at most ``limits.max_frames``."""
+    try:
+        out = sorted({int(i) for i in indices if not isinstance(i, bool) and int(i) == i})
+    except (TypeError, ValueError):
+        raise MediaError(f"{label}: frame indices must be integers, got {list(indices)!r}"[:300]) from None
+    if not out or out[0] < 0 or len(out) != len(list(indices)):
+        raise MediaError(f"{label}: frame indices must be distinct integers from 0, got {list(indices)!r}"[:300])
+    if len(out) > limits.max_frames:
+        raise MediaError(f"{label}: {len(out)} frames asked for; the limit is {limits.max_frames}")
+    return out
 
 
 @contextmanager
@@ -611,16 +629,21 @@ def load_video(
     fps: float | None = None,
     name: str | None = None,
     limits: MediaLimits = DEFAULT_LIMITS,
+    indices: Sequence[int] | None = None,
 ) -> VideoFrames:
     """Sample frames from a video through OpenCV/FFmpeg as RGB uint8 arrays.
 
     ``frames=N`` samples N frames evenly over the whole video; ``fps=R`` samples R frames per
-    second instead (see :func:`sample_frame_indices`). A missing or wrong container frame count is
-    tolerated: an unknown count is found by decoding, and a count that overshoots the real stream
-    is corrected and the samples redrawn. Frames that fail to decode are skipped.
+    second instead (see :func:`sample_frame_indices`); ``indices`` decodes just those frames (a
+    second look at a video already sampled: indices past its end are dropped). A missing or wrong
+    container frame count is tolerated: an unknown count is found by decoding, and a count that
+    overshoots the real stream is corrected and the samples redrawn. Frames that fail to decode are
+    skipped.
     """
     label = _label(source, name)
-    if fps is not None:
+    if indices is not None:
+        indices = _checked_indices(indices, label, limits)
+    elif fps is not None:
         if isinstance(fps, bool) or not isinstance(fps, (int, float, np.integer, np.floating)) or not math.isfinite(fps) or fps <= 0:
             raise MediaError(f"{label}: fps must be a positive number, got {fps!r}")
         fps = float(fps)
@@ -629,14 +652,15 @@ def load_video(
 
     try:
         with _video_path(source, label, limits) as path:
-            return _load_video_path(path, label, frames, fps, limits)
+            return _load_video_path(path, label, frames, fps, limits, indices)
     except MediaError:
         raise
     except (cv2.error, OSError, ValueError, MemoryError) as exc:
         raise MediaError(f"{label}: cannot read video ({type(exc).__name__}: {exc})") from None
 
 
-def _load_video_path(path: Path, label: str, frames: int | None, fps: float | None, limits: MediaLimits) -> VideoFrames:
+def _load_video_path(path: Path, label: str, frames: int | None, fps: float | None, limits: MediaLimits,
+                     indices: list[int] | None = None) -> VideoFrames:
     cap = _open_capture(path, label)
     try:
         fps_in = _prop(cap, cv2.CAP_PROP_FPS)
@@ -666,9 +690,13 @@ def _load_video_path(path: Path, label: str, frames: int | None, fps: float | No
             cap = _open_capture(path, label)
 
         def pick(n: int) -> list[int]:
+            if indices is not None:
+                return [i for i in indices if i < n]
             return sample_frame_indices(n, frames=None if fps else frames, fps_in=fps_in, fps=fps, max_frames=limits.max_frames)
 
         wanted = pick(count)
+        if not wanted:
+            raise MediaError(f"{label}: none of the frames asked for exists (the video has {count} frames)")
         gaps = np.diff(wanted) if len(wanted) > 1 else np.array([wanted[0] + 1])
         got: dict[int, np.ndarray] | None = None
         if int(gaps.min()) > _SEEK_STEP:

@@ -62,24 +62,27 @@ class Session:
 
 
 def _analyzer(det: Detector, methods: Sequence[str], target: str, options: ExplainOptions, frames: int,
-              score_maps: bool = False, name: str | None = None) -> Analyzer:
+              score_maps: bool = False, name: str | None = None, look_again: int = 2) -> Analyzer:
     return Analyzer(det, face_detector(), methods=list(methods), target=target or "fake", options=options,
                     frames=int(frames), limits=settings.media_limits(),
-                    faithfulness=FaithfulnessOptions() if score_maps else None, detector_name=name)
+                    faithfulness=FaithfulnessOptions() if score_maps else None, detector_name=name,
+                    look_again=int(look_again))
 
 
 def analyze(path: str | Path | None, detector: str | None = None, methods: Sequence[str] = ALL_METHODS,
             frames: int = 16, target: str = "fake", head_fusion: str = "mean", discard_ratio: float = 0.9,
-            progress=None, whole_image: bool = False, score_maps: bool = False) -> Session:
+            progress=None, whole_image: bool = False, score_maps: bool = False, look_again: int = 2) -> Session:
     """Analyse one uploaded file; a bad input raises ``ForensicsError`` with a one-line message.
     ``whole_image``: with no face found, score the whole image anyway (labelled as such, no verdict);
-    ``score_maps``: each face's maps get deletion/insertion scores against a random map."""
+    ``score_maps``: each face's maps get deletion/insertion scores against a random map; ``look_again``:
+    a video whose verdict is a close call is sampled again at about twice the frames, up to that many
+    times (``Analyzer.look_again``)."""
     if not path:
         raise ForensicsError("no file was uploaded")
     name = (detector or "").strip() or default_detector() or ""
     det = get_detector(name)
     options = _options(head_fusion, discard_ratio)
-    analyzer = _analyzer(det, methods, target, options, frames, bool(score_maps), name)
+    analyzer = _analyzer(det, methods, target, options, frames, bool(score_maps), name, look_again)
     analyzer.fallback_whole_image = bool(whole_image)
     result, frames = analyzer.analyze_with_frames(path, name=Path(path).name, progress=progress)
     if result.error:
@@ -194,7 +197,8 @@ def compare(path: str | Path | None, detectors: Sequence[str], methods: Sequence
             comparison.runs.append(DetectorRun(name, error=str(exc)))
             continue
         analyzer = Analyzer(detector, shared, methods=list(methods), target="fake", options=ExplainOptions(),
-                            frames=int(frames), detector_name=name)  # e.g. "default:int8", not the model's own
+                            frames=int(frames), detector_name=name,  # e.g. "default:int8", not the model's own
+                            look_again=0)  # every detector on the same frames: a close call is not sampled again
         result = analyzer.analyze(path, name=Path(path).name, progress=step)
         if result.error:  # the input itself is bad: every detector would say the same
             raise ForensicsError(result.error)

@@ -396,3 +396,71 @@ def test_a_verdict_within_the_calibration_error_of_the_threshold_is_a_close_call
     assert close_call_caution(0.6, 0.6, {"calibration": {"ece": 0.02}}).startswith("Close call: P(fake) 0.600 lies at the")
     assert close_call_caution(0.59, 0.6, {"calibration": {"ece": 0.02}}, build=True).endswith("this build was made from).")
     assert close_call_caution(0.5, 0.6, {"calibration": {"ece": 0.02}}) == "" and close_call_caution(None, 0.6, {}) == ""
+
+
+def test_a_close_call_on_a_video_is_sampled_again_at_about_twice_the_frames(model_dirs, face_detector, tmp_path):
+    """A video verdict that is a close call looks again: N frames, then 2N - 1, then 4N - 3 (each pass keeps
+    the frames it has and adds those between), until the call is no longer close or ``look_again`` passes
+    are spent. Only the new frames are decoded, searched for faces and scored, and the verdict is the one a
+    single pass over all those frames gives."""
+    import shutil
+
+    from forensics.cli import _summary_line
+    from forensics.media import load_video
+
+    folder = tmp_path / "measured"
+    shutil.copytree(model_dirs["timm-vit"], folder)
+    video = data_path("video/hamilton_clip.mp4")
+
+    class Counting:
+        def __init__(self, inner):
+            self.inner, self.frames = inner, 0
+
+        def detect_batch(self, frames, batch_size=2):
+            self.frames += len(frames)
+            return self.inner.detect_batch(frames, batch_size)
+
+    def analyse(ece: float, threshold: float = 0.5, **options):
+        config = json.loads((folder / "config.json").read_text())
+        config.setdefault("forensics", {})["threshold"] = threshold
+        (folder / "config.json").write_text(json.dumps(config))
+        (folder / "metrics.json").write_text(json.dumps({"calibration": {"ece": ece}}))
+        counting = Counting(face_detector)
+        analyzer = Analyzer(load_detector(folder, allow_untrained=True, cache=False), counting, methods=(), **options)
+        result, frames = analyzer.analyze_with_frames(video)
+        assert result.error is None and result.kind == "video"
+        return result, frames, counting.frames
+
+    # An error as wide as the scale: every verdict is a close call, so both passes are taken.
+    again, frames, searched = analyse(1.0, frames=6)
+    passes = again.uncertainty["passes"]
+    assert [p["frames"] for p in passes] == [6, 11, 21] and all(p["close_call"] for p in passes)
+    assert again.media.sampled_frames == 21 == len(frames) == len(again.media.sampled_indices)
+    assert searched == 21, "frames already searched are not searched again"
+    first = load_video(video, frames=6).indices
+    assert set(first) <= set(again.media.sampled_indices) == set(load_video(video, frames=21).indices)
+    assert again.media.sampled_indices == sorted(again.media.sampled_indices)
+    once, _, _ = analyse(1.0, frames=21, look_again=0)  # one pass over the same 21 frames
+    assert once.media.sampled_indices == again.media.sampled_indices
+    assert again.fake_probability == pytest.approx(once.fake_probability, abs=1e-5)
+    assert [(f.frame, f.track) for f in again.faces] == [(f.frame, f.track) for f in once.faces]
+    assert passes[-1]["fake_probability"] == pytest.approx(again.fake_probability, abs=1e-4)
+    note = [n for n in again.notes if n.startswith("Looked again:")]
+    assert note == [f"Looked again: P(fake) {passes[0]['fake_probability']:.3f} over 6 sampled frames was a close call, "
+                    f"so the video was sampled again at 11, 21 frames; the verdict rests on 21 (P(fake) "
+                    f"{passes[-1]['fake_probability']:.3f}, still a close call)."]
+    assert note[0] in _summary_line(again)  # the CLI prints it under the summary line
+    assert again.to_dict()["uncertainty"]["passes"] == passes
+    assert [f.frame for f in again.faces] == sorted(f.frame for f in again.faces)
+    # One pass allowed: 6 then 11 frames.
+    one, _, searched = analyse(1.0, frames=6, look_again=1)
+    assert [p["frames"] for p in one.uncertainty["passes"]] == [6, 11] and searched == 11
+    # Not a close call (threshold far beyond every face's score, no error): one pass, no note.
+    clear, _, searched = analyse(0.0, threshold=0.999, frames=6)
+    assert "passes" not in clear.uncertainty and clear.media.sampled_frames == 6 and searched == 6
+    assert not any(n.startswith("Looked again") for n in clear.notes)
+    # Sampled by rate, the frames are the caller's choice: never looked at again.
+    rated, _, _ = analyse(1.0, fps=2.0)
+    assert rated.uncertainty["close_call"] and "passes" not in rated.uncertainty
+    with pytest.raises(ValueError, match="look_again must be a non-negative integer"):
+        Analyzer(load_detector(folder, allow_untrained=True, cache=False), face_detector, look_again=-1)

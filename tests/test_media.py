@@ -411,6 +411,23 @@ def test_video_bad_arguments(mp4_30: Path) -> None:
         load_video(mp4_30, limits=MediaLimits(max_duration_s=1.0))
 
 
+def test_video_frames_by_index(mp4_30: Path) -> None:
+    """A second look decodes just the frames asked for: the ones between those already sampled."""
+    first = load_video(mp4_30, frames=4)
+    between = sorted(set(sample_frame_indices(30, frames=7)) - set(first.indices))
+    more = load_video(mp4_30, indices=between)
+    assert more.indices == between == [5, 14, 24] and [decode(f) for f in more.frames] == between
+    assert more.timestamps == pytest.approx([i / 10 for i in between]) and more.frame_count == 30
+    assert load_video(mp4_30, indices=[29, 40, 3]).indices == [3, 29]  # sorted; past the end: dropped
+    with pytest.raises(MediaError, match=r"^clip\.mp4: none of the frames asked for exists \(the video has 30 frames\)$"):
+        load_video(mp4_30, indices=[30, 31])
+    for bad in ([], [-1], [2, 2], [1.5], ["x"]):
+        with pytest.raises(MediaError, match=r"^clip\.mp4: frame indices must be"):
+            load_video(mp4_30, indices=bad)
+    with pytest.raises(MediaError, match=r"^clip\.mp4: 3 frames asked for; the limit is 2$"):
+        load_video(mp4_30, indices=[0, 1, 2], limits=MediaLimits(max_frames=2))
+
+
 def test_video_bytes_input_and_temp_cleanup(mp4_30: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
@@ -592,6 +609,11 @@ def test_animated_images_are_sampled_like_videos(tmp_path: Path, suffix: str) ->
     assert np.abs(got.frames[-1].astype(int) - got.frames[0].astype(int)).mean() > 3
     every = media.load_animation(path.read_bytes(), fps=100, name="up" + suffix)
     assert every.indices == list(range(12))
+    some = media.load_animation(path, indices=[11, 3, 40])  # a second look: just these frames
+    assert some.indices == [3, 11] and some.timestamps == pytest.approx([0.24, 1.08])
+    assert np.array_equal(some.frames[1], got.frames[-1])
+    with pytest.raises(media.MediaError, match="none of the frames asked for exists"):
+        media.load_animation(path, indices=[12])
 
 
 def test_animation_longer_than_the_limit_is_refused(tmp_path: Path) -> None:

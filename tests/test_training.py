@@ -1191,6 +1191,11 @@ def test_evaluate_videos_only_scores_labelled_videos_and_refuses_bad_input(tmp_p
     assert videos["frames"] == 4 and videos["roc_auc"] in (0.0, 0.5, 1.0)
     assert {"mean, all frames", "quality_mean, all frames", "sharpness_mean, all frames"} <= set(videos["aggregation_auc"])
     assert all(0.0 <= v["fake_probability"] <= 1.0 for v in videos["videos"])
+    assert videos["app_sampling"]["frames"] == 2 and videos["app_sampling"]["look_again"] == 2  # the app's way
+    assert videos["app_sampling"]["roc_auc"] in (0.0, 0.5, 1.0)
+    for v in videos["videos"]:  # half the frames, more where the call was close
+        assert 0.0 <= v["app"]["fake_probability"] <= 1.0 and v["app"]["frames"] in (2, 3, 5)
+        assert v["app"]["looked_again"] == (v["app"]["frames"] > 2)
     printed = json.loads(run.stdout)
     assert printed["roc_auc"] == videos["roc_auc"]
     # refused in one line each, before torch is loaded

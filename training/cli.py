@@ -356,7 +356,9 @@ def _dispatch(args: argparse.Namespace, command: str) -> int:
             except (FileNotFoundError, ValueError) as exc:
                 raise SystemExit(f"evaluate: {exc}") from None
             print(json.dumps({"roc_auc": videos.get("roc_auc"), "aggregation_auc": videos.get("aggregation_auc"),
-                              "videos": {r["video"]: r["fake_probability"] for r in videos.get("videos", [])}},
+                              "videos": {r["video"]: r["fake_probability"] for r in videos.get("videos", [])},
+                              "app_sampling": {**(videos.get("app_sampling") or {}),
+                                               "videos": {r["video"]: r["app"] for r in videos.get("videos", [])}}},
                              indent=2))
             return 0
         metrics = run_evaluation(args.detector, args.data, args.cache, args.out, args.holdout_sources, args.seed,

@@ -609,7 +609,10 @@ def video_results(detector_dir: str, data: str, skip: set[str] = frozenset(), fr
     videos in ``skip`` (trained on) are left out. Beside the app's verdict, the video-level AUC of
     other ways to pool a track's frame scores (mean, median, mean of the top quarter, max), on all
     ``frames`` sampled frames and on every other one (half as many), from the same single pass. Videos
-    in ``validated`` (held back by the training split: never trained on, validated on) are marked."""
+    in ``validated`` (held back by the training split: never trained on, validated on) are marked.
+    ``app_sampling``: the app's way, a second pass at half the frames in which a close call is sampled
+    again at about twice the frames, up to twice (``Analyzer.look_again``), with each video's score and
+    the frames it rested on."""
     from forensics.analysis import Analyzer
 
     path = Path(data)
@@ -619,13 +622,17 @@ def video_results(detector_dir: str, data: str, skip: set[str] = frozenset(), fr
               if Path(v.path).name not in skip]
     if not videos:
         return {}
-    analyzer = Analyzer(load_detector(detector_dir), methods=[], frames=frames)
+    analyzer = Analyzer(load_detector(detector_dir), methods=[], frames=frames, look_again=0)  # the card: fixed frames
+    app = Analyzer(analyzer.detector, analyzer.face_detector, methods=[], frames=max(1, frames // 2), look_again=2)
     rows = []
     for sample in tqdm(videos, desc="videos", leave=False):
         result = analyzer.analyze(sample.path)
+        again = app.analyze(sample.path)
         rows.append({"video": Path(sample.path).name, "label": sample.label, "source": sample.source,
                      "fake_probability": result.fake_probability, "error": result.error,
                      "pooled": _pooled_scores(result),
+                     "app": {"fake_probability": again.fake_probability, "frames": again.media.sampled_frames
+                             if again.media else None, "looked_again": "passes" in again.uncertainty},
                      **({"validation_clip": True} if Path(sample.path).name in validated else {})})
     scored = [r for r in rows if r["fake_probability"] is not None]
     y = np.array([r["label"] != "real" for r in scored])
@@ -636,7 +643,10 @@ def video_results(detector_dir: str, data: str, skip: set[str] = frozenset(), fr
         values = [r["pooled"].get(key) for r in scored]
         if all(v is not None for v in values):
             variants[key] = binary_metrics(y, values)["roc_auc"]
+    app_scores = [r["app"]["fake_probability"] for r in scored]
+    app_auc = (binary_metrics(y, app_scores)["roc_auc"] if both and all(p is not None for p in app_scores) else None)
     return {"videos": rows, "roc_auc": auc, "frames": frames, "aggregation_auc": variants,
+            "app_sampling": {"frames": app.frames, "look_again": app.look_again, "roc_auc": app_auc},
             "note": f"{len(scored)} videos: an AUC over so few is a coarse step"}
 
 

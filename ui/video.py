@@ -16,7 +16,7 @@ class VideoTab(media.MediaTab):
     def __init__(self):
         super().__init__()
         self.run.click(self.analyze_video, [self.media, self.detector, self.methods, self.frames, *self.settings,
-                                            self.whole_image, self.score],
+                                            self.whole_image, self.score, self.look_again],
                        [self.verdict, self.summary, self.timeline, self.frames_gallery, self.table, self.face,
                         *self.maps, self.reports, self.state],
                        api_name="analyze_video", show_progress_on=[self.verdict])
@@ -25,9 +25,9 @@ class VideoTab(media.MediaTab):
 
     def analyze_video(self, video, detector=None, methods=list(METHODS + EXTRA_METHODS), frames=16, target="fake",
                       head_fusion="mean", discard_ratio=0.9, alpha=0.5, whole_image=False, score_maps=False,
-                      progress=gr.Progress()):
+                      look_again=True, progress=gr.Progress()):
         session = media.analyze(video, detector, methods, frames, target, head_fusion, discard_ratio, progress,
-                                whole_image, score_maps)
+                                whole_image, score_maps, look_again)
         result = session.result
         return self.held({**self.answer(session, alpha), self.timeline: timeline_figure(result),
                           self.frames_gallery: suspicious_frames(result, session.frames, alpha=alpha),

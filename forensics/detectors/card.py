@@ -133,6 +133,14 @@ def card_text(record: dict, metrics: dict | None) -> str:
                 lines[-1] += (f" {', '.join(validated)}: training clips that the grouped split held back whole for "
                               "validation (none of their frames trained; the epoch and the calibration were chosen "
                               "on their faces).")
+            app = videos.get("app_sampling")
+            if app and all(v.get("app") for v in videos["videos"]):
+                lines += ["", f"The app's sampling ({app['frames']} frames; a close call sampled again at about twice "
+                          f"the frames, up to {app['look_again']} times): video-level ROC-AUC {_fmt(app.get('roc_auc'))}.",
+                          "", *_table(["video", "P(fake)", "frames it rested on"],
+                                      [(v["video"], _fmt(v["app"]["fake_probability"]),
+                                        f"{v['app']['frames']}{' (looked again)' if v['app']['looked_again'] else ''}")
+                                       for v in videos["videos"]])]
             if videos.get("aggregation_auc"):
                 lines += ["", "Video-level ROC-AUC by how a face's frame scores are pooled (the same pass):", "",
                           *_table(["pooling", "ROC-AUC"], [(k, _fmt(v)) for k, v in videos["aggregation_auc"].items()])]

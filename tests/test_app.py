@@ -160,6 +160,26 @@ def test_video_handler_gives_timeline_frames_and_table(tabs):
     assert tabs.video.pick_row(session, gr.SelectData(None, {"index": [0, 0], "value": 1})) == faces.value
 
 
+def test_a_close_call_on_a_video_is_sampled_again_unless_unticked(tabs):
+    """The labelled DFDC fake is a close call for the bundled default at 16 frames: the Video tab samples it
+    again (up to about 4x the frames) and says so in the small print, on the timeline and in the table;
+    unticked, it rests on the 16 frames asked for."""
+    video = str(data_path("video/dfdc_abqwwspghj.mp4"))
+    again = answered(tabs.video, tabs.video.analyze_video, video, "default", ["attention"], 16)
+    result = again.state.result
+    passes = result.uncertainty["passes"]
+    assert passes[0]["frames"] == 16 and passes[0]["close_call"] and len(passes) >= 2
+    sampled = result.media.sampled_frames
+    assert sampled == passes[-1]["frames"] > 16
+    assert "Looked again: P(fake)" in again.summary and f"the verdict rests on {sampled}" in again.summary
+    found = len({f.frame for f in result.faces})
+    assert f"faces in {found} of {sampled} sampled frames" in again.summary
+    assert len(again.table) == len(result.faces) > 16
+    once = answered(tabs.video, tabs.video.analyze_video, video, "default", ["attention"], 16, look_again=False)
+    assert once.state.result.media.sampled_frames == 16 and "Looked again" not in once.summary
+    assert "Close call:" in once.summary and "passes" not in once.state.result.uncertainty
+
+
 @pytest.mark.parametrize("name, content, message", [
     ("notes.jpg", b"not an image at all", "notes.jpg: not an image"),
     ("empty.png", b"", "empty.png: file is empty"),
@@ -387,6 +407,7 @@ def test_browser_video_tab_shows_the_timeline(server, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(server, timeout=60_000)
     page.get_by_role("tab", name="Video").click()
+    expect(page.get_by_label("Close call: sample the video again", exact=False)).to_be_checked()  # on by default
     page.locator("input[type=file][accept*='video']").set_input_files(str(EXAMPLES / "astronaut-pan.mp4"))
     page.get_by_role("button", name="Analyse video").click()
     expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=120_000)

@@ -303,6 +303,14 @@ def test_cli_quantize_and_audit_fail_loudly(model_dirs, labelled_tree, tmp_path)
                     (1, "--max-delta must be between 0 and 1, got 2"),
                     (1, f"error: {tmp_path / 'nowhere'}: not a folder of class subfolders or a labels .csv")]
     assert code == 1 and unknown.startswith(f"error: detector '{tmp_path / 'no-model'}' is not a model folder")
+    # the faces are cut as the detector's loader reads its config: a bad crop size is refused before any face is cut
+    config = json.loads((folder / "config.json").read_text())
+    config["forensics"]["crop_size"] = 5
+    (folder / "config.json").write_text(json.dumps(config))
+    broken = run("audit", "--detector", str(folder), "--data", str(labelled_tree), "--out", str(tmp_path / "c"))
+    assert broken.returncode == 1 and not (tmp_path / "c").exists()
+    assert broken.stderr.strip().splitlines() == [
+        f"error: {folder.name}: config.json: crop_size 5 must be a whole number of pixels from 16 to 4096"]
 
 
 def test_cpu_info_says_whether_int8_products_can_saturate(tmp_path):

@@ -125,17 +125,25 @@ def cmd_audit(args) -> int:
 
     from forensics.catalog import split_variant
     from forensics.hub_download import resolve_model_folder
-    from forensics.int8.audit import Tolerance, faces_from_files, faces_from_record, run_audit, verdict_line
+    from forensics.int8.audit import (Tolerance, faces_from_files, faces_from_record, labelled_files, run_audit,
+                                      verdict_line)
 
     base, _ = split_variant(args.detector)
     folder = resolve_model_folder(base)
     if args.data:
-        from forensics.catalog import read_config
+        from forensics.catalog import config_labels, read_config
+        from forensics.core import DetectorError
 
-        info = read_config(folder).get("forensics", {})
-        margin, size = float(info.get("face_margin", 0.3)), int(info.get("input_size", 224))
-        faces = faces_from_files(args.data, size, margin, args.limit, framing=str(info.get("face_framing", "box")),
-                                 cut_size=info.get("crop_size"), fit_inside=bool(info.get("fit_inside", False)))
+        labelled_files(args.data)  # a missing folder is refused before torch is loaded
+        from forensics.detectors.base import DetectorInfo
+
+        config = read_config(folder)  # the faces are cut as the detector's loader reads its config: checked first
+        try:
+            info = DetectorInfo.from_dict({"name": folder.name, **config.get("forensics", {}),
+                                           "labels": config_labels(config)})
+        except (DetectorError, TypeError, ValueError) as exc:
+            raise DetectorError(f"{folder.name}: config.json: {exc}") from None
+        faces = faces_from_files(args.data, info.input_size, limit=args.limit, **info.crop_options())
     elif _record_available(folder, DEFAULT_DATA):
         faces = faces_from_record(folder, DEFAULT_DATA, args.cache, args.limit)
     else:

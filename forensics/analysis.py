@@ -491,7 +491,7 @@ class _Seen:
 def _pass_record(result: AnalysisResult, frames: int) -> dict:
     """A pass over a video's sampled frames, as ``uncertainty["passes"]`` lists it."""
     sampling = sampling_error(result)
-    return {"frames": int(frames), "fake_probability": round(float(result.fake_probability), 4),
+    return {"frames": int(frames), "fake_probability": round(float(result.fake_probability), 6),
             "sampling_error": None if sampling is None else round(sampling[2], 4),
             "close_call": bool(result.uncertainty.get("close_call"))}
 

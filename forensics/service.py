@@ -66,7 +66,7 @@ def _analyzer(det: Detector, methods: Sequence[str], target: str, options: Expla
     return Analyzer(det, face_detector(), methods=list(methods), target=target or "fake", options=options,
                     frames=int(frames), limits=settings.media_limits(),
                     faithfulness=FaithfulnessOptions() if score_maps else None, detector_name=name,
-                    look_again=int(look_again))
+                    look_again=min(int(look_again), settings.look_again_passes()))  # the operator's bound
 
 
 def analyze(path: str | Path | None, detector: str | None = None, methods: Sequence[str] = ALL_METHODS,

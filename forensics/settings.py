@@ -36,6 +36,7 @@ MAX_IMAGE_MB_ENV = "FORENSICS_MAX_IMAGE_MB"
 MAX_VIDEO_MB_ENV = "FORENSICS_MAX_VIDEO_MB"
 TEMP_TTL_ENV = "FORENSICS_TEMP_TTL_S"
 SESSION_MB_ENV = "FORENSICS_SESSION_MEMORY_MB"
+LOOK_AGAIN_ENV = "FORENSICS_LOOK_AGAIN"
 
 PUBLIC, PRIVATE = "public", "private"
 # One message for every name a visitor may not load: it must not depend on the name.
@@ -245,6 +246,18 @@ def temp_file_ttl_s() -> int:
     return max(60, int(text)) if text.isdigit() else DEFAULT_TEMP_TTL_S
 
 
+def look_again_passes() -> int:
+    """The most times the app and its API sample a close-call video again (``FORENSICS_LOOK_AGAIN``,
+    default 2: up to about 4x the frames asked for; 0 never): each pass costs about as much as the
+    frames it adds, so an operator can bound what one upload may cost. A bad value is a one-line error."""
+    text = os.environ.get(LOOK_AGAIN_ENV, "").strip()
+    if not text:
+        return 2
+    if not text.isdigit() or int(text) > 4:
+        raise DetectorError(f"{LOOK_AGAIN_ENV}={text!r} must be a whole number from 0 to 4")
+    return int(text)
+
+
 def session_memory_bytes() -> int:
     """The memory all held analyses may take together (``FORENSICS_SESSION_MEMORY_MB``); beyond
     it the oldest are released."""
@@ -256,4 +269,4 @@ def describe() -> str:
     hub = "any" if hub_allowed("any/any") and not is_public() else ", ".join(_env_list(HUB_ALLOW_ENV)) or "listed only"
     return (f"mode {mode()}: detectors {'registered only' if is_public() else 'any name, folder or Hub id'}; "
             f"Hub downloads {hub} (at most {hub_max_bytes() / 2**20:.0f} MB each); uploads at most "
-            f"{max_upload_bytes() / 2**20:.0f} MB")
+            f"{max_upload_bytes() / 2**20:.0f} MB; close-call videos sampled again at most {look_again_passes()} times")

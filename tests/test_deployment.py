@@ -313,4 +313,28 @@ def test_the_server_log_line_names_the_mode_and_the_limits(monkeypatch):
     monkeypatch.setenv("FORENSICS_MODE", "public")
     monkeypatch.setenv("FORENSICS_MAX_VIDEO_MB", "100")
     assert settings.describe() == ("mode public: detectors registered only; Hub downloads listed only "
-                                   "(at most 1024 MB each); uploads at most 100 MB")
+                                   "(at most 1024 MB each); uploads at most 100 MB; close-call videos sampled "
+                                   "again at most 2 times")
+
+
+def test_the_operator_bounds_how_often_a_close_call_video_is_sampled_again(monkeypatch, tmp_path):
+    """``FORENSICS_LOOK_AGAIN`` caps the passes the app and its API may take (each costs about what its
+    new frames cost); a bad value is a one-line error naming the variable."""
+    import re
+
+    from forensics import service
+    from forensics.core import ForensicsError
+    from forensics.explain import ExplainOptions
+
+    det = load_detector(make_random_detector(tmp_path / "m", "timm-cnn", size=32), allow_untrained=True, cache=False)
+    made = lambda asked: service._analyzer(det, [], "fake", ExplainOptions(), 16, look_again=asked).look_again  # noqa: E731
+    monkeypatch.delenv(settings.LOOK_AGAIN_ENV, raising=False)
+    assert settings.look_again_passes() == 2 and made(2) == 2 and made(0) == 0
+    for value, passes in (("0", 0), ("1", 1), ("4", 4)):
+        monkeypatch.setenv(settings.LOOK_AGAIN_ENV, value)
+        assert settings.look_again_passes() == passes and made(2) == min(2, passes)
+    for bad in ("-1", "two", "5", "1.5"):
+        monkeypatch.setenv(settings.LOOK_AGAIN_ENV, bad)
+        with pytest.raises(ForensicsError, match=rf"^FORENSICS_LOOK_AGAIN='{re.escape(bad)}' must be a whole number "
+                                                 "from 0 to 4$"):
+            settings.look_again_passes()

@@ -389,6 +389,8 @@ class Analyzer:
         2N - 1, 4N - 3, ...: each pass keeps the frames already sampled and adds the ones between),
         up to ``look_again`` times or until the call is no longer close; only the new frames are
         decoded, searched and scored. Returns the frames the verdict now rests on."""
+        if result.fake_probability is None or not result.uncertainty.get("close_call"):
+            return video  # no face (no verdict), or a call that is not close: nothing to look at again
         passes = [_pass_record(result, len(video.frames))]
         while (len(passes) <= self.look_again and self.fps is None and result.uncertainty.get("close_call")
                and result.fake_probability is not None):

@@ -460,6 +460,20 @@ def test_a_close_call_on_a_video_is_sampled_again_at_about_twice_the_frames(mode
     clear, _, searched = analyse(0.0, threshold=0.999, frames=6)
     assert "passes" not in clear.uncertainty and clear.media.sampled_frames == 6 and searched == 6
     assert not any(n.startswith("Looked again") for n in clear.notes)
+    # A video without a face has no verdict to look at again (and no error).
+    import cv2
+
+    cat = np.asarray(Image.open(ROOT / "assets" / "examples" / "chelsea-no-face.jpg").convert("RGB"))
+    cat = np.ascontiguousarray(cat[: cat.shape[0] // 2 * 2, : cat.shape[1] // 2 * 2])
+    faceless = tmp_path / "cat.mp4"
+    writer = cv2.VideoWriter(str(faceless), cv2.VideoWriter_fourcc(*"mp4v"), 10, (cat.shape[1], cat.shape[0]))
+    for shift in range(12):
+        writer.write(np.roll(cat, shift * 3, axis=1)[..., ::-1])
+    writer.release()
+    nobody = Analyzer(load_detector(folder, allow_untrained=True, cache=False), face_detector, methods=(),
+                      frames=4).analyze(faceless)
+    assert nobody.error is None and nobody.label == "no_face" and nobody.fake_probability is None
+    assert nobody.media.sampled_frames == 4 and "passes" not in nobody.uncertainty
     # Sampled by rate, the frames are the caller's choice: never looked at again.
     rated, _, _ = analyse(1.0, fps=2.0)
     assert rated.uncertainty["close_call"] and "passes" not in rated.uncertainty

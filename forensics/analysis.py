@@ -401,8 +401,11 @@ class Analyzer:
                 break
             _report(progress, 0.4, f"close call at {len(have)} frames: sampling {len(new)} more")
             again = None if progress is None else (lambda f, text: progress(0.4 + 0.1 * f, f"looking again: {text}"))
-            with step("decode"):
-                more = load(new)
+            try:
+                with step("decode"):
+                    more = load(new)
+            except ForensicsError:  # frames the first look could not reach either: the verdict stands as it is
+                break
             order = sorted(range(len(have) + len(more.indices)),
                            key=lambda k: (have + [int(i) for i in more.indices])[k])
             frames = video.frames + more.frames

@@ -398,7 +398,8 @@ def test_a_verdict_within_the_calibration_error_of_the_threshold_is_a_close_call
     assert close_call_caution(0.5, 0.6, {"calibration": {"ece": 0.02}}) == "" and close_call_caution(None, 0.6, {}) == ""
 
 
-def test_a_close_call_on_a_video_is_sampled_again_at_about_twice_the_frames(model_dirs, face_detector, tmp_path):
+def test_a_close_call_on_a_video_is_sampled_again_at_about_twice_the_frames(model_dirs, face_detector, tmp_path,
+                                                                              monkeypatch):
     """A video verdict that is a close call looks again: N frames, then 2N - 1, then 4N - 3 (each pass keeps
     the frames it has and adds those between), until the call is no longer close or ``look_again`` passes
     are spent. Only the new frames are decoded, searched for faces and scored, and the verdict is the one a
@@ -474,6 +475,20 @@ def test_a_close_call_on_a_video_is_sampled_again_at_about_twice_the_frames(mode
                       frames=4).analyze(faceless)
     assert nobody.error is None and nobody.label == "no_face" and nobody.fake_probability is None
     assert nobody.media.sampled_frames == 4 and "passes" not in nobody.uncertainty
+    # Frames a second look cannot decode leave the first look's verdict standing, not an error.
+    import forensics.analysis as analysis
+    from forensics.core import MediaError
+
+    def unreadable_between(source, *args, indices=None, **kwargs):
+        if indices is not None:
+            raise MediaError("clip.mp4: none of the frames asked for exists")
+        return load_video(source, *args, **kwargs)
+
+    monkeypatch.setattr(analysis, "load_video", unreadable_between)
+    stuck, _, searched = analyse(1.0, frames=6)
+    assert stuck.error is None and stuck.media.sampled_frames == 6 and searched == 6
+    assert stuck.uncertainty["close_call"] and "passes" not in stuck.uncertainty
+    monkeypatch.undo()
     # Sampled by rate, the frames are the caller's choice: never looked at again.
     rated, _, _ = analyse(1.0, fps=2.0)
     assert rated.uncertainty["close_call"] and "passes" not in rated.uncertainty

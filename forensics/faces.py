@@ -137,6 +137,22 @@ def _check_image(image: Any, what: str = "image") -> np.ndarray:
     return image
 
 
+#: Grey-level span (1st to 99th percentile, of 255) under which an image is stretched for face finding.
+CONTRAST_SPAN = 128
+
+
+def stretched_contrast(image: np.ndarray, span: float = CONTRAST_SPAN) -> np.ndarray:
+    """``image`` (RGB uint8) with its grey levels' 1st-99th percentile stretched to 0-255 when they span
+    less than ``span``; the image itself otherwise. What MTCNN looks at, never what a detector scores."""
+    step = max(1, min(image.shape[:2]) // 256)  # a sparse sample reads the levels of a large frame
+    grey = cv2.cvtColor(np.ascontiguousarray(image[::step, ::step]), cv2.COLOR_RGB2GRAY)
+    lo, hi = (float(v) for v in np.percentile(grey, (1, 99)))
+    if hi - lo >= span or hi - lo < 1.0:  # wide enough already, or a flat image with nothing to find
+        return image
+    lut = np.clip((np.arange(256, dtype=np.float32) - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+    return lut[image]
+
+
 class FaceDetector:
     """Finds every face in images or video frames with MTCNN.
 
@@ -163,6 +179,12 @@ class FaceDetector:
             every side before detection. MTCNN's sliding windows cannot reach past the image,
             so faces cut by its edge (common in selfies and video) are otherwise missed. Costs
             about (1 + 2 * edge_pad)^2 times the pixels; 0 turns it off.
+        stretch_contrast: an image whose grey levels span less than :data:`CONTRAST_SPAN` (1st to
+            99th percentile) is stretched to the full range for face finding only (the crops are
+            cut from the image as it is). MTCNN misses faces in dark, flat footage: in 16 frames
+            of the labelled DFDC clip ``dfdc_abofeumbvv.mp4`` (grey levels 7-69) it found the face
+            at 0.9 in 9 frames as stored and in none after H.264 at CRF 32; stretched, in 16 and
+            16. No photo of ``../shared/data/photos`` spans less than 163, so none is touched.
     """
 
     def __init__(
@@ -173,6 +195,7 @@ class FaceDetector:
         thresholds: Sequence[float] = (0.5, 0.6, 0.7),
         device: str = "cpu",
         edge_pad: float = 0.2,
+        stretch_contrast: bool = True,
     ) -> None:
         if not min_face_size >= 1:
             raise ValueError(f"min_face_size must be at least 1, got {min_face_size}")
@@ -191,6 +214,7 @@ class FaceDetector:
         if not 0.0 <= edge_pad <= 1.0:
             raise ValueError(f"edge_pad must be within [0, 1], got {edge_pad}")
         self.edge_pad = float(edge_pad)
+        self.stretch_contrast = bool(stretch_contrast)
         self._mtcnn: Any = None
         self._lock = threading.Lock()
 
@@ -198,7 +222,7 @@ class FaceDetector:
         return (
             f"FaceDetector(min_face_size={self.min_face_size}, confidence={self.confidence}, "
             f"detect_max_side={self.detect_max_side}, thresholds={self.thresholds}, "
-            f"device={self.device!r}, edge_pad={self.edge_pad})"
+            f"device={self.device!r}, edge_pad={self.edge_pad}, stretch_contrast={self.stretch_contrast})"
         )
 
     def _get_mtcnn(self) -> Any:
@@ -275,6 +299,8 @@ class FaceDetector:
             # The exact per-axis ratios applied (rounding differs per axis), so boxes mapped
             # back line up with the source.
             sx, sy = size[0] / w, size[1] / h
+        if self.stretch_contrast:
+            small = stretched_contrast(small)
         pad = int(round(self.edge_pad * min(small.shape[:2])))
         if pad > 0:
             small = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))

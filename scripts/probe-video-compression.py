@@ -21,10 +21,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def reencode(src: Path, dst: Path, crf: int, height: int) -> None:
-    """``src`` through libx264 at ``crf`` (and shrunk to ``height`` rows, even width, when given)."""
+    """``src`` through libx264 at ``crf`` (and shrunk to ``height`` rows, even width, when given); written
+    beside ``dst`` and renamed, so a stopped run leaves no half-written video to be reused."""
     scale = ["-vf", f"scale=-2:{height}"] if height else []
+    part = dst.with_name(dst.stem + ".part.mp4")
     subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(src), *scale, "-c:v", "libx264",
-                    "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p", "-an", str(dst)], check=True)
+                    "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p", "-an", str(part)], check=True)
+    part.replace(dst)
 
 
 def main() -> int:
@@ -72,8 +75,10 @@ def main() -> int:
         results[name] = {"roc_auc": scored["roc_auc"], "app_roc_auc": scored["app_sampling"]["roc_auc"],
                          "videos": {r["video"]: {"label": r["label"], "fake_probability": r["fake_probability"],
                                                  "app": r["app"]} for r in scored["videos"]}}
-        print(f"{name:<24} video AUC {args.frames} frames {scored['roc_auc']:.3f}   the app's sampling "
-              f"{scored['app_sampling']['roc_auc']:.3f}", flush=True)
+        fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731  (no AUC: one class had no face)
+        missing = sum(r["fake_probability"] is None for r in scored["videos"])
+        print(f"{name:<24} video AUC {args.frames} frames {fmt(scored['roc_auc'])}   the app's sampling "
+              f"{fmt(scored['app_sampling']['roc_auc'])}   videos with no face found: {missing}", flush=True)
     (out / "compression.json").write_text(json.dumps({"detector": args.detector, "frames": args.frames,
                                                       "variants": results}, indent=2))
     names = list(next(iter(results.values()))["videos"])
@@ -84,8 +89,8 @@ def main() -> int:
         cells = []
         for r in results.values():
             v = r["videos"].get(video)
-            cells.append("-" if v is None or v["fake_probability"] is None else
-                         f"{v['fake_probability']:.3f} / {v['app']['fake_probability']:.3f}")
+            cells.append(" / ".join("no face" if p is None else f"{p:.3f}"
+                                    for p in (v["fake_probability"], v["app"]["fake_probability"])))
         print(f"| {video} | {first['label']} | " + " | ".join(cells) + " |")
     return 0
 

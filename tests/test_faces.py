@@ -654,3 +654,41 @@ def test_crops_of_detected_faces(group_results):
         fx0, fy0, fx1, fy1 = c.face.box
         assert x0 <= fx0 and y0 <= fy0 and fx1 <= x1 and fy1 <= y1  # the margin surrounds the face
         assert c.image.mean() > 40  # real pixels, not padding
+
+
+def test_dark_flat_footage_is_stretched_for_face_finding_only(detector):
+    """MTCNN misses faces in dark, flat footage: the labelled DFDC clip ``dfdc_abofeumbvv.mp4`` (grey
+    levels 7-69) loses its face in most frames once compressed again. Its frames are stretched to the full
+    grey range for face finding (the crops are cut from the frames as they are); a photo with ordinary
+    contrast is left exactly as it is."""
+    import subprocess
+
+    from forensics.faces import stretched_contrast
+    from forensics.media import load_video
+
+    clip = DATA / "video" / "dfdc_abofeumbvv.mp4"
+    if not clip.exists():
+        pytest.skip("the labelled DFDC clip is not in ../shared/data")
+    frames = load_video(clip, frames=8).frames
+    stretched = stretched_contrast(frames[0])
+    assert stretched is not frames[0] and np.percentile(stretched, 99) > 200 > np.percentile(frames[0], 99)
+    plain = FaceDetector(stretch_contrast=False)
+    found = [sum(bool(f) for f in d.detect_batch(frames)) for d in (plain, detector)]
+    assert found[1] == len(frames) > found[0], found  # every frame's face, where the plain pass misses some
+    crops = [crop_faces(frames[k], faces, 224) for k, faces in enumerate(detector.detect_batch(frames)) if faces]
+    assert all(abs(float(c[0].image.mean()) - float(frames[0].mean())) < 40 for c in crops)  # cut from the dark frame
+    # The same clip through H.264 at CRF 32, as a shared clip is compressed again: no face at all without it.
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        again = Path(tmp) / "again.mp4"
+        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(clip), "-frames:v", "120", "-c:v",
+                        "libx264", "-preset", "veryfast", "-crf", "32", "-an", str(again)], check=True)
+        compressed = load_video(again, frames=6).frames
+    assert sum(bool(f) for f in plain.detect_batch(compressed)) < sum(bool(f) for f in detector.detect_batch(compressed))
+    # Ordinary contrast: untouched, the very same array.
+    photo = np.asarray(Image.open(DATA / "photos" / "face_recognition" / "obama.jpg").convert("RGB"))
+    assert stretched_contrast(photo) is photo
+    flat = np.full((64, 64, 3), 90, np.uint8)
+    assert stretched_contrast(flat) is flat  # nothing to stretch: a flat image stays flat
+    assert stretched_contrast(photo, span=256) is not photo  # a span wider than any photo's stretches it

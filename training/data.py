@@ -158,7 +158,8 @@ class FaceCropCache:
                  face_detector: FaceDetector | None = None, fit_inside: bool = True, framing: str = "box"):
         self.folder = Path(folder)
         self.size, self.margin, self.fit_inside, self.framing = size, margin, fit_inside, check_framing(framing)
-        self.face_detector = face_detector or FaceDetector(min_face_size=24, edge_pad=0.2)
+        # Found as the training crops always were (no contrast stretch), so that the cache stays the same.
+        self.face_detector = face_detector or FaceDetector(min_face_size=24, edge_pad=0.2, stretch_contrast=False)
 
     def _key(self, path: str) -> str:
         settings = f"{Path(path).resolve()}|{self.size}|{self.margin}|{self.fit_inside}"

@@ -643,8 +643,10 @@ def video_results(detector_dir: str, data: str, skip: set[str] = frozenset(), fr
         values = [r["pooled"].get(key) for r in scored]
         if all(v is not None for v in values):
             variants[key] = binary_metrics(y, values)["roc_auc"]
-    app_scores = [r["app"]["fake_probability"] for r in scored]
-    app_auc = (binary_metrics(y, app_scores)["roc_auc"] if both and all(p is not None for p in app_scores) else None)
+    app_rows = [r for r in rows if r["app"]["fake_probability"] is not None]  # a face found at the app's frames
+    app_y = np.array([r["label"] != "real" for r in app_rows])
+    app_auc = (binary_metrics(app_y, [r["app"]["fake_probability"] for r in app_rows])["roc_auc"]
+               if len(set(app_y)) == 2 else None)
     return {"videos": rows, "roc_auc": auc, "frames": frames, "aggregation_auc": variants,
             "app_sampling": {"frames": app.frames, "look_again": app.look_again, "roc_auc": app_auc},
             "note": f"{len(scored)} videos: an AUC over so few is a coarse step"}

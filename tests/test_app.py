@@ -165,7 +165,7 @@ def test_a_close_call_on_a_video_is_sampled_again_unless_unticked(tabs):
     again (up to about 4x the frames) and says so in the small print, on the timeline and in the table;
     unticked, it rests on the 16 frames asked for."""
     video = str(data_path("video/dfdc_abqwwspghj.mp4"))
-    again = answered(tabs.video, tabs.video.analyze_video, video, "default", ["attention"], 16)
+    again = answered(tabs.video, tabs.video.analyze_video, video, "default", [], 16)  # no maps: the verdict alone
     result = again.state.result
     passes = result.uncertainty["passes"]
     assert passes[0]["frames"] == 16 and passes[0]["close_call"] and len(passes) >= 2
@@ -175,7 +175,7 @@ def test_a_close_call_on_a_video_is_sampled_again_unless_unticked(tabs):
     found = len({f.frame for f in result.faces})
     assert f"faces in {found} of {sampled} sampled frames" in again.summary
     assert len(again.table) == len(result.faces) > 16
-    once = answered(tabs.video, tabs.video.analyze_video, video, "default", ["attention"], 16, look_again=False)
+    once = answered(tabs.video, tabs.video.analyze_video, video, "default", [], 16, look_again=False)
     assert once.state.result.media.sampled_frames == 16 and "Looked again" not in once.summary
     assert "Close call:" in once.summary and "passes" not in once.state.result.uncertainty
 

@@ -23,9 +23,10 @@ How a verdict is reached
 - A verdict whose score lies within the detector's calibration error (its validation ECE) of the
   threshold, plus for a video twice the standard error of the deciding person's mean over the
   sampled frames, carries a "close call" caution in ``notes``: the call could go either way.
-- A video whose verdict is a close call is sampled again at about twice the frames (``look_again``
-  passes at most: N, 2N - 1, 4N - 3 frames, each pass keeping the frames it has), until it is no
-  longer close; only the new frames are decoded, searched and scored, and ``notes`` says so.
+- A video whose verdict is a close call, or in which no face was found, is sampled again at about
+  twice the frames (``look_again`` passes at most: N, 2N - 1, 4N - 3 frames, each pass keeping the
+  frames it has), until it has a verdict that is not close; only the new frames are decoded,
+  searched and scored, and ``notes`` says so.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from forensics.media import (DEFAULT_LIMITS, MediaLimits, VideoFrames, is_animat
 Progress = Callable[[float, str], None]
 
 NO_FACE_NOTE = "no face found: no verdict (the detector judges faces, and there is none to judge)"
-LOOKED_AGAIN = "Looked again:"  # the note of a video sampled again after a close call (Analyzer.look_again)
+LOOKED_AGAIN = "Looked again:"  # the note of a video sampled again: a close call or no face (Analyzer.look_again)
 WHOLE_IMAGE_NOTE = ("whole image scored on request, outside what the detector was trained for (face crops): "
                     "a score, not a verdict")
 
@@ -223,8 +224,9 @@ class Analyzer:
         self.max_explained = max_explained
         self.batch_size = batch_size
         self.faithfulness = faithfulness  # None: maps are not scored (deletion/insertion: 31 images a face at 4 steps)
-        # A video verdict that is a close call is sampled again at about twice the frames, at most this
-        # many times (2: up to 4N - 3 frames from N); 0 never. Frames sampled by rate (``fps``) are not.
+        # A video verdict that is a close call, or a video with no face found, is sampled again at about
+        # twice the frames, at most this many times (2: up to 4N - 3 frames from N); 0 never. Frames
+        # sampled by rate (``fps``) are not.
         if isinstance(look_again, bool) or not isinstance(look_again, int) or look_again < 0:
             raise ValueError(f"look_again must be a non-negative integer, got {look_again!r}")
         self.look_again = look_again
@@ -385,21 +387,21 @@ class Analyzer:
 
     def _look_again(self, result: AnalysisResult, load: Callable[[list[int]], VideoFrames], video: VideoFrames,
                     step, progress, seen: dict) -> VideoFrames:
-        """A video whose verdict is a close call is sampled again at about twice the frames (N, then
-        2N - 1, 4N - 3, ...: each pass keeps the frames already sampled and adds the ones between),
-        up to ``look_again`` times or until the call is no longer close; only the new frames are
-        decoded, searched and scored. Returns the frames the verdict now rests on."""
-        if result.fake_probability is None or not result.uncertainty.get("close_call"):
-            return video  # no face (no verdict), or a call that is not close: nothing to look at again
+        """A video whose verdict is a close call, or in which no face was found, is sampled again at
+        about twice the frames (N, then 2N - 1, 4N - 3, ...: each pass keeps the frames already
+        sampled and adds the ones between), up to ``look_again`` times or until there is a verdict
+        that is not close; only the new frames are decoded, searched and scored. Returns the frames
+        the verdict now rests on."""
+        if _worth_another_look(result) is None:
+            return video
         passes = [_pass_record(result, len(video.frames))]
-        while (len(passes) <= self.look_again and self.fps is None and result.uncertainty.get("close_call")
-               and result.fake_probability is not None):
+        while len(passes) <= self.look_again and self.fps is None and _worth_another_look(result):
             have = [int(i) for i in video.indices]
             wanted = sample_frame_indices(video.frame_count, frames=min(2 * len(have) - 1, self.limits.max_frames))
             new = sorted(set(wanted) - set(have))
             if not new:  # every frame is already sampled, or the limit is reached
                 break
-            _report(progress, 0.4, f"close call at {len(have)} frames: sampling {len(new)} more")
+            _report(progress, 0.4, f"{_worth_another_look(result)} at {len(have)} frames: sampling {len(new)} more")
             again = None if progress is None else (lambda f, text: progress(0.4 + 0.1 * f, f"looking again: {text}"))
             try:
                 with step("decode"):
@@ -420,12 +422,7 @@ class Analyzer:
             result.media.sampled_frames = len(video.frames)
             result.media.sampled_indices = [int(i) for i in video.indices]
             result.uncertainty["passes"] = passes
-            first, last = passes[0], passes[-1]
-            result.notes.insert(0,
-                f"{LOOKED_AGAIN} P(fake) {first['fake_probability']:.3f} over {first['frames']} sampled frames was a "
-                f"close call, so the video was sampled again at {', '.join(str(p['frames']) for p in passes[1:])} "
-                f"frames; the verdict rests on {last['frames']} (P(fake) {last['fake_probability']:.3f}"
-                + (", still a close call)." if last["close_call"] else ")."))
+            result.notes.insert(0, _looked_again_note(passes))
         return video
 
     def explain_faces(self, result: AnalysisResult, progress: Progress | None = None) -> None:
@@ -493,12 +490,43 @@ class _Seen:
     scored: list = dataclasses.field(default_factory=list)
 
 
+def _worth_another_look(result: AnalysisResult) -> str | None:
+    """Why a video's verdict is worth sampling again (``Analyzer.look_again``): "no face" found in the
+    sampled frames, a "close call", or None."""
+    if result.label == "no_face":
+        return "no face"
+    if result.fake_probability is not None and result.uncertainty.get("close_call"):
+        return "close call"
+    return None
+
+
 def _pass_record(result: AnalysisResult, frames: int) -> dict:
-    """A pass over a video's sampled frames, as ``uncertainty["passes"]`` lists it."""
-    sampling = sampling_error(result)
-    return {"frames": int(frames), "fake_probability": round(float(result.fake_probability), 6),
+    """A pass over a video's sampled frames, as ``uncertainty["passes"]`` lists it: its frames, the
+    frames in which a face was found, P(fake) (None without a face) and whether it was a close call."""
+    found = result.label != "no_face"
+    sampling = sampling_error(result) if found else None
+    return {"frames": int(frames),
+            "frames_with_faces": len({f.frame for f in result.faces}) if found else 0,
+            "fake_probability": round(float(result.fake_probability), 6) if found else None,
             "sampling_error": None if sampling is None else round(sampling[2], 4),
-            "close_call": bool(result.uncertainty.get("close_call"))}
+            "close_call": bool(found and result.uncertainty.get("close_call"))}
+
+
+def _looked_again_note(passes: list[dict]) -> str:
+    """The note of a video sampled again: why, at which frames, and what the verdict rests on."""
+    first, last = passes[0], passes[-1]
+    why = (f"no face was found in {first['frames']} sampled frames" if first["fake_probability"] is None else
+           f"P(fake) {first['fake_probability']:.3f} over {first['frames']} sampled frames was a close call")
+    if last["fake_probability"] is None:
+        rests = f"still no face in {last['frames']}."
+    elif first["fake_probability"] is None:
+        rests = (f"faces were found in {last['frames_with_faces']} of the {last['frames']} (P(fake) "
+                 f"{last['fake_probability']:.3f}" + (", a close call)." if last["close_call"] else ")."))
+    else:
+        rests = (f"the verdict rests on {last['frames']} (P(fake) {last['fake_probability']:.3f}"
+                 + (", still a close call)." if last["close_call"] else ")."))
+    return (f"{LOOKED_AGAIN} {why}, so the video was sampled again at "
+            f"{', '.join(str(p['frames']) for p in passes[1:])} frames; {rests}")
 
 
 def _video_media(video: VideoFrames, animated: bool = False) -> MediaInfo:

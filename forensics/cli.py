@@ -25,8 +25,8 @@ def _add_analyze(sub) -> None:
     p.add_argument("--frames", type=int, default=16, help="frames sampled evenly from each video (default 16)")
     p.add_argument("--fps", type=float, default=None, help="sample videos at this rate instead of --frames")
     p.add_argument("--look-again", type=int, default=2, metavar="N",
-                   help="a video whose verdict is a close call is sampled again at about twice the frames, up to N "
-                        "times (default 2: up to 4x --frames; 0 never)")
+                   help="a video whose verdict is a close call, or with no face found, is sampled again at about "
+                        "twice the frames, up to N times (default 2: up to 4x --frames; 0 never)")
     p.add_argument("--explain", default="all", help="attention,rollout,gradcam,gradcam++ | all | none (default all)")
     p.add_argument("--target", default="fake", help="class the maps explain: fake, real, predicted, a label or an index")
     p.add_argument("--head-fusion", default="mean", choices=["mean", "max", "min"], help="rollout head fusion")

@@ -75,8 +75,8 @@ def analyze(path: str | Path | None, detector: str | None = None, methods: Seque
     """Analyse one uploaded file; a bad input raises ``ForensicsError`` with a one-line message.
     ``whole_image``: with no face found, score the whole image anyway (labelled as such, no verdict);
     ``score_maps``: each face's maps get deletion/insertion scores against a random map; ``look_again``:
-    a video whose verdict is a close call is sampled again at about twice the frames, up to that many
-    times (``Analyzer.look_again``)."""
+    a video whose verdict is a close call, or with no face found, is sampled again at about twice the
+    frames, up to that many times (``Analyzer.look_again``)."""
     if not path:
         raise ForensicsError("no file was uploaded")
     name = (detector or "").strip() or default_detector() or ""

@@ -247,7 +247,7 @@ def temp_file_ttl_s() -> int:
 
 
 def look_again_passes() -> int:
-    """The most times the app and its API sample a close-call video again (``FORENSICS_LOOK_AGAIN``,
+    """The most times the app and its API sample a video again after a close call or no face (``FORENSICS_LOOK_AGAIN``,
     default 2: up to about 4x the frames asked for; 0 never): each pass costs about as much as the
     frames it adds, so an operator can bound what one upload may cost. A bad value is a one-line error."""
     text = os.environ.get(LOOK_AGAIN_ENV, "").strip()
@@ -269,4 +269,4 @@ def describe() -> str:
     hub = "any" if hub_allowed("any/any") and not is_public() else ", ".join(_env_list(HUB_ALLOW_ENV)) or "listed only"
     return (f"mode {mode()}: detectors {'registered only' if is_public() else 'any name, folder or Hub id'}; "
             f"Hub downloads {hub} (at most {hub_max_bytes() / 2**20:.0f} MB each); uploads at most "
-            f"{max_upload_bytes() / 2**20:.0f} MB; close-call videos sampled again at most {look_again_passes()} times")
+            f"{max_upload_bytes() / 2**20:.0f} MB; videos with a close call or no face sampled again at most {look_again_passes()} times")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from forensics.analysis import Analyzer, FaceResult, aggregate_image, aggregate_video, reading_order
+from forensics.analysis import NO_FACE_NOTE, Analyzer, FaceResult, aggregate_image, aggregate_video, reading_order
 from forensics.detectors import load_detector
 from forensics.core import DetectorError
 from forensics.explain import METHODS
@@ -421,14 +421,14 @@ def test_a_close_call_on_a_video_is_sampled_again_at_about_twice_the_frames(mode
             self.frames += len(frames)
             return self.inner.detect_batch(frames, batch_size)
 
-    def analyse(ece: float, threshold: float = 0.5, **options):
+    def analyse(ece: float, threshold: float = 0.5, source=video, **options):
         config = json.loads((folder / "config.json").read_text())
         config.setdefault("forensics", {})["threshold"] = threshold
         (folder / "config.json").write_text(json.dumps(config))
         (folder / "metrics.json").write_text(json.dumps({"calibration": {"ece": ece}}))
         counting = Counting(face_detector)
         analyzer = Analyzer(load_detector(folder, allow_untrained=True, cache=False), counting, methods=(), **options)
-        result, frames = analyzer.analyze_with_frames(video)
+        result, frames = analyzer.analyze_with_frames(source)
         assert result.error is None and result.kind == "video"
         return result, frames, counting.frames
 
@@ -471,10 +471,38 @@ def test_a_close_call_on_a_video_is_sampled_again_at_about_twice_the_frames(mode
     for shift in range(12):
         writer.write(np.roll(cat, shift * 3, axis=1)[..., ::-1])
     writer.release()
+    # A video in which no face is found is looked at again too (4, 7, then all 12 frames here), and still
+    # has no verdict, and no error, when there is no face to find.
     nobody = Analyzer(load_detector(folder, allow_untrained=True, cache=False), face_detector, methods=(),
                       frames=4).analyze(faceless)
     assert nobody.error is None and nobody.label == "no_face" and nobody.fake_probability is None
-    assert nobody.media.sampled_frames == 4 and "passes" not in nobody.uncertainty
+    assert [(p["frames"], p["frames_with_faces"], p["fake_probability"]) for p in nobody.uncertainty["passes"]] == [
+        (4, 0, None), (7, 0, None), (12, 0, None)]
+    assert nobody.media.sampled_frames == 12 and nobody.notes[0] == (
+        "Looked again: no face was found in 4 sampled frames, so the video was sampled again at 7, 12 frames; "
+        "still no face in 12.")
+    once = Analyzer(load_detector(folder, allow_untrained=True, cache=False), face_detector, methods=(),
+                    frames=4, look_again=0).analyze(faceless)
+    assert once.label == "no_face" and once.media.sampled_frames == 4 and "passes" not in once.uncertainty
+    # A face only in frames the first look skipped: the second look finds it, and the video has a verdict.
+    from forensics.media import sample_frame_indices
+
+    skipped = sorted(set(sample_frame_indices(12, frames=7)) - set(sample_frame_indices(12, frames=4)))
+    person = np.asarray(Image.open(ROOT / "assets" / "examples" / "astronaut.jpg").convert("RGB").resize(
+        (cat.shape[1], cat.shape[0])))
+    hidden = tmp_path / "hidden.mp4"
+    writer = cv2.VideoWriter(str(hidden), cv2.VideoWriter_fourcc(*"mp4v"), 10, (cat.shape[1], cat.shape[0]))
+    for k in range(12):
+        writer.write(np.ascontiguousarray((person if k in skipped else np.roll(cat, k * 3, axis=1))[..., ::-1]))
+    writer.release()
+    late, _, searched = analyse(0.0, threshold=0.999, frames=4, look_again=1, source=hidden)
+    assert late.label == "real" and late.fake_probability is not None and searched == 7
+    assert sorted({f.frame for f in late.faces}) == skipped
+    assert [(p["frames"], p["frames_with_faces"]) for p in late.uncertainty["passes"]] == [(4, 0), (7, len(skipped))]
+    assert late.notes[0] == (f"Looked again: no face was found in 4 sampled frames, so the video was sampled again "
+                             f"at 7 frames; faces were found in {len(skipped)} of the 7 (P(fake) "
+                             f"{late.fake_probability:.3f}).")
+    assert not any(n == NO_FACE_NOTE for n in late.notes)
     # Frames a second look cannot decode leave the first look's verdict standing, not an error.
     import forensics.analysis as analysis
     from forensics.core import MediaError

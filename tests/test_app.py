@@ -407,7 +407,7 @@ def test_browser_video_tab_shows_the_timeline(server, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(server, timeout=60_000)
     page.get_by_role("tab", name="Video").click()
-    expect(page.get_by_label("Close call: sample the video again", exact=False)).to_be_checked()  # on by default
+    expect(page.get_by_label("Close call or no face: sample the video again", exact=False)).to_be_checked()  # on by default
     page.locator("input[type=file][accept*='video']").set_input_files(str(EXAMPLES / "astronaut-pan.mp4"))
     page.get_by_role("button", name="Analyse video").click()
     expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=120_000)

@@ -313,8 +313,8 @@ def test_the_server_log_line_names_the_mode_and_the_limits(monkeypatch):
     monkeypatch.setenv("FORENSICS_MODE", "public")
     monkeypatch.setenv("FORENSICS_MAX_VIDEO_MB", "100")
     assert settings.describe() == ("mode public: detectors registered only; Hub downloads listed only "
-                                   "(at most 1024 MB each); uploads at most 100 MB; close-call videos sampled "
-                                   "again at most 2 times")
+                                   "(at most 1024 MB each); uploads at most 100 MB; videos with a close call or no face "
+                                   "sampled again at most 2 times")
 
 
 def test_the_operator_bounds_how_often_a_close_call_video_is_sampled_again(monkeypatch, tmp_path):

@@ -19,7 +19,8 @@ from ui.common import detector_line, engine, errors_as_one_line, fail, progress_
 def analyze(path, detector, methods, frames, target, head_fusion, discard_ratio, progress, whole_image, score_maps,
             look_again=True):
     """The engine's analysis of one upload, a bad input as a one-line error. ``look_again``: a video
-    whose verdict is a close call is sampled again, at up to about 4x the frames (two more passes)."""
+    whose verdict is a close call, or with no face found, is sampled again, at up to about 4x the frames
+    (two more passes)."""
     with errors_as_one_line():
         return engine.analyze(path, detector, methods, frames, target, head_fusion, discard_ratio,
                               progress_of(progress), whole_image=whole_image, score_maps=bool(score_maps),
@@ -64,8 +65,8 @@ class MediaTab:
                                                    "about 70 extra forward passes a face: see About)")
                 if self.kind == "video":
                     self.frames = gr.Slider(1, 64, value=16, step=1, label="Frames sampled")
-                    self.look_again = gr.Checkbox(True, label="Close call: sample the video again, at up to about 4x "
-                                                  "the frames, until it is no longer close")
+                    self.look_again = gr.Checkbox(True, label="Close call or no face: sample the video again, at up to "
+                                                  "about 4x the frames, until it has a verdict that is not close")
                 with gr.Accordion("Explanation settings", open=False):
                     self.target = gr.Dropdown(catalog.target_choices(catalog.default_detector()), value="fake",
                                               allow_custom_value=True, label="Explain the class")

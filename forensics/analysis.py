@@ -15,7 +15,10 @@ How a verdict is reached
   detector trained on face crops has nothing to judge. Scoring the whole image (or each whole
   frame, averaged) is an explicit choice (``fallback_whole_image=True``); its entries are marked
   ``fallback: true``, ``fake_probability`` holds that out-of-domain score, and ``label`` stays
-  ``no_face``: such a score is never turned into a fake/real verdict.
+  ``no_face``: such a score is never turned into a fake/real verdict. With no face of the face
+  finder's smallest size (40 px) found, MTCNN searches again down to 20 px (on at most 8 sampled
+  frames): faces found only there are too small to judge and are not scored, but a note starting
+  ``Faces too small:`` says how many and how small, so "nobody there" and "too far away" differ.
 - ``label`` is ``fake`` when ``fake_probability >= threshold`` (the detector's own threshold) and at
   least one face was found.
 - A verdict that rests on a small face (the deciding faces' median crop side under 128 source
@@ -58,6 +61,9 @@ Progress = Callable[[float, str], None]
 
 NO_FACE_NOTE = "no face found: no verdict (the detector judges faces, and there is none to judge)"
 LOOKED_AGAIN = "Looked again:"  # the note of a video sampled again: a close call or no face (Analyzer.look_again)
+SMALL_FACES_ONLY = "Faces too small:"  # the note of an input whose only faces are under the face finder's smallest
+SMALL_FACE_SEARCH_PX = 20  # how small a face the second search for a missing one looks for (Analyzer._small_faces)
+SMALL_FACE_SEARCH_FRAMES = 8  # on at most this many of the sampled frames (a 720p frame: about 0.4 s)
 WHOLE_IMAGE_NOTE = ("whole image scored on request, outside what the detector was trained for (face crops): "
                     "a score, not a verdict")
 
@@ -285,6 +291,8 @@ class Analyzer:
                 if self.look_again and load is not None:
                     video = self._look_again(result, lambda new: load(indices=new), video, step, progress, seen)
                 frames = video.frames
+            if result.label == "no_face":
+                self._small_faces(result, frames, step, progress)
             if self.methods and result.faces:  # none when no face was found (and no whole image asked for)
                 self.explain_faces(result, progress)
         except ForensicsError as exc:
@@ -424,6 +432,39 @@ class Analyzer:
             result.uncertainty["passes"] = passes
             result.notes.insert(0, _looked_again_note(passes))
         return video
+
+    def _small_faces(self, result: AnalysisResult, frames: Sequence[np.ndarray | None], step, progress) -> None:
+        """With no face found, MTCNN searches again below the smallest face it hands the detector
+        (down to :data:`SMALL_FACE_SEARCH_PX`, on at most :data:`SMALL_FACE_SEARCH_FRAMES` of the
+        sampled frames): a person too small to judge is not "no face", and the note says which it
+        was. The verdict stays "no face": such faces are not scored."""
+        finder = self.face_detector
+        floor = getattr(finder, "min_face_size", None)
+        if not isinstance(finder, FaceDetector) or not isinstance(floor, int) or floor <= SMALL_FACE_SEARCH_PX:
+            return
+        held = [f for f in frames if f is not None]
+        if len(held) > SMALL_FACE_SEARCH_FRAMES:
+            held = [held[int(round(i))] for i in np.linspace(0, len(held) - 1, SMALL_FACE_SEARCH_FRAMES)]
+        if not held:
+            return
+        _report(progress, 0.5, f"no face of {floor} px or more: looking for smaller ones")
+        with step("faces"):
+            found = finder.detect_batch(held, min_face_size=SMALL_FACE_SEARCH_PX)
+        sides = [min(f.box[2] - f.box[0], f.box[3] - f.box[1]) for faces in found for f in faces]  # as MTCNN's floor
+        if not sides:
+            return
+        from forensics.detector_notes import smallest_measured_face
+
+        where = (f"{len(sides)} face(s) under {floor} px across in this image" if result.kind == "image" else
+                 f"faces under {floor} px across in {sum(bool(faces) for faces in found)} of the {len(held)} sampled frames "
+                 "it searched again")
+        measured = smallest_measured_face(_detector_metrics(self.detector))
+        figure = ("" if measured is None else
+                  f"; on faces {measured[0]} px across, the smallest it was measured on (H.264, CRF {measured[1]}), "
+                  f"its ROC-AUC is {measured[2]:.2f}")
+        result.notes.insert(0, f"{SMALL_FACES_ONLY} searching down to {SMALL_FACE_SEARCH_PX} px, MTCNN finds {where} "
+                               f"(the largest {max(sides):.0f} px): too small for the detector to judge{figure}.")
+        result.aggregation = f"no face of {floor} px or more (smaller ones found)"
 
     def explain_faces(self, result: AnalysisResult, progress: Progress | None = None) -> None:
         """(Re)compute the maps of an analysed result's faces with this analyzer's methods, target

@@ -310,7 +310,10 @@ def _summary_line(result) -> str:
     if result.label == "no_face":
         score = ("" if result.fake_probability is None else
                  f"  whole-image score {result.fake_probability:.2f} (outside the detector's training, not a verdict)")
-        return f"no face found: no verdict{score}  {where}"
+        from forensics.analysis import LOOKED_AGAIN, SMALL_FACES_ONLY
+
+        said = "".join(f"\n  {note}" for note in result.notes if note.startswith((SMALL_FACES_ONLY, LOOKED_AGAIN)))
+        return f"no face found: no verdict{score}  {where}{said}"
     from forensics.analysis import LOOKED_AGAIN
     from forensics.detector_notes import CAUTION_PREFIXES
 

@@ -256,6 +256,18 @@ def small_face_caution(side: float, what: str, metrics: dict | None, build: bool
             + (" (measured on the float model this build was made from)." if build else "."))
 
 
+def smallest_measured_face(metrics: dict | None) -> tuple[int, int, float] | None:
+    """The smallest face size the detector was measured on (``metrics.json``'s ``robustness_auc``:
+    faces shrunk to N px and compressed there) as (side, CRF, ROC-AUC), or None where none was."""
+    rob = metrics.get("robustness_auc") if isinstance(metrics, dict) else None
+    rows = []
+    for key, auc in (rob if isinstance(rob, dict) else {}).items():
+        m = SMALL_FACE_ROW.match(key)
+        if m and isinstance(auc, (int, float)):
+            rows.append((int(m[1]), int(m[2]), float(auc)))
+    return min(rows) if rows else None
+
+
 def calibration_error(metrics: dict | None) -> float | None:
     """The detector's measured calibration error (``metrics.json``'s ``calibration.ece`` on its
     validation faces), or None where it was not measured."""

@@ -250,8 +250,10 @@ class FaceDetector:
         """All faces in one RGB uint8 image, left to right; an empty list when there is none."""
         return self.detect_batch([image], batch_size=1)[0]
 
-    def detect_batch(self, images: Sequence[np.ndarray], batch_size: int = 2) -> list[list[Face]]:
+    def detect_batch(self, images: Sequence[np.ndarray], batch_size: int = 2,
+                     min_face_size: int | None = None) -> list[list[Face]]:
         """All faces in each image; ``result[i]`` belongs to ``images[i]`` (``Face.frame == i``).
+        ``min_face_size`` overrides the detector's own for this call (a finer, costlier search).
 
         Video frames share one size, so they are stacked and run through MTCNN together (one
         image pyramid pass per batch instead of per frame). Images of different sizes are
@@ -260,6 +262,9 @@ class FaceDetector:
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if min_face_size is not None and not min_face_size >= 1:
+            raise ValueError(f"min_face_size must be at least 1, got {min_face_size}")
+        smallest = self.min_face_size if min_face_size is None else int(min_face_size)
         images = list(images)
         results: list[list[Face]] = [[] for _ in images]
         if not images:
@@ -278,9 +283,9 @@ class FaceDetector:
                 chunk = indices[start : start + batch_size]
                 prepared = [self._detection_image(images[i]) for i in chunk]
                 _, sx, sy, pad = prepared[0]  # the same for every image of one shape
-                raw = self._run_mtcnn([small for small, _, _, _ in prepared], min(sx, sy))
+                raw = self._run_mtcnn([small for small, _, _, _ in prepared], min(sx, sy), smallest)
                 for i, (boxes, probs, points) in zip(chunk, raw):
-                    results[i] = self._to_faces(images[i], boxes, probs, points, (sx, sy), pad, i)
+                    results[i] = self._to_faces(images[i], boxes, probs, points, (sx, sy), pad, i, smallest)
         return results
 
     def _detection_image(self, image: np.ndarray) -> tuple[np.ndarray, float, float, int]:
@@ -307,7 +312,7 @@ class FaceDetector:
         return small, sx, sy, pad
 
     def _run_mtcnn(
-        self, images: list[np.ndarray], scale: float
+        self, images: list[np.ndarray], scale: float, smallest: int
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """MTCNN on same-size images; per image (boxes Nx4, probs N, points Nx5x2), N may be 0.
 
@@ -319,8 +324,8 @@ class FaceDetector:
         """
         with self._lock:
             mtcnn = self._get_mtcnn()
-            # A face of min_face_size source pixels is min_face_size*scale detection pixels.
-            min_size = self.min_face_size * scale
+            # A face of ``smallest`` source pixels is smallest*scale detection pixels.
+            min_size = smallest * scale
             if scale < 1.0:
                 min_size = max(_MTCNN_MIN_WINDOW, min_size)
             mtcnn.min_face_size = min_size
@@ -357,6 +362,7 @@ class FaceDetector:
         scale: tuple[float, float],
         pad: int,
         index: int,
+        smallest: int,
     ) -> list[Face]:
         """Map detections back to source pixels, filter, and sort left to right."""
         h, w = image.shape[:2]
@@ -369,7 +375,7 @@ class FaceDetector:
                 continue
             # Judge size on the unclipped box: a big face cut by the border is still a big face.
             bw, bh = box[2] - box[0], box[3] - box[1]
-            if min(bw, bh) < self.min_face_size:
+            if min(bw, bh) < smallest:
                 continue
             x0, x1 = (float(np.clip(v, 0, w)) for v in (box[0], box[2]))
             y0, y1 = (float(np.clip(v, 0, h)) for v in (box[1], box[3]))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from forensics.analysis import NO_FACE_NOTE, Analyzer, FaceResult, aggregate_image, aggregate_video, reading_order
+from forensics.analysis import NO_FACE_NOTE, SMALL_FACES_ONLY, Analyzer, FaceResult, aggregate_image, aggregate_video, reading_order
 from forensics.detectors import load_detector
 from forensics.core import DetectorError
 from forensics.explain import METHODS
@@ -522,3 +522,36 @@ def test_a_close_call_on_a_video_is_sampled_again_at_about_twice_the_frames(mode
     assert rated.uncertainty["close_call"] and "passes" not in rated.uncertainty
     with pytest.raises(ValueError, match="look_again must be a non-negative integer"):
         Analyzer(load_detector(folder, allow_untrained=True, cache=False), face_detector, look_again=-1)
+
+
+def test_faces_too_small_to_judge_are_told_apart_from_no_face(tmp_path):
+    """With no face of 40 px found, MTCNN searches again down to 20 px: an image or video whose only faces
+    are smaller says so (and how small), with the detector's smallest measured figure, and still has no
+    verdict; a faceless one is left as it was."""
+    photo = Image.open(ROOT / "assets" / "examples" / "astronaut.jpg").convert("RGB")
+    small = tmp_path / "far-away.png"
+    photo.resize((photo.width // 3, photo.height // 3)).save(small)
+    analyzer = Analyzer(load_detector("default"), methods=())
+    result = analyzer.analyze(small)
+    assert result.error is None and result.label == "no_face" and result.fake_probability is None
+    assert result.faces == [] and NO_FACE_NOTE in result.notes
+    note = result.notes[0]
+    assert note.startswith(f"{SMALL_FACES_ONLY} searching down to 20 px, MTCNN finds 1 face(s) under 40 px across in "
+                           "this image (the largest 2"), note
+    assert note.endswith("too small for the detector to judge; on faces 96 px across, the smallest it was measured "
+                         "on (H.264, CRF 32), its ROC-AUC is 0.75.")
+    cat = analyzer.analyze(ROOT / "assets" / "examples" / "chelsea-no-face.jpg")
+    assert cat.label == "no_face" and not any(n.startswith(SMALL_FACES_ONLY) for n in cat.notes)
+    # A video: searched again on at most 8 of its sampled frames.
+    import cv2
+
+    frame = np.asarray(photo.resize((photo.width // 3, photo.height // 3)))[:170, :170]
+    video = tmp_path / "far-away.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (170, 170))
+    for k in range(12):
+        writer.write(np.ascontiguousarray(np.roll(frame, k, axis=1)[..., ::-1]))
+    writer.release()
+    moving = Analyzer(load_detector("default"), methods=(), frames=4, look_again=0).analyze(video)
+    assert moving.error is None and moving.label == "no_face" and moving.media.sampled_frames == 4
+    assert moving.notes[0].startswith(f"{SMALL_FACES_ONLY} searching down to 20 px, MTCNN finds faces under 40 px "
+                                      "across in 4 of the 4 sampled frames it searched again (the largest 2"), moving.notes[0]

@@ -206,6 +206,19 @@ def test_no_face_gives_no_verdict_and_whole_image_only_on_request(tabs):
     assert verdict == "no face found" and "Whole-image score on request" in summary and "not a verdict" in summary
 
 
+
+def test_a_face_too_small_to_judge_is_named_in_the_small_print(tabs, tmp_path):
+    from PIL import Image
+
+    photo = Image.open(EXAMPLES / "astronaut.jpg")
+    far = tmp_path / "far-away.png"
+    photo.resize((photo.width // 3, photo.height // 3)).save(far)
+    with pytest.warns(UserWarning, match=r"No face found: no verdict\. Only faces too small to judge"):
+        out = answered(tabs.image, tabs.image.analyze_image, str(far))
+    assert out.verdict == "no face found" and out.summary.startswith("**No face found: no verdict.**")
+    assert "Faces too small: searching down to 20 px, MTCNN finds 1 face(s) under 40 px across" in out.summary
+
+
 def test_verdict_shows_calibration_threshold_and_what_the_detector_misses(tabs):
     """The bundled default: its measured calibration error decides the decimals (one while ECE is 0.05
     or more), and the line beside the verdict says what its per-source AUCs say it catches."""

@@ -157,7 +157,7 @@ def test_bench_reports_the_ratios(model_dirs, tmp_path):
     assert model.startswith(f"error: detector '{tmp_path / 'none'}' is not a model folder, a bundled name")
 
 
-def test_analyze_the_bundled_cat_says_no_face_and_gives_no_verdict():
+def test_analyze_the_bundled_cat_says_no_face_and_gives_no_verdict(tmp_path):
     """The bar: no face means no fake/real label; the whole-image score only on request, labelled."""
     cat = ROOT / "assets" / "examples" / "chelsea-no-face.jpg"
     proc = _cli("analyze", cat, "--explain", "none")
@@ -168,6 +168,16 @@ def test_analyze_the_bundled_cat_says_no_face_and_gives_no_verdict():
     asked = _cli("analyze", cat, "--explain", "none", "--whole-image")
     assert "whole-image score" in asked.stdout and "not a verdict" in asked.stdout
     assert not {"fake", "real"} & set(asked.stdout.replace(":", " ").split())
+    # A face too small to judge: no verdict either, and the line under it says why.
+    from PIL import Image
+
+    photo = Image.open(ROOT / "assets" / "examples" / "astronaut.jpg")
+    far = tmp_path / "far-away.png"
+    photo.resize((photo.width // 3, photo.height // 3)).save(far)
+    tiny = _cli("analyze", far, "--explain", "none")
+    first, second = tiny.stdout.strip().splitlines()
+    assert first.startswith("no face found: no verdict") and "P(fake)" not in tiny.stdout
+    assert second.strip().startswith("Faces too small: searching down to 20 px, MTCNN finds 1 face(s) under 40 px")
 
 
 def test_detectors_lists_readable_sizes_and_the_onnx_builds():

@@ -468,6 +468,19 @@ def test_faceless_real_photos_find_no_face(detector):
     assert all(isinstance(r, list) for r in results)
 
 
+def test_a_finer_search_for_one_call_finds_faces_under_the_detectors_floor(detector):
+    """``min_face_size`` on one call searches below the detector's own floor (40 px) without changing it:
+    the astronaut's face shrunk to about 29 px is missed at 40 and found at 20."""
+    photo = Image.open(Path(__file__).resolve().parents[1] / "assets" / "examples" / "astronaut.jpg").convert("RGB")
+    small = np.asarray(photo.resize((photo.width // 3, photo.height // 3)))
+    assert detector.detect_batch([small]) == [[]]
+    [found] = detector.detect_batch([small], min_face_size=20)
+    assert len(found) == 1 and 20 <= min(found[0].box[2] - found[0].box[0], found[0].box[3] - found[0].box[1]) < 40
+    assert detector.min_face_size == 40 and detector.detect(small) == []
+    with pytest.raises(ValueError, match="min_face_size must be at least 1"):
+        detector.detect_batch([small], min_face_size=0)
+
+
 def test_flat_grey_image_finds_none(detector):
     grey = np.full((240, 320, 3), 128, np.uint8)
     result = detector.detect(grey)

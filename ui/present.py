@@ -38,7 +38,12 @@ def summary(result: AnalysisResult) -> str:
     note = detector_note(result.detector)
     card = _card_link(result.detector)
     if result.label == "no_face":
+        from forensics.analysis import LOOKED_AGAIN, SMALL_FACES_ONLY
+
         text = "**No face found: no verdict.** The detector judges faces; there is none here to judge."
+        said = [n for n in result.notes if n.startswith((SMALL_FACES_ONLY, LOOKED_AGAIN))]
+        if said:  # faces too small to judge, and how many frames were searched
+            text += "  \n" + " ".join(said)
         if result.fake_probability is not None:
             text += (f"  \nWhole-image score on request: {format_probability(result.fake_probability, note)} "
                      "(outside what the detector was trained for: a score, not a verdict).")

@@ -542,6 +542,14 @@ def test_faces_too_small_to_judge_are_told_apart_from_no_face(tmp_path):
                          "on (H.264, CRF 32), its ROC-AUC is 0.75.")
     cat = analyzer.analyze(ROOT / "assets" / "examples" / "chelsea-no-face.jpg")
     assert cat.label == "no_face" and not any(n.startswith(SMALL_FACES_ONLY) for n in cat.notes)
+    # The HTML report's headline tells the two apart too, and lists the note.
+    import html
+
+    from forensics.render.report import report_html
+
+    far, none = html.unescape(report_html(result)), html.unescape(report_html(cat))
+    assert "No face large enough to judge: no verdict" in far and note in far and "NO FACE FOUND" in far
+    assert "No face found: no verdict" in none and "No face large enough" not in none
     # A video: searched again on at most 8 of its sampled frames.
     import cv2
 

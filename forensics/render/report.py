@@ -222,6 +222,9 @@ def _verdict(result: AnalysisResult) -> dict:
     head = {"fake": "Scored at or above the detector's threshold: likely manipulated",
             "real": "Scored below the detector's threshold: no manipulation detected",
             "no_face": "No face found: no verdict (the detector judges faces, and there is none to judge)"}
+    if any(note.startswith("Faces too small:") for note in result.notes):  # Analyzer._small_faces
+        head["no_face"] = ("No face large enough to judge: no verdict (faces too small for the detector were "
+                           "seen: see the notes)")
     if any(note.startswith("Close call:") for note in result.notes):  # within what is known of the score
         head.update(fake="Scored at or above the detector's threshold, but within its uncertainty: a close call, "
                          "leaning manipulated (see the notes)",

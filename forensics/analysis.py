@@ -17,7 +17,8 @@ How a verdict is reached
   ``fallback: true``, ``fake_probability`` holds that out-of-domain score, and ``label`` stays
   ``no_face``: such a score is never turned into a fake/real verdict. With no face of the face
   finder's smallest size (40 px) found, MTCNN searches again down to 20 px (on at most 8 sampled
-  frames): faces found only there are too small to judge and are not scored, but a note starting
+  frames; less far, or not at all, in images larger than about 2,500 px, whose detection copy is
+  downscaled to 1,280): faces found only there are too small to judge and are not scored, but a note starting
   ``Faces too small:`` says how many and how small, so "nobody there" and "too far away" differ.
 - ``label`` is ``fake`` when ``fake_probability >= threshold`` (the detector's own threshold) and at
   least one face was found.
@@ -447,6 +448,9 @@ class Analyzer:
             held = [held[int(round(i))] for i in np.linspace(0, len(held) - 1, SMALL_FACE_SEARCH_FRAMES)]
         if not held:
             return
+        reach = max(finder.search_floor(frame.shape, SMALL_FACE_SEARCH_PX) for frame in held)
+        if reach >= floor:  # an image so large that its detection copy cannot show a smaller face
+            return
         _report(progress, 0.5, f"no face of {floor} px or more: looking for smaller ones")
         with step("faces"):
             found = finder.detect_batch(held, min_face_size=SMALL_FACE_SEARCH_PX)
@@ -462,7 +466,7 @@ class Analyzer:
         figure = ("" if measured is None else
                   f"; on faces {measured[0]} px across, the smallest it was measured on (H.264, CRF {measured[1]}), "
                   f"its ROC-AUC is {measured[2]:.2f}")
-        result.notes.insert(0, f"{SMALL_FACES_ONLY} searching down to {SMALL_FACE_SEARCH_PX} px, MTCNN finds {where} "
+        result.notes.insert(0, f"{SMALL_FACES_ONLY} searching down to {reach:.0f} px, MTCNN finds {where} "
                                f"(the largest {max(sides):.0f} px): too small for the detector to judge{figure}.")
         result.aggregation = f"no face of {floor} px or more (smaller ones found)"
 

@@ -246,6 +246,15 @@ class FaceDetector:
             self._mtcnn = mtcnn
         return self._mtcnn
 
+    def search_floor(self, shape: Sequence[int], min_face_size: int | None = None) -> float:
+        """The smallest face side (source pixels) a search for ``min_face_size`` (the detector's own by
+        default) can find in an image of ``shape``: larger than asked where the image is downscaled for
+        detection so far that MTCNN's 12-pixel window is the limit."""
+        smallest = float(self.min_face_size if min_face_size is None else min_face_size)
+        side = max(int(shape[0]), int(shape[1]))
+        scale = min(1.0, self.detect_max_side / side) if side > 0 else 1.0
+        return smallest if scale >= 1.0 else max(smallest, _MTCNN_MIN_WINDOW / scale)
+
     def detect(self, image: np.ndarray) -> list[Face]:
         """All faces in one RGB uint8 image, left to right; an empty list when there is none."""
         return self.detect_batch([image], batch_size=1)[0]

@@ -542,6 +542,24 @@ def test_faces_too_small_to_judge_are_told_apart_from_no_face(tmp_path):
                          "on (H.264, CRF 32), its ROC-AUC is 0.75.")
     cat = analyzer.analyze(ROOT / "assets" / "examples" / "chelsea-no-face.jpg")
     assert cat.label == "no_face" and not any(n.startswith(SMALL_FACES_ONLY) for n in cat.notes)
+    # An image so large that its detection copy (1280 px) cannot show a face under 40 px is not searched again.
+    from forensics.faces import FaceDetector
+
+    class Asked(FaceDetector):
+        sizes: list = []
+
+        def detect_batch(self, images, batch_size=2, min_face_size=None):
+            self.sizes.append(min_face_size)
+            return super().detect_batch(images, batch_size, min_face_size)
+
+    big = tmp_path / "big-cat.jpg"
+    cat_photo = Image.open(ROOT / "assets" / "examples" / "chelsea-no-face.jpg")
+    cat_photo.resize((6000, round(6000 * cat_photo.height / cat_photo.width))).save(big)
+    for path, asked in ((big, [None]), (small, [None, 20])):
+        finder = Asked()
+        finder.sizes = []
+        Analyzer(load_detector("default"), finder, methods=()).analyze(path)
+        assert finder.sizes == asked, (path, finder.sizes)
     # The HTML report's headline tells the two apart too, and lists the note.
     import html
 

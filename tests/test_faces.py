@@ -479,6 +479,10 @@ def test_a_finer_search_for_one_call_finds_faces_under_the_detectors_floor(detec
     assert detector.min_face_size == 40 and detector.detect(small) == []
     with pytest.raises(ValueError, match="min_face_size must be at least 1"):
         detector.detect_batch([small], min_face_size=0)
+    # How small a face a search can reach: as asked, unless the image is downscaled for detection so far
+    # that MTCNN's 12-pixel window is the limit (1280 px is the detection size).
+    assert detector.search_floor(small.shape, 20) == 20 and detector.search_floor((1080, 1920), 20) == 20
+    assert detector.search_floor((2160, 3840), 20) == pytest.approx(36.0) and detector.search_floor((100, 100)) == 40
 
 
 def test_flat_grey_image_finds_none(detector):

@@ -443,9 +443,10 @@ class Analyzer:
         floor = getattr(finder, "min_face_size", None)
         if not isinstance(finder, FaceDetector) or not isinstance(floor, int) or floor <= SMALL_FACE_SEARCH_PX:
             return
-        held = [f for f in frames if f is not None]
-        if len(held) > SMALL_FACE_SEARCH_FRAMES:
-            held = [held[int(round(i))] for i in np.linspace(0, len(held) - 1, SMALL_FACE_SEARCH_FRAMES)]
+        positions = [k for k, frame in enumerate(frames) if frame is not None]
+        if len(positions) > SMALL_FACE_SEARCH_FRAMES:
+            positions = [positions[int(round(i))] for i in np.linspace(0, len(positions) - 1, SMALL_FACE_SEARCH_FRAMES)]
+        held = [frames[k] for k in positions]
         if not held:
             return
         reach = max(finder.search_floor(frame.shape, SMALL_FACE_SEARCH_PX) for frame in held)
@@ -469,6 +470,10 @@ class Analyzer:
         result.notes.insert(0, f"{SMALL_FACES_ONLY} searching down to {reach:.0f} px, MTCNN finds {where} "
                                f"(the largest {max(sides):.0f} px): too small for the detector to judge{figure}.")
         result.aggregation = f"no face of {floor} px or more (smaller ones found)"
+        indices = result.media.sampled_indices or [0]  # the frames' own numbers in the video (0 for an image)
+        result.small_faces = [{"frame": int(indices[k]) if k < len(indices) else int(k),
+                               "box": [round(float(v), 1) for v in face.box], "confidence": round(face.confidence, 4)}
+                              for k, faces in zip(positions, found) for face in faces]
 
     def explain_faces(self, result: AnalysisResult, progress: Progress | None = None) -> None:
         """(Re)compute the maps of an analysed result's faces with this analyzer's methods, target

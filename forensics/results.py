@@ -124,6 +124,9 @@ class AnalysisResult:
     uncertainty: dict = field(default_factory=dict)
     error: str | None = None
     full_maps: dict[str, str] = field(default_factory=dict)  # method -> the full image's overlay, once written
+    # With no face found: faces under the face finder's smallest size seen by a finer search (never scored;
+    # ``Analyzer._small_faces``): {"frame", "box" [x0, y0, x1, y1] in source pixels, "confidence"}.
+    small_faces: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self)}

@@ -540,8 +540,20 @@ def test_faces_too_small_to_judge_are_told_apart_from_no_face(tmp_path):
                            "this image (the largest 2"), note
     assert note.endswith("too small for the detector to judge; on faces 96 px across, the smallest it was measured "
                          "on (H.264, CRF 32), its ROC-AUC is 0.75.")
+    # Where it is: kept in the result (and its JSON), boxed in grey with its size on the picture.
+    from forensics.render.frames import SMALL_BOX_COLOUR, annotated
+
+    [seen] = result.small_faces
+    x0, y0, x1, y1 = seen["box"]
+    assert seen["frame"] == 0 and 20 <= min(x1 - x0, y1 - y0) < 40 and seen["confidence"] >= 0.9
+    assert json.loads(json.dumps(result.to_dict()))["small_faces"] == [seen]
+    picture = np.asarray(Image.open(small).convert("RGB"))
+    drawn = annotated(result, [picture])
+    edge = drawn[int(round(y0)), int(round(x0)):int(round(x1))]
+    assert (edge == SMALL_BOX_COLOUR).all(axis=1).mean() > 0.8 and not (picture[int(round(y0))] == drawn[int(round(y0))]).all()
     cat = analyzer.analyze(ROOT / "assets" / "examples" / "chelsea-no-face.jpg")
     assert cat.label == "no_face" and not any(n.startswith(SMALL_FACES_ONLY) for n in cat.notes)
+    assert cat.small_faces == []
     # An image so large that its detection copy (1280 px) cannot show a face under 40 px is not searched again.
     from forensics.faces import FaceDetector
 
@@ -577,7 +589,14 @@ def test_faces_too_small_to_judge_are_told_apart_from_no_face(tmp_path):
     for k in range(12):
         writer.write(np.ascontiguousarray(np.roll(frame, k, axis=1)[..., ::-1]))
     writer.release()
-    moving = Analyzer(load_detector("default"), methods=(), frames=4, look_again=0).analyze(video)
+    moving, frames = Analyzer(load_detector("default"), methods=(), frames=4, look_again=0).analyze_with_frames(video)
     assert moving.error is None and moving.label == "no_face" and moving.media.sampled_frames == 4
+    assert moving.small_faces and {s["frame"] for s in moving.small_faces} <= set(moving.media.sampled_indices)
+    from forensics.render.frames import suspicious_frames
+
+    shown = suspicious_frames(moving, frames)  # the Video tab's gallery: the frames where they were seen
+    assert len(shown) == len({s["frame"] for s in moving.small_faces})
+    assert all(caption.endswith(" px)") and "face(s) too small to judge (2" in caption for _, caption in shown)
+    assert all((picture == SMALL_BOX_COLOUR).all(axis=-1).any() for picture, _ in shown)
     assert moving.notes[0].startswith(f"{SMALL_FACES_ONLY} searching down to 20 px, MTCNN finds faces under 40 px "
                                       "across in 4 of the 4 sampled frames it searched again (the largest 2"), moving.notes[0]

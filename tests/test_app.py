@@ -217,6 +217,24 @@ def test_a_face_too_small_to_judge_is_named_in_the_small_print(tabs, tmp_path):
         out = answered(tabs.image, tabs.image.analyze_image, str(far))
     assert out.verdict == "no face found" and out.summary.startswith("**No face found: no verdict.**")
     assert "Faces too small: searching down to 20 px, MTCNN finds 1 face(s) under 40 px across" in out.summary
+    # A video of it: the gallery shows the frames where such faces were seen, boxed; the report still builds.
+    import cv2
+    import numpy as np
+
+    frame = np.asarray(photo.convert("RGB").resize((photo.width // 3, photo.height // 3)))[:170, :170]
+    video = tmp_path / "far-away.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (170, 170))
+    for k in range(12):
+        writer.write(np.ascontiguousarray(np.roll(frame, k, axis=1)[..., ::-1]))
+    writer.release()
+    with pytest.warns(UserWarning, match="Only faces too small to judge"):
+        out = answered(tabs.video, tabs.video.analyze_video, str(video), "default", [], 4, look_again=False)
+    session = out.state
+    assert out.verdict == "no face found" and "Faces too small:" in out.summary and out.table == []
+    assert len(out.frames_gallery) == len({s["frame"] for s in session.result.small_faces}) >= 1
+    assert all("too small to judge" in caption for _, caption in out.frames_gallery)
+    report = Path(tabs.video.build_reports(session)[1]).read_text()
+    assert "No face large enough to judge" in report and "data:image/jpeg" in report
 
 
 def test_verdict_shows_calibration_threshold_and_what_the_detector_misses(tabs):
@@ -441,6 +459,25 @@ def test_browser_bad_file_shows_the_error(server, browser, tmp_path):
     page.get_by_role("button", name="Analyse image").click()
     expect(page.get_by_text("holiday.jpg: not an image").first).to_be_visible(timeout=60_000)
     page.screenshot(path=str(_shots(tmp_path) / "bad-file.png"), full_page=True)
+    page.close()
+
+
+@pytest.mark.browser
+def test_browser_a_face_too_small_to_judge_is_named_not_missed(server, browser, tmp_path):
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    photo = Image.open(EXAMPLES / "astronaut.jpg")
+    far = tmp_path / "far-away.png"
+    photo.resize((photo.width // 3, photo.height // 3)).save(far)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server, timeout=60_000)
+    page.locator("input[type=file]").first.set_input_files(str(far))
+    page.get_by_role("button", name="Analyse image").click()
+    expect(page.get_by_text("Only faces too small to judge").first).to_be_visible(timeout=60_000)  # the warning
+    expect(page.get_by_text("No face found: no verdict.").first).to_be_visible()
+    expect(page.get_by_text("MTCNN finds 1 face(s) under 40 px across in this image", exact=False).first).to_be_visible()
+    page.screenshot(path=str(_shots(tmp_path) / "face-too-small.png"), full_page=True)
     page.close()
 
 

@@ -17,24 +17,53 @@ THUMBNAIL_SIDE = 480
 
 def annotated(result: AnalysisResult, frames: Sequence[np.ndarray], frame: int | None = None) -> np.ndarray | None:
     """The image (or one sampled video frame, by default the most suspicious) of ``frames`` (those
-    decoded for ``result``) with every face boxed and scored; red at or above the threshold, green below."""
+    decoded for ``result``) with every face boxed and scored; red at or above the threshold, green below.
+    Faces too small to judge (``result.small_faces``: only where no face was found) are boxed in grey
+    with their size, and a video without a face shows the first frame that has one of those."""
     if not frames:
         return None
-    frame = _most_suspicious_frame(result) if frame is None else frame
+    frame = _shown_frame(result) if frame is None else frame
     canvas = np.ascontiguousarray(frames[_frame_position(result, frame)]).copy()
     thickness = max(2, round(max(canvas.shape[:2]) / 400))
     for i, face in enumerate(result.faces):
         if face.fallback or (result.kind == "video" and face.frame != frame):
             continue
         draw_box(canvas, face, result.threshold or 0.5, thickness, face_number(result, i))
+    for small in result.small_faces:
+        if result.kind != "video" or small["frame"] == frame:
+            draw_small_box(canvas, small["box"], thickness)
     return canvas
+
+
+SMALL_BOX_COLOUR = (230, 160, 0)  # a face too small to judge: no score, so neither red nor green
+
+
+def draw_small_box(canvas: np.ndarray, box: Sequence[float], thickness: int) -> None:
+    """A face too small to judge: an amber box labelled with its size (white on amber), no score."""
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    cv2.rectangle(canvas, (x0, y0), (x1, y1), SMALL_BOX_COLOUR, thickness)
+    text = f"{min(box[2] - box[0], box[3] - box[1]):.0f} px"
+    scale = thickness * 0.3
+    (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    top = max(0, y0 - h - 6) if y0 - h - 6 >= 0 else min(canvas.shape[0] - h - 6, y1)  # above, else below the box
+    cv2.rectangle(canvas, (x0, top), (x0 + w + 4, top + h + 6), SMALL_BOX_COLOUR, -1)
+    cv2.putText(canvas, text, (x0 + 2, top + h + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
 def shown_frame_position(result: AnalysisResult) -> int:
     """Where, in the analysis's decoded frames, the frame ``annotated`` draws by default lies: the
     most suspicious face's frame (the only frame an image has). The report shows it too, so a held
     analysis keeps it."""
-    return _frame_position(result, _most_suspicious_frame(result))
+    return _frame_position(result, _shown_frame(result))
+
+
+def _shown_frame(result: AnalysisResult) -> int | None:
+    """The frame shown by default: the most suspicious face's, or without a face the first with a face
+    too small to judge."""
+    frame = _most_suspicious_frame(result)
+    if frame is None and result.small_faces:
+        frame = result.small_faces[0]["frame"]
+    return frame
 
 
 def _most_suspicious_frame(result: AnalysisResult) -> int | None:
@@ -70,7 +99,10 @@ def suspicious_frame_order(result: AnalysisResult) -> list[int]:
 def suspicious_frames(result: AnalysisResult, frames: Sequence[np.ndarray], method: str = "gradcam",
                       alpha: float = 0.5) -> list[tuple[np.ndarray, str]]:
     """The most suspicious sampled frames as thumbnails cropped around their faces (a whole 1080p
-    frame shows a face a few pixels wide), each with its faces' maps pasted in and boxes drawn."""
+    frame shows a face a few pixels wide), each with its faces' maps pasted in and boxes drawn. With no
+    face, the frames with faces too small to judge (``result.small_faces``), whole, their faces boxed."""
+    if not result.faces and result.small_faces:
+        return _small_face_frames(result, frames)
     items = []
     for frame in suspicious_frame_order(result):
         faces = [(i, f) for i, f in enumerate(result.faces) if f.frame == frame]
@@ -93,6 +125,26 @@ def suspicious_frames(result: AnalysisResult, frames: Sequence[np.ndarray], meth
         stamp = faces[0][1].timestamp
         when = f"{stamp:.2f}s" if stamp is not None else f"frame {frame}"
         items.append((canvas, f"{when}: max P(fake) {max(f.fake_probability for _, f in faces):.2f}"))
+    return items
+
+
+def _small_face_frames(result: AnalysisResult, frames: Sequence[np.ndarray]) -> list[tuple[np.ndarray, str]]:
+    """The sampled frames in which only faces too small to judge were seen, each whole (at most
+    2 x THUMBNAIL_SIDE px wide) with those faces boxed and a caption saying so."""
+    items = []
+    shown = list(dict.fromkeys(small["frame"] for small in result.small_faces))[:MAX_FRAMES_SHOWN]
+    fps = result.media.fps
+    for frame in shown:
+        canvas = annotated(result, frames, frame)
+        if canvas is None:
+            continue
+        if canvas.shape[1] > 2 * THUMBNAIL_SIDE:
+            scale = 2 * THUMBNAIL_SIDE / canvas.shape[1]
+            canvas = cv2.resize(canvas, (2 * THUMBNAIL_SIDE, round(canvas.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+        sides = [min(s["box"][2] - s["box"][0], s["box"][3] - s["box"][1]) for s in result.small_faces
+                 if s["frame"] == frame]
+        when = f"{frame / fps:.2f}s" if fps else f"frame {frame}"
+        items.append((canvas, f"{when}: {len(sides)} face(s) too small to judge ({max(sides):.0f} px)"))
     return items
 
 

@@ -177,6 +177,18 @@ def _jpeg_caution(result: AnalysisResult, detector: Detector) -> str:
     return jpeg_caution(quality, _detector_metrics(detector), build=bool(getattr(detector, "variant", None)))
 
 
+def _compression_caution(result: AnalysisResult, detector: Detector) -> str:
+    """The caution for a strongly compressed video (``detector_notes.video_compression_caution``), with the
+    detector's measured figures where its folder has them."""
+    from forensics.detector_notes import STRONG_VIDEO_COMPRESSION_BPP, video_compression_caution
+
+    bpp = result.media.bits_per_pixel
+    if result.kind != "video" or bpp is None or bpp >= STRONG_VIDEO_COMPRESSION_BPP:  # the common case
+        return ""
+    return video_compression_caution(result.media.codec, bpp, _detector_metrics(detector),
+                                     build=bool(getattr(detector, "variant", None)))
+
+
 def _close_call(result: AnalysisResult, detector: Detector) -> tuple[dict, str]:
     """What is known of the verdict's score (``AnalysisResult.uncertainty``: the detector's calibration
     error, for a video the deciding person's standard error over the sampled frames, ``close_call``)
@@ -372,7 +384,8 @@ class Analyzer:
         if not result.faces[0].fallback:
             result.label = "fake" if result.fake_probability >= det.threshold else "real"
             result.uncertainty, close_call = _close_call(result, det)
-            for caution in (close_call, _small_face_caution(result, det), _jpeg_caution(result, det)):
+            for caution in (close_call, _small_face_caution(result, det), _jpeg_caution(result, det),
+                            _compression_caution(result, det)):
                 if caution:
                     result.notes.append(caution)
 
@@ -580,10 +593,13 @@ def _looked_again_note(passes: list[dict]) -> str:
 
 
 def _video_media(video: VideoFrames, animated: bool = False) -> MediaInfo:
+    pixels = float(video.fps) * video.width * video.height
+    bpp = (round(video.bitrate_kbps * 1000.0 / pixels, 5)
+           if video.bitrate_kbps and pixels > 0 and not animated else None)
     return MediaInfo(width=video.width, height=video.height, fps=round(float(video.fps), 3),
                      frame_count=int(video.frame_count), duration_s=round(float(video.duration_s), 3),
                      sampled_frames=len(video.frames), sampled_indices=[int(i) for i in video.indices],
-                     animated_image=animated)
+                     animated_image=animated, codec=None if animated else video.codec, bits_per_pixel=bpp)
 
 
 def _report(progress: Progress | None, fraction: float, text: str) -> None:

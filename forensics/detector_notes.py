@@ -338,6 +338,44 @@ def jpeg_caution(quality: int | None, metrics: dict | None, build: bool = False)
     return text + (" (measured on the float model this build was made from)." if build else ".")
 
 
+# A video stream under this many bits per pixel per frame is strongly compressed. Measured on the labelled
+# videos (H.264): as published 0.033-0.176 (20 videos), re-encoded with libx264 at CRF 23 0.024-0.087,
+# at CRF 32 0.0025-0.024, at CRF 40 0.0006-0.014 (docs/experiments.md, twenty-eighth session).
+STRONG_VIDEO_COMPRESSION_BPP = 0.02
+# Codecs the bound holds for: H.264, and MPEG-4 Part 2, which spends more bits for the same quality, so
+# that under the bound it is compressed at least as hard. HEVC, VP9 and AV1 spend fewer: not judged.
+COMPRESSION_CODECS = {"h264": "H.264", "avc1": "H.264", "x264": "H.264", "FMP4": "MPEG-4 Part 2",
+                      "mp4v": "MPEG-4 Part 2", "XVID": "MPEG-4 Part 2", "DIVX": "MPEG-4 Part 2", "DX50": "MPEG-4 Part 2"}
+VIDEO_CODEC_ROWS = (32, 40)  # the card's H.264 rows (robustness_auc "h264_crf_N", real_faces "H.264 CRF N")
+
+
+def video_compression_caution(codec: str | None, bits_per_pixel: float | None, metrics: dict | None,
+                              build: bool = False) -> str:
+    """A one-line caution for a video whose stream spends under :data:`STRONG_VIDEO_COMPRESSION_BPP` bits
+    per pixel per frame in a codec of :data:`COMPRESSION_CODECS`, or "". The figures are the detector's
+    own (``metrics.json``): ROC-AUC on validation faces through H.264 at CRF 32 and 40 against the same
+    faces as stored, and the share of real faces flagged after each. ``build``: an ONNX build."""
+    if (not isinstance(bits_per_pixel, (int, float)) or bits_per_pixel >= STRONG_VIDEO_COMPRESSION_BPP
+            or codec not in COMPRESSION_CODECS):
+        return ""
+    text = (f"Caution: the video is strongly compressed ({COMPRESSION_CODECS[codec]} at {bits_per_pixel:.3f} bits "
+            f"per pixel per frame; the labelled videos as published carry 0.03-0.18, and under 0.025 after "
+            f"H.264 at CRF 32), which erases some of the detail the detector reads")
+    rob = (metrics or {}).get("robustness_auc") if isinstance(metrics, dict) else None
+    aucs = [(rob or {}).get(f"h264_crf_{crf}") for crf in VIDEO_CODEC_ROWS]
+    clean = (rob or {}).get("clean")
+    if not all(isinstance(a, (int, float)) for a in aucs) or not isinstance(clean, (int, float)):
+        return text + " (its accuracy on compressed faces was not measured)."
+    text += (f": on validation faces through H.264 at CRF {' and '.join(map(str, VIDEO_CODEC_ROWS))}, its ROC-AUC is "
+             f"{' and '.join(f'{a:.2f}' for a in aucs)} ({clean:.2f} as stored)")
+    processing = (metrics.get("real_faces") or {}).get("processing") or {}
+    flagged = [(processing.get(f"H.264 CRF {crf}") or {}).get("flagged") for crf in VIDEO_CODEC_ROWS]
+    stored = (processing.get("clean") or {}).get("flagged")
+    if all(isinstance(f, (int, float)) for f in flagged) and isinstance(stored, (int, float)):
+        text += f", and it flags {' and '.join(f'{f:.0%}' for f in flagged)} of real faces ({stored:.0%} as stored)"
+    return text + (" (measured on the float model this build was made from)." if build else ".")
+
+
 def offered_detectors() -> list[tuple[str, str]]:
     """(label, name) pairs for the analysis tabs' detector boxes: every named detector and ONNX
     build with its strength in a few words, leaving out those close to chance (they can still be

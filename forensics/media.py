@@ -72,6 +72,15 @@ class VideoFrames:
     duration_s: float
     width: int
     height: int
+    codec: str | None = None  # the stream's FourCC as FFmpeg names it ("h264", "hevc", "FMP4"), when known
+    bitrate_kbps: float | None = None  # the video stream's bit rate (audio not counted), when the container says
+
+
+def video_codec_name(fourcc: float) -> str | None:
+    """OpenCV's CAP_PROP_FOURCC as text ("h264"), or None for none or an unprintable code."""
+    code = int(fourcc)
+    text = "".join(chr((code >> 8 * i) & 0xFF) for i in range(4)).strip("\x00 ")
+    return text if text and text.isprintable() and text.isascii() else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -668,6 +677,7 @@ def _load_video_path(path: Path, label: str, frames: int | None, fps: float | No
             fps_in = _FALLBACK_FPS
         count = int(_prop(cap, cv2.CAP_PROP_FRAME_COUNT))
         w, h = int(_prop(cap, cv2.CAP_PROP_FRAME_WIDTH)), int(_prop(cap, cv2.CAP_PROP_FRAME_HEIGHT))
+        codec, bitrate = video_codec_name(_prop(cap, cv2.CAP_PROP_FOURCC)), _prop(cap, cv2.CAP_PROP_BITRATE)
         if w * h > limits.max_pixels:
             raise MediaError(
                 f"{label}: video frames of {w}x{h} = {w * h / 1e6:g} megapixels exceed the limit of "
@@ -732,6 +742,8 @@ def _load_video_path(path: Path, label: str, frames: int | None, fps: float | No
             duration_s=count / fps_in,
             width=int(width),
             height=int(height),
+            codec=codec,
+            bitrate_kbps=bitrate if bitrate > 0 else None,
         )
     finally:
         cap.release()

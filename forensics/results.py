@@ -74,6 +74,9 @@ class MediaInfo:
     animated_image: bool = False
     sha256: str | None = None
     jpeg_quality: int | None = None  # a JPEG image's quality on libjpeg's scale, from its quantization table
+    codec: str | None = None  # a video's codec (its FourCC as FFmpeg names it: "h264", "hevc", "FMP4")
+    # A video stream's bits per pixel per frame (bit rate / (fps x width x height)): how hard it was compressed.
+    bits_per_pixel: float | None = None
 
     def to_dict(self) -> dict:
         """What was measured: the rest is left out of the JSON, not written as null."""

@@ -263,6 +263,10 @@ def _details(result: AnalysisResult, meta: dict) -> dict:
             given.append(("Frame rate", f"{inp['fps']} fps", None))
         if inp.get("duration_s") is not None:
             given.append(("Duration", f"{_p(inp['duration_s'], 2)} s ({inp.get('frame_count', '?')} frames)", None))
+        if inp.get("codec") is not None:
+            bpp = inp.get("bits_per_pixel")
+            given.append(("Codec", f"{inp['codec']}" + (f", {bpp:.4f} bits per pixel per frame (how hard it was "
+                                                        "compressed)" if bpp is not None else ""), None))
         if inp.get("sampled_frames") is not None:
             indices = ", ".join(str(i) for i in inp.get("sampled_indices") or [])
             given.append(("Sampled frames", f"{inp['sampled_frames']}" + (f" (frames {indices})" if indices else ""),

@@ -239,13 +239,7 @@ def small_face_caution(side: float, what: str, metrics: dict | None, build: bool
         return ""
     text = (f"Caution: the verdict rests on a small face ({what}, {side:.0f} px across), which the detector "
             f"sees enlarged, with little of the detail it reads")
-    rob = (metrics or {}).get("robustness_auc") if isinstance(metrics, dict) else None
-    rows = []
-    for key, auc in (rob or {}).items():
-        m = SMALL_FACE_ROW.match(key)
-        full = (rob or {}).get(f"h264_crf_{m[2]}") if m else None
-        if m and isinstance(auc, (int, float)) and isinstance(full, (int, float)):
-            rows.append((int(m[1]), int(m[2]), float(auc), float(full)))
+    rows = [row for row in _small_face_rows(metrics) if row[3] is not None]
     if not rows:
         return text + " (its accuracy on small faces was not measured)."
     at_least = [r for r in rows if r[0] >= side]  # the nearest measured size this face is no larger than
@@ -256,16 +250,23 @@ def small_face_caution(side: float, what: str, metrics: dict | None, build: bool
             + (" (measured on the float model this build was made from)." if build else "."))
 
 
-def smallest_measured_face(metrics: dict | None) -> tuple[int, int, float] | None:
-    """The smallest face size the detector was measured on (``metrics.json``'s ``robustness_auc``:
-    faces shrunk to N px and compressed there) as (side, CRF, ROC-AUC), or None where none was."""
+def _small_face_rows(metrics: dict | None) -> list[tuple[int, int, float, float | None]]:
+    """``metrics.json``'s small-face rows (``robustness_auc``: faces shrunk to N px and compressed there)
+    as (side, CRF, ROC-AUC, ROC-AUC of full-size faces through the same codec or None)."""
     rob = metrics.get("robustness_auc") if isinstance(metrics, dict) else None
     rows = []
     for key, auc in (rob if isinstance(rob, dict) else {}).items():
         m = SMALL_FACE_ROW.match(key)
         if m and isinstance(auc, (int, float)):
-            rows.append((int(m[1]), int(m[2]), float(auc)))
-    return min(rows) if rows else None
+            full = rob.get(f"h264_crf_{m[2]}")
+            rows.append((int(m[1]), int(m[2]), float(auc), float(full) if isinstance(full, (int, float)) else None))
+    return rows
+
+
+def smallest_measured_face(metrics: dict | None) -> tuple[int, int, float] | None:
+    """The smallest face size the detector was measured on as (side, CRF, ROC-AUC), or None."""
+    rows = _small_face_rows(metrics)
+    return min(rows)[:3] if rows else None
 
 
 def calibration_error(metrics: dict | None) -> float | None:

@@ -233,6 +233,8 @@ def test_a_face_too_small_to_judge_is_named_in_the_small_print(tabs, tmp_path):
     assert out.verdict == "no face found" and "Faces too small:" in out.summary and out.table == []
     assert len(out.frames_gallery) == len({s["frame"] for s in session.result.small_faces}) >= 1
     assert all("too small to judge" in caption for _, caption in out.frames_gallery)
+    [marked] = [t for t in out.timeline.data if t.name == "face too small to judge"]
+    assert len(marked.x) == len(out.frames_gallery)  # marked on the timeline too, at the frames shown
     report = Path(tabs.video.build_reports(session)[1]).read_text()
     assert "No face large enough to judge" in report and "data:image/jpeg" in report
 

@@ -41,6 +41,13 @@ def timeline_figure(result: AnalysisResult) -> go.Figure:
             x=[i / fps if fps else i for i in empty], y=[0.0] * len(empty), mode="markers", name="no face in this frame",
             marker=dict(symbol="x", size=9, color="grey"), customdata=[[i] for i in empty],
             hovertemplate="frame %{customdata[0]}<br>t=%{x:.2f}s<br>no face found<extra></extra>"))
+    small = sorted({s["frame"] for s in result.small_faces})
+    if small:  # no face to judge, but faces too small to judge were seen in these (Analyzer._small_faces)
+        fig.add_trace(go.Scatter(
+            x=[i / fps if fps else i for i in small], y=[0.0] * len(small), mode="markers",
+            name="face too small to judge", marker=dict(symbol="square-open", size=11, color="rgb(230, 160, 0)"),
+            customdata=[[i] for i in small],
+            hovertemplate="frame %{customdata[0]}<br>t=%{x:.2f}s<br>a face too small to judge<extra></extra>"))
     if result.threshold is not None:
         fig.add_hline(y=result.threshold, line_dash="dash", line_color="grey",
                       annotation_text=f"threshold {result.threshold:.2f}", annotation_position="top left")

@@ -234,7 +234,7 @@ def test_a_face_too_small_to_judge_is_named_in_the_small_print(tabs, tmp_path):
     assert len(out.frames_gallery) == len({s["frame"] for s in session.result.small_faces}) >= 1
     assert all("too small to judge" in caption for _, caption in out.frames_gallery)
     [marked] = [t for t in out.timeline.data if t.name == "face too small to judge"]
-    assert len(marked.x) == len(out.frames_gallery)  # marked on the timeline too, at the frames shown
+    assert len(marked.x) == len(out.frames_gallery) and marked.showlegend  # on the timeline too, named in its legend
     report = Path(tabs.video.build_reports(session)[1]).read_text()
     assert "No face large enough to judge" in report and "data:image/jpeg" in report
 

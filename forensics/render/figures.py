@@ -45,7 +45,8 @@ def timeline_figure(result: AnalysisResult) -> go.Figure:
     if small:  # no face to judge, but faces too small to judge were seen in these (Analyzer._small_faces)
         fig.add_trace(go.Scatter(
             x=[i / fps if fps else i for i in small], y=[0.0] * len(small), mode="markers",
-            name="face too small to judge", marker=dict(symbol="square-open", size=11, color="rgb(230, 160, 0)"),
+            name="face too small to judge", showlegend=True,  # named even as the only trace: nothing else says it
+            marker=dict(symbol="square-open", size=11, color="rgb(230, 160, 0)"),
             customdata=[[i] for i in small],
             hovertemplate="frame %{customdata[0]}<br>t=%{x:.2f}s<br>a face too small to judge<extra></extra>"))
     if result.threshold is not None:

@@ -64,7 +64,7 @@ NO_FACE_NOTE = "no face found: no verdict (the detector judges faces, and there 
 LOOKED_AGAIN = "Looked again:"  # the note of a video sampled again: a close call or no face (Analyzer.look_again)
 SMALL_FACES_ONLY = "Faces too small:"  # the note of an input whose only faces are under the face finder's smallest
 SMALL_FACE_SEARCH_PX = 20  # how small a face the second search for a missing one looks for (Analyzer._small_faces)
-SMALL_FACE_SEARCH_FRAMES = 8  # on at most this many of the sampled frames (a 720p frame: about 0.4 s)
+SMALL_FACE_SEARCH_FRAMES = 8  # on at most this many of the sampled frames (a 720p frame: about 0.2 s)
 WHOLE_IMAGE_NOTE = ("whole image scored on request, outside what the detector was trained for (face crops): "
                     "a score, not a verdict")
 
@@ -484,7 +484,7 @@ class Analyzer:
                                f"(the largest {max(sides):.0f} px): too small for the detector to judge{figure}.")
         result.aggregation = f"no face of {floor} px or more (smaller ones found)"
         indices = result.media.sampled_indices or [0]  # the frames' own numbers in the video (0 for an image)
-        result.small_faces = [{"frame": int(indices[k]) if k < len(indices) else int(k),
+        result.small_faces = [{"frame": int(indices[k]),
                                "box": [round(float(v), 1) for v in face.box], "confidence": round(face.confidence, 4)}
                               for k, faces in zip(positions, found) for face in faces]
 

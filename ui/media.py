@@ -132,9 +132,7 @@ class MediaTab:
         """What the analyst reads; the reports slot is emptied (``build_reports`` fills it on request)."""
         result = session.result
         if result.label == "no_face":
-            from forensics.analysis import SMALL_FACES_ONLY
-
-            small = any(note.startswith(SMALL_FACES_ONLY) for note in result.notes)
+            small = bool(result.small_faces)
             gr.Warning("No face found: no verdict." + (" Only faces too small to judge (the small print says how "
                        "small)." if small else "") + (" The whole-image score you asked for is outside what the "
                        "detector was trained for." if result.faces else ""))

@@ -18,7 +18,7 @@ THUMBNAIL_SIDE = 480
 def annotated(result: AnalysisResult, frames: Sequence[np.ndarray], frame: int | None = None) -> np.ndarray | None:
     """The image (or one sampled video frame, by default the most suspicious) of ``frames`` (those
     decoded for ``result``) with every face boxed and scored; red at or above the threshold, green below.
-    Faces too small to judge (``result.small_faces``: only where no face was found) are boxed in grey
+    Faces too small to judge (``result.small_faces``: only where no face was found) are boxed in amber
     with their size, and a video without a face shows the first frame that has one of those."""
     if not frames:
         return None

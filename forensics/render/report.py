@@ -222,7 +222,7 @@ def _verdict(result: AnalysisResult) -> dict:
     head = {"fake": "Scored at or above the detector's threshold: likely manipulated",
             "real": "Scored below the detector's threshold: no manipulation detected",
             "no_face": "No face found: no verdict (the detector judges faces, and there is none to judge)"}
-    if any(note.startswith("Faces too small:") for note in result.notes):  # Analyzer._small_faces
+    if result.small_faces:  # Analyzer._small_faces: only faces too small to judge were seen
         head["no_face"] = ("No face large enough to judge: no verdict (faces too small for the detector were "
                            "seen: see the notes)")
     if any(note.startswith("Close call:") for note in result.notes):  # within what is known of the score

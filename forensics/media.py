@@ -27,12 +27,16 @@ from forensics.core import DEFAULT_LIMITS, MediaError, MediaLimits
 from forensics.core.labelled import IMAGE_EXTENSIONS
 
 __all__ = [
+    "BrowserCopy",
     "DEFAULT_LIMITS",
     "IMAGE_EXTENSIONS",
     "VIDEO_EXTENSIONS",
     "MediaLimits",
     "VideoFrames",
+    "browser_copy",
+    "browser_playable",
     "check_file",
+    "codec_title",
     "is_animated",
     "load_animation",
     "load_image",
@@ -747,3 +751,128 @@ def _load_video_path(path: Path, label: str, frames: int | None, fps: float | No
         )
     finally:
         cap.release()
+
+
+# --------------------------------------------------------------------------------------------
+# a copy the browser can play: for the player only, the analysis always reads the original
+
+# Container and codec pairs that the major browsers play (Gradio's own list): anything else gets a copy.
+_BROWSER_PLAYABLE = {(".mp4", "h264"), (".m4v", "h264"), (".mp4", "av1"), (".webm", "vp8"), (".webm", "vp9"),
+                     (".webm", "av1"), (".ogg", "theora")}
+_MP4_VIDEO_CODECS = {"h264", "av1"}  # copied into an MP4 container as they are (no re-encoding)
+_MP4_AUDIO_CODECS = {"aac", "mp3"}
+_CODEC_TITLES = {"h264": "H.264", "hevc": "HEVC", "mpeg4": "MPEG-4 Part 2", "msmpeg4v3": "MS MPEG-4 v3",
+                 "mjpeg": "Motion JPEG", "mpeg2video": "MPEG-2", "mpeg1video": "MPEG-1", "vp8": "VP8", "vp9": "VP9",
+                 "av1": "AV1", "prores": "ProRes", "rawvideo": "uncompressed video", "theora": "Theora"}
+# A re-encoded copy is at most this many rows (libx264's veryfast preset): enough to watch, and quick to make
+# (a 1080p clip of 300 frames in 4.5 s on 2 cores); a video longer than BROWSER_COPY_LONG_S gets
+# BROWSER_COPY_LONG_ROWS and the ultrafast preset, so that an hour of 1080p is copied in minutes.
+BROWSER_COPY_ROWS = 720
+BROWSER_COPY_LONG_S = 300
+BROWSER_COPY_LONG_ROWS = 360
+BROWSER_COPY_TIMEOUT_S = 600
+
+
+@dataclass(frozen=True)
+class BrowserCopy:
+    """A copy of a video that browsers play, for showing it; ``note`` says what it is, in one line."""
+
+    path: Path
+    reencoded: bool  # False: the same video stream, put in an MP4 container
+    note: str
+
+
+def _stream_codecs(path: Path) -> tuple[str | None, str | None, float | None] | None:
+    """The first video and audio streams' codecs as FFmpeg names them and the duration in seconds (when the
+    container says), or None for a file FFmpeg can't open."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            video = container.streams.video[0].codec_context.name if container.streams.video else None
+            audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
+            duration = container.duration / 1e6 if container.duration else None  # av.time_base: microseconds
+    except (av.FFmpegError, OSError, ValueError, IndexError):
+        return None
+    return video, audio, duration
+
+
+def codec_title(codec: str | None) -> str:
+    """A codec's name as people know it ("MPEG-4 Part 2" for FFmpeg's "mpeg4")."""
+    return _CODEC_TITLES.get(codec or "", codec or "an unknown codec")
+
+
+def browser_playable(path: str | Path) -> bool:
+    """Whether browsers play this video as it is (its container and video codec). A file that is not a
+    video by its extension, or that FFmpeg cannot open, counts as playable: there is nothing to copy,
+    and the analysis says what is wrong with it."""
+    path = Path(path)
+    if path.suffix.lower() not in VIDEO_EXTENSIONS:
+        return True
+    codecs = _stream_codecs(path)
+    return codecs is None or codecs[0] is None or (path.suffix.lower(), codecs[0]) in _BROWSER_PLAYABLE
+
+
+def _run_ffmpeg(args: list[str], out: Path, label: str, timeout: float) -> None:
+    """FFmpeg writing ``out`` through a temporary name (no half-written file), at low priority (the copy
+    must not slow analyses down); a failure is one MediaError line."""
+    import shutil
+    import subprocess
+
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise MediaError(f"{label}: no playable copy can be made without FFmpeg (install the ffmpeg package)")
+    part = out.with_name(f".{out.stem}.part.mp4")
+    nice = (lambda: os.nice(10)) if hasattr(os, "nice") else None
+    try:
+        done = subprocess.run([ffmpeg, "-nostdin", "-y", "-loglevel", "error", *args, str(part)], capture_output=True,
+                              text=True, timeout=timeout, preexec_fn=nice)
+        if done.returncode != 0 or not part.exists() or part.stat().st_size == 0:
+            last = (done.stderr.strip().splitlines() or ["FFmpeg failed"])[-1]
+            raise MediaError(f"{label}: no playable copy could be made ({last[:200]})")
+        os.replace(part, out)
+    except subprocess.TimeoutExpired:
+        raise MediaError(f"{label}: no playable copy within {timeout:.0f} s (the video is long; "
+                         "the analysis is not affected)") from None
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def browser_copy(path: str | Path, dest_dir: str | Path | None = None, *, rows: int = BROWSER_COPY_ROWS,
+                 timeout: float = BROWSER_COPY_TIMEOUT_S) -> BrowserCopy:
+    """An MP4 copy that browsers play of a video that not all of them do (MPEG-4 Part 2, Motion JPEG, HEVC,
+    an AVI, a MOV...), named ``<file name>.browser-copy.mp4``: beside the video, and then reused when it is
+    already there, or in ``dest_dir``. H.264 and AV1 streams are put in an MP4 container as they are;
+    anything else is re-encoded with libx264 at no more than ``rows`` rows (``BROWSER_COPY_LONG_ROWS`` for a
+    video longer than ``BROWSER_COPY_LONG_S``). The copy is for watching: it
+    is not the evidence, and an analysis must read ``path``. Raises MediaError (one line) where no copy
+    can be made."""
+    path = Path(path)
+    label = path.name
+    codecs = _stream_codecs(path)
+    if codecs is None or codecs[0] is None:
+        raise MediaError(f"{label}: not a readable video (corrupt file or unsupported format/codec)")
+    video, audio, duration = codecs
+    out = Path(dest_dir or path.parent) / f"{path.name}.browser-copy.mp4"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    reuse = dest_dir is None and out.exists() and out.stat().st_mtime >= path.stat().st_mtime
+    kind = f"{codec_title(video)} in {path.suffix.lstrip('.').upper() or 'a file without extension'}"
+    audio_args = [] if audio is None else ["-c:a", "copy" if audio in _MP4_AUDIO_CODECS else "aac"]
+    common = ["-i", str(path), "-map", "0:v:0", "-map", "0:a:0?", "-map_metadata", "-1", "-movflags", "+faststart"]
+    if video in _MP4_VIDEO_CODECS:
+        try:
+            if not reuse:
+                _run_ffmpeg([*common, "-c:v", "copy", *audio_args], out, label, timeout)
+            return BrowserCopy(out, False, f"{label}: {kind} does not play in every browser, so the player shows "
+                               "the same video stream in an MP4 container; the analysis reads the file you uploaded.")
+        except MediaError:  # streams an MP4 can't take as they are (timestamps, say): re-encoded below
+            reuse = False
+    long = duration is not None and duration > BROWSER_COPY_LONG_S
+    rows = min(rows, BROWSER_COPY_LONG_ROWS) if long else rows
+    if not reuse:
+        scale = f"scale=-2:'2*trunc(min({rows},ih)/2)'"
+        _run_ffmpeg([*common, "-vf", scale, "-c:v", "libx264", "-preset", "ultrafast" if long else "veryfast",
+                     "-crf", "23", "-pix_fmt",
+                     "yuv420p", *(["-c:a", "aac"] if audio else [])], out, label, timeout)
+    return BrowserCopy(out, True, f"{label}: browsers do not play {kind}, so the player shows a copy re-encoded to "
+                       f"H.264 (at most {rows} rows); the analysis reads the file you uploaded.")

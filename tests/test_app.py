@@ -180,6 +180,32 @@ def test_a_close_call_on_a_video_is_sampled_again_unless_unticked(tabs):
     assert "Close call:" in once.summary and "passes" not in once.state.result.uncertainty
 
 
+def test_a_video_browsers_do_not_play_is_shown_through_a_copy_and_analysed_as_uploaded(tabs, tmp_path):
+    """An AVI in MPEG-4 Part 2 (what OpenCV and old cameras write) does not play in a browser: the Video
+    tab's player gets an H.264 copy, and the analysis of what the player shows reads the upload itself."""
+    import hashlib
+    import subprocess
+
+    from forensics import media as media_files
+
+    avi = tmp_path / "pan.avi"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(EXAMPLES / "astronaut-pan.mp4"), "-c:v",
+                    "mpeg4", "-vtag", "XVID", str(avi)], check=True)
+    shown_path, shown = tabs.video.playable(str(avi))
+    assert shown_path.endswith("pan.avi.browser-copy.mp4") and media_files.browser_playable(shown_path)
+    out = answered(tabs.video, tabs.video.analyze_video, shown_path, "default", [], 4, shown=shown)
+    analysed = out.state.result.media
+    assert analysed.sha256 == hashlib.sha256(avi.read_bytes()).hexdigest() and analysed.codec == "FMP4"  # MPEG-4 Part 2
+    report = json.loads(Path(tabs.video.build_reports(out.state)[0]).read_text())["report"]["input"]
+    assert report["sha256"] == analysed.sha256 and Path(tabs.video.build_reports(out.state)[0]).name == "pan-report.json"
+    copy = answered(tabs.video, tabs.video.analyze_video, shown_path, "default", [], 4)  # without the link: the copy
+    assert copy.state.result.media.codec == "h264" and copy.state.result.media.sha256 != analysed.sha256
+    assert tabs.video.playable(str(EXAMPLES / "astronaut-pan.mp4")) == (gr.skip(), None)  # plays: nothing to do
+    broken = tmp_path / "broken.avi"
+    broken.write_bytes(b"RIFF" + bytes(500))
+    assert tabs.video.playable(str(broken)) == (gr.skip(), None)  # the analysis says what is wrong with it
+
+
 @pytest.mark.parametrize("name, content, message", [
     ("notes.jpg", b"not an image at all", "notes.jpg: not an image"),
     ("empty.png", b"", "empty.png: file is empty"),
@@ -446,6 +472,38 @@ def test_browser_video_tab_shows_the_timeline(server, browser, tmp_path):
     expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=120_000)
     expect(page.get_by_text("P(fake) per tracked face over time").first).to_be_visible()
     page.screenshot(path=str(_shots(tmp_path) / "video-tab.png"), full_page=True)
+    page.close()
+
+
+@pytest.mark.browser
+def test_browser_plays_an_avi_through_a_copy_and_reports_the_upload(server, browser, tmp_path):
+    """Chromium cannot play MPEG-4 Part 2 in an AVI: the player shows an H.264 copy that it plays, and the
+    report of the analysis names the uploaded file (its SHA-256 and codec), not the copy."""
+    import hashlib
+    import subprocess
+
+    from playwright.sync_api import expect
+
+    avi = tmp_path / "pan.avi"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(EXAMPLES / "astronaut-pan.mp4"), "-c:v",
+                    "mpeg4", "-vtag", "XVID", str(avi)], check=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server, timeout=60_000)
+    page.get_by_role("tab", name="Video").click()
+    page.locator("input[type=file][accept*='video']").set_input_files(str(avi))
+    expect(page.get_by_text("browsers do not play MPEG-4 Part 2 in AVI", exact=False).first).to_be_visible(timeout=60_000)
+    player = page.locator("video[src*='browser-copy']").first
+    expect(player).to_be_attached(timeout=30_000)
+    page.wait_for_function("v => v.readyState >= 2 && v.videoWidth > 0", arg=player.element_handle(), timeout=30_000)
+    page.get_by_label("Frames sampled", exact=False).first.fill("4")
+    page.get_by_role("button", name="Analyse video").click()
+    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=120_000)
+    page.get_by_role("button", name="Build the reports").last.click()
+    link = page.locator("a[href*='pan-report.json']").first
+    expect(link).to_be_attached(timeout=60_000)
+    report = page.request.get(link.get_attribute("href")).json()["report"]["input"]
+    assert report["sha256"] == hashlib.sha256(avi.read_bytes()).hexdigest() and report["codec"] == "FMP4"
+    page.screenshot(path=str(_shots(tmp_path) / "video-avi.png"), full_page=True)
     page.close()
 
 

@@ -645,3 +645,88 @@ def test_jpeg_quality_is_read_from_the_quantization_table():
     assert media.jpeg_quality(buffer.getvalue(), name="x.png") is None
     with pytest.raises(MediaError, match="not an image"):
         media.jpeg_quality(b"plain text, not a picture", name="notes.jpg")
+
+
+# -- a copy that browsers play (for the player only; the analysis reads the original) -------------
+
+
+def _ffmpeg(*args: str) -> None:
+    import subprocess
+
+    subprocess.run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", *args], check=True)
+
+
+def _video_packets(path: Path) -> list[bytes]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [bytes(p) for p in container.demux(container.streams.video[0]) if p.size]
+
+
+def test_browser_playable_by_container_and_codec(tmp_path: Path) -> None:
+    h264 = write_h264(tmp_path / "h264.mp4", 10)
+    _ffmpeg("-i", str(h264), "-c", "copy", str(tmp_path / "h264.mov"))
+    broken = tmp_path / "broken.avi"
+    broken.write_bytes(b"RIFF" + bytes(500))
+    photo = tmp_path / "photo.jpg"
+    two_tone().save(photo)
+    assert media.browser_playable(h264) and media.browser_playable(write_video(tmp_path / "v.webm", "VP80", 10))
+    assert not media.browser_playable(tmp_path / "h264.mov")  # H.264, but in a container not every browser plays
+    assert not media.browser_playable(write_video(tmp_path / "mp4v.mp4", "mp4v", 10))  # MPEG-4 Part 2
+    assert not media.browser_playable(write_video(tmp_path / "mjpg.avi", "MJPG", 10))
+    assert media.browser_playable(broken) and media.browser_playable(photo)  # nothing to copy: the analysis says why
+
+
+def test_browser_copy_reencodes_what_browsers_do_not_play(tmp_path: Path) -> None:
+    import hashlib
+
+    avi = write_video(tmp_path / "clip.avi", "XVID", 30)
+    before = hashlib.sha256(avi.read_bytes()).hexdigest()
+    copy = media.browser_copy(avi)
+    assert copy.reencoded and copy.path == tmp_path / "clip.avi.browser-copy.mp4" and media.browser_playable(copy.path)
+    assert "browsers do not play MPEG-4 Part 2 in AVI" in copy.note and "reads the file you uploaded" in copy.note
+    video = load_video(copy.path, frames=30)
+    assert video.codec == "h264" and [decode(f) for f in video.frames] == list(range(30))  # every frame, in order
+    assert hashlib.sha256(avi.read_bytes()).hexdigest() == before  # the evidence is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.avi", "clip.avi.browser-copy.mp4"]  # no part file
+    made = copy.path.stat().st_mtime_ns
+    assert media.browser_copy(avi).path.stat().st_mtime_ns == made  # beside the video: made once, then reused
+    small = media.browser_copy(avi, tmp_path / "small", rows=VH // 2)
+    assert load_video(small.path, frames=1).height == VH // 2 and small.path.parent.name == "small"
+
+
+def test_a_long_video_is_copied_smaller(tmp_path: Path) -> None:
+    """Over five minutes, the copy is at most 360 rows (and made with x264's fastest preset)."""
+    long = tmp_path / "long.avi"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x400:rate=1:duration=301", "-c:v", "mpeg4", str(long))
+    short = tmp_path / "short.avi"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x400:rate=1:duration=299", "-c:v", "mpeg4", str(short))
+    assert load_video(media.browser_copy(long).path, frames=1).height == media.BROWSER_COPY_LONG_ROWS == 360
+    assert load_video(media.browser_copy(short).path, frames=1).height == 400  # under 720 rows: as it is
+
+
+def test_browser_copy_puts_h264_in_an_mp4_as_it_is(tmp_path: Path) -> None:
+    mkv = tmp_path / "clip.mkv"
+    _ffmpeg("-i", str(write_h264(tmp_path / "h264.mp4", 20)), "-c", "copy", str(mkv))
+    copy = media.browser_copy(mkv)
+    assert not copy.reencoded and "the same video stream in an MP4 container" in copy.note
+    assert _video_packets(copy.path) == _video_packets(mkv)  # not re-encoded: the same bytes, frame by frame
+    assert media.browser_playable(copy.path)
+
+
+def test_browser_copy_refuses_in_one_line_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    broken = tmp_path / "broken.avi"
+    broken.write_bytes(b"RIFF" + bytes(500))
+    with pytest.raises(MediaError, match=r"^broken\.avi: not a readable video") as err:
+        media.browser_copy(broken)
+    assert "\n" not in str(err.value)
+    avi = write_video(tmp_path / "clip.avi", "XVID", 30)
+    with pytest.raises(MediaError, match=r"^clip\.avi: no playable copy within 0 s"):
+        media.browser_copy(avi, timeout=0.001)
+    which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name: None if name == "ffmpeg" else which(name))
+    with pytest.raises(MediaError, match=r"^clip\.avi: no playable copy can be made without FFmpeg"):
+        media.browser_copy(avi)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.avi", "clip.avi"]  # no copy, whole or half

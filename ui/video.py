@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
+from forensics import media as media_files
 from forensics.catalog import EXTRA_METHODS, METHODS
+from forensics.core import MediaError
 from forensics.render.figures import timeline_figure
 from forensics.render.frames import suspicious_frame_order, suspicious_frames
 from ui import media, present
@@ -15,8 +19,12 @@ class VideoTab(media.MediaTab):
 
     def __init__(self):
         super().__init__()
+        # A video browsers do not play is shown through a copy that they do; the analysis reads the original.
+        self.shown = gr.State(time_to_live=3600)  # {"copy": the copy's path, "original": the upload's}
+        self.media.upload(self.playable, [self.media], [self.media, self.shown], api_visibility="private",
+                          show_progress="minimal")
         self.run.click(self.analyze_video, [self.media, self.detector, self.methods, self.frames, *self.settings,
-                                            self.whole_image, self.score, self.look_again],
+                                            self.whole_image, self.score, self.look_again, self.shown],
                        [self.verdict, self.summary, self.timeline, self.frames_gallery, self.table, self.face,
                         *self.maps, self.reports, self.state],
                        api_name="analyze_video", show_progress_on=[self.verdict])
@@ -25,13 +33,38 @@ class VideoTab(media.MediaTab):
 
     def analyze_video(self, video, detector=None, methods=list(METHODS + EXTRA_METHODS), frames=16, target="fake",
                       head_fusion="mean", discard_ratio=0.9, alpha=0.5, whole_image=False, score_maps=False,
-                      look_again=True, progress=gr.Progress()):
-        session = media.analyze(video, detector, methods, frames, target, head_fusion, discard_ratio, progress,
+                      look_again=True, shown=None, progress=gr.Progress()):
+        session = media.analyze(self.original(video, shown), detector, methods, frames, target, head_fusion, discard_ratio, progress,
                                 whole_image, score_maps, look_again)
         result = session.result
         return self.held({**self.answer(session, alpha), self.timeline: timeline_figure(result),
                           self.frames_gallery: suspicious_frames(result, session.frames, alpha=alpha),
                           self.table: present.face_table(result)})
+
+    @staticmethod
+    def playable(video):
+        """An upload that browsers do not play (MPEG-4 Part 2, an AVI, a MOV...) is replaced in the player by
+        a copy that they do (the same stream in an MP4 where it can be, else re-encoded to H.264), and the
+        original is remembered for the analysis; a note says so. Where no copy can be made, the upload
+        stays as it is (the player cannot show it; the analysis is not affected)."""
+        if not video:
+            return gr.skip(), None
+        try:
+            if media_files.browser_playable(video):
+                return gr.skip(), None
+            copy = media_files.browser_copy(video)
+        except MediaError as exc:
+            gr.Warning(f"{exc}; the player cannot show it, the analysis reads it as it is.")
+            return gr.skip(), None
+        gr.Info(f'{copy.note} (A "Video not playable" error just before this was about the upload.)', duration=20)
+        return str(copy.path), {"copy": str(copy.path), "original": str(video)}
+
+    @staticmethod
+    def original(video, shown):
+        """The file to analyse: the upload itself where the player shows a copy of it."""
+        if video and shown and Path(video).resolve() == Path(shown["copy"]).resolve():
+            return shown["original"]
+        return video
 
     def pick_frame(self, session, evt: gr.SelectData):
         """A click on a frame of the gallery selects that frame's most suspicious face."""

@@ -158,6 +158,9 @@ def test_video_handler_gives_timeline_frames_and_table(tabs):
     assert all(image.shape[1] == 480 or image.shape[0] == 480 for image, _ in frames)  # cropped around faces
     assert sorted(row[0] for row in table) == list(range(1, len(table) + 1))  # face numbers from 1
     assert tabs.video.pick_row(session, gr.SelectData(None, {"index": [0, 0], "value": 1})) == faces.value
+    shown = session.result.faces[faces.value]  # the player goes half a frame into the shown face's frame
+    assert tabs.video.face_time(session, faces.value) == round(shown.timestamp + 0.5 / session.result.media.fps, 4)
+    assert tabs.video.face_time(None, 0) is None and tabs.video.face_time(session, None) is None
 
 
 def test_a_close_call_on_a_video_is_sampled_again_unless_unticked(tabs):
@@ -471,6 +474,21 @@ def test_browser_video_tab_shows_the_timeline(server, browser, tmp_path):
     page.get_by_role("button", name="Analyse video").click()
     expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=120_000)
     expect(page.get_by_text("P(fake) per tracked face over time").first).to_be_visible()
+
+    face_box = page.locator("input[aria-label='Face shown below']:visible")  # the Image tab has one too
+
+    def player_at_shown_face() -> tuple[float, float]:
+        """(the player's time, the time of the face shown below), once the player has gone there."""
+        shown = face_box.input_value()
+        at = float(re.search(r"\(([\d.]+)s\)", shown).group(1))  # "Face 10: frame 43 (1.79s), person 1, ..."
+        page.wait_for_function("t => Math.abs(document.querySelector('#forensics-video video').currentTime - t) < 0.05",
+                               arg=at + 0.5 / 24, timeout=10_000)  # half a frame in (the clip: 24 fps)
+        return page.evaluate("() => document.querySelector('#forensics-video video').currentTime"), at
+
+    first = player_at_shown_face()  # after the analysis: the most suspicious face's moment
+    page.locator("button.thumbnail-item:visible").nth(3).click()  # another frame from the gallery
+    expect(face_box).not_to_have_value(re.compile(rf"\({first[1]:.2f}s\)"))
+    assert player_at_shown_face()[1] != first[1]
     page.screenshot(path=str(_shots(tmp_path) / "video-tab.png"), full_page=True)
     page.close()
 

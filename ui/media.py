@@ -51,7 +51,8 @@ class MediaTab:
                     self.pasted = gr.Image(label="...or paste an image", sources=["clipboard"], type="filepath", height=120)
                     examples = catalog.example_files("image")
                 else:
-                    self.media = gr.Video(label="Video (MP4, WebM, AVI, MOV, MKV, M4V)", sources=["upload"])
+                    self.media = gr.Video(label="Video (MP4, WebM, AVI, MOV, MKV, M4V)", sources=["upload"],
+                                          elem_id="forensics-video")
                     examples = catalog.example_files("video")
                 # Public mode: only registered detectors load; any other name gets one "not available".
                 self.detector = gr.Dropdown(detector_notes.offered_detectors() + deployment.operator_choices(),

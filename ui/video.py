@@ -14,6 +14,14 @@ from forensics.render.frames import suspicious_frame_order, suspicious_frames
 from ui import media, present
 
 
+# Pauses the Video tab's player on a time (seconds); nothing where there is no player or no time.
+SEEK_PLAYER_JS = """(t) => {
+    const player = document.querySelector("#forensics-video video");
+    if (player && t !== null && t !== undefined && t >= 0) { player.pause(); player.currentTime = t; }
+    return [];
+}"""
+
+
 class VideoTab(media.MediaTab):
     kind = "video"
 
@@ -28,6 +36,11 @@ class VideoTab(media.MediaTab):
                        [self.verdict, self.summary, self.timeline, self.frames_gallery, self.table, self.face,
                         *self.maps, self.reports, self.state],
                        api_name="analyze_video", show_progress_on=[self.verdict])
+        # The face shown below (picked from the gallery, the table or the list, or the worst after an analysis):
+        # the player above goes to its frame, so that the moment can be watched, not only read.
+        self.seek_to = gr.Number(visible=False)
+        self.face.change(self.face_time, [self.state, self.face], [self.seek_to], api_visibility="private",
+                         show_progress="hidden", queue=False).then(None, [self.seek_to], None, js=SEEK_PLAYER_JS)
         self.frames_gallery.select(self.pick_frame, [self.state], [self.face], api_visibility="private")
         self.table.select(self.pick_row, [self.state], [self.face], api_visibility="private")
 
@@ -65,6 +78,17 @@ class VideoTab(media.MediaTab):
         if video and shown and Path(video).resolve() == Path(shown["copy"]).resolve():
             return shown["original"]
         return video
+
+    @staticmethod
+    def face_time(session, face) -> float | None:
+        """Where the player shows a face: half a frame into its frame (a seek to the frame's first instant
+        can land on the frame before), or None."""
+        if session is None or face is None or not 0 <= int(face) < len(session.result.faces):
+            return None
+        found, fps = session.result.faces[int(face)], session.result.media.fps
+        if found.timestamp is None:
+            return None
+        return round(found.timestamp + (0.5 / fps if fps else 0.0), 4)
 
     def pick_frame(self, session, evt: gr.SelectData):
         """A click on a frame of the gallery selects that frame's most suspicious face."""

@@ -70,7 +70,7 @@ class VideoFrames:
 
     frames: list[np.ndarray]  # RGB uint8 HxWx3
     indices: list[int]  # frame index in the video of each sampled frame
-    timestamps: list[float]  # seconds
+    timestamps: list[float]  # seconds from the first frame (the container's own where frames are unevenly spaced)
     fps: float
     frame_count: int  # as decoded when the end was reached, else as reported by the container
     duration_s: float
@@ -611,6 +611,41 @@ def _read_seek(cap: cv2.VideoCapture, wanted: list[int]) -> dict[int, np.ndarray
     return got
 
 
+def _frame_times(path: Path) -> list[float] | None:
+    """Every frame's time in seconds from the first, in presentation order (as OpenCV numbers frames), from
+    the container's packet timestamps: only packets are read, nothing is decoded. None where they cannot
+    be read or do not say (not exactly one video stream, a packet without a timestamp, two alike)."""
+    try:
+        import av
+    except ImportError:
+        return None
+    try:
+        with av.open(str(path)) as container:
+            if len(container.streams.video) != 1:
+                return None
+            stream = container.streams.video[0]
+            base = stream.time_base
+            stamps = [p.pts for p in container.demux(stream) if p.size]
+    except (av.FFmpegError, OSError, ValueError, MemoryError):
+        return None
+    if base is None or not stamps or None in stamps or len(set(stamps)) != len(stamps):
+        return None
+    stamps.sort()
+    return [float((pts - stamps[0]) * base) for pts in stamps]
+
+
+def _unevenly_spaced(times: list[float] | None, count: int, fps: float) -> bool:
+    """Whether a video's frames are not where index / rate puts them (a phone's variable frame rate: OpenCV's
+    rate is then an average, or the first rate, and frame / rate can be seconds off), by more than half a
+    frame; False where the times do not number ``count`` frames."""
+    return times is not None and len(times) == count and any(abs(t - i / fps) > 0.5 / fps for i, t in enumerate(times))
+
+
+# Matroska (and WebM) store no frame count: OpenCV's is duration x rate, which a variable frame rate makes
+# wrong (a 100-frame clip counted as 296), so the packets are counted instead.
+_ESTIMATED_COUNT_SUFFIXES = {".mkv", ".webm"}
+
+
 def _count_frames(path: Path, label: str, fps_in: float, limits: MediaLimits) -> int:
     """Count frames by decoding (for containers that report none), enforcing the duration limit."""
     cap = _open_capture(path, label)
@@ -696,6 +731,9 @@ def _load_video_path(path: Path, label: str, frames: int | None, fps: float | No
         raise
 
     try:
+        times = _frame_times(path)
+        if times is not None and path.suffix.lower() in _ESTIMATED_COUNT_SUFFIXES:
+            count = len(times)
         if count <= 0:
             cap.release()
             count = _count_frames(path, label, fps_in, limits)
@@ -737,13 +775,14 @@ def _load_video_path(path: Path, label: str, frames: int | None, fps: float | No
             raise MediaError(f"{label}: video has no decodable frames")
         out = [got[i] for i in kept]
         height, width = out[0].shape[:2]
+        uneven = _unevenly_spaced(times, count, fps_in)
         return VideoFrames(
             frames=out,
             indices=kept,
-            timestamps=[i / fps_in for i in kept],
+            timestamps=[times[i] for i in kept] if uneven else [i / fps_in for i in kept],
             fps=fps_in,
             frame_count=count,
-            duration_s=count / fps_in,
+            duration_s=2 * times[-1] - times[-2] if uneven else count / fps_in,  # the last frame's end
             width=int(width),
             height=int(height),
             codec=codec,
@@ -871,7 +910,8 @@ def browser_copy(path: str | Path, dest_dir: str | Path | None = None, *, rows: 
     rows = min(rows, BROWSER_COPY_LONG_ROWS) if long else rows
     if not reuse:
         scale = f"scale=-2:'2*trunc(min({rows},ih)/2)'"
-        _run_ffmpeg([*common, "-vf", scale, "-c:v", "libx264", "-preset", "ultrafast" if long else "veryfast",
+        _run_ffmpeg([*common, "-vf", scale, "-fps_mode", "passthrough",  # each frame at its own time, none added
+                     "-c:v", "libx264", "-preset", "ultrafast" if long else "veryfast",
                      "-crf", "23", "-pix_fmt",
                      "yuv420p", *(["-c:a", "aac"] if audio else [])], out, label, timeout)
     return BrowserCopy(out, True, f"{label}: browsers do not play {kind}, so the player shows a copy re-encoded to "

@@ -158,8 +158,8 @@ def test_video_handler_gives_timeline_frames_and_table(tabs):
     assert all(image.shape[1] == 480 or image.shape[0] == 480 for image, _ in frames)  # cropped around faces
     assert sorted(row[0] for row in table) == list(range(1, len(table) + 1))  # face numbers from 1
     assert tabs.video.pick_row(session, gr.SelectData(None, {"index": [0, 0], "value": 1})) == faces.value
-    shown = session.result.faces[faces.value]  # the player goes half a frame into the shown face's frame
-    assert tabs.video.face_time(session, faces.value) == round(shown.timestamp + 0.5 / session.result.media.fps, 4)
+    shown = session.result.faces[faces.value]  # the player goes 4 ms into the shown face's frame
+    assert tabs.video.face_time(session, faces.value) == round(shown.timestamp + 0.004, 4)
     assert tabs.video.face_time(None, 0) is None and tabs.video.face_time(session, None) is None
 
 
@@ -482,7 +482,7 @@ def test_browser_video_tab_shows_the_timeline(server, browser, tmp_path):
         shown = face_box.input_value()
         at = float(re.search(r"\(([\d.]+)s\)", shown).group(1))  # "Face 10: frame 43 (1.79s), person 1, ..."
         page.wait_for_function("t => Math.abs(document.querySelector('#forensics-video video').currentTime - t) < 0.05",
-                               arg=at + 0.5 / 24, timeout=10_000)  # half a frame in (the clip: 24 fps)
+                               arg=at + 0.004, timeout=10_000)  # 4 ms into the frame
         return page.evaluate("() => document.querySelector('#forensics-video video').currentTime"), at
 
     first = player_at_shown_face()  # after the analysis: the most suspicious face's moment

@@ -705,6 +705,42 @@ def test_a_long_video_is_copied_smaller(tmp_path: Path) -> None:
     assert load_video(media.browser_copy(short).path, frames=1).height == 400  # under 720 rows: as it is
 
 
+def _packet_times(path: Path) -> list[float]:
+    """Every frame's presentation time from the first, as FFprobe reads the container."""
+    import subprocess
+
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time",
+                          "-of", "csv=p=0", str(path)], capture_output=True, text=True, check=True).stdout.split()
+    times = sorted(float(t) for t in out)
+    return [t - times[0] for t in times]
+
+
+def _variable_rate(path: Path, codec: str) -> Path:
+    """4 s of test pattern: 50 frames at 25 fps, then 50 at 5 fps (a phone slowing down in the dark)."""
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x120:rate=25:duration=4", "-vf",
+            "setpts='if(lt(N,50),N/(25*TB),(2+(N-50)/5)/TB)'", "-fps_mode", "vfr", "-c:v", codec, str(path))
+    return path
+
+
+@pytest.mark.parametrize("codec, suffix", [("libx264", ".mp4"), ("mpeg4", ".mkv")])
+def test_a_variable_frame_rate_video_keeps_its_own_times(tmp_path: Path, codec: str, suffix: str) -> None:
+    """OpenCV's frame rate for such a video is one number (an average from an MP4, 8.7 fps; the first rate
+    from an MKV, 25), so frame / rate is seconds off: its frames get the container's times, as a player
+    shows them, and its duration is the last frame's end."""
+    vfr = _variable_rate(tmp_path / f"vfr{suffix}", codec)
+    video = load_video(vfr, frames=8)
+    truth = _packet_times(vfr)
+    assert video.frame_count == 100 and max(abs(i / video.fps - truth[i]) for i in video.indices) > 1
+    assert video.duration_s == pytest.approx(12.0)  # the last frame at 11.8 s, lasting 0.2 s
+    assert video.timestamps == pytest.approx([truth[i] for i in video.indices], abs=1e-6)
+    assert video.timestamps[1] == pytest.approx(0.56) and video.timestamps[-1] == pytest.approx(11.8)
+    assert load_video(vfr, indices=[60]).timestamps == pytest.approx([4.0])  # a second look: the same times
+    copy = media.browser_copy(vfr)  # the player's copy keeps every frame at its time, none added
+    assert _packet_times(copy.path) == pytest.approx(truth, abs=1e-3)
+    steady = load_video(write_h264(tmp_path / "steady.mp4", 30), frames=5)  # constant rate: frame / rate, exactly
+    assert steady.timestamps == [i / steady.fps for i in steady.indices]
+
+
 def test_browser_copy_puts_h264_in_an_mp4_as_it_is(tmp_path: Path) -> None:
     mkv = tmp_path / "clip.mkv"
     _ffmpeg("-i", str(write_h264(tmp_path / "h264.mp4", 20)), "-c", "copy", str(mkv))

@@ -14,6 +14,7 @@ from forensics.render.frames import suspicious_frame_order, suspicious_frames
 from ui import media, present
 
 
+SEEK_INTO_FRAME_S = 0.004
 # Pauses the Video tab's player on a time (seconds); nothing where there is no player or no time.
 SEEK_PLAYER_JS = """(t) => {
     const player = document.querySelector("#forensics-video video");
@@ -81,14 +82,13 @@ class VideoTab(media.MediaTab):
 
     @staticmethod
     def face_time(session, face) -> float | None:
-        """Where the player shows a face: half a frame into its frame (a seek to the frame's first instant
-        can land on the frame before), or None."""
+        """Where the player shows a face: 4 ms into its frame (a seek to the frame's first instant can land on
+        the frame before; 4 ms stays inside a frame up to 250 fps, and inside the shortest frame of a
+        variable frame rate, where half the average frame would not), or None."""
         if session is None or face is None or not 0 <= int(face) < len(session.result.faces):
             return None
-        found, fps = session.result.faces[int(face)], session.result.media.fps
-        if found.timestamp is None:
-            return None
-        return round(found.timestamp + (0.5 / fps if fps else 0.0), 4)
+        found = session.result.faces[int(face)]
+        return None if found.timestamp is None else round(found.timestamp + SEEK_INTO_FRAME_S, 4)
 
     def pick_frame(self, session, evt: gr.SelectData):
         """A click on a frame of the gallery selects that frame's most suspicious face."""

@@ -411,12 +411,15 @@ def sample_frame_indices(
     fps_in: float | None = None,
     fps: float | None = None,
     max_frames: int = 256,
+    times: Sequence[float] | None = None,
 ) -> list[int]:
     """Which frame indices to decode: the pure sampling rule behind :func:`load_video`.
 
     * ``fps`` given: one frame every ``fps_in / fps`` frames starting at 0 (every frame if ``fps``
-      is at least ``fps_in``); if that is more than ``max_frames``, ``max_frames`` frames spread
-      evenly over the whole video instead, so the end of a long video is never silently dropped.
+      is at least ``fps_in``); with ``times`` (each frame's time, for a video whose frames are unevenly
+      spaced), the first frame at or after each 1 / ``fps`` seconds instead. If that is more than
+      ``max_frames``, ``max_frames`` frames spread evenly over the whole video instead, so the end of
+      a long video is never silently dropped.
     * else ``frames=N``: N indices from linspace over [0, frame_count - 1], rounded and
       deduplicated (first and last included when N > 1; N == 1 picks the middle frame; all
       frames when the video has fewer than N).
@@ -431,7 +434,10 @@ def sample_frame_indices(
         if fps_in is None or not math.isfinite(fps_in) or fps_in <= 0:
             raise ValueError("fps sampling needs the video's frame rate (fps_in)")
         step = fps_in / fps
-        if step <= 1.0:
+        if times is not None and len(times) == frame_count:
+            ticks = np.arange(0.0, float(times[-1]) + 1e-9, 1.0 / fps)
+            idx = sorted({int(i) for i in np.searchsorted(np.asarray(times, dtype=np.float64), ticks - 1e-9)})
+        elif step <= 1.0:
             idx = list(range(frame_count))
         else:
             n = int(math.floor((frame_count - 1) / step + 1e-9)) + 1
@@ -744,7 +750,8 @@ def _load_video_path(path: Path, label: str, frames: int | None, fps: float | No
         def pick(n: int) -> list[int]:
             if indices is not None:
                 return [i for i in indices if i < n]
-            return sample_frame_indices(n, frames=None if fps else frames, fps_in=fps_in, fps=fps, max_frames=limits.max_frames)
+            return sample_frame_indices(n, frames=None if fps else frames, fps_in=fps_in, fps=fps, max_frames=limits.max_frames,
+                                        times=times if _unevenly_spaced(times, n, fps_in) else None)
 
         wanted = pick(count)
         if not wanted:

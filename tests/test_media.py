@@ -311,6 +311,16 @@ def test_sample_frame_indices_even() -> None:
     assert len(idx) == 16 and idx[0] == 0 and idx[-1] == 999 and idx == sorted(set(idx))
 
 
+def test_sample_frame_indices_fps_by_time() -> None:
+    """With each frame's time (a variable frame rate), fps sampling takes the first frame at or after each tick;
+    evenly spaced times give what the rate alone gives."""
+    even = [i / 10 for i in range(100)]
+    assert sample_frame_indices(100, fps_in=10, fps=2, times=even) == sample_frame_indices(100, fps_in=10, fps=2)
+    uneven = [i / 10 for i in range(50)] + [5 + i for i in range(50)]  # 10 fps, then 1 fps
+    assert sample_frame_indices(100, fps_in=2, fps=1, times=uneven) == [0, 10, 20, 30, 40, *range(50, 100)]
+    assert sample_frame_indices(100, fps_in=2, fps=1, times=uneven, max_frames=8) == sample_frame_indices(100, frames=8)
+
+
 def test_sample_frame_indices_fps() -> None:
     assert sample_frame_indices(30, fps_in=10, fps=2.5) == [0, 4, 8, 12, 16, 20, 24, 28]
     assert sample_frame_indices(100, fps_in=29.97, fps=1) == [0, 30, 60, 90]
@@ -735,6 +745,7 @@ def test_a_variable_frame_rate_video_keeps_its_own_times(tmp_path: Path, codec: 
     assert video.timestamps == pytest.approx([truth[i] for i in video.indices], abs=1e-6)
     assert video.timestamps[1] == pytest.approx(0.56) and video.timestamps[-1] == pytest.approx(11.8)
     assert load_video(vfr, indices=[60]).timestamps == pytest.approx([4.0])  # a second look: the same times
+    assert load_video(vfr, fps=1).timestamps == pytest.approx(list(range(12)))  # one frame a second, by time
     copy = media.browser_copy(vfr)  # the player's copy keeps every frame at its time, none added
     assert _packet_times(copy.path) == pytest.approx(truth, abs=1e-3)
     steady = load_video(write_h264(tmp_path / "steady.mp4", 30), frames=5)  # constant rate: frame / rate, exactly

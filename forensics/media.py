@@ -383,7 +383,8 @@ def load_animation(
                 try:
                     wanted = ([i for i in _checked_indices(indices, label, limits) if i < count] if indices is not None
                               else sample_frame_indices(count, frames=None if fps else frames, fps_in=fps_in, fps=fps,
-                                                        max_frames=limits.max_frames))
+                                                        max_frames=limits.max_frames,
+                                                        times=starts if _unevenly_spaced(starts, count, fps_in) else None))
                 except ValueError as exc:
                     raise MediaError(f"{label}: {exc}") from None
                 if not wanted:
@@ -417,7 +418,7 @@ def sample_frame_indices(
 
     * ``fps`` given: one frame every ``fps_in / fps`` frames starting at 0 (every frame if ``fps``
       is at least ``fps_in``); with ``times`` (each frame's time, for a video whose frames are unevenly
-      spaced), the first frame at or after each 1 / ``fps`` seconds instead. If that is more than
+      spaced), the frame on screen at each 1 / ``fps`` seconds instead. If that is more than
       ``max_frames``, ``max_frames`` frames spread evenly over the whole video instead, so the end of
       a long video is never silently dropped.
     * else ``frames=N``: N indices from linspace over [0, frame_count - 1], rounded and
@@ -436,7 +437,8 @@ def sample_frame_indices(
         step = fps_in / fps
         if times is not None and len(times) == frame_count:
             ticks = np.arange(0.0, float(times[-1]) + 1e-9, 1.0 / fps)
-            idx = sorted({int(i) for i in np.searchsorted(np.asarray(times, dtype=np.float64), ticks - 1e-9)})
+            shown = np.searchsorted(np.asarray(times, dtype=np.float64), ticks + 1e-9, side="right") - 1
+            idx = sorted({int(i) for i in shown})  # the frame on screen at each tick
         elif step <= 1.0:
             idx = list(range(frame_count))
         else:

@@ -312,7 +312,7 @@ def test_sample_frame_indices_even() -> None:
 
 
 def test_sample_frame_indices_fps_by_time() -> None:
-    """With each frame's time (a variable frame rate), fps sampling takes the first frame at or after each tick;
+    """With each frame's time (a variable frame rate), fps sampling takes the frame on screen at each tick;
     evenly spaced times give what the rate alone gives."""
     even = [i / 10 for i in range(100)]
     assert sample_frame_indices(100, fps_in=10, fps=2, times=even) == sample_frame_indices(100, fps_in=10, fps=2)
@@ -619,6 +619,7 @@ def test_animated_images_are_sampled_like_videos(tmp_path: Path, suffix: str) ->
     assert np.abs(got.frames[-1].astype(int) - got.frames[0].astype(int)).mean() > 3
     every = media.load_animation(path.read_bytes(), fps=100, name="up" + suffix)
     assert every.indices == list(range(12))
+    assert media.load_animation(path, fps=5).indices == [0, 2, 5, 7, 8, 10]  # the frame on screen every 0.2 s
     some = media.load_animation(path, indices=[11, 3, 40])  # a second look: just these frames
     assert some.indices == [3, 11] and some.timestamps == pytest.approx([0.24, 1.08])
     assert np.array_equal(some.frames[1], got.frames[-1])

@@ -419,7 +419,8 @@ class Analyzer:
         passes = [_pass_record(result, len(video.frames))]
         while len(passes) <= self.look_again and self.fps is None and _worth_another_look(result):
             have = [int(i) for i in video.indices]
-            wanted = sample_frame_indices(video.frame_count, frames=min(2 * len(have) - 1, self.limits.max_frames))
+            wanted = sample_frame_indices(video.frame_count, frames=min(2 * len(have) - 1, self.limits.max_frames),
+                                          times=video.frame_times)
             new = sorted(set(wanted) - set(have))
             if not new:  # every frame is already sampled, or the limit is reached
                 break

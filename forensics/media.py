@@ -78,6 +78,7 @@ class VideoFrames:
     height: int
     codec: str | None = None  # the stream's FourCC as FFmpeg names it ("h264", "hevc", "FMP4"), when known
     bitrate_kbps: float | None = None  # the video stream's bit rate (audio not counted), when the container says
+    frame_times: list[float] | None = None  # every frame's time, where frames are unevenly spaced (else None)
 
 
 def video_codec_name(fourcc: float) -> str | None:
@@ -399,7 +400,8 @@ def load_animation(
             raise MediaError(f"{label}: animation is truncated or corrupt ({exc})") from None
         height, width = out[0].shape[:2]
         return VideoFrames(frames=out, indices=list(wanted), timestamps=[starts[i] for i in wanted], fps=fps_in,
-                           frame_count=count, duration_s=t, width=int(width), height=int(height))
+                           frame_count=count, duration_s=t, width=int(width), height=int(height),
+                           frame_times=starts if _unevenly_spaced(starts, count, fps_in) else None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -423,7 +425,11 @@ def sample_frame_indices(
       a long video is never silently dropped.
     * else ``frames=N``: N indices from linspace over [0, frame_count - 1], rounded and
       deduplicated (first and last included when N > 1; N == 1 picks the middle frame; all
-      frames when the video has fewer than N).
+      frames when the video has fewer than N). With ``times``, the frame nearest each of N instants
+      spread evenly from the first frame's time to the last's instead (a frame nearest two instants
+      counts once), so a variable frame rate's bursts of frames do not take the samples from its calm
+      stretches; evenly spaced times give the same frames. Both rules keep the N frames when asked
+      again for 2N - 1.
 
     Returns a sorted list of unique ints in [0, frame_count). Bad arguments raise ValueError.
     """
@@ -454,6 +460,12 @@ def sample_frame_indices(
     frames = int(frames)
     if frames >= frame_count:
         return list(range(frame_count))
+    if times is not None and len(times) == frame_count:
+        at = np.asarray(times, dtype=np.float64)
+        ticks = np.array([(at[0] + at[-1]) / 2]) if frames == 1 else np.linspace(at[0], at[-1], frames)
+        after = np.clip(np.searchsorted(at, ticks), 1, frame_count - 1)  # the frames either side of each instant
+        nearest = np.where(ticks - at[after - 1] < at[after] - ticks, after - 1, after)
+        return sorted({int(i) for i in nearest})
     if frames == 1:
         return [(frame_count - 1) // 2]
     raw = np.rint(np.linspace(0, frame_count - 1, frames)).astype(np.int64)
@@ -796,6 +808,7 @@ def _load_video_path(path: Path, label: str, frames: int | None, fps: float | No
             height=int(height),
             codec=codec,
             bitrate_kbps=bitrate if bitrate > 0 else None,
+            frame_times=list(times) if uneven else None,
         )
     finally:
         cap.release()

@@ -13,6 +13,7 @@ from forensics.analysis import NO_FACE_NOTE, SMALL_FACES_ONLY, Analyzer, FaceRes
 from forensics.detectors import load_detector
 from forensics.core import DetectorError
 from forensics.explain import METHODS
+from forensics.media import sample_frame_indices
 from tests.conftest import ROOT, data_path
 
 
@@ -481,12 +482,28 @@ def test_a_close_call_on_a_video_is_sampled_again_at_about_twice_the_frames(mode
     assert nobody.media.sampled_frames == 12 and nobody.notes[0] == (
         "Looked again: no face was found in 4 sampled frames, so the video was sampled again at 7, 12 frames; "
         "still no face in 12.")
+    # With a variable frame rate the second look samples by time as the first did (25 fps for 2 s, then
+    # 5 fps for 10 s): 7 frames spread over the 11.8 s keeping the first 4, two of them in the first 3 s
+    # (by frame number, four of the 7 would lie there).
+    import subprocess
+
+    vfr = tmp_path / "vfr.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25:duration=4", "-vf",
+                    "setpts='if(lt(N,50),N/(25*TB),(2+(N-50)/5)/TB)'", "-fps_mode", "vfr", "-c:v", "libx264",
+                    str(vfr)], check=True)
+    timed = Analyzer(load_detector(folder, allow_untrained=True, cache=False), face_detector, methods=(),
+                     frames=4, look_again=1).analyze(vfr)
+    assert timed.error is None and timed.label == "no_face" and timed.media.sampled_frames == 7
+    times = [k / 25 if k < 50 else 2 + (k - 50) / 5 for k in range(100)]
+    first = sample_frame_indices(100, frames=4, times=times)
+    assert timed.media.sampled_indices == sample_frame_indices(100, frames=7, times=times)
+    assert set(first) < set(timed.media.sampled_indices) and timed.uncertainty["passes"][0]["frames"] == 4
+    assert sum(times[k] < 3 for k in timed.media.sampled_indices) == 2
+    assert sum(times[k] < 3 for k in sample_frame_indices(100, frames=7)) == 4
     once = Analyzer(load_detector(folder, allow_untrained=True, cache=False), face_detector, methods=(),
                     frames=4, look_again=0).analyze(faceless)
     assert once.label == "no_face" and once.media.sampled_frames == 4 and "passes" not in once.uncertainty
     # A face only in frames the first look skipped: the second look finds it, and the video has a verdict.
-    from forensics.media import sample_frame_indices
-
     skipped = sorted(set(sample_frame_indices(12, frames=7)) - set(sample_frame_indices(12, frames=4)))
     person = np.asarray(Image.open(ROOT / "assets" / "examples" / "astronaut.jpg").convert("RGB").resize(
         (cat.shape[1], cat.shape[0])))

@@ -318,7 +318,29 @@ def test_sample_frame_indices_fps_by_time() -> None:
     assert sample_frame_indices(100, fps_in=10, fps=2, times=even) == sample_frame_indices(100, fps_in=10, fps=2)
     uneven = [i / 10 for i in range(50)] + [5 + i for i in range(50)]  # 10 fps, then 1 fps
     assert sample_frame_indices(100, fps_in=2, fps=1, times=uneven) == [0, 10, 20, 30, 40, *range(50, 100)]
-    assert sample_frame_indices(100, fps_in=2, fps=1, times=uneven, max_frames=8) == sample_frame_indices(100, frames=8)
+    # Over the cap: max_frames spread evenly in time, as frames=N is when the times are known.
+    assert sample_frame_indices(100, fps_in=2, fps=1, times=uneven, max_frames=8) == sample_frame_indices(
+        100, frames=8, times=uneven)
+
+
+def test_sample_frame_indices_frames_by_time() -> None:
+    """With each frame's time, N frames are the frames nearest N instants spread evenly over the video:
+    a burst of frames does not take the samples from a calm stretch; evenly spaced times change nothing;
+    asking again for 2N - 1 keeps the N (a close call sampled again adds frames between them)."""
+    even = [i / 10 for i in range(100)]
+    for n in (2, 5, 16, 34):  # (N = 1 lands on a tie here: 4.95 s lies between two frames)
+        assert sample_frame_indices(100, frames=n, times=even) == sample_frame_indices(100, frames=n)
+    uneven = [i / 10 for i in range(50)] + [5 + i for i in range(50)]  # 5 s at 10 fps, then 50 s at 1 fps
+    assert sample_frame_indices(100, frames=7) == [0, 16, 33, 50, 66, 82, 99]  # by index: three in the first 5 s of 54
+    assert sample_frame_indices(100, frames=7, times=uneven) == [0, 54, 63, 72, 81, 90, 99]  # at 0, 9, 18, ... 54 s
+    assert sample_frame_indices(100, frames=1, times=uneven) == [72]  # the frame at 27 s
+    for n in (3, 5, 9, 17):
+        assert set(sample_frame_indices(100, frames=n, times=uneven)) <= set(
+            sample_frame_indices(100, frames=2 * n - 1, times=uneven))
+    held = [0.0, 0.1, 0.2, 10.0]  # the frame nearest 0 s and 5 s counts once
+    assert sample_frame_indices(4, frames=3, times=held) == [0, 2, 3]
+    assert sample_frame_indices(4, frames=3, times=[0.0, 9.8, 9.9, 10.0]) == [0, 1, 3]
+    assert sample_frame_indices(4, frames=3, times=held[:3]) == sample_frame_indices(4, frames=3)  # times of other frames: ignored
 
 
 def test_sample_frame_indices_fps() -> None:
@@ -609,8 +631,9 @@ def test_animated_images_are_sampled_like_videos(tmp_path: Path, suffix: str) ->
     durations = [80] * 6 + [120] * 6  # 1.2 s in all
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0)
     assert media.is_animated(path) and not media.is_animated(Path(__file__).parents[1] / "assets/examples/astronaut.jpg")
-    got = media.load_animation(path, frames=4)
-    assert got.indices == sample_frame_indices(12, frames=4) and len(got.frames) == 4
+    got = media.load_animation(path, frames=6)  # the frames nearest 0, 0.216, ... 1.08 s, the last frame's start
+    assert got.indices == [0, 3, 5, 7, 9, 11] and len(got.frames) == 6
+    assert sample_frame_indices(12, frames=6) == [0, 2, 4, 7, 9, 11]  # by frame number: early, where frames are short
     assert got.frame_count == 12 and got.duration_s == pytest.approx(1.2)
     assert got.timestamps == pytest.approx([sum(durations[:i]) / 1000 for i in got.indices])
     assert all(f.shape == (256, 256, 3) and f.dtype == np.uint8 for f in got.frames)
@@ -744,13 +767,21 @@ def test_a_variable_frame_rate_video_keeps_its_own_times(tmp_path: Path, codec: 
     assert video.frame_count == 100 and max(abs(i / video.fps - truth[i]) for i in video.indices) > 1
     assert video.duration_s == pytest.approx(12.0)  # the last frame at 11.8 s, lasting 0.2 s
     assert video.timestamps == pytest.approx([truth[i] for i in video.indices], abs=1e-6)
-    assert video.timestamps[1] == pytest.approx(0.56) and video.timestamps[-1] == pytest.approx(11.8)
+    # The 8 frames are the frames nearest 8 instants from 0 to 11.8 s, not 8 frame numbers (which put
+    # four of them in the first 2 s, the 25-fps stretch).
+    ticks = np.linspace(0, truth[-1], 8)
+    assert video.timestamps == pytest.approx([min(truth, key=lambda t: abs(t - tick)) for tick in ticks], abs=1e-6)
+    assert video.timestamps[1] == pytest.approx(1.68) and video.timestamps[-1] == pytest.approx(11.8)
+    # A close call sampled again at 15 frames keeps the 8 and adds the ones between, by time too.
+    assert video.frame_times == pytest.approx(truth, abs=1e-6)
+    again = sample_frame_indices(video.frame_count, frames=15, times=video.frame_times)
+    assert set(video.indices) < set(again) and len(again) == 15
     assert load_video(vfr, indices=[60]).timestamps == pytest.approx([4.0])  # a second look: the same times
     assert load_video(vfr, fps=1).timestamps == pytest.approx(list(range(12)))  # one frame a second, by time
     copy = media.browser_copy(vfr)  # the player's copy keeps every frame at its time, none added
     assert _packet_times(copy.path) == pytest.approx(truth, abs=1e-3)
     steady = load_video(write_h264(tmp_path / "steady.mp4", 30), frames=5)  # constant rate: frame / rate, exactly
-    assert steady.timestamps == [i / steady.fps for i in steady.indices]
+    assert steady.timestamps == [i / steady.fps for i in steady.indices] and steady.frame_times is None
 
 
 def test_browser_copy_puts_h264_in_an_mp4_as_it_is(tmp_path: Path) -> None:

@@ -194,7 +194,8 @@ def test_a_video_browsers_do_not_play_is_shown_through_a_copy_and_analysed_as_up
     avi = tmp_path / "pan.avi"
     subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(EXAMPLES / "astronaut-pan.mp4"), "-c:v",
                     "mpeg4", "-vtag", "XVID", str(avi)], check=True)
-    shown_path, shown = tabs.video.playable(str(avi))
+    shown_path, shown, copied = tabs.video.playable(str(avi))
+    assert copied is True
     assert shown_path.endswith("pan.avi.browser-copy.mp4") and media_files.browser_playable(shown_path)
     out = answered(tabs.video, tabs.video.analyze_video, shown_path, "default", [], 4, shown=shown)
     analysed = out.state.result.media
@@ -203,10 +204,10 @@ def test_a_video_browsers_do_not_play_is_shown_through_a_copy_and_analysed_as_up
     assert report["sha256"] == analysed.sha256 and Path(tabs.video.build_reports(out.state)[0]).name == "pan-report.json"
     copy = answered(tabs.video, tabs.video.analyze_video, shown_path, "default", [], 4)  # without the link: the copy
     assert copy.state.result.media.codec == "h264" and copy.state.result.media.sha256 != analysed.sha256
-    assert tabs.video.playable(str(EXAMPLES / "astronaut-pan.mp4")) == (gr.skip(), None)  # plays: nothing to do
+    assert tabs.video.playable(str(EXAMPLES / "astronaut-pan.mp4")) == (gr.skip(), None, False)  # plays: nothing to do
     broken = tmp_path / "broken.avi"
     broken.write_bytes(b"RIFF" + bytes(500))
-    assert tabs.video.playable(str(broken)) == (gr.skip(), None)  # the analysis says what is wrong with it
+    assert tabs.video.playable(str(broken)) == (gr.skip(), None, False)  # the analysis says what is wrong with it
 
 
 @pytest.mark.parametrize("name, content, message", [
@@ -495,8 +496,9 @@ def test_browser_video_tab_shows_the_timeline(server, browser, tmp_path):
 
 @pytest.mark.browser
 def test_browser_plays_an_avi_through_a_copy_and_reports_the_upload(server, browser, tmp_path):
-    """Chromium cannot play MPEG-4 Part 2 in an AVI: the player shows an H.264 copy that it plays, and the
-    report of the analysis names the uploaded file (its SHA-256 and codec), not the copy."""
+    """Chromium cannot play MPEG-4 Part 2 in an AVI: the player shows an H.264 copy that it plays (with no
+    "Video not playable" error about the upload on the way), and the report of the analysis names the
+    uploaded file (its SHA-256 and codec), not the copy."""
     import hashlib
     import subprocess
 
@@ -513,6 +515,8 @@ def test_browser_plays_an_avi_through_a_copy_and_reports_the_upload(server, brow
     player = page.locator("video[src*='browser-copy']").first
     expect(player).to_be_attached(timeout=30_000)
     page.wait_for_function("v => v.readyState >= 2 && v.videoWidth > 0", arg=player.element_handle(), timeout=30_000)
+    assert page.evaluate("window.forensicsHeldErrors") == 1  # the player erred on the upload
+    expect(page.get_by_text("Video not playable")).to_have_count(0)  # and was held back: the copy took its place
     page.get_by_label("Frames sampled", exact=False).first.fill("4")
     page.get_by_role("button", name="Analyse video").click()
     expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=120_000)
@@ -522,6 +526,24 @@ def test_browser_plays_an_avi_through_a_copy_and_reports_the_upload(server, brow
     report = page.request.get(link.get_attribute("href")).json()["report"]["input"]
     assert report["sha256"] == hashlib.sha256(avi.read_bytes()).hexdigest() and report["codec"] == "FMP4"
     page.screenshot(path=str(_shots(tmp_path) / "video-avi.png"), full_page=True)
+    page.close()
+
+
+@pytest.mark.browser
+def test_browser_a_video_the_player_cannot_show_and_no_copy_replaces_still_says_so(server, browser, tmp_path):
+    """The player's own error is held back only while a copy may take the upload's place: an MP4 that the
+    browser cannot play and of which no copy is made (its header is not a video's) still shows Gradio's
+    "Video not playable"."""
+    from playwright.sync_api import expect
+
+    broken = tmp_path / "torn.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server, timeout=60_000)
+    page.get_by_role("tab", name="Video").click()
+    page.locator("input[type=file][accept*='video']").set_input_files(str(broken))
+    expect(page.get_by_text("Video not playable").first).to_be_visible(timeout=30_000)
+    assert page.locator("video[src*='browser-copy']").count() == 0 and page.evaluate("window.forensicsHolding") is False
     page.close()
 
 

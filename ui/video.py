@@ -23,6 +23,38 @@ SEEK_PLAYER_JS = """(t) => {
 }"""
 
 
+# The player's "Video not playable" error for an upload that is about to be shown through a copy is noise: from
+# the upload until the copy is made (or found unneeded), the player's error is held back, not shown. Where no copy
+# replaced the upload, an error held meanwhile is let through as Gradio would have shown it; later errors (a copy
+# the browser cannot play either) are never held. An error before this ran (it runs as the upload event fires)
+# shows as before.
+HOLD_PLAYER_ERRORS_JS = """() => {
+    if (!window.forensicsHoldErrors) {
+        window.addEventListener("error", (e) => {
+            const player = e.target;
+            if (!window.forensicsHolding || e.forensicsLetThrough || !(player instanceof HTMLVideoElement)
+                || !player.closest("#forensics-video")) return;
+            e.stopImmediatePropagation();
+            window.forensicsHeldErrors += 1;
+        }, true);
+        window.forensicsHoldErrors = true;
+    }
+    window.forensicsHeldErrors = 0;
+    window.forensicsHolding = true;
+    return [];
+}"""
+RELEASE_PLAYER_ERRORS_JS = """(copied) => {
+    window.forensicsHolding = false;
+    const player = document.querySelector("#forensics-video video");
+    if (player && !copied && window.forensicsHeldErrors && player.error) {
+        const again = new Event("error");
+        again.forensicsLetThrough = true;
+        player.dispatchEvent(again);
+    }
+    return [];
+}"""
+
+
 class VideoTab(media.MediaTab):
     kind = "video"
 
@@ -30,8 +62,10 @@ class VideoTab(media.MediaTab):
         super().__init__()
         # A video browsers do not play is shown through a copy that they do; the analysis reads the original.
         self.shown = gr.State(time_to_live=3600)  # {"copy": the copy's path, "original": the upload's}
-        self.media.upload(self.playable, [self.media], [self.media, self.shown], api_visibility="private",
-                          show_progress="minimal")
+        self.copied = gr.Checkbox(visible=False)  # whether the player now shows a copy (for the browser's side)
+        self.media.upload(None, None, None, js=HOLD_PLAYER_ERRORS_JS, queue=False)
+        self.media.upload(self.playable, [self.media], [self.media, self.shown, self.copied], api_visibility="private",
+                          show_progress="minimal").then(None, [self.copied], None, js=RELEASE_PLAYER_ERRORS_JS)
         self.run.click(self.analyze_video, [self.media, self.detector, self.methods, self.frames, *self.settings,
                                             self.whole_image, self.score, self.look_again, self.shown],
                        [self.verdict, self.summary, self.timeline, self.frames_gallery, self.table, self.face,
@@ -62,16 +96,16 @@ class VideoTab(media.MediaTab):
         original is remembered for the analysis; a note says so. Where no copy can be made, the upload
         stays as it is (the player cannot show it; the analysis is not affected)."""
         if not video:
-            return gr.skip(), None
+            return gr.skip(), None, False
         try:
             if media_files.browser_playable(video):
-                return gr.skip(), None
+                return gr.skip(), None, False
             copy = media_files.browser_copy(video)
         except MediaError as exc:
             gr.Warning(f"{exc}; the player cannot show it, the analysis reads it as it is.")
-            return gr.skip(), None
-        gr.Info(f'{copy.note} (A "Video not playable" error just before this was about the upload.)', duration=20)
-        return str(copy.path), {"copy": str(copy.path), "original": str(video)}
+            return gr.skip(), None, False
+        gr.Info(copy.note, duration=20)
+        return str(copy.path), {"copy": str(copy.path), "original": str(video)}, True
 
     @staticmethod
     def original(video, shown):

@@ -900,20 +900,28 @@ def _run_ffmpeg(args: list[str], out: Path, label: str, timeout: float) -> None:
 
 
 def browser_copy(path: str | Path, dest_dir: str | Path | None = None, *, rows: int = BROWSER_COPY_ROWS,
-                 timeout: float = BROWSER_COPY_TIMEOUT_S) -> BrowserCopy:
+                 timeout: float = BROWSER_COPY_TIMEOUT_S, limits: MediaLimits = DEFAULT_LIMITS) -> BrowserCopy:
     """An MP4 copy that browsers play of a video that not all of them do (MPEG-4 Part 2, Motion JPEG, HEVC,
     an AVI, a MOV...), named ``<file name>.browser-copy.mp4``: beside the video, and then reused when it is
     already there, or in ``dest_dir``. H.264 and AV1 streams are put in an MP4 container as they are;
     anything else is re-encoded with libx264 at no more than ``rows`` rows (``BROWSER_COPY_LONG_ROWS`` for a
     video longer than ``BROWSER_COPY_LONG_S``). The copy is for watching: it
     is not the evidence, and an analysis must read ``path``. Raises MediaError (one line) where no copy
-    can be made."""
+    can be made, and where the video breaks ``limits`` (its size, its length): no copy is made of what an
+    analysis under them refuses."""
     path = Path(path)
     label = path.name
+    try:
+        _check_path(path, label, limits.max_video_bytes)
+    except MediaError as exc:
+        raise MediaError(f"{exc}; no copy is made for the player, and the analysis refuses it too") from None
     codecs = _stream_codecs(path)
     if codecs is None or codecs[0] is None:
         raise MediaError(f"{label}: not a readable video (corrupt file or unsupported format/codec)")
     video, audio, duration = codecs
+    if duration is not None and duration > limits.max_duration_s:
+        raise MediaError(f"{label}: video is {duration:.1f} s long; the limit is {limits.max_duration_s:g} s; "
+                         "no copy is made for the player, and the analysis refuses it too")
     out = Path(dest_dir or path.parent) / f"{path.name}.browser-copy.mp4"
     out.parent.mkdir(parents=True, exist_ok=True)
     reuse = dest_dir is None and out.exists() and out.stat().st_mtime >= path.stat().st_mtime

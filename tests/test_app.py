@@ -208,6 +208,17 @@ def test_a_video_browsers_do_not_play_is_shown_through_a_copy_and_analysed_as_up
     broken = tmp_path / "broken.avi"
     broken.write_bytes(b"RIFF" + bytes(500))
     assert tabs.video.playable(str(broken)) == (gr.skip(), None, False)  # the analysis says what is wrong with it
+    # Over the deployment's size limit (FORENSICS_MAX_VIDEO_MB): no copy, and the warning says the analysis refuses it.
+    os.environ["FORENSICS_MAX_VIDEO_MB"] = "0.001"
+    try:
+        again = tmp_path / "again.avi"
+        again.write_bytes(avi.read_bytes())
+        with pytest.warns(UserWarning, match=r"^again\.avi: file is \S+ MB; the limit is \S+ MB; no copy is made for the "
+                                             r"player, and the analysis refuses it too$"):
+            assert tabs.video.playable(str(again)) == (gr.skip(), None, False)
+        assert not list(tmp_path.glob("again.avi.*"))
+    finally:
+        del os.environ["FORENSICS_MAX_VIDEO_MB"]
 
 
 @pytest.mark.parametrize("name, content, message", [

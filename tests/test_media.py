@@ -809,3 +809,13 @@ def test_browser_copy_refuses_in_one_line_and_leaves_nothing(tmp_path: Path, mon
     with pytest.raises(MediaError, match=r"^clip\.avi: no playable copy can be made without FFmpeg"):
         media.browser_copy(avi)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.avi", "clip.avi"]  # no copy, whole or half
+    monkeypatch.undo()
+    # What an analysis under the same limits refuses gets no copy either (no CPU spent on a long re-encode).
+    with pytest.raises(MediaError, match=r"^clip\.avi: video is 3\.0 s long; the limit is 2 s; no copy is made for "
+                                         r"the player, and the analysis refuses it too$"):
+        media.browser_copy(avi, limits=MediaLimits(max_duration_s=2))
+    with pytest.raises(MediaError, match=r"^clip\.avi: file is \S+ MB; the limit is \S+ MB; no copy is made"):
+        media.browser_copy(avi, limits=MediaLimits(max_video_bytes=1000))
+    with pytest.raises(MediaError, match=r"^clip\.avi: video is 3\.0 s long; the limit is 2 s$"):
+        load_video(avi, limits=MediaLimits(max_duration_s=2))  # as the analysis says
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.avi", "clip.avi"]

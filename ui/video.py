@@ -7,6 +7,7 @@ from pathlib import Path
 import gradio as gr
 
 from forensics import media as media_files
+from forensics import settings as deployment
 from forensics.catalog import EXTRA_METHODS, METHODS
 from forensics.core import MediaError
 from forensics.render.figures import timeline_figure
@@ -100,9 +101,11 @@ class VideoTab(media.MediaTab):
         try:
             if media_files.browser_playable(video):
                 return gr.skip(), None, False
-            copy = media_files.browser_copy(video)
+            copy = media_files.browser_copy(video, limits=deployment.media_limits())
         except MediaError as exc:
-            gr.Warning(f"{exc}; the player cannot show it, the analysis reads it as it is.")
+            text = str(exc)
+            gr.Warning(text if "the analysis refuses it" in text else f"{text}; the player cannot show it, the analysis "
+                       "reads it as it is.")
             return gr.skip(), None, False
         gr.Info(copy.note, duration=20)
         return str(copy.path), {"copy": str(copy.path), "original": str(video)}, True

@@ -175,6 +175,18 @@ def test_a_close_call_on_a_video_is_sampled_again_unless_unticked(tabs):
     sampled = result.media.sampled_frames
     assert sampled == passes[-1]["frames"] > 16
     assert "Looked again: P(fake)" in again.summary and f"the verdict rests on {sampled}" in again.summary
+    # Still close at the end or not, the headline says which: the call alone, or the call and "close call".
+    close = result.uncertainty["close_call"]
+    assert again.verdict == (f"{result.label} (close call)" if close else result.label)
+    assert again.summary.startswith(f"**{result.label.upper()}, a close call** (" if close else f"**{result.label.upper()}** (")
+    import dataclasses
+
+    from ui import present
+
+    for close in (True, False):  # both ways, whichever this video ended as
+        marked = dataclasses.replace(result, uncertainty={**result.uncertainty, "close_call": close})
+        assert present.verdict(marked) == (f"{result.label} (close call)" if close else result.label)
+        assert (", a close call** (" in present.summary(marked)) is close
     found = len({f.frame for f in result.faces})
     assert f"faces in {found} of {sampled} sampled frames" in again.summary
     assert len(again.table) == len(result.faces) > 16
@@ -409,7 +421,9 @@ def test_api_animated_gif_is_analysed_not_refused(server, tmp_path):
     gif = tmp_path / "astronaut.gif"
     frames[0].save(gif, save_all=True, append_images=frames[1:], duration=120, loop=0)
     verdict, summary, *_ = Client(server, verbose=False).predict(handle_file(str(gif)), api_name="/analyze_image")
-    assert verdict["label"] in ("fake", "real") and "faces in 8 of 8 sampled frames" in summary
+    # The default calls this GIF's 8 frames (every frame: none left to sample again) a close call, and says so.
+    assert verdict["label"] in ("fake", "real", "fake (close call)", "real (close call)")
+    assert "faces in 8 of 8 sampled frames" in summary
 
 
 def test_api_bad_file_gets_a_clear_error_and_the_server_keeps_serving(server, tmp_path):

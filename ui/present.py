@@ -22,8 +22,12 @@ DISPLAY_SIZE = 256  # overlays are shown at least this large, whatever the detec
 def verdict(result: AnalysisResult) -> str | None:
     """The headline: the detector's call at its own threshold ("fake" or "real"), or the plain
     words "no face found". Only the call: its probability, at the precision the detector's
-    calibration allows, stands in the small print under it (``summary``), never as a big "94%"."""
-    return "no face found" if result.label == "no_face" else result.label
+    calibration allows, stands in the small print under it (``summary``), never as a big "94%". A call
+    that the score's known errors could turn ("close call": within the calibration error, or for a
+    video the sampling error, of the threshold) says so in the headline too: "fake (close call)"."""
+    if result.label == "no_face":
+        return "no face found"
+    return f"{result.label} (close call)" if result.label and result.uncertainty.get("close_call") else result.label
 
 
 def frames_with_faces(result: AnalysisResult) -> tuple[int, int]:
@@ -63,7 +67,8 @@ def summary(result: AnalysisResult) -> str:
     if sampled:  # a video's score is a person's mean over the sampled frames: known to its standard error too
         who, count, se = sampled
         error += f", ± {se:.2f} over {count} sampled frames of {who} (the mean's standard error)"
-    text = (f"**{result.label.upper()}** ({side} the threshold): calibrated P(fake) ≈ {shown}{error}, "
+    close = ", a close call" if result.uncertainty.get("close_call") else ""
+    text = (f"**{result.label.upper()}{close}** ({side} the threshold): calibrated P(fake) ≈ {shown}{error}, "
             f"threshold {result.threshold:.2f}; {where}; detector `{result.detector}`.  \n"
             f"What this detector catches and misses: {note.line} {card}  \nHow: {result.aggregation}.")
     top = first_face(result)

@@ -314,7 +314,13 @@ def test_compare_handler_gives_a_row_per_face_per_detector_and_their_maps(tabs):
     summary, table, chart, unit, maps, comparison = out.summary, out.table, out.chart, out.unit, out.maps, out.state
     assert [(row[0], row[1]) for row in table] == [("Face 1", "test-vit"), ("Face 1", "zz-test-patch"),
                                                    ("Face 2", "test-vit"), ("Face 2", "zz-test-patch")]
-    assert all(0 <= row[2] <= 1 and row[4] in ("flagged", "not flagged") and "flag it" in row[5] for row in table)
+    assert all(0 <= float(row[2]) <= 1 and row[4] in ("flagged", "not flagged") and "flag it" in row[5] for row in table)
+    # P(fake) as text to each detector's precision (an uncalibrated one: 1 decimal), thresholds to 2: "0.0", "0.50"
+    assert all(re.fullmatch(r"[01]\.\d", row[2]) and re.fullmatch(r"[01]\.\d\d", row[3]) for row in table)
+    from forensics import compare as comparing
+
+    rows = {(r.unit, r.detector): r for r in comparing.rows(comparison)}
+    assert all(row[2] == f"{rows[(row[0], row[1])].fake_probability:.1f}" for row in table)
     assert "2 detector(s) on 2 faces" in summary and "`no/such-model` could not run" in summary
     assert [t.name for t in chart.data] == ["test-vit", "zz-test-patch"] and list(chart.data[0].x) == ["Face 1", "Face 2"]
     assert unit.choices == [("Face 1", "Face 1"), ("Face 2", "Face 2")]

@@ -7,7 +7,7 @@ import numpy as np
 
 from forensics import compare as comparing
 from forensics.catalog import METHODS
-from forensics.detector_notes import CAUTION_PREFIXES, detector_note, offered_detectors
+from forensics.detector_notes import CAUTION_PREFIXES, detector_note, format_probability, offered_detectors
 from forensics.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from forensics.render.figures import comparison_figure
 from ui.common import engine, errors_as_one_line, progress_of
@@ -22,9 +22,9 @@ def table(comparison: comparing.Comparison) -> list[list]:
     order = {unit: k for k, unit in enumerate(comparing.units(comparison))}
     out = []
     for row in sorted(comparing.rows(comparison), key=lambda r: order[r.unit]):  # stable: detectors in chosen order
-        digits = detector_note(row.detector).digits
-        out.append([row.unit, row.detector, round(row.fake_probability, digits), round(row.threshold, 2),
-                    "flagged" if row.flagged else "not flagged", agree[row.unit]])
+        # As text, to the detector's precision: "0.00" and "0.20", not a table's "0" and "0.2".
+        out.append([row.unit, row.detector, format_probability(row.fake_probability, detector_note(row.detector)),
+                    f"{row.threshold:.2f}", "flagged" if row.flagged else "not flagged", agree[row.unit]])
     return out
 
 

@@ -46,7 +46,11 @@ detector judges faces. Scoring the whole image instead is an explicit choice (*E
 settings*), shown as a score outside what the detector was trained for, never as fake or real.
 Beside every verdict: its calibrated probability, to no more decimals than the detector's
 calibration error allows, its threshold, and what the detector's measurements say it catches and
-misses. Animated GIF and WebP files are analysed as short videos.
+misses. A score within its calibration error of the threshold (in a video, its calibration error plus
+twice the standard error of the person's mean over the sampled frames) is a **close call**, and the headline
+says so: "fake (close call)". A video that is a close call, or in which no face was found, is sampled
+again at about twice the frames, up to about four times those asked for (the tickbox under *Frames
+sampled*), until the call is no longer close. Animated GIF and WebP files are analysed as short videos.
 
 ## Limits
 A detector only knows the manipulations it was trained on; new generators, heavy compression,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from forensics.results import AnalysisResult, face_number
 
 
@@ -44,6 +46,10 @@ class Row:
     threshold: float
     flagged: bool  # at or above that detector's own threshold
     face_index: int  # the face whose maps stand for the unit (for a person: their most suspicious face)
+    # Within what is known of the score from the threshold: the detector's calibration error, plus for a
+    # person twice the standard error of their mean over the frames (as the verdict's close call). False
+    # where the detector's calibration was not measured.
+    close_call: bool = False
 
 
 def rows(comparison: Comparison) -> list[Row]:
@@ -52,18 +58,28 @@ def rows(comparison: Comparison) -> list[Row]:
     for run in comparison.done:
         result = run.result
         threshold = float(result.threshold if result.threshold is not None else 0.5)
+        ece = result.uncertainty.get("calibration_error")
+
+        def close(p: float, scores: list[float]) -> bool:
+            if ece is None:
+                return False
+            se = float(np.std(scores, ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else 0.0
+            return abs(p - threshold) <= float(ece) + 2 * se
+
         if result.kind == "video" and result.tracks:
             for track in result.tracks:
                 mine = [i for i, f in enumerate(result.faces) if f.track == track.track]
                 worst = max(mine, key=lambda i: result.faces[i].fake_probability)
                 p = float(track.mean_fake_probability)
-                out.append(Row(f"Person {track.track}", run.detector, p, threshold, p >= threshold, worst))
+                out.append(Row(f"Person {track.track}", run.detector, p, threshold, p >= threshold, worst,
+                               close(p, [result.faces[i].fake_probability for i in mine])))
         else:
             for i, face in enumerate(result.faces):
                 if face.fallback:
                     continue
                 p = float(face.fake_probability)
-                out.append(Row(f"Face {face_number(result, i)}", run.detector, p, threshold, p >= threshold, i))
+                out.append(Row(f"Face {face_number(result, i)}", run.detector, p, threshold, p >= threshold, i,
+                               close(p, [])))
     return out
 
 

@@ -387,6 +387,20 @@ def test_a_verdict_within_the_calibration_error_of_the_threshold_is_a_close_call
     assert far == ({"calibration_error": 0.02, "sampling_error": round(se, 4), "sampled_frames": 8,
                     "deciding": "person 1", "close_call": False}, "")
     assert _close_call(video, det)[0]["close_call"] is True
+    # In *Compare detectors*, each person's row is marked the same way: person 1 (mean 0.55, 0.2 under the
+    # threshold, within 0.02 + 2 SE) a close call, person 2 (0.1, steady) not; and an image's face, as its verdict.
+    from forensics.compare import rows as compare_rows
+    from ui.compare import table as compare_table
+
+    video.threshold, video.uncertainty = 0.75, _close_call(video, det)[0]
+    people = {r.unit: r.close_call for r in compare_rows(Comparison("clip.mp4", "video", [DetectorRun("x", video)]))}
+    assert people == {"Person 1": True, "Person 2": False}
+    (face_row,) = compare_table(Comparison(str(photo), "image", [DetectorRun(str(folder), close)]))
+    assert face_row[4] == f"{'flagged' if p >= threshold else 'not flagged'} (close call)"
+    (far_row,) = compare_rows(Comparison(str(photo), "image", [DetectorRun(str(folder), analyse(threshold, 0.005))]))
+    assert far_row.close_call is False and compare_rows(
+        Comparison(str(photo), "image", [DetectorRun(str(folder), unmeasured)]))[0].close_call is False
+    (folder / "metrics.json").write_text(json.dumps({"calibration": {"ece": 0.02}}))  # as the video's checks below read it
     video.label, video.threshold = "real", 0.75  # the app's small print gives the video's standard error beside the ECE
     assert f", ± {se:.2f} over 8 sampled frames of person 1 (the mean's standard error)" in summary(video)
     assert "sampled frames" not in summary(close)  # an image's score is no mean over frames

@@ -24,7 +24,8 @@ def table(comparison: comparing.Comparison) -> list[list]:
     for row in sorted(comparing.rows(comparison), key=lambda r: order[r.unit]):  # stable: detectors in chosen order
         # As text, to the detector's precision: "0.00" and "0.20", not a table's "0" and "0.2".
         out.append([row.unit, row.detector, format_probability(row.fake_probability, detector_note(row.detector)),
-                    f"{row.threshold:.2f}", "flagged" if row.flagged else "not flagged", agree[row.unit]])
+                    f"{row.threshold:.2f}", ("flagged" if row.flagged else "not flagged")
+                    + (" (close call)" if row.close_call else ""), agree[row.unit]])
     return out
 
 

@@ -338,6 +338,8 @@ class FaceDetector:
             if scale < 1.0:
                 min_size = max(_MTCNN_MIN_WINDOW, min_size)
             mtcnn.min_face_size = min_size
+            if min(images[0].shape[:2]) < min_size:  # smaller than the smallest face searched for: MTCNN's
+                return [_normalise(None, None, None) for _ in images]  # pyramid would be empty (and its pass fail)
             try:
                 if self.device == "cpu":  # the same pass, its area resizes from one table of sums
                     import torch

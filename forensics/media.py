@@ -515,6 +515,10 @@ def _open_capture(path: Path, label: str) -> cv2.VideoCapture:
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     if not cap.isOpened():
         cap.release()
+        codecs = _stream_codecs(path)
+        if codecs is not None and codecs[0] is None:  # FFmpeg reads the file, and finds no picture in it
+            what = "audio only" if codecs[1] else "no stream of pictures"
+            raise MediaError(f"{label}: has no video stream ({what}): nothing to analyse")
         raise MediaError(f"{label}: not a readable video (corrupt file or unsupported format/codec)")
     return cap
 
@@ -742,6 +746,10 @@ def _load_video_path(path: Path, label: str, frames: int | None, fps: float | No
                 f"{label}: video frames of {w}x{h} = {w * h / 1e6:g} megapixels exceed the limit of "
                 f"{limits.max_pixels / 1e6:g} megapixels"
             )
+        if 0 < min(w, h) < limits.min_side:  # as an image's: no face fits (0: not said, checked once decoded)
+            raise MediaError(
+                f"{label}: video is {w}x{h} pixels; at least {limits.min_side}x{limits.min_side} is needed"
+            )
         if count > 0 and count / fps_in > limits.max_duration_s:
             raise MediaError(
                 f"{label}: video is {count / fps_in:.1f} s long; the limit is {limits.max_duration_s:g} s"
@@ -796,6 +804,9 @@ def _load_video_path(path: Path, label: str, frames: int | None, fps: float | No
             raise MediaError(f"{label}: video has no decodable frames")
         out = [got[i] for i in kept]
         height, width = out[0].shape[:2]
+        if min(height, width) < limits.min_side:
+            raise MediaError(f"{label}: video is {width}x{height} pixels; at least {limits.min_side}x{limits.min_side} "
+                             "is needed")
         uneven = _unevenly_spaced(times, count, fps_in)
         return VideoFrames(
             frames=out,

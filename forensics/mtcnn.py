@@ -135,6 +135,9 @@ def detect(images: np.ndarray, minsize: float, pnet: Any, rnet: Any, onet: Any, 
         scale_i = scale_i * factor
         minl = minl * factor
 
+    if not scales:  # an image smaller than the smallest face searched for: nothing to find
+        return [(np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)) for _ in range(batch_size)]
+
     # First stage
     boxes, image_inds, scale_picks = [], [], []
     offset = 0

@@ -123,6 +123,13 @@ def test_no_face_gives_no_verdict_by_default(model_dirs, face_detector):
     result = Analyzer(det, face_detector).analyze(cat)
     assert result.faces == [] and result.fake_probability is None and result.label == "no_face"
     assert any(note.startswith("no face found: no verdict") for note in result.notes)
+    # The smallest image accepted (16 x 16) has room for no face searched for: no face, not an internal error.
+    import io
+
+    tiny = io.BytesIO()
+    Image.open(ROOT / "assets" / "examples" / "astronaut.jpg").convert("RGB").resize((16, 16)).save(tiny, "PNG")
+    small = Analyzer(det, face_detector).analyze(tiny.getvalue(), name="tiny.png")
+    assert small.error is None and small.label == "no_face" and small.faces == []
 
 
 def test_faces_are_numbered_in_reading_order(analyzer):

@@ -493,6 +493,21 @@ def test_flat_grey_image_finds_none(detector):
     assert detector.detect_batch([grey, grey.copy()]) == [[], []]
 
 
+def test_images_smaller_than_the_smallest_face_searched_for_find_none(detector):
+    """A 16 x 16 photo (the smallest the app accepts), a 16-px-wide strip, and a 30-px image under the
+    40-px floor: MTCNN's image pyramid is empty there, so no face, not a failed pass; the finer search
+    for small faces (20 px) likewise on a 16-px image."""
+    photo = np.asarray(Image.open(Path(__file__).resolve().parents[1] / "assets" / "examples" / "astronaut.jpg").convert("RGB"))
+    for size in ((16, 16), (16, 400), (30, 30)):
+        small = np.asarray(Image.fromarray(photo).resize(size))
+        assert detector.detect(small) == []
+        assert detector.detect_batch([small, small.copy()]) == [[], []]
+    assert detector.detect_batch([np.asarray(Image.fromarray(photo).resize((16, 16)))], min_face_size=20) == [[]]
+    tiny = np.zeros((2, 16, 16, 3), np.uint8)  # the pass itself, asked for faces of 40 px in 16-px images
+    assert [(b.shape, p.shape) for b, p in mtcnn_pass.detect(tiny, 40, None, None, None, [0.6, 0.7, 0.7], 0.709)] == [
+        ((0, 5), (0, 5, 2))] * 2
+
+
 def test_detect_batch_mixed_sizes_matches_single_detection(detector, group_results):
     rel = GROUP_PHOTOS[1][0]
     data_file(rel)

@@ -784,6 +784,23 @@ def test_a_variable_frame_rate_video_keeps_its_own_times(tmp_path: Path, codec: 
     assert steady.timestamps == [i / steady.fps for i in steady.indices] and steady.frame_times is None
 
 
+def test_a_video_too_small_or_without_pictures_is_refused_in_one_line(tmp_path: Path) -> None:
+    """As an image under 16 x 16 is: a 2 x 2 video (no face fits) is refused, from its header; a file
+    with sound but no pictures says so, rather than "not a readable video"."""
+    tiny = tmp_path / "tiny.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=2x2:rate=10:duration=1", "-c:v", "libx264", str(tiny))
+    with pytest.raises(MediaError, match=r"^tiny\.mp4: video is 2x2 pixels; at least 16x16 is needed$"):
+        load_video(tiny, frames=4)
+    assert load_video(tiny, frames=4, limits=MediaLimits(min_side=2)).width == 2  # the limit, not the codec
+    strip = tmp_path / "strip.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=16x64:rate=10:duration=1", "-c:v", "libx264", str(strip))
+    assert load_video(strip, frames=4).frames[0].shape == (64, 16, 3)  # 16 px is enough
+    sound = tmp_path / "sound.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", str(sound))
+    with pytest.raises(MediaError, match=r"^sound\.mp4: has no video stream \(audio only\): nothing to analyse$"):
+        load_video(sound, frames=4)
+
+
 def test_browser_copy_puts_h264_in_an_mp4_as_it_is(tmp_path: Path) -> None:
     mkv = tmp_path / "clip.mkv"
     _ffmpeg("-i", str(write_h264(tmp_path / "h264.mp4", 20)), "-c", "copy", str(mkv))

@@ -444,6 +444,7 @@ class Analyzer:
         if len(passes) > 1:
             result.media.sampled_frames = len(video.frames)
             result.media.sampled_indices = [int(i) for i in video.indices]
+            result.media.sampled_times = [round(float(t), 4) for t in video.timestamps]
             result.uncertainty["passes"] = passes
             result.notes.insert(0, _looked_again_note(passes))
         return video
@@ -600,6 +601,7 @@ def _video_media(video: VideoFrames, animated: bool = False) -> MediaInfo:
     return MediaInfo(width=video.width, height=video.height, fps=round(float(video.fps), 3),
                      frame_count=int(video.frame_count), duration_s=round(float(video.duration_s), 3),
                      sampled_frames=len(video.frames), sampled_indices=[int(i) for i in video.indices],
+                     sampled_times=[round(float(t), 4) for t in video.timestamps],
                      animated_image=animated, codec=None if animated else video.codec, bits_per_pixel=bpp)
 
 

@@ -71,6 +71,7 @@ class MediaInfo:
     duration_s: float | None = None
     sampled_frames: int | None = None
     sampled_indices: list[int] = field(default_factory=list)
+    sampled_times: list[float] = field(default_factory=list)  # each sampled frame's time (s), as a player shows it
     animated_image: bool = False
     sha256: str | None = None
     jpeg_quality: int | None = None  # a JPEG image's quality on libjpeg's scale, from its quantization table

@@ -334,3 +334,31 @@ def test_a_close_call_is_said_in_the_reports_verdict_and_notes(photo_result):
         page = _Page(report_html(close))
         assert f"but within its uncertainty: a close call, {leaning}" in page.text and note in page.text
         assert "no manipulation detected" not in page.text
+
+
+def test_the_timeline_puts_faceless_and_small_face_frames_where_a_player_shows_them():
+    """Every mark on the Video tab's timeline is at its frame's time: faces at their timestamps, and the
+    frames without a face (or with faces too small to judge) at the sampled frames' own times, which for
+    a variable frame rate are not frame / rate (the clip here: 25 fps for 2 s, then 5 fps)."""
+    from forensics.render.figures import timeline_figure
+    from forensics.results import FaceResult, MediaInfo, TrackSummary
+
+    indices = [0, 25, 60, 80, 99]
+    times = [k / 25 if k < 50 else 2 + (k - 50) / 5 for k in indices]  # 0, 1, 4, 8, 11.8 s
+    faces = [FaceResult(frame=k, track=1, box=[0, 0, 50, 50], face_confidence=0.99, fake_probability=0.3,
+                        probabilities={"real": 0.7, "fake": 0.3}, crop_box=[0, 0, 50, 50], timestamp=t)
+             for k, t in zip(indices[:2], times[:2])]
+    result = AnalysisResult(input="vfr.mp4", kind="video", detector="x", fake_probability=0.3, label="real",
+                            threshold=0.6, faces=faces,
+                            tracks=[TrackSummary(1, 2, 0.3, 0.3, 0, 25, True)],
+                            media=MediaInfo(fps=8.7, frame_count=100, duration_s=12.0, sampled_frames=5,
+                                            sampled_indices=indices, sampled_times=times))
+    result.small_faces = [{"frame": 80, "box": [0, 0, 9, 9], "confidence": 0.9}]
+    figure = timeline_figure(result)
+    marks = {t.name: list(t.x) for t in figure.data}
+    assert marks["person 1"] == [0.0, 1.0]
+    assert marks["no face in this frame"] == [4.0, 8.0, 11.8]  # not 60 / 8.7 = 6.9 s, 80 / 8.7, 99 / 8.7
+    assert marks["face too small to judge"] == [8.0]
+    older = dataclasses.replace(result, media=dataclasses.replace(result.media, sampled_times=[]))  # a record without times
+    assert {t.name: list(t.x) for t in timeline_figure(older).data}["no face in this frame"] == pytest.approx(
+        [60 / 8.7, 80 / 8.7, 99 / 8.7])

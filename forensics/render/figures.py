@@ -35,16 +35,22 @@ def timeline_figure(result: AnalysisResult) -> go.Figure:
     seen = {f.frame for f in result.faces if not f.fallback}
     sampled = result.media.sampled_indices
     fps = result.media.fps or None
+    times = (dict(zip(sampled, result.media.sampled_times)) if len(result.media.sampled_times) == len(sampled)
+             else {})  # where a player shows each sampled frame (a variable frame rate's own times)
+
+    def when(i: int) -> float:
+        return times[i] if i in times else i / fps if fps else i
+
     empty = [i for i in sampled if i not in seen]
     if empty and seen:  # the gaps: sampled frames in which no face was found, marked on the axis
         fig.add_trace(go.Scatter(
-            x=[i / fps if fps else i for i in empty], y=[0.0] * len(empty), mode="markers", name="no face in this frame",
+            x=[when(i) for i in empty], y=[0.0] * len(empty), mode="markers", name="no face in this frame",
             marker=dict(symbol="x", size=9, color="grey"), customdata=[[i] for i in empty],
             hovertemplate="frame %{customdata[0]}<br>t=%{x:.2f}s<br>no face found<extra></extra>"))
     small = sorted({s["frame"] for s in result.small_faces})
     if small:  # no face to judge, but faces too small to judge were seen in these (Analyzer._small_faces)
         fig.add_trace(go.Scatter(
-            x=[i / fps if fps else i for i in small], y=[0.0] * len(small), mode="markers",
+            x=[when(i) for i in small], y=[0.0] * len(small), mode="markers",
             name="face too small to judge", showlegend=True,  # named even as the only trace: nothing else says it
             marker=dict(symbol="square-open", size=11, color="rgb(230, 160, 0)"),
             customdata=[[i] for i in small],

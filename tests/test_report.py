@@ -362,3 +362,10 @@ def test_the_timeline_puts_faceless_and_small_face_frames_where_a_player_shows_t
     older = dataclasses.replace(result, media=dataclasses.replace(result.media, sampled_times=[]))  # a record without times
     assert {t.name: list(t.x) for t in timeline_figure(older).data}["no face in this frame"] == pytest.approx(
         [60 / 8.7, 80 / 8.7, 99 / 8.7])
+    import numpy as np
+
+    from forensics.render.frames import _small_face_frames
+
+    result.faces = []  # a video where only faces too small to judge were seen: the gallery's caption, timed alike
+    ((_, caption),) = _small_face_frames(result, [np.zeros((60, 80, 3), np.uint8)] * 5)
+    assert caption == "8.00s: 1 face(s) too small to judge (9 px)"

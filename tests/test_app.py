@@ -156,6 +156,10 @@ def test_video_handler_gives_timeline_frames_and_table(tabs):
     gaps = [t for t in timeline.data if t.name == "no face in this frame"]
     assert (len(gaps[0].x) if gaps else 0) == 6 - found  # each faceless frame marked on the timeline
     assert all(image.shape[1] == 480 or image.shape[0] == 480 for image, _ in frames)  # cropped around faces
+    # Each tile's caption, short enough not to be cut: the frame's time and its highest P(fake).
+    stamps = {f.frame: (f.timestamp, max(g.fake_probability for g in session.result.faces if g.frame == f.frame))
+              for f in session.result.faces}
+    assert sorted(caption for _, caption in frames) == sorted(f"{t:.2f}s · {p:.2f}" for t, p in stamps.values())
     assert sorted(row[0] for row in table) == list(range(1, len(table) + 1))  # face numbers from 1
     assert tabs.video.pick_row(session, gr.SelectData(None, {"index": [0, 0], "value": 1})) == faces.value
     shown = session.result.faces[faces.value]  # the player goes 4 ms into the shown face's frame

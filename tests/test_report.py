@@ -369,3 +369,22 @@ def test_the_timeline_puts_faceless_and_small_face_frames_where_a_player_shows_t
     result.faces = []  # a video where only faces too small to judge were seen: the gallery's caption, timed alike
     ((_, caption),) = _small_face_frames(result, [np.zeros((60, 80, 3), np.uint8)] * 5)
     assert caption == "8.00s: 1 face(s) too small to judge (9 px)"
+
+
+def test_the_timeline_names_its_threshold_and_verdict_in_the_margin_without_overlap():
+    """The threshold and the verdict are named beside their lines' ends, right of the plot (not over
+    the curves), the lower label under its line and the upper one above, so that 0.60 and 0.62 do not
+    print over each other."""
+    from forensics.render.figures import timeline_figure
+
+    result = AnalysisResult(input="clip.mp4", kind="video", detector="x", fake_probability=0.62, label="fake",
+                            threshold=0.60)
+    labels = {a.text: a for a in timeline_figure(result).layout.annotations}
+    assert set(labels) == {"threshold 0.60", "verdict 0.62"}
+    assert all(a.x == 1 and a.xref == "paper" and a.xanchor == "left" for a in labels.values())
+    assert (labels["threshold 0.60"].yanchor, labels["verdict 0.62"].yanchor) == ("top", "bottom")
+    below = dataclasses.replace(result, fake_probability=0.31, label="real")
+    labels = {a.text: a for a in timeline_figure(below).layout.annotations}
+    assert (labels["verdict 0.31"].yanchor, labels["threshold 0.60"].yanchor) == ("top", "bottom")
+    assert [a.yanchor for a in timeline_figure(dataclasses.replace(result, fake_probability=None)).layout.annotations] == [
+        "bottom"]

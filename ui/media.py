@@ -92,7 +92,7 @@ class MediaTab:
                     self.annotated = gr.Image(label="Faces found", type="numpy", interactive=False, height=480)
                 else:
                     self.timeline = gr.Plot(label="Timeline")
-                    self.frames_gallery = gr.Gallery(label="Most suspicious frames (click one)", columns=4,
+                    self.frames_gallery = gr.Gallery(label="Most suspicious frames (time · the frame's highest P(fake); click one)", columns=4,
                                                      height="auto")
                     self.table = gr.Dataframe(headers=["#", "frame", "time (s)", "person", "P(fake)", "face conf."],
                                               label="Faces (click a row)", interactive=False, max_height=240)

@@ -55,12 +55,18 @@ def timeline_figure(result: AnalysisResult) -> go.Figure:
             marker=dict(symbol="square-open", size=11, color="rgb(230, 160, 0)"),
             customdata=[[i] for i in small],
             hovertemplate="frame %{customdata[0]}<br>t=%{x:.2f}s<br>a face too small to judge<extra></extra>"))
+    # The two lines are named in the right margin, beside their ends, not over the curves they cross;
+    # the upper label sits above its line and the lower one below, so that close values do not collide.
+    lines = []
     if result.threshold is not None:
-        fig.add_hline(y=result.threshold, line_dash="dash", line_color="grey",
-                      annotation_text=f"threshold {result.threshold:.2f}", annotation_position="top left")
+        lines.append((float(result.threshold), f"threshold {result.threshold:.2f}", "dash", "grey"))
     if result.fake_probability is not None:
-        fig.add_hline(y=result.fake_probability, line_dash="dot", line_color="crimson",
-                      annotation_text=f"verdict {result.fake_probability:.2f}", annotation_position="bottom right")
+        lines.append((float(result.fake_probability), f"verdict {result.fake_probability:.2f}", "dot", "crimson"))
+    for k, (y, text, dash, colour) in enumerate(sorted(lines, key=lambda line: line[0])):
+        fig.add_hline(y=y, line_dash=dash, line_color=colour)
+        fig.add_annotation(x=1, xref="paper", xanchor="left", y=y, yref="y",
+                           yanchor="top" if k == 0 and len(lines) > 1 else "bottom",
+                           text=text, showarrow=False, font=dict(size=11, color=colour))
     title = "P(fake) per tracked face over time"
     if sampled:
         title += f" (faces in {len(seen)} of {len(sampled)} sampled frames)"
@@ -72,7 +78,7 @@ def timeline_figure(result: AnalysisResult) -> go.Figure:
         yaxis_title="P(fake)",
         yaxis_range=[0, 1],
         height=340,
-        margin=dict(l=50, r=20, t=50, b=40),
+        margin=dict(l=50, r=95, t=50, b=40),
         legend=dict(orientation="h", y=-0.2),
     )
     return fig

@@ -124,7 +124,8 @@ def suspicious_frames(result: AnalysisResult, frames: Sequence[np.ndarray], meth
                          face_number(result, i))
         stamp = faces[0][1].timestamp
         when = f"{stamp:.2f}s" if stamp is not None else f"frame {frame}"
-        items.append((canvas, f"{when}: max P(fake) {max(f.fake_probability for _, f in faces):.2f}"))
+        # Short enough for a gallery tile's caption (a longer one is cut): the time and the frame's highest P(fake).
+        items.append((canvas, f"{when} · {max(f.fake_probability for _, f in faces):.2f}"))
     return items
 
 

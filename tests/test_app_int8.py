@@ -78,8 +78,8 @@ def test_stored_audit_is_shown_side_by_side(int8_zoo, monkeypatch):
 
 def test_bundled_audit_shows_no_server_paths_and_a_readable_disagreement_grid(tmp_path, monkeypatch):
     """The default's stored audit: its faces' origin names the model, not the server's folder. The
-    default's int8 build agrees on every face, so a copy of its audit with two disagreements (strips
-    written as the audit writes them, 480x160) shows the grid: one thumbnail per face (click: full size)."""
+    default's audit, copied with two disagreements of its own (strips written as the audit writes them,
+    480x160), shows them: one at a time, large, a thumbnail per face to switch, and the text says so."""
     import json
     import shutil
 
@@ -101,8 +101,10 @@ def test_bundled_audit_shows_no_server_paths_and_a_readable_disagreement_grid(tm
                                        "image": f"disagreement-{i}.png"})
     (folder / "audit" / "audit.json").write_text(json.dumps(audit))
     monkeypatch.setenv("FORENSICS_DETECTORS", str(folder.parent))
-    gallery = tab.show_stored_audit("q8-copy")[tab.gallery]
+    shown = tab.show_stored_audit("q8-copy")
+    gallery = shown[tab.gallery]
     assert gallery.visible and len(gallery.value) == 2
+    assert "**Below: the 2 face(s) where they disagree**" in shown[tab.verdict]
     assert all("float" in item["caption"] and "int8" in item["caption"] for item in gallery.value)
     assert tab.clear_comparison("patch") == {tab.comparison: "", tab.float_maps: [], tab.int8_maps: [], tab.files: None}
 

@@ -53,9 +53,11 @@ class Int8Tab:
         with gr.Row():
             self.scatter = gr.Plot(label="P(fake): float vs int8")
             self.latency = gr.Plot(label="Latency per face")
-        self.gallery = gr.Gallery(label="Faces where they disagree (click one to open it full size): the face, the "
-                                        "float model's maps, the int8 model's", columns=3, height="auto",
-                                  object_fit="contain", allow_preview=True, visible=False)
+        # Each disagreement is one wide strip (the face, then each model's maps): shown large, one at a time,
+        # the thumbnails under it to switch (in a grid, a strip was a thin band in a square tile).
+        self.gallery = gr.Gallery(label="Faces where they disagree: the face, the float model's maps, the int8 "
+                                        "model's", preview=True, height=300, columns=8, object_fit="contain",
+                                  allow_preview=True, visible=False)
         with gr.Accordion("Audit on your own labelled images", open=False):
             self.zip = gr.File(label="Zip of labelled images (real/ and fake/ subfolders, or a labels.csv)",
                                file_types=[".zip"], type="filepath")
@@ -114,6 +116,9 @@ class Int8Tab:
                                             f"float {entry['p_float']:.3f}, int8 {entry['p_int8']:.3f}"))
         if not audit["disagreements"]:
             text += "\n\nThe two models decide every face alike."
+        elif gallery:
+            text += (f"\n\n**Below: the {len(gallery)} face(s) where they disagree**, each with the float model's maps "
+                     "and the int8 model's (the thumbnails under it switch between them).")
         return {self.verdict: text, self.table: gr.Dataframe(value=rows[1:], headers=headers),
                 self.scatter: figs["scatter"], self.latency: figs["latency"],
                 self.gallery: gr.Gallery(value=gallery, visible=bool(gallery))}

@@ -602,6 +602,7 @@ def _video_media(video: VideoFrames, animated: bool = False) -> MediaInfo:
                      frame_count=int(video.frame_count), duration_s=round(float(video.duration_s), 3),
                      sampled_frames=len(video.frames), sampled_indices=[int(i) for i in video.indices],
                      sampled_times=[round(float(t), 4) for t in video.timestamps],
+                     variable_frame_rate=video.frame_times is not None,
                      animated_image=animated, codec=None if animated else video.codec, bits_per_pixel=bpp)
 
 

@@ -72,6 +72,9 @@ class MediaInfo:
     sampled_frames: int | None = None
     sampled_indices: list[int] = field(default_factory=list)
     sampled_times: list[float] = field(default_factory=list)  # each sampled frame's time (s), as a player shows it
+    # Frames unevenly spaced (a phone's variable frame rate; an animation's uneven durations): ``fps`` is then
+    # an average, and times are the container's own
+    variable_frame_rate: bool = False
     animated_image: bool = False
     sha256: str | None = None
     jpeg_quality: int | None = None  # a JPEG image's quality on libjpeg's scale, from its quantization table

@@ -515,6 +515,11 @@ def test_a_close_call_on_a_video_is_sampled_again_at_about_twice_the_frames(mode
     timed = Analyzer(load_detector(folder, allow_untrained=True, cache=False), face_detector, methods=(),
                      frames=4, look_again=1).analyze(vfr)
     assert timed.error is None and timed.label == "no_face" and timed.media.sampled_frames == 7
+    assert timed.media.variable_frame_rate and not nobody.media.variable_frame_rate  # said so in the JSON and report
+    from forensics.render.report import report_html
+
+    assert "on average: variable (frames unevenly spaced" in report_html(timed)
+    assert "on average: variable" not in report_html(nobody)
     times = [k / 25 if k < 50 else 2 + (k - 50) / 5 for k in range(100)]
     first = sample_frame_indices(100, frames=4, times=times)
     assert timed.media.sampled_indices == sample_frame_indices(100, frames=7, times=times)

@@ -260,7 +260,9 @@ def _details(result: AnalysisResult, meta: dict) -> dict:
         given.append(("Size", f"{n / 1e6:.2f} MB ({int(n):,} bytes)" if n >= 1e5 else f"{int(n):,} bytes", None))
     if result.kind == "video":
         if inp.get("fps") is not None:
-            given.append(("Frame rate", f"{inp['fps']} fps", None))
+            given.append(("Frame rate", f"{inp['fps']} fps" + (" on average: variable (frames unevenly spaced; every "
+                                                               "time here is the container's own)"
+                                                               if inp.get("variable_frame_rate") else ""), None))
         if inp.get("duration_s") is not None:
             given.append(("Duration", f"{_p(inp['duration_s'], 2)} s ({inp.get('frame_count', '?')} frames)", None))
         if inp.get("codec") is not None:

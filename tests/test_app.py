@@ -161,6 +161,12 @@ def test_video_handler_gives_timeline_frames_and_table(tabs):
               for f in session.result.faces}
     assert sorted(caption for _, caption in frames) == sorted(f"{t:.2f}s · {p:.2f}" for t, p in stamps.values())
     assert sorted(row[0] for row in table) == list(range(1, len(table) + 1))  # face numbers from 1
+    # P(fake) as under the verdict (the default's calibration allows two decimals: "0.70", not a column's "0.7")
+    assert all(re.fullmatch(r"[01]\.\d\d", row[4]) for row in table)
+    from ui import present
+
+    assert [row[4] for row in table] == [f"{session.result.faces[i].fake_probability:.2f}"
+                                         for i in present.ranked_faces(session.result)]
     assert tabs.video.pick_row(session, gr.SelectData(None, {"index": [0, 0], "value": 1})) == faces.value
     shown = session.result.faces[faces.value]  # the player goes 4 ms into the shown face's frame
     assert tabs.video.face_time(session, faces.value) == round(shown.timestamp + 0.004, 4)

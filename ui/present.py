@@ -171,6 +171,10 @@ def map_score_caption(face: FaceResult, method: str) -> str:
 
 
 def face_table(result: AnalysisResult) -> list[list]:
-    """Rows of (face number, frame, time, person, P(fake), face confidence), most suspicious first."""
-    return [[face_number(result, i), f.frame, f.timestamp, f.track, round(f.fake_probability, 3), f.face_confidence]
+    """Rows of (face number, frame, time, person, P(fake), face confidence), most suspicious first. P(fake) is
+    text to the detector's precision, as under the verdict ("0.70", where a number column shows "0.7"), the
+    time to the millisecond, the face confidence to three decimals."""
+    note = detector_note(result.detector)
+    return [[face_number(result, i), f.frame, None if f.timestamp is None else round(f.timestamp, 3), f.track,
+             format_probability(f.fake_probability, note), None if f.face_confidence is None else round(f.face_confidence, 3)]
             for i in ranked_faces(result) for f in [result.faces[i]]]

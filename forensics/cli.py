@@ -22,7 +22,7 @@ def _add_analyze(sub) -> None:
     p = sub.add_parser("analyze", help="score the faces in images and videos, with explanation maps")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image or video files")
     p.add_argument("--detector", default=None, help="bundled name, model folder or Hub id (default: the bundled default)")
-    p.add_argument("--frames", type=int, default=16, help="frames sampled evenly from each video (default 16)")
+    p.add_argument("--frames", type=int, default=16, help="frames sampled evenly over each video's duration (default 16)")
     p.add_argument("--fps", type=float, default=None, help="sample videos at this rate instead of --frames")
     p.add_argument("--look-again", type=int, default=2, metavar="N",
                    help="a video whose verdict is a close call, or with no face found, is sampled again at about "

@@ -442,9 +442,8 @@ class Analyzer:
             self._run(result, video.frames, video.timestamps, video.indices, step, again, seen)
             passes.append(_pass_record(result, len(video.frames)))
         if len(passes) > 1:
-            result.media.sampled_frames = len(video.frames)
-            result.media.sampled_indices = [int(i) for i in video.indices]
-            result.media.sampled_times = [round(float(t), 4) for t in video.timestamps]
+            for key, value in _sampled(video).items():
+                setattr(result.media, key, value)
             result.uncertainty["passes"] = passes
             result.notes.insert(0, _looked_again_note(passes))
         return video
@@ -600,10 +599,14 @@ def _video_media(video: VideoFrames, animated: bool = False) -> MediaInfo:
            if video.bitrate_kbps and pixels > 0 and not animated else None)
     return MediaInfo(width=video.width, height=video.height, fps=round(float(video.fps), 3),
                      frame_count=int(video.frame_count), duration_s=round(float(video.duration_s), 3),
-                     sampled_frames=len(video.frames), sampled_indices=[int(i) for i in video.indices],
-                     sampled_times=[round(float(t), 4) for t in video.timestamps],
-                     variable_frame_rate=video.frame_times is not None,
+                     variable_frame_rate=video.frame_times is not None, **_sampled(video),
                      animated_image=animated, codec=None if animated else video.codec, bits_per_pixel=bpp)
+
+
+def _sampled(video: VideoFrames) -> dict:
+    """The sampled frames as ``MediaInfo`` records them: how many, their numbers and their times."""
+    return {"sampled_frames": len(video.frames), "sampled_indices": [int(i) for i in video.indices],
+            "sampled_times": [round(float(t), 4) for t in video.timestamps]}
 
 
 def _report(progress: Progress | None, fraction: float, text: str) -> None:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from forensics.results import AnalysisResult, face_number
+from forensics.results import AnalysisResult, face_number, standard_error, within_errors
 
 
 @dataclass
@@ -61,10 +59,7 @@ def rows(comparison: Comparison) -> list[Row]:
         ece = result.uncertainty.get("calibration_error")
 
         def close(p: float, scores: list[float]) -> bool:
-            if ece is None:
-                return False
-            se = float(np.std(scores, ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else 0.0
-            return abs(p - threshold) <= float(ece) + 2 * se
+            return ece is not None and within_errors(p, threshold, float(ece), standard_error(scores))
 
         if result.kind == "video" and result.tracks:
             for track in result.tracks:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from forensics.catalog import available_detectors, detector_choices, onnx_builds, split_variant
 from forensics.core import read_json
+from forensics.results import within_errors
 
 METRICS_NAME = "metrics.json"
 # A detector whose validation ROC-AUC is below this ranks fakes above reals barely more often than a coin.
@@ -290,7 +291,7 @@ def close_call_caution(p: float | None, threshold: float | None, metrics: dict |
     if p is None or threshold is None or ece is None:
         return ""
     se = float(sampling[2]) if sampling else 0.0
-    if abs(p - threshold) > ece + 2 * se:
+    if not within_errors(p, threshold, ece, se):
         return ""
     side = "above" if p > threshold else "below" if p < threshold else "at"
     gap = f"{abs(p - threshold):.3f} {side}" if side != "at" else "at"

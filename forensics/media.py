@@ -910,6 +910,11 @@ def _run_ffmpeg(args: list[str], out: Path, label: str, timeout: float) -> None:
         part.unlink(missing_ok=True)
 
 
+# The end of browser_copy's refusal of a video over the limits: the analysis refuses it too, so the player
+# needs no copy (the Video tab says so as it is, not "the analysis reads it as it is").
+COPY_REFUSED = "no copy is made for the player, and the analysis refuses it too"
+
+
 def browser_copy(path: str | Path, dest_dir: str | Path | None = None, *, rows: int = BROWSER_COPY_ROWS,
                  timeout: float = BROWSER_COPY_TIMEOUT_S, limits: MediaLimits = DEFAULT_LIMITS) -> BrowserCopy:
     """An MP4 copy that browsers play of a video that not all of them do (MPEG-4 Part 2, Motion JPEG, HEVC,
@@ -925,14 +930,14 @@ def browser_copy(path: str | Path, dest_dir: str | Path | None = None, *, rows: 
     try:
         _check_path(path, label, limits.max_video_bytes)
     except MediaError as exc:
-        raise MediaError(f"{exc}; no copy is made for the player, and the analysis refuses it too") from None
+        raise MediaError(f"{exc}; {COPY_REFUSED}") from None
     codecs = _stream_codecs(path)
     if codecs is None or codecs[0] is None:
         raise MediaError(f"{label}: not a readable video (corrupt file or unsupported format/codec)")
     video, audio, duration = codecs
     if duration is not None and duration > limits.max_duration_s:
         raise MediaError(f"{label}: video is {duration:.1f} s long; the limit is {limits.max_duration_s:g} s; "
-                         "no copy is made for the player, and the analysis refuses it too")
+                         f"{COPY_REFUSED}")
     out = Path(dest_dir or path.parent) / f"{path.name}.browser-copy.mp4"
     out.parent.mkdir(parents=True, exist_ok=True)
     reuse = dest_dir is None and out.exists() and out.stat().st_mtime >= path.stat().st_mtime

@@ -3,6 +3,7 @@ renderers import them while the page is drawn)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
@@ -85,6 +86,13 @@ class MediaInfo:
     def to_dict(self) -> dict:
         """What was measured: the rest is left out of the JSON, not written as null."""
         return {k: v for k, v in asdict(self).items() if v is not None and v is not False and v != []}
+
+    def frame_time(self, frame: int) -> float | None:
+        """Where a player shows a sampled frame (seconds): its recorded time (a variable frame rate's own),
+        else frame / fps; None without either."""
+        if len(self.sampled_times) == len(self.sampled_indices) and frame in self.sampled_indices:
+            return self.sampled_times[self.sampled_indices.index(frame)]
+        return frame / self.fps if self.fps else None
 
 
 @dataclass
@@ -176,4 +184,15 @@ def sampling_error(result: AnalysisResult) -> tuple[str, int, float] | None:
     scores = [f.fake_probability for f in faces]
     if len(scores) < 2:
         return None
-    return who, len(scores), float(np.std(scores, ddof=1) / np.sqrt(len(scores)))
+    return who, len(scores), standard_error(scores)
+
+
+def standard_error(scores: Sequence[float]) -> float:
+    """The standard error of the mean of a person's frame scores (their spread / sqrt(frames)); 0 for one."""
+    return float(np.std(scores, ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else 0.0
+
+
+def within_errors(p: float, threshold: float, ece: float, se: float = 0.0) -> bool:
+    """A close call: ``p`` lies within what is known of it from the threshold, the detector's calibration
+    error plus twice the standard error of a mean over sampled frames (about a 95% interval)."""
+    return abs(p - threshold) <= ece + 2 * se

@@ -104,8 +104,8 @@ class VideoTab(media.MediaTab):
             copy = media_files.browser_copy(video, limits=deployment.media_limits())
         except MediaError as exc:
             text = str(exc)
-            gr.Warning(text if "the analysis refuses it" in text else f"{text}; the player cannot show it, the analysis "
-                       "reads it as it is.")
+            gr.Warning(text if text.endswith(media_files.COPY_REFUSED) else f"{text}; the player cannot show it, the "
+                       "analysis reads it as it is.")
             return gr.skip(), None, False
         gr.Info(copy.note, duration=20)
         return str(copy.path), {"copy": str(copy.path), "original": str(video)}, True

@@ -34,12 +34,10 @@ def timeline_figure(result: AnalysisResult) -> go.Figure:
         )
     seen = {f.frame for f in result.faces if not f.fallback}
     sampled = result.media.sampled_indices
-    fps = result.media.fps or None
-    times = (dict(zip(sampled, result.media.sampled_times)) if len(result.media.sampled_times) == len(sampled)
-             else {})  # where a player shows each sampled frame (a variable frame rate's own times)
 
-    def when(i: int) -> float:
-        return times[i] if i in times else i / fps if fps else i
+    def when(i: int) -> float:  # where a player shows the frame (a variable frame rate's own times)
+        t = result.media.frame_time(i)
+        return i if t is None else t
 
     empty = [i for i in sampled if i not in seen]
     if empty and seen:  # the gaps: sampled frames in which no face was found, marked on the axis

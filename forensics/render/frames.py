@@ -134,9 +134,6 @@ def _small_face_frames(result: AnalysisResult, frames: Sequence[np.ndarray]) -> 
     2 x THUMBNAIL_SIDE px wide) with those faces boxed and a caption saying so."""
     items = []
     shown = list(dict.fromkeys(small["frame"] for small in result.small_faces))[:MAX_FRAMES_SHOWN]
-    fps = result.media.fps
-    sampled = result.media.sampled_indices
-    times = dict(zip(sampled, result.media.sampled_times)) if len(result.media.sampled_times) == len(sampled) else {}
     for frame in shown:
         canvas = annotated(result, frames, frame)
         if canvas is None:
@@ -146,7 +143,8 @@ def _small_face_frames(result: AnalysisResult, frames: Sequence[np.ndarray]) -> 
             canvas = cv2.resize(canvas, (2 * THUMBNAIL_SIDE, round(canvas.shape[0] * scale)), interpolation=cv2.INTER_AREA)
         sides = [min(s["box"][2] - s["box"][0], s["box"][3] - s["box"][1]) for s in result.small_faces
                  if s["frame"] == frame]
-        when = f"{times[frame]:.2f}s" if frame in times else f"{frame / fps:.2f}s" if fps else f"frame {frame}"
+        t = result.media.frame_time(frame)
+        when = f"{t:.2f}s" if t is not None else f"frame {frame}"
         items.append((canvas, f"{when}: {len(sides)} face(s) too small to judge ({max(sides):.0f} px)"))
     return items
 

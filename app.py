@@ -35,7 +35,7 @@ def main() -> None:
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True,
                 max_file_size=deployment.max_upload_bytes(),  # larger uploads are refused before they are written
-                theme=gr.themes.Soft(), prevent_thread_lock=True, auth=access.admin_login())
+                theme=gr.themes.Soft(), css=ui.CSS, prevent_thread_lock=True, auth=access.admin_login())
     open_store()  # jobs interrupted by a restart are marked failed; queued ones start
     threading.Thread(target=warm_up, daemon=True).start()
     demo.block_thread()

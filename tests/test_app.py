@@ -148,7 +148,8 @@ def test_video_handler_gives_timeline_frames_and_table(tabs):
     assert "Caution: the verdict rests on a small face (person" in summary  # the broadcast clip's faces: ~110 px
     people = [t for t in timeline.data if t.name != "no face in this frame"]
     assert people and {t.name.split(" (")[0] for t in people} <= {f"person {t.track}" for t in session.result.tracks}
-    assert 1 <= len(frames) <= 8 and table and len(table) == len(session.result.faces)
+    rows, shown = table["data"], table["metadata"]["display_value"]  # numbers, each shown to its precision
+    assert 1 <= len(frames) <= 8 and rows and len(rows) == len(shown) == len(session.result.faces)
     assert sum(f is not None for f in session.frames) == 1  # held: only the frame its report shows
     assert "data:image/jpeg" in Path(tabs.video.build_reports(session)[1]).read_text()
     found = len({f.frame for f in session.result.faces})
@@ -160,13 +161,17 @@ def test_video_handler_gives_timeline_frames_and_table(tabs):
     stamps = {f.frame: (f.timestamp, max(g.fake_probability for g in session.result.faces if g.frame == f.frame))
               for f in session.result.faces}
     assert sorted(caption for _, caption in frames) == sorted(f"{t:.2f}s · {p:.2f}" for t, p in stamps.values())
-    assert sorted(row[0] for row in table) == list(range(1, len(table) + 1))  # face numbers from 1
-    # P(fake) as under the verdict (the default's calibration allows two decimals: "0.70", not a column's "0.7")
-    assert all(re.fullmatch(r"[01]\.\d\d", row[4]) for row in table)
+    assert sorted(row[0] for row in rows) == list(range(1, len(rows) + 1))  # face numbers from 1
+    # P(fake) shown as under the verdict (the default's calibration allows two decimals: "0.70", not a column's
+    # "0.7"), the time to the millisecond and the face confidence to three decimals ("1.000", not "1").
+    assert all(re.fullmatch(r"[01]\.\d\d", row[4]) for row in shown)
+    assert all(re.fullmatch(r"\d+\.\d{3}", row[2]) and re.fullmatch(r"[01]\.\d{3}", row[5]) for row in shown)
     from ui import present
 
-    assert [row[4] for row in table] == [f"{session.result.faces[i].fake_probability:.2f}"
-                                         for i in present.ranked_faces(session.result)]
+    ranked = [session.result.faces[i] for i in present.ranked_faces(session.result)]
+    assert [row[4] for row in shown] == [f"{f.fake_probability:.2f}" for f in ranked]
+    assert [row[4] for row in rows] == [round(f.fake_probability, 4) for f in ranked]  # sorts by value
+    assert [row[2] for row in rows] == [round(f.timestamp, 3) for f in ranked]
     assert tabs.video.pick_row(session, gr.SelectData(None, {"index": [0, 0], "value": 1})) == faces.value
     shown = session.result.faces[faces.value]  # the player goes 4 ms into the shown face's frame
     assert tabs.video.face_time(session, faces.value) == round(shown.timestamp + 0.004, 4)
@@ -199,7 +204,7 @@ def test_a_close_call_on_a_video_is_sampled_again_unless_unticked(tabs):
         assert (", a close call** (" in present.summary(marked)) is close
     found = len({f.frame for f in result.faces})
     assert f"faces in {found} of {sampled} sampled frames" in again.summary
-    assert len(again.table) == len(result.faces) > 16
+    assert len(again.table["data"]) == len(result.faces) > 16
     once = answered(tabs.video, tabs.video.analyze_video, video, "default", [], 16, look_again=False)
     assert once.state.result.media.sampled_frames == 16 and "Looked again" not in once.summary
     assert "Close call:" in once.summary and "passes" not in once.state.result.uncertainty
@@ -293,7 +298,7 @@ def test_a_face_too_small_to_judge_is_named_in_the_small_print(tabs, tmp_path):
     with pytest.warns(UserWarning, match="Only faces too small to judge"):
         out = answered(tabs.video, tabs.video.analyze_video, str(video), "default", [], 4, look_again=False)
     session = out.state
-    assert out.verdict == "no face found" and "Faces too small:" in out.summary and out.table == []
+    assert out.verdict == "no face found" and "Faces too small:" in out.summary and out.table["data"] == []
     assert len(out.frames_gallery) == len({s["frame"] for s in session.result.small_faces}) >= 1
     assert all("too small to judge" in caption for _, caption in out.frames_gallery)
     [marked] = [t for t in out.timeline.data if t.name == "face too small to judge"]
@@ -531,6 +536,21 @@ def test_browser_video_tab_shows_the_timeline(server, browser, tmp_path):
     page.locator("button.thumbnail-item:visible").nth(3).click()  # another frame from the gallery
     expect(face_box).not_to_have_value(re.compile(rf"\({first[1]:.2f}s\)"))
     assert player_at_shown_face()[1] != first[1]
+    # The face table, sorted by time in the browser (by value: numbers shown to their precision), still picks
+    # the face of the row clicked: the earliest.
+    rows = page.locator("[role=tabpanel]:visible div.virtual-row")
+    assert re.fullmatch(r"\d+ \d+ \d+\.\d{3} \d+ [01]\.\d\d [01]\.\d{3}", " ".join(rows.first.inner_text().split()))
+    header = page.locator("[role=tabpanel]:visible th[data-testid=header-2]").first  # "time (s)"
+    header.hover()
+    header.locator("button.cell-menu-button").click(force=True)
+    page.get_by_text("Sort ascending", exact=True).click()
+    times = ("() => [...document.querySelectorAll('[role=tabpanel] div.virtual-row [data-col=\"2\"]')]"
+             ".filter(c => c.offsetParent).map(c => parseFloat(c.innerText))")
+    page.wait_for_function(f"() => {{ const t = ({times})(); return t.length > 1 && t.every((x, i) => !i || t[i - 1] <= x); }}")
+    earliest = min(page.evaluate(times))
+    assert rows.first.locator("[data-col='2']").inner_text() == f"{earliest:.3f}"
+    rows.first.locator("[data-col='1']").click()
+    expect(face_box).to_have_value(re.compile(rf"\({earliest:.2f}s\)"))
     page.screenshot(path=str(_shots(tmp_path) / "video-tab.png"), full_page=True)
     page.close()
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from forensics.int8.audit import LabelledFaces, Tolerance, faces_from_files, labelled_files, run_audit
+from forensics.int8.audit import LabelledFaces, Tolerance, faces_from_files, labelled_files, run_audit, summary_rows
 from forensics.detectors import load_detector
 from forensics.core import DetectorError, ForensicsError
 from forensics.explain import explain
@@ -239,6 +239,10 @@ def test_audit_side_by_side_with_disagreements_and_tolerance(model_dirs, faces, 
         assert "batch_8" in model["latency"]
     b1 = {name: m["latency"]["batch_1"]["p50_ms"] for name, m in audit["models"].items()}
     assert audit["speedup"]["int8_vs_onnx_batch_1"] == pytest.approx(b1["onnx"] / b1["int8"])
+    rows = {row[0]: row[1:] for row in summary_rows(audit)}  # the table the app, the CLI and the report show
+    assert rows["speed-up vs ONNX float, batch 1"] == [f"{b1['onnx'] / b1['float']:.2f}x", "1.00x",
+                                                         f"{b1['onnx'] / b1['int8']:.2f}x"]
+    assert rows["speed-up vs PyTorch float, batch 1"][2] == f"{b1['float'] / b1['int8']:.2f}x"
     p_float, p_int8 = np.array(audit["scores"]["float"]), np.array(audit["scores"]["int8"])
     assert c["max_abs_delta"] == pytest.approx(np.abs(p_int8 - p_float).max(), abs=1e-4)
     t8 = c["int8_threshold_stored"]  # the build's own threshold, tuned on its calibration faces

@@ -13,6 +13,10 @@ Upload an image or a video: faces are found with MTCNN, the chosen detector give
 probability of being manipulated, and the overlays show where the model looked. **A probability is
 evidence, not proof.**"""
 
+# Passed to ``launch(css=...)`` by app.py. A gallery's label floats over its first row of thumbnails, where it
+# hid the tiles' own labels (the face number and P(fake) drawn over each frame): those galleries start lower.
+CSS = ".clear-label .grid-container { padding-top: 2.6rem !important; }"
+
 
 def build_demo() -> gr.Blocks:
     ttl = deployment.temp_file_ttl_s()  # uploads and outputs in Gradio's cache are deleted after this

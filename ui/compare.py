@@ -85,7 +85,7 @@ class CompareTab:
                 self.chart = gr.Plot(label="P(fake) per detector")
                 self.unit = gr.Dropdown(label="Maps of", choices=[], interactive=True)
                 self.maps = gr.Gallery(label="Maps of the selected face, detector by detector (click to enlarge)",
-                                       columns=4, height="auto", object_fit="contain")
+                                       columns=4, height="auto", object_fit="contain", elem_classes="clear-label")
         self.state = gr.State(time_to_live=3600)
         self.run.click(self.compare_detectors, [self.media, self.detectors, self.methods, self.frames, self.alpha],
                        [self.summary, self.table, self.chart, self.unit, self.maps, self.state],

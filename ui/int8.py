@@ -72,7 +72,8 @@ class Int8Tab:
                 self.compare = gr.Button("Compare", variant="primary")
             self.comparison = gr.Markdown()
             with gr.Row():
-                self.float_maps, self.int8_maps = (gr.Gallery(label=label, columns=3, height=300, object_fit="contain")
+                self.float_maps, self.int8_maps = (gr.Gallery(label=label, columns=3, height=300, object_fit="contain",
+                                                               elem_classes="clear-label")
                                                    for label in ("Float model (PyTorch)", "int8 model (ONNX Runtime)"))
         shown = [self.verdict, self.table, self.scatter, self.latency, self.gallery]
         self.refresh.click(self.show_stored_audit, [self.detector], shown, api_visibility="private")

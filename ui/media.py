@@ -48,7 +48,7 @@ class MediaTab:
                     self.media = gr.File(label="Image (JPEG, PNG, WebP, BMP, TIFF, GIF; animated GIF and WebP: as a short video)",
                                          type="filepath",
                                          file_types=sorted(IMAGE_EXTENSIONS))
-                    self.pasted = gr.Image(label="...or paste an image", sources=["clipboard"], type="filepath", height=120)
+                    self.pasted = gr.Image(label="...or paste an image", sources=["clipboard"], type="filepath", height=170)
                     examples = catalog.example_files("image")
                 else:
                     self.media = gr.Video(label="Video (MP4, WebM, AVI, MOV, MKV, M4V)", sources=["upload"],
@@ -81,7 +81,7 @@ class MediaTab:
                 if examples and self.kind == "image":  # thumbnails, not bare file-name chips: a click loads the file
                     self.examples = gr.Gallery([(path, Path(path).name) for path in examples], columns=3, height=200,
                                                allow_preview=False, object_fit="cover",
-                                               label="Examples (click one to load it)")
+                                               label="Examples (click one to load it)", elem_classes="clear-label")
                     self.examples.select(_example_picker(examples), None, self.media, api_visibility="private")
                 elif examples:
                     gr.Examples(examples, inputs=[self.media], label="Examples")
@@ -93,8 +93,8 @@ class MediaTab:
                 else:
                     self.timeline = gr.Plot(label="Timeline")
                     self.frames_gallery = gr.Gallery(label="Most suspicious frames (time · the frame's highest P(fake); click one)", columns=4,
-                                                     height="auto")
-                    self.table = gr.Dataframe(headers=["#", "frame", "time (s)", "person", "P(fake)", "face conf."],
+                                                     height="auto", elem_classes="clear-label")
+                    self.table = gr.Dataframe(headers=present.FACE_TABLE_HEADERS,
                                               label="Faces (click a row)", interactive=False, max_height=240)
                 self.face = gr.Dropdown(label="Face shown below", choices=[], interactive=True)
                 self.maps = []

@@ -170,11 +170,22 @@ def map_score_caption(face: FaceResult, method: str) -> str:
             f"ins {insertion:+.2f} {'✓' if insertion > 0 else '✗'}")
 
 
-def face_table(result: AnalysisResult) -> list[list]:
-    """Rows of (face number, frame, time, person, P(fake), face confidence), most suspicious first. P(fake) is
-    text to the detector's precision, as under the verdict ("0.70", where a number column shows "0.7"), the
-    time to the millisecond, the face confidence to three decimals."""
+FACE_TABLE_HEADERS = ["#", "frame", "time (s)", "person", "P(fake)", "face conf."]
+
+
+def face_table(result: AnalysisResult) -> dict:
+    """The Video tab's table of faces, most suspicious first: (face number, frame, time, person, P(fake), face
+    confidence). The cells are numbers, so that the table sorts and filters by value; each is shown to its
+    precision (``metadata.display_value``): P(fake) to the detector's, as under the verdict ("0.70", where a
+    number column shows "0.7"), the time to the millisecond ("7.140"), the face confidence to three decimals
+    ("1.000", not "1")."""
     note = detector_note(result.detector)
-    return [[face_number(result, i), f.frame, None if f.timestamp is None else round(f.timestamp, 3), f.track,
-             format_probability(f.fake_probability, note), None if f.face_confidence is None else round(f.face_confidence, 3)]
-            for i in ranked_faces(result) for f in [result.faces[i]]]
+    data, shown = [], []
+    for i in ranked_faces(result):
+        f = result.faces[i]
+        time = None if f.timestamp is None else round(f.timestamp, 3)
+        conf = None if f.face_confidence is None else round(f.face_confidence, 3)
+        data.append([face_number(result, i), f.frame, time, f.track, round(f.fake_probability, 4), conf])
+        shown.append([str(face_number(result, i)), str(f.frame), "" if time is None else f"{time:.3f}", str(f.track),
+                      format_probability(f.fake_probability, note), "" if conf is None else f"{conf:.3f}"])
+    return {"headers": FACE_TABLE_HEADERS, "data": data, "metadata": {"display_value": shown, "styling": None}}

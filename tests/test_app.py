@@ -93,6 +93,12 @@ def test_image_handler_gives_verdict_boxes_maps_and_reports(tabs):
     assert annotated.shape[2] == 3
     assert [label.split(':')[0] for label, _ in faces.choices] == ['Face 1', 'Face 2']  # reading order
     assert faces.value == max(range(2), key=lambda i: session.result.faces[i].fake_probability)  # worst first
+    # A click on a face in the picture picks that face; a click beside every box keeps the selection.
+    for i, face in enumerate(session.result.faces):
+        x0, y0, x1, y1 = face.box
+        assert tabs.image.pick_face_at(session, gr.SelectData(None, {"index": [(x0 + x1) / 2, (y0 + y1) / 2],
+                                                                     "value": None})) == i
+    assert tabs.image.pick_face_at(session, gr.SelectData(None, {"index": [1, 1], "value": None})) == gr.skip()
     assert len(maps) == 5 and all(m.value is not None for m in maps[:4])
     assert maps[4].visible is False  # no patch-score map for a ViT
     panel = face_panel(session.result, faces.value)
@@ -106,6 +112,27 @@ def test_image_handler_gives_verdict_boxes_maps_and_reports(tabs):
     html = Path(html_path).read_text()
     assert "<html" in html[:200].lower() and html.count("data:image/jpeg") >= 2  # boxed image and crops
     assert "Face 2" in html and "Grad-CAM" in html
+
+
+def test_the_face_under_a_click_is_the_smallest_box_there_in_the_frame_shown():
+    from forensics.results import AnalysisResult, FaceResult
+    from ui.present import face_at
+
+    def face(frame, box, p):
+        return FaceResult(frame=frame, track=1, box=box, face_confidence=0.99, fake_probability=p,
+                          probabilities={"real": 1 - p, "fake": p}, crop_box=[0, 0, 1, 1])
+
+    photo = AnalysisResult(input="group.jpg", kind="image", detector="x")
+    photo.faces = [face(0, [0, 0, 200, 200], 0.2), face(0, [50, 50, 100, 100], 0.1), face(0, [300, 0, 400, 90], 0.3)]
+    assert face_at(photo, 75, 75) == 1  # inside both: the smaller face, in front
+    assert (face_at(photo, 10, 190), face_at(photo, 350, 45), face_at(photo, 250, 45)) == (0, 2, None)
+    photo.faces.append(FaceResult(frame=0, track=None, box=None, face_confidence=None, fake_probability=0.9,
+                                  probabilities={}, crop_box=[0, 0, 400, 200], fallback=True))  # the whole image
+    assert face_at(photo, 250, 45) is None
+    # A video (an animated image in the Image tab) shows the most suspicious face's frame: only its faces count.
+    clip = AnalysisResult(input="clip.gif", kind="video", detector="x")
+    clip.faces = [face(0, [0, 0, 100, 100], 0.2), face(5, [0, 0, 100, 100], 0.8), face(5, [200, 0, 300, 100], 0.1)]
+    assert (face_at(clip, 50, 50), face_at(clip, 250, 50)) == (1, 2)
 
 
 def test_reports_without_an_analysis_or_after_release_are_one_line_errors(tabs):
@@ -506,6 +533,40 @@ def test_browser_image_tab_shows_score_and_four_overlays(server, browser, tmp_pa
     expect(page.get_by_text(".html", exact=True).first).to_be_visible()
     expect(page.get_by_text(".json", exact=True).first).to_be_visible()
     page.screenshot(path=str(_shots(tmp_path) / "image-tab.png"), full_page=True)
+    page.close()
+
+
+@pytest.mark.browser
+def test_browser_a_click_on_a_face_in_the_picture_shows_that_face(server, browser, tmp_path):
+    import numpy as np
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    from forensics.faces import FaceDetector
+
+    photo = data_path("photos/deepface/couple.jpg")
+    boxes = sorted(face.box for face in FaceDetector().detect(np.asarray(Image.open(photo).convert("RGB"))))
+    assert len(boxes) == 2  # left to right: face 1 and face 2, as the app numbers them
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server, timeout=60_000)
+    page.locator("input[type=file]").first.set_input_files(str(photo))
+    page.get_by_role("button", name="Analyse image").click()
+    face_box = page.locator("input[aria-label='Face shown below']:visible")
+    expect(face_box).to_have_value(re.compile(r"^Face [12]: "), timeout=90_000)
+    picture = page.locator("#faces-found img")
+    expect(picture).to_be_visible()
+    rect = picture.bounding_box()
+    width, height = picture.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    scale = min(rect["width"] / width, rect["height"] / height, 1)  # as Gradio maps a click to the image's pixels
+    left = rect["x"] + (rect["width"] - width * scale) / 2
+    top = rect["y"] + (rect["height"] - height * scale) / 2
+    for number in (2, 1, 2):  # each face once away from the one shown
+        x0, y0, x1, y1 = boxes[number - 1]
+        page.mouse.click(left + scale * (x0 + x1) / 2, top + scale * (y0 + y1) / 2)
+        expect(face_box).to_have_value(re.compile(rf"^Face {number}: "), timeout=20_000)
+    page.mouse.click(left + 3, top + 3)  # beside every face: the selection stays
+    page.wait_for_timeout(1000)
+    expect(face_box).to_have_value(re.compile(r"^Face 2: "))
     page.close()
 
 

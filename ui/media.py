@@ -89,7 +89,8 @@ class MediaTab:
                 self.verdict = gr.Label(label="Verdict (the detector's call at its threshold; its probability below)")
                 self.summary = gr.Markdown()
                 if self.kind == "image":
-                    self.annotated = gr.Image(label="Faces found", type="numpy", interactive=False, height=480)
+                    self.annotated = gr.Image(label="Faces found (click a face to show its maps)", type="numpy", interactive=False,
+                                              height=480, elem_id="faces-found")
                 else:
                     self.timeline = gr.Plot(label="Timeline")
                     self.frames_gallery = gr.Gallery(label="Most suspicious frames (time · the frame's highest P(fake); click one)", columns=4,

@@ -13,7 +13,7 @@ from forensics.catalog import EXTRA_METHODS, METHOD_TITLES, METHODS, available_d
 from forensics.detector_notes import detector_note, format_probability
 from forensics.held import RELEASED
 from forensics.overlay import overlay
-from forensics.render.frames import enlarge
+from forensics.render.frames import enlarge, shown_frame
 
 ALL_METHODS = METHODS + EXTRA_METHODS
 DISPLAY_SIZE = 256  # overlays are shown at least this large, whatever the detector's input size
@@ -128,6 +128,17 @@ def first_face(result: AnalysisResult) -> int | None:
 def most_suspicious_face_in_frame(result: AnalysisResult, frame: int) -> int | None:
     candidates = [i for i, f in enumerate(result.faces) if f.frame == frame]
     return max(candidates, key=lambda i: result.faces[i].fake_probability, default=None)
+
+
+def face_at(result: AnalysisResult, x: float, y: float) -> int | None:
+    """The face drawn at pixel ``(x, y)`` of the annotated picture (a video's: its shown frame): of the
+    boxes that hold the point, the smallest (a face in front of a larger one); None off every box."""
+    frame = shown_frame(result) if result.kind == "video" else None
+    holding = [i for i, f in enumerate(result.faces) if f.box is not None and not f.fallback
+               and (frame is None or f.frame == frame)
+               and f.box[0] <= x <= f.box[2] and f.box[1] <= y <= f.box[3]]
+    return min(holding, key=lambda i: (result.faces[i].box[2] - result.faces[i].box[0])
+               * (result.faces[i].box[3] - result.faces[i].box[1]), default=None)
 
 
 def face_panel(result: AnalysisResult, index: int | None, alpha: float = 0.5) -> list[tuple[np.ndarray | None, str]]:

@@ -22,7 +22,7 @@ def annotated(result: AnalysisResult, frames: Sequence[np.ndarray], frame: int |
     with their size, and a video without a face shows the first frame that has one of those."""
     if not frames:
         return None
-    frame = _shown_frame(result) if frame is None else frame
+    frame = shown_frame(result) if frame is None else frame
     canvas = np.ascontiguousarray(frames[_frame_position(result, frame)]).copy()
     thickness = max(2, round(max(canvas.shape[:2]) / 400))
     for i, face in enumerate(result.faces):
@@ -54,10 +54,10 @@ def shown_frame_position(result: AnalysisResult) -> int:
     """Where, in the analysis's decoded frames, the frame ``annotated`` draws by default lies: the
     most suspicious face's frame (the only frame an image has). The report shows it too, so a held
     analysis keeps it."""
-    return _frame_position(result, _shown_frame(result))
+    return _frame_position(result, shown_frame(result))
 
 
-def _shown_frame(result: AnalysisResult) -> int | None:
+def shown_frame(result: AnalysisResult) -> int | None:
     """The frame shown by default: the most suspicious face's, or without a face the first with a face
     too small to judge."""
     frame = _most_suspicious_frame(result)

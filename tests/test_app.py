@@ -93,12 +93,24 @@ def test_image_handler_gives_verdict_boxes_maps_and_reports(tabs):
     assert annotated.shape[2] == 3
     assert [label.split(':')[0] for label, _ in faces.choices] == ['Face 1', 'Face 2']  # reading order
     assert faces.value == max(range(2), key=lambda i: session.result.faces[i].fake_probability)  # worst first
-    # A click on a face in the picture picks that face; a click beside every box keeps the selection.
-    for i, face in enumerate(session.result.faces):
-        x0, y0, x1, y1 = face.box
-        assert tabs.image.pick_face_at(session, gr.SelectData(None, {"index": [(x0 + x1) / 2, (y0 + y1) / 2],
-                                                                     "value": None})) == i
-    assert tabs.image.pick_face_at(session, gr.SelectData(None, {"index": [1, 1], "value": None})) == gr.skip()
+    # The face shown is ringed in white in the picture; a click on another face picks it and rings it instead;
+    # a click beside every box changes nothing.
+    def ringed(picture, face) -> bool:  # the ring's bottom edge: a white line 2 box-thicknesses under the box
+        x0, y0, x1, y1 = (int(round(v)) for v in face.box)
+        ring = 2 * max(2, round(max(picture.shape[:2]) / 400))
+        return bool((picture[y1 + ring, x0:x1] == 255).all())
+
+    shown = session.result.faces[faces.value]
+    other = 1 - faces.value
+    assert ringed(annotated, shown) and not ringed(annotated, session.result.faces[other])
+    x0, y0, x1, y1 = session.result.faces[other].box
+    click = tabs.image.pick_face_at(session, gr.SelectData(None, {"index": [(x0 + x1) / 2, (y0 + y1) / 2], "value": None}))
+    assert click[tabs.image.face] == other
+    assert ringed(click[tabs.image.annotated], session.result.faces[other])
+    assert not ringed(click[tabs.image.annotated], shown)
+    assert ringed(tabs.image.ring_face(session, faces.value), shown)  # picked from the list
+    beside = tabs.image.pick_face_at(session, gr.SelectData(None, {"index": [1, 1], "value": None}))
+    assert beside == {tabs.image.face: gr.skip(), tabs.image.annotated: gr.skip()}
     assert len(maps) == 5 and all(m.value is not None for m in maps[:4])
     assert maps[4].visible is False  # no patch-score map for a ViT
     panel = face_panel(session.result, faces.value)

@@ -15,19 +15,29 @@ MAX_FRAMES_SHOWN = 8
 THUMBNAIL_SIDE = 480
 
 
-def annotated(result: AnalysisResult, frames: Sequence[np.ndarray], frame: int | None = None) -> np.ndarray | None:
+def annotated(result: AnalysisResult, frames: Sequence[np.ndarray], frame: int | None = None,
+              selected: int | None = None) -> np.ndarray | None:
     """The image (or one sampled video frame, by default the most suspicious) of ``frames`` (those
     decoded for ``result``) with every face boxed and scored; red at or above the threshold, green below.
-    Faces too small to judge (``result.small_faces``: only where no face was found) are boxed in amber
-    with their size, and a video without a face shows the first frame that has one of those."""
+    The ``selected`` face (the one whose maps are shown), where it is in that frame, is drawn last and
+    ringed in white edged in black, so that it can be found in a crowd. Faces too small to judge (``result.small_faces``:
+    only where no face was found) are boxed in amber with their size, and a video without a face shows
+    the first frame that has one of those."""
     if not frames:
         return None
     frame = shown_frame(result) if frame is None else frame
     canvas = np.ascontiguousarray(frames[_frame_position(result, frame)]).copy()
     thickness = max(2, round(max(canvas.shape[:2]) / 400))
-    for i, face in enumerate(result.faces):
-        if face.fallback or (result.kind == "video" and face.frame != frame):
-            continue
+    shown = [i for i, face in enumerate(result.faces)
+             if not face.fallback and face.box is not None and (result.kind != "video" or face.frame == frame)]
+    for i in sorted(shown, key=lambda i: i == selected):  # the selected face last, over its neighbours
+        face = result.faces[i]
+        if i == selected:
+            x0, y0, x1, y1 = (int(round(v)) for v in face.box)
+            ring = 2 * thickness  # white edged in black: seen on light and dark backgrounds alike
+            corners = (x0 - ring, y0 - ring), (x1 + ring, y1 + ring)
+            cv2.rectangle(canvas, *corners, (0, 0, 0), 2 * thickness)
+            cv2.rectangle(canvas, *corners, (255, 255, 255), thickness)
         draw_box(canvas, face, result.threshold or 0.5, thickness, face_number(result, i))
     for small in result.small_faces:
         if result.kind != "video" or small["frame"] == frame:

@@ -383,6 +383,13 @@ def test_compare_handler_gives_a_row_per_face_per_detector_and_their_maps(tabs):
     assert any(c.startswith("test-vit: Last-layer attention") for c in captions)
     other = [u for u, _ in unit.choices if u != unit.value][0]
     assert len(tab.show_compared_face(comparison, other)[tab.maps]) == len(maps)
+    # Who is who: each face as the detectors were given it, numbered as every row; a click on one shows its maps.
+    from ui.compare import faces_compared
+
+    strip = faces_compared(comparison)
+    assert [caption for _, caption in strip] == ["Face 1", "Face 2"]
+    assert all(crop.shape[0] >= 160 and crop.shape[2] == 3 for crop, _ in strip)
+    assert tab.pick_unit(comparison, gr.SelectData(None, {"index": 1, "value": None})) == "Face 2"
     with pytest.raises(gr.Error, match="choose at least one detector"):
         tab.compare_detectors(str(EXAMPLES / "astronaut.jpg"), [])
 
@@ -727,6 +734,13 @@ def test_browser_compare_tab_shows_table_chart_and_maps(server, browser, tmp_pat
     expect(page.get_by_text("they agree on").first).to_be_visible(timeout=120_000)
     expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
     expect(page.get_by_text("Face 2").first).to_be_visible()
+    # The strip of the faces compared: a click on one shows that face's maps.
+    strip = page.locator("#faces-compared button.thumbnail-item")
+    expect(strip).to_have_count(2, timeout=30_000)
+    shown = page.locator("input[aria-label='Maps of']:visible")
+    other = "Face 1" if shown.input_value() == "Face 2" else "Face 2"
+    strip.nth(int(other[-1]) - 1).click()
+    expect(shown).to_have_value(other, timeout=20_000)
     page.screenshot(path=str(_shots(tmp_path) / "compare-tab.png"), full_page=True)
     page.close()
 

@@ -15,7 +15,9 @@ evidence, not proof.**"""
 
 # Passed to ``launch(css=...)`` by app.py. A gallery's label floats over its first row of thumbnails, where it
 # hid the tiles' own labels (the face number and P(fake) drawn over each frame): those galleries start lower.
-CSS = ".clear-label .grid-container { padding-top: 2.6rem !important; }"
+# A gallery whose height is "auto" still keeps 450 px: "fit-content" ones shrink to their thumbnails.
+CSS = """.clear-label .grid-container { padding-top: 2.6rem !important; }
+.fit-content .grid-wrap { min-height: 0 !important; max-height: none !important; }"""
 
 
 def build_demo() -> gr.Blocks:

@@ -11,6 +11,7 @@ from forensics.detector_notes import CAUTION_PREFIXES, detector_note, format_pro
 from forensics.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from forensics.render.figures import comparison_figure
 from ui.common import engine, errors_as_one_line, progress_of
+from forensics.render.frames import enlarge
 from ui.present import face_panel
 
 HEADERS = ["face / person", "detector", "P(fake)", "threshold", "call", "agreement"]
@@ -60,6 +61,26 @@ def compare_maps(comparison, unit: str | None, alpha: float = 0.5) -> list[tuple
             for image, caption in face_panel(run.result, index, alpha) if image is not None]
 
 
+def _shown_units(comparison: comparing.Comparison | None) -> list[tuple[str, object]]:
+    """(unit, face) for each face (each person, in a video: their most suspicious face) whose crop the
+    first detector to answer was given."""
+    if comparison is None or not comparison.done:
+        return []
+    faces, out = comparison.done[0].result.faces, []
+    for unit in comparing.units(comparison):
+        index = comparing.face_for_unit(comparison, unit)
+        face = faces[index] if index is not None and index < len(faces) else None
+        if face is not None and face.crop is not None:
+            out.append((unit, face))
+    return out
+
+
+def faces_compared(comparison: comparing.Comparison | None) -> list[tuple[np.ndarray, str]]:
+    """Who is who: each face compared as the detectors were given it, captioned with the number every
+    row, chart and map uses."""
+    return [(enlarge(face.crop, 160), unit) for unit, face in _shown_units(comparison)]
+
+
 class CompareTab:
     """Detectors side by side on one file: what a presenter shows stakeholders."""
 
@@ -83,13 +104,18 @@ class CompareTab:
                 self.table = gr.Dataframe(headers=HEADERS, label="P(fake) per face per detector", interactive=False,
                                           max_height=320)
                 self.chart = gr.Plot(label="P(fake) per detector")
+                self.faces = gr.Gallery(label="The faces compared (click one for its maps)", columns=6, height="auto",
+                                        allow_preview=False, object_fit="contain", elem_classes=["clear-label", "fit-content"],
+                                        elem_id="faces-compared")
                 self.unit = gr.Dropdown(label="Maps of", choices=[], interactive=True)
                 self.maps = gr.Gallery(label="Maps of the selected face, detector by detector (click to enlarge)",
                                        columns=4, height="auto", object_fit="contain", elem_classes="clear-label")
         self.state = gr.State(time_to_live=3600)
         self.run.click(self.compare_detectors, [self.media, self.detectors, self.methods, self.frames, self.alpha],
                        [self.summary, self.table, self.chart, self.unit, self.maps, self.state],
-                       api_name="compare_detectors", show_progress_on=[self.summary])
+                       api_name="compare_detectors", show_progress_on=[self.summary]
+                       ).then(faces_compared, [self.state], [self.faces], api_visibility="private")  # the API unchanged
+        self.faces.select(self.pick_unit, [self.state], [self.unit], api_visibility="private")
         self.unit.change(self.show_compared_face, [self.state, self.unit, self.alpha], self.maps,
                          api_visibility="private")
 
@@ -109,3 +135,9 @@ class CompareTab:
 
     def show_compared_face(self, comparison, unit, alpha=0.5):
         return {self.maps: [] if comparison is None else compare_maps(comparison, unit, alpha)}
+
+    @staticmethod
+    def pick_unit(comparison, evt: gr.SelectData):
+        """A click on a face of the strip shows its maps (the list below follows)."""
+        units = [unit for unit, _ in _shown_units(comparison)]
+        return units[evt.index] if isinstance(evt.index, int) and 0 <= evt.index < len(units) else gr.skip()

@@ -94,7 +94,7 @@ class MediaTab:
                 else:
                     self.timeline = gr.Plot(label="Timeline")
                     self.frames_gallery = gr.Gallery(label="Most suspicious frames (time · the frame's highest P(fake); click one)", columns=4,
-                                                     height="auto", elem_classes="clear-label")
+                                                     height="auto", elem_classes=["clear-label", "fit-content"])
                     self.table = gr.Dataframe(headers=present.FACE_TABLE_HEADERS,
                                               label="Faces (click a row)", interactive=False, max_height=240)
                 self.face = gr.Dropdown(label="Face shown below", choices=[], interactive=True)

@@ -573,17 +573,25 @@ def test_browser_a_click_on_a_face_in_the_picture_shows_that_face(server, browse
     face_box = page.locator("input[aria-label='Face shown below']:visible")
     expect(face_box).to_have_value(re.compile(r"^Face [12]: "), timeout=90_000)
     picture = page.locator("#faces-found img")
-    expect(picture).to_be_visible()
-    rect = picture.bounding_box()
-    width, height = picture.evaluate("img => [img.naturalWidth, img.naturalHeight]")
-    scale = min(rect["width"] / width, rect["height"] / height, 1)  # as Gradio maps a click to the image's pixels
-    left = rect["x"] + (rect["width"] - width * scale) / 2
-    top = rect["y"] + (rect["height"] - height * scale) / 2
+    loaded = "s => { const i = document.querySelector('#faces-found img'); return i && i.src !== s && i.complete && i.naturalWidth > 0; }"
+
+    def click(x: float, y: float) -> None:
+        """A click on pixel (x, y) of the picture (scrolled into view), as Gradio maps a click back to its pixels."""
+        picture.scroll_into_view_if_needed()
+        rect = picture.bounding_box()
+        width, height = picture.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+        scale = min(rect["width"] / width, rect["height"] / height, 1)
+        picture.click(position={"x": (rect["width"] - width * scale) / 2 + scale * x,
+                                "y": (rect["height"] - height * scale) / 2 + scale * y})
+
+    page.wait_for_function(loaded, arg="")
     for number in (2, 1, 2):  # each face once away from the one shown
         x0, y0, x1, y1 = boxes[number - 1]
-        page.mouse.click(left + scale * (x0 + x1) / 2, top + scale * (y0 + y1) / 2)
+        before = picture.get_attribute("src")
+        click((x0 + x1) / 2, (y0 + y1) / 2)
         expect(face_box).to_have_value(re.compile(rf"^Face {number}: "), timeout=20_000)
-    page.mouse.click(left + 3, top + 3)  # beside every face: the selection stays
+        page.wait_for_function(loaded, arg=before, timeout=20_000)  # drawn again, this face ringed
+    click(3, 3)  # beside every face: the selection stays
     page.wait_for_timeout(1000)
     expect(face_box).to_have_value(re.compile(r"^Face 2: "))
     page.close()

@@ -388,3 +388,37 @@ def test_the_timeline_names_its_threshold_and_verdict_in_the_margin_without_over
     assert (labels["verdict 0.31"].yanchor, labels["threshold 0.60"].yanchor) == ("top", "bottom")
     assert [a.yanchor for a in timeline_figure(dataclasses.replace(result, fake_probability=None)).layout.annotations] == [
         "bottom"]
+
+
+def test_crowd_labels_cover_no_face_and_no_other_label_and_the_most_suspicious_keep_their_score():
+    """In a crowd, labels the size of a face's box would hide the faces: each goes where it covers no other
+    face and no label placed before it (the most suspicious first), else its number alone, else none."""
+    import numpy as np
+
+    from forensics.render.frames import Labels, annotated
+    from forensics.results import FaceResult
+
+    boxes = [[x, y, x + 40, y + 48] for y in (60, 130, 200) for x in range(20, 560, 55)]  # 3 rows, 10 a row
+    crowd = AnalysisResult(input="crowd.jpg", kind="image", detector="x", threshold=0.6)
+    crowd.faces = [FaceResult(frame=0, track=None, box=box, face_confidence=0.99, fake_probability=p,
+                              probabilities={"real": 1 - p, "fake": p}, crop_box=[0, 0, 1, 1])
+                   for box, p in zip(boxes, np.linspace(0.1, 0.9, len(boxes)))]
+    crowd.small_faces = [{"frame": 0, "box": [600, 20, 624, 44], "confidence": 0.95}]
+    picture = np.full((320, 640, 3), 128, np.uint8)
+    drawn = annotated(crowd, [picture])
+    assert drawn.shape == picture.shape and (drawn != picture).any()
+    # The same placement, step by step: the most suspicious face first, as annotated() labels them.
+    labels = Labels(picture.shape, boxes + [crowd.small_faces[0]["box"]])
+    order = sorted(range(len(boxes)), key=lambda i: -crowd.faces[i].fake_probability)
+    placed = {i: labels.place(boxes[i], [f"{i + 1}: {crowd.faces[i].fake_probability:.2f}", str(i + 1)], 0.5, 1)
+              for i in order}
+    rects = [p[1] for p in placed.values() if p is not None]
+    assert all(not Labels._overlap(a, b) for k, a in enumerate(rects) for b in rects[k + 1:])
+    for i, p in placed.items():
+        if p is not None:
+            assert not any(Labels._overlap(p[1], tuple(b)) for j, b in enumerate(boxes) if j != i)
+    assert placed[order[0]][0].startswith(f"{order[0] + 1}: 0.90")  # the most suspicious keeps its score
+    assert sum(p is not None for p in placed.values()) >= len(boxes) // 2  # most faces keep at least their number
+    assert any(p is not None and ":" not in p[0] for p in placed.values())  # where a score does not fit, the number
+    # Alone, a label goes above its box, as it always did.
+    assert Labels(picture.shape).place((100, 100, 140, 148), ["7: 0.50"], 0.5, 1)[1][3] == 100

@@ -30,34 +30,73 @@ def annotated(result: AnalysisResult, frames: Sequence[np.ndarray], frame: int |
     thickness = max(2, round(max(canvas.shape[:2]) / 400))
     shown = [i for i, face in enumerate(result.faces)
              if not face.fallback and face.box is not None and (result.kind != "video" or face.frame == frame)]
-    for i in sorted(shown, key=lambda i: i == selected):  # the selected face last, over its neighbours
-        face = result.faces[i]
-        if i == selected:
-            x0, y0, x1, y1 = (int(round(v)) for v in face.box)
-            ring = 2 * thickness  # white edged in black: seen on light and dark backgrounds alike
-            corners = (x0 - ring, y0 - ring), (x1 + ring, y1 + ring)
-            cv2.rectangle(canvas, *corners, (0, 0, 0), 2 * thickness)
-            cv2.rectangle(canvas, *corners, (255, 255, 255), thickness)
-        draw_box(canvas, face, result.threshold or 0.5, thickness, face_number(result, i))
-    for small in result.small_faces:
-        if result.kind != "video" or small["frame"] == frame:
-            draw_small_box(canvas, small["box"], thickness)
+    smalls = [small["box"] for small in result.small_faces if result.kind != "video" or small["frame"] == frame]
+    labels = Labels(canvas.shape, [result.faces[i].box for i in shown] + smalls)
+    if selected in shown:
+        x0, y0, x1, y1 = (int(round(v)) for v in result.faces[selected].box)
+        ring = 2 * thickness  # white edged in black: seen on light and dark backgrounds alike
+        corners = (x0 - ring, y0 - ring), (x1 + ring, y1 + ring)
+        cv2.rectangle(canvas, *corners, (0, 0, 0), 2 * thickness)
+        cv2.rectangle(canvas, *corners, (255, 255, 255), thickness)
+    # Labelled in turn (the selected face, then the most suspicious first), each where it covers no face
+    # and no label before it: in a crowd the later ones shrink to their number, or go without.
+    for i in sorted(shown, key=lambda i: (i != selected, -result.faces[i].fake_probability)):
+        draw_box(canvas, result.faces[i], result.threshold or 0.5, thickness, face_number(result, i), labels)
+    for box in smalls:
+        draw_small_box(canvas, box, thickness, labels)
     return canvas
+
+
+class Labels:
+    """Where the labels of one picture go: each where it covers no face's box (but its own) and no label
+    placed before it, above its box, else below it; where neither is free, its shorter form (a face's
+    number alone), there or inside its box's top; else no label (the box stays, and its number is in every
+    list). Without faces to avoid, labels go above their box as they always did."""
+
+    def __init__(self, shape: Sequence[int], boxes: Sequence[Sequence[float]] = ()):
+        self.height, self.width = int(shape[0]), int(shape[1])
+        self.boxes = [tuple(int(round(v)) for v in box) for box in boxes]
+        self.placed: list[tuple[int, int, int, int]] = []
+
+    @staticmethod
+    def _overlap(a, b) -> bool:
+        return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+    def place(self, box: Sequence[int], texts: Sequence[str], scale: float,
+              weight: int) -> tuple[str, tuple[int, int, int, int], int] | None:
+        """(text, its background rectangle, its height) for the first text that fits somewhere, or None."""
+        x0, y0, x1, y1 = box
+        own = tuple(box)
+        for k, text in enumerate(texts):
+            (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, weight)
+            left = max(0, min(x0, self.width - w - 6))
+            tops = [y0 - h - 8, y1] + ([y0] if k == len(texts) - 1 and len(texts) > 1 else [])
+            for top in tops:
+                rect = (left, max(0, top), left + w + 6, max(0, top) + h + 8)
+                if rect[3] > self.height and top != tops[0]:
+                    continue
+                if any(self._overlap(rect, b) for b in self.boxes if b != own) or \
+                        any(self._overlap(rect, r) for r in self.placed):
+                    continue
+                self.placed.append(rect)
+                return text, rect, h
+        return None
 
 
 SMALL_BOX_COLOUR = (230, 160, 0)  # a face too small to judge: no score, so neither red nor green
 
 
-def draw_small_box(canvas: np.ndarray, box: Sequence[float], thickness: int) -> None:
+def draw_small_box(canvas: np.ndarray, box: Sequence[float], thickness: int, labels: Labels | None = None) -> None:
     """A face too small to judge: an amber box labelled with its size (white on amber), no score."""
     x0, y0, x1, y1 = (int(round(v)) for v in box)
     cv2.rectangle(canvas, (x0, y0), (x1, y1), SMALL_BOX_COLOUR, thickness)
     text = f"{min(box[2] - box[0], box[3] - box[1]):.0f} px"
-    scale = thickness * 0.3
-    (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    top = max(0, y0 - h - 6) if y0 - h - 6 >= 0 else min(canvas.shape[0] - h - 6, y1)  # above, else below the box
-    cv2.rectangle(canvas, (x0, top), (x0 + w + 4, top + h + 6), SMALL_BOX_COLOUR, -1)
-    cv2.putText(canvas, text, (x0 + 2, top + h + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    placed = (labels or Labels(canvas.shape)).place((x0, y0, x1, y1), [text], thickness * 0.3, 1)
+    if placed is not None:
+        text, (lx0, ly0, lx1, ly1), h = placed
+        cv2.rectangle(canvas, (lx0, ly0), (lx1 - 2, ly1 - 2), SMALL_BOX_COLOUR, -1)
+        cv2.putText(canvas, text, (lx0 + 2, ly0 + h + 2), cv2.FONT_HERSHEY_SIMPLEX, thickness * 0.3, (255, 255, 255), 1,
+                    cv2.LINE_AA)
 
 
 def shown_frame_position(result: AnalysisResult) -> int:
@@ -86,16 +125,21 @@ def _frame_position(result: AnalysisResult, frame: int | None) -> int:
     return indices.index(frame) if frame in indices else 0
 
 
-def draw_box(canvas: np.ndarray, face: FaceResult, threshold: float, thickness: int, number: int) -> None:
-    """The face's box with its number (the one every table and dropdown uses) and P(fake)."""
+def draw_box(canvas: np.ndarray, face: FaceResult, threshold: float, thickness: int, number: int,
+             labels: Labels | None = None) -> None:
+    """The face's box with its number (the one every table and dropdown uses) and P(fake); with ``labels``,
+    the label goes where it covers no other face or label (its number alone, or none, where nothing is free)."""
     x0, y0, x1, y1 = (int(round(v)) for v in face.box)
     colour = (220, 40, 40) if face.fake_probability >= threshold else (40, 180, 60)
     cv2.rectangle(canvas, (x0, y0), (x1, y1), colour, thickness)
     text = f"{number}: {face.fake_probability:.2f}" + (f" (person {face.track})" if face.track is not None else "")
-    scale = thickness * 0.45
-    (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-    cv2.rectangle(canvas, (x0, max(0, y0 - h - 8)), (x0 + w + 6, y0), colour, -1)
-    cv2.putText(canvas, text, (x0 + 3, max(h, y0 - 5)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness)
+    scale = min(thickness * 0.45, max(0.5, (y1 - y0) / 40))  # in a crowd, no taller than about half a face
+    weight = max(1, min(thickness, round(2 * scale)))
+    placed = (labels or Labels(canvas.shape)).place((x0, y0, x1, y1), [text, str(number)], scale, weight)
+    if placed is not None:
+        text, (lx0, ly0, lx1, ly1), h = placed
+        cv2.rectangle(canvas, (lx0, ly0), (lx1, ly1), colour, -1)
+        cv2.putText(canvas, text, (lx0 + 3, ly0 + h + 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), weight)
 
 
 def suspicious_frame_order(result: AnalysisResult) -> list[int]:

@@ -195,7 +195,8 @@ def test_video_handler_gives_timeline_frames_and_table(tabs):
     assert f"faces in {found} of 6 sampled frames" in summary and f"faces in {found} of 6" in timeline.layout.title.text
     gaps = [t for t in timeline.data if t.name == "no face in this frame"]
     assert (len(gaps[0].x) if gaps else 0) == 6 - found  # each faceless frame marked on the timeline
-    assert all(image.shape[1] == 480 or image.shape[0] == 480 for image, _ in frames)  # cropped around faces
+    # Cropped around faces, square (a gallery tile shows a square: a wider thumbnail lost its sides, labels and all)
+    assert all(image.shape[:2] == (480, 480) for image, _ in frames)
     # Each tile's caption, short enough not to be cut: the frame's time and its highest P(fake).
     stamps = {f.frame: (f.timestamp, max(g.fake_probability for g in session.result.faces if g.frame == f.frame))
               for f in session.result.faces}

@@ -170,12 +170,20 @@ def suspicious_frames(result: AnalysisResult, frames: Sequence[np.ndarray], meth
         canvas = cv2.resize(np.ascontiguousarray(cut), size,
                             interpolation=cv2.INTER_AREA if side > THUMBNAIL_SIDE else cv2.INTER_CUBIC)
         scale = canvas.shape[1] / max(1, cut.shape[1])
-        for i, face in faces:  # boxes drawn on the thumbnail itself, so their labels stay readable
-            if not face.fallback:
-                box = [(face.box[0] - dx) * scale, (face.box[1] - dy) * scale,
-                       (face.box[2] - dx) * scale, (face.box[3] - dy) * scale]
-                draw_box(canvas, dataclasses.replace(face, box=box), result.threshold or 0.5, 2,
-                         face_number(result, i))
+        # Letterboxed to a square: a gallery tile shows a square, and would cut the sides (and labels) of a wider one.
+        h, w = canvas.shape[:2]
+        square = np.full((max(h, w), max(h, w), 3), 24, np.uint8)
+        px, py = (max(h, w) - w) // 2, (max(h, w) - h) // 2
+        square[py:py + h, px:px + w] = canvas
+        canvas = square
+        # Boxes drawn on the thumbnail itself, so their labels stay readable; the most suspicious labelled first,
+        # each where it covers no other face and no other label.
+        boxed = [(i, dataclasses.replace(face, box=[(face.box[0] - dx) * scale + px, (face.box[1] - dy) * scale + py,
+                                                    (face.box[2] - dx) * scale + px, (face.box[3] - dy) * scale + py]))
+                 for i, face in faces if not face.fallback and face.box is not None]
+        labels = Labels(canvas.shape, [face.box for _, face in boxed])
+        for i, face in sorted(boxed, key=lambda item: -item[1].fake_probability):
+            draw_box(canvas, face, result.threshold or 0.5, 2, face_number(result, i), labels)
         stamp = faces[0][1].timestamp
         when = f"{stamp:.2f}s" if stamp is not None else f"frame {frame}"
         # Short enough for a gallery tile's caption (a longer one is cut): the time and the frame's highest P(fake).
@@ -214,7 +222,18 @@ def _around_faces(canvas: np.ndarray, faces: list[FaceResult]) -> tuple[np.ndarr
     x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
     pad = max(x1 - x0, y1 - y0) // 2
     x0, y0, x1, y1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
+    # Square where the frame allows: a gallery tile shows a square, and cuts the sides of anything wider.
+    side = max(x1 - x0, y1 - y0)
+    x0, x1 = _widened(x0, x1, side, w)
+    y0, y1 = _widened(y0, y1, side, h)
     return (canvas[y0:y1, x0:x1], (x0, y0)) if x1 > x0 and y1 > y0 else (canvas, (0, 0))
+
+
+def _widened(lo: int, hi: int, size: int, limit: int) -> tuple[int, int]:
+    """[lo, hi) grown about its centre to ``size`` (at most ``limit``), kept inside [0, limit)."""
+    size = min(size, limit)
+    lo = max(0, min(lo - (size - (hi - lo)) // 2, limit - size))
+    return lo, lo + max(size, hi - lo)
 
 
 def enlarge(rgb: np.ndarray, min_side: int) -> np.ndarray:

@@ -44,6 +44,7 @@ def main() -> int:
                 page.get_by_role("button", name="Analyse image").click()
                 expect(page.get_by_text("calibrated P(fake) ≈").first).to_be_visible(timeout=120_000)
                 expect(page.get_by_text("Grad-CAM++ ('fake')").first).to_be_visible(timeout=60_000)
+                page.evaluate("window.scrollTo(0, 0)")  # the top of the page: the upload may have scrolled it
                 page.wait_for_timeout(1000)
                 with atomic_path(args.out) as tmp:
                     page.screenshot(path=str(tmp))

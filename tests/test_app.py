@@ -186,7 +186,8 @@ def test_video_handler_gives_timeline_frames_and_table(tabs):
     assert "tracked face" in summary
     assert "Caution: the verdict rests on a small face (person" in summary  # the broadcast clip's faces: ~110 px
     people = [t for t in timeline.data if t.name != "no face in this frame"]
-    assert people and {t.name.split(" (")[0] for t in people} <= {f"person {t.track}" for t in session.result.tracks}
+    counted = {f"person {t.track}" for t in session.result.tracks if t.counted}
+    assert people and {t.name for t in people if t.legendgroup != "left out"} == counted
     rows, shown = table["data"], table["metadata"]["display_value"]  # numbers, each shown to its precision
     assert 1 <= len(frames) <= 8 and rows and len(rows) == len(shown) == len(session.result.faces)
     assert sum(f is not None for f in session.frames) == 1  # held: only the frame its report shows

@@ -422,3 +422,31 @@ def test_crowd_labels_cover_no_face_and_no_other_label_and_the_most_suspicious_k
     assert any(p is not None and ":" not in p[0] for p in placed.values())  # where a score does not fit, the number
     # Alone, a label goes above its box, as it always did.
     assert Labels(picture.shape).place((100, 100, 140, 148), ["7: 0.50"], 0.5, 1)[1][3] == 100
+
+
+def test_the_timeline_gathers_the_people_left_out_under_one_grey_legend_entry():
+    """People seen too briefly to count are drawn thin and grey under one legend entry naming them (a crowd's
+    legend took a row per two people and squeezed the plot); the counted ones keep a line and entry each."""
+    from forensics.render.figures import timeline_figure
+    from forensics.results import FaceResult, MediaInfo, TrackSummary
+
+    def face(frame, track, p):
+        return FaceResult(frame=frame, track=track, box=[0, 0, 50, 50], face_confidence=0.99, fake_probability=p,
+                          probabilities={"real": 1 - p, "fake": p}, crop_box=[0, 0, 50, 50], timestamp=frame / 10)
+
+    faces = [face(k, track, 0.2 + 0.1 * track) for track in (1, 3, 10) for k in range(0, 40, 10)]
+    faces += [face(20, 2, 0.9), face(30, 12, 0.8)]
+    tracks = [TrackSummary(t, 4, 0.2 + 0.1 * t, 0.2 + 0.1 * t, 0, 30, True) for t in (1, 3, 10)]
+    tracks += [TrackSummary(2, 1, 0.9, 0.9, 20, 20, False), TrackSummary(12, 1, 0.8, 0.8, 30, 30, False)]
+    result = AnalysisResult(input="crowd.mp4", kind="video", detector="x", fake_probability=0.5, label="real",
+                            threshold=0.6, faces=faces, tracks=tracks,
+                            media=MediaInfo(fps=10, frame_count=40, duration_s=4.0, sampled_frames=4,
+                                            sampled_indices=[0, 10, 20, 30]))
+    figure = timeline_figure(result)
+    shown = [t.name for t in figure.data if t.showlegend is not False]
+    assert shown == ["person 1", "person 3", "person 10", "left out, too short: people 2, 12"]  # 10 after 3
+    grey = [t for t in figure.data if t.legendgroup == "left out"]
+    assert [list(t.x) for t in grey] == [[2.0], [3.0]] and all(t.line.color == "rgb(160, 160, 160)" for t in grey)
+    assert "person 12 (left out: too short)" in grey[1].hovertemplate  # each still named where pointed at
+    one = dataclasses.replace(result, faces=faces[:-1], tracks=tracks[:-1])
+    assert "left out, too short: person 2" in [t.name for t in timeline_figure(one).data]

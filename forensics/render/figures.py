@@ -10,6 +10,12 @@ from forensics.compare import rows, units
 from forensics.results import AnalysisResult
 
 
+def _person_order(name: str) -> tuple:
+    """"person 2" before "person 10"; "whole frames" last."""
+    number = name.removeprefix("person ")
+    return (0, int(number), "") if number.isdigit() else (1, 0, name)
+
+
 def timeline_figure(result: AnalysisResult) -> go.Figure:
     """One line per tracked person (or the whole frames when no face was found), the threshold
     dashed, the aggregated verdict as a dotted line; hover shows frame, time and score."""
@@ -18,18 +24,30 @@ def timeline_figure(result: AnalysisResult) -> go.Figure:
         name = "whole frames" if face.fallback else f"person {face.track}"
         series[name].append(face)
     counted = {f"person {t.track}" for t in result.tracks if t.counted}
+    # People seen too briefly to count toward the verdict are drawn thin and grey, under one legend entry that
+    # names them: a crowd's legend of a row per few people squeezed the plot, and they do not decide anything.
+    left_out = [name for name in sorted(series, key=_person_order) if name not in counted and name != "whole frames"]
+    numbers = ", ".join(name.removeprefix("person ") for name in left_out)
+    left_out_name = f"left out, too short: {'person' if len(left_out) == 1 else 'people'} {numbers}"
     fig = go.Figure()
-    for name, faces in sorted(series.items()):
+    # The counted people first, in the legend as on the plot, then those left out.
+    for name, faces in sorted(series.items(), key=lambda item: (item[0] in left_out, _person_order(item[0]))):
         faces = sorted(faces, key=lambda f: f.frame)
         x = [f.timestamp if f.timestamp is not None else f.frame for f in faces]
+        out = name in left_out
         fig.add_trace(
             go.Scatter(
                 x=x,
                 y=[f.fake_probability for f in faces],
                 customdata=[[f.frame] for f in faces],
                 mode="lines+markers",
-                name=name + ("" if name in counted or name == "whole frames" else " (left out: too short)"),
-                hovertemplate="frame %{customdata[0]}<br>t=%{x:.2f}s<br>P(fake)=%{y:.3f}<extra>" + name + "</extra>",
+                name=left_out_name if out else name,
+                legendgroup="left out" if out else name,
+                showlegend=not out or name == left_out[0],
+                line=dict(color="rgb(160, 160, 160)", width=1, dash="dot") if out else None,
+                marker=dict(color="rgb(160, 160, 160)", size=5) if out else None,
+                hovertemplate="frame %{customdata[0]}<br>t=%{x:.2f}s<br>P(fake)=%{y:.3f}<extra>" + name
+                              + (" (left out: too short)" if out else "") + "</extra>",
             )
         )
     seen = {f.frame for f in result.faces if not f.fallback}
@@ -77,7 +95,7 @@ def timeline_figure(result: AnalysisResult) -> go.Figure:
         yaxis_range=[0, 1],
         height=340,
         margin=dict(l=50, r=95, t=50, b=40),
-        legend=dict(orientation="h", y=-0.2),
+        legend=dict(orientation="h", yanchor="top", y=-0.3, x=0),  # under the axis title, not over it
     )
     return fig
 

@@ -10,8 +10,8 @@ from forensics.catalog import METHODS
 from forensics.detector_notes import CAUTION_PREFIXES, detector_note, format_probability, offered_detectors
 from forensics.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from forensics.render.figures import comparison_figure
-from ui.common import engine, errors_as_one_line, progress_of
 from forensics.render.frames import enlarge
+from ui.common import engine, errors_as_one_line, progress_of
 from ui.present import face_panel
 
 HEADERS = ["face / person", "detector", "P(fake)", "threshold", "call", "agreement"]

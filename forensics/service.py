@@ -26,6 +26,7 @@ from forensics.held import HELD, RELEASED, is_released
 from forensics.explain import ExplainOptions
 from forensics.explain.faithfulness import FaithfulnessOptions
 from forensics.faces import FaceDetector
+from forensics.render.compare_report import write_compare_reports
 from forensics.render.frames import shown_frame_position
 from forensics.render.report import detector_extra, write_report_html, write_report_json
 
@@ -127,6 +128,16 @@ def write_reports(session: Session, folder: str | Path | None = None) -> tuple[s
     extra = detector_extra(get_detector(session.detector))
     json_path = write_report_json(result, folder / f"{stem}-report.json", extra)
     html_path = write_report_html(result, folder / f"{stem}-report.html", extra, frames=session.frames)
+    return str(json_path), str(html_path)
+
+
+def write_comparison_reports(comparison: Comparison | None, folder: str | Path | None = None) -> tuple[str, str]:
+    """A comparison of detectors as a JSON file and a self-contained HTML page; returns their paths."""
+    if comparison is None or not comparison.done:
+        raise ForensicsError("compare detectors first")
+    folder = Path(folder or tempfile.mkdtemp(prefix="report-", dir=_reports_root()))
+    stem = re.sub(r"[^\w.-]+", "_", Path(comparison.input).stem)[:60] or "comparison"
+    json_path, html_path = write_compare_reports(comparison, folder, stem)
     return str(json_path), str(html_path)
 
 

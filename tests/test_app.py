@@ -392,6 +392,19 @@ def test_compare_handler_gives_a_row_per_face_per_detector_and_their_maps(tabs):
     assert [caption for _, caption in strip] == ["Face 1", "Face 2"]
     assert all(crop.shape[0] >= 160 and crop.shape[2] == 3 for crop, _ in strip)
     assert tab.pick_unit(comparison, gr.SelectData(None, {"index": 1, "value": None})) == "Face 2"
+    # The comparison as a report to hand on: JSON with every row, a self-contained page with each face's maps.
+    json_path, html_path = tab.build_reports(comparison)
+    report = json.loads(Path(json_path).read_text())
+    assert report["report"]["kind"] == "comparison" and report["report"]["input"] == "couple.jpg"
+    assert len(report["report"]["sha256"]) == 64 and len(report["rows"]) == 4
+    assert {d["name"]: bool(d["error"]) for d in report["detectors"]} == {"test-vit": False, "zz-test-patch": False,
+                                                                         "no/such-model": True}
+    html = Path(html_path).read_text()
+    assert "Detectors compared" in html and "2 detector(s) on 2 faces" in html and "could not run" in html
+    assert html.count("<tr><td>Face ") == 4 and "src=\"http" not in html and "<script" not in html
+    assert html.count("data:image/") == 2 * (1 + sum(len(m) for m in (["gradcam", "attention"], ["gradcam"])))
+    with pytest.raises(gr.Error, match="compare detectors first"):
+        tab.build_reports(None)
     with pytest.raises(gr.Error, match="choose at least one detector"):
         tab.compare_detectors(str(EXAMPLES / "astronaut.jpg"), [])
 
@@ -478,6 +491,8 @@ def test_api_compare_detectors_returns_a_row_per_face_per_detector(server):
     assert table["headers"][:2] == ["face / person", "detector"] and len(rows) == 4
     assert {(r[0], r[1]) for r in rows} == {(f, d) for f in ("Face 1", "Face 2") for d in ("test-vit", "default:int8")}
     assert chart["type"] == "plotly" and "agree on" in summary and maps
+    json_path, html_path = client.predict(api_name="/compare_reports")  # of this client's last comparison
+    assert len(json.loads(Path(json_path).read_text())["rows"]) == 4 and Path(html_path).suffix == ".html"
 
 
 def test_api_animated_gif_is_analysed_not_refused(server, tmp_path):
@@ -751,6 +766,8 @@ def test_browser_compare_tab_shows_table_chart_and_maps(server, browser, tmp_pat
     other = "Face 1" if shown.input_value() == "Face 2" else "Face 2"
     strip.nth(int(other[-1]) - 1).click()
     expect(shown).to_have_value(other, timeout=20_000)
+    page.get_by_role("button", name="Build the comparison report").click()  # to hand on
+    expect(page.get_by_text("couple-comparison").first).to_be_visible(timeout=60_000)
     page.screenshot(path=str(_shots(tmp_path) / "compare-tab.png"), full_page=True)
     page.close()
 

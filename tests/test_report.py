@@ -450,3 +450,39 @@ def test_the_timeline_gathers_the_people_left_out_under_one_grey_legend_entry():
     assert "person 12 (left out: too short)" in grey[1].hovertemplate  # each still named where pointed at
     one = dataclasses.replace(result, faces=faces[:-1], tracks=tracks[:-1])
     assert "left out, too short: person 2" in [t.name for t in timeline_figure(one).data]
+
+
+def test_comparison_report_is_self_contained_and_escapes_what_came_from_files(tmp_path):
+    """The comparison's page carries its images inside and never runs a name: a file or detector name
+    holding markup is shown as text; a video's rows are people; the JSON keeps every row."""
+    import numpy as np
+
+    from forensics.compare import Comparison, DetectorRun
+    from forensics.render.compare_report import write_compare_reports
+    from forensics.results import FaceResult, MediaInfo, TrackSummary
+
+    def result(p):
+        face = FaceResult(frame=0, track=1, box=[0, 0, 50, 50], face_confidence=0.99, fake_probability=p,
+                          probabilities={"real": 1 - p, "fake": p}, crop_box=[0, 0, 50, 50], timestamp=0.0)
+        face.crop = np.full((64, 64, 3), 120, np.uint8)
+        face.heatmaps = {"gradcam": np.linspace(0, 1, 64 * 64).reshape(64, 64)}
+        return AnalysisResult(input="x", kind="video", detector="d", threshold=0.5, fake_probability=p,
+                              label="fake" if p >= 0.5 else "real", faces=[face],
+                              tracks=[TrackSummary(1, 1, p, p, 0, 0, True)], media=MediaInfo(sha256="ab" * 32))
+
+    evil = '<img src=x onerror="alert(1)">.mp4'
+    comparison = Comparison(input=evil, kind="video", runs=[DetectorRun("<b>one</b>", result(0.8)),
+                                                             DetectorRun("two", result(0.2)),
+                                                             DetectorRun("three", error="<i>no such model</i>")])
+    json_path, html_path = write_compare_reports(comparison, tmp_path, "clip")
+    html = html_path.read_text()
+    assert "<img src=x" not in html and "&lt;img src=x" in html and "<b>one</b>" not in html
+    assert "<i>no such model</i>" not in html and "could not run: &lt;i&gt;no such model&lt;/i&gt;" in html
+    assert "2 detector(s) on 1 people: they agree on 0 of 1" in html and "<tr><td>Person 1</td>" in html
+    assert "1 of 2 flag it" in html and "ab" * 32 in html
+    assert html.count("data:image/") == 3 and "http" not in html  # the face and two maps, inside the page
+    saved = json.loads(json_path.read_text())
+    assert [(r["unit"], r["detector"], r["flagged"]) for r in saved["rows"]] == [("Person 1", "<b>one</b>", True),
+                                                                                  ("Person 1", "two", False)]
+    assert saved["agreement"] == {"Person 1": "1 of 2 flag it"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip-comparison.html", "clip-comparison.json"]  # no temporaries

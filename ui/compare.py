@@ -110,12 +110,17 @@ class CompareTab:
                 self.unit = gr.Dropdown(label="Maps of", choices=[], interactive=True)
                 self.maps = gr.Gallery(label="Maps of the selected face, detector by detector (click to enlarge)",
                                        columns=4, height="auto", object_fit="contain", elem_classes="clear-label")
+                # Built on request, for handing on: the table, the agreement, each face's maps from each detector.
+                self.make_reports = gr.Button("Build the comparison report (JSON and self-contained HTML)")
+                self.reports = gr.File(label="Comparison report", file_count="multiple", interactive=False)
         self.state = gr.State(time_to_live=3600)
         self.run.click(self.compare_detectors, [self.media, self.detectors, self.methods, self.frames, self.alpha],
                        [self.summary, self.table, self.chart, self.unit, self.maps, self.state],
                        api_name="compare_detectors", show_progress_on=[self.summary]
-                       ).then(faces_compared, [self.state], [self.faces], api_visibility="private")  # the API unchanged
+                       ).then(self.after_comparison, [self.state], [self.faces, self.reports],
+                              api_visibility="private")  # the API unchanged
         self.faces.select(self.pick_unit, [self.state], [self.unit], api_visibility="private")
+        self.make_reports.click(self.build_reports, [self.state], [self.reports], api_name="compare_reports")
         self.unit.change(self.show_compared_face, [self.state, self.unit, self.alpha], self.maps,
                          api_visibility="private")
 
@@ -132,6 +137,17 @@ class CompareTab:
                 self.chart: comparison_figure(comparison),
                 self.unit: gr.Dropdown(choices=comparing.units(comparison), value=first),
                 self.maps: compare_maps(comparison, first, alpha), self.state: comparison}
+
+    def after_comparison(self, comparison) -> dict:
+        """The strip of the faces compared; the last comparison's report, if any, taken away."""
+        return {self.faces: faces_compared(comparison), self.reports: None}
+
+    @staticmethod
+    def build_reports(comparison) -> list[str]:
+        """The comparison on screen as JSON and a self-contained HTML page (the API: ``/compare_reports``
+        after ``/compare_detectors``)."""
+        with errors_as_one_line():
+            return list(engine.write_comparison_reports(comparison))
 
     def show_compared_face(self, comparison, unit, alpha=0.5):
         return {self.maps: [] if comparison is None else compare_maps(comparison, unit, alpha)}

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from forensics.results import AnalysisResult, face_number, standard_error, within_errors
+from forensics.detector_notes import detector_note, format_probability
+from forensics.results import AnalysisResult, FaceResult, face_number, standard_error, within_errors
 
 
 @dataclass
@@ -101,3 +102,22 @@ def face_for_unit(comparison: Comparison, unit: str | None) -> int | None:
         if row.unit == unit:
             return row.face_index
     return None
+
+
+def unit_face(comparison: Comparison, run: DetectorRun, unit: str | None) -> FaceResult | None:
+    """The face that stands for a unit in one detector's result (its crop and maps), if that run has it."""
+    index = face_for_unit(comparison, unit)
+    faces = run.result.faces if run.result is not None else []
+    return faces[index] if index is not None and index < len(faces) else None
+
+
+def table(comparison: Comparison) -> list[tuple[Row, list[str]]]:
+    """Each row with its cells as the app's table and the report show them: unit, detector, P(fake) as text
+    to the detector's precision ("0.00", "0.20", not a table's "0" and "0.2"), threshold to 2 decimals, the
+    call (a close call marked) and the agreement; units in number order, detectors in the order chosen."""
+    agree = agreement(comparison)
+    order = {unit: k for k, unit in enumerate(units(comparison))}
+    return [(row, [row.unit, row.detector, format_probability(row.fake_probability, detector_note(row.detector)),
+                   f"{row.threshold:.2f}", ("flagged" if row.flagged else "not flagged")
+                   + (" (close call)" if row.close_call else ""), agree[row.unit]])
+            for row in sorted(rows(comparison), key=lambda r: order[r.unit])]  # stable: detectors in chosen order

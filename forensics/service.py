@@ -124,7 +124,7 @@ def write_reports(session: Session, folder: str | Path | None = None) -> tuple[s
     if is_released(result):
         raise ForensicsError(f"this analysis was {RELEASED}")
     folder = Path(folder or tempfile.mkdtemp(prefix="report-", dir=_reports_root()))
-    stem = re.sub(r"[^\w.-]+", "_", Path(result.input).stem)[:60] or "analysis"
+    stem = _stem(result.input, "analysis")
     extra = detector_extra(get_detector(session.detector))
     json_path = write_report_json(result, folder / f"{stem}-report.json", extra)
     html_path = write_report_html(result, folder / f"{stem}-report.html", extra, frames=session.frames)
@@ -136,9 +136,13 @@ def write_comparison_reports(comparison: Comparison | None, folder: str | Path |
     if comparison is None or not comparison.done:
         raise ForensicsError("compare detectors first")
     folder = Path(folder or tempfile.mkdtemp(prefix="report-", dir=_reports_root()))
-    stem = re.sub(r"[^\w.-]+", "_", Path(comparison.input).stem)[:60] or "comparison"
-    json_path, html_path = write_compare_reports(comparison, folder, stem)
+    json_path, html_path = write_compare_reports(comparison, folder, _stem(comparison.input, "comparison"))
     return str(json_path), str(html_path)
+
+
+def _stem(name: str, fallback: str) -> str:
+    """A report's file name stem from its input's name: safe characters only, at most 60."""
+    return re.sub(r"[^\w.-]+", "_", Path(name).stem)[:60] or fallback
 
 
 def _reports_root() -> Path:

@@ -7,7 +7,7 @@ import numpy as np
 
 from forensics import compare as comparing
 from forensics.catalog import METHODS
-from forensics.detector_notes import CAUTION_PREFIXES, detector_note, format_probability, offered_detectors
+from forensics.detector_notes import CAUTION_PREFIXES, detector_note, offered_detectors
 from forensics.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from forensics.render.figures import comparison_figure
 from forensics.render.frames import enlarge
@@ -19,15 +19,7 @@ HEADERS = ["face / person", "detector", "P(fake)", "threshold", "call", "agreeme
 
 def table(comparison: comparing.Comparison) -> list[list]:
     """Rows for a table: unit, detector, P(fake) (to the detector's precision), threshold, call, agreement."""
-    agree = comparing.agreement(comparison)
-    order = {unit: k for k, unit in enumerate(comparing.units(comparison))}
-    out = []
-    for row in sorted(comparing.rows(comparison), key=lambda r: order[r.unit]):  # stable: detectors in chosen order
-        # As text, to the detector's precision: "0.00" and "0.20", not a table's "0" and "0.2".
-        out.append([row.unit, row.detector, format_probability(row.fake_probability, detector_note(row.detector)),
-                    f"{row.threshold:.2f}", ("flagged" if row.flagged else "not flagged")
-                    + (" (close call)" if row.close_call else ""), agree[row.unit]])
-    return out
+    return [cells for _, cells in comparing.table(comparison)]
 
 
 def summary(comparison: comparing.Comparison) -> str:
@@ -66,13 +58,9 @@ def _shown_units(comparison: comparing.Comparison | None) -> list[tuple[str, obj
     first detector to answer was given."""
     if comparison is None or not comparison.done:
         return []
-    faces, out = comparison.done[0].result.faces, []
-    for unit in comparing.units(comparison):
-        index = comparing.face_for_unit(comparison, unit)
-        face = faces[index] if index is not None and index < len(faces) else None
-        if face is not None and face.crop is not None:
-            out.append((unit, face))
-    return out
+    first = comparison.done[0]
+    return [(unit, face) for unit in comparing.units(comparison)
+            if (face := comparing.unit_face(comparison, first, unit)) is not None and face.crop is not None]
 
 
 def faces_compared(comparison: comparing.Comparison | None) -> list[tuple[np.ndarray, str]]:

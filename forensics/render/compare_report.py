@@ -15,9 +15,9 @@ from pathlib import Path
 import forensics
 from forensics import compare as comparing
 from forensics.core import write_atomic
-from forensics.detector_notes import detector_note, format_probability
-from forensics.overlay import downscale, overlay
-from forensics.render.report import _TEMPLATE, CROP_MAX_SIDE, TOOL, _data_uri, _jsonable, _method_title
+from forensics.detector_notes import detector_note
+from forensics.overlay import overlay
+from forensics.render.report import _TEMPLATE, TOOL, _figure, _jsonable, _method_title
 
 _PAGE = _TEMPLATE.environment.get_template("compare.html.j2")
 
@@ -55,25 +55,19 @@ def compare_report_json(comparison: comparing.Comparison) -> dict:
 def compare_report_html(comparison: comparing.Comparison, alpha: float = 0.5) -> str:
     """The page: the verdicts side by side, how far the detectors agree, and each face's maps from each."""
     agreement = comparing.agreement(comparison)
-    order = {unit: k for k, unit in enumerate(comparing.units(comparison))}
-    rows = [{"unit": r.unit, "detector": r.detector,
-             "p": format_probability(r.fake_probability, detector_note(r.detector)), "threshold": f"{r.threshold:.2f}",
-             "call": ("flagged" if r.flagged else "not flagged") + (" (close call)" if r.close_call else ""),
-             "flagged": r.flagged, "agreement": agreement[r.unit]}
-            for r in sorted(comparing.rows(comparison), key=lambda r: order[r.unit])]
+    rows = [{"unit": unit, "detector": detector, "p": p, "threshold": threshold, "call": call, "flagged": row.flagged,
+             "agreement": agree} for row, (unit, detector, p, threshold, call, agree) in comparing.table(comparison)]
     units = []
     for unit in comparing.units(comparison):
-        index = comparing.face_for_unit(comparison, unit)
         figures = []
         for run in comparison.done:
-            faces = run.result.faces
-            face = faces[index] if index is not None and index < len(faces) else None
+            face = comparing.unit_face(comparison, run, unit)
             if face is None or face.crop is None:
                 continue
             if not figures:
-                figures.append({"caption": "the face", "uri": _data_uri(downscale(face.crop, CROP_MAX_SIDE))})
-            figures += [{"caption": f"{run.detector}: {_method_title(method)}",
-                         "uri": _data_uri(downscale(overlay(face.crop, heatmap, alpha=alpha), CROP_MAX_SIDE))}
+                figures.append(_figure(face.crop, "crop", "the face", "JPEG"))
+            figures += [_figure(overlay(face.crop, heatmap, alpha=alpha), "overlay",
+                                f"{run.detector}: {_method_title(method)}", "PNG", method)
                         for method, heatmap in face.heatmaps.items()]
         units.append({"name": unit, "agreement": agreement[unit], "figures": figures})
     unanimous = sum(a.startswith(("all", "none")) for a in agreement.values())

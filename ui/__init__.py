@@ -17,7 +17,8 @@ evidence, not proof.**"""
 # hid the tiles' own labels (the face number and P(fake) drawn over each frame): those galleries start lower.
 # A gallery whose height is "auto" still keeps 450 px: "fit-content" ones shrink to their thumbnails.
 CSS = """.clear-label .grid-container { padding-top: 2.6rem !important; }
-.fit-content .grid-wrap { min-height: 0 !important; max-height: none !important; }"""
+.fit-content .grid-wrap { min-height: 0 !important; max-height: none !important; }
+.paste-box .source-selection { display: none !important; }"""
 
 
 def build_demo() -> gr.Blocks:

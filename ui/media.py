@@ -48,7 +48,11 @@ class MediaTab:
                     self.media = gr.File(label="Image (JPEG, PNG, WebP, BMP, TIFF, GIF; animated GIF and WebP: as a short video)",
                                          type="filepath",
                                          file_types=sorted(IMAGE_EXTENSIONS))
-                    self.pasted = gr.Image(label="...or paste an image", sources=["clipboard"], type="filepath", height=170)
+                    # One source: its source bar (cut off at the bottom of the box) is hidden by ui.CSS. image_mode
+                    # None: the pasted file as the browser sent it (with Gradio's default "RGB" an RGBA screenshot was
+                    # re-saved converted before the analysis saw it: its hash was no longer the pasted file's).
+                    self.pasted = gr.Image(label="...or paste an image", sources=["clipboard"], type="filepath", height=170,
+                                           image_mode=None, elem_classes=["paste-box"], elem_id="paste-box")
                     examples = catalog.example_files("image")
                 else:
                     self.media = gr.Video(label="Video (MP4, WebM, AVI, MOV, MKV, M4V)", sources=["upload"],

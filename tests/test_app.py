@@ -3,6 +3,7 @@ real Chromium (Debian's, driven by Playwright)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -254,7 +255,6 @@ def test_a_close_call_on_a_video_is_sampled_again_unless_unticked(tabs):
 def test_a_video_browsers_do_not_play_is_shown_through_a_copy_and_analysed_as_uploaded(tabs, tmp_path):
     """An AVI in MPEG-4 Part 2 (what OpenCV and old cameras write) does not play in a browser: the Video
     tab's player gets an H.264 copy, and the analysis of what the player shows reads the upload itself."""
-    import hashlib
     import subprocess
 
     from forensics import media as media_files
@@ -615,6 +615,54 @@ def test_browser_a_click_on_a_face_in_the_picture_shows_that_face(server, browse
 
 
 @pytest.mark.browser
+def test_browser_an_image_pasted_from_the_clipboard_is_analysed_as_pasted(server, browser, tmp_path):
+    """The paste box: a screenshot (an RGBA PNG) put on the clipboard and pasted is analysed as the
+    very file pasted (its SHA-256 in the report), not a copy converted to RGB; the box shows no cut-off
+    source bar (one source: hidden)."""
+    import base64
+
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    shot = tmp_path / "screenshot.png"
+    picture = Image.open(EXAMPLES / "astronaut.jpg").convert("RGBA")
+    picture.paste((0, 0, 0, 0), (0, 0, 40, 40))  # a transparent corner, as screenshots of windows have
+    picture.save(shot)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000},
+                                  permissions=["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    page.goto(server, timeout=60_000)
+    box = page.locator("#paste-box")
+    prompt = box.get_by_text("Paste from Clipboard")
+    expect(prompt).to_be_visible(timeout=30_000)
+    inside = """e => { const o = e.getBoundingClientRect(), wrap = e.querySelector('[data-testid=upload-text]');
+        const range = document.createRange(); range.selectNodeContents(wrap); const i = range.getBoundingClientRect();
+        return o.top < i.top && i.bottom < o.bottom; }"""
+    assert box.evaluate(inside)  # the prompt (icon and words) whole inside the box
+    expect(box.locator(".source-selection")).to_be_hidden()  # one source: no bar, cut off at the bottom as it was
+    # the bytes the page can paste (Chromium re-encodes an image put on the clipboard), hashed as they are read back
+    pasted = page.evaluate("""async b64 => {
+        const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+        await navigator.clipboard.write([new ClipboardItem({'image/png': new Blob([bytes], {type: 'image/png'})})]);
+        const [item] = await navigator.clipboard.read();
+        const digest = await crypto.subtle.digest('SHA-256', await (await item.getType('image/png')).arrayBuffer());
+        return [...new Uint8Array(digest)].map(b => b.toString(16).padStart(2, '0')).join('');
+    }""", base64.b64encode(shot.read_bytes()).decode())
+    box.get_by_text("Paste from Clipboard").click()
+    expect(box.locator("img")).to_be_visible(timeout=30_000)
+    page.get_by_role("button", name="Analyse image").click()
+    expect(page.locator("input[aria-label='Face shown below']:visible")).to_have_value(re.compile(r"^Face 1: "),
+                                                                                       timeout=90_000)
+    page.get_by_role("button", name="Build the reports").first.click()
+    link = page.locator("a[href*='-report.json']").first
+    expect(link).to_be_attached(timeout=60_000)
+    report = page.request.get(link.get_attribute("href")).json()["report"]["input"]
+    assert report["sha256"] == pasted
+    assert (report["width"], report["height"]) == Image.open(shot).size
+    context.close()
+
+
+@pytest.mark.browser
 def test_browser_video_tab_shows_the_timeline(server, browser, tmp_path):
     from playwright.sync_api import expect
 
@@ -665,7 +713,6 @@ def test_browser_plays_an_avi_through_a_copy_and_reports_the_upload(server, brow
     """Chromium cannot play MPEG-4 Part 2 in an AVI: the player shows an H.264 copy that it plays (with no
     "Video not playable" error about the upload on the way), and the report of the analysis names the
     uploaded file (its SHA-256 and codec), not the copy."""
-    import hashlib
     import subprocess
 
     from playwright.sync_api import expect

@@ -210,7 +210,7 @@ OPTIONAL = {"max_steps", "max_per_source"}  # None: no cap
 # learning rate, of the teacher's targets) and margins in [0, 1]; the rest as each needs.
 NUMBER_RANGES = (*((key, 0.0, 1.0, True) for key in (
     "jpeg_prob", "sharpen_prob", "noise_prob", "smooth_prob", "sbi_downscale", "swap", "expression_swap", "ae_swap",
-    "h264_prob", "lowres_prob", "trunk_lr_scale", "max_padding", "face_margin", "alpha")),
+    "h264_prob", "lowres_prob", "grade_prob", "trunk_lr_scale", "max_padding", "face_margin", "alpha")),
     ("lr", 0.0, 1.0, False), ("val_fraction", 0.0, 1.0, False), ("mask_ratio", 0.0, 1.0, False),
     ("temperature", 0.0, 100.0, False), ("weight_decay", 0.0, 10.0, True), ("adv_eps", 0.0, 255.0, True))
 

@@ -197,7 +197,8 @@ def detector_note(name: str | Path | None) -> DetectorNote:
 
 def _smoothing_caution(real: dict | None, photos: dict | None = None) -> str:
     """'it flags 45% of real faces smoothed as a phone's beauty mode does (17% unsmoothed)', from
-    the evaluation's camera-processing probe, when that share is high and well above the clean one;
+    the evaluation's camera-processing probe, when that share is high and well above the clean one
+    (the same for real faces colour-graded as studio photographs are);
     the same for real faces through H.264 at CRF 32 (a fair video stream), and for the faces of a
     full-size face or larger in real photographs of another kind than its training reals (the
     evaluation's ``real_photos``), joined by '; '."""
@@ -213,11 +214,14 @@ def _smoothing_caution(real: dict | None, photos: dict | None = None) -> str:
     def high(share: float | None) -> bool:
         return clean is not None and share is not None and share >= SMOOTHED_FLAGGED and share - clean >= SMOOTHED_RISE
 
-    smoothed, video = flagged("smoothed"), flagged(VIDEO_REALS_ROW)
+    smoothed, graded, video = flagged("smoothed"), flagged("colour graded"), flagged(VIDEO_REALS_ROW)
     parts = []
     if high(smoothed):
         parts.append(f"it flags {smoothed:.0%} of real faces smoothed as a phone's noise reduction or beauty mode does "
                      f"({clean:.0%} unsmoothed)")
+    if high(graded):
+        parts.append(f"it flags {graded:.0%} of real faces colour-graded as studio and press photographs are "
+                     f"({clean:.0%} as stored)")
     if high(video):
         parts.append(f"it flags {video:.0%} of real faces compressed as video sites do (H.264, CRF 32; "
                      f"{clean:.0%} as stored)")

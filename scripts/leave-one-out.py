@@ -7,6 +7,8 @@ beside its own figures; then rewrite the card.
     .venv/bin/python scripts/leave-one-out.py --add assets/detectors/default runs/fold3/model   # keep the others
     .venv/bin/python scripts/leave-one-out.py --keep-from runs/default/model runs/all-clips/model runs/default/model
         # a new model: the runs another model's record holds, plus that model itself as one more run
+    .venv/bin/python scripts/leave-one-out.py --note "These runs are stages 1 and 2 of ..." runs/default-grade/model ...
+        # a model trained further than its runs were: the card says so instead of "the same recipe"
 
 Each run must have been evaluated (`python -m training evaluate`): its metrics.json is read, never
 typed in.
@@ -55,6 +57,8 @@ def main() -> int:
                         help="keep the runs already in the record (a run of the same config is replaced)")
     parser.add_argument("--keep-from", metavar="MODEL",
                         help="start from the runs in another model folder's record (e.g. the model this one replaces)")
+    parser.add_argument("--note", help="where the runs' recipe and this model's differ (a model trained further "
+                                       "than the runs were): heads the card's section; '' removes it")
     args = parser.parse_args()
     folder = Path(args.model)
     path = folder / "training.json"
@@ -77,6 +81,10 @@ def main() -> int:
         new = {run["config"] for run in runs}
         runs = [run for run in record.get("leave_one_out") or [] if run.get("config") not in new] + runs
     record["leave_one_out"] = runs
+    if args.note is not None:
+        record.pop("leave_one_out_note", None)
+        if args.note.strip():
+            record["leave_one_out_note"] = args.note.strip()
     write_atomic(path, record)
     metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else None
     write_card(folder, metrics)

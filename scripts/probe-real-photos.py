@@ -9,8 +9,14 @@ fitted inside the image (``scripts/probe-crop-path.py`` takes that part too, on 
 training crop cache's crops) and for the faces found in ``photos/`` (the app's crops), beside each photo
 face's P(fake): whether sharpness is what the detector reads on large faces.
 
+``grading`` (thirty-third session): the detector's validation faces (``python -m training faces
+--detector FOLDER --out FACES.npz``) colour-graded as photographs are (saturation, a tone curve, gamma,
+a colour cast, a vignette): mean P(fake) and the share flagged of the real faces, the mean P(fake) of the
+generated and self-blended ones, and the ROC-AUC, per grade.
+
     .venv/bin/python scripts/probe-real-photos.py crop-path default --cut 256
     .venv/bin/python scripts/probe-real-photos.py sharpness default
+    .venv/bin/python scripts/probe-real-photos.py grading default --faces /tmp/valfaces.npz
 """
 from __future__ import annotations
 
@@ -97,6 +103,54 @@ def sharpness(detector: str) -> dict:
     return out
 
 
+def _vignette(image, strength: float = 0.6):
+    import numpy as np
+
+    h, w = image.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    radius = np.hypot((xx - w / 2) / (w / 2), (yy - h / 2) / (h / 2))
+    return np.clip(image * (1 - strength * np.clip(radius - 0.5, 0, None))[..., None], 0, 255).astype(np.uint8)
+
+
+GRADES = {  # name: (saturation, tone curve, gamma, R, G, B) of training.augment.grade, or a function
+    "as stored": None,
+    "saturation x1.3": (1.3, 0, 1, 1, 1, 1), "saturation x0.7": (0.7, 0, 1, 1, 1, 1),
+    "S curve 0.4": (1, 0.4, 1, 1, 1, 1), "flatter curve -0.4": (1, -0.4, 1, 1, 1, 1),
+    "warm cast": (1, 0, 1, 1.08, 1, 0.92), "cool cast": (1, 0, 1, 0.92, 1, 1.08),
+    "gamma 0.8": (1, 0, 0.8, 1, 1, 1), "gamma 1.25": (1, 0, 1.25, 1, 1, 1),
+    "vignette": _vignette,
+    "studio look (the evaluation's grade)": (1.2, 0.4, 1, 1.05, 1, 0.95),
+}
+
+
+def grading(detector: str, faces: str) -> dict:
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from forensics.detectors import load_detector
+    from forensics.faces import resize_square
+    from training.augment import grade
+
+    model = load_detector(detector)
+    with np.load(faces, allow_pickle=False) as data:
+        labels, sources = data["labels"], data["sources"]
+        images = [data[f"image_{i}"] for i in range(len(labels))]
+    generated = np.array([y == 1 and not s.startswith("SBI of ") for y, s in zip(labels, sources)])
+    blended, real = (labels == 1) & ~generated, labels == 0
+    out = {"faces": {"real": int(real.sum()), "generated": int(generated.sum()), "self-blended": int(blended.sum())},
+           "threshold": float(model.threshold), "grades": {}}
+    for name, how in GRADES.items():
+        fn = (lambda im: im) if how is None else how if callable(how) else (lambda im, how=how: grade(im, *how))
+        p = model.fake_probability(model.predict_crops([resize_square(fn(im), model.input_size) for im in images], 32))
+        out["grades"][name] = {"reals_mean_p_fake": round(float(p[real].mean()), 3),
+                               "reals_flagged": round(float((p[real] >= model.threshold).mean()), 3),
+                               "generated_mean_p_fake": round(float(p[generated].mean()), 3),
+                               "self_blends_mean_p_fake": round(float(p[blended].mean()), 3),
+                               "roc_auc": round(float(roc_auc_score(labels, p)), 3)}
+        print(name, out["grades"][name], file=sys.stderr, flush=True)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="probe", required=True)
@@ -105,8 +159,16 @@ def main() -> int:
     one.add_argument("--cut", type=int, default=256, help="the side faces are cut at first (0: straight to the input)")
     two = sub.add_parser("sharpness")
     two.add_argument("detector")
+    three = sub.add_parser("grading")
+    three.add_argument("detector")
+    three.add_argument("--faces", required=True, help="the .npz of `python -m training faces --detector ...`")
     args = parser.parse_args()
-    result = crop_path(args.detector, args.cut) if args.probe == "crop-path" else sharpness(args.detector)
+    if args.probe == "crop-path":
+        result = crop_path(args.detector, args.cut)
+    elif args.probe == "sharpness":
+        result = sharpness(args.detector)
+    else:
+        result = grading(args.detector, args.faces)
     print(json.dumps(result, indent=1))
     return 0
 

@@ -251,10 +251,13 @@ def test_a_detector_that_flags_smoothed_real_faces_carries_a_caution(tmp_path, m
     folder = _trained_folder(tmp_path, model_dirs, "smoothy")
     monkeypatch.setenv("FORENSICS_DETECTORS", str(tmp_path / "detectors"))
 
-    def measured(clean, smoothed, video=None, photos=None):
+    def measured(clean, smoothed, video=None, photos=None, graded=None):
         processing = {"clean": {"faces": 300, "mean_p_fake": 0.3, "flagged": clean},
                       "smoothed (bilateral filter 9, 50, 7)": {"faces": 300, "mean_p_fake": 0.6, "flagged": smoothed},
                       "sharpened (unsharp mask 1.5)": {"faces": 300, "mean_p_fake": 0.2, "flagged": 0.05}}
+        if graded is not None:
+            processing["colour graded (saturation 1.2, S curve 0.4, warm cast)"] = {
+                "faces": 300, "mean_p_fake": 0.45, "flagged": graded}
         if video is not None:
             processing["H.264 CRF 32"] = {"faces": 300, "mean_p_fake": 0.5, "flagged": video}
         (folder / "metrics.json").write_text(json.dumps({
@@ -282,6 +285,10 @@ def test_a_detector_that_flags_smoothed_real_faces_carries_a_caution(tmp_path, m
         "(13% of its real validation faces)")
     assert not measured(0.13, 0.22, video=0.17, photos=0.20).caution
     assert not measured(0.13, 0.22, video=0.17, photos=None).caution
+    # real faces with a studio photograph's look (the probe's colour grade): the same rule
+    assert measured(0.12, 0.20, graded=0.27).caution == (
+        "it flags 27% of real faces colour-graded as studio and press photographs are (12% as stored)")
+    assert not measured(0.12, 0.20, graded=0.20).caution
     (folder / "metrics.json").write_text(json.dumps({"summary": {"roc_auc": 0.9}}))  # measured before the probe
     assert not detector_notes.detector_note("smoothy").caution
 
@@ -419,6 +426,17 @@ def test_leave_one_out_runs_and_other_folds_go_into_the_card_from_their_own_metr
     assert "video-level ROC-AUC 0.875-1.000 (mean 0.921 over 3 folds)" in card
     missing = leave_one_out("--keep-from", tmp_path / "nowhere", every, model)
     assert missing.returncode == 2 and "nowhere: no training.json" in missing.stderr
+
+    # A model trained further than its runs were: --note heads the section and "the same recipe" is not claimed
+    note = "These runs are stages 1 and 2; this model trained a third."
+    assert leave_one_out("--add", "--note", note, every, fold3).returncode == 0
+    card = (every / "README.md").read_text()
+    assert f"## Leave-one-out runs (the recipe of the runs below, one generator or other talking-head clips held out " \
+           f"whole)\n\n{note}\n\n| run |" in card
+    assert "the same recipe" not in card and "(3 runs above): blending" in card
+    assert json.loads((every / "training.json").read_text())["leave_one_out_note"] == note
+    assert leave_one_out("--add", "--note", "", every, fold3).returncode == 0  # '' takes it away
+    assert "(the same recipe, one generator" in (every / "README.md").read_text()
 
     before = (model / "training.json").read_bytes()
     never = tmp_path / "never"

@@ -333,7 +333,7 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     # the 2 real validation faces after camera processing (FFHQ names carry no groups)
     real = metrics["real_faces"]
     assert real["faces"] == 2 and real["groups"] == {} and real["threshold"] == pytest.approx(det.threshold)
-    assert len(real["processing"]) == 6 and all(v["faces"] == 2 and 0 <= v["mean_p_fake"] <= 1
+    assert len(real["processing"]) == 7 and all(v["faces"] == 2 and 0 <= v["mean_p_fake"] <= 1
                                                 for v in real["processing"].values())
     # ECE on the robustness images as stored and after re-encoding, in the card's calibration section
     codec = metrics["codec_calibration"]
@@ -522,6 +522,49 @@ def test_smoothing_is_edge_preserving_shared_by_a_pair_and_leaves_old_draws_alon
     assert np.median(difference[:6, :6]) == 0 and np.median(difference[-6:, -6:]) == 0  # same smoothing outside the face
 
 
+def test_colour_grading_keeps_tones_in_order_is_shared_by_a_pair_and_leaves_old_draws_alone(monkeypatch):
+    """`grade_prob`: off (the default) the draws are those of earlier runs; on, saturation, a tone
+    curve, gamma and a colour cast change a face's colours but never reorder its tones (black stays
+    black, white white), and a real face and its pseudo-fake are graded alike."""
+    import cv2
+
+    from training.datasets import SelfBlendedPairs
+
+    old = augment.draw_params(np.random.default_rng(5), jpeg_prob=0.9, h264_prob=0.3, lowres_prob=0.2)
+    assert old == augment.draw_params(np.random.default_rng(5), jpeg_prob=0.9, h264_prob=0.3, lowres_prob=0.2,
+                                      grade_prob=0.0)
+    assert old.grade == ()
+    drawn = [augment.draw_params(np.random.default_rng(i), grade_prob=0.5).grade for i in range(300)]
+    graded = [g for g in drawn if g]
+    assert 110 < len(graded) < 190
+    assert all(0.6 <= sat <= 1.5 and abs(curve) <= 0.6 and 0.8 <= gamma <= 1.25 and all(0.85 < c < 1.15 for c in cast)
+               and abs(np.mean(cast) - 1.0) < 1e-9 for sat, curve, gamma, *cast in graded)  # a cast, not a brightening
+
+    ramp = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)
+    for curve in (-2 / 3, -0.3, 0.3, 2 / 3):
+        out = augment.grade(ramp, 1.0, curve, 1.0, 1.0, 1.0, 1.0)[0, :, 0].astype(int)
+        assert (np.diff(out) >= 0).all() and out[0] == 0 and out[-1] == 255
+        assert (out[64] < 64) == (curve > 0) and (out[192] > 192) == (curve > 0)  # an S curve, or a flatter one
+    assert (augment.grade(ramp, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0) == ramp).all()  # nothing asked, nothing done
+    colour = np.zeros((8, 8, 3), dtype=np.uint8)
+    colour[...] = (180, 120, 90)
+    saturation = lambda im: cv2.cvtColor(im, cv2.COLOR_RGB2HSV)[..., 1].mean()  # noqa: E731
+    assert saturation(augment.grade(colour, 1.4, 0.0, 1.0, 1.0, 1.0, 1.0)) > 1.3 * saturation(colour)
+    warm = augment.grade(colour, 1.0, 0.0, 1.0, 1.08, 1.0, 0.92)
+    assert warm[0, 0, 0] > colour[0, 0, 0] and warm[0, 0, 2] < colour[0, 0, 2]
+
+    class Face:  # what SelfBlendedPairs reads of a cached face
+        landmarks = [[34, 42], [62, 42], [48, 57], [36, 72], [60, 72]]
+
+    face = np.clip(128 + np.random.default_rng(0).normal(0, 20, (96, 96, 3)), 0, 255).astype(np.uint8)
+    monkeypatch.setattr("training.datasets.load_crop", lambda _: face)
+    pairs = SelfBlendedPairs([Face()], 96, real_label=0, fake_label=1, aug={"grade_prob": 1.0, "jpeg_prob": 0.0})
+    (real, fake), _ = pairs[0]
+    assert np.abs(real.astype(int) - face.astype(int)).mean() > 2  # graded
+    difference = np.abs(real.astype(int) - fake.astype(int))
+    assert np.median(difference[:6, :6]) == 0 and np.median(difference[-6:, -6:]) == 0  # graded alike outside the face
+
+
 def test_real_face_probes_report_groups_and_camera_processing():
     """Real faces by UTKFace group (age band, gender, race from the file name) and after camera
     processing: a detector that calls smooth faces fake shows it as a higher mean P(fake) and more
@@ -559,12 +602,14 @@ def test_real_face_probes_report_groups_and_camera_processing():
     assert out["groups"]["UTKFace age 0-12"]["faces"] == 2 and out["groups"]["UTKFace Asian"]["faces"] == 2
     assert out["groups"]["UTKFace age 0-12"]["mean_p_fake"] == pytest.approx(scores[:2].mean())
     assert "UTKFace age 13-19" not in out["groups"]  # no such face: no empty row
-    clean, smoothed, sharpened = (out["processing"][k] for k in ["clean", *CAMERA_PROCESSING])
+    clean, smoothed, sharpened, graded = (out["processing"][k] for k in ["clean", *CAMERA_PROCESSING])
     assert clean["faces"] == 6 and clean["mean_p_fake"] == pytest.approx(scores.mean())
     assert smoothed["mean_p_fake"] > clean["mean_p_fake"] + 0.1 and smoothed["flagged"] > clean["flagged"]
     assert sharpened["mean_p_fake"] < clean["mean_p_fake"]
+    assert list(CAMERA_PROCESSING)[2].startswith("colour graded") and graded["faces"] == 6
+    assert graded["mean_p_fake"] < clean["mean_p_fake"]  # the S curve steepens the mid-tones: more texture here
     # re-encoding after: a real codec pass each (the noise's detail goes, so this detector's P(fake) rises)
-    assert list(out["processing"])[3:] == list(RE_ENCODING) == ["JPEG quality 50", "H.264 CRF 32", "H.264 CRF 40"]
+    assert list(out["processing"])[4:] == list(RE_ENCODING) == ["JPEG quality 50", "H.264 CRF 32", "H.264 CRF 40"]
     assert out["processing"]["H.264 CRF 40"]["mean_p_fake"] > out["processing"]["H.264 CRF 32"]["mean_p_fake"] \
         > clean["mean_p_fake"]
     assert real_face_probes(det, [], [], np.zeros(0)) == {"faces": 0, "threshold": 0.5}

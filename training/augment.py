@@ -5,7 +5,9 @@ real H.264 (libx264 through PyAV, constant rate factor 23..40: what video sites 
 small faces (the crop shrunk to 64..192 px, as a face far from the camera is, and compressed at
 that size before it is enlarged, as a frame's codec does before the detector sees the face),
 sharpening and sensor-like noise (sources differ in sharpness: UTKFace's crops are soft, FFHQ's
-crisp; measured, that was not what a new source's score hinged on, see the README)."""
+crisp; measured, that was not what a new source's score hinged on, see the README), and colour
+grading (saturation, a tone curve, gamma and a colour cast: the look of studio, press and phone
+photographs, which moved the default's P(fake) on real faces, docs/experiments.md)."""
 
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ class AugmentParams:
     h264: int = 0  # H.264 constant rate factor of a re-encode (0: none; replaces JPEG and codec_like)
     smooth: tuple[int, float, float] = (0, 0.0, 0.0)  # bilateral filter (diameter, sigma colour, sigma space); 0: none
     lowres: int = 0  # a small face: the crop's longer side in pixels while it is compressed (0: none)
+    grade: tuple[float, float, float, float, float, float] = ()  # saturation, tone curve, gamma, R, G, B gains; (): none
 
 
 LOWRES_SIDES = (64, 192)  # the small-face crop sides drawn (log-uniform): faces 64-192 px across in the frame
@@ -40,12 +43,13 @@ LOWRES_SIDES = (64, 192)  # the small-face crop sides drawn (log-uniform): faces
 
 def draw_params(rng: np.random.Generator, strength: float = 1.0, jpeg_prob: float = 0.75,
                 sharpen_prob: float = 0.0, noise_prob: float = 0.0, h264_prob: float = 0.0,
-                smooth_prob: float = 0.0, lowres_prob: float = 0.0) -> AugmentParams:
+                smooth_prob: float = 0.0, lowres_prob: float = 0.0, grade_prob: float = 0.0) -> AugmentParams:
     """One random set of augmentation parameters (shared by a real and its fake). The sharpening,
     noise, H.264, smoothing and small-face draws come last and only when asked for, so runs without
     them draw exactly as before. Smoothing is an edge-preserving (bilateral) filter, what a phone camera's
     noise reduction and "beauty" mode do to skin: applied to every class alike, it keeps a detector
-    from reading smooth skin as generated (the bundled v5 doubles a real face's P(fake) under it)."""
+    from reading smooth skin as generated (the bundled v5 doubles a real face's P(fake) under it).
+    Colour grading (:func:`grade`) does the same for the look of graded photographs."""
     scale = rng.uniform(0.9, 1.0)
     params = AugmentParams(
         flip=bool(rng.random() < 0.5),
@@ -68,6 +72,11 @@ def draw_params(rng: np.random.Generator, strength: float = 1.0, jpeg_prob: floa
     if lowres_prob > 0 and rng.random() < lowres_prob:
         low, high = np.log(LOWRES_SIDES[0]), np.log(LOWRES_SIDES[1])
         params = replace(params, lowres=int(round(float(np.exp(rng.uniform(low, high))))))
+    if grade_prob > 0 and rng.random() < grade_prob:
+        cast = rng.uniform(-0.08, 0.08, 3)
+        params = replace(params, grade=(float(np.exp(rng.uniform(np.log(0.6), np.log(1.5)))), float(rng.uniform(-0.6, 0.6)),
+                                        float(np.exp(rng.uniform(np.log(0.8), np.log(1.25)))),
+                                        *(float(1.0 + c - cast.mean()) for c in cast)))
     return params
 
 
@@ -84,6 +93,8 @@ def apply(image: np.ndarray, p: AugmentParams, size: int) -> np.ndarray:
     if p.contrast != 1.0 or p.brightness:
         out = (out - 128.0) * p.contrast + 128.0 + p.brightness
     out = np.clip(out, 0, 255).astype(np.uint8)
+    if p.grade:
+        out = grade(out, *p.grade)
     if p.blur:
         out = cv2.GaussianBlur(out, (p.blur, p.blur), 0)
     if p.smooth[0]:
@@ -138,6 +149,25 @@ def sharpen(image: np.ndarray, amount: float, sigma: float = 1.2) -> np.ndarray:
 def smooth(image: np.ndarray, diameter: int, sigma_colour: float, sigma_space: float) -> np.ndarray:
     """Edge-preserving (bilateral) smoothing, as a phone's noise reduction or beauty mode (RGB uint8 in and out)."""
     return cv2.bilateralFilter(np.ascontiguousarray(image), diameter, sigma_colour, sigma_space)
+
+
+def grade(image: np.ndarray, saturation: float, curve: float, gamma: float, red: float, green: float,
+          blue: float) -> np.ndarray:
+    """Colour grading (RGB uint8 in and out): saturation scaled in HSV, a tone curve (``curve`` > 0 an S
+    curve, darker shadows and brighter highlights; < 0 flatter; at most 2/3 either way), gamma, and a colour cast (per-channel
+    gains), the way a photographer's or a phone's processing gives a picture its look."""
+    out = image
+    if saturation != 1.0:
+        hsv = cv2.cvtColor(np.ascontiguousarray(out), cv2.COLOR_RGB2HSV).astype(np.float32)
+        hsv[..., 1] = np.clip(hsv[..., 1] * saturation, 0, 255)
+        out = cv2.cvtColor(np.round(hsv).astype(np.uint8), cv2.COLOR_HSV2RGB)
+    x = out.astype(np.float32) / 255.0
+    if curve:
+        x = x + 1.5 * curve * x * (1.0 - x) * (2.0 * x - 1.0)  # monotonic for |curve| <= 2/3; 0 and 1 stay
+    if gamma != 1.0:
+        x = np.clip(x, 0.0, 1.0) ** gamma
+    x = x * np.array([red, green, blue], dtype=np.float32)
+    return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
 
 
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:

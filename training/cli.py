@@ -75,6 +75,7 @@ DEFAULTS = {
     "ae_steps": 2000,  # that autoencoder's training steps (learnt once per split, kept in the cache)
     "h264_prob": 0.0,  # share of training faces (real and fake alike) re-encoded with H.264 at CRF 23-40
     "lowres_prob": 0.0,  # share of training faces (real and fake alike) shrunk to 64-192 px and compressed at that size
+    "grade_prob": 0.0,  # share of training faces (real and fake alike) colour-graded: saturation, tone curve, gamma, cast
     "mask_ratio": 0.75,
     "video_frames": 0,  # frames sampled from each training video (0: videos are not trained on)
     "video_folders": [],  # folders of labelled videos (relative to the CSV) whose frames are training faces

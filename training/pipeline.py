@@ -229,7 +229,8 @@ def augment_options(config: dict) -> dict:
     """The config's options for :func:`training.augment.draw_params`."""
     return {"jpeg_prob": float(config.get("jpeg_prob", 0.75)), "sharpen_prob": float(config.get("sharpen_prob", 0.0)),
             "noise_prob": float(config.get("noise_prob", 0.0)), "h264_prob": float(config.get("h264_prob", 0.0)),
-            "smooth_prob": float(config.get("smooth_prob", 0.0)), "lowres_prob": float(config.get("lowres_prob", 0.0))}
+            "smooth_prob": float(config.get("smooth_prob", 0.0)), "lowres_prob": float(config.get("lowres_prob", 0.0)),
+            "grade_prob": float(config.get("grade_prob", 0.0))}
 
 
 def _loss_for(config: dict):

@@ -23,6 +23,14 @@ def holdout_sources(config: dict) -> list[str]:
     return held
 
 
+# The optional augmentations of training.augment.draw_params (the config's shares), as the card names them.
+AUGMENT_OPTIONS = (("h264_prob", "H.264 at CRF 23-40 in place of JPEG"),
+                   ("lowres_prob", "small faces (shrunk to 64-192 px and compressed there)"),
+                   ("smooth_prob", "edge-preserving smoothing"), ("sharpen_prob", "sharpening"),
+                   ("noise_prob", "sensor-like noise"),
+                   ("grade_prob", "colour grading (saturation, tone curve, gamma, colour cast)"))
+
+
 def _fmt(x) -> str:
     return "n/a" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
 
@@ -54,13 +62,16 @@ def card_text(record: dict, metrics: dict | None) -> str:
     if record.get("validation_note"):
         lines.append(f"- Note on validation: {record['validation_note']}")
     if config.get("init_from"):
-        lines.append(f"- Started from the weights of `{config['init_from']}` (trained further, not from ImageNet alone).")
+        what = f": {record['init_from_note']}" if record.get("init_from_note") else ""
+        lines.append(f"- Started from the weights of `{config['init_from']}`{what} (trained further, not from ImageNet alone).")
     if record.get("federated"):
         lines += ["", *federated_card_text(record["federated"])]
     lines += ["", "## Preprocessing", "",
               f"- RGB face crop resized to {config.get('image_size')} px, ImageNet mean/std normalisation.",
               "- Training augmentation, identical for a real face and its pseudo-fake: flip, crop 90-100%, brightness/"
-              "contrast, blur, down-and-up resizing, JPEG quality 30-100, a video-codec-like pass.",
+              "contrast, blur, down-and-up resizing, JPEG quality 30-100, a video-codec-like pass"
+              + "".join(f"; {text} ({_pct(config.get(key))} of the faces)" for key, text in AUGMENT_OPTIONS
+                        if config.get(key)) + ".",
               "", "## Training command", "", "```", record.get("command") or f"python -m training train --model {config.get('model')}  # every setting: training.json", "```",
               "", f"Settings: model {config.get('model')}, {_schedule(record)}, batch {config.get('batch_size')} "
               f"real faces (+ as many pseudo-fakes), AdamW lr {config.get('lr')} (pretrained trunk x0.3), weight decay "
@@ -144,7 +155,8 @@ def card_text(record: dict, metrics: dict | None) -> str:
             if videos.get("aggregation_auc"):
                 lines += ["", "Video-level ROC-AUC by how a face's frame scores are pooled (the same pass):", "",
                           *_table(["pooling", "ROC-AUC"], [(k, _fmt(v)) for k, v in videos["aggregation_auc"].items()])]
-    lines += leave_one_out_lines(record.get("leave_one_out"), config.get("holdout_videos"), metrics)
+    lines += leave_one_out_lines(record.get("leave_one_out"), config.get("holdout_videos"), metrics,
+                                 record.get("leave_one_out_note"))
     generators = sorted(k.split("/", 1)[1] for k in (record.get("counts", {}).get("train") or {})
                         if k.startswith("fake/"))
     if generators:
@@ -160,17 +172,21 @@ def card_text(record: dict, metrics: dict | None) -> str:
 
 
 def leave_one_out_lines(runs: list[dict] | None, own_videos: list[str] | None = None,
-                        metrics: dict | None = None) -> list[str]:
+                        metrics: dict | None = None, note: str | None = None) -> list[str]:
     """The same recipe with one source held out whole, or other talking-head clips held out
     (``training.json``'s ``leave_one_out``, written by ``scripts/leave-one-out.py`` from those runs'
     own metrics): how the recipe does on a kind of fake it never saw, and how much its video figure
     rests on which clips are held out, beside this model's figures. ``own_videos`` are this model's
     held-out clips (file names or stems): a run that held out others says which. With such runs
-    (folds), the spread and mean over the folds, this model's own (from ``metrics``) included."""
+    (folds), the spread and mean over the folds, this model's own (from ``metrics``) included. ``note``
+    (the record's ``leave_one_out_note``) says where the runs' recipe and this model's differ, when they do
+    (a model trained further than the runs were): it heads the section, and "the same recipe" is not claimed."""
     if not runs:
         return []
     own = {Path(v).stem for v in own_videos or []}
-    lines = ["", "## Leave-one-out runs (the same recipe, one generator or other talking-head clips held out whole)", "",
+    same = "the recipe of the runs below" if note else "the same recipe"
+    lines = ["", f"## Leave-one-out runs ({same}, one generator or other talking-head clips held out whole)", "",
+             *([note, ""] if note else []),
              "| run | held out | subset | ROC-AUC | after JPEG 50 |", "|---|---|---|---|---|"]
     for run in runs:
         videos = run.get("held_out_videos") or []
@@ -190,14 +206,14 @@ def leave_one_out_lines(runs: list[dict] | None, own_videos: list[str] | None = 
         lines += ["", "A video figure without a count was measured before the clips a run's grouped split held back "
                   "for validation counted as unseen: it is over the clips held out by name and the other labelled "
                   "videos only."]
-    lines += fold_summary_lines(runs, own, metrics)
+    lines += fold_summary_lines(runs, own, None if note else metrics, same_recipe=not note)
     lines += ["", "Reproduce: `python -m training train --config CONFIG` (after the stage its `init_from` names, "
               "trained the same way) then `python -m training evaluate "
               "--detector runs/<name>/model --data ../shared/data/labels.csv`."]
     return lines
 
 
-def fold_summary_lines(runs: list[dict], own: set[str], metrics: dict | None) -> list[str]:
+def fold_summary_lines(runs: list[dict], own: set[str], metrics: dict | None, same_recipe: bool = True) -> list[str]:
     """Blending on held-out clips and the video-level AUC over the folds: the runs that held out
     other talking-head clips and no generator, and this model itself when it held clips out and its
     evaluation measured them. One fold's figure is one draw of which clips are held out; the spread
@@ -221,7 +237,8 @@ def fold_summary_lines(runs: list[dict], own: set[str], metrics: dict | None) ->
 
     who = ("this model and " if counts_mine else "") + \
         f"{runs_counted} run{'s' if runs_counted > 1 else ''} above"
-    return ["", f"Over the folds of held-out talking-head clips ({who}, the same recipe): blending on the held-out "
+    who += ", the same recipe" if same_recipe else ""
+    return ["", f"Over the folds of held-out talking-head clips ({who}): blending on the held-out "
             f"clips {spread([b for b, _ in folds])}, video-level ROC-AUC {spread([v for _, v in folds])}. Each fold is "
             "one draw of which clips are held out; the mean is the recipe's estimate, the spread what the draw moves."]
 
@@ -287,8 +304,8 @@ def real_face_lines(real: dict | None) -> list[str]:
         return []
     t = _fmt(real.get("threshold"))
     lines = ["", f"Real validation faces (never trained on): mean P(fake) and the share flagged at the threshold ({t}), "
-             "after what phone cameras do to a face and what re-encoding does after; a detector that reads smooth skin as "
-             "generated flags smoothed reals:", "",
+             "after what phone cameras and photographers do to a face and what re-encoding does after; a detector that reads "
+             "smooth skin or a studio look as generated flags smoothed or colour-graded reals:", "",
              *_table(["real faces", "faces", "mean P(fake)", "flagged"],
                      [(k, v["faces"], _fmt(v["mean_p_fake"]), _fmt(v["flagged"])) for k, v in real["processing"].items()])]
     if real.get("groups"):

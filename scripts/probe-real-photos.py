@@ -119,7 +119,7 @@ GRADES = {  # name: (saturation, tone curve, gamma, R, G, B) of training.augment
     "warm cast": (1, 0, 1, 1.08, 1, 0.92), "cool cast": (1, 0, 1, 0.92, 1, 1.08),
     "gamma 0.8": (1, 0, 0.8, 1, 1, 1), "gamma 1.25": (1, 0, 1.25, 1, 1, 1),
     "vignette": _vignette,
-    "studio look (the evaluation's grade)": (1.2, 0.4, 1, 1.05, 1, 0.95),
+    "studio look (the evaluation's grade)": "studio",  # training.evaluate.STUDIO_GRADE
 }
 
 
@@ -130,6 +130,7 @@ def grading(detector: str, faces: str) -> dict:
     from forensics.detectors import load_detector
     from forensics.faces import resize_square
     from training.augment import grade
+    from training.evaluate import STUDIO_GRADE
 
     model = load_detector(detector)
     with np.load(faces, allow_pickle=False) as data:
@@ -140,8 +141,9 @@ def grading(detector: str, faces: str) -> dict:
     out = {"faces": {"real": int(real.sum()), "generated": int(generated.sum()), "self-blended": int(blended.sum())},
            "threshold": float(model.threshold), "grades": {}}
     for name, how in GRADES.items():
-        fn = (lambda im: im) if how is None else how if callable(how) else (lambda im, how=how: grade(im, *how))
-        p = model.fake_probability(model.predict_crops([resize_square(fn(im), model.input_size) for im in images], 32))
+        how = STUDIO_GRADE if how == "studio" else how
+        graded = [im if how is None else how(im) if callable(how) else grade(im, *how) for im in images]
+        p = model.fake_probability(model.predict_crops([resize_square(im, model.input_size) for im in graded], 32))
         out["grades"][name] = {"reals_mean_p_fake": round(float(p[real].mean()), 3),
                                "reals_flagged": round(float((p[real] >= model.threshold).mean()), 3),
                                "generated_mean_p_fake": round(float(p[generated].mean()), 3),

@@ -144,15 +144,17 @@ CLIP_SOURCES = (VIDEO_SOURCE, f"{VIDEO_SOURCE}, held out")
 
 UTKFACE_RACES = ("White", "Black", "Asian", "Indian", "Other")  # UTKFace's race codes 0-4
 AGE_GROUPS = ((12, "0-12"), (19, "13-19"), (39, "20-39"), (59, "40-59"), (200, "60+"))
+# The look of a studio or press photograph (more saturation, more mid-tone contrast, a warm cast): what the Stable
+# Diffusion portraits have and few training reals do (docs/experiments.md, thirty-third session); the arguments of
+# training.augment.grade after the image.
+STUDIO_GRADE = (1.2, 0.4, 1.0, 1.05, 1.0, 0.95)
 # What a phone camera does to a real face before anyone analyses it: noise reduction / beauty mode
 # (edge-preserving smoothing) and sharpening. A detector that reads smooth skin as generated
 # flags such reals; the shift of their mean P(fake) measures it.
 CAMERA_PROCESSING: dict[str, Callable] = {
     "smoothed (bilateral filter 9, 50, 7)": lambda im: augment.smooth(im, 9, 50, 7),
     "sharpened (unsharp mask 1.5)": lambda im: augment.sharpen(im, 1.5),
-    # The look of a studio or press photograph (more saturation, more mid-tone contrast, a warm cast): what the
-    # Stable Diffusion portraits have and few training reals do (docs/experiments.md, thirty-third session).
-    "colour graded (saturation 1.2, S curve 0.4, warm cast)": lambda im: augment.grade(im, 1.2, 0.4, 1.0, 1.05, 1.0, 0.95),
+    "colour graded (saturation 1.2, S curve 0.4, warm cast)": lambda im: augment.grade(im, *STUDIO_GRADE),
 }
 # What sharing does to it after: re-encoding. Compression pushes real faces towards "fake" too.
 RE_ENCODING: dict[str, Callable] = {

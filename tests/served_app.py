@@ -70,3 +70,33 @@ def base_env(**changes) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FORENSICS_ADMIN")}
     env.update(GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", **changes)
     return env
+
+
+def api_client(url: str):
+    """A gradio_client ``Client`` for tests that call the served app several times in a row.
+
+    gradio_client 2.x races itself on a second call made right after a first: the server ends the
+    event stream (``close_stream``) once the first call completes, and if the next call is registered
+    before the client's reader thread has read that message, it joins the closing stream and is
+    answered with ``concurrent.futures.CancelledError`` instead of its result. This client waits,
+    after each call, until its reader has closed (the server sends ``close_stream`` straight after
+    the result), so the next call opens a stream of its own.
+    """
+    from gradio_client import Client
+
+    class SettledClient(Client):
+        def predict(self, *args, **kwargs):
+            try:
+                return super().predict(*args, **kwargs)
+            finally:
+                self.wait_for_stream_close()
+
+        def wait_for_stream_close(self, timeout: float = 10) -> None:
+            deadline = time.time() + timeout
+            while time.time() < deadline:
+                with self.pending_lock:  # the reader clears stream_open under this lock as it reads close_stream
+                    if not self.stream_open:
+                        return
+                time.sleep(0.01)
+
+    return SettledClient(url, verbose=False)

@@ -18,7 +18,7 @@ import gradio as gr
 import pytest
 
 from tests.conftest import ROOT, data_path
-from tests.served_app import assert_clean_log, base_env, serve, stop, wait_served
+from tests.served_app import api_client, assert_clean_log, base_env, serve, stop, wait_served
 
 EXAMPLES = ROOT / "assets" / "examples"
 
@@ -463,9 +463,9 @@ def test_int8_attention_maps_are_captioned_class_agnostic(tabs):
 
 
 def test_api_analyses_an_image_and_a_video_with_the_media_alone(server):
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
-    client = Client(server, verbose=False)
+    client = api_client(server)
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert {"/analyze_image", "/analyze_video"} <= set(endpoints)
     assert {"/image_reports", "/video_reports"} <= set(endpoints)
@@ -483,9 +483,9 @@ def test_api_analyses_an_image_and_a_video_with_the_media_alone(server):
 
 def test_api_compare_detectors_returns_a_row_per_face_per_detector(server):
     """The bar: couple.jpg and two detectors through gradio_client."""
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
-    client = Client(server, verbose=False)
+    client = api_client(server)
     summary, table, chart, unit, maps = client.predict(
         handle_file(str(data_path("photos/deepface/couple.jpg"))), ["test-vit", "default:int8"], ["attention"], 16,
         0.5, api_name="/compare_detectors")
@@ -498,7 +498,7 @@ def test_api_compare_detectors_returns_a_row_per_face_per_detector(server):
 
 
 def test_api_animated_gif_is_analysed_not_refused(server, tmp_path):
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
     from PIL import Image
 
     from forensics.media import load_video
@@ -506,18 +506,18 @@ def test_api_animated_gif_is_analysed_not_refused(server, tmp_path):
     frames = [Image.fromarray(f) for f in load_video(EXAMPLES / "astronaut-pan.mp4", frames=8).frames]
     gif = tmp_path / "astronaut.gif"
     frames[0].save(gif, save_all=True, append_images=frames[1:], duration=120, loop=0)
-    verdict, summary, *_ = Client(server, verbose=False).predict(handle_file(str(gif)), api_name="/analyze_image")
+    verdict, summary, *_ = api_client(server).predict(handle_file(str(gif)), api_name="/analyze_image")
     # The default calls this GIF's 8 frames (every frame: none left to sample again) a close call, and says so.
     assert verdict["label"] in ("fake", "real", "fake (close call)", "real (close call)")
     assert "faces in 8 of 8 sampled frames" in summary
 
 
 def test_api_bad_file_gets_a_clear_error_and_the_server_keeps_serving(server, tmp_path):
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     fake_jpeg = tmp_path / "notes.jpg"
     fake_jpeg.write_text("this is not a picture")
-    client = Client(server, verbose=False)
+    client = api_client(server)
     with pytest.raises(Exception, match="notes.jpg: not an image"):
         client.predict(handle_file(str(fake_jpeg)), api_name="/analyze_image")
     with urllib.request.urlopen(server, timeout=5) as response:
@@ -528,12 +528,12 @@ def test_api_bad_file_gets_a_clear_error_and_the_server_keeps_serving(server, tm
 
 def test_load_eight_concurrent_image_requests_all_succeed(server):
     """A load check, not a timed test: the latencies are printed for the record."""
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     photos = [data_path("photos/face_recognition/obama.jpg"), EXAMPLES / "astronaut.jpg"]
 
     def one(i):
-        client = Client(server, verbose=False)
+        client = api_client(server)
         start = time.perf_counter()
         verdict, *_ = client.predict(handle_file(str(photos[i % 2])), api_name="/analyze_image")
         return verdict["label"], time.perf_counter() - start

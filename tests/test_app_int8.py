@@ -14,7 +14,7 @@ from forensics.int8.audit import Tolerance, faces_from_files, run_audit
 from forensics.detectors import load_detector
 from forensics.int8.quantize import build_onnx
 from tests.conftest import data_path
-from tests.served_app import assert_clean_log, base_env, serve, stop, wait_served
+from tests.served_app import api_client, assert_clean_log, base_env, serve, stop, wait_served
 from tests.test_app import _shots
 
 
@@ -110,9 +110,9 @@ def test_bundled_audit_shows_no_server_paths_and_a_readable_disagreement_grid(tm
 
 
 def test_api_compares_one_image_and_audits_an_uploaded_zip(int8_server, tmp_path):
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
-    client = Client(int8_server, verbose=False)
+    client = api_client(int8_server)
     text, float_maps, int8_maps = client.predict(handle_file(str(data_path("photos/face_recognition/obama.jpg"))),
                                                  "q8-patch", api_name="/compare_int8")
     assert "| 1 |" in text and "float P(fake)" in text

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, data_path
-from tests.served_app import base_env, serve, stop, wait_served
+from tests.served_app import api_client, base_env, serve, stop, wait_served
 
 TOKEN = "test-admin-token-7f3a"
 ADMIN_ENDPOINT = re.compile(r"train|job|push|delete")
@@ -61,10 +61,10 @@ def _arguments(info: dict, token: str | None) -> list:
 
 
 def test_without_a_configured_credential_every_admin_endpoint_refuses(servers):
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
-    client = Client(servers["open"], verbose=False)
+    client = api_client(servers["open"])
     admin = _admin_endpoints(client)
     assert set(admin) == EXPECTED_ADMIN_ENDPOINTS
     for name, info in admin.items():
@@ -76,11 +76,50 @@ def test_without_a_configured_credential_every_admin_endpoint_refuses(servers):
     assert verdict["label"] in ("fake", "real")
 
 
-def test_with_a_token_configured_wrong_or_missing_tokens_are_refused_and_the_right_one_works(servers):
+def test_the_test_client_survives_a_late_close_stream_that_breaks_gradio_client(servers, monkeypatch):
+    """The race behind a red CI run: the server's close_stream reaching the client's reader late (a
+    loaded machine) made the next call of the same plain Client end in CancelledError. Delayed here
+    on purpose; api_client waits for its reader to close after each call, and every call answers."""
+    import concurrent.futures
+
+    import httpx
     from gradio_client import Client
     from gradio_client.exceptions import AppError
 
-    client = Client(servers["admin"], verbose=False)
+    read = httpx.Response.iter_bytes
+
+    def late_close(self, *args, **kwargs):
+        for chunk in read(self, *args, **kwargs):
+            at = chunk.find(b"close_stream")
+            at = chunk.rfind(b"data:", 0, at) if at >= 0 else -1
+            if at >= 0:
+                yield chunk[:at]
+                time.sleep(0.3)
+                chunk = chunk[at:]
+            yield chunk
+
+    monkeypatch.setattr(httpx.Response, "iter_bytes", late_close)
+
+    def answers(client, calls=6) -> list[str]:
+        out = []
+        for _ in range(calls):
+            try:
+                client.predict(None, api_name="/list_jobs")
+                out.append("result")
+            except AppError:
+                out.append("refused")
+            except concurrent.futures.CancelledError:
+                out.append("cancelled")
+        return out
+
+    assert "cancelled" in answers(Client(servers["open"], verbose=False))  # the race, reproduced
+    assert answers(api_client(servers["open"])) == ["refused"] * 6
+
+
+def test_with_a_token_configured_wrong_or_missing_tokens_are_refused_and_the_right_one_works(servers):
+    from gradio_client.exceptions import AppError
+
+    client = api_client(servers["admin"])
     admin = _admin_endpoints(client)
     assert set(admin) == EXPECTED_ADMIN_ENDPOINTS
     for name, info in admin.items():

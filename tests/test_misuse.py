@@ -19,7 +19,7 @@ from forensics.catalog import ASSETS
 from forensics.detectors.random_models import make_random_detector
 from forensics.settings import NOT_AVAILABLE
 from tests.conftest import ROOT, DATA
-from tests.served_app import assert_clean_log, base_env, serve, stop, wait_served
+from tests.served_app import api_client, assert_clean_log, base_env, serve, stop, wait_served
 from tests.test_hub import _FakeHub, start_fake_hub
 
 EXAMPLES = ROOT / "assets" / "examples"
@@ -64,21 +64,21 @@ def public_server(tmp_path_factory):
 
 
 def _refusal(url: str, media: Path, detector: str) -> str:
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     with pytest.raises(Exception) as err:
-        Client(url, verbose=False).predict(handle_file(str(media)), None, detector, api_name="/analyze_image")
+        api_client(url).predict(handle_file(str(media)), None, detector, api_name="/analyze_image")
     message = str(err.value)
     assert "\n" not in message.strip() and "Traceback" not in message, message
     return message
 
 
 def _still_serving(url: str) -> None:
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     with urllib.request.urlopen(url, timeout=10) as response:
         assert response.status == 200
-    verdict, summary, *_ = Client(url, verbose=False).predict(handle_file(str(EXAMPLES / "astronaut.jpg")),
+    verdict, summary, *_ = api_client(url).predict(handle_file(str(EXAMPLES / "astronaut.jpg")),
                                                               api_name="/analyze_image")
     assert verdict["label"] in ("fake", "real") and "detector `default`" in summary
 
@@ -126,10 +126,10 @@ def test_uploads_over_the_limit_are_refused_at_the_door_and_by_the_analysis(publ
     assert "File size exceeded maximum allowed size of 2097152 bytes" in err.value.read().decode()
     assert not [p for p in public_server["gradio"].rglob("huge.jpg")]
     # gradio_client reads the same limit from the server and refuses before sending.
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     with pytest.raises(ValueError, match="exceeds the maximum file size of 2097152 bytes"):
-        Client(url, verbose=False).predict(handle_file(str(over_door)), api_name="/analyze_image")
+        api_client(url).predict(handle_file(str(over_door)), api_name="/analyze_image")
     # Under the door's limit, over the image limit (1 MB): refused by the analysis, in one line.
     over_image = tmp_path / "large.jpg"
     over_image.write_bytes(jpeg + bytes(int(1.5 * 2**20)))

@@ -37,6 +37,9 @@ CATCHES_AUC, MISSES_AUC = 0.8, 0.7
 FINE_ECE = 0.05
 # A caution is shown when this share of smoothed real faces is flagged, and at least this much more than unprocessed.
 SMOOTHED_FLAGGED, SMOOTHED_RISE = 0.25, 0.10
+# Uneven false alarms: a group of real faces (the evaluation's ``real_faces.unseen``: faces no split of the run
+# held) flagged at least this many times as often as all of them, with its 95% interval wholly above their share.
+UNEVEN_RATIO = 1.25
 # The same rule for real faces through a fair video stream (the real-face probe's re-encoding row).
 VIDEO_REALS_ROW = "H.264 CRF 32"
 # A verdict decided by a face whose crop is under this many source pixels across gets a caution:
@@ -225,6 +228,9 @@ def _smoothing_caution(real: dict | None, photos: dict | None = None) -> str:
     if high(video):
         parts.append(f"it flags {video:.0%} of real faces compressed as video sites do (H.264, CRF 32; "
                      f"{clean:.0%} as stored)")
+    uneven = uneven_false_alarms(real)
+    if uneven:
+        parts.append(uneven)
     overall = photos.get("all") if isinstance(photos, dict) else None
     large = overall.get("faces_large_flagged") if isinstance(overall, dict) else None
     if high(large):
@@ -232,6 +238,34 @@ def _smoothing_caution(real: dict | None, photos: dict | None = None) -> str:
         parts.append(f"it flags {large:.0%} of the faces {side} px or wider in {overall.get('photos')} real photographs "
                      f"unlike its training faces ({clean:.0%} of its real validation faces)")
     return "; ".join(parts)
+
+
+def uneven_false_alarms(real: dict | None) -> str:
+    """'of 3452 real UTKFace faces it never saw it flags 8% in all, but 13% of those labelled Black (95% interval
+    8-20%)', from the evaluation's ``real_faces.unseen`` (faces no split of its run held), naming each group flagged
+    :data:`UNEVEN_RATIO` times as often as all of them or more with its interval wholly above their share; ""
+    when none is, or when it was not measured."""
+    unseen = (real or {}).get("unseen") if isinstance(real, dict) else None
+    overall = (unseen or {}).get("all") if isinstance(unseen, dict) else None
+    if not isinstance(overall, dict) or not isinstance(overall.get("flagged"), (int, float)):
+        return ""
+    share = float(overall["flagged"])
+    named = []
+    for group, row in (unseen.get("groups") or {}).items():
+        flagged, interval = row.get("flagged"), row.get("flagged_ci95") or [0.0, 1.0]
+        if isinstance(flagged, (int, float)) and flagged >= UNEVEN_RATIO * share and interval[0] > share:
+            named.append(f"{flagged:.0%} of those {_group_words(group)} ({interval[0]:.0%}-{interval[1]:.0%})")
+    if not named:
+        return ""
+    sources = " and ".join(unseen.get("sources") or {}) or "real"
+    return (f"its false alarms are uneven: of {overall['faces']} real {sources} faces it never saw it flags "
+            f"{share:.0%} in all, but " + ", ".join(named) + " (95% intervals)")
+
+
+def _group_words(group: str) -> str:
+    """'UTKFace Black' -> 'labelled Black', 'UTKFace age 13-19' -> 'aged 13-19', 'UTKFace female' -> 'labelled female'."""
+    words = group.split(" ", 1)[-1]
+    return f"aged {words[4:]}" if words.startswith("age ") else f"labelled {words}"
 
 
 def small_face_caution(side: float, what: str, metrics: dict | None, build: bool = False) -> str:

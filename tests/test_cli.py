@@ -293,6 +293,31 @@ def test_a_detector_that_flags_smoothed_real_faces_carries_a_caution(tmp_path, m
     assert not detector_notes.detector_note("smoothy").caution
 
 
+def test_uneven_false_alarms_across_groups_reach_the_caution():
+    """The evaluation's false alarms by group on real faces its run never held (``real_faces.unseen``):
+    a group flagged 1.25 times as often as all of them or more, with its 95% interval wholly above their
+    share, is named in the caution; one within the noise (a wide interval) or near the share is not."""
+    from forensics.detector_notes import _smoothing_caution, uneven_false_alarms
+
+    def row(flagged, low, high, faces=400):
+        return {"faces": faces, "mean_p_fake": 0.3, "flagged": flagged, "flagged_ci95": [low, high]}
+
+    unseen = {"faces": 3452, "sources": {"UTKFace": 3452}, "all": row(0.080, 0.072, 0.090, 3452),
+              "groups": {"UTKFace Black": row(0.128, 0.081, 0.195, 133),
+                         "UTKFace age 13-19": row(0.113, 0.082, 0.152, 320),
+                         "UTKFace Other": row(0.140, 0.060, 0.290, 20),  # often, but within the noise
+                         "UTKFace Indian": row(0.095, 0.082, 0.110),  # above, but under 1.25x
+                         "UTKFace White": row(0.075, 0.064, 0.088)}}
+    text = uneven_false_alarms({"unseen": unseen})
+    assert text == ("its false alarms are uneven: of 3452 real UTKFace faces it never saw it flags 8% in all, but "
+                    "13% of those labelled Black (8%-20%), 11% of those aged 13-19 (8%-15%) (95% intervals)")
+    real = {"processing": {"clean": {"faces": 300, "mean_p_fake": 0.3, "flagged": 0.09}}, "unseen": unseen}
+    assert _smoothing_caution(real) == text  # the note beside every verdict carries it
+    even = {**unseen, "groups": {"UTKFace White": row(0.075, 0.064, 0.088)}}
+    assert uneven_false_alarms({"unseen": even}) == "" and uneven_false_alarms({}) == ""
+    assert uneven_false_alarms(None) == "" and uneven_false_alarms({"unseen": {"all": None}}) == ""
+
+
 def test_the_note_reads_generated_faces_against_identical_reals_and_names_unseen_generators(tmp_path, monkeypatch,
                                                                                            model_dirs):
     """Generated faces are judged against FFHQ's reals (prepared exactly like them) where the

@@ -17,7 +17,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from forensics.detectors import load_detector
-from tests.conftest import Squares, data_path, refusals_without_torch
+from tests.conftest import DATA, Squares, data_path, refusals_without_torch
 from training.data import (
     FaceCropCache,
     Sample,
@@ -1433,3 +1433,73 @@ def test_evaluation_names_the_weights_and_no_home_directory_inside_a_checkout(tm
     assert measured_weights(folder) == {"path": str(folder), "weights_sha256": digest}
     (folder / "model.safetensors").unlink()
     assert measured_weights(folder)["weights_sha256"] is None
+
+
+def test_wilson_interval_matches_known_values():
+    from training.metrics import wilson_interval
+
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    for hits, n in ((40, 400), (3, 12), (12, 12)):  # each bound p0 solves |hits/n - p0| = 1.96 sqrt(p0 (1 - p0) / n)
+        for p0 in wilson_interval(hits, n):
+            assert abs(hits / n - p0) == pytest.approx(1.96 * np.sqrt(p0 * (1 - p0) / n), abs=1e-9)
+    assert wilson_interval(12, 12)[1] == 1.0 and wilson_interval(0, 12)[0] == 0.0
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_unseen_real_faces_are_those_the_cap_left_out_scored_by_group(tmp_path):
+    """The card's false alarms by group on real faces no split of the run holds: the images
+    ``max_per_source`` left out of the pool (the complement of the pool, the same draw as training's),
+    cropped by MTCNN like every face, scored, grouped by their UTKFace names, each share with its
+    Wilson interval; the card prints the table. A run whose cap leaves nothing out has no table."""
+    import json
+
+    from forensics.detectors.card import real_face_lines, unseen_real_face_lines
+    from training.evaluate import unseen_real_faces
+    from training.pipeline import cached_faces, config_samples, split_faces
+
+    names = sorted(p.name for p in data_path("faces/real/utkface").glob("*.jpg"))[:16]
+    fakes = sorted(p.name for p in data_path("faces/fake/sd21_sdfd").glob("*.jpg"))[:4]
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label,source\n" + "".join(f"{DATA}/faces/real/utkface/{n},real,UTKFace\n" for n in names)
+                      + "".join(f"{DATA}/faces/fake/sd21_sdfd/{n},fake,SD\n" for n in fakes))
+    config = {"data": str(labels), "cache": str(tmp_path / "cache"), "max_per_source": 10, "seed": 0,
+              "max_padding": 0.15, "val_fraction": 0.2, "face_margin": 0.0, "face_framing": "landmarks"}
+    pool, left_out = config_samples(config)
+    assert len(pool) == 10 + 4 and len(left_out) == 6 and all(s.source == "UTKFace" for s in left_out)
+    assert {s.path for s in pool}.isdisjoint(s.path for s in left_out)
+    assert [s.path for s in config_samples(config)[1]] == [s.path for s in left_out]  # the same draw every time
+    train, val = split_faces(cached_faces(config), config)
+    assert {f.image_path for f in train + val}.isdisjoint(s.path for s in left_out)  # no split holds them
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "training.json").write_text(json.dumps({"config": config}))
+    (folder / "config.json").write_text(json.dumps({"forensics": {"face_margin": 0.0, "face_framing": "landmarks"}}))
+
+    class Brightness:  # P(fake) = the crop's mean brightness: a fixed, checkable score per face
+        threshold = 0.6
+
+        def predict_crops(self, crops, batch_size=32):
+            return np.array([c.mean() / 255.0 for c in crops])
+
+        def fake_probability(self, p):
+            return np.asarray(p, float)
+
+    out = unseen_real_faces(Brightness(), folder, str(labels), str(tmp_path / "cache"), batch=4)
+    faces = cached_faces(config, samples=left_out)
+    scores = np.array([load_crop(f).mean() / 255.0 for f in faces])
+    assert out["images"] == 6 and out["faces"] == len(faces) >= 5 and out["sources"] == {"UTKFace": len(faces)}
+    assert out["all"]["mean_p_fake"] == pytest.approx(scores.mean())
+    assert out["all"]["flagged"] == pytest.approx((scores >= 0.6).mean())
+    low, high = out["all"]["flagged_ci95"]
+    assert 0 < out["all"]["flagged"] < 1 and low < out["all"]["flagged"] < high and high - low > 0.2  # few faces: wide
+    assert sum(v["faces"] for k, v in out["groups"].items() if k in ("UTKFace male", "UTKFace female")) == len(faces)
+    text = "\n".join(real_face_lines({"threshold": 0.6, "processing": {"clean": out["all"]}, "unseen": out}))
+    assert f"the {len(faces)} real faces (UTKFace {len(faces)}) that the run's per-source cap left out" in text
+    assert f"| all | {len(faces)} | {out['all']['mean_p_fake']:.3f} | {out['all']['flagged']:.3f} ({low:.3f}-{high:.3f}) |" \
+        in text
+    assert unseen_real_face_lines(None) == []
+    assert unseen_real_faces(Brightness(), folder, str(labels), str(tmp_path / "cache")) is not None
+    (folder / "training.json").write_text(json.dumps({"config": {**config, "max_per_source": None}}))
+    assert unseen_real_faces(Brightness(), folder, str(labels), str(tmp_path / "cache")) is None

@@ -24,7 +24,7 @@ from training import augment
 from training.checks import video_evaluation_inputs
 from training.data import FRAMES_DIR, VIDEO_EXTENSIONS, CachedFace, _inside, load_crop, read_labels_csv
 from training.false_alarms import real_photo_false_alarms, real_photos_folder, trained_photos
-from training.metrics import binary_metrics, calibration, roc_points, tune_threshold
+from training.metrics import binary_metrics, calibration, roc_points, tune_threshold, wilson_interval
 from training.sbi import self_blend
 from training.swap import EXPRESSION_OUTLINES, expression_partners, expression_swap
 
@@ -206,6 +206,46 @@ def real_face_probes(detector, faces: Sequence[CachedFace], images: Sequence[np.
     for name, fn in {**CAMERA_PROCESSING, **RE_ENCODING}.items():
         out["processing"][name] = row(_score(detector, chosen, fn))
     return out
+
+
+def group_false_alarms(faces: Sequence[CachedFace], scores: np.ndarray, threshold: float) -> dict:
+    """Real faces' false alarms by group (:func:`face_groups`) and in all: mean P(fake), the share
+    flagged at ``threshold`` and its 95% Wilson interval, per group."""
+    scores = np.asarray(scores, dtype=float)
+
+    def row(p: np.ndarray) -> dict:
+        hits = int((p >= threshold).sum())
+        low, high = wilson_interval(hits, len(p))
+        return {"faces": int(len(p)), "mean_p_fake": float(p.mean()), "flagged": hits / len(p),
+                "flagged_ci95": [low, high]}
+
+    members: dict[str, list[int]] = {}
+    for i, face in enumerate(faces):
+        for group in face_groups(face):
+            members.setdefault(group, []).append(i)
+    return {"all": row(scores) if len(scores) else None,
+            "groups": {g: row(scores[members[g]]) for g in sorted(members)}}
+
+
+def unseen_real_faces(detector, folder: str | Path, data: str, cache: str, batch: int = 256) -> dict | None:
+    """The false-alarm probe with numbers: the real faces the run's ``max_per_source`` left out of its
+    pool (no split holds them: never trained on, never validated on, never used to calibrate),
+    scored like validation faces, by group (:func:`group_false_alarms`). None when the cap left no
+    real face out."""
+    from training.pipeline import cached_faces, config_samples
+
+    _, config = _crop_config(folder, data, cache)
+    _, left_out = config_samples(config)
+    reals = [s for s in left_out if s.label == "real"]
+    if not reals:
+        return None
+    faces = cached_faces(config, samples=reals)
+    scores = np.concatenate([_score(detector, [load_crop(f) for f in faces[i : i + batch]])
+                             for i in tqdm(range(0, len(faces), batch), desc="unseen real faces", leave=False)]
+                            ) if faces else np.zeros(0)
+    sources = sorted({f.source for f in faces})
+    return {"images": len(reals), "faces": len(faces), "sources": {s: sum(f.source == s for f in faces) for s in sources},
+            "threshold": float(detector.threshold), **group_false_alarms(faces, scores, float(detector.threshold))}
 
 
 def source_subsets(sources: Sequence[str], y, holdout_sources: Sequence[str] = ()) -> dict[str, np.ndarray]:
@@ -492,6 +532,9 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
     reals = [i for i, (_, t, _) in enumerate(items) if t == 0]  # the real faces, in the order of `val`
     metrics["real_faces"] = real_face_probes(detector, [f for f in val if f.label == "real"],
                                              [images[i] for i in reals], p[reals], seed)
+    unseen = unseen_real_faces(detector, folder, data, cache)
+    if unseen:
+        metrics["real_faces"]["unseen"] = unseen
     real_val = [f for f in val if f.label == "real"]
     clip_frames = [k for k, f in enumerate(real_val) if f.source in CLIP_SOURCES]
     metrics["expression_swaps"] = expression_swaps(detector, real_val, seed, [images[reals[k]] for k in clip_frames],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import (
@@ -62,3 +64,14 @@ def roc_points(y_true, p_fake, most: int = 200) -> dict:
     fpr, tpr, _ = roc_curve(np.asarray(y_true).astype(int), np.asarray(p_fake, dtype=np.float64))
     keep = np.unique(np.linspace(0, len(fpr) - 1, min(most, len(fpr))).astype(int))
     return {"fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist()}
+
+
+def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``hits / n`` (95% by default): honest at small ``n``
+    and near 0 or 1, where the normal approximation is not. ``(0, 1)`` when ``n`` is 0."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (0.0 if hits == 0 else max(0.0, centre - half)), (1.0 if hits == n else min(1.0, centre + half))

@@ -79,22 +79,34 @@ def load_samples(data: str | Path, label_map: dict | None = None):
     return remap_labels(samples, label_map or {})
 
 
+def config_samples(config: dict) -> tuple[list[Sample], list[Sample]]:
+    """The samples a config's run draws its faces from (the data's images, frames of its training videos,
+    at most ``max_per_source`` of each source, its ``photo_folders``), and the data's images that
+    ``max_per_source`` left out: faces no split of the run holds, never trained on nor validated on."""
+    samples = load_samples(config["data"], config.get("label_map"))
+    if config.get("video_frames") and str(config["data"]).lower().endswith(".csv"):
+        samples += remap_labels(video_frame_samples(config["data"], config.get("video_folders") or [],
+                                                    int(config["video_frames"]), config["cache"],
+                                                    config.get("holdout_videos") or [], VIDEO_SOURCE),
+                                config.get("label_map") or {})
+    left_out: list[Sample] = []
+    if config.get("max_per_source"):
+        kept = cap_per_source(samples, int(config["max_per_source"]), int(config.get("seed", 0)))
+        drawn = {id(s) for s in kept}
+        left_out = [s for s in samples if id(s) not in drawn]
+        samples = kept
+    if config.get("photo_folders") and str(config["data"]).lower().endswith(".csv"):
+        samples += photo_samples(config["data"], config["photo_folders"])
+    return samples, left_out
+
+
 def cached_faces(config: dict, samples: Sequence | None = None,
                  keep: Callable[[Sample], bool] | None = None) -> list[CachedFace]:
     """The config's samples (or ``samples``, e.g. one federated client's) cropped as inference crops:
     the data's images, frames of its training videos, at most ``max_per_source`` of each source;
     ``keep``: crop only the samples it accepts (cropped once, then cached)."""
     if samples is None:
-        samples = load_samples(config["data"], config.get("label_map"))
-        if config.get("video_frames") and str(config["data"]).lower().endswith(".csv"):
-            samples += remap_labels(video_frame_samples(config["data"], config.get("video_folders") or [],
-                                                        int(config["video_frames"]), config["cache"],
-                                                        config.get("holdout_videos") or [], VIDEO_SOURCE),
-                                    config.get("label_map") or {})
-        if config.get("max_per_source"):
-            samples = cap_per_source(samples, int(config["max_per_source"]), int(config.get("seed", 0)))
-        if config.get("photo_folders") and str(config["data"]).lower().endswith(".csv"):
-            samples += photo_samples(config["data"], config["photo_folders"])
+        samples, _ = config_samples(config)
     if keep is not None:
         samples = [s for s in samples if keep(s)]
     # The crop margin is the model's: its folder records it, and inference crops faces the same way.

@@ -312,7 +312,27 @@ def real_face_lines(real: dict | None) -> list[str]:
         lines += ["", "By group (where the source's file names say):", "",
                   *_table(["group", "faces", "mean P(fake)", "flagged"],
                           [(k, v["faces"], _fmt(v["mean_p_fake"]), _fmt(v["flagged"])) for k, v in real["groups"].items()])]
+    lines += unseen_real_face_lines(real.get("unseen"))
     return lines
+
+
+def unseen_real_face_lines(unseen: dict | None) -> list[str]:
+    """The card's false alarms by group on the real faces its run never drew (``max_per_source`` left them
+    out), with each share's 95% interval."""
+    if not unseen or not unseen.get("all"):
+        return []
+
+    def flagged(v: dict) -> str:
+        low, high = v["flagged_ci95"]
+        return f"{_fmt(v['flagged'])} ({_fmt(low)}-{_fmt(high)})"
+
+    drawn = ", ".join(f"{source} {n}" for source, n in unseen.get("sources", {}).items())
+    rows = [("all", unseen["all"]), *unseen["groups"].items()]
+    return ["", f"By group, with numbers: the {unseen['faces']} real faces ({drawn}) that the run's per-source cap left "
+            "out of every split (never trained on, validated on or calibrated on), at the same threshold; the share "
+            "flagged with its 95% interval (Wilson):", "",
+            *_table(["group", "faces", "mean P(fake)", "flagged (95% interval)"],
+                    [(k, v["faces"], _fmt(v["mean_p_fake"]), flagged(v)) for k, v in rows])]
 
 
 def expression_swap_lines(swaps: dict | None) -> list[str]:

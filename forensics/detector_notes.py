@@ -204,7 +204,8 @@ def _smoothing_caution(real: dict | None, photos: dict | None = None) -> str:
     (the same for real faces colour-graded as studio photographs are);
     the same for real faces through H.264 at CRF 32 (a fair video stream), and for the faces of a
     full-size face or larger in real photographs of another kind than its training reals (the
-    evaluation's ``real_photos``), joined by '; '."""
+    evaluation's ``real_photos``), and groups of real faces it flags far more often than all
+    (:func:`uneven_false_alarms`), joined by '; '."""
     processing = (real or {}).get("processing") if isinstance(real, dict) else None
     if not isinstance(processing, dict):
         return ""
@@ -241,8 +242,8 @@ def _smoothing_caution(real: dict | None, photos: dict | None = None) -> str:
 
 
 def uneven_false_alarms(real: dict | None) -> str:
-    """'of 3452 real UTKFace faces it never saw it flags 8% in all, but 13% of those labelled Black (95% interval
-    8-20%)', from the evaluation's ``real_faces.unseen`` (faces no split of its run held), naming each group flagged
+    """'its false alarms are uneven: of 3452 real UTKFace faces it never saw it flags 8% in all, but 13% of those
+    labelled Black (8%-20%) (95% intervals)', from the evaluation's ``real_faces.unseen`` (faces no split of its run held), naming each group flagged
     :data:`UNEVEN_RATIO` times as often as all of them or more with its interval wholly above their share; ""
     when none is, or when it was not measured."""
     unseen = (real or {}).get("unseen") if isinstance(real, dict) else None

@@ -6,6 +6,7 @@ report.html."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -180,6 +181,15 @@ def face_groups(face: CachedFace) -> list[str]:
     return [f"UTKFace age {band}", f"UTKFace {('male', 'female')[int(m[2])]}", f"UTKFace {UTKFACE_RACES[int(m[3])]}"]
 
 
+def group_members(faces: Sequence[CachedFace]) -> dict[str, list[int]]:
+    """The indices of ``faces`` in each group (:func:`face_groups`) that holds one."""
+    members: dict[str, list[int]] = {}
+    for i, face in enumerate(faces):
+        for group in face_groups(face):
+            members.setdefault(group, []).append(i)
+    return members
+
+
 def real_face_probes(detector, faces: Sequence[CachedFace], images: Sequence[np.ndarray], scores: np.ndarray,
                      seed: int = 0, count: int = 300) -> dict:
     """How real faces never trained on fare, as mean P(fake) and the share flagged at the
@@ -195,10 +205,7 @@ def real_face_probes(detector, faces: Sequence[CachedFace], images: Sequence[np.
     out: dict = {"faces": int(len(faces)), "threshold": threshold}
     if not len(faces):
         return out
-    members: dict[str, list[int]] = {}
-    for i, face in enumerate(faces):
-        for group in face_groups(face):
-            members.setdefault(group, []).append(i)
+    members = group_members(faces)
     out["groups"] = {g: row(scores[members[g]]) for g in sorted(members)}
     pick = np.sort(np.random.default_rng(seed).permutation(len(faces))[:count])
     chosen = [images[i] for i in pick]
@@ -219,10 +226,7 @@ def group_false_alarms(faces: Sequence[CachedFace], scores: np.ndarray, threshol
         return {"faces": int(len(p)), "mean_p_fake": float(p.mean()), "flagged": hits / len(p),
                 "flagged_ci95": [low, high]}
 
-    members: dict[str, list[int]] = {}
-    for i, face in enumerate(faces):
-        for group in face_groups(face):
-            members.setdefault(group, []).append(i)
+    members = group_members(faces)
     return {"all": row(scores) if len(scores) else None,
             "groups": {g: row(scores[members[g]]) for g in sorted(members)}}
 
@@ -243,8 +247,8 @@ def unseen_real_faces(detector, folder: str | Path, data: str, cache: str, batch
     scores = np.concatenate([_score(detector, [load_crop(f) for f in faces[i : i + batch]])
                              for i in tqdm(range(0, len(faces), batch), desc="unseen real faces", leave=False)]
                             ) if faces else np.zeros(0)
-    sources = sorted({f.source for f in faces})
-    return {"images": len(reals), "faces": len(faces), "sources": {s: sum(f.source == s for f in faces) for s in sources},
+    sources = dict(sorted(Counter(f.source for f in faces).items()))
+    return {"images": len(reals), "faces": len(faces), "sources": sources,
             "threshold": float(detector.threshold), **group_false_alarms(faces, scores, float(detector.threshold))}
 
 

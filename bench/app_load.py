@@ -27,7 +27,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from soak import start_server  # bench/ is on the path when this file runs as a script
+from soak import settled_client, start_server  # bench/ is on the path when this file runs as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data"
@@ -64,6 +64,7 @@ def _streamed(client, path: str, api_name: str) -> tuple[float, float, list]:
         time.sleep(0.005)
     outputs = job.result()
     complete = time.perf_counter() - start
+    client.wait_for_stream_close()  # before the next call (bench/soak.py's settled_client)
     return (first if first is not None else complete), complete, outputs
 
 
@@ -100,7 +101,7 @@ def main() -> int:
     parser.add_argument("--json", dest="json_out", default=None)
     args = parser.parse_args()
 
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     zoo = Path(tempfile.mkdtemp(prefix="app-load-"))
     if args.detector:
@@ -113,7 +114,7 @@ def main() -> int:
     report: dict = {"first_page_s": round(time.perf_counter() - start, 2)}
     try:
         peaks = report["peak_rss_mb_after"] = {}
-        client = Client(url, verbose=False)
+        client = settled_client(url)
         client.predict(handle_file(args.image), api_name="/analyze_image")  # first request: models load
         engine = _engine(zoo, args.image, args.repeats)
         answers, completes, reports = [], [], []
@@ -133,7 +134,7 @@ def main() -> int:
 
         def one(_):
             t = time.perf_counter()
-            Client(url, verbose=False).predict(handle_file(args.image), api_name="/analyze_image")
+            settled_client(url).predict(handle_file(args.image), api_name="/analyze_image")
             return time.perf_counter() - t
 
         with ThreadPoolExecutor(8) as pool:

@@ -65,6 +65,36 @@ def start_server(env: dict, log_path: Path, niceness: int = 10, poll_s: float = 
     raise RuntimeError(f"app.py did not serve within 180 s; see {log_path}")
 
 
+def settled_client(url: str):
+    """A gradio_client ``Client`` for callers that call the served app several times in a row.
+
+    gradio_client 2.x races itself on a second call made right after a first: the server ends the
+    event stream (``close_stream``) once the first call completes, and if the next call is registered
+    before the client's reader thread has read that message, it joins the closing stream and is
+    answered with ``concurrent.futures.CancelledError`` instead of its result. This client waits,
+    after each call, until its reader has closed (the server sends ``close_stream`` straight after
+    the result), so the next call opens a stream of its own.
+    """
+    from gradio_client import Client
+
+    class SettledClient(Client):
+        def predict(self, *args, **kwargs):
+            try:
+                return super().predict(*args, **kwargs)
+            finally:
+                self.wait_for_stream_close()
+
+        def wait_for_stream_close(self, timeout: float = 10) -> None:
+            deadline = time.time() + timeout
+            while time.time() < deadline:
+                with self.pending_lock:  # the reader clears stream_open under this lock as it reads close_stream
+                    if not self.stream_open:
+                        return
+                time.sleep(0.01)
+
+    return SettledClient(url, verbose=False)
+
+
 def make_bad_files(folder: Path) -> list[Path]:
     """Files a careless or hostile visitor sends: each must be refused in one line."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -149,8 +179,6 @@ def run_soak(url: str, pid: int, jobs: list[tuple[str, Path]], clients: int = 8,
              session_every: int = 5, methods: list[str] | None = None, log=print) -> dict:
     """Send ``jobs`` from ``clients`` threads (a new session every ``session_every`` requests each)
     and sample the server's RSS throughout; returns the requests, the samples and a summary."""
-    from gradio_client import Client
-
     records: list[dict] = []
     sampler = RssSampler(pid, records)
     sampler.start()
@@ -161,7 +189,7 @@ def run_soak(url: str, pid: int, jobs: list[tuple[str, Path]], clients: int = 8,
         client = None
         for i, (kind, path) in enumerate(mine):
             if client is None or i % session_every == 0:
-                client = Client(url, verbose=False)
+                client = settled_client(url)
             start = time.time()
             ok, message = _one(client, kind, path, frames, methods)
             record = {"client": slot, "kind": kind, "file": path.name, "ok": ok, "message": message[:300],

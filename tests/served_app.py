@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 import shutil
 import socket
@@ -73,30 +75,14 @@ def base_env(**changes) -> dict:
 
 
 def api_client(url: str):
-    """A gradio_client ``Client`` for tests that call the served app several times in a row.
+    """A gradio_client ``Client`` that waits for its event stream to close after each call
+    (bench/soak.py's ``settled_client``: gradio_client 2.x races itself on back-to-back calls)."""
+    return _bench_soak().settled_client(url)
 
-    gradio_client 2.x races itself on a second call made right after a first: the server ends the
-    event stream (``close_stream``) once the first call completes, and if the next call is registered
-    before the client's reader thread has read that message, it joins the closing stream and is
-    answered with ``concurrent.futures.CancelledError`` instead of its result. This client waits,
-    after each call, until its reader has closed (the server sends ``close_stream`` straight after
-    the result), so the next call opens a stream of its own.
-    """
-    from gradio_client import Client
 
-    class SettledClient(Client):
-        def predict(self, *args, **kwargs):
-            try:
-                return super().predict(*args, **kwargs)
-            finally:
-                self.wait_for_stream_close()
-
-        def wait_for_stream_close(self, timeout: float = 10) -> None:
-            deadline = time.time() + timeout
-            while time.time() < deadline:
-                with self.pending_lock:  # the reader clears stream_open under this lock as it reads close_stream
-                    if not self.stream_open:
-                        return
-                time.sleep(0.01)
-
-    return SettledClient(url, verbose=False)
+@functools.cache
+def _bench_soak():
+    spec = importlib.util.spec_from_file_location("soak", ROOT / "bench" / "soak.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

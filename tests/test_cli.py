@@ -318,6 +318,20 @@ def test_uneven_false_alarms_across_groups_reach_the_caution():
     assert uneven_false_alarms(None) == "" and uneven_false_alarms({"unseen": {"all": None}}) == ""
 
 
+def test_the_bundled_default_states_its_uneven_false_alarms_beside_every_verdict():
+    """The default's evaluation holds the unseen-face groups (``real_faces.unseen``), its card the table,
+    and the note the app shows beside its verdicts names the groups it flags most."""
+    from forensics.core import read_json
+    from forensics.detector_notes import detector_note
+
+    folder = ROOT / "assets" / "detectors" / "default"
+    unseen = read_json(folder / "metrics.json")["real_faces"]["unseen"]
+    assert unseen["faces"] >= 3000 and set(unseen["sources"]) == {"UTKFace"}
+    assert f"| all | {unseen['faces']} |" in (folder / "README.md").read_text()
+    caution = detector_note("default").caution
+    assert "its false alarms are uneven" in caution and "labelled Black" in caution, caution
+
+
 def test_the_note_reads_generated_faces_against_identical_reals_and_names_unseen_generators(tmp_path, monkeypatch,
                                                                                            model_dirs):
     """Generated faces are judged against FFHQ's reals (prepared exactly like them) where the

@@ -572,7 +572,8 @@ def test_real_face_probes_report_groups_and_camera_processing():
     import cv2
 
     from training.data import CachedFace
-    from training.evaluate import CAMERA_PROCESSING, RE_ENCODING, face_groups, real_face_probes
+    from training.data import face_groups
+    from training.evaluate import CAMERA_PROCESSING, RE_ENCODING, real_face_probes
 
     def face(name, source="UTKFace"):
         return CachedFace(crop_path="", label="real", source=source, group=name, landmarks=[], confidence=1.0,
@@ -711,6 +712,30 @@ def test_train_repeats_raise_a_small_source_dose_without_touching_the_validation
         repeat_training_faces(train, {"Nope": 2})
 
 
+def test_group_repeats_raise_the_dose_of_a_group_of_real_faces_and_leave_validation_alone():
+    """`group_repeats`: each training face of a named group (from UTKFace's file names) taken N times
+    an epoch, the most its groups ask; other faces and the validation faces are those of a plain run."""
+    from training.data import CachedFace
+    from training.pipeline import repeat_group_faces, split_faces
+
+    names = [f"{age}_{sex}_{race}_2017010{i}" for i, (age, sex, race) in
+             enumerate([(25, 0, 1), (16, 1, 1), (16, 0, 0), (40, 1, 3), (30, 0, 0)] * 8)]
+    faces = [CachedFace(f"{n}.png", "real", "UTKFace", n, [], 1.0, 0.0, image_path=f"{n}.jpg") for n in names]
+    faces += [CachedFace(f"sd{i}.png", "fake", "SD", f"sd{i}", [], 1.0, 0.0, image_path=f"sd{i}.jpg") for i in range(20)]
+    config = {"val_fraction": 0.25, "seed": 0, "holdout_sources": []}
+    train, val = split_faces(faces, config)
+    repeats = {"UTKFace Black": 3, "UTKFace age 13-19": 2}
+    more_train, more_val = split_faces(faces, {**config, "group_repeats": repeats})
+    assert more_val == val
+    expected = {"25_0_1": 3, "16_1_1": 3, "16_0_0": 2, "40_1_3": 1, "30_0_0": 1}  # Black 3, a Black teen 3 (the most)
+    for face in train:
+        times = expected[Path(face.image_path).name[:6]] if face.source == "UTKFace" else 1
+        assert more_train.count(face) == times, face.image_path
+    assert len(more_train) > len(train)
+    with pytest.raises(ValueError, match="group_repeats names unknown groups: UTKFace Martian"):
+        repeat_group_faces(train, {"UTKFace Martian": 2})
+
+
 def test_photo_folders_train_as_reals_outside_the_split_and_leave_the_false_alarm_measure(tmp_path):
     """`photo_folders`: every image below each folder (relative to the CSV) is a real sample of the
     source "real photos (<folder>)"; its faces only ever train (the validation faces and every other
@@ -798,7 +823,9 @@ def test_a_bad_train_cap_is_refused_in_one_line(tmp_path):
     for caps, message in [('{"FFHQ": 0}', "train_caps must map source names to a number of faces"),
                           ('{"Nope": 3}', "train: train_caps names sources with no training faces: Nope"),
                           ('{"FFHQ": 2}\ntrain_repeats: {"FFHQ": 1.5}', "train_repeats must map source names to a number of times"),
-                          ('{"FFHQ": 2}\ntrain_repeats: {"Nope": 2}', "train: train_repeats names sources with no training faces: Nope")]:
+                          ('{"FFHQ": 2}\ntrain_repeats: {"Nope": 2}', "train: train_repeats names sources with no training faces: Nope"),
+                          ('{"FFHQ": 2}\ngroup_repeats: {"UTKFace Black": 0}', "group_repeats must map group names to a number of times"),
+                          ('{"FFHQ": 2}\ngroup_repeats: {"Black": 2}', "train: group_repeats names unknown groups: Black (known: UTKFace age 0-12")]:
         config = tmp_path / "bad.yaml"
         config.write_text(f"model: hybrid\ndata: {table}\ncache: {tmp_path / 'cache'}\nout: {tmp_path / 'run'}\n"
                           f"image_size: 64\nepochs: 1\nworkers: 0\nval_fraction: 0.25\ntrain_caps: {caps}\n")

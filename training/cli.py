@@ -37,6 +37,7 @@ DEFAULTS = {
     "train_sources": None,  # None: every source not held out
     "train_caps": None,  # {source: most training faces}: a source's dose (validation faces unchanged)
     "train_repeats": None,  # {source: times}: each training face of a source taken that many times an epoch
+    "group_repeats": None,  # {group: times}: each training face of a group ("UTKFace Black") taken that many times
     "holdout_sources": ["StyleGAN2 (thispersondoesnotexist)"],
     "val_fraction": 0.15,
     "max_padding": 0.15,
@@ -223,11 +224,12 @@ def resolve_config(args: argparse.Namespace) -> dict:
         checks.model_settings(config)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
-    for key, what in (("train_caps", "faces"), ("train_repeats", "times")):
+    for key, named, what in (("train_caps", "source", "faces"), ("train_repeats", "source", "times"),
+                             ("group_repeats", "group", "times")):
         counts = config.get(key)
         if counts is not None and not (isinstance(counts, dict) and all(
                 isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 1 for k, v in counts.items())):
-            raise SystemExit(f"{key} must map source names to a number of {what} (1 or more), got {counts!r}")
+            raise SystemExit(f"{key} must map {named} names to a number of {what} (1 or more), got {counts!r}")
     return config
 
 

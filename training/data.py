@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import random
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,3 +220,33 @@ def load_crop(face: CachedFace) -> np.ndarray:
     if bgr is None:
         raise MediaError(f"{face.crop_path}: cached crop is missing or unreadable")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+UTKFACE_RACES = ("White", "Black", "Asian", "Indian", "Other")  # UTKFace's race codes 0-4
+AGE_GROUPS = ((12, "0-12"), (19, "13-19"), (39, "20-39"), (59, "40-59"), (200, "60+"))
+# Every group name face_groups can give (what a config's group_repeats may name).
+FACE_GROUPS = tuple([f"UTKFace age {band}" for _, band in AGE_GROUPS] + ["UTKFace male", "UTKFace female"]
+                    + [f"UTKFace {race}" for race in UTKFACE_RACES])
+
+
+def face_groups(face: CachedFace) -> list[str]:
+    """The groups a face belongs to, where its source's file names say (the data README: look at
+    results per age group). UTKFace names are ``age_gender_race_date``: gender 0 male, 1 female;
+    race 0-4 as in ``UTKFACE_RACES``."""
+    if face.source != "UTKFace":
+        return []
+    m = re.match(r"(\d+)_([01])_([0-4])_", Path(face.image_path).name)
+    if not m:
+        return []
+    age = int(m[1])
+    band = next(label for top, label in AGE_GROUPS if age <= top)
+    return [f"UTKFace age {band}", f"UTKFace {('male', 'female')[int(m[2])]}", f"UTKFace {UTKFACE_RACES[int(m[3])]}"]
+
+
+def group_members(faces: Sequence[CachedFace]) -> dict[str, list[int]]:
+    """The indices of ``faces`` in each group (:func:`face_groups`) that holds one."""
+    members: dict[str, list[int]] = {}
+    for i, face in enumerate(faces):
+        for group in face_groups(face):
+            members.setdefault(group, []).append(i)
+    return members

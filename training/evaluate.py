@@ -5,7 +5,6 @@ report.html."""
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -23,7 +22,7 @@ from forensics.detectors.card import holdout_sources as held_out_sources
 from forensics.detectors.card import write_card
 from training import augment
 from training.checks import video_evaluation_inputs
-from training.data import FRAMES_DIR, VIDEO_EXTENSIONS, CachedFace, _inside, load_crop, read_labels_csv
+from training.data import FRAMES_DIR, VIDEO_EXTENSIONS, CachedFace, _inside, group_members, load_crop, read_labels_csv
 from training.false_alarms import real_photo_false_alarms, real_photos_folder, trained_photos
 from training.metrics import binary_metrics, calibration, roc_points, tune_threshold, wilson_interval
 from training.sbi import self_blend
@@ -143,8 +142,6 @@ HELD_OUT_ONLY = "held-out sources only (never trained on)"
 # The frames of talking-head clips: the validated share of the training clips and the clips held out whole.
 CLIP_SOURCES = (VIDEO_SOURCE, f"{VIDEO_SOURCE}, held out")
 
-UTKFACE_RACES = ("White", "Black", "Asian", "Indian", "Other")  # UTKFace's race codes 0-4
-AGE_GROUPS = ((12, "0-12"), (19, "13-19"), (39, "20-39"), (59, "40-59"), (200, "60+"))
 # The look of a studio or press photograph (more saturation, more mid-tone contrast, a warm cast): what the Stable
 # Diffusion portraits have and few training reals do (docs/experiments.md, thirty-third session); the arguments of
 # training.augment.grade after the image.
@@ -165,29 +162,6 @@ RE_ENCODING: dict[str, Callable] = {
 }
 # The robustness cases whose calibration is reported beside the clean one (``codec_calibration``).
 CODEC_CALIBRATION_CASES = ("jpeg_50", "h264_crf_32", "h264_crf_40")
-
-
-def face_groups(face: CachedFace) -> list[str]:
-    """The groups a face belongs to, where its source's file names say (the data README: look at
-    results per age group). UTKFace names are ``age_gender_race_date``: gender 0 male, 1 female;
-    race 0-4 as in ``UTKFACE_RACES``."""
-    if face.source != "UTKFace":
-        return []
-    m = re.match(r"(\d+)_([01])_([0-4])_", Path(face.image_path).name)
-    if not m:
-        return []
-    age = int(m[1])
-    band = next(label for top, label in AGE_GROUPS if age <= top)
-    return [f"UTKFace age {band}", f"UTKFace {('male', 'female')[int(m[2])]}", f"UTKFace {UTKFACE_RACES[int(m[3])]}"]
-
-
-def group_members(faces: Sequence[CachedFace]) -> dict[str, list[int]]:
-    """The indices of ``faces`` in each group (:func:`face_groups`) that holds one."""
-    members: dict[str, list[int]] = {}
-    for i, face in enumerate(faces):
-        for group in face_groups(face):
-            members.setdefault(group, []).append(i)
-    return members
 
 
 def real_face_probes(detector, faces: Sequence[CachedFace], images: Sequence[np.ndarray], scores: np.ndarray,
@@ -232,7 +206,7 @@ def group_false_alarms(faces: Sequence[CachedFace], scores: np.ndarray, threshol
 
 
 def unseen_real_faces(detector, folder: str | Path, data: str, cache: str, batch: int = 256) -> dict | None:
-    """The false-alarm probe with numbers: the real faces the run's ``max_per_source`` left out of its
+    """The false-alarm probe on many more faces: the real faces the run's ``max_per_source`` left out of its
     pool (no split holds them: never trained on, never validated on, never used to calibrate),
     scored like validation faces, by group (:func:`group_false_alarms`). None when the cap left no
     real face out."""

@@ -18,11 +18,13 @@ from forensics.detectors.card import VIDEO_SOURCE, holdout_sources, write_card
 from forensics.detectors.timm_family import save_timm_detector
 from forensics.jobs.settings import labels_problem
 from training.data import (
+    FACE_GROUPS,
     FRAMES_DIR,
     CachedFace,
     FaceCropCache,
     Sample,
     face_counts,
+    face_groups,
     grouped_split,
     image_folder,
     is_photo_source,
@@ -130,6 +132,8 @@ def split_faces(faces: Sequence[CachedFace], config: dict) -> tuple[list[CachedF
         train_faces = cap_training_faces(train_faces, config["train_caps"], int(config["seed"]))
     if config.get("train_repeats"):
         train_faces = repeat_training_faces(train_faces, config["train_repeats"])
+    if config.get("group_repeats"):
+        train_faces = repeat_group_faces(train_faces, config["group_repeats"])
     return train_faces, val_faces
 
 
@@ -141,6 +145,10 @@ def check_named_sources(config: dict) -> None:
     """``train_caps`` and ``train_repeats`` naming a source the data lacks or holds out, refused before
     the faces are cropped (minutes on the whole data) rather than after; a source whose every face
     is lost in cropping is refused after it (``cap_training_faces``, ``repeat_training_faces``)."""
+    unknown_groups = sorted(set(config.get("group_repeats") or {}) - set(FACE_GROUPS))
+    if unknown_groups:
+        raise ConfigError(f"group_repeats names unknown groups: {', '.join(unknown_groups)} "
+                          f"(known: {', '.join(FACE_GROUPS)})")
     named = {key: set(config.get(key) or {}) for key in ("train_caps", "train_repeats")}
     if not any(named.values()):
         return
@@ -185,6 +193,21 @@ def repeat_training_faces(faces: Sequence[CachedFace], repeats: dict) -> list[Ca
     out: list[CachedFace] = []
     for face in faces:
         out.extend([face] * int(repeats.get(face.source, 1)))
+    return out
+
+
+def repeat_group_faces(faces: Sequence[CachedFace], repeats: dict) -> list[CachedFace]:
+    """Each training face of a group named in ``repeats`` (:data:`training.data.FACE_GROUPS`, e.g.
+    "UTKFace Black") taken that many times an epoch, the most its groups ask where it is in several
+    (on top of ``train_repeats``: a face already repeated for its source is repeated each time): the
+    dose of the real faces a detector flags most raised without new faces. Validation is untouched."""
+    unknown = sorted(set(repeats) - set(FACE_GROUPS))
+    if unknown:
+        raise ConfigError(f"group_repeats names unknown groups: {', '.join(unknown)} (known: {', '.join(FACE_GROUPS)})")
+    out: list[CachedFace] = []
+    for face in faces:
+        times = max([int(repeats.get(g, 1)) for g in face_groups(face)], default=1)
+        out.extend([face] * times)
     return out
 
 

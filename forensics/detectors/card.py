@@ -328,7 +328,7 @@ def unseen_real_face_lines(unseen: dict | None) -> list[str]:
 
     drawn = ", ".join(f"{source} {n}" for source, n in unseen.get("sources", {}).items())
     rows = [("all", unseen["all"]), *unseen["groups"].items()]
-    return ["", f"By group, with numbers: the {unseen['faces']} real faces ({drawn}) that the run's per-source cap left "
+    return ["", f"By group, on many more faces: the {unseen['faces']} real faces ({drawn}) that the run's per-source cap left "
             "out of every split (never trained on, validated on or calibrated on), at the same threshold; the share "
             "flagged with its 95% interval (Wilson):", "",
             *_table(["group", "faces", "mean P(fake)", "flagged (95% interval)"],

@@ -486,3 +486,13 @@ def test_comparison_report_is_self_contained_and_escapes_what_came_from_files(tm
                                                                                   ("Person 1", "two", False)]
     assert saved["agreement"] == {"Person 1": "1 of 2 flag it"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip-comparison.html", "clip-comparison.json"]  # no temporaries
+    assert "the face as" not in html  # one crop: both detectors cropped the face alike
+
+    wide = result(0.7)  # a detector of another input size or framing crops the face its own way
+    wide.faces[0].crop = np.full((96, 96, 3), 60, np.uint8)
+    framed = Comparison(input="a.mp4", kind="video", runs=[DetectorRun("one", result(0.8)), DetectorRun("wide", wide)])
+    _, framed_html = write_compare_reports(framed, tmp_path / "framed", "a")
+    page = framed_html.read_text()
+    assert page.count("data:image/") == 4  # each detector's crop, then its map over it
+    assert page.index("the face as one crops it") < page.index("one: ") < page.index("the face as wide crops it") \
+        < page.index("wide: ")

@@ -12,6 +12,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
 import forensics
 from forensics import compare as comparing
 from forensics.core import write_atomic
@@ -59,12 +61,17 @@ def compare_report_html(comparison: comparing.Comparison, alpha: float = 0.5) ->
              "agreement": agree} for row, (unit, detector, p, threshold, call, agree) in comparing.table(comparison)]
     units = []
     for unit in comparing.units(comparison):
+        faces = [(run, face) for run in comparison.done
+                 if (face := comparing.unit_face(comparison, run, unit)) is not None and face.crop is not None]
+        # Detectors of other input sizes or framings crop the face differently: each such crop is shown
+        # before its maps, so that no map is seen over another detector's crop.
+        one_crop = all(f.crop.shape == faces[0][1].crop.shape and np.array_equal(f.crop, faces[0][1].crop)
+                       for _, f in faces)
         figures = []
-        for run in comparison.done:
-            face = comparing.unit_face(comparison, run, unit)
-            if face is None or face.crop is None:
-                continue
-            if not figures:
+        for run, face in faces:
+            if not one_crop:
+                figures.append(_figure(face.crop, "crop", f"the face as {run.detector} crops it", "JPEG"))
+            elif not figures:
                 figures.append(_figure(face.crop, "crop", "the face", "JPEG"))
             figures += [_figure(overlay(face.crop, heatmap, alpha=alpha), "overlay",
                                 f"{run.detector}: {_method_title(method)}", "PNG", method)

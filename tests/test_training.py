@@ -17,7 +17,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from forensics.detectors import load_detector
-from tests.conftest import DATA, Squares, data_path, refusals_without_torch
+from tests.conftest import DATA, ROOT, Squares, data_path, refusals_without_torch
 from training.data import (
     FaceCropCache,
     Sample,
@@ -1472,6 +1472,32 @@ def test_wilson_interval_matches_known_values():
             assert abs(hits / n - p0) == pytest.approx(1.96 * np.sqrt(p0 * (1 - p0) / n), abs=1e-9)
     assert wilson_interval(12, 12)[1] == 1.0 and wilson_interval(0, 12)[0] == 0.0
     assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_mcnemar_exact_is_the_two_sided_binomial_test_of_the_discordant_items():
+    from scipy.stats import binomtest
+
+    from training.metrics import mcnemar_exact
+
+    assert mcnemar_exact(0, 5) == pytest.approx(0.0625) and mcnemar_exact(1, 9) == pytest.approx(22 / 1024)
+    for a, b in ((3, 3), (0, 0), (7, 2), (20, 41)):
+        assert mcnemar_exact(a, b) == pytest.approx(binomtest(a, a + b).pvalue if a + b else 1.0)
+    assert mcnemar_exact(3, 3) == 1.0 and mcnemar_exact(2, 7) == mcnemar_exact(7, 2)
+
+
+def test_paired_false_alarm_rows_count_the_faces_only_one_detector_flags():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("paired", ROOT / "scripts" / "paired-false-alarms.py")
+    paired = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(paired)
+    a = np.array([1, 1, 0, 0, 1, 0], bool)
+    b = np.array([1, 0, 0, 1, 0, 0], bool)
+    rows = paired.paired_rows({"v9": a, "new": b}, {"UTKFace Black": [0, 1, 2]})
+    assert [(r["group"], r["faces"], r["only_first"], r["only_other"]) for r in rows] == [("all", 6, 2, 1),
+                                                                                        ("UTKFace Black", 3, 1, 0)]
+    assert rows[0]["first_flagged"] == pytest.approx(0.5) and rows[0]["other_flagged"] == pytest.approx(2 / 6)
+    assert rows[0]["p"] == pytest.approx(1.0) and rows[1]["other"] == "new"
 
 
 def test_unseen_real_faces_are_those_the_cap_left_out_scored_by_group(tmp_path):

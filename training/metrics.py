@@ -75,3 +75,15 @@ def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return (0.0 if hits == 0 else max(0.0, centre - half)), (1.0 if hits == n else min(1.0, centre + half))
+
+
+def mcnemar_exact(only_first: int, only_second: int) -> float:
+    """The two-sided exact McNemar p-value of two detectors judged on the same items: ``only_first`` items
+    only the first flags, ``only_second`` only the second (items both or neither flag carry no evidence).
+    Under "they flag alike" each such item is either's with probability 1/2 (a binomial test); 1.0 when
+    there are none."""
+    n = only_first + only_second
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(only_first, only_second) + 1)) / 2**n
+    return min(1.0, 2 * tail)

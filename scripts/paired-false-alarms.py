@@ -2,10 +2,12 @@
 (the runs' ``max_per_source`` left them out: never trained on, validated on or calibrated on), by group
 (UTKFace's file names), each detector at its own threshold. For the first detector against each other:
 the share each flags, the faces only one of them flags, and the exact McNemar p-value (paired, so far
-stronger than comparing two shares with their own intervals).
+stronger than comparing two shares with their own intervals). ``--matched`` adds each other detector at the
+threshold that flags as many of these faces as the first: how evenly its false alarms fall across groups, apart
+from where its validation put its threshold.
 
     .venv/bin/python scripts/paired-false-alarms.py assets/detectors/default runs/ft-groups/model \
-        runs/ft-groups-control/model --union "UTKFace Black" "UTKFace Indian" "UTKFace age 13-19" --json /tmp/paired.json
+        runs/ft-groups-control/model --union "UTKFace Black" "UTKFace Indian" "UTKFace age 13-19" --matched --json /tmp/paired.json
 """
 from __future__ import annotations
 
@@ -56,6 +58,9 @@ def main() -> int:
     parser.add_argument("--cache", default=".cache/crops256")
     parser.add_argument("--union", nargs="*", default=[],
                         help="groups also counted together as one row (e.g. the groups a run trained more often)")
+    parser.add_argument("--matched", action="store_true",
+                        help="also each other detector at the threshold that flags as many of the faces as the first: "
+                             "how evenly its false alarms fall, whatever its own threshold")
     parser.add_argument("--json", dest="json_out", default=None)
     args = parser.parse_args()
     if len(args.detectors) < 2:
@@ -65,6 +70,7 @@ def main() -> int:
     if not common:
         raise SystemExit("these detectors' runs left out no real image in common")
     flags: dict[str, np.ndarray] = {}
+    all_scores: dict[str, np.ndarray] = {}
     faces = None
     for d in args.detectors:
         _, config = _crop_config(d, args.data, args.cache)
@@ -75,6 +81,12 @@ def main() -> int:
         scores = np.concatenate([_score(detector, [load_crop(f) for f in keep[i:i + 256]])
                                  for i in tqdm(range(0, len(keep), 256), desc=Path(d).parent.name or d, leave=False)])
         flags[d] = scores >= float(detector.threshold)
+        all_scores[d] = scores
+    if args.matched:  # each other detector at the threshold that flags as many of these faces as the first does
+        share = flags[args.detectors[0]].mean()
+        for d in args.detectors[1:]:
+            cut = np.quantile(all_scores[d], 1 - share, method="higher") if share > 0 else np.inf
+            flags[f"{d} (as many flagged)"] = all_scores[d] >= cut
     members = group_members(faces)
     unknown = sorted(set(args.union) - set(members))
     if unknown:

@@ -142,9 +142,10 @@ class ConfigError(ValueError):
 
 
 def check_named_sources(config: dict) -> None:
-    """``train_caps`` and ``train_repeats`` naming a source the data lacks or holds out, refused before
-    the faces are cropped (minutes on the whole data) rather than after; a source whose every face
-    is lost in cropping is refused after it (``cap_training_faces``, ``repeat_training_faces``)."""
+    """``train_caps`` and ``train_repeats`` naming a source the data lacks or holds out, and
+    ``group_repeats`` naming a group no face can be in, refused before the faces are cropped (minutes on
+    the whole data) rather than after; a source whose every face is lost in cropping is refused after
+    it (``cap_training_faces``, ``repeat_training_faces``)."""
     unknown_groups = sorted(set(config.get("group_repeats") or {}) - set(FACE_GROUPS))
     if unknown_groups:
         raise ConfigError(f"group_repeats names unknown groups: {', '.join(unknown_groups)} "

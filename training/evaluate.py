@@ -21,6 +21,7 @@ from forensics.detectors.card import VIDEO_SOURCE
 from forensics.detectors.card import holdout_sources as held_out_sources
 from forensics.detectors.card import write_card
 from training import augment
+from training.calibrate import threshold_spread
 from training.checks import video_evaluation_inputs
 from training.data import FRAMES_DIR, VIDEO_EXTENSIONS, CachedFace, _inside, group_members, load_crop, read_labels_csv
 from training.false_alarms import real_photo_false_alarms, real_photos_folder, trained_photos
@@ -493,6 +494,7 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
         "at_tuned_threshold": binary_metrics(y, p, tuned),
         "per_source": per_source,
         "calibration": calibration(y, p),
+        "threshold_spread": threshold_spread(y, p),
         "roc": roc_points(y, p),
         "robustness_auc": robustness(detector, images, y, seed, sources=sources, holdout_sources=holdout_sources,
                                      scores=p),

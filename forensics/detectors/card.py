@@ -368,11 +368,22 @@ def calibration_lines(cal: dict | None, metrics: dict | None = None) -> list[str
              f"| before (temperature 1, threshold 0.5) | {_fmt(cal['before']['ece'])} | "
              f"{_fmt(cal['before'].get('accuracy_at_0.5'))} |",
              f"| after | {_fmt(cal['after']['ece'])} | {_fmt(cal['after'].get('accuracy_at_threshold'))} |", "",
+             *threshold_spread_lines((metrics or {}).get("threshold_spread")),
              "Reliability (mean predicted P(fake) -> observed share of fakes, per occupied bin of 0.1):", ""]
     for when in ("before", "after"):
         pairs = zip(cal[when]["mean_predicted"], cal[when]["fraction_positive"])
         lines.append(f"- {when}: " + ", ".join(f"{p:.2f}->{f:.2f}" for p, f in pairs))
     return lines + small_face_lines(cal.get("small_faces"), metrics)
+
+
+def threshold_spread_lines(spread: dict | None) -> list[str]:
+    """How far the threshold's rule moves on the same faces drawn again (``training.calibrate.threshold_spread``)."""
+    if not spread:
+        return []
+    return [f"Where the threshold falls is itself uncertain: on {spread['resamples']} bootstrap resamples of the "
+            f"{spread['faces']} evaluated validation images (calibration kept), the same rule puts it between "
+            f"{spread['p05']:.3f} and {spread['p95']:.3f} (5th-95th percentile; median {spread['median']:.3f}). A score "
+            "that close to the threshold is a call the validation faces cannot settle.", ""]
 
 
 CODEC_CASE_NAMES = {"clean": "as stored", "jpeg_50": "JPEG quality 50", "h264_crf_32": "H.264 CRF 32",

@@ -91,9 +91,9 @@ def test_threshold_spread_is_wide_on_few_faces_and_narrows_on_many():
     assert threshold_spread(np.ones(5), np.linspace(0, 1, 5)) is None
     from forensics.detectors.card import threshold_spread_lines
 
-    text = " ".join(threshold_spread_lines({**few, "p05": 0.41, "p95": 0.63, "median": 0.52}))
+    text = " ".join(threshold_spread_lines({**few, "p05": 0.41, "p95": 0.63, "median": 0.52, "threshold": 0.5}))
     assert f"on 200 bootstrap resamples of the {few['faces']} evaluated validation images" in text
-    assert "between 0.410 and 0.630 (5th-95th percentile; median 0.520)" in text
+    assert "between 0.410 and 0.630 (5th-95th percentile; median 0.520; on all of them once, 0.500)" in text
     assert threshold_spread_lines(None) == []
 
 

@@ -382,8 +382,9 @@ def threshold_spread_lines(spread: dict | None) -> list[str]:
         return []
     return [f"Where the threshold falls is itself uncertain: on {spread['resamples']} bootstrap resamples of the "
             f"{spread['faces']} evaluated validation images (calibration kept), the same rule puts it between "
-            f"{spread['p05']:.3f} and {spread['p95']:.3f} (5th-95th percentile; median {spread['median']:.3f}). A score "
-            "that close to the threshold is a call the validation faces cannot settle.", ""]
+            f"{spread['p05']:.3f} and {spread['p95']:.3f} (5th-95th percentile; median {spread['median']:.3f}; on all of "
+            f"them once, {spread['threshold']:.3f}). A score that close to the threshold is a call the validation faces "
+            "cannot settle.", ""]
 
 
 CODEC_CASE_NAMES = {"clean": "as stored", "jpeg_50": "JPEG quality 50", "h264_crf_32": "H.264 CRF 32",

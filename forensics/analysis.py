@@ -191,9 +191,11 @@ def _compression_caution(result: AnalysisResult, detector: Detector) -> str:
 
 def _close_call(result: AnalysisResult, detector: Detector) -> tuple[dict, str]:
     """What is known of the verdict's score (``AnalysisResult.uncertainty``: the detector's calibration
-    error, for a video the deciding person's standard error over the sampled frames, ``close_call``)
-    and the caution for a close call (``forensics.detector_notes.close_call_caution``), "" otherwise."""
-    from forensics.detector_notes import calibration_error, close_call_caution
+    error, for a video the deciding person's standard error over the sampled frames, ``close_call``, and
+    ``threshold_range``, where its threshold rule puts the threshold on resamples of its validation faces)
+    and the caution for a close call (``forensics.detector_notes.close_call_caution``), else for a score
+    inside that range (``threshold_caution``), else ""."""
+    from forensics.detector_notes import calibration_error, close_call_caution, threshold_caution, threshold_spread
 
     metrics = _detector_metrics(detector)
     sampling = sampling_error(result)
@@ -207,6 +209,12 @@ def _close_call(result: AnalysisResult, detector: Detector) -> tuple[dict, str]:
         known.update(sampling_error=round(sampling[2], 4), sampled_frames=sampling[1], deciding=sampling[0])
     if "calibration_error" in known:
         known["close_call"] = bool(note)
+    spread = threshold_spread(metrics)
+    if spread:
+        known["threshold_range"] = [round(spread[0], 4), round(spread[1], 4)]
+    if not note:  # a close call already says the verdict could go either way
+        note = threshold_caution(result.fake_probability, detector.threshold, metrics,
+                                 build=bool(getattr(detector, "variant", None)))
     return known, note
 
 

@@ -345,6 +345,35 @@ def close_call_caution(p: float | None, threshold: float | None, metrics: dict |
     return text + (" (the calibration of the float model this build was made from)." if build else ".")
 
 
+def threshold_spread(metrics: dict | None) -> tuple[float, float] | None:
+    """Where the detector's threshold rule puts the threshold on resamples of its validation faces
+    (``metrics.json``'s ``threshold_spread``: 5th and 95th percentiles), or None when not measured."""
+    spread = (metrics or {}).get("threshold_spread") or {}
+    try:
+        low, high = float(spread["p05"]), float(spread["p95"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (low, high) if 0.0 <= low <= high <= 1.0 else None
+
+
+def threshold_caution(p: float | None, threshold: float | None, metrics: dict | None, build: bool = False) -> str:
+    """A one-line caution for a score that lies where the threshold itself could have fallen: inside the
+    range the detector's threshold rule gives on resamples of its validation faces, on the other side of
+    some of it. "" when it is outside, or when the spread was not measured (a close call by the
+    calibration error says more, and is given instead where both hold)."""
+    spread = threshold_spread(metrics)
+    if p is None or threshold is None or spread is None:
+        return ""
+    low, high = spread
+    other_way = low <= p < threshold if p < threshold else p < high  # a threshold in the range on p's other side
+    if not other_way:
+        return ""
+    return (f"Unsettled threshold: P(fake) {p:.3f} lies where the threshold ({threshold:.2f}) could have fallen: "
+            f"its rule, run on resamples of the detector's validation faces, puts it between {low:.2f} and {high:.2f}, "
+            "so a threshold chosen on another draw of those faces could call this the other way"
+            + (" (the float model's measure, this build was made from it)." if build else "."))
+
+
 # An image saved at this JPEG quality or lower gets a caution: the detail the detectors read is going.
 LOW_JPEG_QUALITY = 60
 JPEG_ROW = re.compile(r"jpeg_(\d+)$")

@@ -330,6 +330,52 @@ def test_a_low_quality_jpeg_says_so_with_the_detectors_own_figures(model_dirs, f
     assert jpeg_caution(40, measured, build=True).endswith("this build was made from).")
 
 
+def test_a_score_where_the_threshold_could_have_fallen_says_so(model_dirs, face_detector, tmp_path):
+    """A score farther from the threshold than the calibration error, but inside the range the threshold
+    rule gives on resamples of the validation faces (metrics.json's threshold_spread), is called unsettled
+    under the verdict and the range goes into the JSON; outside the range, or with a close call, it is not."""
+    import shutil
+
+    from forensics.detector_notes import threshold_caution
+
+    folder = tmp_path / "measured"
+    shutil.copytree(model_dirs["timm-vit"], folder)
+    photo = data_path("photos/face_recognition/obama.jpg")
+
+    def analyse(threshold: float, metrics: dict):
+        config = json.loads((folder / "config.json").read_text())
+        config.setdefault("forensics", {})["threshold"] = threshold
+        (folder / "config.json").write_text(json.dumps(config))
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+        return Analyzer(load_detector(folder, allow_untrained=True, cache=False), face_detector, methods=()).analyze(photo)
+
+    p = analyse(0.5, {}).fake_probability
+    threshold = min(0.99, p + 0.08) if p < 0.5 else max(0.01, p - 0.08)
+    spread = {"threshold_spread": {"p05": threshold - 0.1, "p95": threshold + 0.1, "median": threshold}}
+    result = analyse(threshold, {"calibration": {"ece": 0.02}, **spread})
+    notes = [n for n in result.notes if n.startswith("Unsettled threshold")]
+    assert notes == [f"Unsettled threshold: P(fake) {p:.3f} lies where the threshold ({threshold:.2f}) could have "
+                     f"fallen: its rule, run on resamples of the detector's validation faces, puts it between "
+                     f"{threshold - 0.1:.2f} and {threshold + 0.1:.2f}, so a threshold chosen on another draw of those "
+                     "faces could call this the other way."]
+    assert not any(n.startswith("Close call") for n in result.notes)
+    assert result.uncertainty == {"calibration_error": 0.02, "close_call": False,
+                                  "threshold_range": [round(threshold - 0.1, 4), round(threshold + 0.1, 4)]}
+    narrow = {"threshold_spread": {"p05": threshold - 0.05, "p95": threshold + 0.05}}  # p is 0.08 away: outside
+    assert not any(n.startswith("Unsettled") for n in analyse(threshold, {"calibration": {"ece": 0.02}, **narrow}).notes)
+    close = analyse(threshold, {"calibration": {"ece": 0.1}, **spread})  # a close call says it, once
+    assert [n[:12] for n in close.notes if n.startswith(("Close call", "Unsettled"))] == ["Close call: "]
+    # the rule: a threshold inside the range must lie on the score's other side
+    assert threshold_caution(0.60, 0.68, spread_of(0.55, 0.70)) and threshold_caution(0.69, 0.68, spread_of(0.55, 0.70))
+    assert not threshold_caution(0.50, 0.68, spread_of(0.55, 0.70)) and not threshold_caution(0.71, 0.68, spread_of(0.55, 0.70))
+    assert not threshold_caution(0.60, 0.68, {}) and not threshold_caution(0.60, 0.68, spread_of(0.7, 0.5))
+    assert threshold_caution(0.60, 0.68, spread_of(0.55, 0.70), build=True).endswith("this build was made from it).")
+
+
+def spread_of(low: float, high: float) -> dict:
+    return {"threshold_spread": {"p05": low, "p95": high}}
+
+
 def test_a_verdict_within_the_calibration_error_of_the_threshold_is_a_close_call(model_dirs, face_detector, tmp_path):
     """A score that lies within the detector's calibration error (its metrics.json's ECE) of its threshold
     says so under the verdict: the probability is known only that closely, so the call could go either

@@ -46,7 +46,7 @@ VIDEO_REALS_ROW = "H.264 CRF 32"
 # the detector sees it enlarged, with little of the detail it reads (the evaluation's small-face rows).
 SMALL_FACE_PX = 128
 # How this input's cautions begin (``AnalysisResult.notes``), so that a view listing them can pick them out.
-CAUTION_PREFIXES = ("Caution:", "Close call:")
+CAUTION_PREFIXES = ("Caution:", "Close call:", "Unsettled threshold:")
 SMALL_FACE_ROW = re.compile(r"small_(\d+)_h264_crf_(\d+)$")
 
 

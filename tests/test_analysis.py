@@ -359,6 +359,11 @@ def test_a_score_where_the_threshold_could_have_fallen_says_so(model_dirs, face_
                      f"{threshold - 0.1:.2f} and {threshold + 0.1:.2f}, so a threshold chosen on another draw of those "
                      "faces could call this the other way."]
     assert not any(n.startswith("Close call") for n in result.notes)
+    from forensics.cli import _summary_line
+    from forensics.compare import Comparison, DetectorRun
+    from ui.compare import summary as compare_summary
+    assert _summary_line(result).splitlines()[1:] == [f"  {notes[0]}"]  # under the CLI's summary line
+    assert notes[0] in compare_summary(Comparison(str(photo), "image", [DetectorRun(str(folder), result)]))
     assert result.uncertainty == {"calibration_error": 0.02, "close_call": False,
                                   "threshold_range": [round(threshold - 0.1, 4), round(threshold + 0.1, 4)]}
     narrow = {"threshold_spread": {"p05": threshold - 0.05, "p95": threshold + 0.05}}  # p is 0.08 away: outside

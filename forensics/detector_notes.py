@@ -371,7 +371,7 @@ def threshold_caution(p: float | None, threshold: float | None, metrics: dict | 
     return (f"Unsettled threshold: P(fake) {p:.3f} lies where the threshold ({threshold:.2f}) could have fallen: "
             f"its rule, run on resamples of the detector's validation faces, puts it between {low:.2f} and {high:.2f}, "
             "so a threshold chosen on another draw of those faces could call this the other way"
-            + (" (the float model's measure, this build was made from it)." if build else "."))
+            + (" (measured on the float model this build was made from)." if build else "."))
 
 
 # An image saved at this JPEG quality or lower gets a caution: the detail the detectors read is going.

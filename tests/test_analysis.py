@@ -374,7 +374,7 @@ def test_a_score_where_the_threshold_could_have_fallen_says_so(model_dirs, face_
     assert threshold_caution(0.60, 0.68, spread_of(0.55, 0.70)) and threshold_caution(0.69, 0.68, spread_of(0.55, 0.70))
     assert not threshold_caution(0.50, 0.68, spread_of(0.55, 0.70)) and not threshold_caution(0.71, 0.68, spread_of(0.55, 0.70))
     assert not threshold_caution(0.60, 0.68, {}) and not threshold_caution(0.60, 0.68, spread_of(0.7, 0.5))
-    assert threshold_caution(0.60, 0.68, spread_of(0.55, 0.70), build=True).endswith("this build was made from it).")
+    assert threshold_caution(0.60, 0.68, spread_of(0.55, 0.70), build=True).endswith("(measured on the float model this build was made from).")
 
 
 def spread_of(low: float, high: float) -> dict:

@@ -16,23 +16,21 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from forensics.core import write_atomic  # noqa: E402
 from forensics.detectors import load_detector  # noqa: E402
-from training.data import group_members, load_crop  # noqa: E402
-from training.evaluate import _crop_config, _score  # noqa: E402
+from training.data import group_members  # noqa: E402
+from training.evaluate import score_faces, unseen_real_samples  # noqa: E402
 from training.metrics import mcnemar_exact  # noqa: E402
-from training.pipeline import cached_faces, config_samples  # noqa: E402
+from training.pipeline import cached_faces  # noqa: E402
 
 
-def unseen_reals(detector: str, data: str, cache: str) -> dict:
-    """{image path: sample} of the real images the detector's run left out of its pool."""
-    _, config = _crop_config(detector, data, cache)
-    _, left_out = config_samples(config)
-    return {s.path: s for s in left_out if s.label == "real"}
+def unseen_reals(detector: str, data: str, cache: str) -> tuple[dict, dict]:
+    """The detector's crop config and {image path: sample} of the real images its run left out of its pool."""
+    config, reals = unseen_real_samples(detector, data, cache)
+    return config, {s.path: s for s in reals}
 
 
 def paired_rows(flags: dict[str, np.ndarray], members: dict[str, list[int]]) -> list[dict]:
@@ -65,21 +63,19 @@ def main() -> int:
     args = parser.parse_args()
     if len(args.detectors) < 2:
         raise SystemExit("give two detectors or more: the first is compared with each other")
-    unseen = [unseen_reals(d, args.data, args.cache) for d in args.detectors]
+    configs, unseen = zip(*(unseen_reals(d, args.data, args.cache) for d in args.detectors))
     common = sorted(set.intersection(*(set(u) for u in unseen)))
     if not common:
         raise SystemExit("these detectors' runs left out no real image in common")
     flags: dict[str, np.ndarray] = {}
     all_scores: dict[str, np.ndarray] = {}
     faces = None
-    for d in args.detectors:
-        _, config = _crop_config(d, args.data, args.cache)
+    for d, config in zip(args.detectors, configs):
         mine = {f.image_path: f for f in cached_faces(config, samples=[unseen[0][p] for p in common])}
         faces = faces or [mine[p] for p in sorted(mine)]
         keep = [mine[f.image_path] for f in faces]  # the same faces in the same order for every detector
         detector = load_detector(d)
-        scores = np.concatenate([_score(detector, [load_crop(f) for f in keep[i:i + 256]])
-                                 for i in tqdm(range(0, len(keep), 256), desc=Path(d).parent.name or d, leave=False)])
+        scores = score_faces(detector, keep, desc=Path(d).parent.name or d)
         flags[d] = scores >= float(detector.threshold)
         all_scores[d] = scores
     if args.matched:  # each other detector at the threshold that flags as many of these faces as the first does

@@ -206,22 +206,36 @@ def group_false_alarms(faces: Sequence[CachedFace], scores: np.ndarray, threshol
             "groups": {g: row(scores[members[g]]) for g in sorted(members)}}
 
 
+def unseen_real_samples(folder: str | Path, data: str, cache: str) -> tuple[dict, list]:
+    """The model's training config pointed at ``data`` and ``cache`` with its own crop framing, and the
+    real images its run's ``max_per_source`` left out of the pool (no split holds them)."""
+    from training.pipeline import config_samples
+
+    _, config = _crop_config(folder, data, cache)
+    _, left_out = config_samples(config)
+    return config, [s for s in left_out if s.label == "real"]
+
+
+def score_faces(detector, faces: Sequence[CachedFace], batch: int = 256, desc: str = "faces") -> np.ndarray:
+    """P(fake) of cached face crops, read and scored ``batch`` at a time (a progress bar on the CLI)."""
+    if not faces:
+        return np.zeros(0)
+    return np.concatenate([_score(detector, [load_crop(f) for f in faces[i : i + batch]])
+                           for i in tqdm(range(0, len(faces), batch), desc=desc, leave=False)])
+
+
 def unseen_real_faces(detector, folder: str | Path, data: str, cache: str, batch: int = 256) -> dict | None:
     """The false-alarm probe on many more faces: the real faces the run's ``max_per_source`` left out of its
     pool (no split holds them: never trained on, never validated on, never used to calibrate),
     scored like validation faces, by group (:func:`group_false_alarms`). None when the cap left no
     real face out."""
-    from training.pipeline import cached_faces, config_samples
+    from training.pipeline import cached_faces
 
-    _, config = _crop_config(folder, data, cache)
-    _, left_out = config_samples(config)
-    reals = [s for s in left_out if s.label == "real"]
+    config, reals = unseen_real_samples(folder, data, cache)
     if not reals:
         return None
     faces = cached_faces(config, samples=reals)
-    scores = np.concatenate([_score(detector, [load_crop(f) for f in faces[i : i + batch]])
-                             for i in tqdm(range(0, len(faces), batch), desc="unseen real faces", leave=False)]
-                            ) if faces else np.zeros(0)
+    scores = score_faces(detector, faces, batch, "unseen real faces")
     sources = dict(sorted(Counter(f.source for f in faces).items()))
     return {"images": len(reals), "faces": len(faces), "sources": sources,
             "threshold": float(detector.threshold), **group_false_alarms(faces, scores, float(detector.threshold))}

@@ -284,3 +284,15 @@ def test_small_faces_are_softened_by_their_own_fitted_temperature(tmp_path, mode
     assert load_detector(folder, allow_untrained=True, cache=False).info.size_temperatures == fitted
     calibrate_folder(folder, np.zeros((4, 2), np.float32), np.array([0, 1, 0, 1]), det.fake_indices)
     assert "size_temperatures" not in json.loads((folder / "config.json").read_text())["forensics"]  # refit after
+
+
+def test_a_threshold_spread_is_measured_only_around_a_threshold_the_rule_picked():
+    """A detector whose threshold is a fixed 0.5 (the uncalibrated bundled ones) or was set by hand gets no
+    spread: the rule's spread lies around another threshold, and the app would call the wrong scores unsettled."""
+    from training.evaluate import threshold_from_rule
+
+    record = {"calibration": {"threshold": 0.6831797}}
+    assert threshold_from_rule(record, 0.68318)  # config.json keeps it to six decimals
+    assert not threshold_from_rule(record, 0.5) and not threshold_from_rule(record, None)
+    assert not threshold_from_rule({}, 0.5) and not threshold_from_rule({"calibration": {}}, 0.5)
+    assert not threshold_from_rule({"calibration": {"threshold": "n/a"}}, 0.5)

@@ -308,6 +308,9 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path):
     assert len(json.loads((tmp_path / "cache" / "index.json").read_text())) == 11
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert metrics["validation_faces"] == 2 + 3 and metrics["evaluated_images"] == 2 * 2 + 3
+    # its threshold is the balanced-accuracy rule's pick at training, so how far that rule moves is measured
+    spread = metrics["threshold_spread"]
+    assert spread["faces"] == 2 * 2 + 3 and 0 <= spread["p05"] <= spread["median"] <= spread["p95"] <= 1
     # the figures name the weights they are of: the folder as given (outside the checkout) and its weights' hash
     from forensics.core import sha256_file
 

@@ -394,6 +394,18 @@ def _real_index(detector) -> int:
     return next(i for i in range(len(detector.labels)) if i not in detector.fake_indices)
 
 
+def threshold_from_rule(record: dict, threshold: float | None) -> bool:
+    """Whether ``threshold`` (the detector's, as loaded) is the one the balanced-accuracy rule picked on its
+    validation faces at training (the record's calibration). Only such a threshold has a spread worth
+    measuring: a fixed 0.5, or one set by hand, is not where that rule would put it, and a spread around the
+    rule's pick would make the app call scores near the wrong threshold unsettled."""
+    picked = ((record or {}).get("calibration") or {}).get("threshold")
+    try:
+        return threshold is not None and abs(float(picked) - float(threshold)) < 1e-3
+    except (TypeError, ValueError):
+        return False
+
+
 def _record(folder: Path) -> dict:
     return read_json(Path(folder) / "training.json") or {}
 
@@ -508,7 +520,7 @@ def run_evaluation(detector_dir: str, data: str, cache: str, out: str | None = N
         "at_tuned_threshold": binary_metrics(y, p, tuned),
         "per_source": per_source,
         "calibration": calibration(y, p),
-        "threshold_spread": threshold_spread(y, p),
+        "threshold_spread": threshold_spread(y, p) if threshold_from_rule(record, detector.threshold) else None,
         "roc": roc_points(y, p),
         "robustness_auc": robustness(detector, images, y, seed, sources=sources, holdout_sources=holdout_sources,
                                      scores=p),

@@ -257,6 +257,13 @@ class Analyzer:
         if isinstance(look_again, bool) or not isinstance(look_again, int) or look_again < 0:
             raise ValueError(f"look_again must be a non-negative integer, got {look_again!r}")
         self.look_again = look_again
+        # Settings that hold for every input are refused here, once, not as each input's error.
+        if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+            raise ValueError(f"frames must be a positive integer, got {frames!r}")
+        if fps is not None and not (isinstance(fps, (int, float)) and not isinstance(fps, bool) and 0 < fps < float("inf")):
+            raise ValueError(f"fps must be a positive number, got {fps!r}")
+        if self.methods:  # the class the maps explain: a label, an index, fake, real or predicted
+            detector.resolve_target(target, np.zeros((0, len(detector.labels)), np.float32))
 
     # -- entry points -------------------------------------------------------------------------
     def analyze(
@@ -303,6 +310,7 @@ class Analyzer:
                     result.media = _video_media(video)
             result.media.sha256 = (hashlib.sha256(source).hexdigest() if isinstance(source, bytes)
                                    else sha256_file(source))
+            result.media.file_bytes = len(source) if isinstance(source, bytes) else Path(source).stat().st_size
             if video is None:
                 frames = [image]
                 self._run(result, frames, [None], [0], step, progress)

@@ -22,7 +22,7 @@ def _add_analyze(sub) -> None:
     p = sub.add_parser("analyze", help="score the faces in images and videos, with explanation maps")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image or video files")
     p.add_argument("--detector", default=None, help="bundled name, model folder or Hub id (default: the bundled default)")
-    p.add_argument("--frames", type=int, default=16, help="frames sampled evenly over each video's duration (default 16)")
+    p.add_argument("--frames", type=int, default=None, help="frames sampled evenly over each video's duration (default 16)")
     p.add_argument("--fps", type=float, default=None, help="sample videos at this rate instead of --frames")
     p.add_argument("--look-again", type=int, default=2, metavar="N",
                    help="a video whose verdict is a close call, or with no face found, is sampled again at about "
@@ -77,8 +77,17 @@ def cmd_explain_bench(bench_args: Sequence[str]) -> int:
     return subprocess.call([sys.executable, "-m", "training", "explain-bench", *bench_args])
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's own refusals (an unknown option, a bad choice, a missing path) exit 1 like every other
+    usage error, so that 2 keeps meaning "an input failed"; its subcommands' parsers are of this class too."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m forensics", description="Deepfake Forensics Studio")
+    parser = _Parser(prog="python -m forensics", description="Deepfake Forensics Studio")
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("detectors", help="list the detectors that can be chosen")
     d.add_argument("--json", action="store_true", help="machine-readable output")
@@ -98,7 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ForensicsError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-    args = build_parser().parse_args(words)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(words)
+    if unknown:  # said by the subcommand's parser, with its usage, not the top level's
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+        commands.get(args.command, parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         if args.command == "detectors":
             return cmd_detectors(args)
@@ -176,7 +189,8 @@ def _count(n: int) -> str:
 
 
 def _size(n: int) -> str:
-    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.0f} KB"
+    """Bytes as the cards, the README and the audit give them (decimal: 4,377,293 -> '4.4 MB')."""
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
 
 
 def default_detector_name() -> str:
@@ -194,15 +208,25 @@ def cmd_analyze(args) -> int:
     from forensics.hub_download import check_detector
     from forensics.results import AnalysisResult
 
+    if args.frames is not None and args.fps is not None:
+        raise ValueError("--frames and --fps both choose the frames sampled from a video: give one")
+    if args.frames is None:
+        args.frames = 16
     if args.frames < 1:
         raise ValueError("--frames must be at least 1")
     if args.look_again < 0:
         raise ValueError("--look-again must be 0 or more")
+    if args.fps is not None and not 0 < args.fps < float("inf"):
+        raise ValueError(f"--fps must be a positive number, not {args.fps:g}")
     methods = parse_methods(args.explain)
     if args.faithfulness and not methods:
         raise ValueError("--faithfulness scores the maps: it needs --explain other than none")
     if args.faithfulness_steps is not None:
         faithfulness_steps(args.faithfulness_steps)
+    if methods:
+        _check_output_folder(args.out, "--out")
+    if args.json_out and args.json_out != "-":
+        _check_output_file(args.json_out, "--json")
     chosen = args.detector or default_detector_name()
     allowed = settings.allowed_detector(chosen)
     located = check_detector(allowed, allow_untrained=args.allow_untrained)  # a bad name: refused before torch
@@ -260,6 +284,31 @@ def cmd_analyze(args) -> int:
                 bar.write("note: no " + "; no ".join(f"{m} map: {why}" for m, why in skipped.items()), file=sys.stderr)
             emit(result)
     return EXIT_INPUT_FAILED if failed else 0
+
+
+def _blocking_file(path: Path) -> Path | None:
+    """The first existing part of ``path``'s folders (``path`` itself included) that is not a folder."""
+    for part in (path, *path.parents):
+        if part.exists():
+            return None if part.is_dir() else part
+    return None
+
+
+def _check_output_folder(folder: str, option: str) -> None:
+    """Refused before anything is analysed: a folder for the maps that is a file, or lies under one."""
+    blocking = _blocking_file(Path(folder))
+    if blocking is not None:
+        raise ValueError(f"{option} {folder}: {blocking} is a file, not a folder")
+
+
+def _check_output_file(path: str, option: str) -> None:
+    """Refused before anything is analysed: a JSON file that is a folder, or lies under a file."""
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"{option} {path} is a folder: give a file name")
+    blocking = _blocking_file(target.parent)
+    if blocking is not None:
+        raise ValueError(f"{option} {path}: {blocking} is a file, not a folder")
 
 
 def _refused_inputs(paths: Sequence[str], limits) -> dict[str, tuple[str | None, str]]:

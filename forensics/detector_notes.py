@@ -334,7 +334,7 @@ def close_call_caution(p: float | None, threshold: float | None, metrics: dict |
         return ""
     side = "above" if p > threshold else "below" if p < threshold else "at"
     gap = f"{abs(p - threshold):.3f} {side}" if side != "at" else "at"
-    text = (f"Close call: P(fake) {p:.3f} lies {gap} the threshold {threshold:.2f}, within the detector's "
+    text = (f"Close call: P(fake) {p:.3f} lies {gap} the threshold {threshold:.3f}, within the detector's "
             f"calibration error (ECE {ece:.3f} on its validation faces)")
     if sampling and se > 0:
         who, frames = sampling[0], int(sampling[1])
@@ -368,8 +368,9 @@ def threshold_caution(p: float | None, threshold: float | None, metrics: dict | 
     other_way = low <= p < threshold if p < threshold else p < high  # a threshold in the range on p's other side
     if not other_way:
         return ""
-    return (f"Unsettled threshold: P(fake) {p:.3f} lies where the threshold ({threshold:.2f}) could have fallen: "
-            f"its rule, run on resamples of the detector's validation faces, puts it between {low:.2f} and {high:.2f}, "
+    # Every figure to the score's three decimals: at two, a score just inside the range could read as outside it.
+    return (f"Unsettled threshold: P(fake) {p:.3f} lies where the threshold ({threshold:.3f}) could have fallen: "
+            f"its rule, run on resamples of the detector's validation faces, puts it between {low:.3f} and {high:.3f}, "
             "so a threshold chosen on another draw of those faces could call this the other way"
             + (" (measured on the float model this build was made from)." if build else "."))
 

@@ -145,6 +145,8 @@ def media_kind(path: str | Path) -> str:
     if ext in VIDEO_EXTENSIONS:
         return "video"
     supported = " ".join(sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))
+    if p.is_dir():  # a folder named like no media file: say what it is, not that its name lacks an extension
+        raise MediaError(f"{p.name or path}: is a directory, not a file")
     if not ext:
         raise MediaError(f"{p.name or path}: file has no extension; supported: {supported}")
     raise MediaError(f"{p.name}: unsupported file type '{ext}'; supported: {supported}")

@@ -62,7 +62,7 @@ class TrackSummary:
 
 @dataclass
 class MediaInfo:
-    """What was decoded: the size, the file's SHA-256, a JPEG's quality, and for a video (or an animated
+    """What was decoded: the size, the file's SHA-256 and its length in bytes, a JPEG's quality, and for a video (or an animated
     image) its frame rate, length and the frames sampled. A file that failed to decode has none of it."""
 
     width: int | None = None
@@ -78,6 +78,7 @@ class MediaInfo:
     variable_frame_rate: bool = False
     animated_image: bool = False
     sha256: str | None = None
+    file_bytes: int | None = None  # the file's size, as hashed
     jpeg_quality: int | None = None  # a JPEG image's quality on libjpeg's scale, from its quantization table
     codec: str | None = None  # a video's codec (its FourCC as FFmpeg names it: "h264", "hevc", "FMP4")
     # A video stream's bits per pixel per frame (bit rate / (fps x width x height)): how hard it was compressed.

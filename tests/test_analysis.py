@@ -171,6 +171,13 @@ def test_bytes_input_with_a_name(analyzer):
     photo = data_path("photos/face_recognition/obama.jpg")
     result = analyzer.analyze(photo.read_bytes(), name="upload.jpg")
     assert result.error is None and result.input == "upload.jpg" and len(result.faces) == 1
+    # the file's size and hash, as of the bytes given: the same as the file's on disk
+    size = photo.stat().st_size
+    assert result.media.file_bytes == size and result.to_dict()["media"]["file_bytes"] == size
+    assert result.media.sha256 == analyzer.analyze(photo).media.sha256
+    from forensics.render.report import report_json
+
+    assert report_json(result)["report"]["input"]["size_bytes"] == size  # an upload's size is in its report too
 
 
 def test_animated_gif_is_analysed_as_a_short_video(analyzer, tmp_path):
@@ -354,9 +361,9 @@ def test_a_score_where_the_threshold_could_have_fallen_says_so(model_dirs, face_
     spread = {"threshold_spread": {"p05": threshold - 0.1, "p95": threshold + 0.1, "median": threshold}}
     result = analyse(threshold, {"calibration": {"ece": 0.02}, **spread})
     notes = [n for n in result.notes if n.startswith("Unsettled threshold")]
-    assert notes == [f"Unsettled threshold: P(fake) {p:.3f} lies where the threshold ({threshold:.2f}) could have "
+    assert notes == [f"Unsettled threshold: P(fake) {p:.3f} lies where the threshold ({threshold:.3f}) could have "
                      f"fallen: its rule, run on resamples of the detector's validation faces, puts it between "
-                     f"{threshold - 0.1:.2f} and {threshold + 0.1:.2f}, so a threshold chosen on another draw of those "
+                     f"{threshold - 0.1:.3f} and {threshold + 0.1:.3f}, so a threshold chosen on another draw of those "
                      "faces could call this the other way."]
     assert not any(n.startswith("Close call") for n in result.notes)
     from forensics.cli import _summary_line
@@ -375,6 +382,9 @@ def test_a_score_where_the_threshold_could_have_fallen_says_so(model_dirs, face_
     assert not threshold_caution(0.50, 0.68, spread_of(0.55, 0.70)) and not threshold_caution(0.71, 0.68, spread_of(0.55, 0.70))
     assert not threshold_caution(0.60, 0.68, {}) and not threshold_caution(0.60, 0.68, spread_of(0.7, 0.5))
     assert threshold_caution(0.60, 0.68, spread_of(0.55, 0.70), build=True).endswith("(measured on the float model this build was made from).")
+    # a score just inside the range reads as inside it: every figure to three decimals (0.547 is not "under 0.55")
+    assert "P(fake) 0.547 lies where the threshold (0.683) could have fallen: its rule, run on resamples of the " \
+        "detector's validation faces, puts it between 0.547 and 0.706," in threshold_caution(0.5472, 0.683, spread_of(0.5471, 0.7064))
 
 
 def spread_of(low: float, high: float) -> dict:
@@ -409,7 +419,7 @@ def test_a_verdict_within_the_calibration_error_of_the_threshold_is_a_close_call
     assert close.fake_probability == pytest.approx(p)
     side = "below" if p < threshold else "above"
     notes = [n for n in close.notes if n.startswith("Close call")]
-    assert notes == [f"Close call: P(fake) {p:.3f} lies {abs(p - threshold):.3f} {side} the threshold {threshold:.2f}, "
+    assert notes == [f"Close call: P(fake) {p:.3f} lies {abs(p - threshold):.3f} {side} the threshold {threshold:.3f}, "
                      "within the detector's calibration error (ECE 0.030 on its validation faces), so the verdict "
                      "could go either way."]
     assert notes[0] in summary(close)  # shown under the verdict in the app
@@ -438,7 +448,7 @@ def test_a_verdict_within_the_calibration_error_of_the_threshold_is_a_close_call
     (folder / "metrics.json").write_text(json.dumps({"calibration": {"ece": 0.02}}))
     det = SimpleNamespace(threshold=0.75, path=str(folder), variant=None)  # 0.2 above: beyond 0.02, within 0.02 + 2 SE
     note = _close_call(video, det)[1]
-    assert note == (f"Close call: P(fake) 0.550 lies 0.200 below the threshold 0.75, within the detector's calibration "
+    assert note == (f"Close call: P(fake) 0.550 lies 0.200 below the threshold 0.750, within the detector's calibration "
                     f"error (ECE 0.020 on its validation faces) plus twice the standard error of person 1's mean over 8 "
                     f"sampled frames (2 x {se:.3f}), so the verdict could go either way; more sampled frames narrow the second.")
     far = _close_call(video, SimpleNamespace(threshold=0.55 + 0.03 + 2 * se, path=str(folder), variant=None))

@@ -58,8 +58,7 @@ def test_inputs_that_cannot_be_analysed_are_refused_before_torch_is_loaded(tmp_p
     errors = [json.loads(line)["error"] for line in report.read_text().splitlines()]
     assert errors == ["missing.jpg: file not found", f"notes.txt: unsupported file type '.txt'; supported: "
                       f"{' '.join(sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))}",
-                      f"{tmp_path.name}: file has no extension; supported: "
-                      f"{' '.join(sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))}", "empty.mp4: file is empty"]
+                      f"{tmp_path.name}: is a directory, not a file", "empty.mp4: file is empty"]
     assert [line for line in proc.stdout.splitlines() if line.startswith("ERROR")] == [f"ERROR  {e}" for e in errors]
     # One input that can be read: the detector is loaded and the others keep the same messages.
     photo = data_path("photos/face_recognition/obama.jpg")
@@ -114,6 +113,34 @@ def test_untrained_and_unknown_detectors_are_refused_plainly(model_dirs, tmp_pat
     assert untrained[0] == 1 and "marked untrained" in untrained[1]
     assert missing[0] == 1 and "not a model folder" in missing[1]
     assert lime[0] == 1 and "unknown explanation method" in lime[1]
+
+
+def test_settings_that_hold_for_every_input_are_refused_once_before_anything_is_analysed(model_dirs, tmp_path):
+    """A bad option is a usage error (exit 1, one line, before torch or the detector): argparse's own
+    refusals too, so that exit 2 keeps meaning "an input failed"; a place to write to that is a file
+    where a folder must be (or a folder where a file must be) is refused before the analysis, not after it."""
+    photo = data_path("photos/face_recognition/obama.jpg")
+    blank = tmp_path / "blank.png"
+    blank.touch()
+    cases = {"--bogus": "analyze: error: unrecognized arguments: --bogus",
+             "--head-fusion foo": "analyze: error: argument --head-fusion: invalid choice: 'foo'",
+             "--fps -1": "--fps must be a positive number, not -1",
+             "--frames 4 --fps 2": "--frames and --fps both choose the frames sampled from a video: give one",
+             f"--out {blank}": f"--out {blank}: {blank} is a file, not a folder",
+             f"--json {tmp_path}": f"--json {tmp_path} is a folder: give a file name",
+             f"--json {blank}/r.jsonl": f"--json {blank}/r.jsonl: {blank} is a file, not a folder"}
+    said = refusals_without_torch("forensics.cli", [["analyze", photo, *case.split()] for case in cases])
+    for (code, text), line in zip(said, cases.values()):
+        assert code == 1 and line in text, (code, text)
+    assert not list(tmp_path.glob("**/*.jsonl"))  # nothing half-written
+    # With no maps asked for, --out is not used, so it is not checked.
+    fine = _cli("analyze", photo, "--detector", model_dirs["timm-cnn"], "--allow-untrained", "--explain", "none",
+                "--out", blank, "--json", tmp_path / "r.jsonl")
+    assert fine.returncode == 0, fine.stderr
+    # A class the maps cannot explain is the detector's to tell: refused once, after loading it, not per input.
+    bad = _cli("analyze", photo, photo, "--detector", model_dirs["timm-cnn"], "--allow-untrained", "--target", "bogus")
+    assert bad.returncode == 1 and bad.stderr.strip() == "error: target class 'bogus' is not one of ['real', 'fake']"
+    assert bad.stdout == ""
 
 
 def test_detectors_lists_only_trained_models(model_dirs, tmp_path):
@@ -188,6 +215,9 @@ def test_detectors_lists_readable_sizes_and_the_onnx_builds():
     assert "misses generated faces" in lines["patch"] and "generated faces (Stable Diffusion" in lines["default"]
     assert "ONNX build of default" in lines["default:int8"] and "onnx-int8" in lines["default:int8"]
     assert "MB file" in lines["default:onnx"]
+    # sizes as the README and the audit give them (decimal megabytes)
+    int8_bytes = (ROOT / "assets" / "detectors" / "default" / "model_quantized.onnx").stat().st_size
+    assert f"{int8_bytes / 1e6:.1f} MB file" in lines["default:int8"]
 
 
 def test_analyze_faithfulness_scores_every_map_against_random_with_the_int8_build(tmp_path):
@@ -546,3 +576,11 @@ def test_false_alarms_script_scores_real_photos_per_folder_and_refuses_bad_input
     bad = subprocess.run([sys.executable, str(script), "patch", "--photos", str(empty)], cwd=ROOT,
                          capture_output=True, text=True, timeout=120, env=env)
     assert bad.returncode == 2 and "no image" in bad.stderr
+
+
+def test_an_empty_job_list_says_so(tmp_path):
+    proc = _cli("jobs", "list", env={"FORENSICS_HOME": str(tmp_path / "home")})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"No jobs in {tmp_path / 'home'}: `python -m forensics jobs submit ...` queues one.\n"
+    listed = _cli("jobs", "list", "--json", env={"FORENSICS_HOME": str(tmp_path / "home")})
+    assert json.loads(listed.stdout) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 import time
 import zlib
@@ -20,6 +21,7 @@ from forensics.media import (
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
     MediaLimits,
+    check_file,
     load_image,
     load_video,
     media_kind,
@@ -295,6 +297,15 @@ def test_media_kind() -> None:
     check_error(ei, "report.pdf")
     with pytest.raises(MediaError, match=r"^README: file has no extension"):
         media_kind("README")
+
+
+def test_a_folder_is_called_a_folder_whatever_its_name(tmp_path: Path) -> None:
+    for name in ("plain", "looks.jpg", "clip.mp4"):
+        (tmp_path / name).mkdir()
+        with pytest.raises(MediaError, match=rf"^{re.escape(name)}: is a directory, not a file$"):
+            check_file(tmp_path / name)
+    with pytest.raises(MediaError, match=r"^plain: is a directory, not a file$"):
+        media_kind(tmp_path / "plain")
 
 
 # ------------------------------------------------------------------------------------------

@@ -83,6 +83,8 @@ def run(args) -> int:
         for job in [] if args.json else jobs:
             fraction, stage = job.progress()
             print(f"{job.id:>4}  {job.kind:<9} {job.status:<9} {fraction:4.0%}  {job.name:<28} {stage}")
+        if not jobs and not args.json:
+            print(f"No jobs in {store.home}: `python -m forensics jobs submit ...` queues one.")
         return 0
     if args.action == "submit":
         data = args.data

@@ -125,13 +125,16 @@ def _input_block(result: AnalysisResult, extra: dict) -> dict:
         "kind": result.kind,
         "format": _EXTENSION_FORMATS.get(suffix, suffix.upper()) or None,
     }
-    try:
-        source = Path(str(result.input))
-        if source.is_file():
-            block["size_bytes"] = source.stat().st_size
-    except (OSError, ValueError):  # a name that is no path on this machine (an upload): no size
-        pass
-    block.update({k: v for k, v in result.media.to_dict().items() if k != "sha256"})
+    if result.media.file_bytes is not None:  # measured when the file was hashed
+        block["size_bytes"] = result.media.file_bytes
+    else:  # a result from before file_bytes was recorded
+        try:
+            source = Path(str(result.input))
+            if source.is_file():
+                block["size_bytes"] = source.stat().st_size
+        except (OSError, ValueError):  # a name that is no path on this machine (an upload): no size
+            pass
+    block.update({k: v for k, v in result.media.to_dict().items() if k not in ("sha256", "file_bytes")})
     block.update(extra)
     return block
 

@@ -312,15 +312,16 @@ def _check_output_file(path: str, option: str) -> None:
 
 
 def _refused_inputs(paths: Sequence[str], limits) -> dict[str, tuple[str | None, str]]:
-    """The inputs that cannot be analysed, told without reading them (``forensics.media.check_file``:
-    type, presence, size), each with its kind (None: not a supported type) and one-line error."""
+    """The inputs that cannot be analysed, told before the detector is loaded (``forensics.media.check_file``:
+    type, presence, size, and an image's header), each with its kind (None: not a supported type) and one-line
+    error."""
     from forensics.core import MediaError
     from forensics.media import check_file, media_kind
 
     refused = {}
     for path in paths:
         try:
-            check_file(path, limits)
+            check_file(path, limits, header=True)
         except MediaError as exc:
             try:
                 kind = media_kind(path)

@@ -156,13 +156,17 @@ def media_kind(path: str | Path) -> str:
 # images
 
 
-def check_file(path: str | Path, limits: MediaLimits = DEFAULT_LIMITS) -> str:
-    """What can be told of an input file without reading it: a supported type, present, a regular
-    file, not empty and within the size limit of its kind. Returns the kind ("image" or "video");
-    raises MediaError with the same one-line message that loading it would give."""
+def check_file(path: str | Path, limits: MediaLimits = DEFAULT_LIMITS, header: bool = False) -> str:
+    """What can be told of an input file without decoding it: a supported type, present, a regular
+    file, not empty and within the size limit of its kind; with ``header``, an image's header too (that it
+    is an image at all, and within the pixel limits: milliseconds, no pixel decoded). Returns the kind
+    ("image" or "video"); raises MediaError with the same one-line message that loading it would give."""
     kind = media_kind(path)
     path = Path(path)
     _check_path(path, path.name, limits.max_image_bytes if kind == "image" else limits.max_video_bytes)
+    if header and kind == "image":
+        with _open_image(path, path.name, limits.max_image_bytes) as im:
+            _check_pixels(im, path.name, limits)
     return kind
 
 

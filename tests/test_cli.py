@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from PIL import Image
+
 from forensics.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from tests.conftest import ROOT, data_path, refusals_without_torch
 
@@ -49,8 +51,11 @@ def test_inputs_that_cannot_be_analysed_are_refused_before_torch_is_loaded(tmp_p
     (and its JSON object) without the detector, or torch, being loaded."""
     empty = tmp_path / "empty.mp4"
     empty.touch()
-    inputs = [tmp_path / "missing.jpg", tmp_path / "notes.txt", tmp_path, empty]
+    inputs = [tmp_path / "missing.jpg", tmp_path / "notes.txt", tmp_path, empty, tmp_path / "renamed.jpg",
+              tmp_path / "tiny.png"]
     (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "renamed.jpg").write_text("not an image either")  # told by its header, still before torch
+    Image.new("RGB", (8, 8)).save(tmp_path / "tiny.png")
     report = tmp_path / "out" / "results.jsonl"
     proc = _cli_noting_torch("analyze", *inputs, "--json", report)
     assert proc.returncode == 2, proc.stderr
@@ -58,7 +63,8 @@ def test_inputs_that_cannot_be_analysed_are_refused_before_torch_is_loaded(tmp_p
     errors = [json.loads(line)["error"] for line in report.read_text().splitlines()]
     assert errors == ["missing.jpg: file not found", f"notes.txt: unsupported file type '.txt'; supported: "
                       f"{' '.join(sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))}",
-                      f"{tmp_path.name}: is a directory, not a file", "empty.mp4: file is empty"]
+                      f"{tmp_path.name}: is a directory, not a file", "empty.mp4: file is empty",
+                      "renamed.jpg: not an image (cannot identify image file)", "tiny.png: image is 8x8 pixels; at least 16x16 is needed"]
     assert [line for line in proc.stdout.splitlines() if line.startswith("ERROR")] == [f"ERROR  {e}" for e in errors]
     # One input that can be read: the detector is loaded and the others keep the same messages.
     photo = data_path("photos/face_recognition/obama.jpg")

@@ -218,6 +218,11 @@ def cmd_analyze(args) -> int:
         raise ValueError("--look-again must be 0 or more")
     if args.fps is not None and not 0 < args.fps < float("inf"):
         raise ValueError(f"--fps must be a positive number, not {args.fps:g}")
+    if not 0.0 <= args.discard_ratio < 1.0:
+        raise ValueError(f"--discard-ratio must be in [0, 1), not {args.discard_ratio:g}")
+    from forensics.overlay import OverlayStyle
+
+    OverlayStyle(args.alpha, args.colormap, args.gamma)  # --alpha and --gamma out of range: refused now, not after loading
     methods = parse_methods(args.explain)
     if args.faithfulness and not methods:
         raise ValueError("--faithfulness scores the maps: it needs --explain other than none")
@@ -244,7 +249,6 @@ def cmd_analyze(args) -> int:
     from forensics.explain import ExplainOptions
     from forensics.explain.faithfulness import FaithfulnessOptions
     from forensics.faces import FaceDetector
-    from forensics.overlay import OverlayStyle
     from forensics.render.maps import write_maps
 
     target: int | str = int(args.target) if args.target.isdigit() else args.target

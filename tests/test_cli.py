@@ -131,6 +131,8 @@ def test_settings_that_hold_for_every_input_are_refused_once_before_anything_is_
     cases = {"--bogus": "analyze: error: unrecognized arguments: --bogus",
              "--head-fusion foo": "analyze: error: argument --head-fusion: invalid choice: 'foo'",
              "--fps -1": "--fps must be a positive number, not -1",
+             "--discard-ratio 1.5": "--discard-ratio must be in [0, 1), not 1.5",
+             "--alpha 5": "overlay alpha must be in [0, 1], not 5.0",
              "--frames 4 --fps 2": "--frames and --fps both choose the frames sampled from a video: give one",
              f"--out {blank}": f"--out {blank}: {blank} is a file, not a folder",
              f"--json {tmp_path}": f"--json {tmp_path} is a folder: give a file name",

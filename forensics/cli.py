@@ -222,7 +222,7 @@ def cmd_analyze(args) -> int:
         raise ValueError(f"--discard-ratio must be in [0, 1), not {args.discard_ratio:g}")
     from forensics.overlay import OverlayStyle
 
-    OverlayStyle(args.alpha, args.colormap, args.gamma)  # --alpha and --gamma out of range: refused now, not after loading
+    style = OverlayStyle(args.alpha, args.colormap, args.gamma)  # --alpha, --gamma out of range: refused before loading
     methods = parse_methods(args.explain)
     if args.faithfulness and not methods:
         raise ValueError("--faithfulness scores the maps: it needs --explain other than none")
@@ -268,7 +268,6 @@ def cmd_analyze(args) -> int:
                       FaithfulnessOptions(steps=args.faithfulness_steps)) if args.faithfulness else None,
         detector_name=chosen,  # as given (name, folder, Hub id, ":int8"): what finds its card again
     )
-    style = OverlayStyle(args.alpha, args.colormap, args.gamma)
     failed = 0
     told_skipped = methods == parse_methods("all")  # maps asked for by name: say once which cannot be drawn
     with _result_sink(args.json_out) as emit:

@@ -20,12 +20,12 @@ from forensics.detectors.card import FALSE_ALARM_HEADER, false_alarm_rows  # noq
 from training.false_alarms import photos_under  # noqa: E402
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("detectors", nargs="+", help="bundled names or model folders")
     parser.add_argument("--photos", default="../shared/data/photos", help="folder of real photographs")
     parser.add_argument("--json", help="write every photo's scores and the summaries here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     root = Path(args.photos)
     if not root.is_dir():
         print(f"false-alarms: {root}: no such folder", file=sys.stderr)

@@ -49,7 +49,7 @@ def summary(run: Path) -> dict:
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="the model folder whose card gets the figures")
     parser.add_argument("runs", nargs="+", help="evaluated model folders of the leave-one-out runs")
@@ -59,7 +59,7 @@ def main() -> int:
                         help="start from the runs in another model folder's record (e.g. the model this one replaces)")
     parser.add_argument("--note", help="where the runs' recipe and this model's differ (a model trained further "
                                        "than the runs were): heads the card's section; '' removes it")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     folder = Path(args.model)
     path = folder / "training.json"
     record = json.loads(path.read_text())

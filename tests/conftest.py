@@ -18,6 +18,17 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = (ROOT / ".." / "shared" / "data").resolve()
 
 
+def script_module(name: str):
+    """A script under scripts/ loaded as a module, to call its functions (or its ``main(argv)``) in the
+    test's process: a script run as a process pays for its imports (torch, ~6 s) every time."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name.removesuffix(".py").replace("-", "_"), ROOT / "scripts" / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def data_path(relative: str) -> Path:
     """A file under ../shared/data, or skip the test with the reason."""
     path = DATA / relative

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -11,15 +13,29 @@ from pathlib import Path
 from PIL import Image
 
 from forensics.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from tests.conftest import ROOT, data_path, refusals_without_torch
+from tests.conftest import ROOT, data_path, refusals_without_torch, script_module
 
 KEYS = {"input", "kind", "detector", "fake_probability", "label", "threshold", "faces", "timings_ms", "error"}
 
 
-def _cli(*args, cwd=ROOT, env=None):
-    full_env = dict(os.environ, HF_HUB_OFFLINE="1", **(env or {}))
-    return subprocess.run([sys.executable, "-m", "forensics", *map(str, args)], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=600)
+def _cli(*args, env=None, process=False):
+    """`python -m forensics ARGS`: its exit code, stdout and stderr. As a process where the test is about
+    the process (what a person types) or needs its own environment; otherwise ``forensics.cli.main`` in
+    this process, from the repository root, as `python -m forensics` calls it (a process pays ~6 s of
+    imports every time)."""
+    if process or env:
+        full_env = dict(os.environ, HF_HUB_OFFLINE="1", **(env or {}))
+        return subprocess.run([sys.executable, "-m", "forensics", *map(str, args)], cwd=ROOT, env=full_env,
+                              capture_output=True, text=True, timeout=600)
+    from forensics.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.chdir(ROOT), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's refusals
+            code = exc.code
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def test_analyze_mixed_inputs_writes_one_object_each_and_exits_2(model_dirs, tmp_path):
@@ -29,7 +45,7 @@ def test_analyze_mixed_inputs_writes_one_object_each_and_exits_2(model_dirs, tmp
     broken.write_bytes(os.urandom(4096))
     out = tmp_path / "maps"
     proc = _cli("analyze", photo, broken, video, "--detector", model_dirs["hf-vit"], "--allow-untrained",
-                "--frames", "4", "--explain", "gradcam,rollout", "--out", out, "--json", "-")
+                "--frames", "4", "--explain", "gradcam,rollout", "--out", out, "--json", "-", process=True)
     assert proc.returncode == 2, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(lines) == 3 and all(KEYS <= set(obj) for obj in lines)
@@ -195,7 +211,7 @@ def test_bench_reports_the_ratios(model_dirs, tmp_path):
 def test_analyze_the_bundled_cat_says_no_face_and_gives_no_verdict(tmp_path):
     """The bar: no face means no fake/real label; the whole-image score only on request, labelled."""
     cat = ROOT / "assets" / "examples" / "chelsea-no-face.jpg"
-    proc = _cli("analyze", cat, "--explain", "none")
+    proc = _cli("analyze", cat, "--explain", "none", process=True)  # the README's first command, as typed
     assert proc.returncode == 0, proc.stderr
     line = proc.stdout.strip()
     assert line.startswith("no face found: no verdict") and "P(fake)" not in line
@@ -407,7 +423,7 @@ def test_the_note_reads_generated_faces_against_identical_reals_and_names_unseen
     assert "never saw" not in note.misses
 
 
-def test_leave_one_out_runs_and_other_folds_go_into_the_card_from_their_own_metrics(tmp_path, model_dirs):
+def test_leave_one_out_runs_and_other_folds_go_into_the_card_from_their_own_metrics(tmp_path, model_dirs, capsys):
     """``scripts/leave-one-out.py`` copies each run's figures from its own metrics.json into the model's
     training record and rewrites the card: a leave-one-generator-out run names its generator, a run
     that held out other talking-head clips names them; ``--add`` keeps the runs already there, a run
@@ -439,10 +455,15 @@ def test_leave_one_out_runs_and_other_folds_go_into_the_card_from_their_own_metr
     logo = run("logo", {"holdout_sources": ["StyleGAN2 (x)"], "holdout_videos": own}, 0.95, 0.944)
     fold = run("fold2", {"holdout_videos": ["c_clip.mp4", "d_clip.mp4"]}, 0.957, 1.0)
     script = ROOT / "scripts" / "leave-one-out.py"
+    module = script_module("leave-one-out.py")
 
     def leave_one_out(*args):
-        return subprocess.run([sys.executable, str(script), *map(str, args)], cwd=ROOT, capture_output=True,
-                              text=True, timeout=300)
+        """The script's main in this process (a process each cost ~6 s of imports); the last refusal
+        below runs it as a process, as a person does."""
+        capsys.readouterr()
+        code = module.main([str(a) for a in args])
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out.out, out.err)
 
     assert leave_one_out(model, logo).returncode == 0
     done = leave_one_out("--add", model, fold)
@@ -519,7 +540,8 @@ def test_leave_one_out_runs_and_other_folds_go_into_the_card_from_their_own_metr
     never = tmp_path / "never"
     never.mkdir()
     (never / "training.json").write_text("{}")
-    refused = leave_one_out("--add", model, never)
+    refused = subprocess.run([sys.executable, str(script), "--add", str(model), str(never)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2
     assert refused.stderr.strip().count("\n") == 0 and "no metrics.json" in refused.stderr
     assert "Traceback" not in refused.stderr
@@ -548,7 +570,7 @@ def test_the_fold_summary_counts_the_model_itself_only_with_its_own_figures():
     assert fold_summary_lines([logo, same], own, metrics) == []  # no run held out other clips
 
 
-def test_false_alarms_script_scores_real_photos_per_folder_and_refuses_bad_input(tmp_path):
+def test_false_alarms_script_scores_real_photos_per_folder_and_refuses_bad_input(tmp_path, capsys):
     """scripts/false-alarms.py: real photos (MTCNN on real files) through the app's analysis, the share
     of faces and photos over the detector's threshold, per subfolder; a photo without a face counts as a
     photo, not as a face; a missing or empty folder or an unknown detector is refused in one line."""
@@ -563,27 +585,28 @@ def test_false_alarms_script_scores_real_photos_per_folder_and_refuses_bad_input
 
     Image.new("RGB", (200, 200), (90, 120, 150)).save(photos / "other" / "wall.png")  # no face
     script = ROOT / "scripts" / "false-alarms.py"
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    done = subprocess.run([sys.executable, str(script), "patch", "--photos", str(photos), "--json", str(tmp_path / "fa.json")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
+    false_alarms = script_module("false-alarms.py").main  # in this process: a process pays ~6 s of imports
+    capsys.readouterr()
+    assert false_alarms(["patch", "--photos", str(photos), "--json", str(tmp_path / "fa.json")]) == 0
+    done = capsys.readouterr()
     [result] = json.loads((tmp_path / "fa.json").read_text())
     assert result["detector"] == "patch" and set(result["groups"]) == {"portraits", "other"}
     assert result["all"]["photos"] == 3 and result["all"]["photos_with_faces"] == 2 and result["all"]["faces"] >= 2
     assert result["groups"]["other"]["faces"] == 0 and result["groups"]["other"]["faces_flagged"] is None
     flagged = [f["p_fake"] > result["threshold"] for r in result["photos"] for f in r["faces"]]
     assert result["all"]["faces_flagged"] == sum(flagged) / len(flagged)
-    assert "| patch (portraits) | 2 (2) |" in done.stdout
-    for argv, line in [(["patch", "--photos", str(tmp_path / "nowhere")], "no such folder"),
-                       (["no-such-detector", "--photos", str(photos)], "neither a bundled name nor a model folder")]:
-        bad = subprocess.run([sys.executable, str(script), *argv], cwd=ROOT, capture_output=True, text=True,
-                             timeout=120, env=env)
-        assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and line in bad.stderr, bad.stderr
+    assert "| patch (portraits) | 2 (2) |" in done.out
     empty = tmp_path / "empty"
     empty.mkdir()
-    bad = subprocess.run([sys.executable, str(script), "patch", "--photos", str(empty)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120, env=env)
-    assert bad.returncode == 2 and "no image" in bad.stderr
+    for argv, line in [(["no-such-detector", "--photos", str(photos)], "neither a bundled name nor a model folder"),
+                       (["patch", "--photos", str(empty)], "no image below it")]:
+        assert false_alarms(argv) == 2
+        err = capsys.readouterr().err
+        assert err.strip().count("\n") == 0 and line in err, err
+    # as a person runs it: a process, one line, exit 2
+    bad = subprocess.run([sys.executable, str(script), "patch", "--photos", str(tmp_path / "nowhere")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "no such folder" in bad.stderr, bad.stderr
 
 
 def test_an_empty_job_list_says_so(tmp_path):

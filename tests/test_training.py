@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import io
 import json
 import shutil
@@ -17,7 +18,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from forensics.detectors import load_detector
-from tests.conftest import DATA, ROOT, Squares, data_path, refusals_without_torch
+from tests.conftest import DATA, Squares, data_path, refusals_without_torch, script_module
 from training.data import (
     FaceCropCache,
     Sample,
@@ -619,32 +620,36 @@ def test_real_face_probes_report_groups_and_camera_processing():
     assert real_face_probes(det, [], [], np.zeros(0)) == {"faces": 0, "threshold": 0.5}
 
 
+@functools.cache
+def _resolved_config(path: Path) -> dict:
+    """A shipped config as its command resolves it (once per file: every config's test reads them all)."""
+    import yaml
+
+    from training.cli import build_parser, resolve_config
+
+    loaded = yaml.safe_load(path.read_text())
+    if "clients" in loaded:  # a federated run's config (python -m training federated)
+        from training.federated.settings import resolve_federated_config
+
+        return resolve_federated_config(path)
+    command = "distill" if "teacher" in loaded else "pretrain" if "mask_ratio" in loaded else "train"
+    return resolve_config(build_parser().parse_args([command, "--config", str(path)]))
+
+
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml")),
                          ids=lambda p: p.name)
 def test_every_shipped_config_resolves(path):
     """Each config the README tells a person to run resolves through the CLI (no unknown keys),
     names a known architecture, holds out sources that exist in the data's labels, and its
     warm start (if any) is another config's output (a model folder, or a `pretrain` encoder)."""
-    import yaml
-
-    from training.cli import build_parser, resolve_config
     from training.models import ARCHITECTURES
 
-    def resolve(p):
-        loaded = yaml.safe_load(p.read_text())
-        if "clients" in loaded:  # a federated run's config (python -m training federated)
-            from training.federated.settings import resolve_federated_config
-
-            return resolve_federated_config(p)
-        command = "distill" if "teacher" in loaded else "pretrain" if "mask_ratio" in loaded else "train"
-        return resolve_config(build_parser().parse_args([command, "--config", str(p)]))
-
-    config = resolve(path)
+    config = _resolved_config(path)
     assert config["model"] in ARCHITECTURES
     assert config["epochs"] >= 1 and config["out"].startswith("runs/")
     known_sources = {"UTKFace", "FFHQ", "StyleGAN2 (thispersondoesnotexist)", "Stable Diffusion 2.1 (SDFD)"}
     assert set(config["holdout_sources"] or ()) <= known_sources
-    outs = {resolve(p)["out"] for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml")}
+    outs = {_resolved_config(p)["out"] for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml")}
     for start in (config["init_from"], config["teacher"]):
         if start:
             folder = start.rsplit("/model", 1)[0].removesuffix("/encoder.safetensors")
@@ -1063,7 +1068,7 @@ def test_autoencoder_swap_learns_two_people_and_redraws_a_face_in_the_mask(tmp_p
 
     torch.manual_seed(0)
     untrained = aeswap.SwapAutoencoder(2)
-    swapper = aeswap.swapper_for(faces, tmp_path / "cache", steps=100, min_faces=4)
+    swapper = aeswap.swapper_for(faces, tmp_path / "cache", steps=50, min_faces=4)
     assert swapper.identities == ["a", "b"] and error(swapper.model) < 0.7 * error(untrained)
     with pytest.raises(ValueError, match="at least 2 identities"):
         aeswap.train_autoencoder({"a": aligned["a"]}, steps=1)
@@ -1084,7 +1089,7 @@ def test_autoencoder_swap_learns_two_people_and_redraws_a_face_in_the_mask(tmp_p
     assert np.abs(fake.astype(int) - image.astype(int))[mask > 0.7].mean() > 4  # redrawn, not copied
 
     monkeypatch.setattr(aeswap, "train_autoencoder", lambda *a, **k: pytest.fail("retrained a cached autoencoder"))
-    again = aeswap.swapper_for(faces, tmp_path / "cache", steps=100, min_faces=4)
+    again = aeswap.swapper_for(faces, tmp_path / "cache", steps=50, min_faces=4)
     x = aeswap._tensor(np.stack(aligned["a"]))
     with torch.no_grad():
         assert torch.equal(again.model(x, 1), aeswap.SwapAutoencoder.forward(swapper.model, x, 1))
@@ -1489,11 +1494,7 @@ def test_mcnemar_exact_is_the_two_sided_binomial_test_of_the_discordant_items():
 
 
 def test_paired_false_alarm_rows_count_the_faces_only_one_detector_flags():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("paired", ROOT / "scripts" / "paired-false-alarms.py")
-    paired = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(paired)
+    paired = script_module("paired-false-alarms.py")
     a = np.array([1, 1, 0, 0, 1, 0], bool)
     b = np.array([1, 0, 0, 1, 0, 0], bool)
     rows = paired.paired_rows({"v9": a, "new": b}, {"UTKFace Black": [0, 1, 2]})

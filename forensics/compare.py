@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from forensics.detector_notes import detector_note, format_probability
+from forensics.detector_notes import detector_note, format_against_threshold
 from forensics.results import AnalysisResult, FaceResult, face_number, standard_error, within_errors
 
 
@@ -117,7 +117,8 @@ def table(comparison: Comparison) -> list[tuple[Row, list[str]]]:
     call (a close call marked) and the agreement; units in number order, detectors in the order chosen."""
     agree = agreement(comparison)
     order = {unit: k for k, unit in enumerate(units(comparison))}
-    return [(row, [row.unit, row.detector, format_probability(row.fake_probability, detector_note(row.detector)),
-                   f"{row.threshold:.2f}", ("flagged" if row.flagged else "not flagged")
-                   + (" (close call)" if row.close_call else ""), agree[row.unit]])
+    return [(row, [row.unit, row.detector,
+                   *format_against_threshold(row.fake_probability, row.threshold, detector_note(row.detector)),
+                   ("flagged" if row.flagged else "not flagged") + (" (close call)" if row.close_call else ""),
+                   agree[row.unit]])
             for row in sorted(rows(comparison), key=lambda r: order[r.unit])]  # stable: detectors in chosen order

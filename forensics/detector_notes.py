@@ -104,10 +104,29 @@ class DetectorNote:
         return "; ".join(bits)
 
 
-def format_probability(p: float, note: DetectorNote | None) -> str:
-    """P(fake) with no more decimals than the detector's calibration supports."""
+def format_probability(p: float, note: DetectorNote | None, threshold: float | None = None) -> str:
+    """P(fake) with no more decimals than the detector's calibration supports; beside a ``threshold``,
+    with as many more (up to 4) as keep it on its side of the threshold as shown (see
+    :func:`format_against_threshold`)."""
+    if threshold is not None:
+        return format_against_threshold(p, threshold, note)[0]
     digits = note.digits if note is not None else 1
     return f"{p:.{digits}f}"
+
+
+def format_against_threshold(p: float, threshold: float, note: DetectorNote | None) -> tuple[str, str]:
+    """P(fake) and the threshold as text, P to the detector's precision and the threshold to 2 decimals,
+    unless that shows them on the wrong side of each other: 0.46 against 0.50 is "0.5" at one decimal,
+    a score equal to a threshold it lies below; 0.675 against 0.683 is "0.68" against "0.68". Then both
+    get more decimals (up to 4), until the score shown is below the threshold shown exactly when the
+    score is below the threshold."""
+    flagged = p >= threshold
+    digits = note.digits if note is not None else 1
+    for d in range(digits, 5):
+        shown, line = round(p, d), round(threshold, max(2, d))
+        if (shown >= line) == flagged:
+            break
+    return f"{p:.{d}f}", f"{threshold:.{max(2, d)}f}"
 
 
 def _folder(name: str | Path | None) -> Path | None:

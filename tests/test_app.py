@@ -371,13 +371,20 @@ def test_compare_handler_gives_a_row_per_face_per_detector_and_their_maps(tabs):
     assert [(row[0], row[1]) for row in table] == [("Face 1", "test-vit"), ("Face 1", "zz-test-patch"),
                                                    ("Face 2", "test-vit"), ("Face 2", "zz-test-patch")]
     assert all(0 <= float(row[2]) <= 1 and row[4] in ("flagged", "not flagged") and "flag it" in row[5] for row in table)
-    # P(fake) as text to each detector's precision (an uncalibrated one: 1 decimal), thresholds to 2: "0.0", "0.50"
-    assert all(re.fullmatch(r"[01]\.\d", row[2]) and re.fullmatch(r"[01]\.\d\d", row[3]) for row in table)
+    # P(fake) as text to each detector's precision (an uncalibrated one: 1 decimal), thresholds to 2: "0.0", "0.50";
+    # more of both only where that would show a score on the wrong side of its threshold ("0.5" below "0.50")
     from forensics import compare as comparing
 
     rows = {(r.unit, r.detector): r for r in comparing.rows(comparison)}
-    assert all(row[2] == f"{rows[(row[0], row[1])].fake_probability:.1f}" for row in table)
+    for row in table:
+        p, threshold = rows[(row[0], row[1])].fake_probability, rows[(row[0], row[1])].threshold
+        if (round(p, 1) >= threshold) == (p >= threshold):
+            assert (row[2], row[3]) == (f"{p:.1f}", f"{threshold:.2f}")
+        assert (float(row[2]) >= float(row[3])) == (row[4].startswith("flagged"))
     assert "2 detector(s) on 2 faces" in summary and "`no/such-model` could not run" in summary
+    # maps asked for that a detector cannot draw are named in its line (the patch model has no attention)
+    lines = {line.split("`")[1]: line for line in summary.splitlines() if line.startswith("- `")}
+    assert "No Last-layer attention map:" in lines["zz-test-patch"] and " map: " not in lines["test-vit"]
     assert [t.name for t in chart.data] == ["test-vit", "zz-test-patch"] and list(chart.data[0].x) == ["Face 1", "Face 2"]
     assert unit.choices == [("Face 1", "Face 1"), ("Face 2", "Face 2")]
     captions = [caption for _, caption in maps]
@@ -452,6 +459,8 @@ def test_detector_choice_is_guided(tabs):
         boxes, line = shown.methods, shown.note
         assert [value for _, value in boxes.choices] == methods and boxes.value == methods
         assert "ROC-AUC" in line
+        # the class to explain: an int8 build's maps are class-agnostic, which its box says
+        assert ("no effect" in shown.target.label) == (name == "default:int8")
 
 
 def test_int8_attention_maps_are_captioned_class_agnostic(tabs):
@@ -770,9 +779,26 @@ def test_browser_bad_file_shows_the_error(server, browser, tmp_path):
     bad.write_bytes(b"GIF89a but not really")
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(server, timeout=60_000)
+    # a report asked for before any analysis: one line; its error badge goes with the next analysis
+    page.get_by_role("button", name="Build the reports (JSON and self-contained HTML)").first.click()
+    expect(page.get_by_text("analyse something first").first).to_be_visible(timeout=30_000)
+    page.locator("input[type=file]").first.set_input_files(str(EXAMPLES / "astronaut.jpg"))
+    page.get_by_role("button", name="Analyse image").click()
+    expect(page.get_by_text("calibrated P(fake)").first).to_be_visible(timeout=120_000)
+    expect(page.locator("input[aria-label='Face shown below']:visible")).to_have_value(re.compile(r"^Face 1: "))
+    # the report's refusal left no error badge on its box (a component's status, not the toast)
+    expect(page.locator("[data-testid='status-tracker']").get_by_text("Error", exact=True)).to_have_count(0)
+    # A bad file next: its error, and nothing of the last analysis left on screen under the new file's name
+    page.locator("button[aria-label='Clear']").first.click()
     page.locator("input[type=file]").first.set_input_files(str(bad))
     page.get_by_role("button", name="Analyse image").click()
     expect(page.get_by_text("holiday.jpg: not an image").first).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("calibrated P(fake)")).to_have_count(0)
+    expect(page.locator("input[aria-label='Face shown below']:visible")).to_have_value("")
+    assert page.locator("#faces-found img").count() == 0  # the astronaut's boxed picture went too
+    page.get_by_role("button", name="Build the reports (JSON and self-contained HTML)").first.click()
+    expect(page.get_by_text("analyse something first").first).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("astronaut-report")).to_have_count(0)  # no report of the last file
     page.screenshot(path=str(_shots(tmp_path) / "bad-file.png"), full_page=True)
     page.close()
 

@@ -13,7 +13,7 @@ import pytest
 from forensics.int8.audit import Tolerance, faces_from_files, run_audit
 from forensics.detectors import load_detector
 from forensics.int8.quantize import build_onnx
-from tests.conftest import data_path
+from tests.conftest import ROOT, data_path
 from tests.served_app import api_client, assert_clean_log, base_env, serve, stop, wait_served
 from tests.test_app import _shots
 
@@ -127,7 +127,19 @@ def test_api_compares_one_image_and_audits_an_uploaded_zip(int8_server, tmp_path
     verdict, table, _scatter, _latency, _gallery, files = client.predict(
         handle_file(str(archive)), "q8-patch", 0.8, 0.1, api_name="/audit_int8")
     assert "int8 audit" in verdict and "6 faces" in verdict
+    assert "Faces: 6 (3 real, 3 fake), from the uploaded zip labelled.zip." in verdict  # not its temporary folder
     assert {Path(f).name for f in files} == {"audit.json", "audit.html"}
+    # a zip without labelled images: named as the zip, not as the server's temporary folder it was unpacked in
+    unlabelled = tmp_path / "unlabelled.zip"
+    with zipfile.ZipFile(unlabelled, "w") as z:
+        z.write(data_path("photos/face_recognition/obama.jpg"), "photos/obama.jpg")
+    with pytest.raises(Exception) as refused:
+        client.predict(handle_file(str(unlabelled)), "q8-patch", 0.99, 0.01, api_name="/audit_int8")
+    assert "the zip unlabelled.zip" in str(refused.value) and "/tmp" not in str(refused.value)
+    # no face: said, not an empty table
+    no_face, float_maps, int8_maps = client.predict(handle_file(str(ROOT / "assets" / "examples" / "chelsea-no-face.jpg")),
+                                                    "q8-patch", api_name="/compare_int8")
+    assert no_face.startswith("**No face found: no verdict** from either model") and not float_maps and not int8_maps
 
     bad = tmp_path / "bad.zip"
     bad.write_text("not a zip at all")

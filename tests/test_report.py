@@ -179,8 +179,13 @@ def test_photo_html_is_self_contained_and_says_what_it_is_about(photo_html, phot
     page = _Page(photo_html)
     _assert_self_contained(page)
     text = page.text
-    assert photo_result.label.upper() in text and f"P(fake) = {photo_result.fake_probability:.3f}" in text
-    assert f"threshold {photo_result.threshold:.2f}" in text and photo_result.aggregation in text
+    from forensics.detector_notes import detector_note, format_against_threshold
+
+    shown, threshold = format_against_threshold(photo_result.fake_probability, photo_result.threshold,
+                                                detector_note(photo_result.detector))
+    assert photo_result.label.upper() in text and f"Calibrated P(fake) ≈ {shown}" in text  # as the app says it
+    assert f"threshold {threshold} ({photo_result.fake_probability:.3f} to three decimals)" in text
+    assert photo_result.aggregation in text and "no manipulation detected" not in text
     assert hashlib.sha256(photo.read_bytes()).hexdigest() in text
     assert detector.name in text and "timm-vit" in text and "couple.jpg" in text
     assert "2280 × 1588 px" in text and forensics.__version__ in text
@@ -320,6 +325,21 @@ def test_scored_maps_show_their_scores_against_random_and_their_curves(detector,
     marked = [f.most_faithful for f in scored.faces]
     assert page.text.count("★ most faithful") == sum(m is not None for m in marked)
     assert "Deletion AUC (lower is better)" in page.text
+
+
+def test_a_score_is_never_shown_on_the_wrong_side_of_its_threshold():
+    """P(fake) to the detector's precision, unless that rounds it onto the threshold as shown (or past it):
+    then both get more decimals, up to 4."""
+    from forensics.detector_notes import DetectorNote, format_against_threshold, format_probability
+
+    coarse, fine = DetectorNote("uncalibrated"), DetectorNote("calibrated", ece=0.02)
+    assert format_against_threshold(0.46, 0.5, coarse) == ("0.46", "0.50")  # not "0.5" beside "0.50", not flagged
+    assert format_against_threshold(0.31, 0.5, coarse) == ("0.3", "0.50")  # plainly below: the usual precision
+    assert format_against_threshold(0.5, 0.5, coarse) == ("0.5", "0.50")  # at the threshold is flagged
+    assert format_against_threshold(0.678, 0.683, fine) == ("0.678", "0.683")  # not "0.68" against "0.68"
+    assert format_against_threshold(0.685, 0.683, fine) == ("0.69", "0.68")
+    assert format_against_threshold(0.68249, 0.6825, fine) == ("0.6825", "0.6825")  # 4 decimals at most
+    assert format_probability(0.46, coarse) == "0.5" and format_probability(0.46, coarse, 0.5) == "0.46"
 
 
 def test_a_close_call_is_said_in_the_reports_verdict_and_notes(photo_result):

@@ -15,10 +15,12 @@ evidence, not proof.**"""
 
 # Passed to ``launch(css=...)`` by app.py. A gallery's label floats over its first row of thumbnails, where it
 # hid the tiles' own labels (the face number and P(fake) drawn over each frame): those galleries start lower.
-# A gallery whose height is "auto" still keeps 450 px: "fit-content" ones shrink to their thumbnails.
+# A gallery whose height is "auto" still keeps 450 px: "fit-content" ones shrink to their thumbnails. A map's
+# caption (with its faithfulness scores, two lines) stops short of the fullscreen button, which hid its end.
 CSS = """.clear-label .grid-container { padding-top: 2.6rem !important; }
 .fit-content .grid-wrap { min-height: 0 !important; max-height: none !important; }
-.paste-box .source-selection { display: none !important; }"""
+.paste-box .source-selection { display: none !important; }
+.map-slot label[data-testid="block-label"] { max-width: calc(100% - 2.8rem) !important; }"""
 
 
 def build_demo() -> gr.Blocks:

@@ -6,7 +6,7 @@ import gradio as gr
 import numpy as np
 
 from forensics import compare as comparing
-from forensics.catalog import METHODS
+from forensics.catalog import METHOD_TITLES, METHODS
 from forensics.detector_notes import CAUTION_PREFIXES, detector_note, offered_detectors
 from forensics.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from forensics.render.figures import comparison_figure
@@ -36,7 +36,10 @@ def summary(comparison: comparing.Comparison) -> str:
         lines += [f"- **{unit}**: {text}" for unit, text in agree.items()]
     for run in comparison.done:  # what the detector is, then its cautions for this input (a small face, a poor JPEG, a close call)
         cautions = "".join(f" {n}" for n in run.result.notes if n.startswith(CAUTION_PREFIXES))
-        lines.append(f"- `{run.detector}`: {detector_note(run.detector).line}{cautions}")
+        # maps asked for that this detector cannot draw: said here, since the maps below just lack them
+        skipped = run.result.explanations.skipped if run.result.explanations else {}
+        no_maps = "".join(f" No {METHOD_TITLES.get(m, m)} map: {why}." for m, why in skipped.items())
+        lines.append(f"- `{run.detector}`: {detector_note(run.detector).line}{cautions}{no_maps}")
     for run in comparison.runs:
         if run.error:
             lines.append(f"- `{run.detector}` could not run: {run.error}")
@@ -102,15 +105,19 @@ class CompareTab:
                 self.make_reports = gr.Button("Build the comparison report (JSON and self-contained HTML)")
                 self.reports = gr.File(label="Comparison report", file_count="multiple", interactive=False)
         self.state = gr.State(time_to_live=3600)
-        self.run.click(self.compare_detectors, [self.media, self.detectors, self.methods, self.frames, self.alpha],
-                       [self.summary, self.table, self.chart, self.unit, self.maps, self.state],
-                       api_name="compare_detectors", show_progress_on=[self.summary]
-                       ).then(self.after_comparison, [self.state], [self.faces, self.reports],
-                              api_visibility="private")  # the API unchanged
+        # First the last comparison goes (a failed one changes no output: its table, maps and report stayed)
+        self.run.click(self.cleared, None, [self.summary, self.table, self.chart, self.unit, self.maps, self.state,
+                                            self.faces, self.reports], api_visibility="private", queue=False).then(
+            self.compare_detectors, [self.media, self.detectors, self.methods, self.frames, self.alpha],
+            [self.summary, self.table, self.chart, self.unit, self.maps, self.state],
+            api_name="compare_detectors", show_progress_on=[self.summary]
+        ).then(self.after_comparison, [self.state], [self.faces, self.reports], api_visibility="private")  # API unchanged
         self.faces.select(self.pick_unit, [self.state], [self.unit], api_visibility="private")
         self.make_reports.click(self.build_reports, [self.state], [self.reports], api_name="compare_reports")
         self.unit.change(self.show_compared_face, [self.state, self.unit, self.alpha], self.maps,
                          api_visibility="private")
+        self.alpha.release(self.show_compared_face, [self.state, self.unit, self.alpha], self.maps,
+                           api_visibility="private")  # the maps on screen redrawn, as in the Image tab
 
     def compare_detectors(self, media, detectors=None, methods=("gradcam",), frames=16, alpha=0.5,
                           progress=gr.Progress()):
@@ -125,6 +132,11 @@ class CompareTab:
                 self.chart: comparison_figure(comparison),
                 self.unit: gr.Dropdown(choices=comparing.units(comparison), value=first),
                 self.maps: compare_maps(comparison, first, alpha), self.state: comparison}
+
+    def cleared(self) -> dict:
+        """Every output of a comparison emptied, the comparison dropped."""
+        return {self.summary: "", self.table: None, self.chart: None, self.unit: gr.Dropdown(choices=[], value=None),
+                self.maps: None, self.state: None, self.faces: None, self.reports: None}
 
     def after_comparison(self, comparison) -> dict:
         """The strip of the faces compared; the last comparison's report, if any, taken away."""

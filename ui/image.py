@@ -14,10 +14,10 @@ class ImageTab(media.MediaTab):
 
     def __init__(self):
         super().__init__()
-        self.run.click(self.analyze_image, [self.media, self.pasted, self.detector, self.methods, *self.settings,
-                                            self.whole_image, self.score],
-                       [self.verdict, self.summary, self.annotated, self.face, *self.maps, self.reports, self.state],
-                       api_name="analyze_image", show_progress_on=[self.verdict])
+        self.analysis_event(self.analyze_image, [self.media, self.pasted, self.detector, self.methods, *self.settings,
+                                                 self.whole_image, self.score],
+                            [self.verdict, self.summary, self.annotated, self.face, *self.maps, self.reports,
+                             self.state], api_name="analyze_image")
         # A click on a face in the picture shows that face's maps (in a crowd, quicker than the list); the
         # face shown is ringed in the picture, however it was picked.
         self.annotated.select(self.pick_face_at, [self.state], [self.face, self.annotated], api_visibility="private")

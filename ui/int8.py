@@ -13,6 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from forensics import catalog, settings
+from forensics.core import ForensicsError
 from ui.common import engine, errors_as_one_line, fail, progress_of
 from ui.present import face_panel
 
@@ -152,6 +153,9 @@ class Int8Tab:
             progress(0.55, desc="int8 model")
             int8_session = engine.analyze(path, f"{detector}:int8", list(catalog.METHODS + catalog.EXTRA_METHODS), 1)
         a, b = float_session.result, int8_session.result
+        if not a.faces and not b.faces:
+            return {self.comparison: "**No face found: no verdict** from either model (they judge faces, and there is "
+                                     "none here to judge).", self.float_maps: [], self.int8_maps: []}
         lines = ["| face | float P(fake) | int8 P(fake) | Δ | decisions |", "|---|---|---|---|---|"]
         for i, (fa, fb) in enumerate(zip(a.faces, b.faces)):
             same = (fa.fake_probability >= a.threshold) == (fb.fake_probability >= b.threshold)
@@ -175,15 +179,21 @@ class Int8Tab:
             fail("upload a zip of labelled images (real/ and fake/ subfolders)")
         if not detector:
             fail("choose a detector with an int8 build")
-        with errors_as_one_line(), tempfile.TemporaryDirectory(prefix="audit-", ignore_cleanup_errors=True) as work:
-            detector = settings.allowed_detector(detector)  # public mode: registered detectors only
-            data = dataset_root(extract_zip(upload, Path(work) / "data"))
-            det = load_detector(detector)
-            faces = faces_from_files(data, det.input_size, limit=AUDIT_FACE_LIMIT, progress=progress_of(progress),
-                                     **det.info.crop_options())
-            out = Path(tempfile.mkdtemp(prefix="audit-out-"))
-            audit = run_audit(detector, faces, Tolerance(float(min_agreement), float(max_auc_delta)), out, repeats=10,
-                              progress=progress_of(progress))
+        zip_name = Path(upload).name
+        with tempfile.TemporaryDirectory(prefix="audit-", ignore_cleanup_errors=True) as work:
+            try:
+                detector = settings.allowed_detector(detector)  # public mode: registered detectors only
+                data = dataset_root(extract_zip(upload, Path(work) / "data"))
+                det = load_detector(detector)
+                faces = faces_from_files(data, det.input_size, limit=AUDIT_FACE_LIMIT,
+                                         progress=progress_of(progress), **det.info.crop_options())
+                faces.origin = f"from the uploaded zip {zip_name}"  # not the server's temporary folder
+                out = Path(tempfile.mkdtemp(prefix="audit-out-"))
+                audit = run_audit(detector, faces, Tolerance(float(min_agreement), float(max_auc_delta)), out,
+                                  repeats=10, progress=progress_of(progress))
+            except ForensicsError as exc:  # the zip's folder inside the server's temporary one is "the zip"
+                message = str(exc).replace(str(Path(work) / "data"), f"the zip {zip_name}")
+                fail(_no_paths(message) if settings.is_public() else message)
         return {**self._audit_outputs(audit, out), self.files: [str(out / "audit.json"), str(out / "audit.html")]}
 
     def clear_comparison(self, _detector=None) -> dict:

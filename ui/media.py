@@ -107,7 +107,8 @@ class MediaTab:
                 for row in range(0, len(methods), 2):  # two maps a row: large enough to read; fullscreen on click
                     with gr.Row(equal_height=True):
                         self.maps += [gr.Image(label=METHOD_TITLES[m], type="numpy", interactive=False, min_width=240,
-                                               height=340, visible=m in METHODS, buttons=["fullscreen"])
+                                               height=340, visible=m in METHODS, buttons=["fullscreen"],
+                                               elem_classes=["map-slot"])
                                       for m in methods[row:row + 2]]
                 gr.Image(colour_scale(), show_label=False, interactive=False, container=False, height=50,
                          buttons=[])
@@ -147,6 +148,22 @@ class MediaTab:
                 self.face: gr.Dropdown(choices=present.face_choices(result), value=first),
                 **self.show_maps(session, first, alpha), self.reports: None, self.state: session}
 
+    def analysis_event(self, handler, inputs: list, outputs: list, api_name: str) -> None:
+        """The Analyse button: first the last analysis goes (its verdict, pictures, maps, reports and the
+        session a report is built from), then the new one runs. A failed analysis (a bad file) raises
+        its one-line error, and Gradio then changes no output: without this step the last file's verdict
+        stayed on screen under the new file's name, and "Build the reports" exported it."""
+        self.run.click(self.cleared, None, outputs, api_visibility="private", queue=False).then(
+            handler, inputs, outputs, api_name=api_name, show_progress_on=[self.verdict])
+
+    def cleared(self) -> dict:
+        """Every output of an analysis emptied, the session dropped."""
+        empty = {self.verdict: None, self.summary: "", self.face: gr.Dropdown(choices=[], value=None),
+                 self.reports: None, self.state: None, **{slot: None for slot in self.maps}}
+        if self.kind == "image":
+            return {**empty, self.annotated: None}
+        return {**empty, self.timeline: None, self.frames_gallery: None, self.table: None}
+
     def held(self, answer: dict) -> dict:
         """The answer, once everything in it is drawn: its session keeps only what later events need
         (maps, crops, the frame the report shows), which keeps the server within its memory budget."""
@@ -179,5 +196,10 @@ class MediaTab:
         In public mode an unregistered name or path reads nothing from disk (it is treated as unknown)."""
         name = deployment.visible_detector(name)
         supported = detector_notes.supported_methods(name)
-        return {self.target: gr.Dropdown(choices=catalog.target_choices(name)),
+        # An ONNX build has no gradients: its attention maps are class-agnostic, and only patch scores follow
+        # the class asked for. Where it draws none, the choice is said to change nothing.
+        agnostic = bool(name) and catalog.split_variant(str(name))[1] in ("onnx", "int8") and "patches" not in supported
+        label = ("Explain the class (no effect with this build: its maps are class-agnostic, without gradients)"
+                 if agnostic else "Explain the class")
+        return {self.target: gr.Dropdown(choices=catalog.target_choices(name), label=label),
                 self.methods: gr.CheckboxGroup(choices=supported, value=supported), self.note: detector_line(name)}

@@ -10,7 +10,7 @@ import numpy as np
 
 from forensics.results import AnalysisResult, FaceResult, face_number, sampling_error
 from forensics.catalog import EXTRA_METHODS, METHOD_TITLES, METHODS, available_detectors, split_variant
-from forensics.detector_notes import detector_note, format_probability
+from forensics.detector_notes import detector_note, format_against_threshold, format_probability
 from forensics.held import RELEASED
 from forensics.overlay import overlay
 from forensics.render.frames import enlarge, shown_frame
@@ -56,7 +56,7 @@ def summary(result: AnalysisResult) -> str:
         return "No verdict: " + "; ".join(result.notes)
     faces = sum(not f.fallback for f in result.faces)
     side = "at or above" if result.label == "fake" else "below"
-    shown = format_probability(result.fake_probability, note)
+    shown, threshold = format_against_threshold(result.fake_probability, result.threshold, note)
     where = f"{faces} face(s)"
     if result.kind == "video":
         found, sampled = frames_with_faces(result)
@@ -69,7 +69,7 @@ def summary(result: AnalysisResult) -> str:
         error += f", ± {se:.2f} over {count} sampled frames of {who} (the mean's standard error)"
     close = ", a close call" if result.uncertainty.get("close_call") else ""
     text = (f"**{result.label.upper()}{close}** ({side} the threshold): calibrated P(fake) ≈ {shown}{error}, "
-            f"threshold {result.threshold:.2f}; {where}; detector `{result.detector}`.  \n"
+            f"threshold {threshold}; {where}; detector `{result.detector}`.  \n"
             f"What this detector catches and misses: {note.line} {card}  \nHow: {result.aggregation}.")
     top = first_face(result)
     if result.label == "fake" and top is not None and result.faces[top].fake_kind:
@@ -198,5 +198,6 @@ def face_table(result: AnalysisResult) -> dict:
         conf = None if f.face_confidence is None else round(f.face_confidence, 3)
         data.append([face_number(result, i), f.frame, time, f.track, round(f.fake_probability, 4), conf])
         shown.append([str(face_number(result, i)), str(f.frame), "" if time is None else f"{time:.3f}", str(f.track),
-                      format_probability(f.fake_probability, note), "" if conf is None else f"{conf:.3f}"])
+                      format_probability(f.fake_probability, note, result.threshold),
+                      "" if conf is None else f"{conf:.3f}"])
     return {"headers": FACE_TABLE_HEADERS, "data": data, "metadata": {"display_value": shown, "styling": None}}

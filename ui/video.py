@@ -67,11 +67,10 @@ class VideoTab(media.MediaTab):
         self.media.upload(None, None, None, js=HOLD_PLAYER_ERRORS_JS, queue=False)
         self.media.upload(self.playable, [self.media], [self.media, self.shown, self.copied], api_visibility="private",
                           show_progress="minimal").then(None, [self.copied], None, js=RELEASE_PLAYER_ERRORS_JS)
-        self.run.click(self.analyze_video, [self.media, self.detector, self.methods, self.frames, *self.settings,
-                                            self.whole_image, self.score, self.look_again, self.shown],
-                       [self.verdict, self.summary, self.timeline, self.frames_gallery, self.table, self.face,
-                        *self.maps, self.reports, self.state],
-                       api_name="analyze_video", show_progress_on=[self.verdict])
+        self.analysis_event(self.analyze_video, [self.media, self.detector, self.methods, self.frames, *self.settings,
+                                                 self.whole_image, self.score, self.look_again, self.shown],
+                            [self.verdict, self.summary, self.timeline, self.frames_gallery, self.table, self.face,
+                             *self.maps, self.reports, self.state], api_name="analyze_video")
         # The face shown below (picked from the gallery, the table or the list, or the worst after an analysis):
         # the player above goes to its frame, so that the moment can be watched, not only read.
         self.seek_to = gr.Number(visible=False)

@@ -34,7 +34,7 @@ from PIL import Image
 import forensics
 from forensics.core import write_atomic
 from forensics.catalog import METHOD_TITLES
-from forensics.detector_notes import detector_note
+from forensics.detector_notes import detector_note, format_against_threshold
 from forensics.overlay import downscale, overlay
 from forensics.render.frames import annotated
 from forensics.results import AnalysisResult, FaceResult
@@ -223,7 +223,8 @@ def _method_title(method: str) -> str:
 def _verdict(result: AnalysisResult) -> dict:
     label = (result.label or "no verdict").lower()
     head = {"fake": "Scored at or above the detector's threshold: likely manipulated",
-            "real": "Scored below the detector's threshold: no manipulation detected",
+            "real": "Scored below the detector's threshold: not flagged as manipulated (a low score is not proof "
+                    "that the face is authentic)",
             "no_face": "No face found: no verdict (the detector judges faces, and there is none to judge)"}
     if result.small_faces:  # Analyzer._small_faces: only faces too small to judge were seen
         head["no_face"] = ("No face large enough to judge: no verdict (faces too small for the detector were "
@@ -233,9 +234,15 @@ def _verdict(result: AnalysisResult) -> dict:
                          "leaning manipulated (see the notes)",
                     real="Scored below the detector's threshold, but within its uncertainty: a close call, "
                          "leaning real (see the notes)")
+    note = detector_note(result.detector)
+    score = threshold = error = None
+    if result.fake_probability is not None and result.threshold is not None and label != "no_face":
+        # as the app's verdict gives it: no more decimals than the calibration supports, on its side of the threshold
+        score, threshold = format_against_threshold(result.fake_probability, result.threshold, note)
+        error = (f"± {note.ece:.2f} (its calibration error)" if note.ece is not None else "(calibration unmeasured)")
     return {"css": label if label in ("fake", "real") else "none", "head": head.get(label, "No verdict"),
             "badge": "NO FACE FOUND" if label == "no_face" else label.replace("_", " ").upper(),
-            "card_line": detector_note(result.detector).line}
+            "card_line": note.line, "score": score, "threshold": threshold, "error": error}
 
 
 def _details(result: AnalysisResult, meta: dict) -> dict:

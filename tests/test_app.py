@@ -844,6 +844,16 @@ def test_browser_compare_tab_shows_table_chart_and_maps(server, browser, tmp_pat
     page.get_by_role("button", name="Build the comparison report").click()  # to hand on
     expect(page.get_by_text("couple-comparison").first).to_be_visible(timeout=60_000)
     page.screenshot(path=str(_shots(tmp_path) / "compare-tab.png"), full_page=True)
+    # A file that cannot be compared next: its error, and the couple's table, strip and report gone with it
+    bad = tmp_path / "not-a-photo.jpg"
+    bad.write_bytes(b"no image here")
+    page.locator("button[aria-label='Clear']").last.click()
+    page.locator("input[type=file][accept*='.mp4']").last.set_input_files(str(bad))
+    page.get_by_role("button", name="Compare detectors").click()
+    expect(page.get_by_text("not-a-photo.jpg: not an image").first).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("they agree on")).to_have_count(0)
+    expect(strip).to_have_count(0)
+    expect(page.get_by_text("couple-comparison")).to_have_count(0)
     page.close()
 
 

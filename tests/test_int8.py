@@ -293,8 +293,19 @@ def test_cli_quantize_and_audit_fail_loudly(model_dirs, labelled_tree, tmp_path)
     kept = json.loads((folder / "audit" / "audit.json").read_text())
     strips = {e["image"] for e in kept["disagreements"] if "image" in e}
     assert {p.name for p in (folder / "audit").glob("*.png")} == strips
-    bad = run("audit", "--detector", str(folder), "--data", str(labelled_tree), "--out", str(tmp_path / "b"),
-              "--min-agreement", "1.01", "--repeats", "2", "--no-maps")
+    def main(*args):  # the same command line in this process (a process costs ~6 s of imports)
+        import contextlib
+        import io
+
+        from forensics.cli import main as cli_main
+
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.chdir(ROOT), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli_main(list(args))
+        return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+    bad = main("audit", "--detector", str(folder), "--data", str(labelled_tree), "--out", str(tmp_path / "b"),
+               "--min-agreement", "1.01", "--repeats", "2", "--no-maps")
     assert bad.returncode == 3
     assert "int8 audit FAILED: agreement" in bad.stderr
     # refused in one line each before torch is loaded: no labelled images, a bound out of range, no such detector
@@ -311,7 +322,7 @@ def test_cli_quantize_and_audit_fail_loudly(model_dirs, labelled_tree, tmp_path)
     config = json.loads((folder / "config.json").read_text())
     config["forensics"]["crop_size"] = 5
     (folder / "config.json").write_text(json.dumps(config))
-    broken = run("audit", "--detector", str(folder), "--data", str(labelled_tree), "--out", str(tmp_path / "c"))
+    broken = main("audit", "--detector", str(folder), "--data", str(labelled_tree), "--out", str(tmp_path / "c"))
     assert broken.returncode == 1 and not (tmp_path / "c").exists()
     assert broken.stderr.strip().splitlines() == [
         f"error: {folder.name}: config.json: crop_size 5 must be a whole number of pixels from 16 to 4096"]

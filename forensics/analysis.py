@@ -62,6 +62,7 @@ Progress = Callable[[float, str], None]
 
 NO_FACE_NOTE = "no face found: no verdict (the detector judges faces, and there is none to judge)"
 LOOKED_AGAIN = "Looked again:"  # the note of a video sampled again: a close call or no face (Analyzer.look_again)
+NOT_LOOKED_AGAIN = "Not sampled again:"  # the note of one that would have been, with look_again 0
 SMALL_FACES_ONLY = "Faces too small:"  # the note of an input whose only faces are under the face finder's smallest
 SMALL_FACE_SEARCH_PX = 20  # how small a face the second search for a missing one looks for (Analyzer._small_faces)
 SMALL_FACE_SEARCH_FRAMES = 8  # on at most this many of the sampled frames (a 720p frame: about 0.2 s)
@@ -319,6 +320,10 @@ class Analyzer:
                 self._run(result, video.frames, video.timestamps, video.indices, step, progress, seen)
                 if self.look_again and load is not None:
                     video = self._look_again(result, lambda new: load(indices=new), video, step, progress, seen)
+                elif load is not None and self.fps is None and (why := _worth_another_look(result)):
+                    # said, so that a reader knows more frames were not tried (the app's box was unticked)
+                    result.notes.append(f"{NOT_LOOKED_AGAIN} {why} over {len(video.indices)} sampled frames, "
+                                        "and sampling the video again is off: more frames were not tried.")
                 frames = video.frames
             if result.label == "no_face":
                 self._small_faces(result, frames, step, progress)

@@ -224,7 +224,8 @@ def _download(repo_id: str, revision: str | None, offline: bool | None) -> Path:
         mark_used(repo_id)
     except LocalEntryNotFoundError as exc:
         where = "offline and not in the local cache" if offline else "not reachable and not in the local cache"
-        raise DetectorError(f"Hub model {repo_id!r}: {where}") from exc
+        named = f"{repo_id}@{revision}" if revision else repo_id  # the revision asked for is what is missing
+        raise DetectorError(f"Hub model {named!r}: {where}") from exc
     except RepositoryNotFoundError as exc:
         raise DetectorError(f"Hub model {repo_id!r}: no such repository (or it is private)") from exc
     except (HfHubHTTPError, OSError, ValueError) as exc:

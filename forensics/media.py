@@ -70,7 +70,9 @@ class VideoFrames:
 
     frames: list[np.ndarray]  # RGB uint8 HxWx3
     indices: list[int]  # frame index in the video of each sampled frame
-    timestamps: list[float]  # seconds from the first frame (the container's own where frames are unevenly spaced)
+    # seconds on a player's timeline: from the first frame (the container's own times where frames are unevenly
+    # spaced), plus where the video stream starts after the file's other streams (_player_start; mostly 0)
+    timestamps: list[float]
     fps: float
     frame_count: int  # as decoded when the end was reached, else as reported by the container
     duration_s: float
@@ -664,6 +666,28 @@ def _frame_times(path: Path) -> list[float] | None:
     return [float((pts - stamps[0]) * base) for pts in stamps]
 
 
+def _player_start(path: Path) -> float:
+    """Where the first video frame lies on a player's timeline, in seconds: its stream's own start time.
+    0 for most files; hamilton_clip.mp4's video starts at 0.852 s (its audio at 0.008 s), and Chromium
+    shows its frame 219 from 8.159 s (0.852 + 219 frames), not at the 7.307 s counted from the first
+    frame (measured by seeking a <video> and comparing the pixels: tests/test_app.py). 0 where not known."""
+    try:
+        import av
+    except ImportError:
+        return 0.0
+    try:
+        with av.open(str(path)) as container:
+            if len(container.streams.video) != 1:
+                return 0.0
+            stream = container.streams.video[0]
+            if stream.start_time is None or stream.time_base is None:
+                return 0.0
+            start = float(stream.start_time * stream.time_base)
+    except (av.FFmpegError, OSError, ValueError, MemoryError):
+        return 0.0
+    return start if 0.0 < start < 3600.0 else 0.0
+
+
 def _unevenly_spaced(times: list[float] | None, count: int, fps: float) -> bool:
     """Whether a video's frames are not where index / rate puts them (a phone's variable frame rate: OpenCV's
     rate is then an average, or the first rate, and frame / rate can be seconds off), by more than half a
@@ -814,13 +838,14 @@ def _load_video_path(path: Path, label: str, frames: int | None, fps: float | No
             raise MediaError(f"{label}: video is {width}x{height} pixels; at least {limits.min_side}x{limits.min_side} "
                              "is needed")
         uneven = _unevenly_spaced(times, count, fps_in)
+        start = _player_start(path)  # times as a player shows them, where the video stream starts late
         return VideoFrames(
             frames=out,
             indices=kept,
-            timestamps=[times[i] for i in kept] if uneven else [i / fps_in for i in kept],
+            timestamps=[start + (times[i] if uneven else i / fps_in) for i in kept],
             fps=fps_in,
             frame_count=count,
-            duration_s=2 * times[-1] - times[-2] if uneven else count / fps_in,  # the last frame's end
+            duration_s=start + (2 * times[-1] - times[-2] if uneven else count / fps_in),  # the last frame's end
             width=int(width),
             height=int(height),
             codec=codec,

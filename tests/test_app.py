@@ -250,6 +250,9 @@ def test_a_close_call_on_a_video_is_sampled_again_unless_unticked(tabs):
     once = answered(tabs.video, tabs.video.analyze_video, video, "default", [], 16, look_again=False)
     assert once.state.result.media.sampled_frames == 16 and "Looked again" not in once.summary
     assert "Close call:" in once.summary and "passes" not in once.state.result.uncertainty
+    # and the small print says more frames were not tried
+    assert ("Not sampled again: close call over 16 sampled frames, and sampling the video again is off: more frames "
+            "were not tried.") in once.summary
 
 
 def test_a_video_browsers_do_not_play_is_shown_through_a_copy_and_analysed_as_uploaded(tabs, tmp_path):
@@ -820,6 +823,42 @@ def test_browser_a_face_too_small_to_judge_is_named_not_missed(server, browser, 
     expect(page.get_by_text("MTCNN finds 1 face(s) under 40 px across in this image", exact=False).first).to_be_visible()
     page.screenshot(path=str(_shots(tmp_path) / "face-too-small.png"), full_page=True)
     page.close()
+
+
+@pytest.mark.browser
+def test_browser_a_frames_time_is_where_the_player_shows_it_when_the_video_starts_late(browser, tmp_path):
+    """hamilton_clip.mp4's video stream starts at 0.852 s: a frame's time (a face's timestamp, where the
+    Video tab's player seeks) is on the player's timeline, not counted from the first frame. Seeked there
+    in Chromium's own <video>, the picture is that frame's (of its neighbours, the nearest in pixels)."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from forensics.media import load_video
+    from ui.video import SEEK_INTO_FRAME_S
+
+    clip = data_path("video/hamilton_clip.mp4")
+    shown = """async (t) => { const v = document.getElementById('v');
+        await new Promise(r => { if (v.readyState >= 1) r(); else v.onloadedmetadata = r; });
+        v.currentTime = t; await new Promise(r => v.onseeked = r);
+        const c = document.getElementById('c'); c.width = v.videoWidth; c.height = v.videoHeight;
+        c.getContext('2d').drawImage(v, 0, 0); return c.toDataURL('image/png'); }"""
+    around = list(range(216, 223))
+    video = load_video(clip, indices=around)
+    assert video.timestamps[0] > 0.85  # 0.852 s + 216 frames
+    page = browser.new_page()
+    try:  # the clip inline (0.6 MB): a page of its own, no server
+        source = base64.b64encode(clip.read_bytes()).decode()
+        page.set_content(f"<video id=v src='data:video/mp4;base64,{source}' muted></video><canvas id=c></canvas>")
+        for k in (1, 3, 5):  # frames 217, 219 (where a face of a person in the audience is), 221
+            url = page.evaluate(shown, video.timestamps[k] + SEEK_INTO_FRAME_S)
+            seen = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",")[1]))).convert("RGB"), float)
+            distance = [np.abs(seen - frame.astype(float)).mean() for frame in video.frames]
+            assert int(np.argmin(distance)) == k, (around[k], [round(float(d), 2) for d in distance])
+    finally:
+        page.close()
 
 
 @pytest.mark.browser

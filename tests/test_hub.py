@@ -167,6 +167,10 @@ def test_uncached_hub_id_offline_fails_fast_with_one_line(hub_cache):
     with pytest.raises(DetectorError) as err:
         resolve_model_folder("nobody/not-cached@main")
     assert time.perf_counter() - start < 10
+    # the revision asked for is named: it is what the cache lacks (the repository may be cached at another)
+    assert str(err.value) == "Hub model 'nobody/not-cached@main': offline and not in the local cache"
+    with pytest.raises(DetectorError) as err:
+        resolve_model_folder("nobody/not-cached")
     assert str(err.value) == "Hub model 'nobody/not-cached': offline and not in the local cache"
 
 

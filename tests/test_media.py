@@ -795,6 +795,16 @@ def test_a_variable_frame_rate_video_keeps_its_own_times(tmp_path: Path, codec: 
     assert steady.timestamps == [i / steady.fps for i in steady.indices] and steady.frame_times is None
 
 
+def test_a_video_stream_that_starts_late_keeps_the_players_times() -> None:
+    """hamilton_clip.mp4's video starts at 0.852 s (its audio at 0.008 s): its frames' times are on the
+    player's timeline (where tests/test_app.py's Chromium shows each frame), the duration to its last frame's end."""
+    from tests.conftest import data_path
+
+    late = load_video(data_path("video/hamilton_clip.mp4"), indices=[0, 219])
+    assert late.timestamps == pytest.approx([0.852019, 0.852019 + 219 / late.fps], abs=1e-5)
+    assert late.duration_s == pytest.approx(0.852019 + late.frame_count / late.fps, abs=1e-5)  # 10.02 s: the file's 10.01
+
+
 def test_a_video_too_small_or_without_pictures_is_refused_in_one_line(tmp_path: Path) -> None:
     """As an image under 16 x 16 is: a 2 x 2 video (no face fits) is refused, from its header; a file
     with sound but no pictures says so, rather than "not a readable video"."""

@@ -184,7 +184,7 @@ def test_photo_html_is_self_contained_and_says_what_it_is_about(photo_html, phot
     shown, threshold = format_against_threshold(photo_result.fake_probability, photo_result.threshold,
                                                 detector_note(photo_result.detector))
     assert photo_result.label.upper() in text and f"Calibrated P(fake) ≈ {shown}" in text  # as the app says it
-    assert f"threshold {threshold} ({photo_result.fake_probability:.3f} to three decimals)" in text
+    assert f"≈ {shown} ({photo_result.fake_probability:.3f} to three decimals) " in text and f"; threshold {threshold}" in text
     assert photo_result.aggregation in text and "no manipulation detected" not in text
     assert hashlib.sha256(photo.read_bytes()).hexdigest() in text
     assert detector.name in text and "timm-vit" in text and "couple.jpg" in text
@@ -248,6 +248,19 @@ def test_video_html_has_track_table_and_timeline_with_one_line_per_counted_track
     assert _rows(page, "tracks") == 1 + len(video_result.tracks)
     text = page.text
     assert "29.97 fps" in text and "Sampled frames 4" in text and "time (s)" in text
+    # the headline says what the app's small print says: the mean's standard error, frames with faces, people
+    from forensics.results import sampling_error
+
+    found = len({f.frame for f in video_result.faces})
+    people = len({f.track for f in video_result.faces if f.track is not None})
+    assert f"; faces in {found} of 4 sampled frames, {people} person(s)" in text
+    assert sampling_error(video_result) is None and "the mean's standard error" not in text  # 4 frames: one each
+    import forensics.render.report as reporting
+
+    with pytest.MonkeyPatch.context() as mp:  # a person seen in 3 frames: their mean's standard error is given
+        mp.setattr(reporting, "sampling_error", lambda result: ("person 2", 3, 0.0123))
+        again = _Page(reporting.report_html(video_result)).text
+    assert "± 0.01 over 3 sampled frames of person 2 (the mean's standard error); faces in" in again
     shown = min(len(video_result.faces), MAX_REPORT_FACES)
     assert len(page.find("img", "crop")) == shown
     assert len(page.find("img", "overlay")) == sum(len(f.heatmaps) for f in video_result.faces[:shown]) > 0

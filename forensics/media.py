@@ -71,7 +71,7 @@ class VideoFrames:
     frames: list[np.ndarray]  # RGB uint8 HxWx3
     indices: list[int]  # frame index in the video of each sampled frame
     # seconds on a player's timeline: from the first frame (the container's own times where frames are unevenly
-    # spaced), plus where the video stream starts after the file's other streams (_player_start; mostly 0)
+    # spaced), plus the video stream's own start time (_player_start; 0 for most files)
     timestamps: list[float]
     fps: float
     frame_count: int  # as decoded when the end was reached, else as reported by the container

@@ -188,6 +188,33 @@ def sampling_error(result: AnalysisResult) -> tuple[str, int, float] | None:
     return who, len(scores), standard_error(scores)
 
 
+def frames_with_faces(result: AnalysisResult) -> tuple[int, int]:
+    """(sampled frames in which a face was found, sampled frames)."""
+    sampled = len(result.media.sampled_indices or [0])
+    return len({f.frame for f in result.faces if not f.fallback}), sampled
+
+
+def scored_from(result: AnalysisResult) -> str:
+    """What a verdict's score comes from, as the app's small print and the report say it: "3 face(s)";
+    for a video "faces in 12 of 16 sampled frames, 8 person(s)"."""
+    if result.kind != "video":
+        return f"{sum(not f.fallback for f in result.faces)} face(s)"
+    found, sampled = frames_with_faces(result)
+    people = len({f.track for f in result.faces if f.track is not None})
+    return f"faces in {found} of {sampled} sampled frames, {people} person(s)"
+
+
+def score_errors(result: AnalysisResult, ece: float | None) -> str:
+    """What is known of a verdict's score, as the app's small print and the report say it: the detector's
+    calibration error and, for a video, the deciding person's mean's standard error."""
+    text = f"± {ece:.2f} (its calibration error)" if ece is not None else "(calibration unmeasured)"
+    sampled = sampling_error(result)
+    if sampled:  # a video's score is a person's mean over the sampled frames: known to its standard error too
+        who, count, se = sampled
+        text += f", ± {se:.2f} over {count} sampled frames of {who} (the mean's standard error)"
+    return text
+
+
 def standard_error(scores: Sequence[float]) -> float:
     """The standard error of the mean of a person's frame scores (their spread / sqrt(frames)); 0 for one."""
     return float(np.std(scores, ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else 0.0

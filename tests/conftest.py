@@ -29,6 +29,24 @@ def script_module(name: str):
     return module
 
 
+def cli_in_process(*args):
+    """`python -m forensics ARGS` as ``forensics.cli.main`` runs it in this process, from the repository root:
+    a CompletedProcess of its exit code, stdout and stderr (a process would pay ~6 s of imports)."""
+    import contextlib
+    import io
+    import subprocess
+
+    from forensics.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.chdir(ROOT), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's refusals
+            code = exc.code
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
 def data_path(relative: str) -> Path:
     """A file under ../shared/data, or skip the test with the reason."""
     path = DATA / relative

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -13,7 +11,7 @@ from pathlib import Path
 from PIL import Image
 
 from forensics.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from tests.conftest import ROOT, data_path, refusals_without_torch, script_module
+from tests.conftest import ROOT, cli_in_process, data_path, refusals_without_torch, script_module
 
 KEYS = {"input", "kind", "detector", "fake_probability", "label", "threshold", "faces", "timings_ms", "error"}
 
@@ -27,15 +25,7 @@ def _cli(*args, env=None, process=False):
         full_env = dict(os.environ, HF_HUB_OFFLINE="1", **(env or {}))
         return subprocess.run([sys.executable, "-m", "forensics", *map(str, args)], cwd=ROOT, env=full_env,
                               capture_output=True, text=True, timeout=600)
-    from forensics.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.chdir(ROOT), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as exc:  # argparse's refusals
-            code = exc.code
-    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+    return cli_in_process(*args)
 
 
 def test_analyze_mixed_inputs_writes_one_object_each_and_exits_2(model_dirs, tmp_path):

@@ -27,7 +27,7 @@ from forensics.int8.quantize import (
     quantizable_units,
     quantize_onnx,
 )
-from tests.conftest import ROOT, data_path, refusals_without_torch
+from tests.conftest import ROOT, cli_in_process, data_path, refusals_without_torch
 
 
 @pytest.fixture(scope="module")
@@ -293,17 +293,7 @@ def test_cli_quantize_and_audit_fail_loudly(model_dirs, labelled_tree, tmp_path)
     kept = json.loads((folder / "audit" / "audit.json").read_text())
     strips = {e["image"] for e in kept["disagreements"] if "image" in e}
     assert {p.name for p in (folder / "audit").glob("*.png")} == strips
-    def main(*args):  # the same command line in this process (a process costs ~6 s of imports)
-        import contextlib
-        import io
-
-        from forensics.cli import main as cli_main
-
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.chdir(ROOT), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = cli_main(list(args))
-        return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
-
+    main = cli_in_process  # the same command lines in this process (a process costs ~6 s of imports)
     bad = main("audit", "--detector", str(folder), "--data", str(labelled_tree), "--out", str(tmp_path / "b"),
                "--min-agreement", "1.01", "--repeats", "2", "--no-maps")
     assert bad.returncode == 3

@@ -255,11 +255,11 @@ def test_video_html_has_track_table_and_timeline_with_one_line_per_counted_track
     people = len({f.track for f in video_result.faces if f.track is not None})
     assert f"; faces in {found} of 4 sampled frames, {people} person(s)" in text
     assert sampling_error(video_result) is None and "the mean's standard error" not in text  # 4 frames: one each
-    import forensics.render.report as reporting
+    import forensics.results
 
     with pytest.MonkeyPatch.context() as mp:  # a person seen in 3 frames: their mean's standard error is given
-        mp.setattr(reporting, "sampling_error", lambda result: ("person 2", 3, 0.0123))
-        again = _Page(reporting.report_html(video_result)).text
+        mp.setattr(forensics.results, "sampling_error", lambda result: ("person 2", 3, 0.0123))
+        again = _Page(report_html(video_result)).text
     assert "± 0.01 over 3 sampled frames of person 2 (the mean's standard error); faces in" in again
     shown = min(len(video_result.faces), MAX_REPORT_FACES)
     assert len(page.find("img", "crop")) == shown

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from forensics.results import AnalysisResult, FaceResult, face_number, sampling_error
+from forensics.results import AnalysisResult, FaceResult, face_number, score_errors, scored_from
 from forensics.catalog import EXTRA_METHODS, METHOD_TITLES, METHODS, available_detectors, split_variant
 from forensics.detector_notes import detector_note, format_against_threshold, format_probability
 from forensics.held import RELEASED
@@ -30,12 +30,6 @@ def verdict(result: AnalysisResult) -> str | None:
     return f"{result.label} (close call)" if result.label and result.uncertainty.get("close_call") else result.label
 
 
-def frames_with_faces(result: AnalysisResult) -> tuple[int, int]:
-    """(sampled frames in which a face was found, sampled frames)."""
-    sampled = len(result.media.sampled_indices or [0])
-    return len({f.frame for f in result.faces if not f.fallback}), sampled
-
-
 def summary(result: AnalysisResult) -> str:
     """The verdict's small print, right under it: the calibrated probability, the threshold, what
     the detector catches and misses (from its card), and how the number was reached."""
@@ -54,19 +48,9 @@ def summary(result: AnalysisResult) -> str:
         return text + f"  \nDetector `{result.detector}`: {note.line} {card}"
     if result.fake_probability is None:
         return "No verdict: " + "; ".join(result.notes)
-    faces = sum(not f.fallback for f in result.faces)
     side = "at or above" if result.label == "fake" else "below"
     shown, threshold = format_against_threshold(result.fake_probability, result.threshold, note)
-    where = f"{faces} face(s)"
-    if result.kind == "video":
-        found, sampled = frames_with_faces(result)
-        people = len({f.track for f in result.faces if f.track is not None})
-        where = f"faces in {found} of {sampled} sampled frames, {people} person(s)"
-    error = f" ± {note.ece:.2f} (its calibration error)" if note.ece is not None else " (calibration unmeasured)"
-    sampled = sampling_error(result)
-    if sampled:  # a video's score is a person's mean over the sampled frames: known to its standard error too
-        who, count, se = sampled
-        error += f", ± {se:.2f} over {count} sampled frames of {who} (the mean's standard error)"
+    where, error = scored_from(result), " " + score_errors(result, note.ece)
     close = ", a close call" if result.uncertainty.get("close_call") else ""
     text = (f"**{result.label.upper()}{close}** ({side} the threshold): calibrated P(fake) ≈ {shown}{error}, "
             f"threshold {threshold}; {where}; detector `{result.detector}`.  \n"

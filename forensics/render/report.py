@@ -37,7 +37,7 @@ from forensics.catalog import METHOD_TITLES
 from forensics.detector_notes import detector_note, format_against_threshold
 from forensics.overlay import downscale, overlay
 from forensics.render.frames import annotated
-from forensics.results import AnalysisResult, FaceResult, sampling_error
+from forensics.results import AnalysisResult, FaceResult, score_errors, scored_from
 
 TOOL = "Deepfake Forensics Studio"
 MAX_REPORT_FACES = 24  # faces shown with crops and maps; the table lists every face
@@ -239,16 +239,9 @@ def _verdict(result: AnalysisResult) -> dict:
     if result.fake_probability is not None and result.threshold is not None and label != "no_face":
         # as the app's verdict gives it: no more decimals than the calibration supports, on its side of the threshold
         score, threshold = format_against_threshold(result.fake_probability, result.threshold, note)
-        error = (f"± {note.ece:.2f} (its calibration error)" if note.ece is not None else "(calibration unmeasured)")
-        sampled = sampling_error(result)  # a video's score is a person's mean over frames: its standard error too
-        if sampled:
-            who, count, se = sampled
-            error += f", ± {se:.2f} over {count} sampled frames of {who} (the mean's standard error)"
+        error = score_errors(result, note.ece)
         if result.kind == "video":  # as the app's small print says where the score comes from
-            found = len({f.frame for f in result.faces if not f.fallback})
-            people = len({f.track for f in result.faces if f.track is not None})
-            error += (f"; faces in {found} of {len(result.media.sampled_indices or [0])} sampled frames, "
-                      f"{people} person(s)")
+            error += f"; {scored_from(result)}"
     return {"css": label if label in ("fake", "real") else "none", "head": head.get(label, "No verdict"),
             "badge": "NO FACE FOUND" if label == "no_face" else label.replace("_", " ").upper(),
             "card_line": note.line, "score": score, "threshold": threshold, "error": error}

@@ -121,9 +121,10 @@ def aggregate_video(faces: Sequence[FaceResult], sampled_frames: int) -> tuple[f
         t.counted = True
     score = max(t.mean_fake_probability for t in long_enough)
     left_out = len(tracks) - len(long_enough)
-    text = f"max over {len(long_enough)} tracked face(s) of each face's mean P(fake) over its frames"
+    text = (f"max over {len(long_enough)} person(s) (a face followed from frame to frame) of each "
+            "person's mean P(fake) over their frames")
     if left_out:
-        text += f"; {left_out} track(s) seen in fewer than {min_frames} of {sampled_frames} frames left out"
+        text += f"; {left_out} person(s) seen in fewer than {min_frames} of {sampled_frames} frames left out"
     return score, tracks, text
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "browser_playable",
     "check_file",
     "codec_title",
+    "fourcc_title",
     "is_animated",
     "load_animation",
     "load_image",
@@ -898,6 +899,22 @@ def _stream_codecs(path: Path) -> tuple[str | None, str | None, float | None] | 
     except (av.FFmpegError, OSError, ValueError, IndexError):
         return None
     return video, audio, duration
+
+
+# OpenCV's FourCCs (MediaInfo.codec) as people know them; the report shows both ("MPEG-4 Part 2 (FourCC FMP4)").
+_FOURCC_TITLES = {"h264": "H.264", "avc1": "H.264", "x264": "H.264", "H264": "H.264", "hevc": "HEVC", "hvc1": "HEVC",
+                  "hev1": "HEVC", "FMP4": "MPEG-4 Part 2", "mp4v": "MPEG-4 Part 2", "XVID": "MPEG-4 Part 2",
+                  "DIVX": "MPEG-4 Part 2", "DX50": "MPEG-4 Part 2", "MJPG": "Motion JPEG", "VP80": "VP8",
+                  "VP90": "VP9", "vp09": "VP9", "av01": "AV1", "AV01": "AV1"}
+
+
+def fourcc_title(fourcc: str | None) -> str | None:
+    """A stream's FourCC as the report shows it: "MPEG-4 Part 2 (FourCC FMP4)", or the code alone when it is
+    not one of the common ones; None for none."""
+    if not fourcc:
+        return None
+    title = _FOURCC_TITLES.get(fourcc)
+    return f"{title} (FourCC {fourcc})" if title else f"FourCC {fourcc}"
 
 
 def codec_title(codec: str | None) -> str:

@@ -36,7 +36,7 @@ def test_video_verdict_is_the_max_over_tracks_of_each_tracks_mean():
     by_id = {t.track: t for t in tracks}
     assert by_id[0].mean_fake_probability == pytest.approx(0.3) and by_id[0].counted
     assert by_id[1].max_fake_probability == pytest.approx(0.9) and by_id[1].frames == 3
-    assert not by_id[2].counted and "1 track(s) seen in fewer than 3" in text
+    assert not by_id[2].counted and "1 person(s) seen in fewer than 3" in text
 
 
 def test_short_tracks_count_when_no_track_is_long_enough():

@@ -184,7 +184,7 @@ def test_video_handler_gives_timeline_frames_and_table(tabs):
     out = answered(tabs.video, tabs.video.analyze_video, str(data_path("video/hamilton_clip.mp4")), frames=6)
     summary, timeline, frames, table, faces, session = (out.summary, out.timeline, out.frames_gallery, out.table,
                                                         out.face, out.state)
-    assert "tracked face" in summary
+    assert "person(s) (a face followed from frame to frame)" in summary
     assert "Caution: the verdict rests on a small face (person" in summary  # the broadcast clip's faces: ~110 px
     people = [t for t in timeline.data if t.name != "no face in this frame"]
     counted = {f"person {t.track}" for t in session.result.tracks if t.counted}
@@ -687,7 +687,7 @@ def test_browser_video_tab_shows_the_timeline(server, browser, tmp_path):
     page.locator("input[type=file][accept*='video']").set_input_files(str(EXAMPLES / "astronaut-pan.mp4"))
     page.get_by_role("button", name="Analyse video").click()
     expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=120_000)
-    expect(page.get_by_text("P(fake) per tracked face over time").first).to_be_visible()
+    expect(page.get_by_text("P(fake) per person over time").first).to_be_visible()
 
     face_box = page.locator("input[aria-label='Face shown below']:visible")  # the Image tab has one too
 

@@ -857,3 +857,10 @@ def test_browser_copy_refuses_in_one_line_and_leaves_nothing(tmp_path: Path, mon
     with pytest.raises(MediaError, match=r"^clip\.avi: video is 3\.0 s long; the limit is 2 s$"):
         load_video(avi, limits=MediaLimits(max_duration_s=2))  # as the analysis says
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.avi", "clip.avi"]
+
+
+def test_a_fourcc_is_named_as_people_know_it() -> None:
+    from forensics.media import fourcc_title
+
+    assert fourcc_title("FMP4") == "MPEG-4 Part 2 (FourCC FMP4)" and fourcc_title("avc1") == "H.264 (FourCC avc1)"
+    assert fourcc_title("WXYZ") == "FourCC WXYZ" and fourcc_title(None) is None and fourcc_title("") is None

@@ -248,6 +248,8 @@ def test_video_html_has_track_table_and_timeline_with_one_line_per_counted_track
     assert _rows(page, "tracks") == 1 + len(video_result.tracks)
     text = page.text
     assert "29.97 fps" in text and "Sampled frames 4" in text and "time (s)" in text
+    assert "Codec H.264 (FourCC h264), " in text and "bits per pixel per frame" in text
+    assert "<th>Person</th>" in video_html and "Track" not in page.text  # one word for a face followed over frames
     # the headline says what the app's small print says: the mean's standard error, frames with faces, people
     from forensics.results import sampling_error
 

@@ -83,7 +83,7 @@ def timeline_figure(result: AnalysisResult) -> go.Figure:
         fig.add_annotation(x=1, xref="paper", xanchor="left", y=y, yref="y",
                            yanchor="top" if k == 0 and len(lines) > 1 else "bottom",
                            text=text, showarrow=False, font=dict(size=11, color=colour))
-    title = "P(fake) per tracked face over time"
+    title = "P(fake) per person over time"
     if sampled:
         title += f" (faces in {len(seen)} of {len(sampled)} sampled frames)"
     if result.media.duration_s:  # the whole video on the axis, so a late first face is visibly late

@@ -35,6 +35,7 @@ import forensics
 from forensics.core import write_atomic
 from forensics.catalog import METHOD_TITLES
 from forensics.detector_notes import detector_note, format_against_threshold
+from forensics.media import fourcc_title
 from forensics.overlay import downscale, overlay
 from forensics.render.frames import annotated
 from forensics.results import AnalysisResult, FaceResult, score_errors, scored_from
@@ -279,7 +280,7 @@ def _details(result: AnalysisResult, meta: dict) -> dict:
             given.append(("Duration", f"{_p(inp['duration_s'], 2)} s ({inp.get('frame_count', '?')} frames)", None))
         if inp.get("codec") is not None:
             bpp = inp.get("bits_per_pixel")
-            given.append(("Codec", f"{inp['codec']}" + (f", {bpp:.4f} bits per pixel per frame (how hard it was "
+            given.append(("Codec", f"{fourcc_title(inp['codec'])}" + (f", {bpp:.4f} bits per pixel per frame (how hard it was "
                                                         "compressed)" if bpp is not None else ""), None))
         if inp.get("sampled_frames") is not None:
             indices = ", ".join(str(i) for i in inp.get("sampled_indices") or [])

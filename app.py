@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import threading
 
 import gradio as gr
@@ -16,8 +17,16 @@ import numpy as np
 import ui
 from forensics import access, catalog, held
 from forensics import settings as deployment
+from forensics.core import ForensicsError
 from ui.common import engine
 from ui.train import open_store
+
+
+def _concurrency(text: str) -> int:
+    """--concurrency (or FORENSICS_CONCURRENCY): a whole number of at least 1."""
+    if not str(text).strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1 (FORENSICS_CONCURRENCY)")
+    return int(text)
 
 
 def main() -> None:
@@ -25,10 +34,15 @@ def main() -> None:
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     parser.add_argument("--share", action="store_true", help="ask Gradio for a public share link")
-    parser.add_argument("--concurrency", type=int, default=int(os.environ.get("FORENSICS_CONCURRENCY", "2")),
+    parser.add_argument("--concurrency", type=_concurrency, default=os.environ.get("FORENSICS_CONCURRENCY", "2"),
                         help="analyses run at once (memory grows with it; default 2)")
     args = parser.parse_args()
     deployment.serving(args.host, args.share)  # the mode follows where the app listens
+    try:
+        deployment.check()  # a bad setting stops the server here, in one line, not each request later
+    except ForensicsError as exc:
+        print(f"app.py: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     held.limit_malloc_arenas()  # before Gradio's threads: memory that levels off (docs/deployment.md)
     print(deployment.describe(), flush=True)
     demo = ui.build_demo()

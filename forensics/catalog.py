@@ -170,11 +170,12 @@ def read_card(folder: Path) -> str:
     return re.sub(r"\A---.*?---\s*", "", card.read_text(encoding="utf-8"), flags=re.DOTALL) if card.is_file() else ""
 
 
-def detector_cards() -> list[tuple[str, str]]:
-    """(name, model card as Markdown) per named detector: the Hub's YAML header and the card's own
-    title (the name again) dropped, its headings demoted under the app's."""
+def detector_cards(more: dict[str, str | Path] | None = None) -> list[tuple[str, str]]:
+    """(name, model card as Markdown) per named detector (and per folder of ``more``, name -> folder):
+    the Hub's YAML header and the card's own title (the name again) dropped, its headings demoted
+    under the app's."""
     cards = []
-    for name, folder in available_detectors().items():
+    for name, folder in {**available_detectors(), **{k: Path(v) for k, v in (more or {}).items()}}.items():
         text = re.sub(r"\A#\s[^\n]*\n+", "", read_card(folder) or "(no model card)")  # the title repeats the name
         text = re.sub(r"^(#+)\s", lambda m: "#" * min(6, len(m.group(1)) + 2) + " ", text, flags=re.MULTILINE)
         cards.append((name, text))

@@ -29,6 +29,7 @@ class Comparison:
     input: str
     kind: str | None
     runs: list[DetectorRun] = field(default_factory=list)
+    superseded: str | None = None  # a later comparison in the same session failed (see service.Session)
 
     @property
     def done(self) -> list[DetectorRun]:

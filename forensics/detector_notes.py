@@ -27,6 +27,7 @@ from pathlib import Path
 from forensics.catalog import available_detectors, detector_choices, onnx_builds, split_variant
 from forensics.core import read_json
 from forensics.results import within_errors
+from forensics.settings import operator_models
 
 METRICS_NAME = "metrics.json"
 # A detector whose validation ROC-AUC is below this ranks fakes above reals barely more often than a coin.
@@ -134,8 +135,9 @@ def _folder(name: str | Path | None) -> Path | None:
         return None
     base = split_variant(str(name))[0]
     folder = available_detectors().get(base) or onnx_builds().get(str(name))
-    if folder is None and Path(base).is_dir():
-        folder = Path(base)
+    if folder is None:  # a folder the operator lists (FORENSICS_MODELS), by the name the app offers it under
+        listed = next((Path(e.source) for e in operator_models() if e.name == base and Path(e.source).is_dir()), None)
+        folder = listed or (Path(base) if Path(base).is_dir() else None)
     return folder
 
 

@@ -60,6 +60,9 @@ class Session:
     methods: list[str] = field(default_factory=lambda: list(ALL_METHODS))
     score_maps: bool = False
     frames: list[np.ndarray] = field(default_factory=list, repr=False)
+    # Set when a later analysis in the same session failed: Gradio then leaves its state as it was, so this
+    # one is still there; its reports and maps must not stand in for the file that failed.
+    superseded: str | None = None
 
 
 def _analyzer(det: Detector, methods: Sequence[str], target: str, options: ExplainOptions, frames: int,
@@ -101,6 +104,8 @@ def hold(session: Session) -> Session:
 
 def reexplain(session: Session, target: str, head_fusion: str, discard_ratio: float, progress=None) -> Session:
     """New maps for the same faces with other settings: no decoding, detection or classification."""
+    if session.superseded:
+        raise ForensicsError(session.superseded)
     if is_released(session.result):
         raise ForensicsError(f"this analysis was {RELEASED}")
     det = get_detector(session.detector)
@@ -121,9 +126,11 @@ def write_reports(session: Session, folder: str | Path | None = None) -> tuple[s
     """The analysis as a JSON file and a self-contained HTML report; returns their paths. A held
     analysis still has what its report shows; one released to free memory has not (says so)."""
     result = session.result
+    if session.superseded:
+        raise ForensicsError(session.superseded)
     if is_released(result):
         raise ForensicsError(f"this analysis was {RELEASED}")
-    folder = Path(folder or tempfile.mkdtemp(prefix="report-", dir=_reports_root()))
+    folder = Path(folder or output_folder())
     stem = _stem(result.input, "analysis")
     extra = detector_extra(get_detector(session.detector))
     json_path = write_report_json(result, folder / f"{stem}-report.json", extra)
@@ -133,9 +140,11 @@ def write_reports(session: Session, folder: str | Path | None = None) -> tuple[s
 
 def write_comparison_reports(comparison: Comparison | None, folder: str | Path | None = None) -> tuple[str, str]:
     """A comparison of detectors as a JSON file and a self-contained HTML page; returns their paths."""
+    if comparison is not None and comparison.superseded:
+        raise ForensicsError(comparison.superseded)
     if comparison is None or not comparison.done:
         raise ForensicsError("compare detectors first")
-    folder = Path(folder or tempfile.mkdtemp(prefix="report-", dir=_reports_root()))
+    folder = Path(folder or output_folder())
     json_path, html_path = write_compare_reports(comparison, folder, _stem(comparison.input, "comparison"))
     return str(json_path), str(html_path)
 
@@ -143,6 +152,12 @@ def write_comparison_reports(comparison: Comparison | None, folder: str | Path |
 def _stem(name: str, fallback: str) -> str:
     """A report's file name stem from its input's name: safe characters only, at most 60."""
     return re.sub(r"[^\w.-]+", "_", Path(name).stem)[:60] or fallback
+
+
+def output_folder(prefix: str = "report-") -> Path:
+    """A new folder for what the app writes for a visitor (reports, audits): under the reports' root,
+    so that it is removed after ``settings.temp_file_ttl_s()`` like every other output."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=_reports_root()))
 
 
 def _reports_root() -> Path:
@@ -213,6 +228,7 @@ def compare(path: str | Path | None, detectors: Sequence[str], methods: Sequence
             continue
         analyzer = Analyzer(detector, shared, methods=list(methods), target="fake", options=ExplainOptions(),
                             frames=int(frames), detector_name=name,  # e.g. "default:int8", not the model's own
+                            limits=settings.media_limits(),  # the same upload limits as every other way in
                             look_again=0)  # every detector on the same frames: a close call is not sampled again
         result = analyzer.analyze(path, name=Path(path).name, progress=step)
         if result.error:  # the input itself is bad: every detector would say the same

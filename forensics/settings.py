@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from forensics.core import DEFAULT_LIMITS, MediaLimits, ZipLimits
-from forensics.catalog import HUB_ID, available_detectors, onnx_builds, split_variant
+from forensics.catalog import HUB_ID, ONNX_BUILDS, available_detectors, onnx_builds, split_variant
 from forensics.core import DetectorError
 
 MODE_ENV = "FORENSICS_MODE"
@@ -165,7 +165,11 @@ def allowed_detector(name: str) -> str:
         return registered[text]
     base, variant = split_variant(text)
     if variant is not None and base in registered and ":" not in registered[base].rpartition("/")[2]:
-        return f"{registered[base]}:{variant}"
+        folder = Path(registered[base])
+        # a folder without that build is as unavailable as any other name (and its path stays the server's);
+        # a Hub id's build is known only once downloaded (the loader then says so without a path)
+        if not folder.is_dir() or (folder / ONNX_BUILDS[variant]).is_file():
+            return f"{registered[base]}:{variant}"
     raise DetectorError(NOT_AVAILABLE)
 
 
@@ -243,7 +247,11 @@ def max_upload_bytes() -> int:
 def temp_file_ttl_s() -> int:
     """How long uploads, outputs and reports stay on disk (``FORENSICS_TEMP_TTL_S``, default an hour)."""
     text = os.environ.get(TEMP_TTL_ENV, "").strip()
-    return max(60, int(text)) if text.isdigit() else DEFAULT_TEMP_TTL_S
+    if not text:
+        return DEFAULT_TEMP_TTL_S
+    if not text.isdigit():
+        raise DetectorError(f"{TEMP_TTL_ENV}={text!r} must be a whole number of seconds (at least 60)")
+    return max(60, int(text))
 
 
 def look_again_passes() -> int:
@@ -264,9 +272,25 @@ def session_memory_bytes() -> int:
     return int(_env_mb(SESSION_MB_ENV, DEFAULT_SESSION_MEMORY_MB) * 2**20)
 
 
+def check() -> None:
+    """Every setting read once, so that a bad value stops the server at its start, in one line
+    (``ForensicsError``), rather than failing each visitor's request later."""
+    media_limits(), max_upload_bytes(), temp_file_ttl_s(), look_again_passes(), session_memory_bytes()
+    hub_max_bytes(), hub_cache_max_bytes()
+    listed = {e.source for e in operator_models()} | {e.name for e in operator_models()}
+    for entry in _env_list(MODELS_ENV):
+        if entry not in listed:
+            raise DetectorError(f"{MODELS_ENV}: {entry!r} is neither a model folder nor a Hub id")
+
+
 def describe() -> str:
     """One line for the server log: the mode and what it allows."""
-    hub = "any" if hub_allowed("any/any") and not is_public() else ", ".join(_env_list(HUB_ALLOW_ENV)) or "listed only"
+    if is_public():  # "any" counts for nothing there; the operator's listed Hub ids always do
+        listed = [a for a in _env_list(HUB_ALLOW_ENV) if a.lower() != "any"]
+        listed += [e.source.partition("@")[0] for e in operator_models() if e.name == e.source]
+        hub = ", ".join(dict.fromkeys(listed)) or "none"
+    else:
+        hub = "any" if hub_allowed("any/any") else ", ".join(_env_list(HUB_ALLOW_ENV))
     return (f"mode {mode()}: detectors {'registered only' if is_public() else 'any name, folder or Hub id'}; "
             f"Hub downloads {hub} (at most {hub_max_bytes() / 2**20:.0f} MB each); uploads at most "
             f"{max_upload_bytes() / 2**20:.0f} MB; videos with a close call or no face sampled again at most {look_again_passes()} times")

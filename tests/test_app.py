@@ -363,6 +363,11 @@ def test_verdict_shows_calibration_threshold_and_what_the_detector_misses(tabs):
     assert f"threshold {threshold:.2f}" in summary
     assert "generated faces (Stable Diffusion 2.1)" in summary and "model card" in summary
     assert re.search(r"≈ 0\.\d ±", summary) if ece >= 0.05 else re.search(r"≈ 0\.\d\d ±", summary)
+    # a detector whose calibration allows one decimal: the headline gives two as well, as the face list does
+    coarse = answered(tabs.image, tabs.image.analyze_image, str(EXAMPLES / "astronaut.jpg"), detector="mobilenetv2")
+    listed = coarse.face.choices[0][0]  # "Face 1: P(fake) 0.62 ..."
+    two = re.search(r"≈ 0\.\d \((0\.\d\d) to two decimals\) ±", coarse.summary)
+    assert two and f"P(fake) {two.group(1)}" in listed, (coarse.summary, listed)
 
 
 def test_compare_handler_gives_a_row_per_face_per_detector_and_their_maps(tabs):
@@ -536,6 +541,34 @@ def test_api_bad_file_gets_a_clear_error_and_the_server_keeps_serving(server, tm
         assert response.status == 200
     verdict, *_ = client.predict(handle_file(str(EXAMPLES / "astronaut.jpg")), api_name="/analyze_image")
     assert verdict["label"] in ("fake", "real")
+    # The API has no clearing step: a failed analysis must not leave the last one to be reported in its place.
+    (json_path, _) = client.predict(api_name="/image_reports")
+    assert Path(json_path).name == "astronaut-report.json"
+    with pytest.raises(Exception, match="notes.jpg: not an image"):
+        client.predict(handle_file(str(fake_jpeg)), api_name="/analyze_image")
+    with pytest.raises(Exception) as err:
+        client.predict(api_name="/image_reports")
+    assert str(err.value).strip() == "the last analysis failed: nothing to report until one succeeds"
+    client.predict(handle_file(str(EXAMPLES / "astronaut.jpg")), ["default"], ["gradcam"], 16, 0.5,
+                   api_name="/compare_detectors")
+    with pytest.raises(Exception, match="notes.jpg: not an image"):
+        client.predict(handle_file(str(fake_jpeg)), ["default"], ["gradcam"], 16, 0.5, api_name="/compare_detectors")
+    with pytest.raises(Exception) as err:
+        client.predict(api_name="/compare_reports")
+    assert str(err.value).strip() == "the last comparison failed: nothing to report until one succeeds"
+    client.predict(handle_file(str(EXAMPLES / "astronaut.jpg")), api_name="/analyze_image")
+    assert Path(client.predict(api_name="/image_reports")[0]).name == "astronaut-report.json"  # a success reports again
+
+
+def test_api_gives_a_patch_level_detectors_own_map(server):
+    """The API's method choices are every method: a patch-level detector's patch scores can be asked for."""
+    from gradio_client import handle_file
+
+    out = api_client(server).predict(handle_file(str(EXAMPLES / "astronaut.jpg")), None, "zz-test-patch",
+                                     ["gradcam", "patches"], api_name="/analyze_image")
+    maps = out[4:9]  # verdict, summary, picture, face; then the five map slots (the last: patch scores)
+    assert maps[4]["label"].startswith("Patch scores") and maps[4]["value"] is not None
+    assert maps[2]["value"] is not None and maps[0]["value"] is None  # Grad-CAM drawn; attention not asked for
 
 
 def test_load_eight_concurrent_image_requests_all_succeed(server):
@@ -572,6 +605,9 @@ def test_browser_image_tab_shows_score_and_four_overlays(server, browser, tmp_pa
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(server, timeout=60_000)
     expect(page.get_by_text("Deepfake Forensics Studio").first).to_be_visible(timeout=30_000)
+    # the page offers the default's four methods only (the API's choices hold a patch detector's fifth too)
+    expect(page.get_by_role("checkbox", name="gradcam++", exact=True).first).to_be_visible(timeout=30_000)
+    expect(page.get_by_role("checkbox", name="patches", exact=True)).to_have_count(0, timeout=30_000)
     page.locator("input[type=file]").first.set_input_files(str(data_path("photos/face_recognition/obama.jpg")))
     page.get_by_role("button", name="Analyse image").click()
     expect(page.get_by_text("calibrated P(fake) ≈").first).to_be_visible(timeout=90_000)

@@ -42,9 +42,16 @@ def int8_zoo(model_dirs, face_detector, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def int8_server(int8_zoo, tmp_path_factory):
+def int8_tmp(tmp_path_factory):
+    """The int8 server's temporary folder (TMPDIR): where its outputs go is checked."""
+    return tmp_path_factory.mktemp("server-tmp")
+
+
+@pytest.fixture(scope="module")
+def int8_server(int8_zoo, int8_tmp, tmp_path_factory):
     url, proc, log = serve(tmp_path_factory.mktemp("log"), base_env(FORENSICS_DETECTORS=str(int8_zoo),
-                                                                   FORENSICS_HOME=str(tmp_path_factory.mktemp("home"))))
+                                                                   FORENSICS_HOME=str(tmp_path_factory.mktemp("home")),
+                                                                   TMPDIR=str(int8_tmp)))
     wait_served(url, proc, log)
     yield url
     assert_clean_log(stop(proc, log))
@@ -109,7 +116,7 @@ def test_bundled_audit_shows_no_server_paths_and_a_readable_disagreement_grid(tm
     assert tab.clear_comparison("patch") == {tab.comparison: "", tab.float_maps: [], tab.int8_maps: [], tab.files: None}
 
 
-def test_api_compares_one_image_and_audits_an_uploaded_zip(int8_server, tmp_path):
+def test_api_compares_one_image_and_audits_an_uploaded_zip(int8_server, int8_tmp, tmp_path):
     from gradio_client import handle_file
 
     client = api_client(int8_server)
@@ -129,6 +136,9 @@ def test_api_compares_one_image_and_audits_an_uploaded_zip(int8_server, tmp_path
     assert "int8 audit" in verdict and "6 faces" in verdict
     assert "Faces: 6 (3 real, 3 fake), from the uploaded zip labelled.zip." in verdict  # not its temporary folder
     assert {Path(f).name for f in files} == {"audit.json", "audit.html"}
+    # written where the server's outputs are removed after FORENSICS_TEMP_TTL_S, not left in its temporary folder
+    assert not list(int8_tmp.glob("audit-out-*"))
+    assert [p.name for p in (int8_tmp / "forensics-reports").glob("audit-out-*/audit.json")] == ["audit.json"]
     # a zip without labelled images: named as the zip, not as the server's temporary folder it was unpacked in
     unlabelled = tmp_path / "unlabelled.zip"
     with zipfile.ZipFile(unlabelled, "w") as z:

@@ -68,6 +68,10 @@ def test_public_mode_gives_every_unregistered_name_the_same_answer(monkeypatch, 
     assert settings.allowed_detector("default") == str(DEFAULT)
     assert settings.allowed_detector("default:int8") == f"{DEFAULT}:int8"
     assert settings.visible_detector("/etc") is None and settings.visible_detector("default") == str(DEFAULT)
+    # a registered folder's build that was never made is as unavailable as any other name: no path, no command
+    assert not (ROOT / "assets/detectors/patch/model_quantized.onnx").exists()
+    with pytest.raises(DetectorError, match=f"^{settings.NOT_AVAILABLE}$"):
+        settings.allowed_detector("patch:int8")
 
 
 def test_operator_listed_folders_and_hub_ids_are_registered(monkeypatch, tmp_path):
@@ -77,10 +81,44 @@ def test_operator_listed_folders_and_hub_ids_are_registered(monkeypatch, tmp_pat
     assert settings.allowed_detector("lab-model") == str(folder.resolve())
     assert settings.allowed_detector(str(folder)) == str(folder.resolve())
     assert settings.allowed_detector("lab/detector@v1") == "lab/detector@v1"
+    with pytest.raises(DetectorError, match=f"^{settings.NOT_AVAILABLE}$"):
+        settings.allowed_detector("lab-model:onnx")  # listed, but never exported
+    from forensics.detectors.onnx_family import load_onnx_detector
+
+    with pytest.raises(DetectorError) as err:  # a Hub id's missing build, known once downloaded: no path
+        load_onnx_detector(folder, "int8")
+    assert str(err.value) == "lab-model: no int8 build on this server"
     assert settings.operator_choices() == ["lab-model", "lab/detector@v1"]
     assert settings.hub_allowed("lab/detector") and not settings.hub_allowed("lab/other")
     with pytest.raises(DetectorError, match=settings.NOT_AVAILABLE):
         settings.allowed_detector(str(tmp_path))  # the folder above a listed one is not listed
+
+
+def test_an_operator_listed_folder_keeps_its_measurements_card_and_place_in_every_tab(monkeypatch, tmp_path):
+    """Chosen by the name the app offers it under, a listed folder is the same detector as by its path:
+    its figures (metrics.json) beside the verdict, its card in About, a place in the Compare tab's list."""
+    import shutil
+
+    import gradio as gr
+
+    from forensics.detector_notes import detector_note
+    from ui.about import operator_folders
+    from ui.compare import CompareTab
+    from forensics.catalog import detector_cards
+
+    folder = make_random_detector(tmp_path / "lab-model", "timm-cnn", size=32)
+    for name in ("metrics.json", "README.md"):  # the patch detector's measurements and card, as if this model's
+        shutil.copy(ASSETS / "patch" / name, folder / name)
+    monkeypatch.setenv("FORENSICS_MODE", "public")
+    monkeypatch.setenv("FORENSICS_MODELS", f"{folder},lab/detector@v1")
+    by_name, by_path = detector_note("lab-model"), detector_note(str(folder))
+    assert by_name.measured and by_name.ece == by_path.ece is not None and by_name.line == by_path.line
+    assert operator_folders() == {"lab-model": str(folder.resolve())}  # the Hub id has no folder (yet)
+    cards = dict(detector_cards(operator_folders()))
+    assert cards["lab-model"] == cards["patch"] and {"default", "mobilenetv2"} <= set(cards)  # the copied card
+    with gr.Blocks():
+        box = CompareTab().detectors
+    assert {"lab-model", "lab/detector@v1"} <= {value for _, value in box.choices} and box.label == "Detectors"
 
 
 def test_private_mode_loads_folders_as_before(monkeypatch, model_dirs):
@@ -312,9 +350,13 @@ def test_the_server_log_line_names_the_mode_and_the_limits(monkeypatch):
     assert settings.describe().startswith("mode private: detectors any name, folder or Hub id; Hub downloads any")
     monkeypatch.setenv("FORENSICS_MODE", "public")
     monkeypatch.setenv("FORENSICS_MAX_VIDEO_MB", "100")
-    assert settings.describe() == ("mode public: detectors registered only; Hub downloads listed only "
+    assert settings.describe() == ("mode public: detectors registered only; Hub downloads none "
                                    "(at most 1024 MB each); uploads at most 100 MB; videos with a close call or no face "
                                    "sampled again at most 2 times")
+    monkeypatch.setenv("FORENSICS_HUB_ALLOW", "any,org/*")  # "any" counts for nothing in public mode: not said
+    monkeypatch.setenv("FORENSICS_MODELS", "lab/detector@v1")
+    assert "; Hub downloads org/*, lab/detector (at most" in settings.describe()
+    assert not settings.hub_allowed("evil/x") and settings.hub_allowed("org/x") and settings.hub_allowed("lab/detector")
 
 
 def test_the_operator_bounds_how_often_a_close_call_video_is_sampled_again(monkeypatch, tmp_path):
@@ -338,3 +380,48 @@ def test_the_operator_bounds_how_often_a_close_call_video_is_sampled_again(monke
         with pytest.raises(ForensicsError, match=rf"^FORENSICS_LOOK_AGAIN='{re.escape(bad)}' must be a whole number "
                                                  "from 0 to 4$"):
             settings.look_again_passes()
+
+
+def test_the_video_tab_samples_again_as_often_as_the_operator_allows(monkeypatch):
+    """The tab's box means "as the operator allows" (3 or 4 passes were once capped at the tab's own 2),
+    and says how far that goes; with 0 it is off and says so."""
+    import gradio as gr
+
+    from ui import media
+    from ui.common import engine
+    from ui.video import VideoTab
+
+    asked = []
+    monkeypatch.setattr(engine, "analyze", lambda *args, look_again, **kw: asked.append(look_again))
+    for value, label in (("4", "at up to about 16x the frames"), ("0", "sampling the video again is off")):
+        monkeypatch.setenv(settings.LOOK_AGAIN_ENV, value)
+        media.analyze("clip.mp4", "default", [], 16, "fake", "mean", 0.9, lambda *a, **k: None, False, False, True)
+        with gr.Blocks():
+            box = VideoTab().look_again
+        assert label in box.label and box.value is (value != "0") and box.interactive is (value != "0")
+    assert asked == [4, 0]
+
+
+
+@pytest.mark.parametrize("setting", ["FORENSICS_LOOK_AGAIN=9", "FORENSICS_MAX_IMAGE_MB=abc", "FORENSICS_HUB_MAX_MB=-1",
+                                     "FORENSICS_SESSION_MEMORY_MB=abc", "FORENSICS_TEMP_TTL_S=abc",
+                                     "FORENSICS_ZIP_MAX_BYTES=1e9", "FORENSICS_MODELS=/no/such/folder",
+                                     "FORENSICS_CONCURRENCY=two"])
+def test_a_bad_setting_stops_the_server_at_its_start_in_one_line(setting, monkeypatch, capsys):
+    """Not a traceback at the start, nor a server that starts and then fails every visitor's request
+    (app.py's main in process; the first case also as `python app.py`)."""
+    import app
+
+    name, _, value = setting.partition("=")
+    monkeypatch.setenv(name, value)
+    monkeypatch.setattr(sys, "argv", ["app.py", "--port", "1"])
+    with pytest.raises(SystemExit) as stopped:
+        app.main()
+    assert stopped.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("app.py: error: ") and name in last and repr(value) in last, last
+    if name == "FORENSICS_LOOK_AGAIN":
+        env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
+        proc = subprocess.run([sys.executable, "app.py", "--port", "1"], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 2 and proc.stderr.strip() == last, proc.stderr

@@ -86,7 +86,7 @@ def _still_serving(url: str) -> None:
 def test_paths_existing_or_not_absolute_or_dotted_get_one_identical_answer(public_server):
     url = public_server["url"]
     names = [str(ASSETS / "default"), "/etc", "/no/such/folder", "../../../etc", "assets/detectors/default",
-             str(public_server["root"]), "nobody/unlisted-model"]
+             str(public_server["root"]), "nobody/unlisted-model", "patch:int8"]  # the last: a build never made
     answers = {name: _refusal(url, EXAMPLES / "astronaut.jpg", name) for name in names}
     assert set(answers.values()) == {NOT_AVAILABLE}, answers
     assert not any("unlisted-model" in path for path, _ in _FakeHub.requests)  # refused before the network
@@ -134,6 +134,10 @@ def test_uploads_over_the_limit_are_refused_at_the_door_and_by_the_analysis(publ
     over_image = tmp_path / "large.jpg"
     over_image.write_bytes(jpeg + bytes(int(1.5 * 2**20)))
     assert _refusal(url, over_image, "default") == "large.jpg: file is 1.6 MB; the limit is 1 MB"
+    with pytest.raises(Exception) as err:  # the comparison holds to the same limits
+        api_client(url).predict(handle_file(str(over_image)), ["default"], ["gradcam"], 16, 0.5,
+                                api_name="/compare_detectors")
+    assert str(err.value).strip() == "large.jpg: file is 1.6 MB; the limit is 1 MB"
     _still_serving(url)
 
 

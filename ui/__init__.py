@@ -41,4 +41,6 @@ def build_demo() -> gr.Blocks:
             train.build([im.detector, vi.detector])
         with gr.Tab("About"):
             about.build()
+        for tab in (im, vi):
+            tab.narrow_on_load(demo)
     return demo

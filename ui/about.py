@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import gradio as gr
 
+from pathlib import Path
+
 from forensics import catalog, detector_notes
+from forensics.settings import operator_models
+
+
+def operator_folders() -> dict:
+    """The model folders the operator lists (``FORENSICS_MODELS``), by the name the app offers them under:
+    their cards are shown beside the bundled ones."""
+    bundled = catalog.available_detectors()
+    return {e.name: e.source for e in operator_models() if e.shown and e.name not in bundled and Path(e.source).is_dir()}
 
 ABOUT = """## What the explanations show
 All four maps of a face come from one forward and one backward pass of the detector, for the
@@ -20,7 +30,15 @@ Each map is scaled to its own 0..1 range and drawn on the same colour scale (blu
 - **Grad-CAM** and **Grad-CAM++**: the regions whose features most raised the chosen class's score
   in the last block. Coarse (one cell per patch), but tied to this very decision.
 
-Attention maps need a transformer; for CNN detectors only Grad-CAM and Grad-CAM++ are shown.
+- **Patch scores** (patch-level detectors, such as `patch`): the detector's own P(fake) for each small
+  patch of the face, before the highest are averaged into the face's score: not an explanation drawn
+  afterwards, but the score itself, place by place.
+
+Which maps a detector gives depends on what it is. Attention maps need a transformer: the default
+(a CNN trunk with a transformer head) gives all four, a plain CNN such as `mobilenetv2` only Grad-CAM
+and Grad-CAM++. The ONNX and int8 builds (`:onnx`, `:int8`) have no gradients: they give no Grad-CAM,
+their attention maps are the same whichever class is chosen, and a build of a CNN gives only its
+patch scores, where it has them. The *Explanations* box offers only what the chosen detector can give.
 
 ## How to read the map scores
 Tick *Score the maps* and each map's caption says how it does against a random map of the same face
@@ -34,6 +52,8 @@ deletion); none is marked when no map beats random. One face's scores are noisy:
 `python -m forensics explain-bench` measures each method over hundreds of faces
 (docs/explanations.md). A blending detector may read a half-blurred face as blended, so curves can
 rise before they fall; that is why the random map, which suffers the same, is the yardstick.
+Scoring a face's maps costs about 31 forward passes of that face (batched): 0.25-0.44 s a face on a
+quiet 2-core CPU, so it is off unless ticked.
 
 ## How a verdict is reached
 A face's score is the detector's P(fake) for its crop. An image is as suspicious as its most
@@ -50,7 +70,8 @@ misses. A score within its calibration error of the threshold (in a video, its c
 twice the standard error of the person's mean over the sampled frames) is a **close call**, and the headline
 says so: "fake (close call)". A video that is a close call, or in which no face was found, is sampled
 again at about twice the frames, up to about four times those asked for (the tickbox under *Frames
-sampled*), until the call is no longer close. Animated GIF and WebP files are analysed as short videos.
+sampled*; the server's operator sets how many times: `FORENSICS_LOOK_AGAIN`), until the call is no
+longer close. Animated GIF and WebP files are analysed as short videos.
 
 ## Limits
 A detector only knows the manipulations it was trained on; new generators, heavy compression,
@@ -63,7 +84,7 @@ never proof; a low score is not proof of authenticity. Keep the report's SHA-256
 
 def build() -> None:
     gr.Markdown(ABOUT)
-    cards = catalog.detector_cards()
+    cards = catalog.detector_cards(operator_folders())
     if not cards:
         gr.Markdown("No trained detector is bundled yet. A detector folder's model card (its README.md) is shown "
                     "here: the data it was trained on, how it was validated and its measured metrics.")

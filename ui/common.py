@@ -39,6 +39,19 @@ def errors_as_one_line(*also: type[Exception]):
         fail(exc)
 
 
+@contextlib.contextmanager
+def superseding(previous, what: str):
+    """A run that fails (a bad file) leaves Gradio's state as it was: the last run (``previous``, a session or
+    a comparison) is marked, so that its reports, asked for next (the API has no clearing step), are refused
+    in one line instead of standing in for the file that failed."""
+    try:
+        yield
+    except Exception:
+        if previous is not None:
+            previous.superseded = f"the last {what} failed: nothing to report until one succeeds"
+        raise
+
+
 def progress_of(progress: gr.Progress):
     """Gradio's progress bar as the engine's ``progress(fraction, text)``."""
     return lambda fraction, text: progress(fraction, desc=text)

@@ -6,12 +6,13 @@ import gradio as gr
 import numpy as np
 
 from forensics import compare as comparing
+from forensics import settings as deployment
 from forensics.catalog import METHOD_TITLES, METHODS
 from forensics.detector_notes import CAUTION_PREFIXES, detector_note, offered_detectors
 from forensics.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from forensics.render.figures import comparison_figure
 from forensics.render.frames import enlarge
-from ui.common import engine, errors_as_one_line, progress_of
+from ui.common import engine, errors_as_one_line, progress_of, superseding
 from ui.present import face_panel
 
 HEADERS = ["face / person", "detector", "P(fake)", "threshold", "call", "agreement"]
@@ -83,9 +84,11 @@ class CompareTab:
                 self.media = gr.File(label="Image or video", type="filepath",
                                      file_types=sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))
                 offered = offered_detectors()
-                self.detectors = gr.Dropdown(offered, value=[v for _, v in offered[:2]], multiselect=True,
+                self.detectors = gr.Dropdown(offered + deployment.operator_choices(),  # as the Image and Video tabs
+                                             value=[v for _, v in offered[:2]], multiselect=True,
                                              allow_custom_value=True,
-                                             label="Detectors (names, :onnx/:int8 builds, model folders or Hub ids)")
+                                             label="Detectors" if deployment.is_public() else
+                                             "Detectors (names, :onnx/:int8 builds, model folders or Hub ids)")
                 self.methods = gr.CheckboxGroup(list(METHODS), value=["gradcam"], label="Maps of each detector")
                 self.frames = gr.Slider(1, 64, value=16, step=1, label="Frames sampled (videos, animations)")
                 self.alpha = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")
@@ -108,7 +111,7 @@ class CompareTab:
         # First the last comparison goes (a failed one changes no output: its table, maps and report stayed)
         self.run.click(self.cleared, None, [self.summary, self.table, self.chart, self.unit, self.maps, self.state,
                                             self.faces, self.reports], api_visibility="private", queue=False).then(
-            self.compare_detectors, [self.media, self.detectors, self.methods, self.frames, self.alpha],
+            self.compare_detectors, [self.media, self.detectors, self.methods, self.frames, self.alpha, self.state],
             [self.summary, self.table, self.chart, self.unit, self.maps, self.state],
             api_name="compare_detectors", show_progress_on=[self.summary]
         ).then(self.after_comparison, [self.state], [self.faces, self.reports], api_visibility="private")  # API unchanged
@@ -119,12 +122,12 @@ class CompareTab:
         self.alpha.release(self.show_compared_face, [self.state, self.unit, self.alpha], self.maps,
                            api_visibility="private")  # the maps on screen redrawn, as in the Image tab
 
-    def compare_detectors(self, media, detectors=None, methods=("gradcam",), frames=16, alpha=0.5,
+    def compare_detectors(self, media, detectors=None, methods=("gradcam",), frames=16, alpha=0.5, previous=None,
                           progress=gr.Progress()):
         """Several detectors on one image or video: a row per face (per person in a video) per detector,
         their agreement, a chart, and the maps of the most suspicious face from each detector."""
         chosen = [detectors] if isinstance(detectors, str) else list(detectors or [])
-        with errors_as_one_line():
+        with superseding(previous, "comparison"), errors_as_one_line():
             comparison = engine.compare(media, chosen, list(methods or []), int(frames), progress_of(progress))
         ranked = sorted(comparing.rows(comparison), key=lambda r: -r.fake_probability)
         first = ranked[0].unit if ranked else None

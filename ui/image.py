@@ -25,9 +25,9 @@ class ImageTab(media.MediaTab):
 
     def analyze_image(self, image, pasted=None, detector=None, methods=list(METHODS + EXTRA_METHODS), target="fake",
                       head_fusion="mean", discard_ratio=0.9, alpha=0.5, whole_image=False, score_maps=False,
-                      progress=gr.Progress()):
+                      previous=None, progress=gr.Progress()):
         session = media.analyze(image or pasted, detector, methods, 16, target, head_fusion, discard_ratio, progress,
-                                whole_image, score_maps)
+                                whole_image, score_maps, previous=previous)
         shown = present.first_face(session.result)  # the face whose maps the answer shows, ringed
         return self.held({**self.answer(session, alpha),
                           self.annotated: annotated(session.result, session.frames, selected=shown)})

@@ -188,7 +188,7 @@ class Int8Tab:
                 faces = faces_from_files(data, det.input_size, limit=AUDIT_FACE_LIMIT,
                                          progress=progress_of(progress), **det.info.crop_options())
                 faces.origin = f"from the uploaded zip {zip_name}"  # not the server's temporary folder
-                out = Path(tempfile.mkdtemp(prefix="audit-out-"))
+                out = engine.output_folder("audit-out-")  # removed after FORENSICS_TEMP_TTL_S, as reports are
                 audit = run_audit(detector, faces, Tolerance(float(min_agreement), float(max_auc_delta)), out,
                                   repeats=10, progress=progress_of(progress))
             except ForensicsError as exc:  # the zip's folder inside the server's temporary one is "the zip"

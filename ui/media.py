@@ -13,18 +13,18 @@ from forensics.catalog import EXTRA_METHODS, METHOD_TITLES, METHODS
 from forensics.media import IMAGE_EXTENSIONS
 from forensics.overlay import colour_scale
 from ui import present
-from ui.common import detector_line, engine, errors_as_one_line, fail, progress_of
+from ui.common import detector_line, engine, errors_as_one_line, fail, progress_of, superseding
 
 
 def analyze(path, detector, methods, frames, target, head_fusion, discard_ratio, progress, whole_image, score_maps,
-            look_again=True):
+            look_again=True, previous=None):
     """The engine's analysis of one upload, a bad input as a one-line error. ``look_again``: a video
-    whose verdict is a close call, or with no face found, is sampled again, at up to about 4x the frames
-    (two more passes)."""
-    with errors_as_one_line():
+    whose verdict is a close call, or with no face found, is sampled again, each pass at about twice the
+    frames, as many times as the operator allows (``FORENSICS_LOOK_AGAIN``, default 2: about 4x the frames). ``previous``: the session's last analysis, marked superseded if this one fails."""
+    with superseding(previous, "analysis"), errors_as_one_line():
         return engine.analyze(path, detector, methods, frames, target, head_fusion, discard_ratio,
                               progress_of(progress), whole_image=whole_image, score_maps=bool(score_maps),
-                              look_again=2 if look_again else 0)
+                              look_again=deployment.look_again_passes() if look_again else 0)
 
 
 def _example_picker(examples: list[str]):
@@ -63,15 +63,21 @@ class MediaTab:
                                             value=catalog.default_detector(), allow_custom_value=True,
                                             label="Detector" if deployment.is_public() else "Detector (name, model folder or Hub id)")
                 self.note = gr.Markdown(detector_line(catalog.default_detector()))
+                # Every method is a valid choice for the API (which validates against these choices: a patch-level
+                # detector's "patches" must get through); the page narrows them to the detector's on load.
                 supported = detector_notes.supported_methods(catalog.default_detector())
-                self.methods = gr.CheckboxGroup(supported, value=supported,
+                self.methods = gr.CheckboxGroup(list(METHODS + EXTRA_METHODS), value=supported,
                                                 label="Explanations (only those this detector can give)")
                 self.score = gr.Checkbox(False, label="Score the maps (deletion/insertion against a random map; "
-                                                   "about 70 extra forward passes a face: see About)")
+                                                   "about 31 extra forward passes a face, batched: see About)")
                 if self.kind == "video":
                     self.frames = gr.Slider(1, 64, value=16, step=1, label="Frames sampled")
-                    self.look_again = gr.Checkbox(True, label="Close call or no face: sample the video again, at up to "
-                                                  "about 4x the frames, until it has a verdict that is not close")
+                    passes = deployment.look_again_passes()
+                    self.look_again = gr.Checkbox(
+                        passes > 0, interactive=passes > 0,
+                        label=f"Close call or no face: sample the video again, at up to about {2 ** passes}x the frames, "
+                              "until it has a verdict that is not close" if passes else
+                              "Close call or no face: sampling the video again is off on this server")
                 with gr.Accordion("Explanation settings", open=False):
                     self.target = gr.Dropdown(catalog.target_choices(catalog.default_detector()), value="fake",
                                               allow_custom_value=True, label="Explain the class")
@@ -124,6 +130,11 @@ class MediaTab:
         self.detector.change(self.on_detector_change, [self.detector], [self.target, self.methods, self.note],
                              api_visibility="private")
 
+    def narrow_on_load(self, demo: gr.Blocks) -> None:
+        """A page, as it loads, offers only the methods, classes and note of the detector in its box."""
+        demo.load(self.on_detector_change, [self.detector], [self.target, self.methods, self.note],
+                  api_visibility="private", queue=False)
+
     @property
     def settings(self) -> list:
         """The explanation settings, in the handlers' order."""
@@ -152,9 +163,11 @@ class MediaTab:
         """The Analyse button: first the last analysis goes (its verdict, pictures, maps, reports and the
         session a report is built from), then the new one runs. A failed analysis (a bad file) raises
         its one-line error, and Gradio then changes no output: without this step the last file's verdict
-        stayed on screen under the new file's name, and "Build the reports" exported it."""
+        stayed on screen under the new file's name, and "Build the reports" exported it. The API runs the
+        handler alone: it is given the session's last analysis too (``previous``, a State: not an API
+        parameter), which a failure marks as superseded."""
         self.run.click(self.cleared, None, outputs, api_visibility="private", queue=False).then(
-            handler, inputs, outputs, api_name=api_name, show_progress_on=[self.verdict])
+            handler, [*inputs, self.state], outputs, api_name=api_name, show_progress_on=[self.verdict])
 
     def cleared(self) -> dict:
         """Every output of an analysis emptied, the session dropped."""

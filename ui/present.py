@@ -50,6 +50,8 @@ def summary(result: AnalysisResult) -> str:
         return "No verdict: " + "; ".join(result.notes)
     side = "at or above" if result.label == "fake" else "below"
     shown, threshold = format_against_threshold(result.fake_probability, result.threshold, note)
+    if len(shown.partition(".")[2]) < 2:  # the faces' own readings (list, boxes) have two decimals: this one too
+        shown += f" ({result.fake_probability:.2f} to two decimals)"
     where, error = scored_from(result), " " + score_errors(result, note.ece)
     close = ", a close call" if result.uncertainty.get("close_call") else ""
     text = (f"**{result.label.upper()}{close}** ({side} the threshold): calibrated P(fake) ≈ {shown}{error}, "

@@ -81,9 +81,9 @@ class VideoTab(media.MediaTab):
 
     def analyze_video(self, video, detector=None, methods=list(METHODS + EXTRA_METHODS), frames=16, target="fake",
                       head_fusion="mean", discard_ratio=0.9, alpha=0.5, whole_image=False, score_maps=False,
-                      look_again=True, shown=None, progress=gr.Progress()):
+                      look_again=True, shown=None, previous=None, progress=gr.Progress()):
         session = media.analyze(self.original(video, shown), detector, methods, frames, target, head_fusion, discard_ratio, progress,
-                                whole_image, score_maps, look_again)
+                                whole_image, score_maps, look_again, previous)
         result = session.result
         return self.held({**self.answer(session, alpha), self.timeline: timeline_figure(result),
                           self.frames_gallery: suspicious_frames(result, session.frames, alpha=alpha),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from forensics.core.errors import ArchiveError
+
 
 @dataclass(frozen=True)
 class MediaLimits:
@@ -33,5 +35,15 @@ class ZipLimits:
 
     @classmethod
     def from_env(cls) -> "ZipLimits":
-        return cls(max_files=int(os.environ.get("FORENSICS_ZIP_MAX_FILES", cls.max_files)),
-                   max_total_bytes=int(os.environ.get("FORENSICS_ZIP_MAX_BYTES", cls.max_total_bytes)))
+        """The limits with the environment's overrides; a bad value is a one-line ``ArchiveError``."""
+        return cls(max_files=_env_count("FORENSICS_ZIP_MAX_FILES", cls.max_files),
+                   max_total_bytes=_env_count("FORENSICS_ZIP_MAX_BYTES", cls.max_total_bytes))
+
+
+def _env_count(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise ArchiveError(f"{name}={text!r} must be a whole number of at least 1")
+    return int(text)

@@ -25,6 +25,7 @@ from forensics.catalog import read_config
 from forensics.core import DetectorError
 from forensics.detectors.base import VARIANTS as REGISTERED_VARIANTS
 from forensics.detectors.base import Detector, DetectorInfo, family_for
+from forensics.settings import is_public
 
 VARIANT_TITLES = {"onnx": "ONNX float", "int8": "ONNX int8"}
 VARIANT_KINDS = {"onnx": "onnx-float", "int8": "onnx-int8"}  # what Detector.kind says of a build
@@ -154,6 +155,8 @@ def load_onnx_detector(folder: Path, variant: str, threads: int | None = None) -
     the loader of those variants, so ``load_detector("<name>:int8")`` is the way in."""
     path = folder / VARIANTS[variant]
     if not path.is_file():
+        if is_public():  # a visitor learns nothing of the server's folders
+            raise DetectorError(f"{folder.name}: no {variant} build on this server")
         raise DetectorError(f"{folder.name}: no {path.name}; make it with `python -m forensics quantize "
                             f"--detector {folder}`")
     config = read_config(folder)

@@ -4,6 +4,7 @@ and push or pull models on the Hugging Face Hub."""
 from __future__ import annotations
 
 import argparse
+import os
 import contextlib
 import json
 import sys
@@ -129,6 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ForensicsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `... | head` closed the pipe: what was wanted was read; no traceback
+        sys.stderr.close()  # nothing more can be said there either (and Python would complain at exit)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 1
 
 

@@ -206,6 +206,11 @@ def test_browser_train_tab_runs_a_job_from_a_zip_and_its_model_joins_the_detecto
     expect(page.get_by_text("Model card").first).to_be_visible()
     expect(page.locator(".js-plotly-plot").first).to_be_visible()
     page.screenshot(path=str(Path(os.environ.get("SCREENSHOT_DIR", tmp_path)) / "train-tab.png"), full_page=True)
+    # The same name again: refused in one line (a name is its model's own), and the last job's line goes
+    page.get_by_role("button", name="Start job").click()
+    expect(page.get_by_text("name 'browser-tiny' is taken by a detector already: choose another").first).to_be_visible(
+        timeout=30_000)
+    expect(page.get_by_text(re.compile(r"Job \d+ \(browser-tiny\) started\."))).to_have_count(0)
 
     page.get_by_role("tab", name="Image").click()
     page.get_by_label("Detector (name, model folder or Hub id)").first.click()
@@ -235,3 +240,54 @@ def test_browser_a_three_class_job_and_its_detector_names_the_kind_of_fake(serve
     expect(page.get_by_label("Face shown below").first).to_have_value(
         re.compile(r"^Face 1: P\(fake\) \d\.\d\d, likeliest (manipulated|synthetic) \d\.\d\d$"), timeout=30_000)
     page.close()
+
+
+def test_a_job_whose_processes_died_is_found_while_the_app_runs(tmp_path, monkeypatch):
+    """The tab's timer reconciles every RECONCILE_EVERY_S: a job marked running whose processes are gone
+    (killed, out of memory) is failed and the queue moves on, without waiting for the app's next start."""
+    import subprocess
+    import sys
+
+    from forensics.jobs import JobSettings, JobStore
+    from ui import train
+
+    monkeypatch.setenv("FORENSICS_HOME", str(tmp_path / "home"))
+    faces = tmp_path / "faces"
+    for label, folder in (("real", "faces/real/ffhq"), ("fake", "faces/fake/stylegan2_tpdne")):
+        (faces / label).mkdir(parents=True)
+        for path in sorted(data_path(folder).glob("*.jpg"))[:4]:
+            (faces / label / path.name).write_bytes(path.read_bytes())
+    jobs = JobStore(tmp_path / "home")
+    job = jobs.submit(JobSettings(kind="train", data=str(faces), model="patch-tiny", image_size=32), start=False)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    jobs.update(job.id, status="running", pid=dead.pid, started_at=time.time() - 60)
+    train.store.cache_clear()
+    monkeypatch.setattr(train, "_RECONCILED", {"at": 0.0})
+    train._reconcile_now_and_then()
+    failed = jobs.get(job.id)
+    assert failed.status == "failed" and failed.error.startswith("interrupted: its process is gone (killed, or")
+    train.store.cache_clear()
+
+
+def test_a_public_server_without_an_admin_shows_visitors_nothing_of_its_jobs(monkeypatch):
+    """No form, no job list (its names and errors are the operator's), no empty log and plot to click into."""
+    import gradio as gr
+
+    from ui import train
+
+    for name in ("FORENSICS_ADMIN_TOKEN", "FORENSICS_ADMIN_USER", "FORENSICS_ADMIN_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    for mode, listed in (("public", False), ("private", True)):
+        monkeypatch.setenv("FORENSICS_MODE", mode)
+        with gr.Blocks() as page:
+            train.build([])
+        def column(block):  # the nearest column holding it (a textbox sits in a form inside one)
+            while not isinstance(block, gr.Column):
+                block = block.parent
+            return block
+
+        table = next(b for b in page.blocks.values() if isinstance(b, gr.Dataframe))
+        assert column(table).visible is listed and table.label == "Jobs (read only)"
+        log = next(b for b in page.blocks.values() if isinstance(b, gr.Textbox) and b.label == "Log")
+        assert column(log).visible is False

@@ -41,6 +41,11 @@ def test_an_imagefolder_zip_unpacks_and_its_root_is_found(tmp_path):
     assert dataset_root(dest) == dest / "faces"
     csv_zip = _zip(tmp_path / "csv.zip", {"set/labels.csv": b"path,label\n", "set/img/x.jpg": b"x"})
     assert dataset_root(extract_zip(csv_zip, tmp_path / "csv")) == tmp_path / "csv" / "set" / "labels.csv"
+    # a README beside the one top folder does not make that folder a label; a loose image beside it does count
+    readme = _zip(tmp_path / "readme.zip", {"README.txt": b"about", "faces/real/a.jpg": b"A", "faces/fake/b.jpg": b"B"})
+    assert dataset_root(extract_zip(readme, tmp_path / "readme")) == tmp_path / "readme" / "faces"
+    loose = _zip(tmp_path / "loose.zip", {"cover.jpg": b"C", "faces/real/a.jpg": b"A"})
+    assert dataset_root(extract_zip(loose, tmp_path / "loose")) == tmp_path / "loose"
 
 
 @pytest.mark.parametrize("name, match", [

@@ -240,8 +240,20 @@ def test_settings_are_checked_and_commands_built_per_kind(tmp_path, faces, base_
     rows = [f"{p.relative_to(faces).as_posix()},{p.parent.name}" for p in sorted(faces.rglob("*.jpg"))]
     (faces / "labels.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
     (faces / "no-label.csv").write_text("path,kind\n" + rows[0].replace(",", ",x") + "\n")
+    junk = tmp_path / "junk"  # text files named as photos
+    for label in ("real", "fake"):
+        (junk / label).mkdir(parents=True)
+        (junk / label / "a.jpg").write_text("not a picture")
+    (faces / "missing.csv").write_text("path,label\n" + "\n".join(rows[:3]) + "\nnope/a.jpg,real\nnope/b.jpg,fake\n")
     try:
-        for bad, match in [({"data": str(empty)}, "data empty: no <label>/ folder below it holds an image"),
+        for bad, match in [({"data": str(empty)}, r"^data empty: no image in a folder named for its label \(real/, fake/"),
+                           ({"data": str(junk)}, r"^data junk: 2 of 2 images checked are not readable images \(the "
+                                                 r"first: fake/a.jpg\)$"),
+                           ({"data": str(faces / "missing.csv")}, r"^data missing.csv: 2 of 5 rows name files that "
+                                                                   r"are not there \(the first: nope/a.jpg\)$"),
+                           ({"kind": "evaluate", "base": str(base_detector), "data": str(junk)},
+                            "data junk: 2 of 2 images checked are not readable"),
+                           ({"kind": "evaluate", "base": str(base_detector), "data": str(empty)}, "data empty: no image"),
                            ({"data": str(faces / "no-label.csv")}, "data no-label.csv: not a labels CSV"),
                            ({"data": str(only_reals), "sbi": False},
                             "the data has only 'real' faces: without self-blended fakes"),
@@ -257,11 +269,11 @@ def test_settings_are_checked_and_commands_built_per_kind(tmp_path, faces, base_
         assert validate(JobSettings(kind="train", data=str(faces / "labels.csv"))).labels == ["real", "fake"]
         assert validate(JobSettings(kind="train", data=str(only_reals))).sbi  # self-blends bring the fakes
         # An evaluation reads the detector's labels, and a config in the extra options maps its own.
-        validate(JobSettings(kind="evaluate", base=str(base_detector), data=str(empty)))
+        validate(JobSettings(kind="evaluate", base=str(base_detector), data=str(only_reals)))
         validate(JobSettings(kind="train", data=str(empty), extra=["--config", "mine.yaml"]))
     finally:
-        (faces / "labels.csv").unlink()
-        (faces / "no-label.csv").unlink()
+        for made in ("labels.csv", "no-label.csv", "missing.csv"):
+            (faces / made).unlink()
 
     store = JobStore(tmp_path / "home")
     with pytest.raises(JobError, match="architecture 'vit' cannot be fine-tuned here"):
@@ -372,7 +384,10 @@ def test_command_line_evaluates_lists_shows_and_deletes(two_jobs, home, faces):
     assert evaluation["kind"] == "evaluate" and evaluation["status"] == "finished"
     assert 0.0 <= evaluation["metrics"]["roc_auc"] <= 1.0
     model = Path(seen["first_done"].model_dir)
-    assert evaluation["metrics"]["metrics_json"] == str(model / "metrics.json")  # beside its own model
+    assert evaluation["metrics"]["model_metrics_json"] == str(model / "metrics.json")  # beside its own model
+    own = Path(evaluation["metrics"]["metrics_json"])  # and the job's own copy, which a later evaluation leaves
+    assert own == Path(evaluation["run_dir"]) / "metrics.json" and json.loads(own.read_text()) == json.loads(
+        (model / "metrics.json").read_text())
     assert "## Measured (python -m training evaluate)" in (model / "README.md").read_text()
     assert "evaluate" in cli("jobs", "show", str(job_id)).stdout
     bad = cli("jobs", "cancel", str(job_id), check=False)
@@ -382,6 +397,58 @@ def test_command_line_evaluates_lists_shows_and_deletes(two_jobs, home, faces):
     assert cli("jobs", "delete", str(first.id)).stdout == f"job {first.id} deleted\n"
     assert not Path(first.run_dir).exists() and not model.exists() and "tiny-a" not in catalog.available_detectors()
     assert cli("jobs", "show", str(first.id), check=False).stderr == f"error: no job {first.id}\n"
+
+
+def test_submission_refuses_a_taken_name_and_forgets_a_refused_upload(tmp_path, faces, monkeypatch):
+    """A model's name is its own (a taken one was silently renamed, and `--base NAME` then found the other
+    model); a refused zip leaves nothing unpacked unless a job uses it; a job id must be given."""
+    import zipfile
+
+    from tests.conftest import cli_in_process
+
+    monkeypatch.setenv("FORENSICS_HOME", str(tmp_path / "home"))
+    store = JobStore(tmp_path / "home")
+    with pytest.raises(JobError, match="^name 'default' is taken by a detector already: choose another$"):
+        store.submit(JobSettings(kind="train", data=str(faces), name="default", **TINY), start=False)
+    queued = store.submit(JobSettings(kind="train", data=str(faces), name="mine", **TINY), start=False)
+    with pytest.raises(JobError, match="^name 'mine' is taken by a job that will publish a model under it"):
+        store.submit(JobSettings(kind="train", data=str(faces), name="mine", **TINY), start=False)
+    store.cancel(queued.id)
+    for given, message in ((None, "no job chosen: click a row"), (0, "no job chosen"), ("x", "'x' is not a job id"),
+                           (2.5, "2.5 is not a job id")):
+        with pytest.raises(JobError, match=message):
+            store.get(given)
+    # a zip of text files named as photos: refused at submission, and its unpacked copy removed
+    junk = tmp_path / "junk.zip"
+    with zipfile.ZipFile(junk, "w") as z:
+        for name in ("set/real/a.jpg", "set/fake/b.jpg"):
+            z.writestr(name, "not a picture")
+    root = store.unpack_dataset(junk)
+    with pytest.raises(JobError, match="2 of 2 images checked are not readable images"):
+        store.submit(JobSettings(kind="train", data=str(root), **TINY), start=False)
+    assert not root.exists() and list(store.uploads_dir.iterdir()) == []
+    # a good zip a job uses stays when a later submission of it is refused
+    good = tmp_path / "good.zip"
+    with zipfile.ZipFile(good, "w") as z:
+        for path in sorted(faces.rglob("*.jpg")):
+            z.write(path, f"set/{path.relative_to(faces)}")
+    root = store.unpack_dataset(good)
+    store.submit(JobSettings(kind="train", data=str(root), **TINY), start=False)
+    with pytest.raises(JobError, match="the label order 'real manipulated synthetic' lacks"):
+        store.submit(JobSettings(kind="train", data=str(root), **{**TINY, "model": "hybrid", "image_size": 32,
+                                                                  "labels": ["real", "manipulated", "synthetic"]}),
+                     start=False)
+    assert root.is_dir()
+    # the command line: three labels are a label order too; its own options after --training-args are refused
+    wrong = cli_in_process("jobs", "submit", "train", "--data", faces, "--image-size", "32", "--labels", "real",
+                           "manipulated", "synthetic")
+    assert wrong.returncode == 1 and "the label order 'real manipulated synthetic' lacks" in wrong.stderr
+    late = cli_in_process("jobs", "submit", "train", "--data", faces, "--training-args", "--val-fraction", "0.3",
+                          "--wait")
+    assert late.returncode == 1
+    assert late.stderr == "error: --wait must come before --training-args, which passes on everything after it\n"
+    for job in store.list(["queued"]):
+        store.cancel(job.id)
 
 
 def test_a_finetune_keeps_the_input_size_of_every_model_with_position_embeddings(tmp_path):
@@ -398,3 +465,19 @@ def test_a_finetune_keeps_the_input_size_of_every_model_with_position_embeddings
         else:
             check_finetune_size(tmp_path, model, 160)
     assert "hybrid-lite0" in ARCHITECTURES and "img_size" in ARCHITECTURES["hybrid-lite0"][1]
+
+
+def test_a_jobs_log_reads_as_a_person_reads_it():
+    """tqdm's redraws collapsed to their last state, terminal colours (Ray's, Flower's) gone, the failing line found."""
+    from forensics.jobs.logs import clean_log, last_error_line, last_progress_bar
+
+    raw = ("\x1b[92mINFO \x1b[0m:      Starting Flower simulation\n"
+           "\x1b[36m(ClientAppActor pid=41)\x1b[0m local step 2\n"
+           "epoch 1/2:  50%|#####     | 1/2 [00:01<00:01]\repoch 1/2: 100%|##########| 2/2 [00:02<00:00]\n"
+           "Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: the data has no face\n")
+    text = clean_log(raw)
+    assert "\x1b" not in text and "[92m" not in text
+    assert text.splitlines()[:2] == ["INFO :      Starting Flower simulation", "(ClientAppActor pid=41) local step 2"]
+    assert "epoch 1/2: 100%|##########| 2/2" in text and " 50%" not in text
+    assert last_progress_bar(raw) == ("epoch 1/2", 2, 2)
+    assert last_error_line(raw) == "ValueError: the data has no face"

@@ -1110,6 +1110,12 @@ def test_card_says_which_pseudo_fakes_were_made():
     assert "expression swaps" not in plain and "expression swaps" not in both
     expression = card_text({"config": {"sbi": True, "expression_swap": 0.5}}, None)
     assert "0.5 are expression swaps made here (reenactment-like" in expression
+    # a held-out source the data never had was held out of nothing: the card does not claim it
+    config = {"sbi": True, "holdout_sources": ["StyleGAN2 (thispersondoesnotexist)"]}
+    lacking = card_text({"config": config, "sources_seen": ["fake", "real"]}, None)
+    having = card_text({"config": config, "sources_seen": ["StyleGAN2 (thispersondoesnotexist)", "FFHQ"]}, None)
+    assert "Held out of training entirely (unseen sources): none;" in lacking
+    assert "(unseen sources): StyleGAN2 (thispersondoesnotexist);" in having
 
 
 def test_run_seed_moves_the_training_draws_not_the_split_and_trunk_lr_scale_reaches_the_optimizer(monkeypatch, tmp_path):
@@ -1146,6 +1152,22 @@ def test_run_seed_moves_the_training_draws_not_the_split_and_trunk_lr_scale_reac
     assert torch.equal(plain["head"], scaled["head"])  # without run_seed, `seed` draws the new layers: repeatable
     assert PRETRAINED_PREFIXES["hybrid"]
     assert plain["lrs"] == pytest.approx([3e-4, 1e-3]) and scaled["lrs"] == pytest.approx([1e-4, 1e-3])
+
+
+def test_a_split_smaller_than_one_batch_is_refused_before_training_not_published_untrained(monkeypatch, tmp_path):
+    """Whole batches only: a training split under one batch trained no step, and its job published the
+    untrained model as finished (train_loss NaN); now it is one line before any model is built."""
+    from training import cli, pipeline
+    from training.data import CachedFace
+
+    faces = [CachedFace(f"{i}.png", "real", "FFHQ", f"person{i}", [], 1.0, 0.0) for i in range(12)]
+    monkeypatch.setattr(pipeline, "cached_faces", lambda config, samples=None: faces)
+    monkeypatch.setattr(pipeline, "train", lambda *a, **k: pytest.fail("training started"))
+    base = {**cli.DEFAULTS, "out": str(tmp_path / "run"), "pretrained": False, "image_size": 64, "holdout_sources": []}
+    with pytest.raises(pipeline.ConfigError, match=r"^the training split has \d+ face images, fewer than one batch "
+                                                   r"of 64: lower the batch size or add faces$"):
+        pipeline.run_training({**base, "batch_size": 64})
+    assert not (tmp_path / "run" / "model").exists()
 
 
 def test_quality_weighted_poolings_weigh_each_frame_by_what_the_detector_can_see():

@@ -364,6 +364,12 @@ def run_training(config: dict, command: str | None = None) -> dict:
                               float(config.get("expression_swap", 0.0)))
     select_faces = selection_faces(val_faces, config)
     val_set = selection_set(select_faces, config)
+    batch = int(config["batch_size"])
+    if len(train_set) < batch:  # whole batches only: a smaller split trains no step, and its model is untrained
+        raise ConfigError(f"the training split has {len(train_set)} face images, fewer than one batch of {batch}: "
+                          "lower the batch size or add faces")
+    if not len(val_set):
+        raise ConfigError("the validation split has no face: a model could not be chosen or calibrated; add faces")
     torch.manual_seed(run_seed)  # the new layers' initial weights too: a run is repeatable with or without run_seed
     try:
         model, arch, model_args = build_model(config["model"], len(labels), config["pretrained"], size)
@@ -377,6 +383,7 @@ def run_training(config: dict, command: str | None = None) -> dict:
         **({"command": command} if command else {}),
         "counts": {"train": face_counts(train_faces), "validation": face_counts(val_faces),
                    "model_selection": face_counts(select_faces)},
+        "sources_seen": sorted({f.source for f in faces}),  # what a held-out source could be (the card says only those)
         # Source images relative to the data's folder: the record holds on any machine and cache.
         "validation_images": sorted(relative_to_data(f.image_path, config["data"]) for f in val_faces),
     }

@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from forensics import access, catalog
+from forensics import settings as deployment
 from forensics.core import ForensicsError
 from forensics.jobs import KINDS, LABEL_ORDERS, MODEL_CHOICES, Job, JobSettings, JobStore
 from ui.common import errors_as_one_line
@@ -44,9 +45,9 @@ def admin_note() -> str:
         return "Jobs and Hub pushes need the **admin token** (`FORENSICS_ADMIN_TOKEN` on the server)."
     if access.admin_login():
         return "Jobs and Hub pushes are for the admin user (`FORENSICS_ADMIN_USER`), signed in."
-    return ("**Admin actions are switched off** on this server: no admin credential is configured. To turn them on, "
-            "set `FORENSICS_ADMIN_TOKEN` (or `FORENSICS_ADMIN_USER` and `FORENSICS_ADMIN_PASSWORD`) and restart. "
-            "Below: the jobs run here, read only.")
+    off = ("**Admin actions are switched off** on this server: no admin credential is configured. To turn them on, "
+           "set `FORENSICS_ADMIN_TOKEN` (or `FORENSICS_ADMIN_USER` and `FORENSICS_ADMIN_PASSWORD`) and restart.")
+    return off if deployment.is_public() else off + " Below: the jobs run here, read only."
 
 
 @lru_cache(maxsize=1)
@@ -283,8 +284,10 @@ class JobsView:
             names = detector_names()
             out.update({box: gr.Dropdown(choices=models if i < 2 else names) for i, box in enumerate(self.boxes)})
         blank = {self.status: "", self.curves: None, self.log: "", self.card: ""}
+        _reconcile_now_and_then()
         if not access.admin_configured():  # admin actions off (said once, at the top): the jobs, read only
-            return {**out, **blank, self.table: _read_only_jobs()}
+            # ... to the operator's own private server; a public one shows visitors nothing of its jobs
+            return {**out, **blank, self.table: [] if deployment.is_public() else _read_only_jobs()}
         if not access.is_admin(admin_token, access.request_username(request)):
             return {**out, **blank, self.table: [], self.status: "Enter the admin token to see and manage jobs."}
         try:
@@ -297,6 +300,24 @@ class JobsView:
         if key is not None and (seen or {}).get("key") == key:  # nothing new: leave the plot and log as drawn
             return {**out, self.table: table}
         return {**out, self.table: table, **dict(zip((self.status, self.curves, self.log, self.card), _details(job)))}
+
+
+_RECONCILED = {"at": 0.0}
+RECONCILE_EVERY_S = 10.0
+
+
+def _reconcile_now_and_then() -> None:
+    """Every RECONCILE_EVERY_S (the timer ticks every 2 s): a job marked running whose processes are gone
+    (killed, out of memory) is marked failed and the queue moves on, while the app runs, not only when
+    it starts again. Only where jobs were ever run; a store that cannot be opened is said elsewhere."""
+    now = time.monotonic()
+    if now - _RECONCILED["at"] < RECONCILE_EVERY_S or not (catalog.forensics_home() / "jobs.db").is_file():
+        return
+    _RECONCILED["at"] = now
+    try:
+        store().reconcile()
+    except (OSError, sqlite3.Error, ForensicsError):
+        pass
 
 
 def _read_only_jobs() -> list:
@@ -344,16 +365,18 @@ def build(detector_boxes: list) -> None:
                                     "federated: its YAML config)")
             data_zip = gr.File(label="...or upload a zip of an ImageFolder tree", file_types=[".zip"], type="filepath")
             with gr.Row():
-                epochs = gr.Number(4, label="Epochs", precision=0, minimum=1)
+                # No minimum here: Gradio's own refusal ("Value 0 is less than minimum value 1.") names no field;
+                # the job's checks do ("epochs 0 must be a whole number from 1 to 1000").
+                epochs = gr.Number(4, label="Epochs", precision=0)
                 lr = gr.Number(3e-4, label="Learning rate")
-                batch = gr.Number(16, label="Batch size", precision=0, minimum=1)
-                size = gr.Number(224, label="Image size", precision=0, minimum=16)
+                batch = gr.Number(16, label="Batch size", precision=0)
+                size = gr.Number(224, label="Image size", precision=0)
             with gr.Row():
                 sbi = gr.Checkbox(True, label="Self-blended pseudo-fakes")
                 labels = gr.Radio(LABEL_ORDER_CHOICES, value="real fake", label="Label order")
             with gr.Accordion("More", open=False):
                 max_steps = gr.Number(None, label="Stop after this many steps (empty: all)", precision=0)
-                mu = gr.Number(0.01, label="FedProx mu (federated; 0 is FedAvg)", minimum=0)
+                mu = gr.Number(0.01, label="FedProx mu (federated; 0 is FedAvg)")
                 name = gr.Textbox(label="Name of the model it makes (default job<id>-<architecture>)")
             token = gr.Textbox(label="Admin token", type="password")
             submit = gr.Button("Start job", variant="primary")
@@ -365,20 +388,24 @@ def build(detector_boxes: list) -> None:
                 private = gr.Checkbox(True, label="Private repo")
                 push = gr.Button("Push to the Hub")
                 pushed = gr.Markdown()
-        with gr.Column(scale=3):
-            table = gr.Dataframe(headers=TABLE_HEADERS, label="Jobs (click a row)", interactive=False,
-                                 max_height=260)
+        # Without an admin: a private server lists its jobs, read only (nothing to click into); a public one nothing.
+        with gr.Column(scale=3, visible=admin or not deployment.is_public()):
+            table = gr.Dataframe(headers=TABLE_HEADERS, label="Jobs (click a row)" if admin else "Jobs (read only)",
+                                 interactive=False, max_height=260)
             with gr.Row(equal_height=True, visible=admin):
                 job = gr.Number(None, label="Job", precision=0, min_width=80)
                 show, cancel, resume, delete = (gr.Button(text, min_width=80) for text in
                                                 ("Show", "Cancel", "Resume", "Delete"))
-            status = gr.Markdown()
-            curves = gr.Plot(label="Loss and validation metrics")
-            log = gr.Textbox(label="Log", lines=12, max_lines=12, autoscroll=True, interactive=False)
-            card = gr.Markdown()
+            with gr.Column(visible=admin):
+                status = gr.Markdown()
+                curves = gr.Plot(label="Loss and validation metrics")
+                log = gr.Textbox(label="Log", lines=12, max_lines=12, autoscroll=True, interactive=False)
+                card = gr.Markdown()
     view = JobsView(table, status, curves, log, card, [*detector_boxes, base, push_from], gr.State({}))
     settings = [kind, base, model, data, data_zip, epochs, lr, batch, size, sbi, labels, max_steps, name, token, mu]
-    submit.click(submit_job, settings, [message, job, table], api_name="submit_job")
+    # The last submission's line goes first: a refused one (a toast) must not leave "Job 10 queued" under the button.
+    submit.click(lambda: "", None, [message], api_visibility="private", queue=False).then(
+        submit_job, settings, [message, job, table], api_name="submit_job")
     show.click(show_job, [job, token], [status, curves, log, card], api_name="show_job")
     cancel.click(cancel_job, [job, token], [message, table], api_name="cancel_job")
     resume.click(resume_job, [job, token], [message, table], api_name="resume_job")

@@ -55,7 +55,10 @@ def card_text(record: dict, metrics: dict | None) -> str:
     if config.get("sbi") and config.get("ae_swap"):
         lines.append(f"- Of the rest, {config['ae_swap']:g} are autoencoder swaps made here (a shared encoder and one "
                      "decoder per training talking-head person redraw the face).")
-    lines.append(f"- Held out of training entirely (unseen sources): {', '.join(holdout_sources(config)) or 'none'}; "
+    held = holdout_sources(config)
+    if "sources_seen" in record:  # a source the config holds out but the data lacks was never held out of anything
+        held = [h for h in held if h in record["sources_seen"] or h.endswith(", held out")]
+    lines.append(f"- Held out of training entirely (unseen sources): {', '.join(held) or 'none'}; "
                  f"of the other sources {config.get('val_fraction')} of the faces, grouped, for validation.")
     for split, counts in record.get("counts", {}).items():
         lines.append(f"- {split}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))

@@ -114,14 +114,19 @@ def _extract_checked(archive: zipfile.ZipFile, root: Path, limits: ZipLimits) ->
 
 def dataset_root(folder: str | Path) -> Path:
     """The ImageFolder root inside an unpacked upload: a zip of ``faces/real/..., faces/fake/...``
-    holds a single top folder, which is the root; a ``labels.csv`` anywhere on the way wins."""
+    holds a single top folder, which is the root (files beside it that are not images, such as a
+    README, and macOS's ``__MACOSX`` do not count); a ``labels.csv`` anywhere on the way wins."""
+    from forensics.core.labelled import IMAGE_EXTENSIONS
+
     folder = Path(folder)
     while True:
         if (folder / "labels.csv").is_file():
             return folder / "labels.csv"
-        children = [p for p in folder.iterdir() if not p.name.startswith(".")]
-        if len(children) == 1 and children[0].is_dir():
-            folder = children[0]
+        children = [p for p in folder.iterdir() if not p.name.startswith((".", "__MACOSX"))]
+        folders = [p for p in children if p.is_dir()]
+        loose_images = [p for p in children if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+        if len(folders) == 1 and not loose_images:
+            folder = folders[0]
             continue
         return folder
 

@@ -11,6 +11,8 @@ import argparse
 import json
 import time
 
+from forensics.core import JobError
+
 COMMANDS = ("jobs", "push", "pull")
 
 
@@ -43,7 +45,8 @@ def add_parsers(sub) -> None:
     submit.add_argument("--batch-size", type=int, default=16)
     submit.add_argument("--image-size", type=int, default=224)
     submit.add_argument("--sbi", action=argparse.BooleanOptionalAction, default=True)
-    submit.add_argument("--labels", nargs=2, default=["real", "fake"], metavar=("FIRST", "SECOND"))
+    submit.add_argument("--labels", nargs="+", default=["real", "fake"], metavar="LABEL",
+                        help="the label order: real fake (the default), fake real, or real manipulated synthetic")
     submit.add_argument("--max-steps", type=int)
     submit.add_argument("--name", help="name of the model it publishes (default job<id>-<model>)")
     submit.add_argument("--wait", action="store_true", help="wait for it to end; exit 0 only if it finished")
@@ -87,6 +90,9 @@ def run(args) -> int:
             print(f"No jobs in {store.home}: `python -m forensics jobs submit ...` queues one.")
         return 0
     if args.action == "submit":
+        ours = [a for a in args.training_args if a in ("--wait", "--name", "--base", "--data")]
+        if ours:  # argparse.REMAINDER takes them too: they would reach `python -m training`, which refuses them
+            raise JobError(f"{ours[0]} must come before --training-args, which passes on everything after it")
         data = args.data
         if data.lower().endswith(".zip"):
             data = str(store.unpack_dataset(data))
@@ -124,7 +130,7 @@ def run(args) -> int:
         return 0
     if args.action == "resume":
         job = store.resume(args.job)
-        print(f"job {job.id} {job.status}: {' '.join(job.command[-1:])}")
+        print(f"job {job.id} {job.status} (continues from its last checkpoint)")
         return 0
     if args.action == "delete":
         store.delete(args.job)

@@ -19,8 +19,13 @@ def last_progress_bar(text: str) -> tuple[str, int, int] | None:
     return m.group("desc").strip(), int(m.group("done")), int(m.group("total"))
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # terminal colours and cursor moves (Ray's and Flower's logs)
+
+
 def clean_log(text: str, lines: int = 200) -> str:
-    """A log as a person reads it: each line as tqdm last redrew it, the last ``lines`` lines."""
+    """A log as a person reads it: each line as tqdm last redrew it, without terminal colour codes,
+    the last ``lines`` lines."""
+    text = _ANSI.sub("", text)
     out = [line.rsplit("\r", 1)[-1] if "\r" in line.rstrip("\r") else line.rstrip("\r")
            for line in text.split("\n")]
     return "\n".join(out[-lines:]).strip("\n")

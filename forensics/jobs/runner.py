@@ -79,7 +79,15 @@ def _outcome(store: JobStore, job: Job, returncode: int) -> dict:
         return {"status": "finished", "model_dir": str(model_dir), "metrics": best_epoch_metrics(record)}
     metrics_path = _evaluation_metrics_path(job)
     metrics = json.loads(metrics_path.read_text())
-    return {"status": "finished", "metrics": {**metrics.get("summary", {}), "metrics_json": str(metrics_path)}}
+    # The job keeps its own copy: a later evaluation of the same model rewrites the one beside the model, and
+    # this job's record must still point at the figures it reports.
+    own = Path(job.run_dir) / "metrics.json"
+    if own.resolve() != metrics_path.resolve():
+        write_atomic(own, metrics)
+    figures = {**metrics.get("summary", {}), "metrics_json": str(own)}
+    if own.resolve() != metrics_path.resolve():
+        figures["model_metrics_json"] = str(metrics_path)  # the model's card reads this one: its latest evaluation
+    return {"status": "finished", "metrics": figures}
 
 
 def publish_model(store: JobStore, job: Job) -> Path:

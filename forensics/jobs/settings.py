@@ -53,19 +53,65 @@ def labels_problem(found, labels, sbi: bool) -> str | None:
     return None
 
 
-def data_problem(data: str | Path, labels, sbi: bool) -> str | None:
-    """Why the images of ``data`` (a labels CSV or an ImageFolder tree) cannot train a job with the
-    label order ``labels`` (None: they can), read from the listing alone, before any face is cropped:
-    no image at all, a label the order lacks, or a single label with no self-blended fakes to add."""
+# The most images whose headers are read at submission (evenly spaced over the listing): enough to catch a zip
+# of non-images or a broken export in well under a second per thousand, without reading a large set whole.
+MAX_IMAGES_CHECKED = 5000
+
+
+def listing_problem(data: str | Path) -> tuple[str | None, list]:
+    """(why the images of ``data``, a labels CSV or an ImageFolder tree, cannot be used at all, its
+    samples): not a labels CSV, no image listed, rows naming files that are not there, or files that
+    are not readable images (their headers read, at most MAX_IMAGES_CHECKED of them)."""
     path = Path(data)
     try:
         samples = read_labels_csv(path) if path.is_file() else image_folder(path)
     except (KeyError, AttributeError, UnicodeDecodeError, csv.Error):
-        return f"data {path.name}: not a labels CSV (a header with path and label, and both on every row)"
+        return f"data {path.name}: not a labels CSV (a header with path and label, and both on every row)", []
+    if not samples:
+        where = ("no row names an image" if path.is_file() else
+                 "no image in a folder named for its label (real/, fake/, ...) below it")
+        return f"data {path.name}: {where}", []
+    root = path.parent if path.is_file() else path
+
+    def shown(sample) -> str:
+        try:
+            return str(Path(sample.path).relative_to(root))
+        except ValueError:
+            return sample.path
+
+    missing = [s for s in samples if not Path(s.path).is_file()]
+    if missing:
+        return (f"data {path.name}: {len(missing)} of {len(samples)} rows name files that are not there "
+                f"(the first: {shown(missing[0])})"), samples
+    step = max(1, len(samples) // MAX_IMAGES_CHECKED)
+    checked = samples[::step][:MAX_IMAGES_CHECKED]
+    unreadable = [s for s in checked if not _readable_image(s.path)]
+    if unreadable:
+        return (f"data {path.name}: {len(unreadable)} of {len(checked)} images checked are not readable images "
+                f"(the first: {shown(unreadable[0])})"), samples
+    return None, samples
+
+
+def _readable_image(path: str) -> bool:
+    """Whether the file's header is an image's (PIL reads the header only; no pixels are decoded)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.size[0] > 0 and image.size[1] > 0
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+        return False
+
+
+def data_problem(data: str | Path, labels, sbi: bool) -> str | None:
+    """Why the images of ``data`` (a labels CSV or an ImageFolder tree) cannot train a job with the
+    label order ``labels`` (None: they can), read from the listing alone, before any face is cropped:
+    what :func:`listing_problem` finds, a label the order lacks, or a single label with no
+    self-blended fakes to add."""
+    problem, samples = listing_problem(data)
+    if problem:
+        return problem
     found = {s.label for s in samples}
-    if not found:
-        where = "no row names an image" if path.is_file() else "no <label>/ folder below it holds an image"
-        return f"data {path.name}: {where}"
     problem = labels_problem(found, labels, sbi)
     if problem:
         return problem
@@ -158,6 +204,10 @@ def validate(settings: JobSettings) -> JobSettings:
     # cropped); a config given in the extra options may map labels, so it decides for itself.
     if s.kind in ("train", "finetune", "distill") and "--config" not in s.extra:
         problem = data_problem(s.data, s.labels, s.sbi)
+        if problem:
+            raise JobError(problem)
+    elif s.kind == "evaluate":  # the images themselves (the labels are the evaluation's to read)
+        problem, _ = listing_problem(s.data)
         if problem:
             raise JobError(problem)
     return s

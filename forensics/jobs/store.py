@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from forensics import catalog
-from forensics.core import JobError, read_json, sha256_file
+from forensics.core import ForensicsError, JobError, read_json, sha256_file
 from forensics.jobs.logs import clean_log, last_progress_bar, tail
 from forensics.jobs.settings import (
     TRAINING_KINDS,
@@ -216,13 +216,31 @@ class JobStore:
 
     # -- actions ----------------------------------------------------------------------------------
     def submit(self, settings: JobSettings, start: bool = True) -> Job:
-        """Validate, queue, and (with ``start``) start it when a slot is free."""
+        """Validate, queue, and (with ``start``) start it when a slot is free. A refused job whose data is
+        an uploaded zip no job uses leaves nothing of it behind."""
+        try:
+            return self._submit(settings, start)
+        except ForensicsError:
+            self._forget_unused_upload(settings.data)
+            raise
+
+    def _forget_unused_upload(self, data: str | None) -> None:
+        """Remove the unpacked upload holding ``data`` (``uploads/<sha>``) unless a job's data lies in it."""
+        if not data or not inside_folder(Path(data), self.uploads_dir):
+            return
+        folder = self.uploads_dir / Path(data).resolve().relative_to(self.uploads_dir.resolve()).parts[0]
+        if not any(inside_folder(Path(job.settings.get("data") or "/"), folder) for job in self.list()):
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _submit(self, settings: JobSettings, start: bool) -> Job:
         settings = validate(settings)
         # The slow parts (a Hub download, the architecture table) happen before the write lock.
         base = resolve_detector_folder(settings.base) if settings.kind not in ("train", "federated") else None
         model = model_choice_for(base) if settings.kind == "finetune" else settings.model
         if settings.kind == "finetune":
             check_finetune_size(base, model, settings.image_size)
+        if settings.name and settings.kind in TRAINING_KINDS:
+            self._check_name_free(settings.name)
         cache = str(self.home / "cache" / _data_key(settings.data))
         with self._transaction() as db:
             cursor = db.execute(
@@ -239,6 +257,14 @@ class JobStore:
         if start:
             self.dispatch()
         return self.get(job_id)
+
+    def _check_name_free(self, name: str) -> None:
+        """A model's name must be its own: a detector (bundled or published) or a job that will publish one
+        under it would otherwise leave the new model under another name, or be chosen in its place."""
+        if publish_name(self.models_dir, name) != name:
+            raise JobError(f"name {name!r} is taken by a detector already: choose another")
+        if any(job.name == name and job.kind in TRAINING_KINDS for job in self.list(["queued", "running"])):
+            raise JobError(f"name {name!r} is taken by a job that will publish a model under it: choose another")
 
     def dispatch(self) -> list[int]:
         """Start queued jobs while fewer than ``max_jobs()`` run (oldest first, one per cache)."""
@@ -320,7 +346,7 @@ class JobStore:
             job = self.get(job_id)
             stop_orphan(job.pid, job.child_pid)
             self.update(job_id, where_status="running", status="failed", finished_at=now,
-                        error="interrupted: its process is gone (the app or the machine stopped while it ran); "
+                        error="interrupted: its process is gone (killed, or the app or the machine stopped while it ran); "
                               "resume continues from its last checkpoint")
         if lost or self.list(["queued"]):
             self.dispatch()
@@ -387,11 +413,16 @@ class JobStore:
 # -- helpers -----------------------------------------------------------------------------------------
 
 
-def _job_id(value: int | str) -> int:
+def _job_id(value: int | str | None) -> int:
+    if value is None or str(value).strip() in ("", "0"):
+        raise JobError("no job chosen: click a row of the jobs table, or give a job's id")
     try:
-        return int(str(value).strip().lstrip("#"))
+        number = float(str(value).strip().lstrip("#"))
     except (TypeError, ValueError):
         raise JobError(f"{value!r} is not a job id") from None
+    if number != int(number) or number < 1:
+        raise JobError(f"{value!r} is not a job id")
+    return int(number)
 
 
 def _default_name(settings: JobSettings, job_id: int) -> str:

@@ -1,13 +1,15 @@
 """Soak the served app: many analyses from concurrent clients, and the server's memory over time.
 
-    nice -n 10 .venv/bin/python bench/soak.py [--requests 200] [--clients 8] [--out docs/soak]
+    nice -n 10 .venv/bin/python bench/soak.py [--requests 200] [--clients 8] [--idle 45] [--out docs/soak]
 
 Starts ``app.py`` on a free loopback port in public mode (as a Space runs it; or pass ``--url`` and
 ``--pid`` of a running server), then sends ``--requests`` analyses through ``gradio_client`` from
 ``--clients`` threads: images and videos from ``../shared/data`` (the bundled examples without it)
 and bad files among them (text named .jpg, a truncated JPEG, an empty PNG, random bytes named .mp4).
 Each client starts a new session (a new visitor) every ``--session-every`` requests. The server's
-resident memory (RSS) is sampled every half second. A bad file must get a one-line error; any other
+resident memory (RSS) is sampled every half second, and for ``--idle`` seconds after the last
+answer, so that what the server keeps with nothing to do (after its idle trim) is measured apart
+from what it holds while busy. A bad file must get a one-line error; any other
 error, a multi-line message or a good file refused counts as unexpected.
 
 Writes ``soak.json`` (every request, every sample, the summary) and ``soak.html`` (a Plotly chart
@@ -176,7 +178,7 @@ def _one(client, kind: str, path: Path, frames: int, methods: list[str] | None) 
 
 
 def run_soak(url: str, pid: int, jobs: list[tuple[str, Path]], clients: int = 8, frames: int = 8,
-             session_every: int = 5, methods: list[str] | None = None, log=print) -> dict:
+             session_every: int = 5, methods: list[str] | None = None, log=print, idle_s: float = 0.0) -> dict:
     """Send ``jobs`` from ``clients`` threads (a new session every ``session_every`` requests each)
     and sample the server's RSS throughout; returns the requests, the samples and a summary."""
     records: list[dict] = []
@@ -203,8 +205,16 @@ def run_soak(url: str, pid: int, jobs: list[tuple[str, Path]], clients: int = 8,
 
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(worker, range(clients)))
+    busy = len(sampler.samples)
+    if idle_s > 0:  # no request: the server's idle trim (forensics.held.IdleTrim, after 30 s) hands memory back
+        log(f"idle for {idle_s:.0f} s")
+        time.sleep(idle_s)
     sampler.stop()
-    return {"requests": records, "samples": sampler.samples, "summary": summarise(records, sampler.samples)}
+    summary = summarise(records, sampler.samples[:busy] or sampler.samples)
+    if idle_s > 0 and sampler.samples:
+        summary["idle_s"] = idle_s
+        summary["rss_after_idle_mb"] = sampler.samples[-1][1]  # what the server keeps with nothing to do
+    return {"requests": records, "samples": sampler.samples, "summary": summary}
 
 
 def summarise(records: list[dict], samples: list[tuple[float, float, int]]) -> dict:
@@ -268,6 +278,8 @@ def main() -> int:
     parser.add_argument("--url", default=None, help="a running server (default: start app.py in public mode)")
     parser.add_argument("--pid", type=int, default=None, help="the running server's process id (with --url)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "soak"))
+    parser.add_argument("--idle", type=float, default=45.0,
+                        help="seconds of sampling with no request after the last answer (past the 30 s idle trim)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="soak-"))
     proc = None
@@ -285,7 +297,7 @@ def main() -> int:
         jobs = schedule(args.requests, images, videos, make_bad_files(work / "bad"))
         print(f"soak: {len(jobs)} requests from {args.clients} clients to {url} (server pid {pid})", flush=True)
         report = run_soak(url, pid, jobs, args.clients, args.frames, args.session_every,
-                          log=lambda text: print(text, flush=True))
+                          log=lambda text: print(text, flush=True), idle_s=args.idle)
         report["settings"] = {"clients": args.clients, "frames": args.frames, "session_every": args.session_every,
                               "server": "started by soak.py, public mode" if proc else url, "cpus": os.cpu_count()}
         if proc is not None:

@@ -748,7 +748,8 @@ def test_a_strongly_compressed_video_carries_a_caution_with_the_detectors_own_fi
     from forensics.render.report import report_html
 
     page = report_html(hard)
-    assert f"h264, {hard.media.bits_per_pixel:.4f} bits per pixel per frame" in page and "strongly compressed" in page
+    assert f"H.264 (FourCC h264), {hard.media.bits_per_pixel:.4f} bits per pixel per frame" in page
+    assert "strongly compressed" in page
     # The rule itself: codecs it is measured for, the bound, and a detector without the figures.
     assert video_compression_caution("hevc", 0.001, None) == ""  # more efficient codecs: not judged
     assert video_compression_caution("h264", 0.02, None) == ""
